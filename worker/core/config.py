@@ -1,0 +1,353 @@
+"""Community configuration (DESIGN §1, §5): the validated YAML form and its prepared form.
+
+`*Spec` models are what an operator writes (YAML, admin commands, database rows); they
+validate every format of §1 and report one clear line per problem, never echoing a
+secret. `Community` is the prepared, immutable form the pure pipeline reads: keys parsed,
+regexes compiled with RE2, mappings split — once per load, not per event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Protocol, TypeVar
+
+import re2
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from worker.core.contracts import (
+    COMMUNITY_ID_PATTERN,
+    GROUP_LIST_FIELDS,
+    GROUP_SCALAR_FIELDS,
+    MAX_EXTRA_KEY_CHARS,
+    Mode,
+)
+from worker.core.keys import (
+    JwtKey,
+    check_hmac_secret,
+    check_kid,
+    hmac_key,
+    load_rsa_public_key,
+    rsa_key,
+)
+
+FIELD_KEY_PATTERN = r"^[a-z0-9_]{1,64}$"
+DEFAULT_MIN_VALIDITY_SECONDS = 3600
+DEFAULT_LEEWAY_SECONDS = 10
+MAX_MIN_VALIDITY_SECONDS = 366 * 86400
+MAX_LEEWAY_SECONDS = 3600
+MAX_LABEL_CHARS = 255
+MAX_REGEX_CHARS = 1024
+
+_FIELD_KEY = re.compile(FIELD_KEY_PATTERN)
+SpecT = TypeVar("SpecT", bound=BaseModel)
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # our one-line error replaces RE2's own stderr noise
+
+
+class ConfigError(ValueError):
+    """One or more configuration problems, each a line naming where and what."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def compile_regex(pattern: str) -> Any:
+    """RE2 only: linear-time matching whatever the pattern (M4)."""
+    if len(pattern) > MAX_REGEX_CHARS:
+        raise ValueError(f"regex is longer than {MAX_REGEX_CHARS} characters")
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        why = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValueError(f"regex is not valid RE2 syntax: {why}") from None
+
+
+def check_mapping_source(source: str) -> str:
+    if source == "uuid":
+        return source
+    prefix, dot, key = source.partition(".")
+    if prefix == "extra_values" and dot and 1 <= len(key) <= MAX_EXTRA_KEY_CHARS:
+        return source
+    raise ValueError("from must be 'uuid' or 'extra_values.<key>' (key 1-64 characters)")
+
+
+def check_mapping_target(target: str) -> str:
+    prefix, dot, name = target.partition(".")
+    if prefix == "identity_group" and name in GROUP_SCALAR_FIELDS + GROUP_LIST_FIELDS:
+        return target
+    if prefix == "custom_fields" and dot and _FIELD_KEY.fullmatch(name):
+        return target
+    fields = ", ".join(GROUP_SCALAR_FIELDS + GROUP_LIST_FIELDS)
+    raise ValueError(f"to must be 'identity_group.<{fields}>' or 'custom_fields.<key>'")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class JwtKeySpec(_Spec):
+    kid: Annotated[str, Field(strict=True)]
+    hmac_secret: SecretStr | None = None
+    rsa_public_key: Annotated[str, Field(strict=True)] | None = None
+
+    _check_kid = field_validator("kid")(check_kid)
+
+    @field_validator("hmac_secret", mode="before")
+    @classmethod
+    def _secret_is_text(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("hmac_secret must be a quoted string of 24 characters 0-9a-f")
+        return value
+
+    @field_validator("hmac_secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_hmac_secret(value.get_secret_value())
+        return value
+
+    @field_validator("rsa_public_key")
+    @classmethod
+    def _check_rsa(cls, value: str | None) -> str | None:
+        if value is not None:
+            load_rsa_public_key(value)
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one_key(self) -> JwtKeySpec:
+        if (self.hmac_secret is None) == (self.rsa_public_key is None):
+            raise ValueError("give exactly one of hmac_secret (HS256) or rsa_public_key (RS256)")
+        return self
+
+    @property
+    def alg(self) -> Literal["HS256", "RS256"]:
+        return "HS256" if self.hmac_secret is not None else "RS256"
+
+    def prepare(self) -> JwtKey:
+        if self.hmac_secret is not None:
+            return hmac_key(self.kid, self.hmac_secret.get_secret_value())
+        assert self.rsa_public_key is not None
+        return rsa_key(self.kid, self.rsa_public_key)
+
+
+class CustomFieldSpec(_Spec):
+    key: Annotated[str, Field(strict=True, pattern=FIELD_KEY_PATTERN)]
+    label: Annotated[str, Field(strict=True, min_length=1, max_length=MAX_LABEL_CHARS)]
+    regex: Annotated[str, Field(strict=True)] | None = None
+
+    @field_validator("regex")
+    @classmethod
+    def _check_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_regex(value)
+        return value
+
+
+class MappingSpec(_Spec):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: Annotated[str, Field(strict=True, alias="from")]
+    to: Annotated[str, Field(strict=True)]
+
+    _check_from = field_validator("from_")(check_mapping_source)
+    _check_to = field_validator("to")(check_mapping_target)
+
+
+class CommunitySpec(_Spec):
+    id: Annotated[str, Field(strict=True, pattern=COMMUNITY_ID_PATTERN)]
+    signed_identities: Mode = Mode.REQUIRE
+    min_validity_seconds: Annotated[int, Field(strict=True, ge=0, le=MAX_MIN_VALIDITY_SECONDS)] = (
+        DEFAULT_MIN_VALIDITY_SECONDS
+    )
+    leeway_seconds: Annotated[int, Field(strict=True, ge=0, le=MAX_LEEWAY_SECONDS)] = (
+        DEFAULT_LEEWAY_SECONDS
+    )
+    jwt_keys: list[JwtKeySpec] = Field(default_factory=list)
+    custom_fields: list[CustomFieldSpec] = Field(default_factory=list)
+    mappings: list[MappingSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CommunitySpec:
+        problems = _duplicates("jwt_keys kid", (k.kid for k in self.jwt_keys))
+        problems += _duplicates("custom_fields key", (f.key for f in self.custom_fields))
+        declared = {f.key for f in self.custom_fields}
+        for index, mapping in enumerate(self.mappings):
+            prefix, _, name = mapping.to.partition(".")
+            if prefix == "custom_fields" and name not in declared:
+                problems.append(
+                    f"mappings[{index}].to names custom field {name!r}, which is not declared"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class ConfigSpec(_Spec):
+    communities: list[CommunitySpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> ConfigSpec:
+        problems = _duplicates("community id", (c.id for c in self.communities))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _duplicates(what: str, values: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    problems = []
+    for value in values:
+        if value in seen:
+            problems.append(f"duplicate {what} {value!r}")
+        seen.add(value)
+    return problems
+
+
+# ---------------------------------------------------------------- the prepared form
+
+
+@dataclass(frozen=True, slots=True)
+class CustomField:
+    key: str
+    label: str
+    regex: str | None
+    pattern: Any = field(repr=False, compare=False)
+
+    def accepts(self, value: str) -> bool:
+        return self.pattern is None or self.pattern.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldMapping:
+    source: str  # "uuid" or "extra_values.<key>"
+    target: str  # "identity_group.<field>" or "custom_fields.<key>"
+    extra_key: str | None  # the extra value read, None for uuid
+    target_kind: Literal["identity_group", "custom_fields"]
+    target_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Community:
+    id: str
+    mode: Mode
+    min_validity_seconds: int
+    leeway_seconds: int
+    keys: Mapping[str, JwtKey]
+    custom_fields: Mapping[str, CustomField]
+    mappings: tuple[FieldMapping, ...]
+    #: Changes whenever the set of keys changes; verified-token cache entries carry it (C4).
+    keys_version: str
+
+    @classmethod
+    def from_spec(cls, spec: CommunitySpec) -> Community:
+        keys = {k.kid: k.prepare() for k in spec.jwt_keys}
+        fields = {
+            f.key: CustomField(f.key, f.label, f.regex, compile_regex(f.regex) if f.regex else None)
+            for f in spec.custom_fields
+        }
+        mappings = tuple(_prepare_mapping(m) for m in spec.mappings)
+        version = hashlib.sha256(
+            "\n".join(
+                f"{k.kid}:{k.alg}:{k.digest}" for k in sorted(keys.values(), key=lambda k: k.kid)
+            ).encode()
+        ).hexdigest()
+        return cls(
+            spec.id,
+            spec.signed_identities,
+            spec.min_validity_seconds,
+            spec.leeway_seconds,
+            keys,
+            fields,
+            mappings,
+            version,
+        )
+
+
+def _prepare_mapping(spec: MappingSpec) -> FieldMapping:
+    extra_key = None if spec.from_ == "uuid" else spec.from_.partition(".")[2]
+    kind, _, name = spec.to.partition(".")
+    assert kind in ("identity_group", "custom_fields")
+    return FieldMapping(spec.from_, spec.to, extra_key, kind, name)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- loading
+
+
+def format_validation_error(error: ValidationError) -> list[str]:
+    """One line per problem: where, then what. Never the offending value (it may be a secret)."""
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        where = "".join(
+            f"[{part}]" if isinstance(part, int) else (f".{part}" if i else str(part))
+            for i, part in enumerate(item["loc"])
+        )
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if where else message)
+    return lines
+
+
+def validate_spec(model: type[SpecT], data: Any) -> SpecT:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def parse_yaml(text: str) -> ConfigSpec:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError([f"{where}{problem}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["the file must hold a mapping with a 'communities' list"])
+    return validate_spec(ConfigSpec, data)
+
+
+def prepare(spec: ConfigSpec) -> dict[str, Community]:
+    return {c.id: Community.from_spec(c) for c in spec.communities}
+
+
+def load_config_file(path: str) -> dict[str, Community]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path} is not UTF-8 text"]) from None
+    return prepare(parse_yaml(text))
+
+
+# ---------------------------------------------------------------- what the pipeline reads
+
+
+class ConfigUnavailable(Exception):
+    """The community is not cached and the store cannot be reached: not a verdict (V2, K8, C3)."""
+
+
+class CommunityLookup(Protocol):
+    """Where the pipeline finds a community: a dict for offline use, the store cache in `run`.
+
+    Returns None only when the community certainly does not exist; raises ConfigUnavailable
+    when that cannot be known now.
+    """
+
+    def get(self, community_id: str, /) -> Community | None: ...

@@ -1,0 +1,270 @@
+"""The records of DESIGN §2 as pydantic models, and the closed sets of reasons and actions.
+
+The hot path builds plain dicts for speed; these models are the contract those dicts are
+checked against (tests validate every output) and the source of the JSON Schemas in
+`schemas/`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+)
+
+
+class Reason(StrEnum):
+    """Every rejection reason of DESIGN §2.3, one member each; the rule that yields it."""
+
+    MALFORMED_EVENT = "malformed_event"  # V1
+    UNKNOWN_COMMUNITY = "unknown_community"  # V2
+    SIGNATURE_REQUIRED = "signature_required"  # V3
+    SIGNED_IDENTITY_REJECTED = "signed_identity_rejected"  # V3
+    MALFORMED_TOKEN = "malformed_token"  # V4
+    INVALID_HEADER = "invalid_header"  # V5
+    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"  # V5
+    MISSING_KID = "missing_kid"  # V5
+    UNKNOWN_KID = "unknown_kid"  # V6
+    ALGORITHM_KEY_MISMATCH = "algorithm_key_mismatch"  # V6
+    INVALID_SIGNATURE = "invalid_signature"  # V7
+    MISSING_EXP = "missing_exp"  # V8
+    INVALID_EXP = "invalid_exp"  # V8
+    TOKEN_EXPIRED = "token_expired"  # V9
+    EXPIRY_TOO_SOON = "expiry_too_soon"  # V9
+    TOKEN_NOT_YET_VALID = "token_not_yet_valid"  # V10
+    MISSING_UUID = "missing_uuid"  # V11
+    INVALID_CLAIMS = "invalid_claims"  # V10, V12
+
+
+class Action(StrEnum):
+    """What the chat does with a rejected identity (DESIGN §2.3)."""
+
+    BLOCK = "block"
+    ANONYMOUS = "anonymous"
+
+
+class Outcome(StrEnum):
+    ENRICHED = "enriched"
+    REJECTED = "rejected"
+    DEAD_LETTER = "dead_letter"
+
+
+class Mode(StrEnum):
+    """A community's `signed_identities` setting (V3)."""
+
+    REQUIRE = "require"
+    REJECT = "reject"
+
+
+class SkipReason(StrEnum):
+    SOURCE_MISSING = "source_missing"  # M3
+    REGEX_MISMATCH = "regex_mismatch"  # M4
+
+
+IDENTITY_FIELDS: tuple[str, ...] = (
+    "uuid",
+    "screenname",
+    "firstname",
+    "lastname",
+    "company",
+    "email",
+    "avatar_url",
+)
+GROUP_SCALAR_FIELDS: tuple[str, ...] = ("firstname", "lastname", "gender", "company", "notes")
+GROUP_LIST_FIELDS: tuple[str, ...] = ("emails", "home_phones", "mobile_phones")
+
+MAX_IDENTITY_FIELD_CHARS = 1024
+MAX_EXTRA_VALUES = 100
+MAX_EXTRA_KEY_CHARS = 64
+MAX_UUID_CHARS = 255
+COMMUNITY_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+_RFC3339 = re.compile(RFC3339_PATTERN)
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """RFC 3339 with an offset, nothing looser (no bare dates, no naive times, no numbers)."""
+    if not _RFC3339.fullmatch(text):
+        raise ValueError("must be an RFC 3339 time with an offset, e.g. 2026-11-24T10:00:00Z")
+    head, _, rest = text.partition(".")
+    if rest:  # Python keeps microseconds only; drop finer digits rather than fail.
+        digits = re.match(r"[0-9]+", rest)
+        assert digits is not None
+        frac = digits.group(0)
+        text = f"{head}.{frac[:6].ljust(6, '0')}{rest[len(frac) :]}"
+    return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+
+
+def format_time(ts: float) -> str:
+    """Output times are RFC 3339 UTC strings (DESIGN §2)."""
+    moment = datetime.fromtimestamp(ts, UTC)
+    if moment.microsecond:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rfc3339(text: str) -> str:
+    parse_rfc3339(text)
+    return text
+
+
+IdentityText = Annotated[str, Field(max_length=MAX_IDENTITY_FIELD_CHARS, strict=True)]
+ExtraValue = StrictBool | StrictInt | StrictFloat | IdentityText
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- 2.1 raw identity event
+
+
+class RawIdentity(BaseModel):
+    """The unsigned `identity` object, or the identity claims of a signed payload (V12)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    uuid: IdentityText | None = None
+    screenname: IdentityText | None = None
+    firstname: IdentityText | None = None
+    lastname: IdentityText | None = None
+    company: IdentityText | None = None
+    email: IdentityText | None = None
+    avatar_url: IdentityText | None = None
+    extra_values: (
+        Annotated[
+            dict[
+                Annotated[str, Field(min_length=1, max_length=MAX_EXTRA_KEY_CHARS)],
+                ExtraValue | None,
+            ],
+            Field(max_length=MAX_EXTRA_VALUES),
+        ]
+        | None
+    ) = None
+
+
+class RawEvent(BaseModel):
+    """Envelope of topic `identity.raw` (V1). Unknown top-level fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: Annotated[str, Field(min_length=1, max_length=128, strict=True)]
+    community_id: Annotated[str, Field(pattern=COMMUNITY_ID_PATTERN, strict=True)]
+    received_at: Annotated[str, Field(strict=True), AfterValidator(_rfc3339)] = Field(
+        json_schema_extra={"pattern": RFC3339_PATTERN}
+    )
+    identity: dict[str, Any] | None = None
+    signed_identity: Annotated[str, Field(strict=True)] | None = None
+    gateway: dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------- outputs
+
+
+class Source(_Contract):
+    topic: str
+    partition: int
+    offset: int
+
+
+class Verification(_Contract):
+    alg: Literal["HS256", "RS256"]
+    kid: str
+    expires_at: str
+
+
+class EnrichedIdentityView(_Contract):
+    """The identity as published: strings only; extra values carried as text."""
+
+    uuid: str | None = None
+    screenname: str | None = None
+    firstname: str | None = None
+    lastname: str | None = None
+    company: str | None = None
+    email: str | None = None
+    avatar_url: str | None = None
+    extra_values: dict[str, str] = Field(default_factory=dict)
+
+
+class IdentityGroup(_Contract):
+    firstname: str | None = None
+    lastname: str | None = None
+    gender: str | None = None
+    company: str | None = None
+    notes: str | None = None
+    emails: list[str]
+    home_phones: list[str]
+    mobile_phones: list[str]
+
+
+class SkippedMapping(_Contract):
+    from_: str = Field(alias="from")
+    to: str
+    reason: SkipReason
+
+
+class EnrichedIdentity(_Contract):
+    """Topic `identity.enriched` (DESIGN §2.2)."""
+
+    outcome: Literal["enriched"]
+    event_id: str
+    community_id: str
+    received_at: str
+    processed_at: str
+    signed: bool
+    verification: Verification | None
+    identity: EnrichedIdentityView
+    identity_group: IdentityGroup
+    custom_fields: dict[str, str]
+    mapping_skipped: list[SkippedMapping]
+    source: Source | None
+
+
+class Rejection(_Contract):
+    """Topic `identity.rejected` (DESIGN §2.3)."""
+
+    outcome: Literal["rejected"]
+    event_id: str | None
+    community_id: str | None
+    reason: Reason
+    detail: str
+    action: Action
+    received_at: str | None
+    processed_at: str
+    raw: str | None
+    raw_encoding: Literal["utf-8", "base64"] | None
+    source: Source | None
+
+
+class DeadLetter(_Contract):
+    """Topic `identity.dlq` (DESIGN §2.4): a processing bug, after bounded attempts."""
+
+    outcome: Literal["dead_letter"]
+    event_id: str | None
+    community_id: str | None
+    error_type: str
+    error_message: str
+    traceback: list[str]
+    attempts: int
+    processed_at: str
+    raw: str | None
+    raw_encoding: Literal["utf-8", "base64"] | None
+    source: Source | None
+
+
+CONTRACT_MODELS: dict[str, type[BaseModel]] = {
+    "raw_event": RawEvent,
+    "enriched_identity": EnrichedIdentity,
+    "rejection": Rejection,
+    "dead_letter": DeadLetter,
+}

@@ -1,0 +1,130 @@
+"""JWT keys: the one registry of algorithms per key kind, and key preparation (V6, V7).
+
+Keys are parsed and prepared once per configuration load, never per event. Verification
+uses PyJWT's algorithm objects directly, each restricted to its one algorithm; they carry
+no warning machinery (PyJWT warns about 24-byte HMAC keys only in `api_jws`, which the
+per-event path never calls).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from jwt.algorithms import Algorithm, HMACAlgorithm, RSAAlgorithm
+
+AlgName = Literal["HS256", "RS256"]
+KeyKind = Literal["hmac_secret", "rsa_public_key"]
+
+#: The registry: which algorithm each kind of key verifies, and nothing else (V5, V6).
+ALGORITHM_BY_KIND: Final[dict[KeyKind, AlgName]] = {
+    "hmac_secret": "HS256",
+    "rsa_public_key": "RS256",
+}
+VERIFIERS: Final[dict[AlgName, Algorithm]] = {
+    "HS256": HMACAlgorithm(HMACAlgorithm.SHA256),
+    "RS256": RSAAlgorithm(RSAAlgorithm.SHA256),
+}
+
+KID_PATTERN: Final = r"^[a-z0-9_]+$"
+KID_MAX_CHARS: Final = 64
+HMAC_SECRET_PATTERN: Final = r"^[0-9a-f]{24}$"
+RSA_MIN_BITS: Final = 2048
+
+_KID = re.compile(KID_PATTERN)
+_HMAC_SECRET = re.compile(HMAC_SECRET_PATTERN)
+_PUBLIC_PEM_HEADERS = ("-----BEGIN PUBLIC KEY-----", "-----BEGIN RSA PUBLIC KEY-----")
+
+
+class InvalidKey(ValueError):
+    """A key that cannot be accepted. The message never contains the key material."""
+
+
+def is_valid_kid(kid: object) -> bool:
+    return isinstance(kid, str) and len(kid) <= KID_MAX_CHARS and _KID.fullmatch(kid) is not None
+
+
+def check_kid(kid: str) -> str:
+    if not is_valid_kid(kid):
+        raise InvalidKey(f"kid must match {KID_PATTERN} and be at most {KID_MAX_CHARS} characters")
+    return kid
+
+
+def check_hmac_secret(secret: str) -> bytes:
+    """The HMAC key is the 24 ASCII characters themselves, not the bytes they spell in hex."""
+    if not _HMAC_SECRET.fullmatch(secret):
+        raise InvalidKey(
+            f"hmac_secret must be exactly 24 characters of 0-9a-f (got {len(secret)} characters)"
+        )
+    return secret.encode("ascii")
+
+
+def load_rsa_public_key(pem: str) -> RSAPublicKey:
+    """Accept only an RSA public key in PEM (SPKI or PKCS#1) of at least 2048 bits."""
+    text = pem.strip()
+    if "PRIVATE KEY" in text:
+        raise InvalidKey(
+            "rsa_public_key is a private key; give the public key only (it is refused, never stored)"
+        )
+    if not text.startswith(_PUBLIC_PEM_HEADERS):
+        raise InvalidKey(
+            "rsa_public_key must be PEM starting with BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY"
+        )
+    try:
+        key = serialization.load_pem_public_key(text.encode("ascii"))
+    except (ValueError, TypeError, UnicodeError):
+        raise InvalidKey("rsa_public_key is not a readable PEM public key") from None
+    if not isinstance(key, RSAPublicKey):
+        raise InvalidKey("rsa_public_key is not an RSA key")
+    if key.key_size < RSA_MIN_BITS:
+        raise InvalidKey(
+            f"rsa_public_key has {key.key_size} bits; at least {RSA_MIN_BITS} required"
+        )
+    return key
+
+
+def _digest(material: bytes) -> str:
+    return hashlib.sha256(material).hexdigest()
+
+
+def fingerprint_of(material: bytes) -> str:
+    """What operators see instead of a key: never enough to recover a secret."""
+    return "sha256:" + _digest(material)[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class JwtKey:
+    """A prepared verification key. Its repr never shows the key."""
+
+    kid: str
+    alg: AlgName
+    verifier: Algorithm = field(repr=False, compare=False)
+    prepared: Any = field(repr=False, compare=False)
+    digest: str = field(repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        return "sha256:" + self.digest[:16]
+
+    def verifies(self, signing_input: bytes, signature: bytes) -> bool:
+        return bool(self.verifier.verify(signing_input, self.prepared, signature))
+
+
+def hmac_key(kid: str, secret: str) -> JwtKey:
+    material = check_hmac_secret(secret)
+    verifier = VERIFIERS["HS256"]
+    return JwtKey(
+        check_kid(kid), "HS256", verifier, verifier.prepare_key(material), _digest(material)
+    )
+
+
+def rsa_key(kid: str, pem: str) -> JwtKey:
+    public = load_rsa_public_key(pem)
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return JwtKey(check_kid(kid), "RS256", VERIFIERS["RS256"], public, _digest(der))
