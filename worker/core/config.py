@@ -172,9 +172,7 @@ class CommunitySpec(_Spec):
     min_validity_seconds: Annotated[int, Field(strict=True, ge=0, le=MAX_MIN_VALIDITY_SECONDS)] = (
         DEFAULT_MIN_VALIDITY_SECONDS
     )
-    leeway_seconds: Annotated[int, Field(strict=True, ge=0, le=MAX_LEEWAY_SECONDS)] = (
-        DEFAULT_LEEWAY_SECONDS
-    )
+    leeway_seconds: Annotated[int, Field(strict=True, ge=0, le=MAX_LEEWAY_SECONDS)] = DEFAULT_LEEWAY_SECONDS
     jwt_keys: list[JwtKeySpec] = Field(default_factory=list)
     custom_fields: list[CustomFieldSpec] = Field(default_factory=list)
     mappings: list[MappingSpec] = Field(default_factory=list)
@@ -187,9 +185,7 @@ class CommunitySpec(_Spec):
         for index, mapping in enumerate(self.mappings):
             prefix, _, name = mapping.to.partition(".")
             if prefix == "custom_fields" and name not in declared:
-                problems.append(
-                    f"mappings[{index}].to names custom field {name!r}, which is not declared"
-                )
+                problems.append(f"mappings[{index}].to names custom field {name!r}, which is not declared")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -71,9 +71,7 @@ def load_rsa_public_key(pem: str) -> RSAPublicKey:
             "rsa_public_key is a private key; give the public key only (it is refused, never stored)"
         )
     if not text.startswith(_PUBLIC_PEM_HEADERS):
-        raise InvalidKey(
-            "rsa_public_key must be PEM starting with BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY"
-        )
+        raise InvalidKey("rsa_public_key must be PEM starting with BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY")
     try:
         key = serialization.load_pem_public_key(text.encode("ascii"))
     except (ValueError, TypeError, UnicodeError):
@@ -81,9 +79,7 @@ def load_rsa_public_key(pem: str) -> RSAPublicKey:
     if not isinstance(key, RSAPublicKey):
         raise InvalidKey("rsa_public_key is not an RSA key")
     if key.key_size < RSA_MIN_BITS:
-        raise InvalidKey(
-            f"rsa_public_key has {key.key_size} bits; at least {RSA_MIN_BITS} required"
-        )
+        raise InvalidKey(f"rsa_public_key has {key.key_size} bits; at least {RSA_MIN_BITS} required")
     return key
 
 
@@ -117,14 +113,10 @@ class JwtKey:
 def hmac_key(kid: str, secret: str) -> JwtKey:
     material = check_hmac_secret(secret)
     verifier = VERIFIERS["HS256"]
-    return JwtKey(
-        check_kid(kid), "HS256", verifier, verifier.prepare_key(material), _digest(material)
-    )
+    return JwtKey(check_kid(kid), "HS256", verifier, verifier.prepare_key(material), _digest(material))
 
 
 def rsa_key(kid: str, pem: str) -> JwtKey:
     public = load_rsa_public_key(pem)
-    der = public.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return JwtKey(check_kid(kid), "RS256", VERIFIERS["RS256"], public, _digest(der))
