@@ -1,1 +1,60 @@
-def main() -> None: ...
+"""The `identity-worker` command: wiring only, no logic of its own (DESIGN §7)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from worker.cli import admin, offline, service
+from worker.cli.common import CliError
+
+PROG = "identity-worker"
+
+
+@click.group(
+    name=PROG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+def cli() -> None:
+    """Verify the identities web-chat visitors bring (signed JWTs or plain objects) and
+    publish enriched identities or rejections.
+
+    \b
+    Offline:   process, token sign, token verify
+    Store:     db migrate, community, keys, fields, mappings, config apply/export
+    Service:   topics create, run
+    Run `identity-worker COMMAND --help` for each command's options and examples.
+    """
+
+
+offline.register(cli)
+admin.register(cli)
+service.register(cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command; bad input becomes one line on stderr and a non-zero exit."""
+    try:
+        code = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        print(exc.format_message(), file=sys.stderr)
+        sys.exit(2)
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        print(f"{PROG}: error: {exc.format_message()}{hint}", file=sys.stderr)
+        sys.exit(2)
+    except click.ClickException as exc:
+        print(f"{PROG}: error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except CliError as exc:
+        print(f"{PROG}: error: {exc.message}", file=sys.stderr)
+        sys.exit(exc.code)
+    except click.exceptions.Abort:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
