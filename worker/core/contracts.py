@@ -20,6 +20,7 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
+    model_validator,
 )
 
 
@@ -168,6 +169,12 @@ class RawEvent(BaseModel):
     identity: dict[str, Any] | None = None
     signed_identity: Annotated[str, Field(strict=True)] | None = None
     gateway: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_identity(self) -> RawEvent:
+        if (self.identity is None) == (self.signed_identity is None):
+            raise ValueError("exactly one of identity or signed_identity is required")
+        return self
 
 
 # ---------------------------------------------------------------- outputs

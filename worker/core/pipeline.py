@@ -1,0 +1,301 @@
+"""Bytes of one raw event + configuration + clock → exactly one output record (K1). Pure.
+
+V1–V3 live here (they need the envelope and the community); V4–V12 in `verify`,
+M1–M6 in `mapping`. The only exception that escapes is `ConfigUnavailable` — an outage is
+not a verdict (V2, C3, K8); callers retry it. Anything else escaping is a bug, which the
+caller turns into a dead letter with `dead_letter`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import traceback
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from worker.core.config import Community, CommunityLookup, format_validation_error
+from worker.core.contracts import (
+    COMMUNITY_ID_PATTERN,
+    Action,
+    Mode,
+    Outcome,
+    RawEvent,
+    Reason,
+    format_time,
+    parse_rfc3339,
+)
+from worker.core.mapping import apply_mappings
+from worker.core.tokencache import TokenCache
+from worker.core.verify import (
+    Rejected,
+    finish_verification,
+    json_object,
+    read_identity,
+    verify_token_signature,
+)
+
+DEFAULT_MAX_EVENT_BYTES: Final = 64 * 1024
+DEFAULT_MAX_TOKEN_BYTES: Final = 8 * 1024
+_COMMUNITY_ID = re.compile(COMMUNITY_ID_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    topic: str
+    partition: int
+    offset: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One output record: where it goes (by outcome), its JSON and, for metrics, its reason."""
+
+    outcome: Outcome
+    record: dict[str, Any]
+    reason: Reason | None = None
+
+    def to_json(self) -> bytes:
+        # ensure_ascii keeps the bytes valid UTF-8 even for lone surrogates a payload may carry.
+        return json.dumps(self.record, separators=(",", ":")).encode("ascii")
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+def process_event(
+    value: bytes | None,
+    *,
+    lookup: CommunityLookup,
+    now: float,
+    source: Source | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    token_cache: TokenCache | None = None,
+) -> Output:
+    """Decide one raw event. `now` is the processing clock in epoch seconds."""
+    # V1: a UTF-8 JSON object within the size limit that matches DESIGN §2.1.
+    if value is None:
+        return _malformed(value, "the record has no value", source, now)
+    if len(value) > limits.max_event_bytes:
+        return _malformed(
+            value, f"value is {len(value)} bytes; at most {limits.max_event_bytes} allowed", source, now
+        )
+    try:
+        event = RawEvent.model_validate_json(value)
+    except ValidationError as exc:
+        return _malformed(value, "; ".join(format_validation_error(exc)[:3]), source, now)
+    received_at = parse_rfc3339(event.received_at).timestamp()
+
+    # V2: the community exists (an unreachable store raises ConfigUnavailable: no verdict).
+    community = lookup.get(event.community_id)
+    if community is None:
+        return _rejected(
+            value,
+            event,
+            received_at,
+            Reason.UNKNOWN_COMMUNITY,
+            f"community {event.community_id} is not configured",
+            Action.BLOCK,
+            source,
+            now,
+        )
+
+    # V3: the community's mode; from here on the action follows the mode.
+    action = Action.BLOCK if community.mode is Mode.REQUIRE else Action.ANONYMOUS
+    signed = event.signed_identity is not None
+    if community.mode is Mode.REQUIRE and not signed:
+        return _rejected(
+            value,
+            event,
+            received_at,
+            Reason.SIGNATURE_REQUIRED,
+            f"community {community.id} requires a signed identity",
+            action,
+            source,
+            now,
+        )
+    if community.mode is Mode.REJECT and signed:
+        return _rejected(
+            value,
+            event,
+            received_at,
+            Reason.SIGNED_IDENTITY_REJECTED,
+            f"community {community.id} does not accept signed identities",
+            action,
+            source,
+            now,
+        )
+
+    verification: dict[str, Any] | None = None
+    if event.signed_identity is not None:
+        verified = _verified(event.signed_identity, community, limits, token_cache, now)
+        if isinstance(verified, Rejected):
+            return _rejected(value, event, received_at, verified.reason, verified.detail, action, source, now)
+        identity = finish_verification(verified, received_at=received_at, now=now, community=community)
+        verification = {"alg": verified.alg, "kid": verified.kid, "expires_at": format_time(verified.exp)}
+    else:
+        assert event.identity is not None  # RawEvent guarantees exactly one of the two
+        identity = read_identity(event.identity)
+    if isinstance(identity, Rejected):
+        return _rejected(value, event, received_at, identity.reason, identity.detail, action, source, now)
+
+    mapped = apply_mappings(identity, community)
+    record = {
+        "outcome": "enriched",
+        "event_id": event.event_id,
+        "community_id": event.community_id,
+        "received_at": format_time(received_at),
+        "processed_at": format_time(now),
+        "signed": signed,
+        "verification": verification,
+        "identity": identity,
+        "identity_group": mapped.identity_group,
+        "custom_fields": mapped.custom_fields,
+        "mapping_skipped": mapped.skipped,
+        "source": source.as_dict() if source else None,
+    }
+    return Output(Outcome.ENRICHED, record)
+
+
+def _verified(token: str, community: Community, limits: Limits, cache: TokenCache | None, now: float) -> Any:
+    """V4–V8 through the verified-token cache (C4); misses and failures go the whole way."""
+    if cache is None:
+        return verify_token_signature(token, community, limits.max_token_bytes)
+    hit = cache.get(community.id, community.keys_version, token, now)
+    if hit is not None:
+        return hit
+    verified = verify_token_signature(token, community, limits.max_token_bytes)
+    if not isinstance(verified, Rejected):
+        cache.put(community.id, community.keys_version, token, verified)
+    return verified
+
+
+# ---------------------------------------------------------------- rejections and dead letters
+
+
+def raw_text(value: bytes | None) -> tuple[str | None, str | None]:
+    """The original value, replayable: text when it is UTF-8, else base64 (DESIGN §2.3)."""
+    if value is None:
+        return None, None
+    try:
+        return value.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(value).decode("ascii"), "base64"
+
+
+def _readable_envelope(value: bytes | None) -> tuple[str | None, str | None, float | None]:
+    """Whatever of event_id, community_id and received_at can still be read from a bad event."""
+    if value is None:
+        return None, None, None
+    try:
+        obj = json_object(value.decode("utf-8"))
+    except UnicodeDecodeError:
+        obj = None
+    if obj is None:
+        return None, None, None
+    event_id = obj.get("event_id")
+    if not (isinstance(event_id, str) and 1 <= len(event_id) <= 128):
+        event_id = None
+    community_id = obj.get("community_id")
+    if not (isinstance(community_id, str) and _COMMUNITY_ID.fullmatch(community_id)):
+        community_id = None
+    received = obj.get("received_at")
+    try:
+        received_at = parse_rfc3339(received).timestamp() if isinstance(received, str) else None
+    except ValueError:
+        received_at = None
+    return event_id, community_id, received_at
+
+
+def _malformed(value: bytes | None, detail: str, source: Source | None, now: float) -> Output:
+    event_id, community_id, received_at = _readable_envelope(value)
+    return _rejection(
+        value, event_id, community_id, received_at, Reason.MALFORMED_EVENT, detail, Action.BLOCK, source, now
+    )
+
+
+def _rejected(
+    value: bytes,
+    event: RawEvent,
+    received_at: float,
+    reason: Reason,
+    detail: str,
+    action: Action,
+    source: Source | None,
+    now: float,
+) -> Output:
+    return _rejection(
+        value, event.event_id, event.community_id, received_at, reason, detail, action, source, now
+    )
+
+
+def _rejection(
+    value: bytes | None,
+    event_id: str | None,
+    community_id: str | None,
+    received_at: float | None,
+    reason: Reason,
+    detail: str,
+    action: Action,
+    source: Source | None,
+    now: float,
+) -> Output:
+    raw, encoding = raw_text(value)
+    record = {
+        "outcome": "rejected",
+        "event_id": event_id,
+        "community_id": community_id,
+        "reason": reason.value,
+        "detail": detail,
+        "action": action.value,
+        "received_at": format_time(received_at) if received_at is not None else None,
+        "processed_at": format_time(now),
+        "raw": raw,
+        "raw_encoding": encoding,
+        "source": source.as_dict() if source else None,
+    }
+    return Output(Outcome.REJECTED, record, reason)
+
+
+_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+_HEX_SECRET_LIKE = re.compile(r"(?<![0-9a-f])[0-9a-f]{24}(?![0-9a-f])")
+
+
+def redact(text: str) -> str:
+    """Error text of a bug may quote data: strip anything shaped like a token or an HMAC secret."""
+    return _HEX_SECRET_LIKE.sub("<redacted>", _TOKEN_LIKE.sub("<token>", text))
+
+
+def dead_letter(
+    value: bytes | None, error: BaseException, *, now: float, source: Source | None, attempts: int
+) -> Output:
+    """DESIGN §2.4: the raw record plus what went wrong, for an unexpected exception (a bug)."""
+    event_id, community_id, _ = _readable_envelope(value)
+    raw, encoding = raw_text(value)
+    frames = traceback.extract_tb(error.__traceback__)[-8:]
+    record = {
+        "outcome": "dead_letter",
+        "event_id": event_id,
+        "community_id": community_id,
+        "error_type": type(error).__name__,
+        "error_message": redact(str(error))[:1000],
+        "traceback": [f"{frame.filename}:{frame.lineno} in {frame.name}" for frame in frames],
+        "attempts": attempts,
+        "processed_at": format_time(now),
+        "raw": raw,
+        "raw_encoding": encoding,
+        "source": source.as_dict() if source else None,
+    }
+    return Output(Outcome.DEAD_LETTER, record)

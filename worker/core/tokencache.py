@@ -1,0 +1,62 @@
+"""The verified-token cache of rule C4: bounded, per community, keyed by token digest.
+
+An entry remembers what a good signature established (V4–V8 and the claims outcome) so a
+token seen again skips parsing and signature work until its exp. The entry carries the
+community's `keys_version`: after any key change the old entries no longer match, and
+`invalidate` drops them. Time rules and the mode are checked by the caller every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+from worker.core.verify import VerifiedToken
+
+DEFAULT_MAX_ENTRIES = 65536
+
+
+def token_digest(token: str) -> bytes:
+    """Keys hold a digest, not the token, so the cache never holds a presentable credential index."""
+    return hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class TokenCache:
+    """Least-recently-used, at most `max_entries` entries."""
+
+    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, bytes], tuple[str, VerifiedToken]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, community_id: str, keys_version: str, token: str, now: float) -> VerifiedToken | None:
+        key = (community_id, token_digest(token))
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != keys_version or entry[1].exp <= now:
+            if entry is not None:
+                del self._entries[key]
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry[1]
+
+    def put(self, community_id: str, keys_version: str, token: str, verified: VerifiedToken) -> None:
+        key = (community_id, token_digest(token))
+        self._entries[key] = (keys_version, verified)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def invalidate(self, community_id: str) -> int:
+        """Drop a community's entries (its keys changed); returns how many went."""
+        stale = [key for key in self._entries if key[0] == community_id]
+        for key in stale:
+            del self._entries[key]
+        return len(stale)

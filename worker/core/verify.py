@@ -1,0 +1,421 @@
+"""Verification rules V4–V12 of DESIGN §3: one small pure function per step, in rule order.
+
+Each step returns the next step's input or a `Rejected` verdict; the first failing rule
+decides. No I/O and no clock: `now` and `received_at` are parameters. Signatures are
+checked with PyJWT's algorithm object for the key's one algorithm (V7).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from worker.core.config import Community
+from worker.core.contracts import MAX_UUID_CHARS, RawIdentity, Reason
+from worker.core.keys import JwtKey, is_valid_kid
+
+#: exp beyond this cannot be shown as a date (year 9999); such a value is not a usable NumericDate.
+MAX_NUMERIC_DATE: Final = 253402300799
+SUPPORTED_ALGORITHMS: Final = ("HS256", "RS256")
+
+_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A verdict: the first rule that failed and a detail for humans (never a secret)."""
+
+    reason: Reason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompactToken:
+    header: dict[str, Any]
+    payload: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """What a good signature establishes; cacheable per community and token (C4).
+
+    Time rules (V9, V10) are not part of it: they depend on the clock and run every time.
+    """
+
+    alg: str
+    kid: str
+    exp: int
+    nbf: object
+    iat: object
+    identity: dict[str, Any] | Rejected  # the V11/V12 outcome, applied after V9/V10
+
+
+# ---------------------------------------------------------------- strict JSON
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
+def json_object(text: str) -> dict[str, Any] | None:
+    """Parse RFC 8259 JSON (no NaN/Infinity) and return it only if it is an object."""
+    try:
+        value = _DECODER.decode(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def short(value: object, limit: int = 40) -> str:
+    """A bounded repr for details: attacker-sized values must not flood a rejection."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def seconds(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def numeric_date(value: object) -> int | None:
+    """An integer NumericDate: not a bool, not a string, not a float with a fraction (V8)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
+# ---------------------------------------------------------------- V4 structure
+
+
+def _b64(segment: str) -> bytes | None:
+    if len(segment) % 4 == 1:
+        return None
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _segment_object(segment: str) -> dict[str, Any] | None:
+    raw = _b64(segment)
+    if raw is None:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return json_object(text)
+
+
+def parse_compact(token: str, max_bytes: int) -> CompactToken | Rejected:
+    """V4: a compact JWS of three base64url segments; header and payload JSON objects."""
+    size = len(token.encode("utf-8", "surrogatepass")) if not token.isascii() else len(token)
+    if size > max_bytes:
+        return Rejected(Reason.MALFORMED_TOKEN, f"token is {size} bytes; at most {max_bytes} allowed")
+    if not _COMPACT.fullmatch(token):
+        return Rejected(Reason.MALFORMED_TOKEN, "token is not three base64url segments joined by dots")
+    head, body, sig = token.split(".")
+    header = _segment_object(head)
+    if header is None:
+        return Rejected(Reason.MALFORMED_TOKEN, "token header is not a base64url-encoded JSON object")
+    payload = _segment_object(body)
+    if payload is None:
+        return Rejected(Reason.MALFORMED_TOKEN, "token payload is not a base64url-encoded JSON object")
+    signature = _b64(sig)
+    if signature is None:
+        return Rejected(Reason.MALFORMED_TOKEN, "token signature is not valid base64url")
+    return CompactToken(header, payload, f"{head}.{body}".encode("ascii"), signature)
+
+
+# ---------------------------------------------------------------- V5 header
+
+
+def check_header(header: dict[str, Any]) -> tuple[str, object] | Rejected:
+    """V5: typ JWT, no crit, no b64; alg HS256 or RS256; kid present. jku/x5u/jwk/x5c are ignored."""
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.upper() != "JWT":
+        return Rejected(Reason.INVALID_HEADER, f"typ must be JWT, got {short(typ)}")
+    if "crit" in header:
+        return Rejected(Reason.INVALID_HEADER, "crit header is not supported")
+    if "b64" in header:
+        return Rejected(Reason.INVALID_HEADER, "b64 header is not supported")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in SUPPORTED_ALGORITHMS:
+        return Rejected(Reason.UNSUPPORTED_ALGORITHM, f"alg {short(alg)} is not HS256 or RS256")
+    kid = header.get("kid")
+    if kid is None:
+        return Rejected(Reason.MISSING_KID, "token header has no kid")
+    return alg, kid
+
+
+# ---------------------------------------------------------------- V6 key
+
+
+def find_key(community: Community, kid: object, alg: str) -> JwtKey | Rejected:
+    """V6: the key is looked up by kid in the event's community only."""
+    if not is_valid_kid(kid):
+        return Rejected(Reason.UNKNOWN_KID, f"kid {short(kid)} is not a valid key id")
+    assert isinstance(kid, str)
+    key = community.keys.get(kid)
+    if key is None:
+        return Rejected(Reason.UNKNOWN_KID, f"community {community.id} has no key {kid!r}")
+    if key.alg != alg:
+        return Rejected(
+            Reason.ALGORITHM_KEY_MISMATCH, f"token alg is {alg} but key {kid!r} is an {key.alg} key"
+        )
+    return key
+
+
+# ---------------------------------------------------------------- V7 signature
+
+
+def check_signature(key: JwtKey, token: CompactToken) -> Rejected | None:
+    if key.verifies(token.signing_input, token.signature):
+        return None
+    return Rejected(Reason.INVALID_SIGNATURE, f"signature does not verify with key {key.kid!r} ({key.alg})")
+
+
+# ---------------------------------------------------------------- V8 exp
+
+
+def read_exp(payload: dict[str, Any]) -> int | Rejected:
+    raw = payload.get("exp")
+    if raw is None:
+        return Rejected(Reason.MISSING_EXP, "token has no exp claim")
+    exp = numeric_date(raw)
+    if exp is None or not 0 <= exp <= MAX_NUMERIC_DATE:
+        return Rejected(Reason.INVALID_EXP, f"exp must be an integer NumericDate, got {short(raw)}")
+    return exp
+
+
+# ---------------------------------------------------------------- V9, V10 time
+
+
+def check_times(
+    exp: int, nbf: object, iat: object, *, received_at: float, now: float, community: Community
+) -> Rejected | None:
+    """V9 and V10, on every event even when the token was verified before (C4)."""
+    leeway = community.leeway_seconds
+    if exp + leeway <= now:
+        return Rejected(Reason.TOKEN_EXPIRED, f"exp is {seconds(now - exp)} s before now (leeway {leeway} s)")
+    required = community.min_validity_seconds
+    if exp + leeway < received_at + required:
+        return Rejected(
+            Reason.EXPIRY_TOO_SOON,
+            f"exp is {seconds(exp - received_at)} s after received_at; at least {required} s required "
+            f"(leeway {leeway} s)",
+        )
+    if nbf is not None:
+        not_before = numeric_date(nbf)
+        if not_before is None:
+            return Rejected(
+                Reason.TOKEN_NOT_YET_VALID, f"nbf must be an integer NumericDate, got {short(nbf)}"
+            )
+        if not_before > now + leeway:
+            return Rejected(
+                Reason.TOKEN_NOT_YET_VALID,
+                f"nbf is {seconds(not_before - now)} s after now (leeway {leeway} s)",
+            )
+    if iat is not None:
+        issued = numeric_date(iat)
+        if issued is None:
+            return Rejected(Reason.INVALID_CLAIMS, f"iat must be an integer NumericDate, got {short(iat)}")
+        if issued > now + leeway:
+            return Rejected(
+                Reason.INVALID_CLAIMS, f"iat is {seconds(issued - now)} s after now (leeway {leeway} s)"
+            )
+    return None
+
+
+# ---------------------------------------------------------------- V11, V12 claims
+
+
+def _extra_text(value: object) -> str | None:
+    """Numbers and booleans are carried as their JSON text once parsed (DESIGN §2.1)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return json.dumps(value)
+
+
+def read_identity(claims: dict[str, Any]) -> dict[str, Any] | Rejected:
+    """V12: identity fields are strings ≤ 1024 chars; extra values string/number/boolean, ≤ 100."""
+    try:
+        parsed = RawIdentity.model_validate(claims)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        count = exc.error_count()
+        more = f" (and {count - 1} more)" if count > 1 else ""
+        return Rejected(Reason.INVALID_CLAIMS, f"{where}: {first['msg']}{more}")
+    identity: dict[str, Any] = parsed.model_dump(exclude_none=True, exclude={"extra_values"})
+    extra: dict[str, str] = {}
+    for key, value in (parsed.extra_values or {}).items():
+        if value is None:
+            continue  # null counts as absent
+        text = _extra_text(value)
+        if text is None:
+            return Rejected(Reason.INVALID_CLAIMS, f"extra_values.{key}: must be a finite number")
+        extra[key] = text
+    identity["extra_values"] = extra
+    return identity
+
+
+def read_signed_identity(payload: dict[str, Any]) -> dict[str, Any] | Rejected:
+    """V11 then V12 for a signed payload. Claims other than the identity's are ignored."""
+    uuid = payload.get("uuid")
+    if not isinstance(uuid, str) or not uuid or len(uuid) > MAX_UUID_CHARS:
+        return Rejected(
+            Reason.MISSING_UUID, f"uuid must be a non-empty string of at most {MAX_UUID_CHARS} characters"
+        )
+    return read_identity(payload)
+
+
+# ---------------------------------------------------------------- composition
+
+
+def verify_token_signature(
+    token: str, community: Community, max_token_bytes: int
+) -> VerifiedToken | Rejected:
+    """V4–V8 (and the deferred V11/V12 result): everything that a cache hit may skip (C4)."""
+    compact = parse_compact(token, max_token_bytes)
+    if isinstance(compact, Rejected):
+        return compact
+    header = check_header(compact.header)
+    if isinstance(header, Rejected):
+        return header
+    alg, kid = header
+    key = find_key(community, kid, alg)
+    if isinstance(key, Rejected):
+        return key
+    bad_signature = check_signature(key, compact)
+    if bad_signature is not None:
+        return bad_signature
+    exp = read_exp(compact.payload)
+    if isinstance(exp, Rejected):
+        return exp
+    payload = compact.payload
+    return VerifiedToken(
+        alg, key.kid, exp, payload.get("nbf"), payload.get("iat"), read_signed_identity(payload)
+    )
+
+
+def finish_verification(
+    verified: VerifiedToken, *, received_at: float, now: float, community: Community
+) -> dict[str, Any] | Rejected:
+    """V9, V10, then the V11/V12 outcome: the part that runs on every event."""
+    late = check_times(
+        verified.exp, verified.nbf, verified.iat, received_at=received_at, now=now, community=community
+    )
+    return late if late is not None else verified.identity
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One line of `token verify`: a rule, and what it found."""
+
+    rule: str
+    title: str
+    passed: bool | None  # None: not checked because an earlier rule decided
+    detail: str
+
+
+def explain_token(
+    token: str, community: Community, *, received_at: float, now: float, max_token_bytes: int
+) -> tuple[list[Step], Rejected | None]:
+    """Every rule in order, for humans; the verdict equals the pipeline's (tests hold them equal)."""
+    steps: list[Step] = []
+    verdict: Rejected | None = None
+    state: dict[str, Any] = {}
+
+    def run(rule: str, title: str, check: Callable[[], Any]) -> None:
+        nonlocal verdict
+        if verdict is not None:
+            steps.append(Step(rule, title, None, "not checked"))
+            return
+        result = check()
+        if isinstance(result, Rejected):
+            verdict = result
+            steps.append(Step(rule, title, False, f"{result.reason}: {result.detail}"))
+        else:
+            steps.append(Step(rule, title, True, result if isinstance(result, str) else "ok"))
+
+    def v3() -> Rejected | str:
+        if community.mode == "reject":
+            return Rejected(
+                Reason.SIGNED_IDENTITY_REJECTED, f"community {community.id} rejects signed identities"
+            )
+        return f"community {community.id} requires signed identities"
+
+    def v4() -> Rejected | str:
+        result = parse_compact(token, max_token_bytes)
+        if isinstance(result, Rejected):
+            return result
+        state["compact"] = result
+        return f"header {json.dumps(result.header, sort_keys=True)}"
+
+    def v5() -> Rejected | str:
+        result = check_header(state["compact"].header)
+        if isinstance(result, Rejected):
+            return result
+        state["alg"], state["kid"] = result
+        return f"alg {state['alg']}, kid {state['kid']!r}"
+
+    def v6() -> Rejected | str:
+        result = find_key(community, state["kid"], state["alg"])
+        if isinstance(result, Rejected):
+            return result
+        state["key"] = result
+        return f"key {result.kid!r} ({result.alg}, {result.fingerprint})"
+
+    def v8() -> Rejected | str:
+        result = read_exp(state["compact"].payload)
+        if isinstance(result, Rejected):
+            return result
+        state["exp"] = result
+        return f"exp {result}"
+
+    def v9_v10() -> Rejected | str:
+        payload = state["compact"].payload
+        late = check_times(
+            state["exp"],
+            payload.get("nbf"),
+            payload.get("iat"),
+            received_at=received_at,
+            now=now,
+            community=community,
+        )
+        if late is not None:
+            return late
+        return f"valid for {seconds(state['exp'] - now)} more s (leeway {community.leeway_seconds} s)"
+
+    def v11_v12() -> Rejected | str:
+        result = read_signed_identity(state["compact"].payload)
+        return result if isinstance(result, Rejected) else f"uuid {result['uuid']!r}"
+
+    run("V3", "mode", v3)
+    run("V4", "structure", v4)
+    run("V5", "header", v5)
+    run("V6", "key", v6)
+    run("V7", "signature", lambda: check_signature(state["key"], state["compact"]) or "verifies")
+    run("V8", "exp claim", v8)
+    run("V9-V10", "time", v9_v10)
+    run("V11-V12", "identity claims", v11_v12)
+    return steps, verdict
