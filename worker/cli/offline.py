@@ -1,9 +1,249 @@
-"""Subcommands registered by this module (placeholder until written)."""
+"""Offline commands: `process` (JSON lines through the pipeline) and `token sign|verify`."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
 import click
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+from worker.cli.common import fail
+from worker.core.config import Community, ConfigError, load_config_file
+from worker.core.contracts import parse_rfc3339
+from worker.core.keys import RSA_MIN_BITS, InvalidKey, check_hmac_secret, check_kid
+from worker.core.pipeline import DEFAULT_LIMITS, Limits, dead_letter, process_event
+from worker.core.tokencache import TokenCache
+from worker.core.verify import explain_token
 
 
 def register(root: click.Group) -> None:
-    """Add this module's subcommands to the root command."""
+    root.add_command(process)
+    root.add_command(token)
+
+
+class Rfc3339(click.ParamType):
+    """A click type for `--now` / `--received-at`: epoch seconds from an RFC 3339 time."""
+
+    name = "RFC3339"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_rfc3339(str(value)).timestamp()
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+RFC3339 = Rfc3339()
+
+
+def _load_communities(config: str | None, database_url: str | None) -> dict[str, Community]:
+    if (config is None) == (database_url is None):
+        fail("give exactly one of --config FILE or --database-url URL")
+    if config is not None:
+        try:
+            return load_config_file(config)
+        except ConfigError as exc:
+            fail(
+                f"{config}: {exc.problems[0]}"
+                + (f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else "")
+            )
+    assert database_url is not None
+    from worker.store.db import load_all_from_url  # the store is only needed on this path
+
+    return asyncio.run(load_all_from_url(database_url))
+
+
+def _lines(stream: BinaryIO) -> Iterator[bytes]:
+    for line in stream:
+        if line.endswith(b"\n"):
+            line = line[:-1]
+            if line.endswith(b"\r"):
+                line = line[:-1]
+        yield line
+
+
+@click.command()
+@click.option("--config", "config", metavar="FILE", help="Configuration YAML (DESIGN §5).")
+@click.option("--database-url", metavar="URL", help="Read the configuration from PostgreSQL instead.")
+@click.option("--now", type=RFC3339, help="Fixed processing clock (RFC 3339); default: the real clock.")
+@click.option(
+    "--max-event-bytes", type=click.IntRange(1), default=DEFAULT_LIMITS.max_event_bytes, show_default=True
+)
+@click.option(
+    "--max-token-bytes", type=click.IntRange(1), default=DEFAULT_LIMITS.max_token_bytes, show_default=True
+)
+@click.option("--line-buffered", is_flag=True, help="Flush after every output line (for co-processes).")
+def process(
+    config: str | None,
+    database_url: str | None,
+    now: float | None,
+    max_event_bytes: int,
+    max_token_bytes: int,
+    line_buffered: bool,
+) -> None:
+    """Verify raw identity events offline: JSON lines on stdin, one output record per line on stdout.
+
+    Each input line is one raw event (DESIGN §2.1). Each output line is exactly one record, in
+    input order: an enriched identity, a rejection with its reason, or (for a bug) a dead
+    letter. A line that is not UTF-8 or not JSON is a malformed_event. Memory stays constant
+    however long the input.
+
+    \b
+    Example:
+      identity-worker process --config communities.yaml --now 2026-11-24T10:00:00Z \\
+          < events.jsonl > results.jsonl
+    """
+    communities = _load_communities(config, database_url)
+    limits = Limits(max_event_bytes, max_token_bytes)
+    cache = TokenCache()
+    out = sys.stdout.buffer
+    flush_each = line_buffered or sys.stdin.isatty()
+    for line in _lines(sys.stdin.buffer):
+        clock = now if now is not None else time.time()
+        try:
+            output = process_event(line, lookup=communities, now=clock, limits=limits, token_cache=cache)
+        except Exception as exc:  # a bug: the event still gets its one record (DESIGN §2.4)
+            output = dead_letter(line, exc, now=clock, source=None, attempts=1)
+        out.write(output.to_json() + b"\n")
+        if flush_each:
+            out.flush()
+    out.flush()
+
+
+@click.group()
+def token() -> None:
+    """Make and check tokens when integrating a website."""
+
+
+@token.command("sign")
+@click.option("--kid", required=True, help="Key ID the community knows the key by.")
+@click.option(
+    "--hmac-secret",
+    envvar="IDENTITY_WORKER_HMAC_SECRET",
+    help="24 characters of 0-9a-f (HS256). Also read from IDENTITY_WORKER_HMAC_SECRET, "
+    "which keeps it out of the process list.",
+)
+@click.option(
+    "--rsa-private-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PEM file of an RSA private key (RS256).",
+)
+@click.option("--claims", default="{}", help='JSON object of claims, e.g. \'{"uuid": "v-1"}\'.')
+@click.option("--ttl", type=click.IntRange(1), default=7200, show_default=True, help="Seconds until exp.")
+@click.option("--now", type=RFC3339, help="Issue time (RFC 3339); default: the real clock.")
+def sign(
+    kid: str, hmac_secret: str | None, rsa_private_key: Path | None, claims: str, ttl: int, now: float | None
+) -> None:
+    """Print a signed identity token (typ JWT, kid, iat and exp set) for testing an integration.
+
+    \b
+    Example:
+      identity-worker token sign --kid acme_2026 --hmac-secret 0123456789abcdef01234567 \\
+          --claims '{"uuid": "v-42", "firstname": "Ada", "extra_values": {"customer_id": "C123456"}}'
+    """
+    try:
+        check_kid(kid)
+    except InvalidKey as exc:
+        fail(f"--kid: {exc}")
+    if (hmac_secret is None) == (rsa_private_key is None):
+        fail("give exactly one of --hmac-secret or --rsa-private-key")
+    try:
+        payload = json.loads(claims)
+    except ValueError:
+        fail("--claims must be a JSON object")
+    if not isinstance(payload, dict):
+        fail("--claims must be a JSON object")
+    issued = int(now if now is not None else time.time())
+    payload = {**payload, "iat": payload.get("iat", issued), "exp": payload.get("exp", issued + ttl)}
+    headers = {"kid": kid, "typ": "JWT"}
+    if hmac_secret is not None:
+        try:
+            key: Any = check_hmac_secret(hmac_secret)
+        except InvalidKey as exc:
+            fail(f"--hmac-secret: {exc}")
+        # The product mandates 24-character secrets; PyJWT's length warning is expected here and
+        # silenced for this one call only.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+            click.echo(jwt.encode(payload, key, algorithm="HS256", headers=headers))
+        return
+    assert rsa_private_key is not None
+    key = _read_private_key(rsa_private_key)
+    click.echo(jwt.encode(payload, key, algorithm="RS256", headers=headers))
+
+
+def _read_private_key(path: Path) -> RSAPrivateKey:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        fail(f"--rsa-private-key: cannot read {path}: {exc.strerror}")
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        fail(f"--rsa-private-key: {path} is not an unencrypted PEM private key")
+    if not isinstance(key, RSAPrivateKey):
+        fail(f"--rsa-private-key: {path} is not an RSA key")
+    if key.key_size < RSA_MIN_BITS:
+        fail(f"--rsa-private-key: {key.key_size} bits; at least {RSA_MIN_BITS} required")
+    return key
+
+
+@token.command("verify")
+@click.option("--config", "config", metavar="FILE", help="Configuration YAML (DESIGN §5).")
+@click.option("--database-url", metavar="URL", help="Read the configuration from PostgreSQL instead.")
+@click.option("--community", required=True, help="Community ID the token is presented to.")
+@click.option("--now", type=RFC3339, help="Processing clock (RFC 3339); default: the real clock.")
+@click.option("--received-at", type=RFC3339, help="When the gateway received it; default: --now.")
+@click.option(
+    "--max-token-bytes", type=click.IntRange(1), default=DEFAULT_LIMITS.max_token_bytes, show_default=True
+)
+@click.argument("token_text", metavar="TOKEN")
+def verify(
+    config: str | None,
+    database_url: str | None,
+    community: str,
+    now: float | None,
+    received_at: float | None,
+    max_token_bytes: int,
+    token_text: str,
+) -> None:
+    """Explain, rule by rule (DESIGN §3), why TOKEN passes or fails for a community.
+
+    Exit status 0 when the token is accepted, 1 when it is rejected, 2 for bad arguments.
+
+    \b
+    Example:
+      identity-worker token verify --config communities.yaml --community acme "$TOKEN"
+    """
+    communities = _load_communities(config, database_url)
+    found = communities.get(community)
+    if found is None:
+        fail(f"--community: {community!r} is not in the configuration")
+    clock = now if now is not None else time.time()
+    steps, verdict = explain_token(
+        token_text.strip(),
+        found,
+        received_at=received_at if received_at is not None else clock,
+        now=clock,
+        max_token_bytes=max_token_bytes,
+    )
+    width = max(len(f"{s.rule} {s.title}") for s in steps) + 2
+    for step in steps:
+        mark = {True: "pass", False: "FAIL", None: "-   "}[step.passed]
+        click.echo(f"{mark}  {f'{step.rule} {step.title}':<{width}} {step.detail}")
+    if verdict is None:
+        click.echo("accepted")
+        return
+    click.echo(f"rejected: {verdict.reason}")
+    sys.exit(1)

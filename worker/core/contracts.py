@@ -7,6 +7,8 @@ checked against (tests validate every output) and the source of the JSON Schemas
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -108,12 +110,20 @@ def parse_rfc3339(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
 
 
+@functools.lru_cache(maxsize=4096)
+def _utc_second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def format_time(ts: float) -> str:
-    """Output times are RFC 3339 UTC strings (DESIGN §2)."""
-    moment = datetime.fromtimestamp(ts, UTC)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Output times are RFC 3339 UTC strings (DESIGN §2); whole seconds repeat, so they are memoized."""
+    second = math.floor(ts)
+    micros = round((ts - second) * 1_000_000)
+    if micros >= 1_000_000:
+        second, micros = second + 1, 0
+    if micros:
+        return f"{_utc_second(second)}.{micros:06d}Z"
+    return f"{_utc_second(second)}Z"
 
 
 def _rfc3339(text: str) -> str:
