@@ -1,0 +1,198 @@
+"""Helpers for the verification-core tests (DESIGN §1–4, §7): keys, tokens, events, configs.
+
+Tokens are built by hand (`make_token`) rather than with PyJWT so a test can put anything
+in a header or payload, sign with any key, or break the structure on purpose.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from worker.core.config import Community, parse_yaml, prepare
+from worker.core.contracts import EnrichedIdentity, Rejection
+from worker.core.pipeline import Output
+
+RECEIVED_AT = "2026-11-24T10:00:00Z"
+NOW = datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC).timestamp()
+T0 = int(NOW)
+SECRET = "0123456789abcdef01234567"
+OTHER_SECRET = "fedcba9876543210fedcba98"
+ANON_SECRET = "00112233445566778899aabb"
+HS_KID = "acme_2026"
+RS_KID = "acme_rsa"
+OTHER_KID = "other_2026"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64json(obj: Any) -> str:
+    return b64url(json.dumps(obj, separators=(",", ":")).encode())
+
+
+@functools.cache
+def rsa_private(bits: int = 2048, n: int = 0) -> rsa.RSAPrivateKey:
+    """Deterministic per (bits, n) within one run: key generation is slow, so it is cached."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def public_pem(key: rsa.RSAPrivateKey, pkcs1: bool = False) -> str:
+    fmt = serialization.PublicFormat.PKCS1 if pkcs1 else serialization.PublicFormat.SubjectPublicKeyInfo
+    return key.public_key().public_bytes(serialization.Encoding.PEM, fmt).decode("ascii")
+
+
+def private_pem(key: rsa.RSAPrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode("ascii")
+
+
+def sign_hs256(signing_input: bytes, key: bytes) -> bytes:
+    return hmac.new(key, signing_input, hashlib.sha256).digest()
+
+
+def sign_rs256(signing_input: bytes, key: rsa.RSAPrivateKey) -> bytes:
+    return key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+
+
+def make_token(
+    payload: dict[str, Any] | None = None,
+    *,
+    kid: Any = HS_KID,
+    alg: str = "HS256",
+    key: bytes | rsa.RSAPrivateKey | None = None,
+    header: dict[str, Any] | None = None,
+    drop: tuple[str, ...] = (),
+    sign_as: str | None = None,
+) -> str:
+    """A compact JWS. Defaults: typ JWT, alg HS256, kid acme_2026, signed with SECRET.
+
+    `header` entries override/extend the header; `drop` removes header fields; `sign_as`
+    chooses the signing algorithm independently of the `alg` header (for confusion attacks).
+    """
+    head: dict[str, Any] = {"typ": "JWT", "alg": alg, "kid": kid}
+    head.update(header or {})
+    for name in drop:
+        head.pop(name, None)
+    body = good_claims() if payload is None else payload
+    signing_input = f"{b64json(head)}.{b64json(body)}".encode("ascii")
+    how = sign_as or alg
+    if how == "RS256":
+        sig = sign_rs256(signing_input, key if isinstance(key, rsa.RSAPrivateKey) else rsa_private())
+    elif how == "none":
+        sig = b""
+    else:
+        sig = sign_hs256(signing_input, key if isinstance(key, bytes) else SECRET.encode("ascii"))
+    return f"{signing_input.decode('ascii')}.{b64url(sig)}"
+
+
+def good_claims(**overrides: Any) -> dict[str, Any]:
+    claims: dict[str, Any] = {
+        "uuid": "v-42",
+        "firstname": "Ada",
+        "lastname": "Lovelace",
+        "company": "Analytical Engines",
+        "email": "ada@example.org",
+        "iat": T0 - 5,
+        "exp": T0 + 7200,
+        "extra_values": {"customer_id": "C123456", "phone": "+33600000000"},
+    }
+    for name, value in overrides.items():
+        if value is ...:
+            claims.pop(name, None)
+        else:
+            claims[name] = value
+    return claims
+
+
+def acme_config(**overrides: Any) -> dict[str, Any]:
+    community: dict[str, Any] = {
+        "id": "acme",
+        "signed_identities": "require",
+        "jwt_keys": [
+            {"kid": HS_KID, "hmac_secret": SECRET},
+            {"kid": RS_KID, "rsa_public_key": public_pem(rsa_private())},
+        ],
+        "custom_fields": [
+            {"key": "customer_id", "label": "Customer ID", "regex": "C[0-9]{6}"},
+            {"key": "plan", "label": "Plan"},
+        ],
+        "mappings": [
+            {"from": "extra_values.customer_id", "to": "custom_fields.customer_id"},
+            {"from": "uuid", "to": "identity_group.notes"},
+            {"from": "extra_values.phone", "to": "identity_group.mobile_phones"},
+        ],
+    }
+    community.update(overrides)
+    return community
+
+
+def base_config() -> dict[str, Any]:
+    return {
+        "communities": [
+            acme_config(),
+            {"id": "other", "jwt_keys": [{"kid": OTHER_KID, "hmac_secret": OTHER_SECRET}]},
+            {
+                "id": "anon",
+                "signed_identities": "reject",
+                "jwt_keys": [{"kid": "anon_key", "hmac_secret": ANON_SECRET}],
+                "custom_fields": [{"key": "plan", "label": "Plan"}],
+                "mappings": [{"from": "extra_values.plan", "to": "custom_fields.plan"}],
+            },
+        ]
+    }
+
+
+def build(config: dict[str, Any]) -> dict[str, Community]:
+    import yaml
+
+    return prepare(parse_yaml(yaml.safe_dump(config)))
+
+
+@functools.cache
+def base_communities() -> dict[str, Community]:
+    return build(base_config())
+
+
+def event(
+    token: str | None = None,
+    *,
+    identity: dict[str, Any] | None = None,
+    community_id: str = "acme",
+    received_at: str = RECEIVED_AT,
+    event_id: str = "e-1",
+    **extra: Any,
+) -> bytes:
+    """A raw event (DESIGN §2.1): signed when `token` is given, else unsigned with `identity`."""
+    value: dict[str, Any] = {"event_id": event_id, "community_id": community_id, "received_at": received_at}
+    if token is not None:
+        value["signed_identity"] = token
+    if identity is not None:
+        value["identity"] = identity
+    value["gateway"] = {"name": "gw-eu-1"}
+    value.update(extra)
+    return json.dumps(value).encode("utf-8")
+
+
+def validate_output(output: Output) -> dict[str, Any]:
+    """The output's JSON parses and validates against its contract model; returns the dict."""
+    record = json.loads(output.to_json())
+    assert record["outcome"] == output.outcome.value
+    if record["outcome"] == "enriched":
+        EnrichedIdentity.model_validate(record)
+    elif record["outcome"] == "rejected":
+        Rejection.model_validate(record)
+        assert output.reason is not None and record["reason"] == output.reason.value
+    else:
+        raise AssertionError(f"unexpected outcome {record['outcome']}")
+    return record
