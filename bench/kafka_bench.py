@@ -1,0 +1,673 @@
+"""Kafka benchmark of the identity worker against the real local broker (issue 6).
+
+    eval "$(deploy/local/stack up)"
+    .venv/bin/python bench/kafka_bench.py --events 20000 --hs-share 0.8 --repeat-share 0.0 \
+        --invalid-share 0.05 --partitions 4          # full run, ~5-10 min on 2 cores
+    .venv/bin/python bench/kafka_bench.py --quick    # ~2 min smoke run
+
+What one run does (all topics fresh, named bench-<stamp>-...; nothing else on the broker is
+touched):
+  1. writes a config YAML with one community (HS256 + RS256 keys, a regex custom field,
+     mappings) and generates the raw events of each workload once;
+  2. backlog scenarios: produce N events, start the worker (`identity-worker run`), measure
+     throughput (events/s between the first and last output seen by a read_committed consumer)
+     and CPU seconds/event (the worker's process tree, /proc/<pid>/stat, same window);
+       mix        the command-line workload, exactly-once, 1 process (headline)
+       unique     unique HS256 tokens, exactly-once, 1 process           targets a, b, c, d
+       repeat90   90% repeated HS256 tokens, exactly-once, 1 process     target b
+       unique-p2  unique HS256, --processes 2                            target c
+       unique-alo unique HS256, at-least-once                            target d
+  3. references on the same machine, same run: a bare jwt.decode loop over the unique tokens
+     (CPU/event in this process) and a pass-through aiokafka consumer→transactional producer
+     copying the same raw records (CPU/event of its process, same batch/transaction settings);
+  4. paced scenario: the mix workload produced at fractions of the measured maximum; delay =
+     output consumption time by a read_committed consumer − raw record timestamp (the output's
+     commit time is approximated by its consumption time); p50/p95/p99 per load level;
+  5. prints the table of figures and target ratios, writes docs/performance.png and a JSON file.
+
+Until `identity-worker run` exists, `--worker auto` falls back to a stand-in (bench/kbench/relay.py
+--mode standin: the pure pipeline in the same exactly-once loop) and says so everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import jwt  # noqa: E402
+from kbench import kafka_io, workload  # noqa: E402
+from kbench.procstat import CpuSampler, self_cpu  # noqa: E402
+
+CLI = [sys.executable, "-m", "worker.cli.main"]
+
+
+def say(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ------------------------------------------------------------------------------ the worker
+
+
+@dataclass
+class WorkerLauncher:
+    """How to start the worker under test: the real CLI or the stand-in relay."""
+
+    kind: str  # "cli" or "standin"
+    bootstrap: str
+    config_path: str
+    batch_size: int
+    linger_ms: int
+    run_help: str = ""
+
+    @classmethod
+    def detect(cls, choice: str, **kw: Any) -> WorkerLauncher:
+        help_text = ""
+        if choice in ("auto", "cli"):
+            result = subprocess.run([*CLI, "run", "--help"], capture_output=True, text=True, cwd=ROOT)
+            if result.returncode == 0:
+                help_text = result.stdout
+            elif choice == "cli":
+                raise SystemExit(f"bench: `identity-worker run` is not available: {result.stderr.strip()}")
+        kind = "cli" if help_text else "standin"
+        return cls(kind=kind, run_help=help_text, **kw)
+
+    def describe(self) -> str:
+        if self.kind == "cli":
+            return "identity-worker run (the real worker)"
+        return "STAND-IN worker (bench/kbench/relay.py --mode standin: process_event in an EOS loop)"
+
+    def _has(self, flag: str) -> bool:
+        return flag in self.run_help
+
+    def command(
+        self, topics: kafka_io.Topics, group: str, guarantee: str, processes: int
+    ) -> tuple[list[str], dict[str, str]]:
+        env = dict(os.environ)
+        if self.kind == "standin":
+            env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT), env.get("PYTHONPATH", "")])
+            argv = [
+                sys.executable, "-m", "kbench.relay", "--mode", "standin", "--bootstrap", self.bootstrap,
+                "--input", topics.raw, "--enriched", topics.enriched, "--rejected", topics.rejected,
+                "--dlq", topics.dlq, "--config", self.config_path, "--group", group, "--guarantee", guarantee,
+                "--batch-size", str(self.batch_size), "--linger-ms", str(self.linger_ms),
+                "--processes", str(processes),
+            ]  # fmt: skip
+            return argv, env
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "IDENTITY_WORKER_INPUT_TOPIC": topics.raw,
+                "IDENTITY_WORKER_ENRICHED_TOPIC": topics.enriched,
+                "IDENTITY_WORKER_REJECTED_TOPIC": topics.rejected,
+                "IDENTITY_WORKER_DLQ_TOPIC": topics.dlq,
+                "IDENTITY_WORKER_GROUP_ID": group,
+                "IDENTITY_WORKER_GUARANTEE": guarantee,
+                "IDENTITY_WORKER_METRICS_PORT": str(free_port()),
+                "IDENTITY_WORKER_BATCH_SIZE": str(self.batch_size),
+                "IDENTITY_WORKER_LOG_LEVEL": "WARNING",
+            }
+        )
+        argv = [*CLI, "run"]
+        if self._has("--config"):
+            argv += ["--config", self.config_path]
+        for flag, value in (
+            ("--input-topic", topics.raw),
+            ("--enriched-topic", topics.enriched),
+            ("--rejected-topic", topics.rejected),
+            ("--dlq-topic", topics.dlq),
+            ("--group-id", group),
+            ("--guarantee", guarantee),
+            ("--batch-size", str(self.batch_size)),
+            ("--metrics-port", env["IDENTITY_WORKER_METRICS_PORT"]),
+        ):
+            if self._has(flag):
+                argv += [flag, value]
+        if processes != 1:
+            if not self._has("--processes"):
+                raise SystemExit("bench: the worker has no --processes option")
+            argv += ["--processes", str(processes)]
+        return argv, env
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30) -> str:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return (err or b"").decode(errors="replace")
+
+
+# ------------------------------------------------------------------------------ scenarios
+
+
+@dataclass
+class BacklogResult:
+    name: str
+    description: str
+    events: int
+    received: int
+    duplicates: int
+    seconds: float
+    throughput: float
+    cpu_per_event: float
+    cpu_utilisation: float  # CPU seconds per wall second in the window (1.0 = one core)
+    by_topic: dict[str, int] = field(default_factory=dict)
+
+
+async def backlog_run(
+    name: str,
+    description: str,
+    bootstrap: str,
+    topics: kafka_io.Topics,
+    expected: int,
+    argv: list[str],
+    env: dict[str, str],
+    output_topics: list[str],
+    timeout: float,
+) -> BacklogResult:
+    """The raw topic already holds `expected` records: start the process, time the drain."""
+    collector = kafka_io.Collector(bootstrap, output_topics)
+    await collector.start()
+    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        with CpuSampler(proc.pid) as sampler:
+            res = await collector.until(expected, timeout=timeout, idle_timeout=30)
+            await asyncio.sleep(0.1)
+    finally:
+        await collector.stop()
+        err = stop_process(proc)
+    received = len(res.received)
+    if received < expected:
+        say(f"{name}: only {received}/{expected} outputs; process stderr tail:\n{err[-2000:]}")
+    first_batch = sum(1 for t in res.received.values() if t == res.first)
+    window = max(res.last - res.first, 1e-6)
+    counted = max(received - first_batch, 1)
+    cpu = sampler.at(res.last) - sampler.at(res.first)
+    result = BacklogResult(
+        name=name,
+        description=description,
+        events=expected,
+        received=received,
+        duplicates=res.duplicates,
+        seconds=window,
+        throughput=counted / window,
+        cpu_per_event=cpu / counted,
+        cpu_utilisation=cpu / window,
+        by_topic={t.rsplit(".", 1)[-1]: n for t, n in res.by_topic.items()},
+    )
+    say(
+        f"{name}: {result.throughput:,.0f} events/s, {result.cpu_per_event * 1e6:,.0f} µs CPU/event, "
+        f"{result.cpu_utilisation:.2f} cores busy, outputs {result.by_topic}"
+    )
+    return result
+
+
+@dataclass
+class PacedResult:
+    offered: float
+    achieved_input: float
+    throughput: float
+    received: int
+    sent: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+async def paced_runs(
+    bootstrap: str,
+    topics: kafka_io.Topics,
+    values: list[bytes],
+    rates: list[float],
+    seconds: float,
+    argv: list[str],
+    env: dict[str, str],
+) -> list[PacedResult]:
+    """One worker on fresh topics; successive phases at each offered rate; delays per phase."""
+    collector = kafka_io.Collector(bootstrap, topics.outputs())
+    await collector.start()
+    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    results: list[PacedResult] = []
+    sent: dict[int, float] = {}
+    key = 0
+    try:
+        # warm-up: until the worker has joined the group and answered a few events
+        warm = values[:200]
+        await kafka_io.produce_paced(bootstrap, topics.raw, warm, 200, sent, first_key=key)
+        await collector.until(len(warm), timeout=120)
+        key += len(warm)
+        cursor = 0
+        for rate in rates:
+            n = max(50, int(rate * seconds))
+            phase = [values[(cursor + i) % len(values)] for i in range(n)]
+            cursor += n
+            first = key
+            start = time.time()
+            produce = asyncio.create_task(
+                kafka_io.produce_paced(bootstrap, topics.raw, phase, rate, sent, first_key=first)
+            )
+            await collector.until(first + n, timeout=seconds * 4 + 30, idle_timeout=20)
+            achieved = await produce
+            got = {k: t for k, t in collector.result.received.items() if first <= k < first + n}
+            delays = [(t - sent[k]) * 1000 for k, t in got.items()]
+            end = max(got.values()) if got else time.time()
+            r = PacedResult(
+                offered=rate,
+                achieved_input=achieved,
+                throughput=len(got) / max(end - start, 1e-6),
+                received=len(got),
+                sent=n,
+                p50_ms=percentile(delays, 50),
+                p95_ms=percentile(delays, 95),
+                p99_ms=percentile(delays, 99),
+                max_ms=max(delays) if delays else float("nan"),
+            )
+            say(
+                f"paced {rate:,.0f}/s: output {r.throughput:,.0f}/s, delay p50 {r.p50_ms:.0f} ms, "
+                f"p95 {r.p95_ms:.0f} ms, p99 {r.p99_ms:.0f} ms ({r.received}/{n})"
+            )
+            results.append(r)
+            key += n
+    finally:
+        await collector.stop()
+        err = stop_process(proc)
+        if any(r.received < r.sent for r in results):
+            say(f"paced: missing outputs; process stderr tail:\n{err[-2000:]}")
+    return results
+
+
+# ------------------------------------------------------------------------------ references
+
+
+def jwt_decode_reference(
+    tokens: list[tuple[str, str]], keys: workload.Keys, min_seconds: float = 1.0
+) -> float:
+    """CPU seconds per bare jwt.decode (key prepared once, as the worker's registry does)."""
+    hs_key = workload.HMAC_SECRET.encode()
+    key_of = {"HS256": hs_key, "RS256": keys.public_rsa}
+    rounds = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+        start = self_cpu()
+        while True:
+            for token, alg in tokens:
+                jwt.decode(token, key_of[alg], algorithms=[alg])
+            rounds += 1
+            used = self_cpu() - start
+            if used >= min_seconds:
+                break
+    return used / (rounds * len(tokens))
+
+
+# ------------------------------------------------------------------------------ report
+
+
+def machine_info() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import aiokafka
+
+    kafka_version = os.environ.get("KAFKA_VERSION") or "see deploy/local/stack"
+    try:
+        text = (ROOT / "deploy/local/stack").read_text()
+        for line in text.splitlines():
+            if line.startswith("DEFAULT_KAFKA_VERSION="):
+                kafka_version = os.environ.get("KAFKA_VERSION") or line.split("=", 1)[1]
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "pyjwt": jwt.__version__,
+        "aiokafka": aiokafka.__version__,
+        "kafka": kafka_version,
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def ratio_line(name: str, value: float, op: str, target: float, how: str) -> dict[str, Any]:
+    ok = value <= target if op == "<=" else value >= target
+    return {"target": name, "ratio": value, "op": op, "goal": target, "met": ok, "how": how}
+
+
+def print_report(report: dict[str, Any]) -> None:
+    out = sys.stdout
+    m = report["machine"]
+    print(f"\nWorker under test: {report['worker']}", file=out)
+    print(
+        f"Machine: {m['nproc']} cores, {m['cpu_model']}; Python {m['python']}, PyJWT {m['pyjwt']}, "
+        f"aiokafka {m['aiokafka']}, Kafka {m['kafka']}; load avg at start {m['loadavg_at_start'][0]:.2f}",
+        file=out,
+    )
+    print(
+        f"\n{'scenario':<12} {'events':>7} {'events/s':>10} {'CPU µs/ev':>10} {'cores':>6}  description",
+        file=out,
+    )
+    print("-" * 100, file=out)
+    for r in report["backlog"]:
+        print(
+            f"{r['name']:<12} {r['received']:>7} {r['throughput']:>10,.0f} "
+            f"{r['cpu_per_event'] * 1e6:>10,.0f} "
+            f"{r['cpu_utilisation']:>6.2f}  {r['description']}",
+            file=out,
+        )
+    ref = report["references"]
+    print(f"{'jwt.decode':<12} {ref['jwt_tokens']:>7} {1 / ref['jwt_decode_cpu']:>10,.0f} "
+          f"{ref['jwt_decode_cpu'] * 1e6:>10,.1f} {'1.00':>6}  "
+          "bare jwt.decode loop, unique HS256 tokens (in-process)", file=out)  # fmt: skip
+    if "jwt_decode_cpu_mix" in ref:
+        print(f"{'jwt.dec mix':<12} {ref['jwt_tokens_mix']:>7} {1 / ref['jwt_decode_cpu_mix']:>10,.0f} "
+              f"{ref['jwt_decode_cpu_mix'] * 1e6:>10,.1f} {'1.00':>6}  "
+              "bare jwt.decode loop, the mix workload's valid tokens", file=out)  # fmt: skip
+    if report["paced"]:
+        print(
+            f"\n{'offered/s':>10} {'output/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}",
+            file=out,
+        )
+        print("-" * 58, file=out)
+        for p in report["paced"]:
+            print(f"{p['offered']:>10,.0f} {p['throughput']:>10,.0f} {p['p50_ms']:>8.0f} {p['p95_ms']:>8.0f} "
+                  f"{p['p99_ms']:>8.0f} {p['max_ms']:>8.0f}", file=out)  # fmt: skip
+    print(f"\n{'target':<58} {'ratio':>8} {'goal':>8}  result", file=out)
+    print("-" * 90, file=out)
+    for t in report["targets"]:
+        print(f"{t['target']:<58} {t['ratio']:>8.2f} {t['op'] + format(t['goal'], 'g'):>8}  "
+              f"{'met' if t['met'] else 'MISSED'}   ({t['how']})", file=out)  # fmt: skip
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paced = report["paced"]
+    fig, ax1 = plt.subplots(figsize=(8, 4.8))
+    offered = [p["offered"] for p in paced]
+    ax1.plot(offered, [p["throughput"] for p in paced], "o-", color="tab:blue", label="output throughput")
+    ax1.plot(offered, offered, ":", color="grey", label="offered = output")
+    ax1.set_xlabel("offered load (events/s)")
+    ax1.set_ylabel("throughput (events/s)", color="tab:blue")
+    ax2 = ax1.twinx()
+    ax2.plot(offered, [p["p99_ms"] for p in paced], "s-", color="tab:red", label="p99 delay")
+    ax2.plot(offered, [p["p50_ms"] for p in paced], "^--", color="tab:orange", label="p50 delay")
+    ax2.axhline(250, color="tab:red", linestyle=":", linewidth=1)
+    ax2.set_ylabel("end-to-end delay (ms)", color="tab:red")
+    ax2.set_yscale("log")
+    max_tp = report["max_throughput"]
+    ax1.axvline(max_tp / 2, color="green", linestyle="--", linewidth=1, label="half of max throughput")
+    lines = ax1.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax1.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left", fontsize=8)
+    m = report["machine"]
+    ax1.set_title(
+        f"identity worker, exactly-once, 1 process — {report['mix_label']}\n"
+        f"{m['nproc']} cores {m['cpu_model']}; max {max_tp:,.0f} ev/s (backlog)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=20000, help="events per backlog scenario (N)")
+    p.add_argument(
+        "--hs-share", type=float, default=0.8, help="share of HS256 tokens in the mix (rest RS256)"
+    )
+    p.add_argument("--repeat-share", type=float, default=0.0, help="share of repeated tokens in the mix")
+    p.add_argument("--invalid-share", type=float, default=0.05, help="share of invalid events in the mix")
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=500, help="worker and pass-through batch size")
+    p.add_argument("--linger-ms", type=int, default=20, help="pass-through/stand-in batch linger")
+    p.add_argument(
+        "--loads", default="0.25,0.5,0.75,0.9,1.1", help="paced loads as fractions of max throughput"
+    )
+    p.add_argument("--phase-seconds", type=float, default=8.0, help="seconds per paced load level")
+    p.add_argument("--worker", choices=["auto", "cli", "standin"], default="auto")
+    p.add_argument(
+        "--only", default="", help="comma list of scenarios to run (mix,unique,repeat90,p2,alo,paced)"
+    )
+    p.add_argument("--quick", action="store_true", help="small N, fewer and shorter load levels (~2 min)")
+    p.add_argument("--plot", default=str(ROOT / "docs/performance.png"))
+    p.add_argument("--json", default=str(HERE / "results/latest.json"))
+    args = p.parse_args(argv)
+    if args.quick:
+        args.events = min(args.events, 3000)
+        args.loads = "0.25,0.5,0.9"
+        args.phase_seconds = 3.0
+    return args
+
+
+async def amain(args: argparse.Namespace) -> dict[str, Any]:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        raise SystemExit('bench: set KAFKA_BOOTSTRAP_SERVERS (eval "$(deploy/local/stack up)")')
+    only = set(filter(None, args.only.split(",")))
+
+    def wanted(name: str) -> bool:
+        return not only or name in only
+
+    stamp = time.strftime("%Y%m%d%H%M%S") + f"-{os.getpid()}"
+    prefix = f"bench-{stamp}"
+    community = f"bench_{stamp.replace('-', '_')}"
+    machine = machine_info()
+    say(f"machine: {machine['nproc']} cores, {machine['cpu_model']}, load avg {machine['loadavg_at_start']}")
+
+    tmp = tempfile.TemporaryDirectory(prefix="kafka-bench-")
+    keys = workload.Keys.generate()
+    config_path = Path(tmp.name, "bench-community.yaml")
+    config_path.write_text(workload.community_yaml(community, keys))
+    launcher = WorkerLauncher.detect(
+        args.worker, bootstrap=bootstrap, config_path=str(config_path),
+        batch_size=args.batch_size, linger_ms=args.linger_ms,
+    )  # fmt: skip
+    say(f"worker under test: {launcher.describe()}")
+    if launcher.kind == "cli" and not launcher._has("--config"):
+        if not os.environ.get("DATABASE_URL"):
+            raise SystemExit("bench: the worker needs DATABASE_URL (no --config option)")
+        for cmd in (["db", "migrate"], ["config", "apply", str(config_path)]):
+            r = subprocess.run([*CLI, *cmd], capture_output=True, text=True, cwd=ROOT)
+            if r.returncode != 0:
+                raise SystemExit(f"bench: identity-worker {' '.join(cmd)} failed: {r.stderr.strip()}")
+
+    mix_spec = workload.WorkloadSpec(args.events, args.hs_share, args.repeat_share, args.invalid_share)
+    unique_spec = workload.WorkloadSpec(args.events, 1.0, 0.0, 0.0, seed=7)
+    repeat_spec = workload.WorkloadSpec(args.events, 1.0, 0.9, 0.0, seed=8)
+    t0 = time.time()
+    mix = workload.build(mix_spec, community, keys)
+    unique = workload.build(unique_spec, community, keys)
+    repeat = workload.build(repeat_spec, community, keys)
+    say(f"generated workloads in {time.time() - t0:.1f} s; mix: {mix.kinds}")
+
+    # Fresh topics: one raw topic per workload, fresh output topics per scenario.
+    raw_topics = {name: f"{prefix}.{name}.identity.raw" for name in ("mix", "unique", "repeat")}
+    scenarios = [
+        ("mix", "mix", "exactly_once", 1, mix_spec.label() + ", exactly-once, 1 process"),
+        ("unique", "unique", "exactly_once", 1, "unique HS256 tokens, exactly-once, 1 process"),
+        ("repeat90", "repeat", "exactly_once", 1, "90% repeated HS256 tokens, exactly-once, 1 process"),
+        ("unique-p2", "unique", "exactly_once", 2, "unique HS256 tokens, exactly-once, --processes 2"),
+        ("unique-alo", "unique", "at_least_once", 1, "unique HS256 tokens, at-least-once, 1 process"),
+    ]
+    selected = {"unique-p2": "p2", "unique-alo": "alo"}
+    scenarios = [s for s in scenarios if wanted(selected.get(s[0], s[0]))]
+    paced_topics = kafka_io.Topics.fresh(f"{prefix}.paced")
+    names = list(raw_topics.values())
+    for s in scenarios:
+        t = kafka_io.Topics.fresh(f"{prefix}.{s[0]}")
+        names += t.outputs()
+    names += [f"{prefix}.passthrough.copy", paced_topics.raw, *paced_topics.outputs()]
+    await kafka_io.create_topics(bootstrap, names, args.partitions)
+    say(f"created {len(names)} topics {prefix}.* with {args.partitions} partitions")
+    data = {"mix": mix, "unique": unique, "repeat": repeat}
+    for name, topic in raw_topics.items():
+        await kafka_io.produce_backlog(bootstrap, topic, data[name].values)
+    say(f"produced {args.events} raw events to each of {', '.join(raw_topics.values())}")
+
+    timeout = max(120.0, args.events / 200)
+    backlog: list[BacklogResult] = []
+    for name, data_name, guarantee, processes, description in scenarios:
+        t = kafka_io.Topics.fresh(f"{prefix}.{name}")
+        topics = kafka_io.Topics(raw_topics[data_name], t.enriched, t.rejected, t.dlq, t.passthrough)
+        argv, env = launcher.command(topics, f"{prefix}-{name}", guarantee, processes)
+        backlog.append(
+            await backlog_run(
+                name, description, bootstrap, topics, args.events, argv, env, topics.outputs(), timeout
+            )
+        )
+
+    # References, same run, same machine.
+    say("reference: pass-through consumer→transactional producer over the unique-HS256 raw records")
+    copy_topic = f"{prefix}.passthrough.copy"
+    pt_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT)]))
+    pt_argv = [
+        sys.executable, "-m", "kbench.relay", "--mode", "passthrough", "--bootstrap", bootstrap,
+        "--input", raw_topics["unique"], "--output", copy_topic, "--group", f"{prefix}-passthrough",
+        "--guarantee", "exactly_once", "--batch-size", str(args.batch_size),
+        "--linger-ms", str(args.linger_ms),
+    ]  # fmt: skip
+    pt = await backlog_run(
+        "passthrough", "pass-through aiokafka consumer→producer, exactly-once batches, no verification",
+        bootstrap, kafka_io.Topics.fresh("unused"), args.events, pt_argv, pt_env, [copy_topic], timeout,
+    )  # fmt: skip
+    backlog.append(pt)
+    say("reference: bare jwt.decode loop")
+    jwt_cpu = jwt_decode_reference(unique.good_tokens, keys)
+    jwt_cpu_mix = jwt_decode_reference(mix.good_tokens, keys) if mix.good_tokens else float("nan")
+    say(f"jwt.decode: {jwt_cpu * 1e6:.1f} µs CPU/token (unique HS256), {jwt_cpu_mix * 1e6:.1f} µs (mix)")
+
+    by = {r.name: r for r in backlog}
+    max_tp = by["mix"].throughput if "mix" in by else (by["unique"].throughput if "unique" in by else 1000.0)
+    paced: list[PacedResult] = []
+    if wanted("paced"):
+        rates = [max(20.0, float(f) * max_tp) for f in args.loads.split(",")]
+        if not any(abs(r - max_tp / 2) < 1e-6 for r in rates):
+            rates.append(max_tp / 2)
+        rates.sort()
+        argv, env = launcher.command(paced_topics, f"{prefix}-paced", "exactly_once", 1)
+        say(f"paced loads (events/s): {', '.join(f'{r:,.0f}' for r in rates)}, {args.phase_seconds:g} s each")
+        paced = await paced_runs(bootstrap, paced_topics, mix.values, rates, args.phase_seconds, argv, env)
+
+    targets = []
+    if "unique" in by:
+        u = by["unique"]
+        targets.append(ratio_line(
+            "(a) unique HS256: worker CPU/ev ÷ (jwt.decode + pass-through)",
+            u.cpu_per_event / (jwt_cpu + pt.cpu_per_event), "<=", 1.3,
+            f"{u.cpu_per_event * 1e6:.0f} µs ÷ ({jwt_cpu * 1e6:.0f} + {pt.cpu_per_event * 1e6:.0f}) µs",
+        ))  # fmt: skip
+        if "repeat90" in by:
+            r = by["repeat90"]
+            targets.append(ratio_line(
+                "(b) 90% repeated ÷ unique throughput", r.throughput / u.throughput, ">=", 3,
+                f"{r.throughput:,.0f} ÷ {u.throughput:,.0f} ev/s",
+            ))  # fmt: skip
+        if "unique-p2" in by:
+            p2 = by["unique-p2"]
+            targets.append(ratio_line(
+                "(c) --processes 2 ÷ 1 process throughput", p2.throughput / u.throughput, ">=", 1.6,
+                f"{p2.throughput:,.0f} ÷ {u.throughput:,.0f} ev/s",
+            ))  # fmt: skip
+        if "unique-alo" in by:
+            alo = by["unique-alo"]
+            targets.append(ratio_line(
+                "(d) exactly-once ÷ at-least-once throughput", u.throughput / alo.throughput, ">=", 0.8,
+                f"{u.throughput:,.0f} ÷ {alo.throughput:,.0f} ev/s",
+            ))  # fmt: skip
+    if paced:
+        half = min(paced, key=lambda p: abs(p.offered - max_tp / 2))
+        targets.append(ratio_line(
+            "(d) p99 delay (ms) at half of max throughput, exactly-once", half.p99_ms, "<=", 250,
+            f"offered {half.offered:,.0f}/s = half of {max_tp:,.0f}/s",
+        ))  # fmt: skip
+
+    report = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "worker": launcher.describe(),
+        "machine": machine,
+        "loadavg_at_end": os.getloadavg(),
+        "mix_label": mix_spec.label(),
+        "partitions": args.partitions,
+        "batch_size": args.batch_size,
+        "backlog": [asdict(r) for r in backlog],
+        "references": {
+            "jwt_decode_cpu": jwt_cpu,
+            "jwt_tokens": len(unique.good_tokens),
+            "jwt_decode_cpu_mix": jwt_cpu_mix,
+            "jwt_tokens_mix": len(mix.good_tokens),
+            "passthrough_cpu": pt.cpu_per_event,
+            "passthrough_throughput": pt.throughput,
+        },
+        "max_throughput": max_tp,
+        "paced": [asdict(p) for p in paced],
+        "targets": targets,
+    }
+    tmp.cleanup()
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.time()
+    report = asyncio.run(amain(args))
+    report["wall_seconds"] = time.time() - started
+    print_report(report)
+    if report["paced"]:
+        plot(report, Path(args.plot))
+        say(f"plot written to {args.plot}")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    say(f"figures written to {args.json}; total {report['wall_seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Kafka side of the benchmark: fresh topics, producing raw events, collecting outputs.
+
+Delay of one event = wall time at which the collector (a read_committed consumer) received its
+output − the raw record's Kafka timestamp (CreateTime, set by our producer at send). The output
+commit time is approximated by this consumption time: it adds the collector's fetch latency
+(fetch_max_wait 20 ms here), so delays are slightly pessimistic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+
+@dataclass(frozen=True)
+class Topics:
+    raw: str
+    enriched: str
+    rejected: str
+    dlq: str
+    passthrough: str
+
+    @classmethod
+    def fresh(cls, prefix: str) -> Topics:
+        return cls(*(f"{prefix}.identity.{name}" for name in ("raw", "enriched", "rejected", "dlq", "copy")))
+
+    def outputs(self) -> list[str]:
+        return [self.enriched, self.rejected, self.dlq]
+
+
+async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
+        )
+    finally:
+        await admin.close()
+
+
+def _producer(bootstrap: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024
+    )
+
+
+async def produce_backlog(bootstrap: str, topic: str, values: Sequence[bytes], first_key: int = 0) -> None:
+    """All values as fast as possible; keys are the event index (outputs carry the same key, K1)."""
+    producer = _producer(bootstrap)
+    await producer.start()
+    try:
+        futures = []
+        for i, value in enumerate(values):
+            futures.append(await producer.send(topic, value, key=str(first_key + i).encode()))
+            if len(futures) >= 5000:
+                await asyncio.gather(*futures)
+                futures.clear()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def produce_paced(
+    bootstrap: str,
+    topic: str,
+    values: Sequence[bytes],
+    rate: float,
+    sent: dict[int, float],
+    first_key: int = 0,
+) -> float:
+    """Values at `rate` events/s, timestamp = send time (also stored in `sent`). Returns the achieved rate."""
+    producer = _producer(bootstrap)
+    await producer.start()
+    try:
+        futures = []
+        start = time.time()
+        for i, value in enumerate(values):
+            due = start + i / rate
+            delay = due - time.time()
+            if delay > 0.005:
+                await asyncio.sleep(delay)
+            stamp = int(time.time() * 1000)
+            sent[first_key + i] = stamp / 1000
+            futures.append(
+                await producer.send(topic, value, key=str(first_key + i).encode(), timestamp_ms=stamp)
+            )
+        await asyncio.gather(*futures)
+        return len(values) / max(time.time() - start, 1e-9)
+    finally:
+        await producer.stop()
+
+
+@dataclass
+class Collected:
+    # key (event index) -> wall time the output was received by the read_committed collector
+    received: dict[int, float] = field(default_factory=dict)
+    by_topic: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    first: float = 0.0
+    last: float = 0.0
+
+
+class Collector:
+    """A read_committed consumer of the output topics, running until `expected` keys arrived."""
+
+    def __init__(self, bootstrap: str, topics: Sequence[str]) -> None:
+        self.bootstrap = bootstrap
+        self.topics = list(topics)
+        self.result = Collected()
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=20,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def until(self, expected: int, timeout: float, idle_timeout: float | None = None) -> Collected:
+        """Consume until `expected` distinct keys were seen, or timeout / no progress for idle_timeout."""
+        assert self._consumer is not None
+        res = self.result
+        deadline = time.time() + timeout
+        last_progress = time.time()
+        while len(res.received) < expected and time.time() < deadline:
+            if idle_timeout and time.time() - last_progress > idle_timeout:
+                break
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=10000)
+            now = time.time()
+            for tp, records in batches.items():
+                res.by_topic[tp.topic] = res.by_topic.get(tp.topic, 0) + len(records)
+                for record in records:
+                    key = int(record.key)
+                    if key in res.received:
+                        res.duplicates += 1
+                        continue
+                    res.received[key] = now
+                    if not res.first:
+                        res.first = now
+                    res.last = now
+                    last_progress = now
+        return res

@@ -1,0 +1,163 @@
+"""The benchmark's raw events: one community, HS256/RS256 tokens, repeats and invalid events.
+
+Everything is generated once per workload and reused by every scenario that needs it, so the
+worker and the references see byte-identical tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+HMAC_SECRET = "0123456789abcdef01234567"  # benchmark value: 24 hex characters (DESIGN §1)
+HS_KID = "bench_hs"
+RS_KID = "bench_rs"
+INVALID_KINDS = ("tampered", "expired", "unknown_kid", "not_json", "unsigned")
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    events: int
+    hs_share: float = 1.0
+    repeat_share: float = 0.0
+    invalid_share: float = 0.0
+    seed: int = 6
+
+    def label(self) -> str:
+        return (
+            f"{self.events} events, HS256 {self.hs_share:.0%}, repeated {self.repeat_share:.0%}, "
+            f"invalid {self.invalid_share:.0%}"
+        )
+
+
+@dataclass
+class Keys:
+    private_rsa: Any
+    public_rsa: Any
+    public_pem: str
+
+    @classmethod
+    def generate(cls) -> Keys:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = (
+            private.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+        return cls(private, private.public_key(), pem)
+
+
+def community_yaml(community_id: str, keys: Keys) -> str:
+    indented = "\n".join("          " + line for line in keys.public_pem.strip().splitlines())
+    return f"""communities:
+  - id: {community_id}
+    signed_identities: require
+    jwt_keys:
+      - kid: {HS_KID}
+        hmac_secret: "{HMAC_SECRET}"
+      - kid: {RS_KID}
+        rsa_public_key: |
+{indented}
+    custom_fields:
+      - key: customer_id
+        label: Customer ID
+        regex: "C[0-9]{{6}}"
+    mappings:
+      - from: extra_values.customer_id
+        to: custom_fields.customer_id
+      - from: uuid
+        to: identity_group.notes
+      - from: extra_values.mobile
+        to: identity_group.mobile_phones
+"""
+
+
+def sign(claims: dict[str, Any], key: Any, alg: str, kid: str) -> str:
+    with warnings.catch_warnings():  # 24-character HMAC secrets are the product's format
+        warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+        return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid, "typ": "JWT"})
+
+
+@dataclass
+class Workload:
+    spec: WorkloadSpec
+    community_id: str
+    values: list[bytes] = field(default_factory=list)
+    # (token, alg) of every signed event whose signature is valid: what jwt.decode is timed on.
+    good_tokens: list[tuple[str, str]] = field(default_factory=list)
+    kinds: dict[str, int] = field(default_factory=dict)
+
+
+def build(spec: WorkloadSpec, community_id: str, keys: Keys, now: int | None = None) -> Workload:
+    """N raw event values. A repeated event reuses the token of an earlier visitor (page view)."""
+    rng = random.Random(spec.seed)
+    now = int(time.time()) if now is None else now
+    received = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    work = Workload(spec, community_id)
+    seen: list[tuple[str, str]] = []
+
+    def envelope(i: int, **body: Any) -> bytes:
+        value = {
+            "event_id": f"b-{i}",
+            "community_id": community_id,
+            "received_at": received,
+            "gateway": {"name": "bench"},
+            **body,
+        }
+        return json.dumps(value, separators=(",", ":")).encode()
+
+    def fresh_token(i: int) -> tuple[str, str]:
+        alg = "HS256" if rng.random() < spec.hs_share else "RS256"
+        claims = {
+            "uuid": f"visitor-{spec.seed}-{i}",
+            "firstname": "Ada",
+            "lastname": "Lovelace",
+            "email": f"ada{i}@example.com",
+            "company": "Analytical Engines",
+            "extra_values": {"customer_id": f"C{i % 1000000:06d}", "mobile": "+44 7700 900123", "tier": 3},
+            "iat": now - 5,
+            "exp": now + 4 * 3600,
+        }
+        if alg == "HS256":
+            return sign(claims, HMAC_SECRET, "HS256", HS_KID), alg
+        return sign(claims, keys.private_rsa, "RS256", RS_KID), alg
+
+    def count(kind: str) -> None:
+        work.kinds[kind] = work.kinds.get(kind, 0) + 1
+
+    for i in range(spec.events):
+        if rng.random() < spec.invalid_share:
+            kind = INVALID_KINDS[i % len(INVALID_KINDS)]
+            count("invalid_" + kind)
+            if kind == "tampered":
+                head, body, sig = fresh_token(i)[0].split(".")
+                work.values.append(envelope(i, signed_identity=f"{head}.{body}.{sig[:-6]}AAAAAA"))
+            elif kind == "expired":
+                token = sign({"uuid": f"x-{i}", "exp": now - 600}, HMAC_SECRET, "HS256", HS_KID)
+                work.values.append(envelope(i, signed_identity=token))
+            elif kind == "unknown_kid":
+                token = sign({"uuid": f"x-{i}", "exp": now + 7200}, HMAC_SECRET, "HS256", "bench_old")
+                work.values.append(envelope(i, signed_identity=token))
+            elif kind == "not_json":
+                work.values.append(b"{this is not JSON " + str(i).encode())
+            else:  # unsigned in require mode: signature_required
+                work.values.append(envelope(i, identity={"uuid": f"u-{i}", "firstname": "Eve"}))
+            continue
+        if seen and rng.random() < spec.repeat_share:
+            token, alg = seen[rng.randrange(len(seen))]
+            count("repeated_" + alg)
+        else:
+            token, alg = fresh_token(i)
+            seen.append((token, alg))
+            count("unique_" + alg)
+        work.good_tokens.append((token, alg))
+        work.values.append(envelope(i, signed_identity=token))
+    return work
