@@ -420,7 +420,7 @@ def test_v8_precedes_v9(verdict: Any) -> None:
     assert verdict(make_token(good_claims(exp=True, nbf=T0 + 99999))) == "invalid_exp"
 
 
-# ---------------------------------------------------------------- V9 expiry (leeway 10 s, min validity 3600 s)
+# ---------------------------------------------------------------- V9 expiry (leeway 10, min validity 3600)
 
 
 def test_v9_expiry_exactly_min_validity_is_accepted(verdict: Any) -> None:
