@@ -1,0 +1,227 @@
+"""Property-based tests (hypothesis) of the pipeline's guarantees (K1, DESIGN §2, V12).
+
+Whatever the input — arbitrary bytes, arbitrary JSON, arbitrary envelopes carrying arbitrary
+identities and tokens — `process_event` returns exactly one output, raises nothing, its JSON
+validates against the matching contract model and never contains a configured secret.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from _support import (
+    ANON_SECRET,
+    HS_KID,
+    NOW,
+    OTHER_SECRET,
+    RECEIVED_AT,
+    RS_KID,
+    SECRET,
+    T0,
+    b64json,
+    base_communities,
+    make_token,
+    validate_output,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from worker.core.contracts import RawIdentity
+from worker.core.pipeline import Output, process_event
+from worker.core.verify import Rejected, read_identity
+
+SECRETS = (SECRET, OTHER_SECRET, ANON_SECRET)
+COMMON = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=40),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+
+def check(value: bytes | None, *, now: float = NOW) -> dict[str, Any]:
+    output = process_event(value, lookup=base_communities(), now=now)
+    assert isinstance(output, Output)
+    record = validate_output(output)
+    text = output.to_json().decode("ascii")
+    for secret in SECRETS:
+        assert secret not in text
+    return record
+
+
+@COMMON
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_give_one_valid_output(value: bytes) -> None:
+    record = check(value)
+    assert record["outcome"] == "rejected" and record["reason"] == "malformed_event"
+
+
+@COMMON
+@given(json_values)
+def test_arbitrary_json_gives_one_valid_output(value: Any) -> None:
+    check(json.dumps(value).encode())
+
+
+# ---------------------------------------------------------------- envelopes
+
+
+identity_text = st.one_of(
+    st.text(max_size=30),
+    st.integers(min_value=1020, max_value=1030).map(lambda n: "x" * n),
+)
+extra_keys = st.one_of(st.text(min_size=0, max_size=5), st.integers(62, 66).map(lambda n: "k" * n))
+extra_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.floats(allow_nan=False, allow_infinity=False),
+    identity_text,
+)
+extra_value_any = st.one_of(
+    extra_scalar,
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@st.composite
+def extra_values(draw: st.DrawFn) -> Any:
+    kind = draw(st.sampled_from(["small", "many", "other"]))
+    if kind == "other":
+        return draw(st.one_of(json_scalars, st.lists(st.integers(), max_size=2)))
+    if kind == "many":
+        n = draw(st.integers(98, 102))
+        return {f"k{i}": draw(extra_scalar) for i in range(n)}
+    return draw(st.dictionaries(extra_keys, st.one_of(extra_scalar, extra_value_any), max_size=6))
+
+
+field_names = st.sampled_from(
+    ["uuid", "screenname", "firstname", "lastname", "company", "email", "avatar_url"]
+)
+
+
+@st.composite
+def identities(draw: st.DrawFn) -> dict[str, Any]:
+    identity: dict[str, Any] = {}
+    for name in draw(st.lists(field_names, max_size=7, unique=True)):
+        identity[name] = draw(
+            st.one_of(identity_text, identity_text, json_scalars, st.lists(st.text(), max_size=2))
+        )
+    if draw(st.booleans()):
+        identity["extra_values"] = draw(extra_values())
+    for name, value in draw(st.dictionaries(st.text(max_size=8), json_values, max_size=3)).items():
+        identity.setdefault(name, value)
+    return identity
+
+
+numeric_dates = st.one_of(
+    st.integers(min_value=T0 - 10_000, max_value=T0 + 20_000),
+    st.sampled_from([T0 - 10, T0 - 9, T0 + 3589, T0 + 3590, T0 + 10, T0 + 11]),
+    st.floats(min_value=T0 - 100, max_value=T0 + 10_000, allow_nan=False),
+    st.sampled_from([True, "soon", None, -1, 10**30]),
+)
+
+
+@st.composite
+def tokens(draw: st.DrawFn) -> str:
+    kind = draw(st.sampled_from(["valid", "valid", "mangled", "text", "header"]))
+    claims = draw(identities())
+    for name in ("exp", "nbf", "iat"):
+        if draw(st.booleans()):
+            claims[name] = draw(numeric_dates)
+    if kind == "text":
+        return draw(st.text(max_size=80))
+    alg, kid = draw(
+        st.sampled_from([("HS256", HS_KID), ("RS256", RS_KID), ("HS256", RS_KID), ("none", HS_KID)])
+    )
+    if kind == "header":
+        header = draw(
+            st.dictionaries(st.sampled_from(["typ", "alg", "kid", "crit", "b64", "jwk"]), json_values)
+        )
+        return make_token(claims, kid=kid, alg=alg, header=header, sign_as="HS256" if alg == "none" else alg)
+    token = make_token(claims, kid=kid, alg=alg, sign_as="HS256" if alg == "none" else alg)
+    if kind == "mangled":
+        head, body, sig = token.split(".")
+        part = draw(st.sampled_from(["head", "body", "sig", "dots"]))
+        junk = draw(st.text(alphabet="ABCxyz09-_.=+/ ", max_size=6))
+        if part == "head":
+            head = b64json(draw(json_values))
+        elif part == "body":
+            body = body[: draw(st.integers(0, len(body)))] + junk
+        elif part == "sig":
+            sig = sig[: draw(st.integers(0, len(sig)))] + junk
+        else:
+            return token.replace(".", junk, draw(st.integers(1, 2)))
+        token = f"{head}.{body}.{sig}"
+    return token
+
+
+@st.composite
+def envelopes(draw: st.DrawFn) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    if draw(st.integers(0, 9)):
+        value["event_id"] = draw(st.one_of(st.just("e-1"), st.text(max_size=4), st.integers(0, 3)))
+    if draw(st.integers(0, 9)):
+        value["community_id"] = draw(st.sampled_from(["acme", "anon", "other", "nobody", "bad id", 7]))
+    if draw(st.integers(0, 9)):
+        value["received_at"] = draw(
+            st.sampled_from([RECEIVED_AT, "2026-11-24T09:00:00+00:00", "2026-11-24T10:00:00", "x", T0])
+        )
+    which = draw(st.sampled_from(["signed", "unsigned", "both", "neither", "nulls"]))
+    if which in ("signed", "both"):
+        value["signed_identity"] = draw(tokens())
+    if which in ("unsigned", "both"):
+        value["identity"] = draw(st.one_of(identities(), identities(), json_values))
+    if which == "nulls":
+        value["identity"] = None
+        value["signed_identity"] = draw(st.one_of(st.none(), tokens()))
+    if draw(st.booleans()):
+        value["gateway"] = draw(st.one_of(st.just({"name": "gw"}), json_values))
+    value.update(draw(st.dictionaries(st.text(max_size=6), json_values, max_size=2)))
+    return value
+
+
+@COMMON
+@given(envelopes())
+def test_arbitrary_envelopes_give_one_valid_output(value: dict[str, Any]) -> None:
+    check(json.dumps(value).encode())
+
+
+@COMMON
+@given(envelopes(), st.floats(min_value=NOW - 20_000, max_value=NOW + 20_000))
+def test_arbitrary_envelopes_at_any_clock_give_one_valid_output(value: dict[str, Any], now: float) -> None:
+    check(json.dumps(value).encode(), now=now)
+
+
+# ---------------------------------------------------------------- V12: hand-written check == the model
+
+
+@COMMON
+@given(identities())
+def test_v12_read_identity_agrees_with_the_raw_identity_model(identity: dict[str, Any]) -> None:
+    hand = read_identity(identity)
+    try:
+        model = RawIdentity.model_validate(identity)
+    except ValidationError:
+        model = None
+    assert isinstance(hand, Rejected) == (model is None), (hand, identity)
+    if model is not None:
+        assert not isinstance(hand, Rejected)
+        for name in ("uuid", "screenname", "firstname", "lastname", "company", "email", "avatar_url"):
+            assert hand.get(name) == getattr(model, name)
+        expected = {k: v for k, v in (model.extra_values or {}).items() if v is not None}
+        assert set(hand["extra_values"]) == set(expected)
+        for key, text in hand["extra_values"].items():
+            assert text == (expected[key] if isinstance(expected[key], str) else json.dumps(expected[key]))
