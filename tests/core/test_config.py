@@ -1,0 +1,205 @@
+"""Configuration validation (DESIGN §1, §5): one clear line per problem, never a secret."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from _support import SECRET, acme_config, private_pem, public_pem, rsa_private
+
+from worker.core.config import ConfigError, parse_yaml, prepare
+from worker.core.contracts import Mode
+
+
+def _problems(config: Any) -> list[str]:
+    text = config if isinstance(config, str) else yaml.safe_dump(config)
+    with pytest.raises(ConfigError) as info:
+        parse_yaml(text)
+    problems = info.value.problems
+    assert problems, "a ConfigError names at least one problem"
+    for line in problems:
+        assert "\n" not in line and line.strip() == line and line
+    return problems
+
+
+def _one(**key: Any) -> dict[str, Any]:
+    return {"communities": [{"id": "c", "jwt_keys": [key]}]}
+
+
+def test_defaults() -> None:
+    community = prepare(parse_yaml("communities:\n  - id: c\n"))["c"]
+    assert community.mode is Mode.REQUIRE
+    assert community.min_validity_seconds == 3600 and community.leeway_seconds == 10
+
+
+def test_the_design_example_loads() -> None:
+    communities = prepare(parse_yaml(yaml.safe_dump({"communities": [acme_config()]})))
+    assert set(communities["acme"].keys) == {"acme_2026", "acme_rsa"}
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "0123456789ABCDEF01234567",  # uppercase
+        "0123456789abcdef0123456",  # 23
+        "0123456789abcdef012345678",  # 25
+        "0123456789abcdeg01234567",  # not hex
+        " 123456789abcdef01234567",
+        "",
+    ],
+)
+def test_hmac_secret_must_be_24_lowercase_hex_and_is_never_echoed(secret: str) -> None:
+    problems = _problems(_one(kid="k", hmac_secret=secret))
+    assert len(problems) == 1
+    assert problems[0].startswith("communities[0].jwt_keys[0].hmac_secret")
+    if secret.strip():
+        assert secret.strip() not in "; ".join(problems)
+
+
+def test_hmac_secret_as_a_yaml_number_is_refused() -> None:
+    text = (
+        "communities:\n  - id: c\n    jwt_keys:\n"
+        "      - kid: k\n        hmac_secret: 123456789012345678901234\n"
+    )
+    problems = _problems(text)
+    assert "hmac_secret" in problems[0] and "123456789012345678901234" not in problems[0]
+
+
+def test_a_valid_secret_is_not_echoed_when_something_else_is_wrong() -> None:
+    problems = _problems(_one(kid="BAD KID", hmac_secret=SECRET))
+    assert SECRET not in "; ".join(problems)
+    assert problems[0].startswith("communities[0].jwt_keys[0].kid")
+
+
+def test_each_problem_is_its_own_line() -> None:
+    config = {
+        "communities": [
+            {
+                "id": "bad id",
+                "signed_identities": "maybe",
+                "jwt_keys": [{"kid": "K", "hmac_secret": "nope"}],
+                "leeway_seconds": -1,
+            }
+        ]
+    }
+    problems = _problems(config)
+    assert len(problems) >= 4
+    joined = "\n".join(problems)
+    for where in ("].id", "signed_identities", "kid", "hmac_secret", "leeway_seconds"):
+        assert where in joined
+
+
+@pytest.mark.parametrize("kid", ["K1", "../k", "k-1", "k 1", "a" * 65, "", "k'1", "ké"])
+def test_kid_rules(kid: str) -> None:
+    problems = _problems(_one(kid=kid, hmac_secret=SECRET))
+    assert any("kid" in p for p in problems)
+
+
+def test_kid_of_64_chars_is_accepted() -> None:
+    parse_yaml(yaml.safe_dump(_one(kid="a" * 64, hmac_secret=SECRET)))
+
+
+def test_duplicate_kid_is_refused() -> None:
+    config = {"communities": [{"id": "c", "jwt_keys": [{"kid": "k", "hmac_secret": SECRET}] * 2}]}
+    assert any("duplicate" in p for p in _problems(config))
+
+
+def test_exactly_one_key_kind() -> None:
+    assert _problems(_one(kid="k"))
+    pem = public_pem(rsa_private())
+    problems = _problems(_one(kid="k", hmac_secret=SECRET, rsa_public_key=pem))
+    assert SECRET not in "; ".join(problems)
+
+
+@pytest.mark.parametrize("pkcs1", [False, True], ids=["BEGIN PUBLIC KEY", "BEGIN RSA PUBLIC KEY"])
+def test_both_public_pem_headers_are_accepted(pkcs1: bool) -> None:
+    pem = public_pem(rsa_private(), pkcs1=pkcs1)
+    assert pem.startswith("-----BEGIN RSA PUBLIC KEY-----" if pkcs1 else "-----BEGIN PUBLIC KEY-----")
+    community = prepare(parse_yaml(yaml.safe_dump(_one(kid="k", rsa_public_key=pem))))["c"]
+    assert community.keys["k"].alg == "RS256"
+
+
+def test_both_pem_forms_give_the_same_fingerprint() -> None:
+    a = prepare(parse_yaml(yaml.safe_dump(_one(kid="k", rsa_public_key=public_pem(rsa_private())))))
+    b = prepare(parse_yaml(yaml.safe_dump(_one(kid="k", rsa_public_key=public_pem(rsa_private(), True)))))
+    assert a["c"].keys["k"].fingerprint == b["c"].keys["k"].fingerprint
+
+
+def test_private_rsa_key_is_refused_without_echoing_it() -> None:
+    pem = private_pem(rsa_private())
+    problems = _problems(_one(kid="k", rsa_public_key=pem))
+    assert len(problems) == 1 and "private" in problems[0]
+    body = pem.splitlines()[1]
+    assert body not in problems[0]
+
+
+def test_rsa_key_below_2048_bits_is_refused() -> None:
+    problems = _problems(_one(kid="k", rsa_public_key=public_pem(rsa_private(1024))))
+    assert "1024" in problems[0] and "2048" in problems[0]
+
+
+@pytest.mark.parametrize(
+    "pem",
+    [
+        "not a pem",
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+        "-----BEGIN CERTIFICATE-----\n",
+    ],
+)
+def test_unreadable_rsa_key_is_refused(pem: str) -> None:
+    assert "rsa_public_key" in _problems(_one(kid="k", rsa_public_key=pem))[0]
+
+
+def test_non_rsa_public_key_is_refused() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    assert "RSA" in _problems(_one(kid="k", rsa_public_key=pem))[0]
+
+
+def test_mapping_to_an_undeclared_custom_field_is_refused() -> None:
+    config = {"communities": [{"id": "c", "mappings": [{"from": "uuid", "to": "custom_fields.nope"}]}]}
+    problems = _problems(config)
+    assert len(problems) == 1 and "nope" in problems[0] and "not declared" in problems[0]
+
+
+@pytest.mark.parametrize(
+    "mapping,where",
+    [
+        ({"from": "email", "to": "identity_group.notes"}, "from"),
+        ({"from": "extra_values.", "to": "identity_group.notes"}, "from"),
+        ({"from": "extra_values." + "k" * 65, "to": "identity_group.notes"}, "from"),
+        ({"from": "uuid", "to": "identity_group.age"}, "to"),
+        ({"from": "uuid", "to": "custom_fields.Bad"}, "to"),
+        ({"from": "uuid", "to": "notes"}, "to"),
+    ],
+)
+def test_mapping_source_and_target_forms(mapping: dict[str, str], where: str) -> None:
+    problems = _problems({"communities": [{"id": "c", "mappings": [mapping]}]})
+    assert f"mappings[0].{where}" in problems[0]
+
+
+@pytest.mark.parametrize("key", ["Customer", "a-b", "", "k" * 65])
+def test_custom_field_key_rules(key: str) -> None:
+    problems = _problems({"communities": [{"id": "c", "custom_fields": [{"key": key, "label": "L"}]}]})
+    assert "custom_fields[0].key" in problems[0]
+
+
+def test_duplicate_community_is_refused() -> None:
+    assert any("duplicate" in p for p in _problems({"communities": [{"id": "c"}, {"id": "c"}]}))
+
+
+def test_unknown_setting_is_refused() -> None:
+    assert _problems({"communities": [{"id": "c", "signed": True}]})
+
+
+@pytest.mark.parametrize("text", ["communities: [", "- a\n- b\n", "communities: {id: c}\n"])
+def test_not_a_configuration_is_one_clear_error(text: str) -> None:
+    _problems(text)
