@@ -80,6 +80,8 @@ class WorkerLauncher:
     config_path: str
     batch_size: int
     linger_ms: int
+    retry_backoff_ms: int = 100
+    worker_linger_ms: int | None = None
     run_help: str = ""
 
     @classmethod
@@ -113,7 +115,7 @@ class WorkerLauncher:
                 "--input", topics.raw, "--enriched", topics.enriched, "--rejected", topics.rejected,
                 "--dlq", topics.dlq, "--config", self.config_path, "--group", group, "--guarantee", guarantee,
                 "--batch-size", str(self.batch_size), "--linger-ms", str(self.linger_ms),
-                "--processes", str(processes),
+                "--processes", str(processes), "--retry-backoff-ms", str(self.retry_backoff_ms),
             ]  # fmt: skip
             return argv, env
         env.update(
@@ -125,11 +127,15 @@ class WorkerLauncher:
                 "IDENTITY_WORKER_DLQ_TOPIC": topics.dlq,
                 "IDENTITY_WORKER_GROUP_ID": group,
                 "IDENTITY_WORKER_GUARANTEE": guarantee,
-                "IDENTITY_WORKER_METRICS_PORT": str(free_port()),
+                "IDENTITY_WORKER_CONFIG_FILE": self.config_path,
+                "IDENTITY_WORKER_PROCESSES": str(processes),
+                "IDENTITY_WORKER_METRICS_PORT": "0",  # --processes N would need N free ports
                 "IDENTITY_WORKER_BATCH_SIZE": str(self.batch_size),
-                "IDENTITY_WORKER_LOG_LEVEL": "WARNING",
+                "IDENTITY_WORKER_LOG_LEVEL": "warning",
             }
         )
+        if self.worker_linger_ms is not None:
+            env["IDENTITY_WORKER_BATCH_LINGER_MS"] = str(self.worker_linger_ms)
         argv = [*CLI, "run"]
         if self._has("--config"):
             argv += ["--config", self.config_path]
@@ -141,7 +147,6 @@ class WorkerLauncher:
             ("--group-id", group),
             ("--guarantee", guarantee),
             ("--batch-size", str(self.batch_size)),
-            ("--metrics-port", env["IDENTITY_WORKER_METRICS_PORT"]),
         ):
             if self._has(flag):
                 argv += [flag, value]
@@ -468,6 +473,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=500, help="worker and pass-through batch size")
     p.add_argument("--linger-ms", type=int, default=20, help="pass-through/stand-in batch linger")
     p.add_argument(
+        "--worker-linger-ms",
+        type=int,
+        default=None,
+        help="IDENTITY_WORKER_BATCH_LINGER_MS (default: the worker's)",
+    )
+    p.add_argument(
+        "--retry-backoff-ms",
+        type=int,
+        default=10,
+        help="pass-through/stand-in producer retry backoff (aiokafka's 100 ms default stalls each "
+        "transaction after a commit: CONCURRENT_TRANSACTIONS retries)",
+    )
+    p.add_argument(
         "--loads", default="0.25,0.5,0.75,0.9,1.1", help="paced loads as fractions of max throughput"
     )
     p.add_argument("--phase-seconds", type=float, default=8.0, help="seconds per paced load level")
@@ -507,10 +525,11 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     config_path.write_text(workload.community_yaml(community, keys))
     launcher = WorkerLauncher.detect(
         args.worker, bootstrap=bootstrap, config_path=str(config_path),
-        batch_size=args.batch_size, linger_ms=args.linger_ms,
+        batch_size=args.batch_size, linger_ms=args.linger_ms, retry_backoff_ms=args.retry_backoff_ms,
+        worker_linger_ms=args.worker_linger_ms,
     )  # fmt: skip
     say(f"worker under test: {launcher.describe()}")
-    if launcher.kind == "cli" and not launcher._has("--config"):
+    if launcher.kind == "cli" and "config" not in launcher.run_help.lower():
         if not os.environ.get("DATABASE_URL"):
             raise SystemExit("bench: the worker needs DATABASE_URL (no --config option)")
         for cmd in (["db", "migrate"], ["config", "apply", str(config_path)]):
@@ -545,6 +564,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         names += t.outputs()
     names += [f"{prefix}.passthrough.copy", paced_topics.raw, *paced_topics.outputs()]
     await kafka_io.create_topics(bootstrap, names, args.partitions)
+    await asyncio.sleep(1.0)  # let the partition leaders settle before producing
     say(f"created {len(names)} topics {prefix}.* with {args.partitions} partitions")
     data = {"mix": mix, "unique": unique, "repeat": repeat}
     for name, topic in raw_topics.items():
@@ -571,7 +591,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         sys.executable, "-m", "kbench.relay", "--mode", "passthrough", "--bootstrap", bootstrap,
         "--input", raw_topics["unique"], "--output", copy_topic, "--group", f"{prefix}-passthrough",
         "--guarantee", "exactly_once", "--batch-size", str(args.batch_size),
-        "--linger-ms", str(args.linger_ms),
+        "--linger-ms", str(args.linger_ms), "--retry-backoff-ms", str(args.retry_backoff_ms),
     ]  # fmt: skip
     pt = await backlog_run(
         "passthrough", "pass-through aiokafka consumer→producer, exactly-once batches, no verification",

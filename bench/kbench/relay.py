@@ -24,6 +24,7 @@ import uuid
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 
 
@@ -42,6 +43,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--linger-ms", type=int, default=20)
     p.add_argument("--processes", type=int, default=1)
+    p.add_argument(
+        "--retry-backoff-ms",
+        type=int,
+        default=100,
+        help="producer retry backoff; after a commit the next AddPartitionsToTxn may be retried "
+        "(CONCURRENT_TRANSACTIONS) and waits this long",
+    )
     return p.parse_args(argv)
 
 
@@ -87,17 +95,23 @@ async def run(args: argparse.Namespace) -> None:
         max_poll_records=args.batch_size,
         fetch_max_wait_ms=args.linger_ms,
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=args.bootstrap,
-        enable_idempotence=True,
-        transactional_id=f"{args.group}-{uuid.uuid4().hex[:8]}" if eos else None,
-        linger_ms=0,
-        max_batch_size=256 * 1024,
-    )
+
+    def new_producer() -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=args.bootstrap,
+            enable_idempotence=True,
+            transactional_id=f"{args.group}-{uuid.uuid4().hex[:8]}" if eos else None,
+            linger_ms=0,
+            max_batch_size=256 * 1024,
+            retry_backoff_ms=args.retry_backoff_ms,
+        )
+
+    producer = new_producer()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    fences = 0
     await producer.start()
     await consumer.start()
     try:
@@ -111,12 +125,27 @@ async def run(args: argparse.Namespace) -> None:
                 if records
             }
             if eos:
-                async with producer.transaction():
-                    for records in batches.values():
-                        for record in records:
-                            topic, value = transform(record)
-                            await producer.send(topic, value, key=record.key, headers=record.headers)
-                    await producer.send_offsets_to_transaction(offsets, args.group)
+                try:
+                    async with producer.transaction():
+                        for records in batches.values():
+                            for record in records:
+                                topic, value = transform(record)
+                                await producer.send(topic, value, key=record.key, headers=record.headers)
+                        await producer.send_offsets_to_transaction(offsets, args.group)
+                except ProducerFenced:
+                    # Seen with aiokafka 0.14 + Kafka 4.x after ~20 s of steady transactions: start
+                    # a new transactional producer and re-read from the committed offsets.
+                    fences += 1
+                    print(f"relay: producer fenced ({fences}); restarting it", file=sys.stderr, flush=True)
+                    await producer.stop()
+                    producer = new_producer()
+                    await producer.start()
+                    for tp in consumer.assignment():
+                        committed = await consumer.committed(tp)
+                        if committed is None:
+                            await consumer.seek_to_beginning(tp)
+                        else:
+                            consumer.seek(tp, committed)
             else:
                 futures = []
                 for records in batches.values():
