@@ -1,0 +1,98 @@
+"""C4: the verified-token cache skips V4–V8 work only; V3, V9 and V10 still run on every event,
+and a change to the community's keys invalidates its entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from _support import (
+    NOW,
+    OTHER_SECRET,
+    T0,
+    acme_config,
+    build,
+    event,
+    good_claims,
+    make_token,
+    validate_output,
+)
+
+from worker.core.pipeline import process_event
+from worker.core.tokencache import TokenCache
+
+
+def _run(value: bytes, lookup: Any, cache: TokenCache, now: float = NOW) -> dict[str, Any]:
+    return validate_output(process_event(value, lookup=lookup, now=now, token_cache=cache))
+
+
+def test_c4_second_event_with_the_same_token_is_a_hit_and_gives_the_same_record() -> None:
+    lookup, cache = build({"communities": [acme_config()]}), TokenCache()
+    token = make_token()
+    first = _run(event(token), lookup, cache)
+    second = _run(event(token), lookup, cache)
+    assert cache.hits == 1 and first == second and first["outcome"] == "enriched"
+
+
+def test_c4_time_rules_are_checked_on_a_hit() -> None:
+    lookup, cache = build({"communities": [acme_config()]}), TokenCache()
+    token = make_token(good_claims(exp=T0 + 7200, nbf=T0 - 100))
+    assert _run(event(token), lookup, cache)["outcome"] == "enriched"
+    later = _run(event(token), lookup, cache, now=NOW + 7210)
+    assert later["reason"] == "token_expired"
+    # received later: min validity counted from received_at on the cached token too
+    assert (
+        _run(event(token, received_at="2026-11-24T11:00:00Z"), lookup, cache)["reason"] == "expiry_too_soon"
+    )
+    assert _run(event(token), lookup, cache, now=NOW - 200)["reason"] == "token_not_yet_valid"
+
+
+def test_c4_mode_is_checked_on_a_hit() -> None:
+    cache = TokenCache()
+    token = make_token()
+    assert _run(event(token), build({"communities": [acme_config()]}), cache)["outcome"] == "enriched"
+    rejecting = build({"communities": [acme_config(signed_identities="reject")]})
+    record = _run(event(token), rejecting, cache)
+    assert record["reason"] == "signed_identity_rejected" and record["action"] == "anonymous"
+
+
+def test_c4_removing_the_key_takes_effect_despite_the_cache() -> None:
+    cache = TokenCache()
+    token = make_token()
+    assert _run(event(token), build({"communities": [acme_config()]}), cache)["outcome"] == "enriched"
+    without = acme_config()
+    without["jwt_keys"] = [k for k in without["jwt_keys"] if k["kid"] != "acme_2026"]
+    assert _run(event(token), build({"communities": [without]}), cache)["reason"] == "unknown_kid"
+
+
+def test_c4_replacing_the_secret_under_the_same_kid_takes_effect() -> None:
+    cache = TokenCache()
+    token = make_token()
+    assert _run(event(token), build({"communities": [acme_config()]}), cache)["outcome"] == "enriched"
+    rotated = acme_config()
+    rotated["jwt_keys"][0] = {"kid": "acme_2026", "hmac_secret": OTHER_SECRET}
+    assert _run(event(token), build({"communities": [rotated]}), cache)["reason"] == "invalid_signature"
+
+
+def test_c4_entries_are_per_community() -> None:
+    cache = TokenCache()
+    token = make_token()
+    other = acme_config(id="acme2")
+    lookup = build({"communities": [acme_config(), other]})
+    assert _run(event(token), lookup, cache)["outcome"] == "enriched"
+    assert _run(event(token, community_id="acme2"), lookup, cache)["outcome"] == "enriched"
+    assert cache.hits == 0 and len(cache) == 2
+
+
+def test_c4_rejections_are_not_cached() -> None:
+    lookup, cache = build({"communities": [acme_config()]}), TokenCache()
+    bad = make_token(key=OTHER_SECRET.encode())
+    for _ in range(2):
+        assert _run(event(bad), lookup, cache)["reason"] == "invalid_signature"
+    assert len(cache) == 0
+
+
+def test_c4_cache_is_bounded() -> None:
+    lookup, cache = build({"communities": [acme_config()]}), TokenCache(max_entries=3)
+    for i in range(10):
+        _run(event(make_token(good_claims(uuid=f"v-{i}"))), lookup, cache)
+    assert len(cache) == 3
