@@ -41,7 +41,7 @@ def test_c4_time_rules_are_checked_on_a_hit() -> None:
     assert later["reason"] == "token_expired"
     # received later: min validity counted from received_at on the cached token too
     assert (
-        _run(event(token, received_at="2026-11-24T11:00:00Z"), lookup, cache)["reason"] == "expiry_too_soon"
+        _run(event(token, received_at="2026-11-24T11:00:11Z"), lookup, cache)["reason"] == "expiry_too_soon"
     )
     assert _run(event(token), lookup, cache, now=NOW - 200)["reason"] == "token_not_yet_valid"
 
