@@ -129,9 +129,17 @@ async def test_consumer_group_of_two_splits_partitions_and_rebalances(
     async with started(a):
         await _poll_until([a], lambda: a.assignment() == everything)
         async with started(b):
-            await _poll_until([a, b], lambda: bool(a.assignment()) and bool(b.assignment()))
-            await _poll_until([a, b], lambda: a.assignment() | b.assignment() == everything)
-            assert not a.assignment() & b.assignment()
+            # Settled: both own partitions, none twice, none missing (each member updates
+            # its own view when its rejoin completes, so wait for the two to agree).
+            await _poll_until(
+                [a, b],
+                lambda: (
+                    bool(a.assignment())
+                    and bool(b.assignment())
+                    and not a.assignment() & b.assignment()
+                    and a.assignment() | b.assignment() == everything
+                ),
+            )
             assert len(a.assignment()) == len(b.assignment()) == 2
 
             # Positions resolved ("latest") before producing, so no record is missed.
