@@ -93,7 +93,14 @@ def process_event(
             value, f"value is {len(value)} bytes; at most {limits.max_event_bytes} allowed", source, now
         )
     try:
-        event = RawEvent.model_validate_json(value)
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _malformed(value, f"value is not UTF-8 (byte {exc.start})", source, now)
+    obj = json_object(text)  # RFC 8259 only: pydantic's parser would let NaN and Infinity through
+    if obj is None:
+        return _malformed(value, "value is not a JSON object", source, now)
+    try:
+        event = RawEvent.model_validate(obj)
     except ValidationError as exc:
         return _malformed(value, "; ".join(format_validation_error(exc)[:3]), source, now)
     received_at = parse_rfc3339(event.received_at).timestamp()
