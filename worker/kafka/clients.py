@@ -1,0 +1,72 @@
+"""Factories of the aiokafka clients the worker uses, configured for K2 from `Settings`.
+
+- The consumer never auto-commits; it reads `read_committed` under exactly-once (K2) so a
+  worker chained behind another transactional producer never sees aborted records.
+- exactly_once: a transactional producer (idempotent by construction), one unique
+  `transactional_id` per member (K5), a short `transaction_timeout_ms`.
+- at_least_once: an idempotent producer, acks=all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient
+
+from worker.settings import Guarantee, KafkaSettings, Settings
+
+
+def make_consumer(settings: Settings, *, listener: ConsumerRebalanceListener | None = None) -> Any:
+    """A group member subscribed to the input topic (K7); offsets are committed by the runtime."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-{settings.member_index}",
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level=(
+            "read_committed" if settings.guarantee is Guarantee.EXACTLY_ONCE else "read_uncommitted"
+        ),
+        max_poll_records=settings.batch_size,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
+        request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
+        retry_backoff_ms=settings.retry_backoff_initial_ms,
+        # Enough bytes per partition that a batch of maximum-size events fits one fetch.
+        max_partition_fetch_bytes=max(1 << 20, settings.max_event_bytes * 4),
+    )
+    consumer.subscribe([settings.input_topic], listener=listener)
+    return consumer
+
+
+def make_producer(settings: Settings, *, transactional_id: str | None) -> Any:
+    """K2: transactional when `transactional_id` is given, else idempotent (at_least_once)."""
+    common: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": f"{settings.client_id}-{settings.member_index}",
+        "acks": "all",
+        "enable_idempotence": True,
+        "request_timeout_ms": settings.request_timeout_ms,
+        "retry_backoff_ms": settings.retry_backoff_initial_ms,
+        "linger_ms": 5,
+        "max_batch_size": 256 * 1024,
+        "max_request_size": max(1 << 20, settings.max_event_bytes * 4),
+        "compression_type": None,
+    }
+    if settings.guarantee is Guarantee.EXACTLY_ONCE:
+        if transactional_id is None:
+            raise ValueError("exactly_once needs a transactional_id")
+        common["transactional_id"] = transactional_id
+        common["transaction_timeout_ms"] = settings.transaction_timeout_ms
+    return AIOKafkaProducer(**common)
+
+
+def make_admin(settings: KafkaSettings) -> Any:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-admin",
+        request_timeout_ms=settings.request_timeout_ms,
+    )

@@ -1,0 +1,1 @@
+"""Operating the worker (DESIGN §7): Prometheus metrics, health HTTP endpoints, JSON logs, progress."""

@@ -1,0 +1,46 @@
+"""Liveness and readiness (DESIGN §7, K8, C3): what /healthz and /readyz answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Health:
+    """Alive while the event loop answers; ready while Kafka and the store are both current.
+
+    `kafka_error` is set by the runtime after an infrastructure fault and cleared by the next
+    successful round trip; `store_degraded` is read from the configuration cache (C3).
+    """
+
+    started: bool = False
+    stopping: bool = False
+    kafka_error: str | None = "not connected yet"
+    kafka_error_since: float | None = field(default_factory=time.monotonic)
+    store_degraded: Callable[[], bool] = lambda: False
+
+    def kafka_failed(self, error: str) -> None:
+        if self.kafka_error is None:
+            self.kafka_error_since = time.monotonic()
+        self.kafka_error = error
+
+    def kafka_ok(self) -> None:
+        self.kafka_error = None
+        self.kafka_error_since = None
+
+    def problems(self) -> list[str]:
+        found = []
+        if not self.started:
+            found.append("starting")
+        if self.stopping:
+            found.append("stopping")
+        if self.kafka_error is not None:
+            found.append(f"kafka: {self.kafka_error}")
+        if self.store_degraded():
+            found.append("store: degraded (serving the last loaded configuration)")
+        return found
+
+    def ready(self) -> bool:
+        return not self.problems()

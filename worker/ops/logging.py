@@ -1,0 +1,67 @@
+"""Structured JSON logs on stderr (DESIGN §7): one object per line, never a secret or a token.
+
+Every string value passes `redact` (token-shaped and HMAC-secret-shaped text is replaced)
+and anything shaped like a DSN with a password loses the password. aiokafka's own stdlib
+logs go through the same renderer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+
+from worker.core.pipeline import redact
+
+_DSN_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+
+
+def scrub(text: str) -> str:
+    return _DSN_PASSWORD.sub(r"\1***@", redact(text))
+
+
+def _scrub_values(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = scrub(value)
+    return event
+
+
+def configure_logging(level: str = "info", *, member: int | None = None) -> None:
+    numeric = getattr(logging, level.upper())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: list[Any] = [
+        structlog.processors.format_exc_info,
+        _scrub_values,
+        structlog.processors.JSONRenderer(),
+    ]
+    structlog.configure(
+        processors=[*shared, *renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    if member is not None:
+        structlog.contextvars.bind_contextvars(member=member)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    logging.getLogger("aiokafka").setLevel(max(numeric, logging.WARNING))
+
+
+def get_logger(name: str = "identity-worker") -> Any:
+    return structlog.get_logger(name)

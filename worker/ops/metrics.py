@@ -1,0 +1,111 @@
+"""Prometheus metrics of one worker process (DESIGN §7, K8).
+
+Each `Metrics` owns its registry, so several runtimes in one test process never clash and
+`--processes N` children each expose their own (one port per child).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from worker.core.contracts import Outcome, Reason
+
+PREFIX = "identity_worker"
+
+
+class _Live:
+    """Values read when scraped: token-cache counters, configuration age, health (C4, C3, K8)."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, tuple[str, Callable[[], float]]] = {}
+        self.gauges: dict[str, tuple[str, Callable[[], float | None]]] = {}
+
+    def collect(self) -> Iterator[Any]:
+        for name, (doc, read) in self.counters.items():
+            yield CounterMetricFamily(name, doc, value=read())
+        for name, (doc, read_gauge) in self.gauges.items():
+            value = read_gauge()
+            if value is not None:
+                yield GaugeMetricFamily(name, doc, value=value)
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events = Counter(
+            f"{PREFIX}_events",
+            "Output records committed, by outcome and rejection reason (K1)",
+            ["outcome", "reason"],
+            registry=r,
+        )
+        self.verification_seconds = Histogram(
+            f"{PREFIX}_verification_seconds",
+            "Time to decide one event (V1-V12, M1-M6)",
+            buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0),
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            f"{PREFIX}_batch_size",
+            "Records per committed batch (K4)",
+            buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            f"{PREFIX}_batch_commit_seconds",
+            "Time from the first decision of a batch to its commit (K2)",
+            registry=r,
+        )
+        self.transactions = Counter(
+            f"{PREFIX}_commits", "Batch commits by result (committed, aborted)", ["result"], registry=r
+        )
+        self.infrastructure_retries = Counter(
+            f"{PREFIX}_infrastructure_retries",
+            "Retries after an infrastructure fault, by component and error type (K8)",
+            ["component", "error"],
+            registry=r,
+        )
+        self.processing_errors = Counter(
+            f"{PREFIX}_processing_errors",
+            "Unexpected exceptions while deciding one event (each attempt), by type",
+            ["error"],
+            registry=r,
+        )
+        self.rebalances = Counter(f"{PREFIX}_rebalances", "Partition revocations (K5)", registry=r)
+        self.consumer_lag = Gauge(
+            f"{PREFIX}_consumer_lag",
+            "Records not yet committed per assigned input partition",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            f"{PREFIX}_assigned_partitions", "Input partitions this member owns", registry=r
+        )
+        self.kafka_up = Gauge(f"{PREFIX}_kafka_up", "1 while Kafka answers (K8)", registry=r)
+        self.store_up = Gauge(
+            f"{PREFIX}_store_up", "1 while the configuration store is current (C3)", registry=r
+        )
+        self._live = _Live()
+        r.register(self._live)
+        for outcome in Outcome:
+            if outcome is not Outcome.REJECTED:
+                self.events.labels(outcome.value, "")
+        for reason in Reason:
+            self.events.labels(Outcome.REJECTED.value, reason.value)
+
+    def live_counter(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        self._live.counters[f"{PREFIX}_{name}"] = (doc, read)
+
+    def live_gauge(self, name: str, doc: str, read: Callable[[], float | None]) -> None:
+        self._live.gauges[f"{PREFIX}_{name}"] = (doc, read)
+
+    def count_events(self, counts: dict[tuple[str, str], int]) -> None:
+        for (outcome, reason), n in counts.items():
+            self.events.labels(outcome, reason).inc(n)

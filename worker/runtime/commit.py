@@ -1,0 +1,120 @@
+"""How one decided batch is published and its input offsets committed (K1, K2, K3, K5).
+
+`TransactionalCommitter` (exactly_once): outputs and offsets in one Kafka transaction.
+`AcknowledgedCommitter` (at_least_once): outputs acknowledged first, offsets committed after.
+
+Both raise on any failure and leave recovery (a new producer, a rewind to the committed
+offsets) to `worker.runtime.member`, the one owner of the lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.structs import TopicPartition
+
+from worker.core.contracts import Outcome
+from worker.core.pipeline import Output
+from worker.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """One input record and its one output (K1)."""
+
+    record: Any  # aiokafka ConsumerRecord
+    output: Output
+
+
+class MemberExpelled(Exception):
+    """The group no longer counts this member (session timed out): its batch must not commit.
+
+    aiokafka's TxnOffsetCommit is version 0, without the group generation (KIP-447), so the
+    broker would accept a commit from an expelled member; we check and abort instead.
+    """
+
+
+class Routing:
+    """K1/K3: the output topic by outcome; the output partition follows the input partition.
+
+    Output partition = input partition modulo the output topic's partition count, so every
+    input partition's outputs stay in one output partition, in input order — for null keys
+    too — and a key (which lives in one input partition) keeps its order (K3).
+    """
+
+    def __init__(self, settings: Settings, partition_counts: dict[str, int]) -> None:
+        self.topics = {
+            Outcome.ENRICHED: settings.enriched_topic,
+            Outcome.REJECTED: settings.rejected_topic,
+            Outcome.DEAD_LETTER: settings.dlq_topic,
+        }
+        self.partition_counts = partition_counts
+
+    def target(self, decided: Decided) -> tuple[str, int]:
+        topic = self.topics[decided.output.outcome]
+        return topic, decided.record.partition % self.partition_counts[topic]
+
+
+def next_offsets(batch: Sequence[Decided]) -> dict[TopicPartition, int]:
+    """The offsets to commit: one past the last decided record of each partition."""
+    offsets: dict[TopicPartition, int] = {}
+    for item in batch:
+        offsets[TopicPartition(item.record.topic, item.record.partition)] = item.record.offset + 1
+    return offsets
+
+
+async def _send_all(producer: Any, routing: Routing, batch: Sequence[Decided]) -> list[asyncio.Future[Any]]:
+    """Enqueue every output in batch order: same key, same headers as the input (K1)."""
+    futures = []
+    for item in batch:
+        topic, partition = routing.target(item)
+        record = item.record
+        futures.append(
+            await producer.send(
+                topic,
+                item.output.to_json(),
+                key=record.key,
+                partition=partition,
+                headers=list(record.headers) if record.headers else None,
+            )
+        )
+    return futures
+
+
+class TransactionalCommitter:
+    """K2 exactly_once: begin → outputs → offsets → commit, in one transaction per batch."""
+
+    def __init__(self, group_id: str, routing: Routing, is_member: Callable[[], bool]) -> None:
+        self.group_id = group_id
+        self.routing = routing
+        self.is_member = is_member
+
+    async def commit(self, producer: Any, consumer: Any, batch: Sequence[Decided]) -> None:
+        await producer.begin_transaction()
+        futures = await _send_all(producer, self.routing, batch)
+        await producer.send_offsets_to_transaction(next_offsets(batch), self.group_id)
+        await asyncio.gather(*futures)
+        if not self.is_member():
+            raise MemberExpelled("the consumer group expelled this member; aborting its batch")
+        await producer.commit_transaction()
+
+    async def abort(self, producer: Any) -> None:
+        await producer.abort_transaction()
+
+
+class AcknowledgedCommitter:
+    """K2 at_least_once: every output acknowledged (acks=all, idempotent), then the offsets."""
+
+    def __init__(self, routing: Routing) -> None:
+        self.routing = routing
+
+    async def commit(self, producer: Any, consumer: Any, batch: Sequence[Decided]) -> None:
+        futures = await _send_all(producer, self.routing, batch)
+        await asyncio.gather(*futures)
+        await consumer.commit(next_offsets(batch))
+
+    async def abort(self, producer: Any) -> None:
+        """Nothing to undo: acknowledged outputs stay, their offsets are redone (duplicates)."""

@@ -1,0 +1,405 @@
+"""One consumer-group member: the batch/transaction lifecycle (K1–K8), owned here and nowhere else.
+
+Loop, one batch at a time:
+
+1. **Collect** (K4): `getmany` until `batch_size` records or `batch_linger_ms` after the
+   first record, or until SIGTERM (K6: stop fetching) or a revocation.
+2. **Decide** under the batch lock: each record through `Decider` in partition order (K3).
+   A `ConfigUnavailable` (store down, community not cached) stops that partition at that
+   record: it waits (K8), the records before it are still published.
+3. **Commit** (K2): exactly_once — one transaction holding the outputs and the next input
+   offsets; at_least_once — outputs acknowledged, then offsets committed.
+4. **Recover** after any infrastructure fault (K8): abort, replace the producer (same
+   transactional id: `InitProducerId` fences the old one and completes its transaction),
+   read the group's committed offsets and seek every partition there, then retry with
+   capped backoff. Nothing is skipped: the rewind happens before any further commit.
+
+Rebalance (K5): `on_partitions_revoked` bumps the generation (a batch collected before it is
+dropped: its records are fetched again from the committed offsets) and takes the batch lock,
+so it returns only once the in-flight batch has committed or aborted. An output is therefore
+never committed without its offset, nor an offset without its output.
+
+aiokafka limits (0.14): transactional requests are protocol version 0 — `TxnOffsetCommit`
+carries no group generation or member id (no KIP-447 fencing), so the broker cannot refuse
+a commit from a member the group has already expelled. Mitigations here: the batch lock
+above; a check of the coordinator's generation right before `commit_transaction`
+(`MemberExpelled` → abort); a session timeout far longer than a batch takes; a short
+transaction timeout so a SIGKILLed member's open transaction is aborted by the broker soon.
+The member's transactional id is unique per process (two live members never fence each
+other); a crashed member's open transaction is therefore ended by the timeout, not by a
+successor. Listener exceptions are swallowed by aiokafka, so the listener never raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.structs import TopicPartition
+
+from worker.core.config import ConfigUnavailable
+from worker.core.pipeline import Source
+from worker.kafka.clients import make_consumer, make_producer
+from worker.kafka.topics import existing_topics
+from worker.ops.health import Health
+from worker.ops.logging import get_logger
+from worker.ops.metrics import Metrics
+from worker.runtime.backoff import Backoff
+from worker.runtime.commit import (
+    AcknowledgedCommitter,
+    Decided,
+    MemberExpelled,
+    Routing,
+    TransactionalCommitter,
+)
+from worker.runtime.decide import Decider
+from worker.settings import Guarantee, Settings
+
+T = TypeVar("T")
+
+# Faults of the infrastructure (K8): retried, never a verdict. Decided by type, not text.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    KafkaError,
+    TimeoutError,
+    OSError,
+    MemberExpelled,
+)
+
+
+class StartupError(Exception):
+    """The worker cannot start (missing topic, broker never answered): one line for the operator."""
+
+
+Batch = dict[TopicPartition, list[Any]]
+
+
+class Member:
+    def __init__(self, settings: Settings, decider: Decider, metrics: Metrics, health: Health) -> None:
+        self.settings = settings
+        self.decider = decider
+        self.metrics = metrics
+        self.health = health
+        self.transactional_id = (
+            settings.transactional_id() if settings.guarantee is Guarantee.EXACTLY_ONCE else None
+        )
+        self.processed = 0  # records committed by this member (progress line)
+        self.committed: dict[TopicPartition, int] = {}  # next offset per partition (lag)
+        self.clean = True  # False when the last batch could not commit before exit
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._committer: TransactionalCommitter | AcknowledgedCommitter | None = None
+        self._lock = asyncio.Lock()
+        self._generation = 0
+        self._needs_rewind = False
+        self._replace_producer = False
+        self._kafka_backoff = Backoff(
+            settings.retry_backoff_initial_ms / 1000, settings.retry_backoff_max_ms / 1000
+        )
+        self._store_backoff = Backoff(
+            settings.retry_backoff_initial_ms / 1000, settings.retry_backoff_max_ms / 1000
+        )
+        self._op_timeout = settings.request_timeout_ms / 1000 + 5
+        self._log = get_logger("identity-worker.runtime")
+
+    # ------------------------------------------------------------------ start and stop
+
+    async def start(self, stop: asyncio.Event) -> None:
+        """Check the topics (fail fast), then join the group. Waits for Kafka up to the start-up timeout."""
+        s = self.settings
+        deadline = time.monotonic() + s.startup_timeout_seconds
+        backoff = Backoff(s.retry_backoff_initial_ms / 1000, min(5.0, s.retry_backoff_max_ms / 1000))
+        while True:
+            try:
+                counts = await asyncio.wait_for(existing_topics(s, s.all()), self._op_timeout)
+                break
+            except INFRASTRUCTURE_ERRORS as exc:
+                self._infra_fault("kafka", exc, "Kafka does not answer yet")
+                if time.monotonic() > deadline or stop.is_set():
+                    raise StartupError(
+                        f"Kafka at {s.bootstrap_servers} did not answer within "
+                        f"{s.startup_timeout_seconds:g} s ({type(exc).__name__})"
+                    ) from None
+                await backoff.sleep(stop)
+        missing = [name for name in s.all() if name not in counts]
+        if s.input_topic in missing:
+            raise StartupError(
+                f"input topic {s.input_topic} does not exist on {s.bootstrap_servers} "
+                "(create it with `identity-worker topics create`)"
+            )
+        if missing:
+            raise StartupError(
+                f"output topic(s) {', '.join(missing)} do not exist "
+                "(create them with `identity-worker topics create`)"
+            )
+        routing = Routing(s, counts)
+        if s.guarantee is Guarantee.EXACTLY_ONCE:
+            self._committer = TransactionalCommitter(s.group_id, routing, self._is_member)
+        else:
+            self._committer = AcknowledgedCommitter(routing)
+        self._consumer = make_consumer(s, listener=_Listener(self))
+        await self._retry_until(stop, deadline, "joining Kafka", self._start_clients)
+        self.health.kafka_ok()
+        self._log.info(
+            "member started",
+            group_id=s.group_id,
+            input_topic=s.input_topic,
+            guarantee=s.guarantee.value,
+            transactional_id=self.transactional_id,
+        )
+
+    async def _start_clients(self) -> None:
+        if self._producer is None:
+            producer = make_producer(self.settings, transactional_id=self.transactional_id)
+            try:
+                await asyncio.wait_for(producer.start(), self._op_timeout)
+            except BaseException:
+                await _quietly(producer.stop(), 5)
+                raise
+            self._producer = producer
+        await asyncio.wait_for(self._consumer.start(), self._op_timeout)
+
+    async def _retry_until(
+        self, stop: asyncio.Event, deadline: float, what: str, step: Callable[[], Awaitable[None]]
+    ) -> None:
+        backoff = Backoff(self._kafka_backoff.initial, min(5.0, self._kafka_backoff.maximum))
+        while True:
+            try:
+                await step()
+                return
+            except INFRASTRUCTURE_ERRORS as exc:
+                self._infra_fault("kafka", exc, what)
+                if time.monotonic() > deadline or stop.is_set():
+                    raise StartupError(f"{what} failed: {type(exc).__name__}: {exc}"[:300]) from None
+                await backoff.sleep(stop)
+
+    async def close(self) -> None:
+        """Leave the group (no revocation callback on stop) and close the producer."""
+        if self._consumer is not None:
+            await _quietly(self._consumer.stop(), self._op_timeout)
+        if self._producer is not None:
+            await _quietly(self._producer.stop(), self._op_timeout)
+        self._log.info("member stopped", processed=self.processed, clean=self.clean)
+
+    # ---------------------------------------------------------------------- main loop
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop` (K6): stop fetching, finish and commit the current batch, return."""
+        while not stop.is_set():
+            if self._needs_rewind:
+                await self._rewind(stop)
+                continue
+            try:
+                batch, generation = await self._collect(stop)
+            except INFRASTRUCTURE_ERRORS as exc:
+                self._infra_fault("kafka", exc, "fetch failed")
+                self._needs_rewind = True
+                await self._kafka_backoff.sleep(stop)
+                continue
+            if not batch:
+                continue
+            async with self._lock:
+                if generation != self._generation or self._needs_rewind:
+                    continue  # revoked or failed meanwhile: fetched again from the committed offsets
+                await self._handle(batch, stop)
+
+    async def _collect(self, stop: asyncio.Event) -> tuple[Batch, int]:
+        """K4: up to batch_size records, closing batch_linger_ms after the first one."""
+        size = self.settings.batch_size
+        linger = self.settings.batch_linger_ms / 1000
+        generation = self._generation
+        batch: Batch = {}
+        count = 0
+        closes_at: float | None = None
+        while count < size and not stop.is_set() and generation == self._generation:
+            wait = 0.2 if closes_at is None else max(0.0, closes_at - time.monotonic())
+            got = await self._consumer.getmany(timeout_ms=int(wait * 1000), max_records=size - count)
+            for tp, records in got.items():
+                batch.setdefault(tp, []).extend(records)
+                count += len(records)
+            if count and closes_at is None:
+                closes_at = time.monotonic() + linger
+            if closes_at is not None and time.monotonic() >= closes_at:
+                break
+            if not count:
+                return batch, generation  # idle: let the caller look at `stop`
+        return batch, generation
+
+    async def _handle(self, batch: Batch, stop: asyncio.Event) -> None:
+        started = time.perf_counter()
+        decided: list[Decided] = []
+        waiting: dict[TopicPartition, int] = {}  # partition → first record that must wait
+        waiting_error: ConfigUnavailable | None = None
+        decide = self.decider.decide
+        for tp, records in batch.items():
+            for record in records:
+                try:
+                    output = await decide(record.value, Source(record.topic, record.partition, record.offset))
+                except ConfigUnavailable as exc:  # V2/C3/K8: no verdict; this partition waits here
+                    waiting[tp] = record.offset
+                    waiting_error = exc
+                    break
+                decided.append(Decided(record, output))
+        if decided:
+            try:
+                assert self._committer is not None
+                await asyncio.wait_for(
+                    self._committer.commit(self._producer, self._consumer, decided), self._op_timeout * 2
+                )
+            except INFRASTRUCTURE_ERRORS as exc:
+                await self._failed_commit(exc, stop)
+                return
+            self._committed(decided, started)
+        if waiting:
+            assert waiting_error is not None
+            self._infra_fault("store", waiting_error, "configuration unavailable; records wait")
+            for tp, offset in waiting.items():
+                with contextlib.suppress(IllegalStateError):
+                    self._consumer.seek(tp, offset)
+            await self._store_backoff.sleep(stop)
+        else:
+            self._store_backoff.reset()
+
+    def _committed(self, decided: list[Decided], started: float) -> None:
+        self.health.kafka_ok()
+        self._kafka_backoff.reset()
+        counts: Counter[tuple[str, str]] = Counter()
+        for item in decided:
+            output = item.output
+            counts[(output.outcome.value, output.reason.value if output.reason else "")] += 1
+            tp = TopicPartition(item.record.topic, item.record.partition)
+            self.committed[tp] = item.record.offset + 1
+        self.metrics.count_events(counts)
+        self.metrics.batch_size.observe(len(decided))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.transactions.labels("committed").inc()
+        self.processed += len(decided)
+
+    async def _failed_commit(self, exc: BaseException, stop: asyncio.Event) -> None:
+        """K8: abort what can be aborted; the batch is redone from the committed offsets."""
+        self._infra_fault("kafka", exc, "batch not committed; it will be redone")
+        self.metrics.transactions.labels("aborted").inc()
+        if self.settings.guarantee is Guarantee.EXACTLY_ONCE:
+            # Whatever state the transaction is in, a fresh producer with the same id ends it.
+            self._replace_producer = True
+        self._needs_rewind = True
+        self.clean = False
+        await self._kafka_backoff.sleep(stop)
+
+    async def _rewind(self, stop: asyncio.Event) -> None:
+        """Replace the producer if needed, then seek every owned partition to its committed offset."""
+        try:
+            if self._replace_producer:
+                old, self._producer = self._producer, None
+                if old is not None:
+                    await _quietly(old.stop(), 5)
+                producer = make_producer(self.settings, transactional_id=self.transactional_id)
+                try:
+                    await asyncio.wait_for(producer.start(), self._op_timeout)
+                except BaseException:
+                    await _quietly(producer.stop(), 5)
+                    raise
+                self._producer = producer
+                self._replace_producer = False
+            async with self._lock:
+                for tp in list(self._consumer.assignment()):
+                    offset = await asyncio.wait_for(self._consumer.committed(tp), self._op_timeout)
+                    with contextlib.suppress(IllegalStateError):
+                        if offset is None:
+                            await self._consumer.seek_to_beginning(tp)
+                        else:
+                            self._consumer.seek(tp, offset)
+                self._needs_rewind = False
+            self.health.kafka_ok()
+            self._kafka_backoff.reset()
+            self.clean = True
+            self._log.info("resumed from the committed offsets")
+        except INFRASTRUCTURE_ERRORS as exc:
+            self._infra_fault("kafka", exc, "recovery failed; retrying")
+            await self._kafka_backoff.sleep(stop)
+
+    # --------------------------------------------------------------- K5, health, lag
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._generation += 1
+        self.metrics.rebalances.inc()
+        async with self._lock:  # waits for the in-flight batch to commit or abort (K5)
+            for tp in revoked:
+                self.committed.pop(tp, None)
+                with contextlib.suppress(KeyError):
+                    self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+        self._log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.metrics.assigned_partitions.set(len(assigned))
+        self._log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+
+    def _is_member(self) -> bool:
+        """False once the coordinator has reset our generation (expelled). aiokafka internals."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        generation = getattr(coordinator, "generation", 0)
+        return not isinstance(generation, int) or generation >= 0
+
+    def _infra_fault(self, component: str, exc: BaseException, what: str) -> None:
+        error = type(exc).__name__
+        self.metrics.infrastructure_retries.labels(component, error).inc()
+        if component == "kafka":
+            self.health.kafka_failed(f"{what}: {error}")
+        self._log.warning(what, component=component, error_type=error, error=str(exc)[:300])
+
+    async def sample_lag(self) -> int | None:
+        """Records not yet committed on the owned partitions; also a Kafka liveness probe."""
+        if self._consumer is None:
+            return None
+        owned = list(self._consumer.assignment())
+        if not owned:
+            return 0
+        try:
+            ends = await asyncio.wait_for(self._consumer.end_offsets(owned), self._op_timeout)
+        except INFRASTRUCTURE_ERRORS as exc:
+            self._infra_fault("kafka", exc, "Kafka does not answer")
+            return None
+        if not self._needs_rewind:
+            self.health.kafka_ok()
+        total = 0
+        for tp, end in ends.items():
+            position = self.committed.get(tp)
+            if position is None:
+                try:
+                    position = await asyncio.wait_for(self._consumer.committed(tp), self._op_timeout)
+                except INFRASTRUCTURE_ERRORS:
+                    continue
+                position = position or 0
+                self.committed.setdefault(tp, position)
+            lag = max(0, end - position)
+            self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+            total += lag
+        return total
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, member: Member) -> None:
+        self.member = member
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        try:
+            await self.member.on_revoked(set(revoked))
+        except Exception as exc:  # aiokafka would swallow it; say it ourselves
+            self.member._log.error("revocation handling failed", error_type=type(exc).__name__)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        try:
+            await self.member.on_assigned(set(assigned))
+        except Exception as exc:
+            self.member._log.error("assignment handling failed", error_type=type(exc).__name__)
+
+
+async def _quietly(awaitable: Awaitable[T], timeout: float) -> None:
+    """Best effort (closing clients during shutdown or recovery): bounded, errors ignored."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(awaitable, timeout)

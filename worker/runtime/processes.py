@@ -1,0 +1,114 @@
+"""K7 `--processes N`: N members of the same consumer group on one machine.
+
+Each child is a full single-process worker (its own consumer, producer, transactional id
+and configuration cache) with metrics on `metrics_port + index`. The parent only
+supervises: it starts child 0 and waits until it is ready (so a fail-fast error such as a
+missing topic is reported once), then starts the others; it forwards SIGTERM/SIGINT to all
+of them and waits for their clean exit (K6). When a child dies unexpectedly the parent
+stops the others and exits with that child's code: one process supervisor (systemd,
+Kubernetes) restarts the whole group, rather than a second supervisor hiding crashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+from typing import Any
+
+from worker.ops.logging import configure_logging, get_logger
+from worker.runtime.member import StartupError
+from worker.runtime.service import serve
+from worker.settings import Settings
+
+EXIT_STARTUP = 3
+PROG = "identity-worker"
+
+
+def run_one(settings: Settings, ready: Any = None, *, child: bool = False) -> int:
+    """One member in this process: the code `run` exits with."""
+    configure_logging(settings.log_level, member=settings.member_index if child else None)
+
+    def on_ready(*_: Any) -> None:
+        if ready is not None:
+            ready.set()
+
+    try:
+        return asyncio.run(serve(settings, on_ready=on_ready))
+    except StartupError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_STARTUP
+
+
+def _child(settings: Settings, ready: Any) -> None:
+    sys.exit(run_one(settings, ready, child=True))
+
+
+def run_processes(settings: Settings) -> int:
+    """Supervise `settings.processes` children; returns the exit code of the group."""
+    configure_logging(settings.log_level)
+    log = get_logger("identity-worker.processes")
+    context = multiprocessing.get_context("spawn")
+    children: list[Any] = []
+    stopping = False
+
+    def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.is_alive() and child.pid:
+                with_signal(child.pid, signal.SIGTERM)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        first_ready = context.Event()
+        children.append(_start(context, settings.for_member(0), first_ready))
+        while not first_ready.wait(0.2):
+            if not children[0].is_alive():
+                return int(children[0].exitcode or EXIT_STARTUP)
+        if not stopping:
+            for index in range(1, settings.processes):
+                children.append(_start(context, settings.for_member(index), None))
+        log.info("members started", processes=len(children), pids=[c.pid for c in children])
+        code = 0
+        alive = list(children)
+        while alive:
+            multiprocessing.connection.wait([c.sentinel for c in alive], timeout=1.0)
+            for child in [c for c in alive if not c.is_alive()]:
+                alive.remove(child)
+                child_code = child.exitcode if child.exitcode is not None else 1
+                if child_code < 0:  # killed by a signal
+                    child_code = 128 - child_code
+                code = code or child_code
+                if not stopping:
+                    log.error(
+                        "member exited unexpectedly; stopping the others", pid=child.pid, code=child_code
+                    )
+                    forward(signal.SIGTERM, None)
+        deadline = settings.shutdown_timeout_seconds + 15
+        for child in children:
+            child.join(deadline)
+            if child.is_alive():
+                child.kill()
+                code = code or 1
+        return code
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _start(context: Any, settings: Settings, ready: Any) -> Any:
+    process = context.Process(
+        target=_child, args=(settings, ready), name=f"identity-worker-{settings.member_index}"
+    )
+    process.start()
+    return process
+
+
+def with_signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)

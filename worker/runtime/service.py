@@ -1,0 +1,233 @@
+"""`identity-worker run` for one process: wires configuration, member, metrics, health and signals.
+
+`serve()` is the whole service as a coroutine, so tests run the real runtime in-process
+against the real broker, with their own processor (a poison record) and their own stop event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from worker.core.config import CommunityLookup, load_config_file
+from worker.core.tokencache import TokenCache
+from worker.ops.health import Health
+from worker.ops.http import OpsServer
+from worker.ops.logging import get_logger
+from worker.ops.metrics import Metrics
+from worker.runtime.decide import Decider, Processor, pipeline_processor
+from worker.runtime.member import Member, StartupError
+from worker.settings import Settings
+
+EXIT_OK = 0
+EXIT_UNCLEAN = 1  # stopped without committing the last batch (it will be redone, not lost)
+
+
+class ConfigSource:
+    """Where communities come from: the PostgreSQL cache (C1–C4) or a YAML file (no store)."""
+
+    def __init__(self, lookup: CommunityLookup, cache: Any = None) -> None:
+        self.lookup = lookup
+        self.cache = cache
+
+    @classmethod
+    async def open(cls, settings: Settings, token_cache: TokenCache) -> ConfigSource:
+        if settings.config_file is not None:
+            try:
+                return cls(load_config_file(str(settings.config_file)))
+            except Exception as exc:
+                raise StartupError(f"cannot load {settings.config_file}: {exc}") from None
+        dsn = settings.dsn()
+        if dsn is None:
+            raise StartupError("set DATABASE_URL (or --database-url), or give --config FILE")
+        from worker.store.cache import ConfigCache  # the store is optional with --config
+
+        cache = ConfigCache(
+            dsn,
+            refresh_interval=settings.config_refresh_seconds,
+            on_keys_changed=token_cache_invalidator(token_cache),
+        )
+        try:
+            await cache.start(timeout=settings.startup_timeout_seconds)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await cache.close()
+            raise StartupError(
+                f"configuration store at {settings.redacted_dsn()}: {_first_line(exc)}"
+            ) from None
+        return cls(cache, cache)
+
+    def recheck(self) -> Callable[[str], Awaitable[bool]] | None:
+        cache = self.cache
+        if cache is None:
+            return None
+
+        async def recheck(community_id: str) -> bool:
+            await cache.refresh_community(community_id)
+            return cache.get(community_id) is not None
+
+        return recheck
+
+    def degraded(self) -> bool:
+        return bool(self.cache is not None and self.cache.degraded)
+
+    def age(self) -> float | None:
+        if self.cache is None:
+            return None
+        age = self.cache.config_age_seconds()
+        return None if age is None else float(age)
+
+    async def close(self) -> None:
+        if self.cache is not None:
+            with contextlib.suppress(Exception):
+                await self.cache.close()
+
+
+def token_cache_invalidator(token_cache: TokenCache) -> Callable[[str], None]:
+    """C4: a community's key change drops its verified tokens."""
+
+    def invalidate(community_id: str) -> None:
+        token_cache.invalidate(community_id)
+
+    return invalidate
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+async def serve(
+    settings: Settings,
+    *,
+    processor: Processor | None = None,
+    stop: asyncio.Event | None = None,
+    handle_signals: bool = True,
+    on_ready: Callable[[Member, int], None] | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT (or `stop`); returns the exit code. Raises StartupError."""
+    log = get_logger("identity-worker")
+    stop = stop or asyncio.Event()
+    metrics = Metrics()
+    health = Health()
+    token_cache = TokenCache(settings.token_cache_size)
+    if handle_signals:
+        _install_signals(stop, log)
+    source = await ConfigSource.open(settings, token_cache)
+    health.store_degraded = source.degraded
+    metrics.live_counter("token_cache_hits", "Verified-token cache hits (C4)", lambda: token_cache.hits)
+    metrics.live_counter("token_cache_misses", "Verified-token cache misses (C4)", lambda: token_cache.misses)
+    metrics.live_gauge("config_age_seconds", "Age of the loaded configuration (C1, C3)", source.age)
+    metrics.live_gauge("ready", "1 when /readyz answers 200", lambda: 1.0 if health.ready() else 0.0)
+    decider = Decider(
+        processor or pipeline_processor(source.lookup, settings.limits, token_cache),
+        metrics=metrics,
+        max_attempts=settings.max_processing_attempts,
+        recheck_community=source.recheck(),
+    )
+    member = Member(settings, decider, metrics, health)
+    server = None
+    try:
+        if settings.metrics_port:
+            server = OpsServer(metrics, health, settings.metrics_host, settings.metrics_port)
+            try:
+                port = await server.start()
+            except OSError as exc:
+                server = None
+                raise StartupError(
+                    f"cannot listen on {settings.metrics_host}:{settings.metrics_port}: {exc.strerror}"
+                ) from None
+        else:
+            port = 0
+        await member.start(stop)
+        health.started = True
+        log.info("worker ready", metrics_port=port or None, database=settings.redacted_dsn())
+        if on_ready is not None:
+            on_ready(member, port)
+        monitor = asyncio.create_task(_monitor(member, metrics, health, source, settings, stop))
+        code = await _run_until_stopped(member, stop, settings.shutdown_timeout_seconds, log)
+        health.stopping = True
+        monitor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await monitor
+        return code
+    finally:
+        await member.close()
+        await source.close()
+        if server is not None:
+            await server.close()
+
+
+async def _run_until_stopped(member: Member, stop: asyncio.Event, bound: float, log: Any) -> int:
+    """K6: once stopped, the current batch has `bound` seconds to commit; then we leave regardless."""
+    task = asyncio.create_task(member.run(stop))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not task.done():
+        try:
+            await asyncio.wait_for(asyncio.shield(task), bound)
+        except TimeoutError:
+            log.error("shutdown bound reached; leaving without committing the batch in flight", bound=bound)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            return EXIT_UNCLEAN
+    exc = task.exception()
+    if exc is not None:
+        log.error("worker failed", error_type=type(exc).__name__, error=str(exc)[:300], exc_info=exc)
+        return 2
+    return EXIT_OK if member.clean else EXIT_UNCLEAN
+
+
+async def _monitor(
+    member: Member,
+    metrics: Metrics,
+    health: Health,
+    source: ConfigSource,
+    settings: Settings,
+    stop: asyncio.Event,
+) -> None:
+    """Every few seconds: consumer lag (also a Kafka probe), store health, the progress line."""
+    interval = settings.progress_interval_seconds or 5.0
+    log = get_logger("identity-worker.progress")
+    last_count, last_time = member.processed, time.monotonic()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        if stop.is_set():
+            return
+        lag = await member.sample_lag()
+        metrics.kafka_up.set(0 if health.kafka_error else 1)
+        metrics.store_up.set(0 if source.degraded() else 1)
+        now = time.monotonic()
+        rate = (member.processed - last_count) / max(now - last_time, 1e-9)
+        last_count, last_time = member.processed, now
+        if settings.progress_interval_seconds:
+            problems = health.problems()
+            log.info(
+                f"progress: {rate:.0f} events/s, lag {lag if lag is not None else '?'}, "
+                f"{member.processed} processed" + (f"; not ready: {'; '.join(problems)}" if problems else ""),
+                events_per_second=round(rate, 1),
+                lag=lag,
+                processed=member.processed,
+                ready=not problems,
+            )
+
+
+def _install_signals(stop: asyncio.Event, log: Any) -> None:
+    loop = asyncio.get_running_loop()
+
+    def requested(signum: int) -> None:
+        if stop.is_set():
+            log.info("already stopping", signal=signal.Signals(signum).name)
+            return
+        log.info("stopping: finishing the current batch", signal=signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, requested, signum)

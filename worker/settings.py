@@ -1,0 +1,188 @@
+"""Settings of the Kafka worker (DESIGN §7): flags override the environment, which overrides defaults.
+
+The environment uses the names operators already know — `KAFKA_BOOTSTRAP_SERVERS` and
+`DATABASE_URL` — and `IDENTITY_WORKER_<FIELD>` for everything else (`IDENTITY_WORKER_GUARANTEE`,
+`IDENTITY_WORKER_METRICS_PORT`, …). `database_url` is a `SecretStr`: it may hold a password and
+is never printed or logged whole (`redacted_dsn`).
+"""
+
+from __future__ import annotations
+
+import enum
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.core.pipeline import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_TOKEN_BYTES, Limits
+from worker.core.tokencache import DEFAULT_MAX_ENTRIES
+
+ENV_PREFIX = "IDENTITY_WORKER_"
+
+
+class Guarantee(enum.StrEnum):
+    """K2: how outputs and input offsets are committed."""
+
+    EXACTLY_ONCE = "exactly_once"
+    AT_LEAST_ONCE = "at_least_once"
+
+
+class TopicNames(BaseSettings):
+    """The four topics of DESIGN §2 (shared by `topics create` and `run`)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    input_topic: str = Field("identity.raw", min_length=1, max_length=249)
+    enriched_topic: str = Field("identity.enriched", min_length=1, max_length=249)
+    rejected_topic: str = Field("identity.rejected", min_length=1, max_length=249)
+    dlq_topic: str = Field("identity.dlq", min_length=1, max_length=249)
+
+    def all(self) -> list[str]:
+        return [self.input_topic, self.enriched_topic, self.rejected_topic, self.dlq_topic]
+
+    def outputs(self) -> list[str]:
+        return [self.enriched_topic, self.rejected_topic, self.dlq_topic]
+
+
+class KafkaSettings(TopicNames):
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        validation_alias=AliasChoices(
+            "bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS", f"{ENV_PREFIX}BOOTSTRAP_SERVERS"
+        ),
+        min_length=1,
+    )
+    client_id: str = "identity-worker"
+    request_timeout_ms: int = Field(15_000, ge=1000, le=300_000)
+
+
+class Settings(KafkaSettings):
+    """Everything `identity-worker run` needs. Build with `load_settings(**flags)`."""
+
+    database_url: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("database_url", "DATABASE_URL", f"{ENV_PREFIX}DATABASE_URL")
+    )
+    config_file: Path | None = Field(
+        None, description="YAML configuration instead of PostgreSQL (DESIGN §5, offline-style)"
+    )
+    group_id: str = Field("identity-worker", min_length=1, max_length=249)
+    guarantee: Guarantee = Guarantee.EXACTLY_ONCE
+    # K4: a batch closes at batch_size records or batch_linger_ms after its first record.
+    batch_size: int = Field(500, ge=1, le=100_000)
+    batch_linger_ms: int = Field(100, ge=0, le=60_000)
+    max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=64, le=16 * 1024 * 1024)
+    max_token_bytes: int = Field(DEFAULT_MAX_TOKEN_BYTES, ge=64, le=1024 * 1024)
+    token_cache_size: int = Field(DEFAULT_MAX_ENTRIES, ge=1, le=10_000_000)
+    config_refresh_seconds: float = Field(60.0, gt=0, le=86_400)
+    # K2/K5: a short transaction timeout bounds how long a SIGKILLed member's open transaction
+    # holds back read_committed readers (the broker aborts it after this).
+    transaction_timeout_ms: int = Field(10_000, ge=1000, le=900_000)
+    transactional_id_prefix: str = Field("identity-worker", min_length=1, max_length=120)
+    session_timeout_ms: int = Field(10_000, ge=1000, le=300_000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100, le=100_000)
+    max_poll_interval_ms: int = Field(300_000, ge=1000)
+    # K8: capped exponential backoff of infrastructure retries.
+    retry_backoff_initial_ms: int = Field(200, ge=1, le=60_000)
+    retry_backoff_max_ms: int = Field(10_000, ge=1, le=600_000)
+    # Bugs: attempts of the per-event processor before a dead letter (DESIGN §2.4).
+    max_processing_attempts: int = Field(3, ge=1, le=100)
+    # K6: after SIGTERM the current batch gets this long to commit; then the process exits.
+    shutdown_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    # Start-up waits this long for Kafka before failing with one line.
+    startup_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9108, ge=0, le=65_535, description="0 disables the HTTP endpoint")
+    progress_interval_seconds: float = Field(5.0, ge=0, description="0 disables the progress line")
+    processes: int = Field(1, ge=1, le=256)
+    member_index: int = Field(0, ge=0, description="set by --processes for each child (metrics port)")
+    log_level: str = "info"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"debug", "info", "warning", "error", "critical"}:
+            raise ValueError("must be one of debug, info, warning, error, critical")
+        return level
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if self.retry_backoff_max_ms < self.retry_backoff_initial_ms:
+            raise ValueError("retry_backoff_max_ms must be at least retry_backoff_initial_ms")
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
+        if self.input_topic in self.outputs():
+            raise ValueError("the input topic must differ from the output topics")
+        return self
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_event_bytes=self.max_event_bytes, max_token_bytes=self.max_token_bytes)
+
+    def dsn(self) -> str | None:
+        return self.database_url.get_secret_value() if self.database_url else None
+
+    def redacted_dsn(self) -> str | None:
+        dsn = self.dsn()
+        return redact_dsn(dsn) if dsn else None
+
+    def transactional_id(self) -> str:
+        """K2/K5: unique per member, so two live members never fence each other."""
+        import os
+        import secrets
+
+        host = socket.gethostname()[:60]
+        return (
+            f"{self.transactional_id_prefix}.{self.group_id}.{host}.{self.member_index}."
+            f"{os.getpid()}.{secrets.token_hex(4)}"
+        )
+
+    def for_member(self, index: int) -> Settings:
+        """K7: the settings of child `index` of `--processes N`: one process, its own metrics port."""
+        port = self.metrics_port + index if self.metrics_port else 0
+        return self.model_copy(update={"processes": 1, "member_index": index, "metrics_port": port})
+
+
+def redact_dsn(dsn: str) -> str:
+    """postgresql://user:secret@host/db → postgresql://user:***@host/db."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "<unparsable DSN>"
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+class SettingsError(ValueError):
+    """Invalid settings, as one line naming each field (never its value: it may be a secret)."""
+
+
+def _one_line(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Environment + `overrides` (flags; None means "not given")."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+
+
+def load_topic_names(**overrides: Any) -> KafkaSettings:
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return KafkaSettings(**given)
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
