@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -171,18 +171,21 @@ def _one_line(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def load_settings(**overrides: Any) -> Settings:
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def _load(kind: type[SettingsT], overrides: dict[str, Any]) -> SettingsT:
     """Environment + `overrides` (flags; None means "not given")."""
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
-        return Settings(**given)
+        return kind(**given)
     except ValidationError as exc:
         raise SettingsError(_one_line(exc)) from None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return _load(Settings, overrides)
 
 
 def load_topic_names(**overrides: Any) -> KafkaSettings:
-    given = {key: value for key, value in overrides.items() if value is not None}
-    try:
-        return KafkaSettings(**given)
-    except ValidationError as exc:
-        raise SettingsError(_one_line(exc)) from None
+    return _load(KafkaSettings, overrides)

@@ -155,14 +155,18 @@ class Member:
 
     async def _start_clients(self) -> None:
         if self._producer is None:
-            producer = make_producer(self.settings, transactional_id=self.transactional_id)
-            try:
-                await asyncio.wait_for(producer.start(), self._op_timeout)
-            except BaseException:
-                await _quietly(producer.stop(), 5)
-                raise
-            self._producer = producer
+            await self._new_producer()
         await asyncio.wait_for(self._consumer.start(), self._op_timeout)
+
+    async def _new_producer(self) -> None:
+        """Start a producer; exactly_once: `InitProducerId` with our id fences the previous one."""
+        producer = make_producer(self.settings, transactional_id=self.transactional_id)
+        try:
+            await asyncio.wait_for(producer.start(), self._op_timeout)
+        except BaseException:
+            await _quietly(producer.stop(), 5)
+            raise
+        self._producer = producer
 
     async def _retry_until(
         self, stop: asyncio.Event, deadline: float, what: str, step: Callable[[], Awaitable[None]]
@@ -298,13 +302,7 @@ class Member:
                 old, self._producer = self._producer, None
                 if old is not None:
                     await _quietly(old.stop(), 5)
-                producer = make_producer(self.settings, transactional_id=self.transactional_id)
-                try:
-                    await asyncio.wait_for(producer.start(), self._op_timeout)
-                except BaseException:
-                    await _quietly(producer.stop(), 5)
-                    raise
-                self._producer = producer
+                await self._new_producer()
                 self._replace_producer = False
             async with self._lock:
                 for tp in list(self._consumer.assignment()):

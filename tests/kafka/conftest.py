@@ -1,0 +1,37 @@
+"""Fixtures of the Kafka worker tests (issue 5): the real broker and a migrated store.
+
+Every test uses its own topics and consumer group (the stack is shared by concurrent
+sessions) and its own community ids in the session's fresh database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from worker_harness import cli, community_yaml
+
+
+@dataclass(frozen=True)
+class Store:
+    url: str
+    acme: str  # require mode: HS256 hs_1/hs_2, RS256 rs_1
+    shop: str  # reject mode
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DATABASE_URL": self.url}
+
+
+@pytest.fixture(scope="session")
+def store(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """The session's database, migrated, with two communities of this module's own."""
+    suffix = uuid.uuid4().hex[:8]
+    store = Store(database_url, f"k5-acme-{suffix}", f"k5-shop-{suffix}")
+    config: Path = tmp_path_factory.mktemp("k5") / "communities.yaml"
+    config.write_text(community_yaml(store.acme, store.shop))
+    cli("db", "migrate", env=store.env())
+    cli("config", "apply", str(config), env=store.env())
+    return store
