@@ -1,0 +1,95 @@
+# identity-worker — everyday commands. The two that matter first:
+#   make demo   the whole product end to end on a real Kafka + PostgreSQL, then stops them
+#   make test   the whole test suite on a real Kafka + PostgreSQL, plus lint
+# Both build the virtual environment and start the local stack (deploy/local/stack) first.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON3 ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed-from-pyproject
+STACK := deploy/local/stack
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-x -k kafka"`.
+PYTEST_ARGS ?=
+# KEEP_STACK=1 leaves the stack running after `make test` / `make demo`.
+KEEP_STACK ?=
+
+.PHONY: help venv stack-up stack-down stack-status test test-suite lint run demo schemas
+
+help:
+	@echo "make demo          example events through the real worker, printed as a table"
+	@echo "make test          the whole suite on a real Kafka + PostgreSQL, then lint"
+	@echo "make run           start the stack, migrate, create topics, run the worker"
+	@echo "make stack-up      start Kafka + PostgreSQL; prints the exports"
+	@echo "make stack-down    stop them and remove their data"
+	@echo "make stack-status  what runs where"
+	@echo "make lint          ruff check, ruff format --check, mypy"
+	@echo "make schemas       regenerate schemas/ from the models"
+	@echo "make venv          (re)build .venv when pyproject.toml changed"
+
+venv: $(VENV_STAMP)
+
+# Reinstalls only when pyproject.toml is newer than the stamp.
+$(VENV_STAMP): pyproject.toml
+	@$(PYTHON3) -c 'import ensurepip, venv' 2>/dev/null || { \
+	    echo "make: $(PYTHON3) cannot create virtual environments: apt-get install python3-venv" >&2; \
+	    exit 1; }
+	$(PYTHON3) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $@
+
+stack-up:
+	@$(STACK) up
+
+stack-down:
+	@$(STACK) down
+
+stack-status:
+	@$(STACK) status || true
+
+# Runs $(1) with KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL from `stack up` and stops the
+# stack afterwards, whatever happens (failure, Ctrl-C) — unless KEEP_STACK=1 or both
+# variables were already set (then `up` started nothing and there is nothing to stop).
+define with_stack
+	@given=$${KAFKA_BOOTSTRAP_SERVERS:+k}$${DATABASE_URL:+d}; \
+	stop() { \
+	    if [[ -z "$(KEEP_STACK)" && $$given != kd ]]; then $(STACK) down; \
+	    else echo "make: the stack stays up (make stack-down stops it)" >&2; fi; }; \
+	trap stop EXIT; trap 'exit 130' INT TERM; \
+	exports=$$($(STACK) up); eval "$$exports"; \
+	$(1)
+endef
+
+# The whole suite (pytest exit 5, "no tests collected", fails like any other error),
+# then lint; non-zero when either failed.
+test: venv
+	@failed=; start=$$(date +%s); \
+	$(MAKE) --no-print-directory test-suite || failed=tests; \
+	$(MAKE) --no-print-directory lint || failed="$${failed:+$$failed and }lint"; \
+	took=$$(( $$(date +%s) - start )); \
+	if [[ -n $$failed ]]; then echo "make test: FAILED ($$failed) in $${took}s" >&2; exit 1; fi; \
+	echo "make test: passed in $${took}s" >&2
+
+test-suite: venv
+	$(call with_stack,$(PY) -m pytest -ra $(PYTEST_ARGS))
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+# Leaves the stack running (the worker runs until Ctrl-C); `make stack-down` stops it.
+run: venv
+	@exports=$$($(STACK) up); eval "$$exports"; \
+	$(VENV)/bin/identity-worker db migrate; \
+	$(VENV)/bin/identity-worker topics create; \
+	exec $(VENV)/bin/identity-worker run
+
+demo: venv
+	$(call with_stack,$(PY) -m worker.demo)
+
+schemas: venv
+	$(PY) -m worker.schemas
