@@ -1,0 +1,298 @@
+"""The schema by itself (DESIGN §1, §5): migrations, CHECK constraints, cascades, notifications.
+
+Rows are written with raw SQL, as a hand-made change in psql would be: the constraints
+alone must refuse every format §1 forbids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import asyncpg
+import pytest
+from conftest import SECRET, Cli, cli_subprocess, run_sql
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from support import stack
+
+from worker.store.db import CONSTRAINT_RULES, NOTIFY_CHANNEL
+from worker.store.migrate import LATEST_VERSION, migrate
+
+pytestmark = pytest.mark.integration
+
+
+def _pem(bits: int, *, pkcs1: bool = False) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    fmt = serialization.PublicFormat.PKCS1 if pkcs1 else serialization.PublicFormat.SubjectPublicKeyInfo
+    return key.public_key().public_bytes(serialization.Encoding.PEM, fmt).decode()
+
+
+RSA_2048 = _pem(2048)
+RSA_2048_PKCS1 = _pem(2048, pkcs1=True)
+RSA_1024 = _pem(1024)
+RSA_2047 = _pem(2047)
+EC_PEM = (
+    ec.generate_private_key(ec.SECP256R1())
+    .public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
+PRIVATE_PEM = (
+    rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    .private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    .decode()
+)
+
+COMMUNITY = "INSERT INTO communities (id, signed_identities, min_validity_seconds, leeway_seconds) VALUES ($1, $2, $3, $4)"
+KEY = "INSERT INTO jwt_keys (community_id, kid, alg, hmac_secret, rsa_public_key) VALUES ($1, $2, $3, $4, $5)"
+FIELD = "INSERT INTO custom_fields (community_id, key, label, regex) VALUES ($1, $2, $3, $4)"
+MAPPING = "INSERT INTO mappings (community_id, position, source, target) VALUES ($1, $2, $3, $4)"
+
+# (statement, arguments, the constraints that may refuse it): one row per rule of §1.
+BAD_ROWS: list[tuple[str, tuple[Any, ...], set[str]]] = [
+    (COMMUNITY, ("bad id", "require", 3600, 10), {"communities_id_format"}),
+    (COMMUNITY, ("", "require", 3600, 10), {"communities_id_format"}),
+    (COMMUNITY, ("a" * 65, "require", 3600, 10), {"communities_id_format"}),
+    (COMMUNITY, ("acme.com", "require", 3600, 10), {"communities_id_format"}),
+    (COMMUNITY, ("c2", "maybe", 3600, 10), {"communities_signed_identities_values"}),
+    (COMMUNITY, ("c2", "REQUIRE", 3600, 10), {"communities_signed_identities_values"}),
+    (COMMUNITY, ("c2", "require", -1, 10), {"communities_min_validity_seconds_range"}),
+    (COMMUNITY, ("c2", "require", 366 * 86400 + 1, 10), {"communities_min_validity_seconds_range"}),
+    (COMMUNITY, ("c2", "require", 3600, -1), {"communities_leeway_seconds_range"}),
+    (COMMUNITY, ("c2", "require", 3600, 3601), {"communities_leeway_seconds_range"}),
+    (KEY, ("acme", "Upper", "HS256", SECRET, None), {"jwt_keys_kid_format"}),
+    (KEY, ("acme", "with-dash", "HS256", SECRET, None), {"jwt_keys_kid_format"}),
+    (KEY, ("acme", "", "HS256", SECRET, None), {"jwt_keys_kid_format"}),
+    (KEY, ("acme", "k" * 65, "HS256", SECRET, None), {"jwt_keys_kid_format"}),
+    (KEY, ("acme", "k1", "HS256", SECRET[:23], None), {"jwt_keys_hmac_secret_format"}),
+    (KEY, ("acme", "k1", "HS256", SECRET + "0", None), {"jwt_keys_hmac_secret_format"}),
+    (KEY, ("acme", "k1", "HS256", SECRET.upper(), None), {"jwt_keys_hmac_secret_format"}),
+    (KEY, ("acme", "k1", "HS256", SECRET[:23] + "\n", None), {"jwt_keys_hmac_secret_format"}),
+    (KEY, ("acme", "k1", "HS512", SECRET, None), {"jwt_keys_alg_values", "jwt_keys_alg_matches_key"}),
+    (KEY, ("acme", "k1", "none", None, None), {"jwt_keys_alg_values", "jwt_keys_alg_matches_key"}),
+    # V6: the algorithm follows the kind of key; a key has exactly one kind.
+    (KEY, ("acme", "k1", "RS256", SECRET, None), {"jwt_keys_alg_matches_key"}),
+    (KEY, ("acme", "k1", "HS256", None, RSA_2048), {"jwt_keys_alg_matches_key"}),
+    (KEY, ("acme", "k1", "HS256", SECRET, RSA_2048), {"jwt_keys_alg_matches_key"}),
+    (KEY, ("acme", "k1", "RS256", SECRET, RSA_2048), {"jwt_keys_alg_matches_key"}),
+    (KEY, ("acme", "k1", "HS256", None, None), {"jwt_keys_alg_matches_key"}),
+    (KEY, ("acme", "k1", "RS256", None, RSA_1024), {"jwt_keys_rsa_public_key_format"}),
+    (KEY, ("acme", "k1", "RS256", None, RSA_2047), {"jwt_keys_rsa_public_key_format"}),
+    (KEY, ("acme", "k1", "RS256", None, PRIVATE_PEM), {"jwt_keys_rsa_public_key_format"}),
+    (KEY, ("acme", "k1", "RS256", None, EC_PEM), {"jwt_keys_rsa_public_key_format"}),
+    (KEY, ("acme", "k1", "RS256", None, "not a key"), {"jwt_keys_rsa_public_key_format"}),
+    (KEY, ("acme", "k1", "RS256", None, RSA_2048 + RSA_2048), {"jwt_keys_rsa_public_key_format"}),
+    (
+        KEY,
+        ("acme", "k1", "RS256", None, RSA_2048.replace("END PUBLIC", "END RSA PUBLIC")),
+        {"jwt_keys_rsa_public_key_format"},
+    ),
+    (KEY, ("nobody", "k1", "HS256", SECRET, None), {"jwt_keys_community_id_fkey"}),
+    (FIELD, ("acme", "Customer", "Customer", None), {"custom_fields_key_format"}),
+    (FIELD, ("acme", "", "Customer", None), {"custom_fields_key_format"}),
+    (FIELD, ("acme", "c" * 65, "Customer", None), {"custom_fields_key_format"}),
+    (FIELD, ("acme", "customer", "", None), {"custom_fields_label_length"}),
+    (FIELD, ("acme", "customer", "L" * 256, None), {"custom_fields_label_length"}),
+    (FIELD, ("acme", "customer", "Customer", "a" * 1025), {"custom_fields_regex_length"}),
+    (MAPPING, ("acme", -1, "uuid", "identity_group.notes"), {"mappings_position_range"}),
+    (MAPPING, ("acme", 5, "email", "identity_group.notes"), {"mappings_source_format"}),
+    (MAPPING, ("acme", 5, "extra_values.", "identity_group.notes"), {"mappings_source_format"}),
+    (MAPPING, ("acme", 5, "extra_values." + "x" * 65, "identity_group.notes"), {"mappings_source_format"}),
+    (MAPPING, ("acme", 5, "uuid", "identity_group.email"), {"mappings_target_format"}),
+    (MAPPING, ("acme", 5, "uuid", "identity_group"), {"mappings_target_format"}),
+    (MAPPING, ("acme", 5, "uuid", "custom_fields.Bad"), {"mappings_target_format"}),
+    (MAPPING, ("acme", 5, "uuid", "custom_fields.undeclared"), {"mappings_custom_field_declared"}),
+    (MAPPING, ("acme", 0, "uuid", "identity_group.notes"), {"mappings_pkey"}),
+]
+
+
+def _seed(url: str) -> None:
+    run_sql(url, COMMUNITY, "acme", "require", 3600, 10)
+    run_sql(url, MAPPING, "acme", 0, "uuid", "identity_group.lastname")
+
+
+@pytest.mark.parametrize(("statement", "args", "constraints"), BAD_ROWS)
+def test_a_bad_row_is_refused_by_its_constraint(
+    store_url: str, statement: str, args: tuple[Any, ...], constraints: set[str]
+) -> None:
+    _seed(store_url)
+    with pytest.raises(asyncpg.IntegrityConstraintViolationError) as refused:
+        run_sql(store_url, statement, *args)
+    assert refused.value.constraint_name in constraints
+    assert constraints <= set(CONSTRAINT_RULES), "every constraint has a one-line rule for the CLI"
+
+
+@pytest.mark.parametrize(
+    ("statement", "args"),
+    [
+        (COMMUNITY, ("Acme_shop-2", "reject", 0, 0)),
+        (COMMUNITY, ("a" * 64, "require", 366 * 86400, 3600)),
+        (KEY, ("acme", "k" * 64, "HS256", SECRET, None)),
+        (KEY, ("acme", "rsa_spki", "RS256", None, RSA_2048)),
+        (KEY, ("acme", "rsa_pkcs1", "RS256", None, RSA_2048_PKCS1)),
+        (KEY, ("acme", "rsa_spaced", "RS256", None, "\n  " + RSA_2048 + "\n\n")),
+        (FIELD, ("acme", "c" * 64, "L" * 255, "a" * 1024)),
+        (MAPPING, ("acme", 7, "extra_values." + "x" * 64, "identity_group.mobile_phones")),
+        (MAPPING, ("acme", 8, "extra_values.a.b", "identity_group.gender")),
+    ],
+)
+def test_a_good_row_at_the_limits_is_accepted(store_url: str, statement: str, args: tuple[Any, ...]) -> None:
+    _seed(store_url)
+    run_sql(store_url, statement, *args)
+
+
+def test_a_mapping_to_a_declared_field_is_accepted_and_keeps_the_field(store_url: str) -> None:
+    _seed(store_url)
+    run_sql(store_url, FIELD, "acme", "customer_id", "Customer ID", "C[0-9]{6}")
+    run_sql(store_url, MAPPING, "acme", 1, "extra_values.customer_id", "custom_fields.customer_id")
+    with pytest.raises(asyncpg.ForeignKeyViolationError) as refused:
+        run_sql(store_url, "DELETE FROM custom_fields WHERE key = 'customer_id'")
+    assert refused.value.constraint_name == "mappings_custom_field_declared"
+
+
+def test_removing_a_community_cascades_to_its_rows(store_url: str) -> None:
+    _seed(store_url)
+    run_sql(store_url, COMMUNITY, "other", "require", 3600, 10)
+    for cid in ("acme", "other"):
+        run_sql(store_url, KEY, cid, "k1", "HS256", SECRET, None)
+        run_sql(store_url, FIELD, cid, "customer_id", "Customer ID", None)
+        run_sql(store_url, MAPPING, cid, 3, "uuid", "custom_fields.customer_id")
+    run_sql(store_url, "DELETE FROM communities WHERE id = 'acme'")
+    for table in ("jwt_keys", "custom_fields", "mappings"):
+        rows = run_sql(store_url, f"SELECT DISTINCT community_id FROM {table}")
+        assert [r["community_id"] for r in rows] == ["other"], table
+
+
+# ---------------------------------------------------------------- notifications (C1)
+
+
+async def _notifications(url: str, statements: list[str]) -> list[str]:
+    """Payloads received on the channel while each statement runs in its own transaction."""
+    received: list[str] = []
+    listener = await asyncpg.connect(url)
+    writer = await asyncpg.connect(url)
+    try:
+        await listener.add_listener(NOTIFY_CHANNEL, lambda *args: received.append(args[3]))
+        for statement in statements:
+            await writer.execute(statement)
+        await writer.execute("SELECT pg_notify($1, 'end')", NOTIFY_CHANNEL)
+        for _ in range(200):
+            if received and received[-1] == "end":
+                break
+            await asyncio.sleep(0.01)
+        return received[:-1]
+    finally:
+        await listener.close()
+        await writer.close()
+
+
+async def test_every_change_to_every_table_notifies_the_community_id(store_url: str) -> None:
+    statements = [
+        "INSERT INTO communities (id) VALUES ('acme'), ('beta')",
+        f"INSERT INTO jwt_keys (community_id, kid, alg, hmac_secret) VALUES ('acme', 'k1', 'HS256', '{SECRET}')",
+        "UPDATE jwt_keys SET kid = 'k2' WHERE community_id = 'acme'",
+        "DELETE FROM jwt_keys WHERE community_id = 'acme'",
+        "INSERT INTO custom_fields (community_id, key, label) VALUES ('beta', 'f', 'F')",
+        "UPDATE custom_fields SET label = 'G'",
+        "INSERT INTO mappings (community_id, position, source, target) VALUES ('beta', 0, 'uuid', 'custom_fields.f')",
+        "UPDATE mappings SET source = 'extra_values.x'",
+        "DELETE FROM mappings",
+        "DELETE FROM custom_fields",
+        "UPDATE communities SET signed_identities = 'reject' WHERE id = 'acme'",
+        "DELETE FROM communities WHERE id = 'acme'",
+        "TRUNCATE communities CASCADE",
+    ]
+    payloads = await _notifications(store_url, statements)
+    assert payloads == [
+        "acme",
+        "beta",
+        "acme",
+        "acme",
+        "acme",
+        "beta",
+        "beta",
+        "beta",
+        "beta",
+        "beta",
+        "beta",
+        "acme",
+        "acme",
+        "*",  # TRUNCATE: reload everything
+    ]
+
+
+async def test_a_transaction_notifies_each_community_once_at_commit(store_url: str) -> None:
+    statements = [
+        "BEGIN; INSERT INTO communities (id) VALUES ('acme'); "
+        f"INSERT INTO jwt_keys (community_id, kid, alg, hmac_secret) VALUES ('acme', 'k1', 'HS256', '{SECRET}'); "
+        "INSERT INTO custom_fields (community_id, key, label) VALUES ('acme', 'f', 'F'); COMMIT",
+        "BEGIN; INSERT INTO communities (id) VALUES ('gone'); ROLLBACK",
+        "DELETE FROM communities WHERE id = 'acme'",  # the cascade notifies once too
+    ]
+    assert await _notifications(store_url, statements) == ["acme", "acme"]
+
+
+# ---------------------------------------------------------------- migrations
+
+
+async def test_migrate_is_idempotent(fresh_db: str) -> None:
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        first = await migrate(conn)
+        again = await migrate(conn)
+        versions = await conn.fetch("SELECT version, name FROM schema_migrations")
+    finally:
+        await conn.close()
+    assert [m.version for m in first] == list(range(1, LATEST_VERSION + 1))
+    assert again == []
+    assert [r["version"] for r in versions] == list(range(1, LATEST_VERSION + 1))
+
+
+def test_migrate_from_several_processes_at_once(fresh_db: str) -> None:
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(
+            pool.map(lambda _: cli_subprocess("db", "migrate", "--database-url", fresh_db), range(6))
+        )
+    assert [r.code for r in results] == [0] * 6, [r.err for r in results]
+    assert sum("applied 0001_configuration" in r.out for r in results) == 1
+    assert sum("nothing to do" in r.out for r in results) == 5
+    assert len(run_sql(fresh_db, "SELECT * FROM schema_migrations")) == LATEST_VERSION
+
+
+def test_migrate_uses_database_url_from_the_environment(fresh_db: str) -> None:
+    done = cli_subprocess("db", "migrate", env={"DATABASE_URL": fresh_db})
+    assert done.code == 0
+    assert done.out.splitlines() == ["applied 0001_configuration", f"schema is at version {LATEST_VERSION}"]
+
+
+def test_an_edited_applied_migration_is_refused(store_url: str) -> None:
+    run_sql(store_url, "UPDATE schema_migrations SET checksum = 'edited'")
+    done = cli_subprocess("db", "migrate", "--database-url", store_url)
+    assert done.code == 1
+    assert "0001_configuration was changed after it was applied" in done.err
+
+
+def test_a_database_from_a_newer_release_is_refused(store_url: str) -> None:
+    run_sql(store_url, "INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, 'future', 'x')")
+    done = cli_subprocess("db", "migrate", "--database-url", store_url)
+    assert (done.code, done.err.count("\n")) == (1, 1)
+    assert "newer than this release" in done.err
+
+
+def test_commands_on_an_unmigrated_database_say_to_migrate(admin_database_url: str, cli: Cli) -> None:
+    empty = stack.create_database(admin_database_url)
+    try:
+        results = [
+            cli(*args, "--database-url", empty)
+            for args in (("community", "list"), ("community", "add", "acme"), ("config", "export"))
+        ]
+    finally:
+        stack.drop_database(admin_database_url, empty)
+    for result in results:
+        assert result.code == 1
+        assert result.err.count("\n") == 1
+        assert "run `identity-worker db migrate`" in result.err

@@ -1,0 +1,190 @@
+"""Connecting to the configuration store, and errors that are safe to print (DESIGN §5, §7).
+
+PostgreSQL's own messages are never shown as they are: the detail of a constraint
+violation quotes the failing row, secret included, and a connection error may quote the
+URL, password included. Every failure becomes a `StoreError` whose message was written
+here, naming the constraint or the kind of fault, never a value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from worker.core.config import Community
+
+#: The channel the triggers notify with a community id, or `*` for "reload everything" (C1).
+NOTIFY_CHANNEL: Final = "identity_config"
+#: A payload meaning every community may have changed (a TRUNCATE).
+NOTIFY_ALL: Final = "*"
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+DATABASE_URL_ENV: Final = "DATABASE_URL"
+MIGRATE_HINT: Final = "run `identity-worker db migrate`"
+
+
+class StoreError(Exception):
+    """A store failure whose message is safe to print: no secret, no password, no row."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class StoreUnavailable(StoreError):
+    """PostgreSQL cannot be reached or the connection was lost (K8: retry, never a verdict)."""
+
+
+class SchemaMissing(StoreError):
+    """The database has not been migrated (or is behind this release)."""
+
+
+class InputError(StoreError):
+    """The request itself is wrong: an unknown id, a duplicate, a value the store refuses."""
+
+    exit_code = 2
+
+
+class NotFound(InputError):
+    """An unknown community, key, custom field or mapping."""
+
+
+class Conflict(InputError):
+    """It already exists, or something else still depends on it."""
+
+
+#: Each CHECK/foreign-key constraint of the migrations, as the rule it enforces (DESIGN §1).
+CONSTRAINT_RULES: Final[dict[str, str]] = {
+    "communities_id_format": "community id must match ^[A-Za-z0-9_-]{1,64}$",
+    "communities_signed_identities_values": "signed_identities must be 'require' or 'reject'",
+    "communities_min_validity_seconds_range": "min_validity_seconds must be between 0 and 31622400",
+    "communities_leeway_seconds_range": "leeway_seconds must be between 0 and 3600",
+    "jwt_keys_kid_format": "kid must match ^[a-z0-9_]+$ and be at most 64 characters",
+    "jwt_keys_alg_values": "alg must be HS256 or RS256",
+    "jwt_keys_hmac_secret_format": "hmac_secret must be exactly 24 characters of 0-9a-f",
+    "jwt_keys_rsa_public_key_format": "rsa_public_key must be one PEM RSA public key of at least 2048 bits",
+    "jwt_keys_alg_matches_key": "HS256 needs an hmac_secret only, RS256 an rsa_public_key only",
+    "jwt_keys_pkey": "a key with this kid already exists in the community",
+    "custom_fields_key_format": "custom field key must match ^[a-z0-9_]{1,64}$",
+    "custom_fields_label_length": "custom field label must be 1-255 characters",
+    "custom_fields_regex_length": "custom field regex must be at most 1024 characters",
+    "custom_fields_pkey": "a custom field with this key already exists in the community",
+    "mappings_position_range": "mapping position must be >= 0",
+    "mappings_source_format": "mapping from must be 'uuid' or 'extra_values.<key>'",
+    "mappings_target_format": "mapping to must be 'identity_group.<field>' or 'custom_fields.<key>'",
+    "mappings_custom_field_declared": "a mapping to custom_fields.<key> needs that custom field declared",
+    "communities_pkey": "a community with this id already exists",
+    "mappings_pkey": "two mappings of a community cannot share a position",
+    "jwt_keys_community_id_fkey": "the community does not exist",
+    "custom_fields_community_id_fkey": "the community does not exist",
+    "mappings_community_id_fkey": "the community does not exist",
+}
+
+
+def database_url(given: str | None) -> str:
+    """The URL from the flag, else from DATABASE_URL; an InputError when neither is set."""
+    url = given or os.environ.get(DATABASE_URL_ENV)
+    if not url:
+        raise InputError(f"no database: give --database-url or set {DATABASE_URL_ENV}")
+    return url
+
+
+def redact(url: str) -> str:
+    """`host:port/database` of a URL, for messages: never the user's password."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "localhost"
+        port = parts.port or 5432
+    except ValueError:
+        return "the given database URL"
+    return f"{host}:{port}{parts.path or '/'}"
+
+
+def describe(exc: BaseException) -> str:
+    """A safe, one-line description of a database or network failure (for logs and errors)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        constraint = getattr(exc, "constraint_name", None)
+        what = f"{type(exc).__name__} (SQLSTATE {exc.sqlstate}"
+        return f"{what}, constraint {constraint})" if constraint else f"{what})"
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
+        return f"{type(exc).__name__} (connection lost)"
+    return type(exc).__name__
+
+
+def translate(exc: BaseException, url: str | None = None) -> StoreError:
+    """Turn any database-side exception into the StoreError to show (or to log)."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.UndefinedFunctionError):
+        return SchemaMissing(f"the configuration schema is missing in this database: {MIGRATE_HINT}")
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        constraint = getattr(exc, "constraint_name", None) or ""
+        rule = CONSTRAINT_RULES.get(constraint)
+        if isinstance(exc, asyncpg.UniqueViolationError):
+            return Conflict(rule or f"refused by the database: {describe(exc)}")
+        return InputError(
+            f"refused by the database: {rule}" if rule else f"refused by the database: {describe(exc)}"
+        )
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return StoreUnavailable(f"database {redact(url) if url else ''} does not exist".replace("  ", " "))
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError):
+        return StoreUnavailable(f"PostgreSQL at {redact(url) if url else 'the given URL'} refused the login")
+    where = f" at {redact(url)}" if url else ""
+    return StoreUnavailable(f"cannot reach PostgreSQL{where}: {describe(exc)}")
+
+
+#: What "the store cannot be reached right now" looks like (retried, never a verdict: K8).
+TRANSIENT_ERRORS: Final = (
+    OSError,
+    TimeoutError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.QueryCanceledError,
+)
+
+
+async def connect(url: str, *, timeout: float = DEFAULT_CONNECT_TIMEOUT, **kwargs: Any) -> asyncpg.Connection:
+    """Open one connection; every failure becomes a StoreError with a safe message."""
+    try:
+        return await asyncpg.connect(url, timeout=timeout, **kwargs)
+    except (ValueError, asyncpg.ClientConfigurationError):
+        raise InputError(
+            "the database URL is not a valid PostgreSQL URL (postgresql://USER@HOST:PORT/DATABASE)"
+        ) from None
+    except (asyncpg.PostgresError, *TRANSIENT_ERRORS) as exc:
+        raise translate(exc, url) from None
+
+
+async def load_all_from_url(url: str) -> dict[str, Community]:
+    """Every community of the store at `url`, prepared (`process --database-url`).
+
+    Raises StoreError (print its `.message`, exit with its `.exit_code`): the store cannot
+    be reached, its schema is missing, or a community's rows are invalid.
+    """
+    from worker.store.migrate import check_schema
+    from worker.store.repository import load_all_communities
+
+    conn = await connect(url)
+    try:
+        await check_schema(conn)
+        return await load_all_communities(conn)
+    except (asyncpg.PostgresError, *TRANSIENT_ERRORS) as exc:
+        raise translate(exc, url) from None
+    finally:
+        await conn.close()
