@@ -19,7 +19,7 @@ from typing import Protocol
 
 from worker.core.config import CommunityLookup, ConfigUnavailable
 from worker.core.contracts import Reason
-from worker.core.pipeline import Limits, Output, Source, dead_letter, process_event
+from worker.core.pipeline import Limits, Output, Source, dead_letter, process_event, redact
 from worker.core.tokencache import TokenCache
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
@@ -84,7 +84,7 @@ class Decider:
                 self._log.warning(
                     "processing raised",
                     error_type=type(exc).__name__,
-                    error=str(exc)[:300],
+                    error=redact(str(exc))[:300],
                     attempt=attempt,
                     topic=source.topic,
                     partition=source.partition,

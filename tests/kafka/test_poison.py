@@ -1,0 +1,80 @@
+"""A poison record: the real runtime in-process against the real broker, with a processor that
+raises for one chosen event (no fault-injection switch in production code). DESIGN §2.4, K1, K8.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from worker_harness import Outputs, community_yaml, new_topics, produce, raw_event, sign
+
+from worker.core.config import load_config_file
+from worker.core.pipeline import Output, Source
+from worker.runtime.decide import pipeline_processor
+from worker.runtime.service import serve
+from worker.settings import load_settings
+
+pytestmark = pytest.mark.integration
+
+
+async def test_poison_record_goes_to_the_dlq_after_bounded_attempts_and_later_records_flow(
+    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path
+) -> None:
+    config = tmp_path / "communities.yaml"
+    config.write_text(community_yaml("acme", "shop"))
+    topics = await new_topics(kafka_bootstrap, unique_topic("k5-poison"), 1)
+    real = pipeline_processor(load_config_file(str(config)), load_settings().limits, None)
+    attempts: dict[str, int] = {}
+
+    def processor(value: bytes | None, source: Source, now: float) -> Output:
+        for marker in ("poison", "flaky"):
+            if value and f'"{marker}-'.encode() in value:
+                attempts[marker] = attempts.get(marker, 0) + 1
+                if marker == "poison" or attempts[marker] == 1:
+                    raise RuntimeError(
+                        f"bug while handling {marker}; token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abcdefgh"
+                    )
+        return real(value, source, now)
+
+    now = time.time()
+    token = sign({"uuid": "v", "exp": int(now) + 7200}, kid="hs_1")
+    values = [raw_event(f"before-{i}", "acme", now, signed_identity=token) for i in range(5)]
+    values.append(raw_event("poison-1", "acme", now, signed_identity=token))
+    values.append(raw_event("flaky-1", "acme", now, signed_identity=token))
+    values += [raw_event(f"after-{i}", "acme", now, signed_identity=token) for i in range(50)]
+    inputs = await produce(kafka_bootstrap, topics.raw, [(b"k", v, [("h", b"1")]) for v in values])
+
+    settings = load_settings(
+        bootstrap_servers=kafka_bootstrap,
+        config_file=config,
+        group_id=topics.raw,
+        metrics_port=0,
+        progress_interval_seconds=0,
+        **topics.settings(),
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(serve(settings, processor=processor, stop=stop, handle_signals=False))
+    try:
+        async with Outputs(kafka_bootstrap, topics) as outputs:
+            await outputs.wait_for(len(values), 60)
+            await outputs.settle(0.5)
+    finally:
+        stop.set()
+        code = await asyncio.wait_for(worker, 30)
+    assert code == 0
+    assert outputs.check_exactly_once(inputs) == (0, 0)
+    dead = [(topic, record, data) for topic, record, data in outputs.records if topic == topics.dlq]
+    assert len(dead) == 1
+    _, record, data = dead[0]
+    assert data["outcome"] == "dead_letter" and data["event_id"] == "poison-1"
+    assert data["error_type"] == "RuntimeError" and data["attempts"] == settings.max_processing_attempts
+    assert "eyJ" not in data["error_message"], "the error message never carries a token"
+    assert data["raw"] == values[5].decode() and data["source"]["offset"] == inputs[5][1]
+    assert record.key == b"k" and list(record.headers) == [("h", b"1")]
+    assert attempts == {"poison": settings.max_processing_attempts, "flaky": 2}
+    enriched = [data["event_id"] for topic, _, data in outputs.records if topic == topics.enriched]
+    assert enriched == [f"before-{i}" for i in range(5)] + ["flaky-1"] + [f"after-{i}" for i in range(50)]
