@@ -72,6 +72,10 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# The health probe answers within this: /readyz turns 503 a few seconds into an outage.
+PROBE_TIMEOUT = 3.0
+
+
 class StartupError(Exception):
     """The worker cannot start (missing topic, broker never answered): one line for the operator."""
 
@@ -358,7 +362,7 @@ class Member:
         if not owned:
             return 0
         try:
-            ends = await asyncio.wait_for(self._consumer.end_offsets(owned), self._op_timeout)
+            ends = await asyncio.wait_for(self._consumer.end_offsets(owned), PROBE_TIMEOUT)
         except INFRASTRUCTURE_ERRORS as exc:
             self._infra_fault("kafka", exc, "Kafka does not answer")
             return None

@@ -1,0 +1,53 @@
+"""Settings of `run` (DESIGN §7): environment names, flag precedence, one-line errors. No service."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.settings import Guarantee, SettingsError, load_settings, redact_dsn
+
+
+def test_environment_names_operators_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker:9092")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://identity:s3cret@db/identity")
+    monkeypatch.setenv("IDENTITY_WORKER_GUARANTEE", "at_least_once")
+    monkeypatch.setenv("IDENTITY_WORKER_METRICS_PORT", "9200")
+    monkeypatch.setenv("IDENTITY_WORKER_INPUT_TOPIC", "in")
+    monkeypatch.setenv("IDENTITY_WORKER_BATCH_SIZE", "42")
+    settings = load_settings()
+    assert settings.bootstrap_servers == "broker:9092"
+    assert settings.guarantee is Guarantee.AT_LEAST_ONCE
+    assert (settings.metrics_port, settings.input_topic, settings.batch_size) == (9200, "in", 42)
+    assert settings.redacted_dsn() == "postgresql://identity:***@db/identity"
+    assert "s3cret" not in repr(settings)
+
+
+def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IDENTITY_WORKER_BATCH_SIZE", "42")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker:9092")
+    settings = load_settings(batch_size=7, bootstrap_servers="other:1", group_id=None)
+    assert (settings.batch_size, settings.bootstrap_servers, settings.group_id) == (
+        7,
+        "other:1",
+        "identity-worker",
+    )
+    assert settings.guarantee is Guarantee.EXACTLY_ONCE  # K2 default
+
+
+def test_bad_values_make_one_line_naming_the_field() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(batch_size=0, guarantee="twice")
+    message = str(caught.value)
+    assert "\n" not in message and "batch_size" in message and "guarantee" in message
+    with pytest.raises(SettingsError, match="input topic must differ"):
+        load_settings(input_topic="x", enriched_topic="x")
+
+
+def test_members_of_processes_get_their_own_port_and_transactional_id() -> None:
+    """K7: child i listens on base + i; K5: transactional ids never collide."""
+    settings = load_settings(metrics_port=9108, processes=3)
+    children = [settings.for_member(i) for i in range(3)]
+    assert [c.metrics_port for c in children] == [9108, 9109, 9110]
+    assert all(c.processes == 1 for c in children)
+    assert len({c.transactional_id() for c in children}) == 3
+    assert redact_dsn("postgresql://u@h/db") == "postgresql://u@h/db"
