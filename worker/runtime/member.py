@@ -16,8 +16,9 @@ Loop, one batch at a time:
 
 Rebalance (K5): `on_partitions_revoked` bumps the generation (a batch collected before it is
 dropped: its records are fetched again from the committed offsets) and takes the batch lock,
-so it returns only once the in-flight batch has committed or aborted. An output is therefore
-never committed without its offset, nor an offset without its output.
+so it returns only once the in-flight batch has committed or aborted; then it settles the
+last transaction (`_settle`: the offsets are visible before the partitions move). An output
+is therefore never committed without its offset, nor an offset without its output.
 
 aiokafka limits (0.14): transactional requests are protocol version 0 — `TxnOffsetCommit`
 carries no group generation or member id (no KIP-447 fencing), so the broker cannot refuse
@@ -27,7 +28,10 @@ above; a check of the coordinator's generation right before `commit_transaction`
 transaction timeout so a SIGKILLed member's open transaction is aborted by the broker soon.
 The member's transactional id is unique per process (two live members never fence each
 other); a crashed member's open transaction is therefore ended by the timeout, not by a
-successor. Listener exceptions are swallowed by aiokafka, so the listener never raises.
+successor. OffsetFetch is version 3, without `require_stable`: a new owner could read the
+offsets of a transaction whose markers are still being written, hence `_settle` on
+revocation and on shutdown. `seek_to_committed` skips offset 0 and "no commit"; `_rewind`
+seeks itself. Listener exceptions are swallowed by aiokafka, so the listener never raises.
 """
 
 from __future__ import annotations
@@ -102,6 +106,7 @@ class Member:
         self._generation = 0
         self._needs_rewind = False
         self._replace_producer = False
+        self._unsettled = False  # a transaction committed since the last `_settle`
         self._kafka_backoff = Backoff(
             settings.retry_backoff_initial_ms / 1000, settings.retry_backoff_max_ms / 1000
         )
@@ -162,6 +167,27 @@ class Member:
             await self._new_producer()
         await asyncio.wait_for(self._consumer.start(), self._op_timeout)
 
+    async def _swap_producer(self) -> None:
+        old, self._producer = self._producer, None
+        if old is not None:
+            await _quietly(old.stop(), 5)
+        await self._new_producer()
+
+    async def _settle(self) -> None:
+        """Return only once our last committed transaction is complete, offsets included (K5).
+
+        `commit_transaction` returns when the broker has logged the decision; the markers
+        that make the offsets visible follow asynchronously, and aiokafka's OffsetFetch
+        (version 3, no `require_stable`) would show the next owner the previous offsets in
+        that gap — a duplicate. A fresh producer with our transactional id is answered
+        only after the previous transaction has completed, so swapping the producer before
+        giving partitions away closes the gap. Rebalances are rare; this costs one round trip.
+        """
+        if self.settings.guarantee is not Guarantee.EXACTLY_ONCE or not self._unsettled:
+            return
+        await self._swap_producer()
+        self._unsettled = False
+
     async def _new_producer(self) -> None:
         """Start a producer; exactly_once: `InitProducerId` with our id fences the previous one."""
         producer = make_producer(self.settings, transactional_id=self.transactional_id)
@@ -187,7 +213,9 @@ class Member:
                 await backoff.sleep(stop)
 
     async def close(self) -> None:
-        """Leave the group (no revocation callback on stop) and close the producer."""
+        """Settle the last transaction, leave the group (no revocation callback on stop), close."""
+        if self._producer is not None:
+            await _quietly(self._settle(), self._op_timeout)
         if self._consumer is not None:
             await _quietly(self._consumer.stop(), self._op_timeout)
         if self._producer is not None:
@@ -286,6 +314,7 @@ class Member:
         self.metrics.batch_size.observe(len(decided))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.transactions.labels("committed").inc()
+        self._unsettled = True
         self.processed += len(decided)
 
     async def _failed_commit(self, exc: BaseException, stop: asyncio.Event) -> None:
@@ -302,13 +331,10 @@ class Member:
     async def _rewind(self, stop: asyncio.Event) -> None:
         """Replace the producer if needed, then seek every owned partition to its committed offset."""
         try:
-            if self._replace_producer:
-                old, self._producer = self._producer, None
-                if old is not None:
-                    await _quietly(old.stop(), 5)
-                await self._new_producer()
-                self._replace_producer = False
             async with self._lock:
+                if self._replace_producer:
+                    await self._swap_producer()
+                    self._replace_producer = False
                 for tp in list(self._consumer.assignment()):
                     offset = await asyncio.wait_for(self._consumer.committed(tp), self._op_timeout)
                     with contextlib.suppress(IllegalStateError):
@@ -331,6 +357,11 @@ class Member:
         self._generation += 1
         self.metrics.rebalances.inc()
         async with self._lock:  # waits for the in-flight batch to commit or abort (K5)
+            try:
+                await asyncio.wait_for(self._settle(), self._op_timeout)
+            except INFRASTRUCTURE_ERRORS as exc:
+                self._infra_fault("kafka", exc, "could not settle the last transaction")
+                self._replace_producer = self._needs_rewind = True
             for tp in revoked:
                 self.committed.pop(tp, None)
                 with contextlib.suppress(KeyError):
