@@ -22,6 +22,7 @@ from worker_harness import (
     raw_event,
     sign,
     start_worker,
+    stream_values,
     wait_ready,
 )
 
@@ -116,3 +117,33 @@ async def test_every_outcome_and_reason_reaches_its_topic_with_key_headers_and_o
     assert any(
         "progress:" in json.loads(line).get("event", "") for line in logs.splitlines() if line.startswith("{")
     )
+
+
+async def test_backlog_throughput_of_one_member(
+    kafka_bootstrap: str, store: Store, unique_topic: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The throughput one exactly-once member reaches on a backlog of 20 000 events (5 000
+    distinct HS256 tokens, so most verifications are token-cache hits, C4), printed."""
+    topics = await new_topics(kafka_bootstrap, unique_topic("k5-throughput"), 4)
+    values = stream_values(store.acme, 20_000, time.time(), unique_tokens=5000)
+    inputs = await produce(
+        kafka_bootstrap, topics.raw, [(f"v-{i % 101}".encode(), v, None) for i, v in enumerate(values)]
+    )
+    async with Outputs(kafka_bootstrap, topics) as outputs:
+        worker = start_worker(
+            tmp_path,
+            "throughput",
+            bootstrap=kafka_bootstrap,
+            database_url=store.url,
+            topics=topics,
+            group=topics.raw,
+        )
+        try:
+            await outputs.wait_for(1, 60)
+            first = time.monotonic()
+            done = await outputs.wait_for(len(values), 120)
+        finally:
+            assert worker.stop() == 0, worker.tail()
+    rate = (len(values) - 1) / (done - first)
+    print(f"\nthroughput: one member, exactly_once, {len(values)} events: {rate:.0f} events/s")
+    assert outputs.check_exactly_once(inputs) == (0, 0)
