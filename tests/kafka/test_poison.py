@@ -1,5 +1,6 @@
-"""A poison record: the real runtime in-process against the real broker, with a processor that
-raises for one chosen event (no fault-injection switch in production code). DESIGN §2.4, K1, K8.
+"""A poison record (DESIGN §2.4) and a configuration outage (K8): the real runtime in-process
+against the real broker, with a processor that raises for chosen events (no fault-injection
+switch in production code).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from pathlib import Path
 import pytest
 from worker_harness import Outputs, community_yaml, new_topics, produce, raw_event, sign
 
-from worker.core.config import load_config_file
+from worker.core.config import ConfigUnavailable, load_config_file
 from worker.core.pipeline import Output, Source
 from worker.runtime.decide import pipeline_processor
+from worker.runtime.member import Member
 from worker.runtime.service import serve
 from worker.settings import load_settings
 
@@ -78,3 +80,65 @@ async def test_poison_record_goes_to_the_dlq_after_bounded_attempts_and_later_re
     assert attempts == {"poison": settings.max_processing_attempts, "flaky": 2}
     enriched = [data["event_id"] for topic, _, data in outputs.records if topic == topics.enriched]
     assert enriched == [f"before-{i}" for i in range(5)] + ["flaky-1"] + [f"after-{i}" for i in range(50)]
+
+
+async def test_configuration_unavailable_makes_records_wait_never_a_verdict(
+    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path
+) -> None:
+    """V2/C3/K8: while the store cannot answer for a community, its records wait (no output),
+    the retries show in the metrics; once it answers they all come out, in order, once."""
+    config = tmp_path / "communities.yaml"
+    config.write_text(community_yaml("acme", "shop"))
+    topics = await new_topics(kafka_bootstrap, unique_topic("k5-outage"), 1)
+    real = pipeline_processor(load_config_file(str(config)), load_settings().limits, None)
+    outage = True
+
+    def processor(value: bytes | None, source: Source, now: float) -> Output:
+        if outage and value and b'"during-' in value:
+            raise ConfigUnavailable("community acme is not cached and the store cannot be read now")
+        return real(value, source, now)
+
+    now = time.time()
+    token = sign({"uuid": "v", "exp": int(now) + 7200}, kid="hs_1")
+    names = ["before-0", "before-1"] + [f"during-{i}" for i in range(20)]
+    values = [raw_event(name, "acme", now, signed_identity=token) for name in names]
+    inputs = await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in values])
+    settings = load_settings(
+        bootstrap_servers=kafka_bootstrap,
+        config_file=config,
+        group_id=topics.raw,
+        metrics_port=0,
+        progress_interval_seconds=0,
+        retry_backoff_max_ms=500,
+        **topics.settings(),
+    )
+    stop = asyncio.Event()
+    members: list[Member] = []
+    worker = asyncio.create_task(
+        serve(
+            settings,
+            processor=processor,
+            stop=stop,
+            handle_signals=False,
+            on_ready=lambda m, _: members.append(m),
+        )
+    )
+    try:
+        async with Outputs(kafka_bootstrap, topics) as outputs:
+            await outputs.wait_for(2, 60)
+            await outputs.settle(3.0)
+            assert len(outputs.by_source) == 2, "nothing is published for records that wait"
+            retries = (
+                members[0].metrics.infrastructure_retries.labels("store", "ConfigUnavailable")._value.get()
+            )
+            assert retries >= 2
+            outage = False
+            await outputs.wait_for(len(values), 30)
+            await outputs.settle(1.0)
+    finally:
+        stop.set()
+        code = await asyncio.wait_for(worker, 30)
+    assert code == 0
+    assert outputs.check_exactly_once(inputs) == (0, 0)
+    assert [data["event_id"] for _, _, data in outputs.records] == names
+    assert {data["outcome"] for _, _, data in outputs.records} == {"enriched"}
