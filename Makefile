@@ -76,10 +76,13 @@ test: venv
 test-suite: venv
 	$(call with_stack,$(PY) -m pytest -ra $(PYTEST_ARGS))
 
+# All three run, so one report shows every problem; non-zero when any failed.
 lint: venv
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
-	$(PY) -m mypy
+	@rc=0; \
+	echo "$(PY) -m ruff check ." >&2; $(PY) -m ruff check . || rc=1; \
+	echo "$(PY) -m ruff format --check ." >&2; $(PY) -m ruff format --check . || rc=1; \
+	echo "$(PY) -m mypy" >&2; $(PY) -m mypy || rc=1; \
+	exit $$rc
 
 # Leaves the stack running (the worker runs until Ctrl-C); `make stack-down` stops it.
 run: venv
