@@ -24,6 +24,7 @@ import pytest
 from support import stack
 
 from worker.cli.main import main
+from worker.core.config import JwtKeySpec, validate_spec
 from worker.store.db import connect
 from worker.store.migrate import migrate
 
@@ -149,6 +150,11 @@ def hs256_token(secret: str, kid: str, *, exp: int, uuid: str = "visitor-1", **c
         )
 
 
+def hs_key(kid: str, secret: str) -> JwtKeySpec:
+    """An HS256 key, validated like the YAML loader does."""
+    return validate_spec(JwtKeySpec, {"kid": kid, "hmac_secret": secret})
+
+
 def signed_event(community_id: str, token: str, event_id: str = "e-1") -> bytes:
     import json
 
@@ -160,3 +166,24 @@ def signed_event(community_id: str, token: str, event_id: str = "e-1") -> bytes:
             "signed_identity": token,
         }
     ).encode()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 3.0, what: str = "condition") -> float:
+    """Poll `predicate` (letting the event loop run) until true; returns the seconds it took."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while not predicate():
+        if loop.time() - start > timeout:
+            raise AssertionError(f"{what}: not true after {timeout} s")
+        await asyncio.sleep(0.002)
+    return loop.time() - start
+
+
+async def write(url: str, action: Callable[[asyncpg.Connection], Any]) -> Any:
+    """Run one admin action in its own transaction, as a command would; committed on return."""
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            return await action(conn)
+    finally:
+        await conn.close()

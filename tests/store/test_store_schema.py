@@ -47,7 +47,10 @@ PRIVATE_PEM = (
     .decode()
 )
 
-COMMUNITY = "INSERT INTO communities (id, signed_identities, min_validity_seconds, leeway_seconds) VALUES ($1, $2, $3, $4)"
+COMMUNITY = (
+    "INSERT INTO communities (id, signed_identities, min_validity_seconds, leeway_seconds) "
+    "VALUES ($1, $2, $3, $4)"
+)
 KEY = "INSERT INTO jwt_keys (community_id, kid, alg, hmac_secret, rsa_public_key) VALUES ($1, $2, $3, $4, $5)"
 FIELD = "INSERT INTO custom_fields (community_id, key, label, regex) VALUES ($1, $2, $3, $4)"
 MAPPING = "INSERT INTO mappings (community_id, position, source, target) VALUES ($1, $2, $3, $4)"
@@ -169,6 +172,10 @@ def test_removing_a_community_cascades_to_its_rows(store_url: str) -> None:
 
 # ---------------------------------------------------------------- notifications (C1)
 
+ADD_KEY = (
+    f"INSERT INTO jwt_keys (community_id, kid, alg, hmac_secret) VALUES ('acme', 'k1', 'HS256', '{SECRET}')"
+)
+
 
 async def _notifications(url: str, statements: list[str]) -> list[str]:
     """Payloads received on the channel while each statement runs in its own transaction."""
@@ -193,12 +200,13 @@ async def _notifications(url: str, statements: list[str]) -> list[str]:
 async def test_every_change_to_every_table_notifies_the_community_id(store_url: str) -> None:
     statements = [
         "INSERT INTO communities (id) VALUES ('acme'), ('beta')",
-        f"INSERT INTO jwt_keys (community_id, kid, alg, hmac_secret) VALUES ('acme', 'k1', 'HS256', '{SECRET}')",
+        ADD_KEY,
         "UPDATE jwt_keys SET kid = 'k2' WHERE community_id = 'acme'",
         "DELETE FROM jwt_keys WHERE community_id = 'acme'",
         "INSERT INTO custom_fields (community_id, key, label) VALUES ('beta', 'f', 'F')",
         "UPDATE custom_fields SET label = 'G'",
-        "INSERT INTO mappings (community_id, position, source, target) VALUES ('beta', 0, 'uuid', 'custom_fields.f')",
+        "INSERT INTO mappings (community_id, position, source, target) "
+        "VALUES ('beta', 0, 'uuid', 'custom_fields.f')",
         "UPDATE mappings SET source = 'extra_values.x'",
         "DELETE FROM mappings",
         "DELETE FROM custom_fields",
@@ -228,7 +236,7 @@ async def test_every_change_to_every_table_notifies_the_community_id(store_url: 
 async def test_a_transaction_notifies_each_community_once_at_commit(store_url: str) -> None:
     statements = [
         "BEGIN; INSERT INTO communities (id) VALUES ('acme'); "
-        f"INSERT INTO jwt_keys (community_id, kid, alg, hmac_secret) VALUES ('acme', 'k1', 'HS256', '{SECRET}'); "
+        f"{ADD_KEY}; "
         "INSERT INTO custom_fields (community_id, key, label) VALUES ('acme', 'f', 'F'); COMMIT",
         "BEGIN; INSERT INTO communities (id) VALUES ('gone'); ROLLBACK",
         "DELETE FROM communities WHERE id = 'acme'",  # the cascade notifies once too

@@ -48,6 +48,8 @@ from worker.store.repository import read_specs
 log = structlog.get_logger(__name__)
 
 _DB_ERRORS = (asyncpg.PostgresError, *TRANSIENT_ERRORS)
+#: How the cache's connection shows in pg_stat_activity.
+APPLICATION_NAME = "identity-worker-config-cache"
 
 
 @dataclass(slots=True)
@@ -87,6 +89,8 @@ class ConfigCache:
         self.stats = CacheStats()
         #: Epoch seconds of the last complete read of the store (None before the first).
         self.last_loaded_at: float | None = None
+        #: Epoch seconds of the last exchange proving the cache follows the store.
+        self._confirmed_at: float | None = None
         self._communities: dict[str, Community] = {}
         self._broken: set[str] = set()  # rows the model refuses, with no good version cached
         self._negative: dict[str, float] = {}  # community id -> monotonic expiry
@@ -153,8 +157,10 @@ class ConfigCache:
         return self._loaded
 
     def config_age_seconds(self) -> float | None:
-        """Seconds since the last complete read of the store (None before the first)."""
-        return None if self.last_loaded_at is None else max(0.0, time.time() - self.last_loaded_at)
+        """How stale the configuration may be: seconds since the cache last proved it follows
+        the store (a read, or a ping of the LISTEN connection). Near 0 while following, it
+        grows from the start of an outage (C3). None before the first load."""
+        return None if self._confirmed_at is None else max(0.0, time.time() - self._confirmed_at)
 
     def __len__(self) -> int:
         return len(self._communities)
@@ -212,7 +218,9 @@ class ConfigCache:
     # ------------------------------------------------------------ following the store
 
     async def _connect_and_load(self) -> None:
-        conn = await connect(self._dsn, timeout=self.query_timeout)
+        conn = await connect(
+            self._dsn, timeout=self.query_timeout, server_settings={"application_name": APPLICATION_NAME}
+        )
         try:
             await check_schema(conn)
             await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
@@ -260,6 +268,7 @@ class ConfigCache:
                             await self._reload_one(conn, community_id)
                     elif loop.time() >= next_ping:
                         await conn.fetchval("SELECT 1", timeout=self.query_timeout)
+                        self._confirmed_at = time.time()
                 next_ping = loop.time() + self.health_interval
             except asyncio.CancelledError:
                 raise
@@ -336,7 +345,7 @@ class ConfigCache:
         self._broken = broken
         self._negative.clear()
         self._loaded = True
-        self.last_loaded_at = time.time()
+        self.last_loaded_at = self._confirmed_at = time.time()
         self.stats.full_reloads += 1
         for cid, old in previous.items():
             new = fresh.get(cid)
@@ -352,6 +361,7 @@ class ConfigCache:
     async def _reload_one(self, conn: asyncpg.Connection, community_id: str) -> None:
         specs, invalid = await asyncio.wait_for(read_specs(conn, community_id), self.query_timeout)
         self.stats.community_reloads += 1
+        self._confirmed_at = time.time()
         old = self._communities.get(community_id)
         if community_id in invalid:
             log.error("config_community_invalid", community_id=community_id, problems=invalid[community_id])
