@@ -230,7 +230,10 @@ def test_a_failure_midway_rolls_everything_back(cli: Cli, store_url: str, write:
         "WHEN (NEW.id = 'zeta') EXECUTE FUNCTION test_refuse()",
     )
     text = config_yaml(mode="reject", acme_secret=SECRET_2, extra="  - id: zeta\n")
-    result = cli("config", "apply", write(text, "midway.yaml"))
+    try:
+        result = cli("config", "apply", write(text, "midway.yaml"))
+    finally:
+        run_sql(store_url, "DROP FUNCTION test_refuse() CASCADE")
     assert result.code == 2
     assert (
         result.err

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from conftest import SECRET, Cli, cli_subprocess, run_sql
+from conftest import SECRET, Cli, cli_subprocess, migrated, run_sql
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from support import stack
@@ -277,16 +277,18 @@ def test_migrate_uses_database_url_from_the_environment(fresh_db: str) -> None:
     assert done.out.splitlines() == ["applied 0001_configuration", f"schema is at version {LATEST_VERSION}"]
 
 
-def test_an_edited_applied_migration_is_refused(store_url: str) -> None:
-    run_sql(store_url, "UPDATE schema_migrations SET checksum = 'edited'")
-    done = cli_subprocess("db", "migrate", "--database-url", store_url)
+def test_an_edited_applied_migration_is_refused(fresh_db: str) -> None:
+    asyncio.run(migrated(fresh_db))
+    run_sql(fresh_db, "UPDATE schema_migrations SET checksum = 'edited'")
+    done = cli_subprocess("db", "migrate", "--database-url", fresh_db)
     assert done.code == 1
     assert "0001_configuration was changed after it was applied" in done.err
 
 
-def test_a_database_from_a_newer_release_is_refused(store_url: str) -> None:
-    run_sql(store_url, "INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, 'future', 'x')")
-    done = cli_subprocess("db", "migrate", "--database-url", store_url)
+def test_a_database_from_a_newer_release_is_refused(fresh_db: str) -> None:
+    asyncio.run(migrated(fresh_db))
+    run_sql(fresh_db, "INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, 'future', 'x')")
+    done = cli_subprocess("db", "migrate", "--database-url", fresh_db)
     assert (done.code, done.err.count("\n")) == (1, 1)
     assert "newer than this release" in done.err
 
