@@ -2,8 +2,9 @@
 
 Tests run on databases of their own on the shared stack's server, dropped afterwards:
 `store_url` is a migrated database per test module, emptied before each test (tests never
-see each other's rows); `fresh_db` is an empty database per test. Admin commands run in-process through `worker.cli.main.main` (`cli`) or, to
-check the real entry point, as a subprocess (`cli_subprocess`).
+see each other's rows); `fresh_db` is an empty database per test. Admin commands run
+in-process through `worker.cli.main.main` (`cli`) or, to check the real entry point, as a
+subprocess (`cli_subprocess`).
 """
 
 from __future__ import annotations

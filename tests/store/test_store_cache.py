@@ -218,3 +218,13 @@ async def test_start_gives_up_after_its_timeout() -> None:
     with pytest.raises(ConfigUnavailable):  # never loaded: nothing can be said about any community
         cache.get("acme")
     await cache.close()
+
+
+async def test_a_flood_of_unknown_ids_cannot_hammer_the_store(start_cache: StartCache) -> None:
+    cache = await start_cache(direct_reads_per_second=5.0)
+    started = time.monotonic()
+    answers = [await cache.refresh_community(f"unknown-{n}") for n in range(200)]
+    elapsed = time.monotonic() - started
+    assert answers == [None] * 200  # from the store, then from the cache, which follows it
+    assert cache.stats.direct_reads <= 5 + 5 * elapsed + 1
+    assert cache.stats.direct_reads_limited >= 200 - cache.stats.direct_reads

@@ -48,6 +48,8 @@ from worker.store.repository import read_specs
 log = structlog.get_logger(__name__)
 
 _DB_ERRORS = (asyncpg.PostgresError, *TRANSIENT_ERRORS)
+#: Unknown ids remembered at most (a flood of distinct ids cannot grow memory without bound).
+NEGATIVE_MAX_ENTRIES = 10_000
 #: How the cache's connection shows in pg_stat_activity.
 APPLICATION_NAME = "identity-worker-config-cache"
 
@@ -63,6 +65,8 @@ class CacheStats:
     reconnects: int = 0
     keys_changed: int = 0
     negative_hits: int = 0
+    direct_reads: int = 0
+    direct_reads_limited: int = 0
 
 
 class ConfigCache:
@@ -75,6 +79,7 @@ class ConfigCache:
         refresh_interval: float = 60.0,
         reconnect_backoff: tuple[float, float] = (0.1, 5.0),
         negative_ttl: float = 1.0,
+        direct_reads_per_second: float = 20.0,
         query_timeout: float = 5.0,
         health_interval: float = 5.0,
         on_keys_changed: Callable[[str], object] | None = None,
@@ -83,6 +88,9 @@ class ConfigCache:
         self.refresh_interval = refresh_interval
         self.backoff_initial, self.backoff_max = reconnect_backoff
         self.negative_ttl = negative_ttl
+        self.direct_reads_per_second = direct_reads_per_second
+        self._read_budget = direct_reads_per_second
+        self._budget_at = time.monotonic()
         self.query_timeout = query_timeout
         self.health_interval = health_interval
         self.on_keys_changed = on_keys_changed
@@ -120,16 +128,29 @@ class ConfigCache:
     async def refresh_community(self, community_id: str) -> Community | None:
         """Read one community now, bypassing the cache (before a verdict of unknown_community).
 
-        A community found absent is not read again for `negative_ttl` seconds, so a stream
-        of events for an unknown id cannot hammer the store. ConfigUnavailable on outage.
+        The store cannot be hammered by events for unknown ids: an id found absent is not
+        read again for `negative_ttl` seconds, and beyond `direct_reads_per_second` (many
+        distinct unknown ids) the answer is the cache's own, which follows the store.
+        ConfigUnavailable on outage.
         """
+        now = time.monotonic()
         expiry = self._negative.get(community_id)
-        if expiry is not None and time.monotonic() < expiry:
+        if expiry is not None and now < expiry:
             self.stats.negative_hits += 1
             return None
         conn = self._conn
         if conn is None:
             raise ConfigUnavailable(f"community {community_id}: the configuration store cannot be read now")
+        self._read_budget = min(
+            self.direct_reads_per_second,
+            self._read_budget + (now - self._budget_at) * self.direct_reads_per_second,
+        )
+        self._budget_at = now
+        if self._read_budget < 1:
+            self.stats.direct_reads_limited += 1
+            return self.get(community_id)
+        self._read_budget -= 1
+        self.stats.direct_reads += 1
         try:
             async with self._lock:
                 await self._reload_one(conn, community_id)
@@ -142,6 +163,8 @@ class ConfigCache:
         if community is None and community_id in self._broken:
             raise ConfigUnavailable(f"community {community_id}: its stored configuration is invalid")
         if community is None:
+            if len(self._negative) >= NEGATIVE_MAX_ENTRIES:
+                self._negative.clear()
             self._negative[community_id] = time.monotonic() + self.negative_ttl
         return community
 
