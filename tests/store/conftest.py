@@ -133,6 +133,9 @@ class _Stdin:
     def readline(self, *args: Any) -> str:
         return self._io.readline(*args)
 
+    def isatty(self) -> bool:
+        return False
+
 
 def cli_subprocess(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
     """The real console script, as an operator runs it."""

@@ -172,6 +172,16 @@ def _list_command(
         _table(headers, [cells(r) for r in rows], empty=f"community {cid} has no {what}")
 
 
+def _secret_from_stdin() -> str:
+    """`--hmac-secret -`: one line of stdin, or a hidden prompt on a terminal."""
+    if sys.stdin.isatty():
+        return str(click.prompt("HMAC secret", hide_input=True, err=True)).strip()
+    return sys.stdin.readline().strip()
+
+
+EXIT_CODES = "Exit status: 0 done; 2 wrong input (nothing changed); 1 database unreachable or schema missing."
+
+
 # ---------------------------------------------------------------- db
 
 
@@ -390,7 +400,7 @@ def keys_add(
         fail("give exactly one of --hmac-secret (HS256) or --rsa-public-key FILE (RS256)")
     data: dict[str, Any] = {"kid": kid}
     if hmac_secret is not None:
-        data["hmac_secret"] = sys.stdin.readline().strip() if hmac_secret == "-" else hmac_secret
+        data["hmac_secret"] = _secret_from_stdin() if hmac_secret == "-" else hmac_secret
     else:
         assert rsa_public_key is not None
         data["rsa_public_key"] = _read_text(rsa_public_key, "RSA public key file")
@@ -634,4 +644,7 @@ def config_export(
 def register(root: click.Group) -> None:
     """Add the store administration commands to the root command."""
     for group in (db_group, community_group, keys_group, fields_group, mappings_group, config_group):
+        group.epilog = EXIT_CODES
+        for command in group.commands.values():
+            command.epilog = EXIT_CODES
         root.add_command(group)
