@@ -30,7 +30,7 @@ def register(root: click.Group) -> None:
     root.add_command(token)
 
 
-class Rfc3339(click.ParamType):
+class Rfc3339(click.ParamType[float]):
     """A click type for `--now` / `--received-at`: epoch seconds from an RFC 3339 time."""
 
     name = "RFC3339"
@@ -59,9 +59,12 @@ def _load_communities(config: str | None, database_url: str | None) -> dict[str,
                 + (f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else "")
             )
     assert database_url is not None
-    from worker.store.db import load_all_from_url  # the store is only needed on this path
+    from worker.store.db import StoreError, load_all_from_url  # the store is only needed here
 
-    return asyncio.run(load_all_from_url(database_url))
+    try:
+        return asyncio.run(load_all_from_url(database_url))
+    except StoreError as exc:
+        fail(exc.message, exc.exit_code)
 
 
 def _lines(stream: BinaryIO) -> Iterator[bytes]:
