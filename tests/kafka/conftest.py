@@ -6,23 +6,12 @@ sessions) and its own community ids in the session's fresh database.
 
 from __future__ import annotations
 
-import os
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from worker_harness import cli, community_yaml
 
-
-@dataclass(frozen=True)
-class Store:
-    url: str
-    acme: str  # require mode: HS256 hs_1/hs_2, RS256 rs_1
-    shop: str  # reject mode
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "DATABASE_URL": self.url}
+from .worker_harness import Store, cli, community_yaml
 
 
 @pytest.fixture(scope="session")

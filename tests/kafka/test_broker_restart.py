@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Store
-from private_broker import PrivateBroker
-from worker_harness import Outputs, new_topics, produce, start_worker, stream_values, wait_ready
+
+from .private_broker import PrivateBroker
+from .worker_harness import Outputs, Store, new_topics, produce, start_worker, stream_values, wait_ready
 
 pytestmark = pytest.mark.integration
 

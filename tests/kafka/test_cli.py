@@ -7,9 +7,9 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
-from conftest import Store
 from support import stack
-from worker_harness import CLI, Topics
+
+from .worker_harness import CLI, Store, Topics
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Store
-from worker_harness import (
+
+from worker.core.contracts import Reason
+
+from .worker_harness import (
     Outputs,
+    Store,
     every_reason,
     new_topics,
     produce,
@@ -25,8 +28,6 @@ from worker_harness import (
     stream_values,
     wait_ready,
 )
-
-from worker.core.contracts import Reason
 
 pytestmark = pytest.mark.integration
 

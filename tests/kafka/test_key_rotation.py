@@ -12,10 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Store
-from worker_harness import (
+
+from .worker_harness import (
     OTHER_SECRET,
     Outputs,
+    Store,
     cli,
     new_topics,
     produce,

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from worker_harness import Outputs, community_yaml, new_topics, produce, raw_event, sign
 
 from worker.core.config import ConfigUnavailable, load_config_file
 from worker.core.pipeline import Output, Source
@@ -19,6 +18,8 @@ from worker.runtime.decide import pipeline_processor
 from worker.runtime.member import Member
 from worker.runtime.service import serve
 from worker.settings import load_settings
+
+from .worker_harness import Outputs, community_yaml, new_topics, produce, raw_event, sign
 
 pytestmark = pytest.mark.integration
 

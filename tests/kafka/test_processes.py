@@ -9,9 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Store
-from worker_harness import (
+
+from .worker_harness import (
     Outputs,
+    Store,
     WorkerProcess,
     new_topics,
     produce,

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Store
-from worker_harness import Outputs, new_topics, produce, start_worker, stream_values, wait_ready
+
+from .worker_harness import Outputs, Store, new_topics, produce, start_worker, stream_values, wait_ready
 
 pytestmark = pytest.mark.integration
 

@@ -91,6 +91,16 @@ async def new_topics(bootstrap: str, prefix: str, partitions: int) -> Topics:
 # ------------------------------------------------------------------------- the store
 
 
+@dataclass(frozen=True)
+class Store:
+    url: str
+    acme: str  # require mode: HS256 hs_1/hs_2, RS256 rs_1
+    shop: str  # reject mode
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DATABASE_URL": self.url}
+
+
 def community_yaml(require_id: str, reject_id: str) -> str:
     """`require_id`: HS256 + RS256 keys, a regex custom field, mappings; `reject_id`: reject mode."""
     pem = "\n".join("          " + line for line in RSA_PUBLIC_PEM.strip().splitlines())
