@@ -7,6 +7,7 @@ Every step is a real command of the product; topics get a per-run suffix so runs
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -88,8 +89,11 @@ def example_events(private_key: Any, now: int) -> list[tuple[str, bytes]]:
         "RS256",
         "acme_rsa",
     )
+    # Tampered: the payload now claims another visitor; header and signature are the original's.
     head, body, sig = good_hs.split(".")
-    tampered = f"{head}.{body[:-4]}AAAA.{sig}"
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    forged = json.dumps({**claims, "uuid": "v-admin"}).encode()
+    tampered = f"{head}.{base64.urlsafe_b64encode(forged).decode().rstrip('=')}.{sig}"
     return [
         event("valid-hs256", signed_identity=good_hs),
         event("valid-rs256", signed_identity=good_rs),

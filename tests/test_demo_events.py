@@ -1,0 +1,39 @@
+"""`make demo` shows every case issue 2 lists; the example events must keep meaning what they say."""
+
+from __future__ import annotations
+
+import time
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from worker.core.config import parse_yaml, prepare
+from worker.core.pipeline import process_event
+from worker.demo import community_yaml, example_events
+
+
+def test_each_demo_event_gets_the_outcome_its_name_promises() -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    communities = prepare(parse_yaml(community_yaml(pem)))
+    now = int(time.time())
+    got = {
+        name: (out.outcome.value, out.reason.value if out.reason else None)
+        for name, value in example_events(key, now)
+        for out in [process_event(value, lookup=communities, now=now + 1)]
+    }
+    assert got == {
+        "valid-hs256": ("enriched", None),
+        "valid-rs256": ("enriched", None),
+        "expired": ("rejected", "token_expired"),
+        "expires-soon": ("rejected", "expiry_too_soon"),
+        "tampered": ("rejected", "invalid_signature"),
+        "unknown-kid": ("rejected", "unknown_kid"),
+        "unsigned": ("rejected", "signature_required"),
+        "unsigned-openshop": ("enriched", None),
+        "not-json": ("rejected", "malformed_event"),
+    }
