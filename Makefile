@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # KEEP_STACK=1 leaves the stack running after `make test` / `make demo`.
 KEEP_STACK ?=
 
-.PHONY: help venv stack-up stack-down stack-status test test-suite lint run demo schemas
+.PHONY: help venv stack-up stack-down stack-status test test-suite lint run demo schemas bench
 
 help:
 	@echo "make demo          example events through the real worker, printed as a table"
@@ -28,6 +28,7 @@ help:
 	@echo "make stack-status  what runs where"
 	@echo "make lint          ruff check, ruff format --check, mypy"
 	@echo "make schemas       regenerate schemas/ from the models"
+	@echo "make bench         Kafka benchmark of the worker vs its references (docs/performance.md)"
 	@echo "make venv          (re)build .venv when pyproject.toml changed"
 
 venv: $(VENV_STAMP)
@@ -96,3 +97,8 @@ demo: venv
 
 schemas: venv
 	$(PY) -m worker.schemas
+
+# The Kafka benchmark of issue 6 (docs/performance.md): leaves the stack running.
+bench: venv
+	eval "$$($(STACK) up)" && $(PY) bench/kafka_bench.py --events 20000 --hs-share 0.8 \
+	    --repeat-share 0.0 --invalid-share 0.05 --partitions 4
