@@ -87,10 +87,6 @@ class Settings(KafkaSettings):
     # K8: capped exponential backoff of infrastructure retries.
     retry_backoff_initial_ms: int = Field(200, ge=1, le=60_000)
     retry_backoff_max_ms: int = Field(10_000, ge=1, le=600_000)
-    # aiokafka's own wait before retrying a request (`retry_backoff_ms`), distinct from the K8
-    # backoff above: after EndTxn the next AddPartitionsToTxn is answered CONCURRENT_TRANSACTIONS
-    # once and retried after this wait, so a large value is added to every transaction (issue 6).
-    kafka_retry_backoff_ms: int = Field(20, ge=1, le=10_000)
     # Bugs: attempts of the per-event processor before a dead letter (DESIGN §2.4).
     max_processing_attempts: int = Field(3, ge=1, le=100)
     # K6: after SIGTERM the current batch gets this long to commit; then the process exits.
