@@ -209,7 +209,10 @@ async def backlog_run(
         err = stop_process(proc)
     received = len(res.received)
     if received < expected:
-        say(f"{name}: only {received}/{expected} outputs; process stderr tail:\n{err[-2000:]}")
+        full = HERE / "results" / f"{name}-worker.stderr.log"
+        full.parent.mkdir(parents=True, exist_ok=True)
+        full.write_text(err)
+        say(f"{name}: only {received}/{expected} outputs; full worker stderr in {full}; tail:\n{err[-2000:]}")
     first_batch = sum(1 for t in res.received.values() if t == res.first)
     window = max(res.last - res.first, 1e-6)
     counted = max(received - first_batch, 1)
@@ -312,7 +315,10 @@ async def paced_runs(
         await collector.stop()
         err = stop_process(proc)
         if any(r.received < r.sent for r in results):
-            say(f"paced: missing outputs; process stderr tail:\n{err[-2000:]}")
+            full = HERE / "results" / "paced-worker.stderr.log"
+            full.parent.mkdir(parents=True, exist_ok=True)
+            full.write_text(err)
+            say(f"paced: missing outputs; full worker stderr in {full}; tail:\n{err[-2000:]}")
     return results
 
 
