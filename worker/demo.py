@@ -16,16 +16,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
-import jwt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from worker.core.contracts import format_time
+from worker.core.keys import sign_token
 
 HMAC_SECRET = "0123456789abcdef01234567"  # a demo value; real secrets come from the website's operator
 CLI = [sys.executable, "-m", "worker.cli.main"]
@@ -62,12 +61,6 @@ def community_yaml(public_pem: str) -> str:
 """
 
 
-def sign(claims: dict[str, Any], key: Any, alg: str, kid: str) -> str:
-    with warnings.catch_warnings():  # 24-character HMAC secrets are the product's format
-        warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
-        return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid, "typ": "JWT"})
-
-
 def example_events(private_key: Any, now: int) -> list[tuple[str, bytes]]:
     visitor = {"firstname": "Ada", "lastname": "Lovelace", "email": "ada@example.com"}
     extra = {"customer_id": "C123456", "mobile": "+44 7700 900123"}
@@ -77,13 +70,13 @@ def example_events(private_key: Any, now: int) -> list[tuple[str, bytes]]:
         value = {"event_id": event_id, "community_id": "acme", "received_at": received, **body}
         return event_id, json.dumps(value).encode()
 
-    good_hs = sign(
+    good_hs = sign_token(
         {"uuid": "v-1", **visitor, "extra_values": extra, "exp": now + 7200},
         HMAC_SECRET,
         "HS256",
         "acme_2026",
     )
-    good_rs = sign(
+    good_rs = sign_token(
         {"uuid": "v-2", **visitor, "extra_values": {"customer_id": "X1"}, "exp": now + 7200},
         private_key,
         "RS256",
@@ -99,16 +92,16 @@ def example_events(private_key: Any, now: int) -> list[tuple[str, bytes]]:
         event("valid-rs256", signed_identity=good_rs),
         event(
             "expired",
-            signed_identity=sign({"uuid": "v-3", "exp": now - 600}, HMAC_SECRET, "HS256", "acme_2026"),
+            signed_identity=sign_token({"uuid": "v-3", "exp": now - 600}, HMAC_SECRET, "HS256", "acme_2026"),
         ),
         event(
             "expires-soon",
-            signed_identity=sign({"uuid": "v-4", "exp": now + 1800}, HMAC_SECRET, "HS256", "acme_2026"),
+            signed_identity=sign_token({"uuid": "v-4", "exp": now + 1800}, HMAC_SECRET, "HS256", "acme_2026"),
         ),
         event("tampered", signed_identity=tampered),
         event(
             "unknown-kid",
-            signed_identity=sign({"uuid": "v-5", "exp": now + 7200}, HMAC_SECRET, "HS256", "acme_2019"),
+            signed_identity=sign_token({"uuid": "v-5", "exp": now + 7200}, HMAC_SECRET, "HS256", "acme_2019"),
         ),
         event("unsigned", identity={"uuid": "v-6", **visitor}),
         (

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import random
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from worker.core.keys import sign_token
 
 HMAC_SECRET = "0123456789abcdef01234567"  # benchmark value: 24 hex characters (DESIGN §1)
 HS_KID = "bench_hs"
@@ -80,12 +80,6 @@ def community_yaml(community_id: str, keys: Keys) -> str:
 """
 
 
-def sign(claims: dict[str, Any], key: Any, alg: str, kid: str) -> str:
-    with warnings.catch_warnings():  # 24-character HMAC secrets are the product's format
-        warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
-        return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid, "typ": "JWT"})
-
-
 @dataclass
 class Workload:
     spec: WorkloadSpec
@@ -127,8 +121,8 @@ def build(spec: WorkloadSpec, community_id: str, keys: Keys, now: int | None = N
             "exp": now + 4 * 3600,
         }
         if alg == "HS256":
-            return sign(claims, HMAC_SECRET, "HS256", HS_KID), alg
-        return sign(claims, keys.private_rsa, "RS256", RS_KID), alg
+            return sign_token(claims, HMAC_SECRET, "HS256", HS_KID), alg
+        return sign_token(claims, keys.private_rsa, "RS256", RS_KID), alg
 
     def count(kind: str) -> None:
         work.kinds[kind] = work.kinds.get(kind, 0) + 1
@@ -141,10 +135,10 @@ def build(spec: WorkloadSpec, community_id: str, keys: Keys, now: int | None = N
                 head, body, sig = fresh_token(i)[0].split(".")
                 work.values.append(envelope(i, signed_identity=f"{head}.{body}.{sig[:-6]}AAAAAA"))
             elif kind == "expired":
-                token = sign({"uuid": f"x-{i}", "exp": now - 600}, HMAC_SECRET, "HS256", HS_KID)
+                token = sign_token({"uuid": f"x-{i}", "exp": now - 600}, HMAC_SECRET, "HS256", HS_KID)
                 work.values.append(envelope(i, signed_identity=token))
             elif kind == "unknown_kid":
-                token = sign({"uuid": f"x-{i}", "exp": now + 7200}, HMAC_SECRET, "HS256", "bench_old")
+                token = sign_token({"uuid": f"x-{i}", "exp": now + 7200}, HMAC_SECRET, "HS256", "bench_old")
                 work.values.append(envelope(i, signed_identity=token))
             elif kind == "not_json":
                 work.values.append(b"{this is not JSON " + str(i).encode())

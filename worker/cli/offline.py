@@ -6,20 +6,18 @@ import asyncio
 import json
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
-import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from worker.cli.common import fail
 from worker.core.config import Community, ConfigError, load_config_file
 from worker.core.contracts import parse_rfc3339
-from worker.core.keys import RSA_MIN_BITS, InvalidKey, check_hmac_secret, check_kid
+from worker.core.keys import RSA_MIN_BITS, InvalidKey, check_hmac_secret, check_kid, sign_token
 from worker.core.pipeline import DEFAULT_LIMITS, Limits, dead_letter, process_event
 from worker.core.tokencache import TokenCache
 from worker.core.verify import explain_token
@@ -169,21 +167,15 @@ def sign(
         fail("--claims must be a JSON object")
     issued = int(now if now is not None else time.time())
     payload = {**payload, "iat": payload.get("iat", issued), "exp": payload.get("exp", issued + ttl)}
-    headers = {"kid": kid, "typ": "JWT"}
     if hmac_secret is not None:
         try:
             key: Any = check_hmac_secret(hmac_secret)
         except InvalidKey as exc:
             fail(f"--hmac-secret: {exc}")
-        # The product mandates 24-character secrets; PyJWT's length warning is expected here and
-        # silenced for this one call only.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
-            click.echo(jwt.encode(payload, key, algorithm="HS256", headers=headers))
+        click.echo(sign_token(payload, key, "HS256", kid))
         return
     assert rsa_private_key is not None
-    key = _read_private_key(rsa_private_key)
-    click.echo(jwt.encode(payload, key, algorithm="RS256", headers=headers))
+    click.echo(sign_token(payload, _read_private_key(rsa_private_key), "RS256", kid))
 
 
 def _read_private_key(path: Path) -> RSAPrivateKey:
