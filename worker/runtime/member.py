@@ -241,7 +241,11 @@ class Member:
                 continue
             async with self._lock:
                 if generation != self._generation or self._needs_rewind:
-                    continue  # revoked or failed meanwhile: fetched again from the committed offsets
+                    # Revoked or failed meanwhile. Records fetched after the new assignment have
+                    # already moved the consumer past them: seek back to the committed offsets, or
+                    # the next commit would skip this batch (K1, K5).
+                    self._needs_rewind = True
+                    continue
                 await self._handle(batch, stop)
 
     async def _collect(self, stop: asyncio.Event) -> tuple[Batch, int]:
