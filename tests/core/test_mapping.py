@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import re2
 from _support import build, event
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from worker.core.config import ConfigError, parse_yaml
+from worker.core.config import ConfigError, compile_regex, parse_yaml
 
 
 def _community(mappings: list[dict[str, str]], fields: list[dict[str, str]] | None = None) -> Any:
@@ -183,6 +186,35 @@ def test_m4_regex_runs_in_linear_time(run: Any) -> None:
     record = _map(run, {"extra_values": {"e": "a" * 1000 + "!"}}, mapping, fields=fields)
     assert time.perf_counter() - started < 1.0
     assert record["mapping_skipped"][0]["reason"] == "regex_mismatch"
+
+
+def test_m4_a_lone_surrogate_is_a_regex_mismatch_not_a_dead_letter(run: Any) -> None:
+    """JSON may carry `\\udc80`; it has no UTF-8 form, so no pattern matches it (before: re2 raised)."""
+    fields = [{"key": "any", "label": "Any", "regex": ".*"}]
+    mapping = [{"from": "extra_values.v", "to": "custom_fields.any"}]
+    record = _map(run, {"extra_values": {"v": "a\udc80b"}}, mapping, fields=fields)
+    assert record["custom_fields"] == {}
+    assert record["mapping_skipped"][0]["reason"] == "regex_mismatch"
+    assert _map(run, {"extra_values": {"v": "a\u00e9b"}}, mapping, fields=fields)["custom_fields"] == {
+        "any": "a\u00e9b"
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pattern=st.sampled_from(
+        ["C[0-9]{6}", "gold|silver", ".*", "a.b", "[^x]+", "\\w+@\\w+", "(?i)straße", "é?", "", "\\d{2,4}"]
+    ),
+    value=st.text(max_size=12) | st.sampled_from(["C123456", "gold", "a\u00e9b", "STRASSE", "straße", "12"]),
+)
+def test_m4_whole_match_agrees_with_re2_fullmatch(pattern: str, value: str) -> None:
+    """The direct RE2 call of `WholeMatch` is the same answer as google-re2's `fullmatch`."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        assert compile_regex(pattern)(value) is False
+        return
+    assert compile_regex(pattern)(value) is (re2.compile(pattern).fullmatch(value) is not None)
 
 
 @pytest.mark.parametrize("regex", ["(", "[a-", "(a)\\1", "(?=a)b", "a{1001}b{1001}" * 20])
