@@ -157,15 +157,29 @@ class WorkerLauncher:
         return argv, env
 
 
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30) -> str:
+def start_worker(name: str, argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
+    """The worker's stderr goes to bench/results/<name>-worker.stderr.log, never to a pipe.
+
+    A pipe nobody reads fills at 64 KiB; the worker's next log write then blocks its event loop
+    (a retry-warning burst did exactly that: a 40 s "stall" that was the harness's).
+    """
+    log = HERE / "results" / f"{name}-worker.stderr.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=sink)
+    return proc, log
+
+
+def stop_process(proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> str:
+    """SIGTERM, wait (kill after `timeout`); returns the tail of the worker's log."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     try:
-        _, err = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        _, err = proc.communicate()
-    return (err or b"").decode(errors="replace")
+        proc.wait()
+    return log.read_text(errors="replace")[-2000:]
 
 
 # ------------------------------------------------------------------------------ scenarios
@@ -199,20 +213,17 @@ async def backlog_run(
     """The raw topic already holds `expected` records: start the process, time the drain."""
     collector = kafka_io.Collector(bootstrap, output_topics)
     await collector.start()
-    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc, log = start_worker(name, argv, env)
     try:
         with CpuSampler(proc.pid) as sampler:
             res = await collector.until(expected, timeout=timeout, idle_timeout=30)
             await asyncio.sleep(0.1)
     finally:
         await collector.stop()
-        err = stop_process(proc)
+        tail = stop_process(proc, log)
     received = len(res.received)
     if received < expected:
-        full = HERE / "results" / f"{name}-worker.stderr.log"
-        full.parent.mkdir(parents=True, exist_ok=True)
-        full.write_text(err)
-        say(f"{name}: only {received}/{expected} outputs; full worker stderr in {full}; tail:\n{err[-2000:]}")
+        say(f"{name}: only {received}/{expected} outputs; full worker stderr in {log}; tail:\n{tail}")
     first_batch = sum(1 for t in res.received.values() if t == res.first)
     window = max(res.last - res.first, 1e-6)
     counted = max(received - first_batch, 1)
@@ -269,7 +280,7 @@ async def paced_runs(
     """One worker on fresh topics; successive phases at each offered rate; delays per phase."""
     collector = kafka_io.Collector(bootstrap, topics.outputs())
     await collector.start()
-    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc, log = start_worker("paced", argv, env)
     results: list[PacedResult] = []
     sent: dict[int, float] = {}
     key = 0
@@ -313,12 +324,9 @@ async def paced_runs(
             key += n
     finally:
         await collector.stop()
-        err = stop_process(proc)
+        tail = stop_process(proc, log)
         if any(r.received < r.sent for r in results):
-            full = HERE / "results" / "paced-worker.stderr.log"
-            full.parent.mkdir(parents=True, exist_ok=True)
-            full.write_text(err)
-            say(f"paced: missing outputs; full worker stderr in {full}; tail:\n{err[-2000:]}")
+            say(f"paced: missing outputs; full worker stderr in {log}; tail:\n{tail}")
     return results
 
 

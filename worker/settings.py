@@ -87,6 +87,11 @@ class Settings(KafkaSettings):
     # K8: capped exponential backoff of infrastructure retries.
     retry_backoff_initial_ms: int = Field(200, ge=1, le=60_000)
     retry_backoff_max_ms: int = Field(10_000, ge=1, le=600_000)
+    # aiokafka's own request retries (produce, AddOffsetsToTxn, EndTxn…). Short, because the
+    # common retry is CONCURRENT_TRANSACTIONS right after a commit, which clears in milliseconds:
+    # every retry sleeps this long inside a batch's delay (docs/performance.md). aiokafka has no
+    # exponential backoff; its retry warnings are rate-limited in the log (worker.ops.logging).
+    kafka_retry_backoff_ms: int = Field(20, ge=1, le=10_000)
     # Bugs: attempts of the per-event processor before a dead letter (DESIGN §2.4).
     max_processing_attempts: int = Field(3, ge=1, le=100)
     # K6: after SIGTERM the current batch gets this long to commit; then the process exits.

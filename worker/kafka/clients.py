@@ -34,7 +34,7 @@ def make_consumer(settings: Settings, *, listener: ConsumerRebalanceListener | N
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         max_poll_interval_ms=settings.max_poll_interval_ms,
         request_timeout_ms=max(settings.request_timeout_ms, settings.session_timeout_ms + 5000),
-        retry_backoff_ms=settings.retry_backoff_initial_ms,
+        retry_backoff_ms=settings.kafka_retry_backoff_ms,
         # Enough bytes per partition that a batch of maximum-size events fits one fetch.
         max_partition_fetch_bytes=max(1 << 20, settings.max_event_bytes * 4),
     )
@@ -50,7 +50,7 @@ def make_producer(settings: Settings, *, transactional_id: str | None) -> Any:
         "acks": "all",
         "enable_idempotence": True,
         "request_timeout_ms": settings.request_timeout_ms,
-        "retry_backoff_ms": settings.retry_backoff_initial_ms,
+        "retry_backoff_ms": settings.kafka_retry_backoff_ms,
         "linger_ms": 5,
         "max_batch_size": 256 * 1024,
         "max_request_size": max(1 << 20, settings.max_event_bytes * 4),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -28,6 +30,45 @@ def _scrub_values(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str):
             event[key] = scrub(value)
     return event
+
+
+class RepeatLimit(logging.Filter):
+    """At most `per_window` records per logger and message template per `window` seconds.
+
+    aiokafka logs one warning per partition per retry; during a broker hiccup that is
+    thousands of lines a second, which buries the worker's own lines and, where stderr is
+    drained slowly, blocks the event loop on the write. The first record of the next window
+    says how many were held back.
+    """
+
+    def __init__(
+        self, per_window: int = 5, window: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ):
+        super().__init__()
+        self.per_window = per_window
+        self.window = window
+        self.clock = clock
+        self._seen: dict[tuple[str, str], list[float]] = {}  # key → [window start, shown, held back]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, str(record.msg))
+        now = self.clock()
+        state = self._seen.get(key)
+        if state is None or now - state[0] >= self.window:
+            held = int(state[2]) if state is not None else 0
+            if held:
+                record.msg = (
+                    f"{record.msg} [{held} similar lines held back in the previous {self.window:g} s]"
+                )
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            self._seen[key] = [now, 1, 0]
+            return True
+        if state[1] < self.per_window:
+            state[1] += 1
+            return True
+        state[2] += 1
+        return False
 
 
 def configure_logging(level: str = "info", *, member: int | None = None) -> None:
@@ -57,6 +98,7 @@ def configure_logging(level: str = "info", *, member: int | None = None) -> None
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
         )
     )
+    handler.addFilter(RepeatLimit())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -29,11 +30,25 @@ EXIT_STARTUP = 3
 PROG = "identity-worker"
 
 
+# Young-generation GC threshold of a worker process (CPython's default is 700 allocations).
+# Each event allocates dozens of short-lived containers, so the default runs a collection every
+# ~15 events, and each older-generation pass walks the verified-token cache. Measured on the
+# pipeline (60 000 unique HS256 events, Decider included): 63-68 µs/event with the defaults,
+# 46-53 µs with this, 40 µs with the collector off. Reference counting still frees everything
+# that is not a cycle at once; only cycles wait a little longer.
+GC_GEN0_THRESHOLD = 10_000
+
+
 def run_one(settings: Settings, ready: Any = None, *, child: bool = False) -> int:
     """One member in this process: the code `run` exits with."""
     configure_logging(settings.log_level, member=settings.member_index if child else None)
+    gc.set_threshold(GC_GEN0_THRESHOLD, 10, 10)
 
     def on_ready(*_: Any) -> None:
+        # What start-up built (modules, configuration, clients) lives as long as the process:
+        # out of the collector's sight, so the older-generation passes stop walking it.
+        gc.collect()
+        gc.freeze()
         if ready is not None:
             ready.set()
 
