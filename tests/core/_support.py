@@ -187,6 +187,8 @@ def event(
 def validate_output(output: Output) -> dict[str, Any]:
     """The output's JSON parses and validates against its contract model; returns the dict."""
     record = json.loads(output.to_json())
+    # The JSON assembled with the record (cached tokens: from a fragment) is the record, byte for byte.
+    assert output.to_json() == json.dumps(output.record, separators=(",", ":")).encode("ascii")
     assert record["outcome"] == output.outcome.value
     if record["outcome"] == "enriched":
         EnrichedIdentity.model_validate(record)

@@ -33,6 +33,34 @@ def test_c4_second_event_with_the_same_token_is_a_hit_and_gives_the_same_record(
     assert cache.hits == 1 and first == second and first["outcome"] == "enriched"
 
 
+def test_c4_a_hit_gives_byte_for_byte_the_output_of_a_full_verification() -> None:
+    lookup, cache = build({"communities": [acme_config()]}), TokenCache()
+    token = make_token()
+    uncached = process_event(event(token), lookup=lookup, now=NOW).to_json()
+    process_event(event(token), lookup=lookup, now=NOW, token_cache=cache)
+    hit = process_event(event(token), lookup=lookup, now=NOW, token_cache=cache)
+    assert cache.hits == 1 and hit.to_json() == uncached
+
+
+def test_c4_a_mapping_change_applies_to_a_cached_token_at_once() -> None:
+    """The keys are unchanged (the entry stays), but the reloaded configuration is what maps."""
+    cache = TokenCache()
+    token = make_token()
+    before = _run(event(token), build({"communities": [acme_config()]}), cache)
+    assert before["identity_group"]["notes"] is not None and "customer_id" in before["custom_fields"]
+    remapped = build(
+        {
+            "communities": [
+                acme_config(mappings=[{"from": "extra_values.customer_id", "to": "identity_group.company"}])
+            ]
+        }
+    )
+    after = _run(event(token), remapped, cache)
+    assert cache.hits == 1
+    assert after["identity_group"]["notes"] is None and after["custom_fields"] == {}
+    assert after["identity_group"]["company"] == before["custom_fields"]["customer_id"]
+
+
 def test_c4_time_rules_are_checked_on_a_hit() -> None:
     lookup, cache = build({"communities": [acme_config()]}), TokenCache()
     token = make_token(good_claims(exp=T0 + 7200, nbf=T0 - 100))

@@ -28,10 +28,11 @@ from worker.core.contracts import (
     format_time,
     parse_rfc3339,
 )
-from worker.core.mapping import apply_mappings
-from worker.core.tokencache import TokenCache
+from worker.core.mapping import Mapped, apply_mappings
+from worker.core.tokencache import Entry, TokenCache
 from worker.core.verify import (
     Rejected,
+    VerifiedToken,
     finish_verification,
     json_object,
     read_identity,
@@ -66,10 +67,16 @@ class Output:
     outcome: Outcome
     record: dict[str, Any]
     reason: Reason | None = None
+    rendered: bytes | None = None  # the record's JSON when it was assembled with the record
 
     def to_json(self) -> bytes:
-        # ensure_ascii keeps the bytes valid UTF-8 even for lone surrogates a payload may carry.
-        return json.dumps(self.record, separators=(",", ":")).encode("ascii")
+        if self.rendered is not None:
+            return self.rendered
+        return _encode(self.record).encode("ascii")
+
+
+# ensure_ascii (the default) keeps the bytes valid UTF-8 even for lone surrogates a payload may carry.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -145,48 +152,115 @@ def process_event(
             now,
         )
 
-    verification: dict[str, Any] | None = None
     if event.signed_identity is not None:
-        verified = _verified(event.signed_identity, community, limits, token_cache, now)
-        if isinstance(verified, Rejected):
-            return _rejected(value, event, received_at, verified.reason, verified.detail, action, source, now)
+        entry = (
+            token_cache.entry(community.id, community.keys_version, event.signed_identity, now)
+            if (token_cache is not None)
+            else None
+        )
+        if entry is not None:  # C4: seen before, signature and claims already established
+            verified = entry.verified
+        else:
+            checked = verify_token_signature(event.signed_identity, community, limits.max_token_bytes)
+            if isinstance(checked, Rejected):  # failures are never cached: they go the whole way
+                return _rejected(
+                    value, event, received_at, checked.reason, checked.detail, action, source, now
+                )
+            verified = checked
+            if token_cache is not None:
+                token_cache.put(community.id, community.keys_version, event.signed_identity, verified)
         identity = finish_verification(verified, received_at=received_at, now=now, community=community)
-        verification = {"alg": verified.alg, "kid": verified.kid, "expires_at": format_time(verified.exp)}
-    else:
-        assert event.identity is not None  # RawEvent guarantees exactly one of the two
-        identity = read_identity(event.identity)
-    if isinstance(identity, Rejected):
-        return _rejected(value, event, received_at, identity.reason, identity.detail, action, source, now)
+        if isinstance(identity, Rejected):  # V9/V10 (and V11/V12) run on every event, cached or not
+            return _rejected(value, event, received_at, identity.reason, identity.detail, action, source, now)
+        if entry is not None:  # memoized from the second sighting on: a one-off token keeps no more
+            return _enriched_from_cache(entry, community, event, received_at, now, source)
+        return _enriched(event, received_at, now, source, _derive(verified, identity, community))
+    assert event.identity is not None  # RawEvent guarantees exactly one of the two
+    plain = read_identity(event.identity)
+    if isinstance(plain, Rejected):
+        return _rejected(value, event, received_at, plain.reason, plain.detail, action, source, now)
+    return _enriched(event, received_at, now, source, _derive(None, plain, community))
 
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """What an enriched output holds besides the event's own fields: fixed per token and config.
+
+    `fragment` is that part as output JSON (from `"signed"` to `"mapping_skipped"`), so a cached
+    token's output is assembled without encoding its identity again. Its dicts may be shared by
+    several outputs of one cached token: output records are read-only.
+    """
+
+    community: Community
+    signed: bool
+    verification: dict[str, Any] | None
+    identity: dict[str, Any]
+    mapped: Mapped
+    fragment: str
+
+
+def _derive(verified: VerifiedToken | None, identity: dict[str, Any], community: Community) -> Derived:
+    verification = (
+        {"alg": verified.alg, "kid": verified.kid, "expires_at": format_time(verified.exp)}
+        if verified is not None
+        else None
+    )
     mapped = apply_mappings(identity, community)
+    fragment = _encode(
+        {
+            "signed": verified is not None,
+            "verification": verification,
+            "identity": identity,
+            "identity_group": mapped.identity_group,
+            "custom_fields": mapped.custom_fields,
+            "mapping_skipped": mapped.skipped,
+        }
+    )[1:-1]
+    return Derived(community, verified is not None, verification, identity, mapped, fragment)
+
+
+def _enriched_from_cache(
+    entry: Entry, community: Community, event: RawEvent, received_at: float, now: float, source: Source | None
+) -> Output:
+    derived = entry.rendered
+    if derived is None or derived.community is not community:  # first use, or the config was reloaded
+        identity = entry.verified.identity
+        assert isinstance(identity, dict)  # finish_verification returned it
+        derived = entry.rendered = _derive(entry.verified, identity, community)
+    return _enriched(event, received_at, now, source, derived)
+
+
+def _enriched(
+    event: RawEvent, received_at: float, now: float, source: Source | None, derived: Derived
+) -> Output:
+    """DESIGN §2.2, built as the record and as its JSON at once (same keys, same order)."""
+    received, processed = format_time(received_at), format_time(now)
+    mapped = derived.mapped
     record = {
         "outcome": "enriched",
         "event_id": event.event_id,
         "community_id": event.community_id,
-        "received_at": format_time(received_at),
-        "processed_at": format_time(now),
-        "signed": signed,
-        "verification": verification,
-        "identity": identity,
+        "received_at": received,
+        "processed_at": processed,
+        "signed": derived.signed,
+        "verification": derived.verification,
+        "identity": derived.identity,
         "identity_group": mapped.identity_group,
         "custom_fields": mapped.custom_fields,
         "mapping_skipped": mapped.skipped,
         "source": source.as_dict() if source else None,
     }
-    return Output(Outcome.ENRICHED, record)
-
-
-def _verified(token: str, community: Community, limits: Limits, cache: TokenCache | None, now: float) -> Any:
-    """V4–V8 through the verified-token cache (C4); misses and failures go the whole way."""
-    if cache is None:
-        return verify_token_signature(token, community, limits.max_token_bytes)
-    hit = cache.get(community.id, community.keys_version, token, now)
-    if hit is not None:
-        return hit
-    verified = verify_token_signature(token, community, limits.max_token_bytes)
-    if not isinstance(verified, Rejected):
-        cache.put(community.id, community.keys_version, token, verified)
-    return verified
+    where = (
+        f'{{"topic":{_encode(source.topic)},"partition":{source.partition:d},"offset":{source.offset:d}}}'
+        if source
+        else "null"
+    )
+    text = (
+        f'{{"outcome":"enriched","event_id":{_encode(event.event_id)},'
+        f'"community_id":{_encode(event.community_id)},"received_at":{_encode(received)},'
+        f'"processed_at":{_encode(processed)},{derived.fragment},"source":{where}}}'
+    )
+    return Output(Outcome.ENRICHED, record, rendered=text.encode("ascii"))
 
 
 # ---------------------------------------------------------------- rejections and dead letters

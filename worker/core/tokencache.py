@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
 
 from worker.core.verify import VerifiedToken
 
@@ -21,6 +23,20 @@ def token_digest(token: str) -> bytes:
     return hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
+@dataclass(slots=True)
+class Entry:
+    """One verified token, and what the pipeline derived from it for one configuration.
+
+    `rendered` is the pipeline's memo (mapping result and output JSON fragment) for the
+    `Community` object it was made with; a reloaded configuration is a new object, so a
+    mapping or custom-field change is never served from an old memo.
+    """
+
+    keys_version: str
+    verified: VerifiedToken
+    rendered: Any = None
+
+
 class TokenCache:
     """Least-recently-used, at most `max_entries` entries."""
 
@@ -28,7 +44,7 @@ class TokenCache:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[str, bytes], tuple[str, VerifiedToken]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, bytes], Entry] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -36,23 +52,29 @@ class TokenCache:
         return len(self._entries)
 
     def get(self, community_id: str, keys_version: str, token: str, now: float) -> VerifiedToken | None:
+        entry = self.entry(community_id, keys_version, token, now)
+        return entry.verified if entry is not None else None
+
+    def entry(self, community_id: str, keys_version: str, token: str, now: float) -> Entry | None:
+        """The live entry for this token, or None (absent, keys changed since, or past its exp)."""
         key = (community_id, token_digest(token))
         entry = self._entries.get(key)
-        if entry is None or entry[0] != keys_version or entry[1].exp <= now:
+        if entry is None or entry.keys_version != keys_version or entry.verified.exp <= now:
             if entry is not None:
                 del self._entries[key]
             self.misses += 1
             return None
         self._entries.move_to_end(key)
         self.hits += 1
-        return entry[1]
+        return entry
 
-    def put(self, community_id: str, keys_version: str, token: str, verified: VerifiedToken) -> None:
+    def put(self, community_id: str, keys_version: str, token: str, verified: VerifiedToken) -> Entry:
         key = (community_id, token_digest(token))
-        self._entries[key] = (keys_version, verified)
+        entry = self._entries[key] = Entry(keys_version, verified)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+        return entry
 
     def invalidate(self, community_id: str) -> int:
         """Drop a community's entries (its keys changed); returns how many went."""
