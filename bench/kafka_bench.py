@@ -196,6 +196,7 @@ class BacklogResult:
     throughput: float
     cpu_per_event: float
     cpu_utilisation: float  # CPU seconds per wall second in the window (1.0 = one core)
+    machine_utilisation: float = float("nan")  # the same for every process on the machine
     by_topic: dict[str, int] = field(default_factory=dict)
 
 
@@ -238,11 +239,14 @@ async def backlog_run(
         throughput=counted / window,
         cpu_per_event=cpu / counted,
         cpu_utilisation=cpu / window,
+        machine_utilisation=(sampler.at(res.last, sampler.machine) - sampler.at(res.first, sampler.machine))
+        / window,
         by_topic={t.rsplit(".", 1)[-1]: n for t, n in res.by_topic.items()},
     )
     say(
         f"{name}: {result.throughput:,.0f} events/s, {result.cpu_per_event * 1e6:,.0f} µs CPU/event, "
-        f"{result.cpu_utilisation:.2f} cores busy, outputs {result.by_topic}"
+        f"{result.cpu_utilisation:.2f} cores busy ({result.machine_utilisation:.2f} of "
+        f"{os.cpu_count()} on the machine), outputs {result.by_topic}"
     )
     return result
 
@@ -401,7 +405,8 @@ def print_report(report: dict[str, Any]) -> None:
         file=out,
     )
     print(
-        f"\n{'scenario':<12} {'events':>7} {'events/s':>10} {'CPU µs/ev':>10} {'cores':>6}  description",
+        f"\n{'scenario':<12} {'events':>7} {'events/s':>10} {'CPU µs/ev':>10} {'cores':>6} {'machine':>8}  "
+        "description",
         file=out,
     )
     print("-" * 100, file=out)
@@ -409,16 +414,17 @@ def print_report(report: dict[str, Any]) -> None:
         print(
             f"{r['name']:<12} {r['received']:>7} {r['throughput']:>10,.0f} "
             f"{r['cpu_per_event'] * 1e6:>10,.0f} "
-            f"{r['cpu_utilisation']:>6.2f}  {r['description']}",
+            f"{r['cpu_utilisation']:>6.2f} {r.get('machine_utilisation', float('nan')):>8.2f}  "
+            f"{r['description']}",
             file=out,
         )
     ref = report["references"]
     print(f"{'jwt.decode':<12} {ref['jwt_tokens']:>7} {1 / ref['jwt_decode_cpu']:>10,.0f} "
-          f"{ref['jwt_decode_cpu'] * 1e6:>10,.1f} {'1.00':>6}  "
+          f"{ref['jwt_decode_cpu'] * 1e6:>10,.1f} {'1.00':>6} {'':>8}  "
           "bare jwt.decode loop, unique HS256 tokens (in-process)", file=out)  # fmt: skip
     if "jwt_decode_cpu_mix" in ref:
         print(f"{'jwt.dec mix':<12} {ref['jwt_tokens_mix']:>7} {1 / ref['jwt_decode_cpu_mix']:>10,.0f} "
-              f"{ref['jwt_decode_cpu_mix'] * 1e6:>10,.1f} {'1.00':>6}  "
+              f"{ref['jwt_decode_cpu_mix'] * 1e6:>10,.1f} {'1.00':>6} {'':>8}  "
               "bare jwt.decode loop, the mix workload's valid tokens", file=out)  # fmt: skip
     if report["paced"]:
         print(

@@ -48,6 +48,14 @@ def tree_cpu(root: int) -> float:
     return total
 
 
+def machine_cpu() -> float:
+    """CPU seconds every process on the machine has used (all cores), from /proc/stat."""
+    with open("/proc/stat", "rb") as handle:
+        fields = handle.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / TICK
+
+
 def self_cpu() -> float:
     times = os.times()
     return times.user + times.system
@@ -61,6 +69,7 @@ class CpuSampler:
         self.interval = interval
         self.times: list[float] = []
         self.cpu: list[float] = []
+        self.machine: list[float] = []  # machine_cpu() at the same instants: is the machine saturated?
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -76,15 +85,17 @@ class CpuSampler:
         while not self._stop.is_set():
             self.times.append(time.time())
             self.cpu.append(tree_cpu(self.pid))
+            self.machine.append(machine_cpu())
             self._stop.wait(self.interval)
 
-    def at(self, when: float) -> float:
-        """CPU seconds at wall time `when`, linearly interpolated between samples."""
+    def at(self, when: float, series: list[float] | None = None) -> float:
+        """CPU seconds (of the tree, or of `series`) at wall time `when`, interpolated."""
+        cpu = self.cpu if series is None else series
         i = bisect.bisect_left(self.times, when)
         if i <= 0:
-            return self.cpu[0]
+            return cpu[0]
         if i >= len(self.times):
-            return self.cpu[-1]
+            return cpu[-1]
         t0, t1 = self.times[i - 1], self.times[i]
-        c0, c1 = self.cpu[i - 1], self.cpu[i]
+        c0, c1 = cpu[i - 1], cpu[i]
         return c0 + (c1 - c0) * ((when - t0) / (t1 - t0) if t1 > t0 else 0.0)
