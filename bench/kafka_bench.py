@@ -490,7 +490,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat-share", type=float, default=0.0, help="share of repeated tokens in the mix")
     p.add_argument("--invalid-share", type=float, default=0.05, help="share of invalid events in the mix")
     p.add_argument("--partitions", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=500, help="worker and pass-through batch size")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=2000,
+        help="worker and pass-through batch size (the worker's default)",
+    )
     p.add_argument("--linger-ms", type=int, default=20, help="pass-through/stand-in batch linger")
     p.add_argument(
         "--worker-linger-ms",

@@ -70,8 +70,11 @@ class Settings(KafkaSettings):
     )
     group_id: str = Field("identity-worker", min_length=1, max_length=249)
     guarantee: Guarantee = Guarantee.EXACTLY_ONCE
-    # K4: a batch closes at batch_size records or batch_linger_ms after its first record.
-    batch_size: int = Field(500, ge=1, le=100_000)
+    # K4: a batch closes at batch_size records, batch_linger_ms after its first record, or as soon as
+    # no transaction is in flight (member._collect). 2000: under backlog a batch takes longer to
+    # decide than its predecessor takes to commit, so the commit latency is hidden (bench: +15-20 %
+    # ev/s over 500, p99 at half of max unchanged); under light load batches stay small.
+    batch_size: int = Field(2000, ge=1, le=100_000)
     batch_linger_ms: int = Field(100, ge=0, le=60_000)
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=64, le=16 * 1024 * 1024)
     max_token_bytes: int = Field(DEFAULT_MAX_TOKEN_BYTES, ge=64, le=1024 * 1024)

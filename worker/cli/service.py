@@ -82,7 +82,12 @@ def topics_create(partitions: int, replication_factor: int, timeout: float, **na
     type=click.Choice([g.value for g in Guarantee]),
     help="K2 [env IDENTITY_WORKER_GUARANTEE; exactly_once]",
 )
-@click.option("--batch-size", type=int, help="records per batch [env IDENTITY_WORKER_BATCH_SIZE; 500]")
+@click.option(
+    "--batch-size",
+    type=int,
+    help="most records per batch; a batch closes early when no transaction is in flight "
+    "[env IDENTITY_WORKER_BATCH_SIZE; 2000]",
+)
 @click.option("--batch-linger-ms", type=int, help="batch closes this long after its first record [100]")
 @click.option("--max-event-bytes", type=int, help="V1 limit [env IDENTITY_WORKER_MAX_EVENT_BYTES; 65536]")
 @click.option("--max-token-bytes", type=int, help="V4 limit [env IDENTITY_WORKER_MAX_TOKEN_BYTES; 8192]")

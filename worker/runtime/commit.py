@@ -60,10 +60,11 @@ class Routing:
 
 def next_offsets(batch: Sequence[Decided]) -> dict[TopicPartition, int]:
     """The offsets to commit: one past the last decided record of each partition."""
-    offsets: dict[TopicPartition, int] = {}
+    last: dict[tuple[str, int], int] = {}
     for item in batch:
-        offsets[TopicPartition(item.record.topic, item.record.partition)] = item.record.offset + 1
-    return offsets
+        record = item.record
+        last[(record.topic, record.partition)] = record.offset
+    return {TopicPartition(topic, partition): offset + 1 for (topic, partition), offset in last.items()}
 
 
 async def _send_all(producer: Any, routing: Routing, batch: Sequence[Decided]) -> list[asyncio.Future[Any]]:

@@ -63,11 +63,26 @@ class Decider:
 
     async def decide(self, value: bytes | None, source: Source) -> Output:
         """Raises ConfigUnavailable (the record must wait); never anything else."""
-        output = self._attempts(value, source)
-        if output.reason is Reason.UNKNOWN_COMMUNITY and self.recheck_community is not None:
-            community_id = output.record.get("community_id")
-            if isinstance(community_id, str) and await self._may_exist(community_id):
-                output = self._attempts(value, source)
+        output = self.first_verdict(value, source)
+        if self.needs_recheck(output):
+            output = await self.recheck(output, value, source)
+        return output
+
+    def first_verdict(self, value: bytes | None, source: Source) -> Output:
+        """The synchronous part of `decide`; `needs_recheck` says whether the rest is needed.
+
+        Split so the batch loop pays for a coroutine only on the rare `unknown_community`.
+        """
+        return self._attempts(value, source)
+
+    def needs_recheck(self, output: Output) -> bool:
+        return output.reason is Reason.UNKNOWN_COMMUNITY and self.recheck_community is not None
+
+    async def recheck(self, output: Output, value: bytes | None, source: Source) -> Output:
+        """V2 double check of an `unknown_community` verdict against the store."""
+        community_id = output.record.get("community_id")
+        if isinstance(community_id, str) and await self._may_exist(community_id):
+            return self._attempts(value, source)
         return output
 
     def _attempts(self, value: bytes | None, source: Source) -> Output:

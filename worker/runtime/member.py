@@ -61,6 +61,7 @@ from worker.runtime.commit import (
     MemberExpelled,
     Routing,
     TransactionalCommitter,
+    next_offsets,
 )
 from worker.runtime.decide import Decider
 from worker.settings import Guarantee, Settings
@@ -316,12 +317,16 @@ class Member:
         """
         decided: list[Decided] = []
         waiting: dict[TopicPartition, int] = {}  # partition → first record that must wait
-        decide = self.decider.decide
+        decider = self.decider
+        first_verdict, needs_recheck = decider.first_verdict, decider.needs_recheck
         self._waiting_error = None
         for tp, records in batch.items():
             for record in records:
+                source = Source(record.topic, record.partition, record.offset)
                 try:
-                    output = await decide(record.value, Source(record.topic, record.partition, record.offset))
+                    output = first_verdict(record.value, source)
+                    if needs_recheck(output):
+                        output = await decider.recheck(output, record.value, source)
                 except ConfigUnavailable as exc:  # V2/C3/K8: no verdict; this partition waits here
                     waiting[tp] = record.offset
                     self._waiting_error = exc
@@ -360,13 +365,11 @@ class Member:
     def _committed(self, decided: list[Decided], started: float) -> None:
         self.health.kafka_ok()
         self._kafka_backoff.reset()
-        counts: Counter[tuple[str, str]] = Counter()
-        for item in decided:
-            output = item.output
-            counts[(output.outcome.value, output.reason.value if output.reason else "")] += 1
-            tp = TopicPartition(item.record.topic, item.record.partition)
-            self.committed[tp] = item.record.offset + 1
-        self.metrics.count_events(counts)
+        verdicts = Counter((item.output.outcome, item.output.reason) for item in decided)
+        self.metrics.count_events(
+            {(outcome.value, reason.value if reason else ""): n for (outcome, reason), n in verdicts.items()}
+        )
+        self.committed.update(next_offsets(decided))
         self.metrics.batch_size.observe(len(decided))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.transactions.labels("committed").inc()
