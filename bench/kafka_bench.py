@@ -44,6 +44,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,7 @@ class WorkerLauncher:
                 "IDENTITY_WORKER_PROCESSES": str(processes),
                 "IDENTITY_WORKER_METRICS_PORT": "0",  # --processes N would need N free ports
                 "IDENTITY_WORKER_BATCH_SIZE": str(self.batch_size),
-                "IDENTITY_WORKER_LOG_LEVEL": "warning",
+                "IDENTITY_WORKER_LOG_LEVEL": "info",
             }
         )
         if self.worker_linger_ms is not None:
@@ -168,6 +169,20 @@ def start_worker(name: str, argv: list[str], env: dict[str, str]) -> tuple[subpr
     with log.open("wb") as sink:
         proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=sink)
     return proc, log
+
+
+def last_assignment(log: Path) -> float | None:
+    """Epoch time of the worker's last "partitions assigned" log line (its JSON `timestamp`)."""
+    last = None
+    for line in log.read_text(errors="replace").splitlines():
+        if '"partitions assigned"' not in line:
+            continue
+        try:
+            stamp = datetime.fromisoformat(json.loads(line)["timestamp"]).timestamp()
+        except (ValueError, KeyError, TypeError):
+            continue
+        last = stamp if last is None else max(last, stamp)
+    return last
 
 
 def stop_process(proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> str:
@@ -225,10 +240,15 @@ async def backlog_run(
     received = len(res.received)
     if received < expected:
         say(f"{name}: only {received}/{expected} outputs; full worker stderr in {log}; tail:\n{tail}")
-    first_batch = sum(1 for t in res.received.values() if t == res.first)
-    window = max(res.last - res.first, 1e-6)
-    counted = max(received - first_batch, 1)
-    cpu = sampler.at(res.last) - sampler.at(res.first)
+    # Steady state: from the group's last assignment (with --processes 2 the first child takes all
+    # partitions, then the second joins and the group rebalances) or the first output, whichever is
+    # later, to the last output. Outputs received at the window's start are not counted.
+    start = max(res.first, last_assignment(log) or 0.0)
+    if start >= res.last:
+        start = res.first
+    counted = max(sum(1 for t in res.received.values() if t > start), 1)
+    window = max(res.last - start, 1e-6)
+    cpu = sampler.at(res.last) - sampler.at(start)
     result = BacklogResult(
         name=name,
         description=description,
@@ -239,7 +259,7 @@ async def backlog_run(
         throughput=counted / window,
         cpu_per_event=cpu / counted,
         cpu_utilisation=cpu / window,
-        machine_utilisation=(sampler.at(res.last, sampler.machine) - sampler.at(res.first, sampler.machine))
+        machine_utilisation=(sampler.at(res.last, sampler.machine) - sampler.at(start, sampler.machine))
         / window,
         by_topic={t.rsplit(".", 1)[-1]: n for t, n in res.by_topic.items()},
     )

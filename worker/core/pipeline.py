@@ -153,11 +153,10 @@ def process_event(
         )
 
     if event.signed_identity is not None:
-        entry = (
-            token_cache.entry(community.id, community.keys_version, event.signed_identity, now)
-            if (token_cache is not None)
-            else None
-        )
+        entry = key = None
+        if token_cache is not None:
+            key = TokenCache.key(community.id, event.signed_identity)
+            entry = token_cache.entry(key, community.keys_version, now)
         if entry is not None:  # C4: seen before, signature and claims already established
             verified = entry.verified
         else:
@@ -167,8 +166,8 @@ def process_event(
                     value, event, received_at, checked.reason, checked.detail, action, source, now
                 )
             verified = checked
-            if token_cache is not None:
-                token_cache.put(community.id, community.keys_version, event.signed_identity, verified)
+            if token_cache is not None and key is not None:
+                token_cache.put(key, community.keys_version, verified)
         identity = finish_verification(verified, received_at=received_at, now=now, community=community)
         if isinstance(identity, Rejected):  # V9/V10 (and V11/V12) run on every event, cached or not
             return _rejected(value, event, received_at, identity.reason, identity.detail, action, source, now)

@@ -51,13 +51,17 @@ class TokenCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @staticmethod
+    def key(community_id: str, token: str) -> tuple[str, bytes]:
+        """The entry's key; computed once per event and passed to `entry` and `put`."""
+        return community_id, token_digest(token)
+
     def get(self, community_id: str, keys_version: str, token: str, now: float) -> VerifiedToken | None:
-        entry = self.entry(community_id, keys_version, token, now)
+        entry = self.entry(self.key(community_id, token), keys_version, now)
         return entry.verified if entry is not None else None
 
-    def entry(self, community_id: str, keys_version: str, token: str, now: float) -> Entry | None:
-        """The live entry for this token, or None (absent, keys changed since, or past its exp)."""
-        key = (community_id, token_digest(token))
+    def entry(self, key: tuple[str, bytes], keys_version: str, now: float) -> Entry | None:
+        """The live entry under `key`, or None (absent, keys changed since, or past its exp)."""
         entry = self._entries.get(key)
         if entry is None or entry.keys_version != keys_version or entry.verified.exp <= now:
             if entry is not None:
@@ -68,8 +72,7 @@ class TokenCache:
         self.hits += 1
         return entry
 
-    def put(self, community_id: str, keys_version: str, token: str, verified: VerifiedToken) -> Entry:
-        key = (community_id, token_digest(token))
+    def put(self, key: tuple[str, bytes], keys_version: str, verified: VerifiedToken) -> Entry:
         entry = self._entries[key] = Entry(keys_version, verified)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
