@@ -85,6 +85,25 @@ async def _send_all(producer: Any, routing: Routing, batch: Sequence[Decided]) -
     return futures
 
 
+async def _delivered(producer: Any, futures: list[asyncio.Future[Any]]) -> None:
+    """Raise unless every output was acknowledged (K1): a failed send must never commit.
+
+    `producer.flush()` waits on the few batch futures; aiokafka resolves each message's future
+    when its batch resolves, so they are then read without `gather`, whose callback per message
+    cost ~5 % of the worker's CPU (py-spy). Every exception is retrieved, the first is raised.
+    """
+    await producer.flush()
+    errors = []
+    for future in futures:
+        if not future.done():  # not expected once flushed; correct either way
+            await asyncio.wait([future])
+        error = future.exception()
+        if error is not None:
+            errors.append(error)
+    if errors:
+        raise errors[0]
+
+
 class TransactionalCommitter:
     """K2 exactly_once: begin → outputs → offsets → commit, in one transaction per batch."""
 
@@ -97,7 +116,7 @@ class TransactionalCommitter:
         await producer.begin_transaction()
         futures = await _send_all(producer, self.routing, batch)
         await producer.send_offsets_to_transaction(next_offsets(batch), self.group_id)
-        await asyncio.gather(*futures)
+        await _delivered(producer, futures)
         if not self.is_member():
             raise MemberExpelled("the consumer group expelled this member; aborting its batch")
         await producer.commit_transaction()
@@ -114,7 +133,7 @@ class AcknowledgedCommitter:
 
     async def commit(self, producer: Any, consumer: Any, batch: Sequence[Decided]) -> None:
         futures = await _send_all(producer, self.routing, batch)
-        await asyncio.gather(*futures)
+        await _delivered(producer, futures)
         await consumer.commit(next_offsets(batch))
 
     async def abort(self, producer: Any) -> None:
