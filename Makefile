@@ -100,5 +100,5 @@ schemas: venv
 
 # The Kafka benchmark of issue 6 (docs/performance.md): leaves the stack running.
 bench: venv
-	eval "$$($(STACK) up)" && $(PY) bench/kafka_bench.py --events 20000 --hs-share 0.8 \
+	eval "$$($(STACK) up)" && $(PY) bench/kafka_bench.py --events 100000 --hs-share 0.8 \
 	    --repeat-share 0.0 --invalid-share 0.05 --partitions 4

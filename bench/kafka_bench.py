@@ -1,17 +1,19 @@
 """Kafka benchmark of the identity worker against the real local broker (issue 6).
 
     eval "$(deploy/local/stack up)"
-    .venv/bin/python bench/kafka_bench.py --events 20000 --hs-share 0.8 --repeat-share 0.0 \
-        --invalid-share 0.05 --partitions 4          # full run, ~5-10 min on 2 cores
-    .venv/bin/python bench/kafka_bench.py --quick    # ~2 min smoke run
+    .venv/bin/python bench/kafka_bench.py --events 100000 --hs-share 0.8 --repeat-share 0.0 \
+        --invalid-share 0.05 --partitions 4          # full run (`make bench`), ~2 min on 2 cores
+    .venv/bin/python bench/kafka_bench.py --quick    # ~30 s smoke run
 
 What one run does (all topics fresh, named bench-<stamp>-...; nothing else on the broker is
 touched):
   1. writes a config YAML with one community (HS256 + RS256 keys, a regex custom field,
      mappings) and generates the raw events of each workload once;
   2. backlog scenarios: produce N events, start the worker (`identity-worker run`), measure
-     throughput (events/s between the first and last output seen by a read_committed consumer)
-     and CPU seconds/event (the worker's process tree, /proc/<pid>/stat, same window);
+     throughput (outputs seen by a read_committed consumer, from the worker's last partition
+     assignment -- start-up and the start-up rebalance excluded -- to the last output), CPU
+     seconds/event (the worker's process tree, /proc/<pid>/stat, same window) and how many of
+     the machine's cores were busy (/proc/stat: is the machine saturated?);
        mix        the command-line workload, exactly-once, 1 process (headline)
        unique     unique HS256 tokens, exactly-once, 1 process           targets a, b, c, d
        repeat90   90% repeated HS256 tokens, exactly-once, 1 process     target b
@@ -25,8 +27,9 @@ touched):
      commit time is approximated by its consumption time); p50/p95/p99 per load level;
   5. prints the table of figures and target ratios, writes docs/performance.png and a JSON file.
 
-Until `identity-worker run` exists, `--worker auto` falls back to a stand-in (bench/kbench/relay.py
---mode standin: the pure pipeline in the same exactly-once loop) and says so everywhere.
+`--worker auto` runs `identity-worker run`; `--worker standin` runs bench/kbench/relay.py
+--mode standin (the pure pipeline in a plain exactly-once loop), kept to compare runtimes.
+The worker's stderr goes to bench/results/<scenario>-worker.stderr.log.
 """
 
 from __future__ import annotations
@@ -503,7 +506,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--events", type=int, default=20000, help="events per backlog scenario (N)")
+    p.add_argument("--events", type=int, default=100000, help="events per backlog scenario (N)")
     p.add_argument(
         "--hs-share", type=float, default=0.8, help="share of HS256 tokens in the mix (rest RS256)"
     )
