@@ -3,7 +3,7 @@
     eval "$(deploy/local/stack up)"
     .venv/bin/python bench/kafka_bench.py --events 100000 --hs-share 0.8 --repeat-share 0.0 \
         --invalid-share 0.05 --partitions 4          # full run (`make bench`), ~2 min on 2 cores
-    .venv/bin/python bench/kafka_bench.py --quick    # ~30 s smoke run
+    .venv/bin/python bench/kafka_bench.py --quick    # ~30 s smoke run, bench/results/quick.*
 
 What one run does (all topics fresh, named bench-<stamp>-...; nothing else on the broker is
 touched):
@@ -541,14 +541,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--only", default="", help="comma list of scenarios to run (mix,unique,repeat90,p2,alo,paced)"
     )
-    p.add_argument("--quick", action="store_true", help="small N, fewer and shorter load levels (~2 min)")
-    p.add_argument("--plot", default=str(ROOT / "docs/performance.png"))
-    p.add_argument("--json", default=str(HERE / "results/latest.json"))
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run (~30 s): N=3000, 3 short load levels; its figures are too small to quote, "
+        "so it writes bench/results/quick.{png,json} and leaves docs/performance.png alone",
+    )
+    p.add_argument("--plot", default=None, help="PNG path (default docs/performance.png)")
+    p.add_argument("--json", default=None, help="JSON path (default bench/results/latest.json)")
     args = p.parse_args(argv)
+    stem = "latest"
     if args.quick:
         args.events = min(args.events, 3000)
         args.loads = "0.25,0.5,0.9"
         args.phase_seconds = 3.0
+        stem = "quick"
+    if args.plot is None:
+        args.plot = str(HERE / "results/quick.png" if args.quick else ROOT / "docs/performance.png")
+    if args.json is None:
+        args.json = str(HERE / f"results/{stem}.json")
     return args
 
 
