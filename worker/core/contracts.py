@@ -110,6 +110,14 @@ def parse_rfc3339(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
 
 
+@functools.lru_cache(maxsize=256)
+def rfc3339_seconds(text: str) -> float:
+    """`parse_rfc3339` as epoch seconds, memoized: V1 validates `received_at` and the pipeline
+    then needs its value, so each event's second call is a lookup (an invalid text raises and
+    is not kept)."""
+    return parse_rfc3339(text).timestamp()
+
+
 @functools.lru_cache(maxsize=4096)
 def _utc_second(second: int) -> str:
     return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
@@ -127,7 +135,7 @@ def format_time(ts: float) -> str:
 
 
 def _rfc3339(text: str) -> str:
-    parse_rfc3339(text)
+    rfc3339_seconds(text)
     return text
 
 

@@ -12,7 +12,9 @@ import base64
 import json
 import re
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -27,6 +29,7 @@ from worker.core.contracts import (
     Reason,
     format_time,
     parse_rfc3339,
+    rfc3339_seconds,
 )
 from worker.core.mapping import Mapped, apply_mappings
 from worker.core.tokencache import Entry, TokenCache
@@ -77,6 +80,8 @@ class Output:
 
 # ensure_ascii (the default) keeps the bytes valid UTF-8 even for lone surrogates a payload may carry.
 _encode = json.JSONEncoder(separators=(",", ":")).encode
+# What `_encode` does to a str, without its Python-level dispatch (per-event strings).
+_encode_str: Callable[[str], str] = encode_basestring_ascii
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -110,7 +115,7 @@ def process_event(
         event = RawEvent.model_validate(obj)
     except ValidationError as exc:
         return _malformed(value, "; ".join(format_validation_error(exc)[:3]), source, now)
-    received_at = parse_rfc3339(event.received_at).timestamp()
+    received_at = rfc3339_seconds(event.received_at)  # parsed once, by V1's validation
 
     # V2: the community exists (an unreachable store raises ConfigUnavailable: no verdict).
     community = lookup.get(event.community_id)
@@ -250,14 +255,14 @@ def _enriched(
         "source": source.as_dict() if source else None,
     }
     where = (
-        f'{{"topic":{_encode(source.topic)},"partition":{source.partition:d},"offset":{source.offset:d}}}'
+        f'{{"topic":{_encode_str(source.topic)},"partition":{source.partition:d},"offset":{source.offset:d}}}'
         if source
         else "null"
     )
-    text = (
-        f'{{"outcome":"enriched","event_id":{_encode(event.event_id)},'
-        f'"community_id":{_encode(event.community_id)},"received_at":{_encode(received)},'
-        f'"processed_at":{_encode(processed)},{derived.fragment},"source":{where}}}'
+    text = (  # format_time's text is plain ASCII with nothing to escape
+        f'{{"outcome":"enriched","event_id":{_encode_str(event.event_id)},'
+        f'"community_id":{_encode_str(event.community_id)},"received_at":"{received}",'
+        f'"processed_at":"{processed}",{derived.fragment},"source":{where}}}'
     )
     return Output(Outcome.ENRICHED, record, rendered=text.encode("ascii"))
 
