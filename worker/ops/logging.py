@@ -25,9 +25,26 @@ def scrub(text: str) -> str:
     return _DSN_PASSWORD.sub(r"\1***@", redact(text))
 
 
-def _scrub_values(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+# Names the operator chose, never event data. Dotted ones such as "acme-prod.identity.enriched"
+# or a transactional id are token-shaped, and hiding them would hide which topic or producer
+# a line is about.
+IDENTIFIER_KEYS: frozenset[str] = frozenset(
+    {
+        "topic",
+        "input_topic",
+        "enriched_topic",
+        "rejected_topic",
+        "dlq_topic",
+        "group_id",
+        "transactional_id",
+        "client_id",
+    }
+)
+
+
+def scrub_event(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     for key, value in event.items():
-        if isinstance(value, str):
+        if isinstance(value, str) and key not in IDENTIFIER_KEYS:
             event[key] = scrub(value)
     return event
 
@@ -80,7 +97,7 @@ def configure_logging(level: str = "info", *, member: int | None = None) -> None
     ]
     renderer: list[Any] = [
         structlog.processors.format_exc_info,
-        _scrub_values,
+        scrub_event,
         structlog.processors.JSONRenderer(),
     ]
     structlog.configure(
