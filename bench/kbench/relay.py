@@ -96,13 +96,15 @@ async def run(args: argparse.Namespace) -> None:
         fetch_max_wait_ms=args.linger_ms,
     )
 
+    from worker.settings import DEFAULT_KAFKA_BATCH_BYTES  # the worker's producer batch, for fairness
+
     def new_producer() -> AIOKafkaProducer:
         return AIOKafkaProducer(
             bootstrap_servers=args.bootstrap,
             enable_idempotence=True,
             transactional_id=f"{args.group}-{uuid.uuid4().hex[:8]}" if eos else None,
             linger_ms=0,
-            max_batch_size=256 * 1024,
+            max_batch_size=DEFAULT_KAFKA_BATCH_BYTES,
             retry_backoff_ms=args.retry_backoff_ms,
         )
 

@@ -51,3 +51,20 @@ def test_members_of_processes_get_their_own_port_and_transactional_id() -> None:
     assert all(c.processes == 1 for c in children)
     assert len({c.transactional_id() for c in children}) == 3
     assert redact_dsn("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+async def test_producer_batch_bytes_reach_the_producer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One record batch per output partition per transaction by default; operators may lower it
+    to their topics' max.message.bytes (README). Building a producer opens no connection."""
+    from worker.kafka.clients import make_producer
+
+    assert load_settings().kafka_batch_bytes == 512 * 1024
+    monkeypatch.setenv("IDENTITY_WORKER_KAFKA_BATCH_BYTES", "65536")
+    settings = load_settings()
+    producer = make_producer(settings, transactional_id="t-1")
+    try:
+        assert producer._message_accumulator._batch_size == 65536
+    finally:
+        await producer.stop()
+    with pytest.raises(SettingsError, match="kafka_batch_bytes"):
+        load_settings(kafka_batch_bytes=1000)

@@ -52,7 +52,7 @@ def make_producer(settings: Settings, *, transactional_id: str | None) -> Any:
         "request_timeout_ms": settings.request_timeout_ms,
         "retry_backoff_ms": settings.kafka_retry_backoff_ms,
         "linger_ms": 5,
-        "max_batch_size": 256 * 1024,
+        "max_batch_size": settings.kafka_batch_bytes,
         "max_request_size": max(1 << 20, settings.max_event_bytes * 4),
         "compression_type": None,
     }
