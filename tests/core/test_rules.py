@@ -151,6 +151,22 @@ def test_v1_received_at_with_offset_is_read_and_output_in_utc(run: Any, received
     assert record["received_at"] == RECEIVED_AT
 
 
+@pytest.mark.parametrize("received_at", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"])
+def test_v1_received_at_outside_the_writable_years_in_utc_is_malformed(run: Any, received_at: str) -> None:
+    """Valid-looking text whose offset moves it before year 1 or past 9999 in UTC: it could not be
+    written back as RFC 3339, so it is one malformed_event, not an exception and a dead letter."""
+    record = run(event(make_token(), received_at=received_at))
+    _malformed(record)
+    assert record["received_at"] is None and "0001-01-01T00:00:00Z" in record["detail"]
+
+
+def test_v1_received_at_before_year_1000_is_written_with_four_digits(run: Any) -> None:
+    record = run(event(identity={"uuid": "u"}, community_id="anon", signed_identity=None,
+                       received_at="0999-01-01T00:00:00+01:00"))  # fmt: skip
+    assert record["outcome"] == "enriched"
+    assert record["received_at"] == "0998-12-31T23:00:00Z"
+
+
 def test_v1_received_at_as_number_is_malformed(run: Any) -> None:
     record = run(event(make_token(), received_at=T0))  # type: ignore[arg-type]
     _malformed(record)

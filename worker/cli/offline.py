@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from worker.cli.common import fail
 from worker.core.config import Community, ConfigError, load_config_file
-from worker.core.contracts import parse_rfc3339
+from worker.core.contracts import rfc3339_seconds
 from worker.core.keys import RSA_MIN_BITS, InvalidKey, check_hmac_secret, check_kid, sign_token
 from worker.core.pipeline import DEFAULT_LIMITS, Limits, dead_letter, process_event
 from worker.core.tokencache import TokenCache
@@ -37,7 +37,7 @@ class Rfc3339(click.ParamType[float]):
         if isinstance(value, float):
             return value
         try:
-            return parse_rfc3339(str(value)).timestamp()
+            return rfc3339_seconds(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 

@@ -12,7 +12,7 @@ import math
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -110,17 +110,27 @@ def parse_rfc3339(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
 
 
+# The instants every output can write back as RFC 3339 UTC: 0001-01-01T00:00:00Z up to, not
+# including, 10000-01-01T00:00:00Z. An offset can push a valid-looking text outside them.
+FIRST_UTC_SECOND: Final = -62135596800
+END_UTC_SECOND: Final = 253402300800
+
+
 @functools.lru_cache(maxsize=256)
 def rfc3339_seconds(text: str) -> float:
     """`parse_rfc3339` as epoch seconds, memoized: V1 validates `received_at` and the pipeline
     then needs its value, so each event's second call is a lookup (an invalid text raises and
-    is not kept)."""
-    return parse_rfc3339(text).timestamp()
+    is not kept). Instants `format_time` cannot write are refused here, as malformed input."""
+    seconds = parse_rfc3339(text).timestamp()
+    if not FIRST_UTC_SECOND <= seconds < END_UTC_SECOND:
+        raise ValueError("must be a time from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z in UTC")
+    return seconds
 
 
 @functools.lru_cache(maxsize=4096)
 def _utc_second(second: int) -> str:
-    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    t = datetime.fromtimestamp(second, UTC)  # strftime's %Y drops the zeros of years before 1000
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
 
 
 def format_time(ts: float) -> str:

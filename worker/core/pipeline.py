@@ -28,7 +28,6 @@ from worker.core.contracts import (
     RawEvent,
     Reason,
     format_time,
-    parse_rfc3339,
     rfc3339_seconds,
 )
 from worker.core.mapping import Mapped, apply_mappings
@@ -298,7 +297,7 @@ def _readable_envelope(value: bytes | None) -> tuple[str | None, str | None, flo
         community_id = None
     received = obj.get("received_at")
     try:
-        received_at = parse_rfc3339(received).timestamp() if isinstance(received, str) else None
+        received_at = rfc3339_seconds(received) if isinstance(received, str) else None
     except ValueError:
         received_at = None
     return event_id, community_id, received_at
