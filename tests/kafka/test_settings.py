@@ -58,6 +58,7 @@ async def test_producer_batch_bytes_reach_the_producer(monkeypatch: pytest.Monke
     to their topics' max.message.bytes (README). Building a producer opens no connection."""
     from worker.kafka.clients import make_producer
 
+    monkeypatch.delenv("IDENTITY_WORKER_KAFKA_BATCH_BYTES", raising=False)
     assert load_settings().kafka_batch_bytes == 512 * 1024
     monkeypatch.setenv("IDENTITY_WORKER_KAFKA_BATCH_BYTES", "65536")
     settings = load_settings()
@@ -66,5 +67,7 @@ async def test_producer_batch_bytes_reach_the_producer(monkeypatch: pytest.Monke
         assert producer._message_accumulator._batch_size == 65536
     finally:
         await producer.stop()
-    with pytest.raises(SettingsError, match="kafka_batch_bytes"):
-        load_settings(kafka_batch_bytes=1000)
+    for too_small_or_too_big in (1000, 1_000_001):  # the broker refuses > 1 MB by default
+        with pytest.raises(SettingsError, match="kafka_batch_bytes"):
+            load_settings(kafka_batch_bytes=too_small_or_too_big)
+    assert load_settings(kafka_batch_bytes=1_000_000).kafka_batch_bytes == 1_000_000

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +17,22 @@ from worker.ops.logging import IDENTIFIER_KEYS, configure_logging, get_logger, s
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJ1dWlkIjoidmlzaXRvci03In0.c2lnbmF0dXJlLWJ5dGVz"
 SECRET = "0123456789abcdef01234567"
 DOTTED = "acme-prod.identity.enriched"  # token-shaped: two 8+ character segments and a dot
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """`configure_logging` replaces process-wide state; put back what pytest and others had."""
+    root, aiokafka = logging.getLogger(), logging.getLogger("aiokafka")
+    handlers, root_level, aiokafka_level = root.handlers[:], root.level, aiokafka.level
+    config = structlog.get_config()
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(root_level)
+        aiokafka.setLevel(aiokafka_level)
+        structlog.configure(**config)
+        structlog.contextvars.clear_contextvars()
 
 
 def _scrubbed(**fields: Any) -> dict[str, Any]:
@@ -34,6 +51,20 @@ def test_token_secret_and_password_are_removed_from_free_text() -> None:
     assert event["database"] == "postgresql://identity:***@db/identity"
 
 
+def test_only_these_keys_escape_scrubbing() -> None:
+    """Widening the exemption (say to "error") must be a deliberate edit of this list too."""
+    assert {
+        "topic",
+        "input_topic",
+        "enriched_topic",
+        "rejected_topic",
+        "dlq_topic",
+        "group_id",
+        "transactional_id",
+        "client_id",
+    } == IDENTIFIER_KEYS
+
+
 @pytest.mark.parametrize("key", sorted(IDENTIFIER_KEYS))
 def test_names_the_operator_chose_are_kept(key: str) -> None:
     assert _scrubbed(**{key: DOTTED})[key] == DOTTED
@@ -43,16 +74,14 @@ def test_the_same_dotted_text_elsewhere_is_still_redacted() -> None:
     assert _scrubbed(detail=DOTTED)["detail"] == "<token>"
 
 
-def test_configured_logger_writes_scrubbed_json_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_configured_logger_writes_scrubbed_json_lines(
+    monkeypatch: pytest.MonkeyPatch, restored_logging: None
+) -> None:
     stream = io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)
-    try:
-        configure_logging("info")
-        get_logger("test").info("member started", transactional_id=DOTTED, error=f"x {TOKEN}")
-        logging.getLogger("aiokafka.test").warning("retrying %s", TOKEN)
-    finally:
-        structlog.reset_defaults()
-        logging.getLogger().handlers.clear()
+    configure_logging("info")
+    get_logger("test").info("member started", transactional_id=DOTTED, error=f"x {TOKEN}")
+    logging.getLogger("aiokafka.test").warning("retrying %s", TOKEN)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert lines[0]["transactional_id"] == DOTTED and lines[0]["error"] == "x <token>"
     assert lines[1]["event"] == "retrying <token>"

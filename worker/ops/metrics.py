@@ -45,8 +45,9 @@ class LoopHistogram:
 
     prometheus_client's `Histogram.observe` takes a lock for its sum and again for its bucket:
     3.5 µs, 9 % of a cached token's whole cost in the worker (py-spy, issue 6). Here an
-    observation is a bisect and two additions; the exposition is the same as a `Histogram`'s
-    with the same buckets (tests/ops/test_metrics.py). Not for use from several threads.
+    observation is a bisect and two additions; the exposition is a `Histogram`'s with the same
+    buckets, less its `_created` timestamp series (tests/ops/test_metrics.py). Not for use from
+    several threads: it is observed and scraped on the event loop's thread.
     """
 
     def __init__(self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry):
