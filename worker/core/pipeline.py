@@ -176,7 +176,7 @@ def process_event(
         if isinstance(identity, Rejected):  # V9/V10 (and V11/V12) run on every event, cached or not
             return _rejected(value, event, received_at, identity.reason, identity.detail, action, source, now)
         if entry is not None:  # memoized from the second sighting on: a one-off token keeps no more
-            return _enriched_from_cache(entry, community, event, received_at, now, source)
+            return _enriched_from_cache(entry, identity, community, event, received_at, now, source)
         return _enriched(event, received_at, now, source, _derive(verified, identity, community))
     assert event.identity is not None  # RawEvent guarantees exactly one of the two
     plain = read_identity(event.identity)
@@ -223,12 +223,16 @@ def _derive(verified: VerifiedToken | None, identity: dict[str, Any], community:
 
 
 def _enriched_from_cache(
-    entry: Entry, community: Community, event: RawEvent, received_at: float, now: float, source: Source | None
+    entry: Entry,
+    identity: dict[str, Any],
+    community: Community,
+    event: RawEvent,
+    received_at: float,
+    now: float,
+    source: Source | None,
 ) -> Output:
     derived = entry.rendered
     if derived is None or derived.community is not community:  # first use, or the config was reloaded
-        identity = entry.verified.identity
-        assert isinstance(identity, dict)  # finish_verification returned it
         derived = entry.rendered = _derive(entry.verified, identity, community)
     return _enriched(event, received_at, now, source, derived)
 

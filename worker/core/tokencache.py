@@ -56,10 +56,6 @@ class TokenCache:
         """The entry's key; computed once per event and passed to `entry` and `put`."""
         return community_id, token_digest(token)
 
-    def get(self, community_id: str, keys_version: str, token: str, now: float) -> VerifiedToken | None:
-        entry = self.entry(self.key(community_id, token), keys_version, now)
-        return entry.verified if entry is not None else None
-
     def entry(self, key: tuple[str, bytes], keys_version: str, now: float) -> Entry | None:
         """The live entry under `key`, or None (absent, keys changed since, or past its exp)."""
         entry = self._entries.get(key)

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from worker.core.config import Community
 from worker.core.contracts import (
+    END_UTC_SECOND,
     IDENTITY_FIELDS,
     MAX_EXTRA_KEY_CHARS,
     MAX_EXTRA_VALUES,
@@ -28,7 +29,7 @@ from worker.core.contracts import (
 from worker.core.keys import JwtKey, is_valid_kid
 
 #: exp beyond this cannot be shown as a date (year 9999); such a value is not a usable NumericDate.
-MAX_NUMERIC_DATE: Final = 253402300799
+MAX_NUMERIC_DATE: Final = END_UTC_SECOND - 1
 SUPPORTED_ALGORITHMS: Final = ("HS256", "RS256")
 
 _COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")

@@ -61,17 +61,11 @@ class Decider:
         self._log = get_logger("identity-worker.decide")
         self._observe = metrics.verification_seconds.observe
 
-    async def decide(self, value: bytes | None, source: Source) -> Output:
-        """Raises ConfigUnavailable (the record must wait); never anything else."""
-        output = self.first_verdict(value, source)
-        if self.needs_recheck(output):
-            output = await self.recheck(output, value, source)
-        return output
-
     def first_verdict(self, value: bytes | None, source: Source) -> Output:
-        """The synchronous part of `decide`; `needs_recheck` says whether the rest is needed.
+        """The verdict unless `needs_recheck` says `recheck` must confirm it.
 
-        Split so the batch loop pays for a coroutine only on the rare `unknown_community`.
+        Raises ConfigUnavailable (the record must wait), never anything else. Synchronous, so
+        the batch loop pays for a coroutine only on the rare `unknown_community`.
         """
         return self._attempts(value, source)
 

@@ -111,7 +111,6 @@ class Member:
         self._lock = asyncio.Lock()
         self._generation = 0
         self._needs_rewind = False
-        self._waiting_error: ConfigUnavailable | None = None
         self._replace_producer = False
         self._unsettled = False  # a transaction committed since the last `_settle`
         self._kafka_backoff = Backoff(
@@ -258,7 +257,7 @@ class Member:
                 if not batch:
                     continue
                 started = time.perf_counter()
-                decided, waiting = await self._decide(batch)
+                decided, unavailable = await self._decide(batch)
                 await _finish(inflight)  # the previous transaction ends before this one begins
                 inflight = None
                 if generation != self._generation or self._needs_rewind:
@@ -269,8 +268,8 @@ class Member:
                     continue
                 if decided:
                     inflight = asyncio.create_task(self._commit(decided, generation, started, stop))
-                if waiting:
-                    await self._wait_for_store(waiting, stop)
+                if unavailable is not None:
+                    await self._wait_for_store(unavailable, stop)
                 else:
                     self._store_backoff.reset()
         finally:
@@ -308,18 +307,19 @@ class Member:
                 return batch, generation  # idle: let the caller look at `stop`
         return batch, generation
 
-    async def _decide(self, batch: Batch) -> tuple[list[Decided], dict[TopicPartition, int]]:
+    async def _decide(self, batch: Batch) -> tuple[list[Decided], ConfigUnavailable | None]:
         """Each record through the `Decider`, in partition order (K3).
 
         A `ConfigUnavailable` (store down, community not cached) stops that partition at that
-        record: the records before it are still published, it and the rest wait (K8). Every
-        `YIELD_EVERY` records the loop lets the in-flight transaction's I/O advance.
+        record: the records before it are still published, it and the rest wait (K8), and the
+        last such error is returned. Every `YIELD_EVERY` records the loop lets the in-flight
+        transaction's I/O advance.
         """
         decided: list[Decided] = []
         waiting: dict[TopicPartition, int] = {}  # partition → first record that must wait
         decider = self.decider
         first_verdict, needs_recheck = decider.first_verdict, decider.needs_recheck
-        self._waiting_error = None
+        unavailable: ConfigUnavailable | None = None
         for tp, records in batch.items():
             for record in records:
                 source = Source(record.topic, record.partition, record.offset)
@@ -329,7 +329,7 @@ class Member:
                         output = await decider.recheck(output, record.value, source)
                 except ConfigUnavailable as exc:  # V2/C3/K8: no verdict; this partition waits here
                     waiting[tp] = record.offset
-                    self._waiting_error = exc
+                    unavailable = exc
                     break
                 decided.append(Decided(record, output))
                 if len(decided) % YIELD_EVERY == 0:
@@ -337,11 +337,10 @@ class Member:
         for tp, offset in waiting.items():
             with contextlib.suppress(IllegalStateError):
                 self._consumer.seek(tp, offset)
-        return decided, waiting
+        return decided, unavailable
 
-    async def _wait_for_store(self, waiting: dict[TopicPartition, int], stop: asyncio.Event) -> None:
-        assert self._waiting_error is not None
-        self._infra_fault("store", self._waiting_error, "configuration unavailable; records wait")
+    async def _wait_for_store(self, error: ConfigUnavailable, stop: asyncio.Event) -> None:
+        self._infra_fault("store", error, "configuration unavailable; records wait")
         await self._store_backoff.sleep(stop)
 
     async def _commit(
