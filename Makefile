@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # KEEP_STACK=1 leaves the stack running after `make test` / `make demo`.
 KEEP_STACK ?=
 
-.PHONY: help venv stack-up stack-down stack-status test test-suite lint run demo schemas bench
+.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench
 
 help:
 	@echo "make demo          example events through the real worker, printed as a table"
@@ -32,6 +32,10 @@ help:
 	@echo "make venv          (re)build .venv when pyproject.toml changed"
 
 venv: $(VENV_STAMP)
+
+# Debian packages the tests use (kcat, ...): deploy/local/debian-packages.txt.
+prerequisites:
+	@deploy/local/prerequisites
 
 # Reinstalls only when pyproject.toml is newer than the stamp.
 $(VENV_STAMP): pyproject.toml
@@ -74,7 +78,7 @@ test: venv
 	if [[ -n $$failed ]]; then echo "make test: FAILED ($$failed) in $${took}s" >&2; exit 1; fi; \
 	echo "make test: passed in $${took}s" >&2
 
-test-suite: venv
+test-suite: venv prerequisites
 	$(call with_stack,$(PY) -m pytest -ra $(PYTEST_ARGS))
 
 # All three run, so one report shows every problem; non-zero when any failed.
