@@ -70,6 +70,9 @@ class Output:
     record: dict[str, Any]
     reason: Reason | None = None
     rendered: bytes | None = None  # the record's JSON when it was assembled with the record
+    #: The key whose signature check ran (V7): set on every signed-token verdict from V7 on,
+    #: cache hits included, so workers count key usage (L1) without reading the record.
+    kid: str | None = None
 
     def to_json(self) -> bytes:
         if self.rendered is not None:
@@ -166,15 +169,16 @@ def process_event(
         else:
             checked = verify_token_signature(event.signed_identity, community, limits.max_token_bytes)
             if isinstance(checked, Rejected):  # failures are never cached: they go the whole way
-                return _rejected(
-                    value, event, received_at, checked.reason, checked.detail, action, source, now
-                )
+                reason, detail, kid = checked.reason, checked.detail, checked.kid
+                return _rejected(value, event, received_at, reason, detail, action, source, now, kid)
             verified = checked
             if token_cache is not None and key is not None:
                 token_cache.put(key, community.keys_version, verified)
         identity = finish_verification(verified, received_at=received_at, now=now, community=community)
         if isinstance(identity, Rejected):  # V9/V10 (and V11/V12) run on every event, cached or not
-            return _rejected(value, event, received_at, identity.reason, identity.detail, action, source, now)
+            return _rejected(
+                value, event, received_at, identity.reason, identity.detail, action, source, now, verified.kid
+            )
         if entry is not None:  # memoized from the second sighting on: a one-off token keeps no more
             return _enriched_from_cache(entry, identity, community, event, received_at, now, source)
         return _enriched(event, received_at, now, source, _derive(verified, identity, community))
@@ -200,6 +204,7 @@ class Derived:
     identity: dict[str, Any]
     mapped: Mapped
     fragment: str
+    kid: str | None  # the verifying key (Output.kid)
 
 
 def _derive(verified: VerifiedToken | None, identity: dict[str, Any], community: Community) -> Derived:
@@ -219,7 +224,8 @@ def _derive(verified: VerifiedToken | None, identity: dict[str, Any], community:
             "mapping_skipped": mapped.skipped,
         }
     )[1:-1]
-    return Derived(community, verified is not None, verification, identity, mapped, fragment)
+    kid = verified.kid if verified is not None else None
+    return Derived(community, verified is not None, verification, identity, mapped, fragment, kid)
 
 
 def _enriched_from_cache(
@@ -267,7 +273,7 @@ def _enriched(
         f'"community_id":{_encode_str(event.community_id)},"received_at":"{received}",'
         f'"processed_at":"{processed}",{derived.fragment},"source":{where}}}'
     )
-    return Output(Outcome.ENRICHED, record, rendered=text.encode("ascii"))
+    return Output(Outcome.ENRICHED, record, rendered=text.encode("ascii"), kid=derived.kid)
 
 
 # ---------------------------------------------------------------- rejections and dead letters
@@ -323,9 +329,10 @@ def _rejected(
     action: Action,
     source: Source | None,
     now: float,
+    kid: str | None = None,
 ) -> Output:
     return _rejection(
-        value, event.event_id, event.community_id, received_at, reason, detail, action, source, now
+        value, event.event_id, event.community_id, received_at, reason, detail, action, source, now, kid
     )
 
 
@@ -339,6 +346,7 @@ def _rejection(
     action: Action,
     source: Source | None,
     now: float,
+    kid: str | None = None,
 ) -> Output:
     raw, encoding = raw_text(value)
     record = {
@@ -354,7 +362,7 @@ def _rejection(
         "raw_encoding": encoding,
         "source": source.as_dict() if source else None,
     }
-    return Output(Outcome.REJECTED, record, reason)
+    return Output(Outcome.REJECTED, record, reason, kid=kid)
 
 
 _TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")

@@ -25,6 +25,7 @@ from worker.core.contracts import (
     MAX_IDENTITY_FIELD_CHARS,
     MAX_UUID_CHARS,
     Reason,
+    format_time,
 )
 from worker.core.keys import JwtKey, is_valid_kid
 
@@ -41,6 +42,7 @@ class Rejected:
 
     reason: Reason
     detail: str
+    kid: str | None = None  # the key whose signature check failed (V7), for usage counts (L1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +182,12 @@ def find_key(community: Community, kid: object, alg: str) -> JwtKey | Rejected:
     assert isinstance(kid, str)
     key = community.keys.get(kid)
     if key is None:
+        gone = community.tombstones.get(kid)
+        if gone is not None:  # L3: say what happened to it, not only that it is missing
+            return Rejected(
+                Reason.UNKNOWN_KID,
+                f"key {kid!r} was removed on {format_time(gone.removed_at)} from community {community.id}",
+            )
         return Rejected(Reason.UNKNOWN_KID, f"community {community.id} has no key {kid!r}")
     if key.alg != alg:
         return Rejected(
@@ -194,7 +202,9 @@ def find_key(community: Community, kid: object, alg: str) -> JwtKey | Rejected:
 def check_signature(key: JwtKey, token: CompactToken) -> Rejected | None:
     if key.verifies(token.signing_input, token.signature):
         return None
-    return Rejected(Reason.INVALID_SIGNATURE, f"signature does not verify with key {key.kid!r} ({key.alg})")
+    return Rejected(
+        Reason.INVALID_SIGNATURE, f"signature does not verify with key {key.kid!r} ({key.alg})", key.kid
+    )
 
 
 # ---------------------------------------------------------------- V8 exp
@@ -225,6 +235,13 @@ def check_times(
         return Rejected(
             Reason.EXPIRY_TOO_SOON,
             f"exp is {seconds(exp - received_at)} s after received_at; at least {required} s required "
+            f"(leeway {leeway} s)",
+        )
+    cap = community.max_validity_seconds
+    if cap is not None and exp - leeway > received_at + cap:
+        return Rejected(
+            Reason.EXPIRY_TOO_FAR,
+            f"exp is {seconds(exp - received_at)} s after received_at; at most {cap} s allowed "
             f"(leeway {leeway} s)",
         )
     if nbf is not None:
