@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from worker.cli import admin, offline, service
+from worker.cli import admin, offline, report, service
 from worker.cli.common import CliError
 
 PROG = "identity-worker"
@@ -22,7 +22,7 @@ def cli() -> None:
 
     \b
     Offline:   process, token sign, token verify
-    Store:     db migrate, community, keys, fields, mappings, config apply/export
+    Store:     db migrate, community, keys, fields, mappings, config apply/export, report
     Service:   topics create, run
     Run `identity-worker COMMAND --help` for each command's options and examples.
     """
@@ -30,6 +30,7 @@ def cli() -> None:
 
 offline.register(cli)
 admin.register(cli)
+report.register(cli)
 service.register(cli)
 
 
