@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from worker.cli.common import fail
 from worker.core.config import Community, ConfigError, load_config_file
 from worker.core.contracts import rfc3339_seconds
+from worker.core.diagnostics import diagnose
 from worker.core.keys import RSA_MIN_BITS, InvalidKey, check_hmac_secret, check_kid, sign_token
 from worker.core.pipeline import DEFAULT_LIMITS, Limits, dead_letter, process_event
 from worker.core.tokencache import TokenCache
@@ -226,17 +227,20 @@ def verify(
     if found is None:
         fail(f"--community: {community!r} is not in the configuration")
     clock = now if now is not None else time.time()
+    received = received_at if received_at is not None else clock
     steps, verdict = explain_token(
-        token_text.strip(),
-        found,
-        received_at=received_at if received_at is not None else clock,
-        now=clock,
-        max_token_bytes=max_token_bytes,
+        token_text.strip(), found, received_at=received, now=clock, max_token_bytes=max_token_bytes
     )
     width = max(len(f"{s.rule} {s.title}") for s in steps) + 2
     for step in steps:
         mark = {True: "pass", False: "FAIL", None: "-   "}[step.passed]
         click.echo(f"{mark}  {f'{step.rule} {step.title}':<{width}} {step.detail}")
+    # L4: the usual integration mistakes behind the verdict; never part of the verdict itself.
+    hints = diagnose(
+        token_text, found, verdict, received_at=received, now=clock, max_token_bytes=max_token_bytes
+    )
+    for hint in hints:
+        click.echo(f"hint  {hint.message}")
     if verdict is None:
         click.echo("accepted")
         return
