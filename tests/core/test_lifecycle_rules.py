@@ -183,6 +183,7 @@ def test_outputs_name_the_key_whose_signature_check_ran() -> None:
     assert kid_of(make_token(key=b"x" * 24)) == (HS_KID, Reason.INVALID_SIGNATURE)
     assert kid_of(make_token(good_claims(exp=T0 - 100))) == (HS_KID, Reason.TOKEN_EXPIRED)
     assert kid_of(make_token(good_claims(exp=T0 + 99999))) == (HS_KID, Reason.EXPIRY_TOO_FAR)
+    assert kid_of(make_token(good_claims(exp="soon"))) == (HS_KID, Reason.INVALID_EXP)  # after V7
     assert kid_of(make_token(kid="nope")) == (None, Reason.UNKNOWN_KID)  # no key: nothing to count
     unsigned = process_event(event(identity={"uuid": "v"}, community_id="acme"), lookup=lookup, now=NOW)
     assert unsigned.kid is None

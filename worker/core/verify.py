@@ -364,8 +364,8 @@ def verify_token_signature(
     if bad_signature is not None:
         return bad_signature
     exp = read_exp(compact.payload)
-    if isinstance(exp, Rejected):
-        return exp
+    if isinstance(exp, Rejected):  # after a good signature: the key was used (L1)
+        return Rejected(exp.reason, exp.detail, key.kid)
     payload = compact.payload
     return VerifiedToken(
         alg, key.kid, exp, payload.get("nbf"), payload.get("iat"), read_signed_identity(payload)
