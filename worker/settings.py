@@ -115,6 +115,9 @@ class Settings(KafkaSettings):
     startup_timeout_seconds: float = Field(60.0, gt=0, le=3600)
     # L1, L5: key usage and integration health counts are written to the store every this many
     # seconds, one statement per flush; at most this many buckets wait during a store outage.
+    # Off: no counts (a store the worker may only read; A/B measurements). `keys list` then
+    # shows no use and `keys remove` never refuses on this worker's account.
+    usage_counting: bool = True
     usage_flush_seconds: float = Field(5.0, gt=0, le=3600)
     usage_max_pending: int = Field(100_000, ge=100, le=10_000_000)
     # Communities whose events also get a community-labelled metric (comma-separated ids). Only

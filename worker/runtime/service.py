@@ -100,7 +100,7 @@ def token_cache_invalidator(token_cache: TokenCache) -> Callable[[str], None]:
 def usage_recorder(settings: Settings, source: ConfigSource, metrics: Metrics) -> UsageRecorder | None:
     """L1, L5: counts for the store the configuration comes from; none with --config (no store)."""
     dsn = settings.dsn()
-    if source.cache is None or dsn is None:
+    if source.cache is None or dsn is None or not settings.usage_counting:
         return None
     lookup = source.lookup
 
@@ -136,6 +136,9 @@ def usage_recorder(settings: Settings, source: ConfigSource, metrics: Metrics) -
         "usage_flush_failures",
         "Usage count flushes the store did not take; retried (L1)",
         lambda: usage.flush_failures,
+    )
+    metrics.live_counter(
+        "usage_rows_written", "Usage count rows added to the store (L1)", lambda: usage.rows_written
     )
     metrics.live_gauge(
         "usage_pending_buckets", "Usage count buckets waiting to be written (L1)", lambda: usage.pending

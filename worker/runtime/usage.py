@@ -260,6 +260,14 @@ class UsageRecorder:
         await prune(conn, timeout=self.query_timeout)
 
     async def close(self) -> None:
+        self._log.info(
+            "usage counts: totals",
+            flushes=self.flushes,
+            flush_failures=self.flush_failures,
+            rows_written=self.rows_written,
+            pending=self.pending,
+            dropped_events=self.dropped,
+        )
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
