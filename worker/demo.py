@@ -125,11 +125,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_cli(*args: str, env: dict[str, str]) -> None:
+def cli_output(*args: str, env: dict[str, str]) -> str:
     result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"demo: `identity-worker {' '.join(args)}` failed: {result.stderr.strip()}")
-    for line in result.stdout.strip().splitlines():
+    return result.stdout
+
+
+def run_cli(*args: str, env: dict[str, str]) -> None:
+    for line in cli_output(*args, env=env).strip().splitlines():
         say(f"  {line}")
 
 
@@ -244,6 +248,13 @@ def main() -> int:
         say(f"expected {len(events)} results, got {len(results)}; worker log tail:")
         print(stderr.decode(errors="replace")[-3000:], file=sys.stderr)
         return 1
+    # L2: the worker wrote its usage counts as it went and once more on exit (issue 15).
+    for title, args in (
+        ("keys of acme, with their use (L2)", ("keys", "list", "acme")),
+        ("integration health of acme over the last hour (L5)", ("report", "--community", "acme")),
+    ):
+        print(f"$ identity-worker {' '.join(args)}    # {title}")
+        print(cli_output(*args, env=env))
     say(f"all {len(events)} events answered; worker exited with {worker.returncode}")
     return 0 if worker.returncode == 0 else 1
 
