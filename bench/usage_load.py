@@ -78,6 +78,7 @@ async def main(args: argparse.Namespace) -> None:
         "no-counting": {"DATABASE_URL": url, "IDENTITY_WORKER_USAGE_COUNTING": "false"},
     }
     results: dict[str, list[float]] = {mode: [] for mode in modes}
+    cpu: dict[str, list[float]] = {mode: [] for mode in modes}
     for round_ in range(args.rounds):
         order = list(modes) if round_ % 2 == 0 else list(reversed(modes))
         for mode in order:
@@ -97,7 +98,12 @@ async def main(args: argparse.Namespace) -> None:
             await asyncio.sleep(1.0)  # statistics are reported by the backends asynchronously
             writes = await table_writes(url) - writes_before
             results[mode].append(result.throughput)
-            line = f"round {round_} {mode}: {result.throughput:,.0f} ev/s over {result.seconds:.1f} s"
+            cpu[mode].append(result.cpu_per_event)
+            line = (
+                f"round {round_} {mode}: {result.throughput:,.0f} ev/s over {result.seconds:.1f} s, "
+                f"{result.cpu_per_event * 1e6:.1f} µs CPU/event, "
+                f"machine {result.machine_utilisation:.2f} cores busy"
+            )
             if mode == "counting":
                 totals = exit_line(kafka_bench.HERE / "results" / f"usage-{mode}-worker.stderr.log")
                 line += (
@@ -108,6 +114,11 @@ async def main(args: argparse.Namespace) -> None:
     on, off = statistics.median(results["counting"]), statistics.median(results["no-counting"])
     print(
         f"median: counting {on:,.0f} ev/s, no counting {off:,.0f} ev/s, ratio {on / off:.3f} ({spec.label()})"
+    )
+    on_cpu, off_cpu = statistics.median(cpu["counting"]), statistics.median(cpu["no-counting"])
+    print(
+        f"median CPU/event: counting {on_cpu * 1e6:.1f} µs, no counting {off_cpu * 1e6:.1f} µs, "
+        f"ratio {on_cpu / off_cpu:.3f}"
     )
 
 
