@@ -131,3 +131,14 @@ def test_counting_can_be_switched_off_and_needs_a_store() -> None:
 def test_the_allow_list_must_name_community_ids() -> None:
     with pytest.raises(SettingsError, match="metrics_communities"):
         load_settings(metrics_communities="acme,not an id")
+
+
+def test_a_counting_bug_never_raises_into_the_commit() -> None:
+    usage = recorder()
+    broken = Output(
+        Outcome.REJECTED, {"community_id": "acme"}, Reason.INVALID_SIGNATURE, kid="k1"
+    )  # no detail
+    usage.count([out("acme", kid="k1"), broken], NOW)
+    assert usage.errors == 1 and usage.dropped == 2
+    usage.count([out("acme", kid="k1")], NOW)  # the next batch counts again
+    assert usage.keys[("acme", "k1", NOW - 125)].verified == 1

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -89,6 +89,7 @@ class UsageRecorder:
         self.flush_failures = 0
         self.rows_written = 0
         self.statements = 0
+        self.errors = 0  # counting bugs (each loses one batch's counts, added to `dropped`)
         self._dropped_logged = 0
         self._conn: asyncpg.Connection | None = None
         self._next_prune = 0.0
@@ -101,8 +102,18 @@ class UsageRecorder:
 
     # ------------------------------------------------------------------ counting (per batch)
 
-    def count(self, outputs: Iterable[Output], now: float) -> None:
-        """Count one committed batch's outputs at `now` (epoch seconds). No I/O."""
+    def count(self, outputs: Sequence[Output], now: float) -> None:
+        """Count one committed batch's outputs at `now` (epoch seconds). No I/O, never raises:
+        it runs after the batch committed, and a counting bug must not touch event processing."""
+        try:
+            self._count(outputs, now)
+        except Exception as exc:  # a bug: say so (not per batch), lose this batch's counts only
+            self.dropped += len(outputs)
+            self.errors += 1
+            if self.errors == 1 or self.errors % 1000 == 0:
+                self._log.error("usage counting failed", error_type=type(exc).__name__, errors=self.errors)
+
+    def _count(self, outputs: Sequence[Output], now: float) -> None:
         per_batch: dict[tuple[str | None, Outcome, Reason | None, str | None], int] = {}
         details: dict[tuple[str | None, Reason], str] = {}
         for output in outputs:
@@ -166,7 +177,10 @@ class UsageRecorder:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.flush_seconds)
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception as exc:  # a bug: the task lives on, the next flush tries again
+                self._log.error("usage flush failed", error_type=type(exc).__name__)
 
     async def flush(self) -> bool:
         """Write what is pending in one statement; True when written (or nothing to write).
