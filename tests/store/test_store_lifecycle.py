@@ -17,7 +17,7 @@ from worker.core.pipeline import Output
 from worker.runtime.usage import UsageRecorder
 from worker.store.lifecycle import read_tombstones
 from worker.store.repository import load_all_communities
-from worker.store.usage import health_report, key_usage
+from worker.store.usage import health_report, key_usage, prune
 
 pytestmark = pytest.mark.integration
 
@@ -327,3 +327,23 @@ def test_report_gives_exact_counts_and_the_last_detail(acme: Cli, store_url: str
 def test_report_refuses_a_bad_window(acme: Cli, since: str) -> None:
     refused = acme("report", "--since", since)
     assert refused.code == 2 and "--since must be" in refused.err
+
+
+def test_old_buckets_are_pruned_and_totals_kept(acme: Cli, store_url: str) -> None:
+    now = time.time()
+    count_and_flush(store_url, [verdict("k1")], now - 40 * 86400)  # past the 32 days of hour buckets
+    count_and_flush(store_url, [verdict("k1", Reason.INVALID_SIGNATURE)], now - 10 * 86400)  # past 8 days
+    count_and_flush(store_url, [verdict("k1")], now)
+
+    async def go() -> None:
+        conn = await asyncpg.connect(store_url)
+        try:
+            await prune(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+    assert len(run_sql(store_url, "SELECT * FROM key_usage_hourly")) == 2  # 10 days ago and now
+    assert len(run_sql(store_url, "SELECT * FROM integration_health_minute")) == 1  # now
+    total = run_sql(store_url, "SELECT verified, signature_failures FROM key_usage_total")[0]
+    assert tuple(total) == (2, 1)
