@@ -113,8 +113,8 @@ async def test_uses_reach_keys_list_within_the_flush_interval_and_two_processes_
         async with Outputs(kafka_bootstrap, topics) as outputs:
             await outputs.wait_for(len(inputs), 90)
         # hs_1 verified (V7 passed, not expired): enriched-hs256, missing_exp, invalid_exp,
-        # expiry_too_soon, token_not_yet_valid, missing_uuid, invalid_claims, and the 2000.
-        took = await wait_for_uses(database_url, acme, "hs_1", 7 + 2000, FLUSH_SECONDS + 10)
+        # expiry_too_soon, expiry_too_far, token_not_yet_valid, missing_uuid, invalid_claims, the 2000.
+        took = await wait_for_uses(database_url, acme, "hs_1", 8 + 2000, FLUSH_SECONDS + 10)
         metrics = [(await asyncio.to_thread(w.http, "/metrics"))[1] for w in (parent, second)]
     finally:
         assert parent.stop() == 0, parent.tail()
@@ -136,7 +136,7 @@ async def test_uses_reach_keys_list_within_the_flush_interval_and_two_processes_
         )
     finally:
         await conn.close()
-    assert (total["verified"], total["signature_failures"]) == (2007, 1)
+    assert (total["verified"], total["signature_failures"]) == (2008, 1)
 
     # L5: the report of this traffic, exactly.
     report = cli("report", "--community", acme, "--since", "1h", env=Store(database_url, acme, shop).env())
