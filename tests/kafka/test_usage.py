@@ -126,6 +126,7 @@ async def test_uses_reach_keys_list_within_the_flush_interval_and_two_processes_
     events = [metric(text, "usage_flushes") for text in metrics]
     assert all(n >= 1 for n in events), events
     assert took <= FLUSH_SECONDS + 2, took  # from the last output to `keys list` (a CLI run ~1 s)
+    print(f"\nusage: in `keys list` {took:.2f} s after the last output (flush every {FLUSH_SECONDS:g} s)")
 
     conn = await asyncpg.connect(database_url)
     try:
