@@ -26,6 +26,8 @@ from worker.settings import Settings
 
 EXIT_OK = 0
 EXIT_UNCLEAN = 1  # stopped without committing the last batch (it will be redone, not lost)
+#: At exit, the last usage flush may take this long; what it could not write is logged as pending.
+USAGE_SHUTDOWN_SECONDS = 5.0
 
 
 class ConfigSource:
@@ -215,9 +217,9 @@ async def serve(
     finally:
         await member.close()
         if usage is not None and usage_task is not None:
-            usage_stop.set()  # one last flush of what the final batch counted
+            usage_stop.set()  # one last flush of what the final batch counted, bounded (K6)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(usage_task, usage.query_timeout + 5)
+                await asyncio.wait_for(usage_task, USAGE_SHUTDOWN_SECONDS)
             await usage.close()
         await source.close()
         if server is not None:
