@@ -7,7 +7,7 @@
                                              operators (`A > 0.01 and B > 3 * C` -> A, B, 3 * C):
                                              the quantities an alert watches, which must exist
                                              even while it does not fire
-    grouping(expr) -> frozenset[str] | None  the labels of its outermost `… by (…)` aggregation
+    grouping(expr) -> frozenset[str] | None  the labels of its outermost aggregation (`sum by (…)`)
 
 No PromQL parser ships in Debian's Prometheus 2.42 (its HTTP API has no parse_query), so the
 split is lexical: strings and bracket depth are respected, which the shipped files need.
@@ -36,7 +36,7 @@ _MODIFIER = re.compile(
     r"^\s*(?:bool\s+)?(?:(?:on|ignoring)\s*\([^)]*\)\s*)?(?:(?:group_left|group_right)\s*(?:\([^)]*\))?\s*)?"
 )
 _NUMBER = re.compile(r"^\s*[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\s*$")
-_OUTER_BY = re.compile(r"^\s*\(?\s*(?:sum|min|max|avg|count)\s+by\s*\(([^)]*)\)")
+_OUTER_AGGREGATION = re.compile(r"^\s*\(?\s*(?:sum|min|max|avg|count)\s*(?:by\s*\(([^)]*)\)\s*)?\(")
 
 
 @dataclass(frozen=True)
@@ -129,9 +129,10 @@ def operands(expr: str) -> list[str]:
 
 
 def grouping(expr: str) -> frozenset[str] | None:
-    """Labels of the outermost `sum|min|max|avg|count by (…)`, less `le`; None without one."""
+    """Labels of the outermost `sum|min|max|avg|count [by (…)]`, less `le`; None without one."""
     inner = re.sub(r"^\s*histogram_quantile\s*\(\s*[0-9.]+\s*,", "", expr)
-    match = _OUTER_BY.match(inner)
+    match = _OUTER_AGGREGATION.match(inner)
     if match is None:
         return None
-    return frozenset(label.strip() for label in match.group(1).split(",") if label.strip()) - {"le"}
+    labels = match.group(1) or ""
+    return frozenset(label.strip() for label in labels.split(",") if label.strip()) - {"le"}

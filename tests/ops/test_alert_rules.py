@@ -101,4 +101,5 @@ def test_operands_are_the_sides_of_top_level_comparisons_and_set_operators() -> 
     assert operands("rate(x[5m])") == ["rate(x[5m])"]
     assert grouping("histogram_quantile(0.99, sum by (le) (rate(x[1m])))") == frozenset()
     assert grouping("(sum by (job, reason) (a) / b)") == {"job", "reason"}
+    assert grouping("sum(rate(a[1m])) / (sum(rate(b[1m])) + 1)") == frozenset()
     assert grouping("3 * sum by (job) (a)") is None
