@@ -10,6 +10,7 @@ label fails here, not in an operator's night.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -21,6 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -165,6 +167,32 @@ def checked_expressions() -> list[Expression]:
     return found + dashboard_expressions()
 
 
+async def outcome_totals(prometheus: Prometheus, expected: dict[str, float]) -> dict[str, float]:
+    """`identity_worker_events_total` by outcome, once it equals `expected` or after 10 s."""
+    totals = f'sum by (outcome) (identity_worker_events_total{{job="{JOB}"}})'
+    seen: dict[str, float] = {}
+    for _ in range(20):  # the last batch's counts reach the next scrape within 1 s
+        result = prometheus.query(totals)["result"]
+        seen = {item["metric"]["outcome"]: float(item["value"][1]) for item in result}
+        if seen == expected:
+            break
+        await asyncio.sleep(0.5)
+    return seen
+
+
+async def shape_problems(prometheus: Prometheus, expressions: list[Expression]) -> dict[str, str | None]:
+    """Each expression's `shape_problem`, queried again every second until none or DEADLINE."""
+    problems: dict[str, str | None] = {expr.text: "not queried yet" for expr in expressions}
+    deadline = time.monotonic() + DEADLINE
+    while any(problems.values()) and time.monotonic() < deadline:
+        for text, problem in problems.items():
+            if problem is not None:
+                problems[text] = shape_problem(text, prometheus.query(text))
+        if any(problems.values()):
+            await asyncio.sleep(1)
+    return problems
+
+
 @pytest.fixture
 def store(database_url: str, tmp_path: Path) -> Store:
     suffix = uuid.uuid4().hex[:8]
@@ -201,22 +229,23 @@ async def test_every_alert_and_dashboard_expression_returns_data_from_a_real_scr
             now = time.time()
             cases = every_reason(store.acme, store.shop, now)  # every outcome but dead_letter, every reason
             values = [case.value for case in cases] + stream_values(store.acme, 2000, now, unique_tokens=50)
-            inputs = await produce(kafka_bootstrap, topics.raw, [(b"k", value, None) for value in values])
+            items = [(f"visitor-{i % 10}".encode(), value, None) for i, value in enumerate(values)]
+            inputs = await produce(kafka_bootstrap, topics.raw, items)
             async with Outputs(kafka_bootstrap, topics) as outputs:
                 await outputs.wait_for(len(inputs), 60)
+            committed = Counter(data["outcome"] for _, _, data in outputs.records)
+
+            # What Prometheus scraped is what the worker committed, outcome by outcome (K1).
+            expected = {"enriched": 0.0, "rejected": 0.0, "dead_letter": 0.0}
+            expected.update({outcome: float(n) for outcome, n in committed.items()})
+            assert await outcome_totals(prometheus, expected) == expected
 
             expressions = checked_expressions()
-            problems: dict[str, str | None] = {expr.text: "not queried yet" for expr in expressions}
-            deadline = time.monotonic() + DEADLINE
-            while time.monotonic() < deadline and any(problems.values()):
-                for text, problem in problems.items():
-                    if problem is not None:
-                        problems[text] = shape_problem(text, prometheus.query(text))
-                if any(problems.values()):
-                    time.sleep(1)
-            failed = [f"{e.where}: {e.text}\n  -> {problems[e.text]}" for e in expressions]
-            failed = [line for line, e in zip(failed, expressions, strict=True) if problems[e.text]]
-            assert not failed, "\n".join(failed)
+            problems = await shape_problems(prometheus, expressions)
+            failed = "\n".join(
+                f"{e.where}: {e.text}\n  -> {problems[e.text]}" for e in expressions if problems[e.text]
+            )
+            assert not failed, failed
 
             # Whole alert expressions evaluate (no many-to-many matching, no type error), and
             # Prometheus's own rule evaluation found every rule healthy.
