@@ -185,3 +185,12 @@ def test_the_grace_period_covers_k6s_bound_and_the_probes_fit_the_worker(tmp_pat
     resources = container["resources"]
     assert {"cpu", "memory"} <= set(resources["requests"])
     assert "memory" in resources["limits"] and "cpu" not in resources["limits"]
+
+
+def test_the_operations_guide_states_the_scaledobjects_figures(tmp_path: Path) -> None:
+    """docs/operations.md explains the threshold and bounds: it must quote the ones shipped."""
+    scaled = by_kind(render(tmp_path, KEDA))["ScaledObject"]["spec"]
+    guide = (ROOT / "docs/operations.md").read_text()
+    assert f'`lagThreshold: "{scaled["triggers"][0]["metadata"]["lagThreshold"]}"`' in guide
+    assert f"`minReplicaCount: {scaled['minReplicaCount']}`" in guide
+    assert f"`maxReplicaCount: {scaled['maxReplicaCount']}`" in guide
