@@ -31,7 +31,6 @@ from _support import (
 from worker.core.config import Community, Tombstone
 from worker.core.diagnostics import diagnose
 from worker.core.pipeline import process_event
-from worker.core.verify import explain_token
 
 
 def _acme() -> Community:
@@ -41,11 +40,11 @@ def _acme() -> Community:
 
 
 def _codes(token: str, community: Community | None = None) -> tuple[str | None, list[str], list[str]]:
-    """(verdict reason, diagnostic codes, messages) as `token verify` computes them."""
+    """(verdict reason, diagnostic codes, messages): the pipeline's verdict, then `diagnose`."""
     community = community or _acme()
-    _, verdict = explain_token(token, community, received_at=NOW, now=NOW, max_token_bytes=8192)
-    found = diagnose(token, community, verdict, received_at=NOW, now=NOW, max_token_bytes=8192)
-    reason = verdict.reason.value if verdict is not None else None
+    output = process_event(event(token), lookup={"acme": community}, now=NOW)
+    found = diagnose(token, community, output.reason, received_at=NOW, now=NOW, max_token_bytes=8192)
+    reason = output.reason.value if output.reason is not None else None
     return reason, [d.code for d in found], [d.message for d in found]
 
 

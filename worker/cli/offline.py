@@ -236,8 +236,9 @@ def verify(
         mark = {True: "pass", False: "FAIL", None: "-   "}[step.passed]
         click.echo(f"{mark}  {f'{step.rule} {step.title}':<{width}} {step.detail}")
     # L4: the usual integration mistakes behind the verdict; never part of the verdict itself.
+    reason = verdict.reason if verdict is not None else None
     hints = diagnose(
-        token_text, found, verdict, received_at=received, now=clock, max_token_bytes=max_token_bytes
+        token_text, found, reason, received_at=received, now=clock, max_token_bytes=max_token_bytes
     )
     for hint in hints:
         click.echo(f"hint  {hint.message}")

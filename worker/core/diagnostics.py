@@ -1,7 +1,7 @@
 """Integrator diagnostics (DESIGN §11, L4): after the verdict, the usual mistakes behind it. Pure.
 
-`token verify` and the admin API's token check call `diagnose` with the verdict they already
-have (`verify.explain_token`'s); it never changes a verdict and never runs in `run` or
+`token verify` and the admin API's token check call `diagnose` with the reason of the verdict
+they already have (None: accepted); it never changes a verdict and never runs in `run` or
 `process`: Kafka outputs carry only the reason and the detail. Each finding says what the
 website most likely did and what to do instead; none repeats a secret or the token.
 
@@ -43,16 +43,15 @@ class Diagnostic:
 def diagnose(
     token: str,
     community: Community,
-    verdict: Rejected | None,
+    reason: Reason | None,
     *,
     received_at: float,
     now: float,
     max_token_bytes: int,
 ) -> list[Diagnostic]:
-    """The likely mistakes behind `verdict` (None: accepted) for `token` in `community`."""
-    token = token.strip()
+    """The likely mistakes behind a verdict of `reason` (None: accepted) for `token` presented
+    to `community`; `received_at` and `now` are epoch seconds, as for the verdict."""
     found: list[Diagnostic] = []
-    reason = verdict.reason if verdict is not None else None
     compact = parse_compact(token, max_token_bytes)
     if isinstance(compact, Rejected):
         if reason is Reason.MALFORMED_TOKEN:
