@@ -36,6 +36,7 @@ from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     IllegalSaslStateError,
+    KafkaConnectionError,
     SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
@@ -104,11 +105,11 @@ def security_options(settings: KafkaSecurity) -> dict[str, Any]:
 
 def ssl_context(settings: KafkaSecurity) -> ssl.SSLContext:
     """Chain always verified (TLS 1.2+); host name checked unless identification is `none`."""
-    where = "kafka_ssl_ca_location"
+    where = "KAFKA_SSL_CA_LOCATION"
     try:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.kafka_ssl_ca_location)
         if settings.kafka_ssl_certificate_location is not None:
-            where = "kafka_ssl_certificate_location / kafka_ssl_key_location"
+            where = "KAFKA_SSL_CERTIFICATE_LOCATION / KAFKA_SSL_KEY_LOCATION"
             password = _secret(settings, "kafka_ssl_key_password")
             context.load_cert_chain(
                 settings.kafka_ssl_certificate_location,
@@ -136,7 +137,7 @@ def _secret(settings: KafkaSecurity, name: str) -> str | None:
     path: Path | None = getattr(settings, f"{name}_file")
     if path is None:
         return None
-    return read_secret_file(path, f"{name}_file")
+    return read_secret_file(path, f"{name}_file".upper())
 
 
 def read_secret_file(path: Path, setting: str) -> str:
@@ -164,11 +165,11 @@ class FileTokenProvider(AbstractTokenProvider):  # type: ignore[misc]  # aiokafk
             stat = os.stat(self.path)
         except OSError as exc:
             raise KafkaMisconfiguration(
-                f"kafka_sasl_oauthbearer_token_file {self.path} cannot be read ({type(exc).__name__})"
+                f"KAFKA_SASL_OAUTHBEARER_TOKEN_FILE {self.path} cannot be read ({type(exc).__name__})"
             ) from None
         stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         if stamp != self._stamp:
-            self._token = read_secret_file(self.path, "kafka_sasl_oauthbearer_token_file")
+            self._token = read_secret_file(self.path, "KAFKA_SASL_OAUTHBEARER_TOKEN_FILE")
             self._stamp = stamp
         return self._token
 
@@ -181,22 +182,26 @@ def misconfiguration(exc: BaseException, settings: KafkaSecurity | None = None) 
     None when it is not a misconfiguration (retry it, K8). By type and TLS codes only (K10)."""
     if isinstance(exc, KafkaMisconfiguration):
         return str(exc)
+    if isinstance(exc, KafkaConnectionError) and exc.__cause__ is not None:
+        # A TLS 1.3 broker refuses a client certificate after the handshake: aiokafka reports the
+        # closed connection, caused by the TLS alert.
+        return misconfiguration(exc.__cause__, settings)
     if isinstance(exc, ssl.SSLCertVerificationError):
         if exc.verify_code in _NAME_MISMATCH:
             return (
                 f"hostname verification failed: the broker's certificate does not name this host "
                 f"({exc.verify_message}); connect by a name the certificate holds"
             )
-        return f"the broker's certificate is not trusted ({exc.verify_message}); check kafka_ssl_ca_location"
+        return f"the broker's certificate is not trusted ({exc.verify_message}); check KAFKA_SSL_CA_LOCATION"
     if isinstance(exc, ssl.SSLError):
         reason = exc.reason or ""
         if reason in _CLIENT_CERTIFICATE_REFUSED:
             return (
                 f"the broker refused the client certificate ({reason}); check "
-                "kafka_ssl_certificate_location and that the broker trusts its CA"
+                "KAFKA_SSL_CERTIFICATE_LOCATION and that the broker trusts its CA"
             )
         if reason in _NOT_TLS:
-            return f"the listener does not speak TLS ({reason}); check kafka_security_protocol"
+            return f"the listener does not speak TLS ({reason}); check KAFKA_SECURITY_PROTOCOL"
         return None
     mechanism = settings.kafka_sasl_mechanism if settings is not None else None
     if isinstance(exc, _SASL_REFUSED):

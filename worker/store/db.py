@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -38,6 +39,11 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """PostgreSQL cannot be reached or the connection was lost (K8: retry, never a verdict)."""
+
+
+class StoreMisconfigured(StoreError):
+    """Fatal (K10): the URL's credentials or TLS settings cannot work (a refused login, an
+    untrusted server certificate, a host name the certificate does not hold). Not retried."""
 
 
 class SchemaMissing(StoreError):
@@ -136,10 +142,23 @@ def translate(exc: BaseException, url: str | None = None) -> StoreError:
         )
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return StoreUnavailable(f"database {redact(url) if url else ''} does not exist".replace("  ", " "))
+    server = redact(url) if url else "the given URL"
     if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError):
-        return StoreUnavailable(f"PostgreSQL at {redact(url) if url else 'the given URL'} refused the login")
+        return StoreMisconfigured(f"PostgreSQL at {server} refused the login ({type(exc).__name__})")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return StoreMisconfigured(f"PostgreSQL at {server}: {tls_check(exc)}")
     where = f" at {redact(url)}" if url else ""
     return StoreUnavailable(f"cannot reach PostgreSQL{where}: {describe(exc)}")
+
+
+def tls_check(exc: ssl.SSLCertVerificationError) -> str:
+    """Which TLS verification failed (by OpenSSL's code: 62/64 are name mismatches), one phrase."""
+    if exc.verify_code in (62, 64):
+        return (
+            f"hostname verification failed: the server's certificate does not name this host "
+            f"({exc.verify_message}; sslmode=verify-full)"
+        )
+    return f"the server's certificate is not trusted ({exc.verify_message}); check sslrootcert"
 
 
 #: What "the store cannot be reached right now" looks like (retried, never a verdict: K8).
@@ -163,6 +182,8 @@ async def connect(url: str, *, timeout: float = DEFAULT_CONNECT_TIMEOUT, **kwarg
     """Open one connection; every failure becomes a StoreError with a safe message."""
     try:
         return await asyncpg.connect(url, timeout=timeout, **kwargs)
+    except ssl.SSLCertVerificationError as exc:  # a ValueError too: not "an invalid URL"
+        raise translate(exc, url) from None
     except (ValueError, asyncpg.ClientConfigurationError):
         raise InputError(
             "the database URL is not a valid PostgreSQL URL (postgresql://USER@HOST:PORT/DATABASE)"
