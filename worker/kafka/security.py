@@ -42,6 +42,7 @@ from aiokafka.errors import (
     TransactionalIdAuthorizationFailed,
     UnsupportedSaslMechanismError,
 )
+from aiokafka.protocol.metadata import MetadataRequest
 
 from worker.settings import KafkaSecurity, KafkaSettings, SaslMechanism
 
@@ -244,6 +245,27 @@ async def check_bootstrap(settings: KafkaSettings, timeout: float | None = None)
             if check is not None:
                 raise KafkaMisconfiguration(f"Kafka bootstrap {host}:{port} ({protocol}): {check}") from None
             continue
-        with contextlib.suppress(Exception):
-            conn.close()
+        try:
+            if settings.kafka_sasl_mechanism is SaslMechanism.OAUTHBEARER and not await _answers(conn, limit):
+                raise KafkaMisconfiguration(
+                    f"Kafka bootstrap {host}:{port} ({protocol}): "
+                    f"{misconfiguration(SaslAuthenticationFailed(), settings)}"
+                )
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
         return
+
+
+async def _answers(conn: Any, timeout: float) -> bool:
+    """Whether an authenticated connection answers a Metadata request with its brokers.
+
+    aiokafka 0.14 ignores the broker's OAUTHBEARER error response (KIP-255: a JSON status the
+    client must acknowledge) and reports success; the broker, still in SASL authentication,
+    then refuses the next request ("Unexpected Kafka request … during SASL authentication")
+    with an empty answer or a closed connection."""
+    try:
+        response = await asyncio.wait_for(conn.send(MetadataRequest([])), timeout)
+    except Exception:
+        return False
+    return bool(response.brokers)
