@@ -104,6 +104,16 @@ def security_options(settings: KafkaSecurity) -> dict[str, Any]:
     return options
 
 
+def client_options(bootstrap_servers: str | None = None) -> dict[str, Any]:
+    """`bootstrap_servers` (default: the environment's) and the security options the environment
+    gives the worker: for the tools beside it (demo, bench), which make their own clients.
+    Raises SettingsError or KafkaMisconfiguration."""
+    from worker.settings import load_topic_names
+
+    settings = load_topic_names(bootstrap_servers=bootstrap_servers)
+    return {"bootstrap_servers": settings.bootstrap_servers, **security_options(settings)}
+
+
 def ssl_context(settings: KafkaSecurity) -> ssl.SSLContext:
     """Chain always verified (TLS 1.2+); host name checked unless identification is `none`."""
     where = "KAFKA_SSL_CA_LOCATION"
