@@ -16,6 +16,11 @@
 
 TLS_DIR=$STACK_DIR/tls
 TLS_DAYS=30
+# The names the server certificates hold. `localhost` only for the stack (a client connecting to
+# 127.0.0.1 must see a mismatch); docker-compose.secure.yml needs kafka,postgres,localhost.
+TLS_NAMES=${STACK_TLS_NAMES:-localhost}
+# 600 for the stack; `stack certs` for containers makes them readable by the containers' users.
+TLS_FILE_MODE=600
 SCRAM_USER=identity-worker
 
 # ----------------------------------------------------------------------------- files
@@ -39,9 +44,11 @@ tls_generate() {
             -subj "/CN=identity-worker local stack CA" -keyout ca.key -out ca.pem \
             -addext "basicConstraints=critical,CA:TRUE" \
             -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-        tls_issue broker localhost "subjectAltName=DNS:localhost
+        local san
+        san=$(printf 'DNS:%s,' ${TLS_NAMES//,/ })
+        tls_issue broker "${TLS_NAMES%%,*}" "subjectAltName=${san%,}
 extendedKeyUsage=serverAuth,clientAuth"
-        tls_issue pg-server localhost "subjectAltName=DNS:localhost
+        tls_issue pg-server "${TLS_NAMES%%,*}" "subjectAltName=${san%,}
 extendedKeyUsage=serverAuth"
         tls_issue kafka-client identity-worker "extendedKeyUsage=clientAuth"
         tls_issue pg-client "$PG_ROLE" "extendedKeyUsage=clientAuth"
@@ -52,12 +59,18 @@ extendedKeyUsage=serverAuth"
         # The broker's keystore and truststore, PKCS12.
         openssl pkcs12 -export -in broker.pem -inkey broker.key -certfile ca.pem -name broker \
             -out broker.p12 -passout file:store.password
+        # The same for brokers configured with PEM stores (ssl.keystore.type=PEM, no password).
+        cat broker.key broker.pem ca.pem >broker-keystore.pem
         keytool -importcert -noprompt -storetype PKCS12 -alias stack-ca -file ca.pem \
             -keystore truststore.p12 -storepass "$(cat store.password)" >/dev/null 2>&1
+        # For the apache/kafka image (docker-compose.secure.yml): its JAAS file and store passwords.
+        printf 'KafkaServer {\n  org.apache.kafka.common.security.scram.ScramLoginModule required;\n};\n' \
+            >kafka_server_jaas.conf
         rm -f ./*.csr ./*.srl
-        chmod 600 ./*
+        chmod "$TLS_FILE_MODE" ./*
     ) || die "could not make the certificates in $TLS_DIR (openssl/keytool failed)"
     touch "$TLS_DIR/.complete"
+    printf '%s\n' "$TLS_NAMES" >"$TLS_DIR/names"
 }
 
 random_secret() { head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 24; echo; }
