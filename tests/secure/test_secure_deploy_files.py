@@ -19,7 +19,7 @@ import pytest
 import yaml
 from test_deploy_files import ROOT, env_names_read_by_settings, k8s_documents
 
-from worker.settings import SaslMechanism, SecurityProtocol
+from worker.security_settings import SaslMechanism, SecurityProtocol
 
 PATH_SETTINGS = re.compile(r"^KAFKA_.*(_LOCATION|_FILE)$")
 

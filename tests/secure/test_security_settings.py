@@ -13,7 +13,8 @@ from kafka.worker_harness import CLI
 
 from worker.kafka.security import KafkaMisconfiguration, security_options
 from worker.ops.logging import scrub
-from worker.settings import SecurityProtocol, SettingsError, load_topic_names, redact_dsn
+from worker.security_settings import SecurityProtocol
+from worker.settings import SettingsError, load_topic_names, redact_dsn
 
 from .certs import self_signed
 

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from worker.kafka.security import security_options
-from worker.settings import KafkaSecurity
+from worker.security_settings import KafkaSecurity
 
 
 class Bootstrap(str):

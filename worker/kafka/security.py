@@ -44,7 +44,8 @@ from aiokafka.errors import (
 )
 from aiokafka.protocol.metadata import MetadataRequest
 
-from worker.settings import KafkaSecurity, KafkaSettings, SaslMechanism
+from worker.security_settings import KafkaSecurity, SaslMechanism
+from worker.settings import KafkaSettings, load_topic_names
 
 # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH.
 _NAME_MISMATCH: Final = frozenset({62, 64})
@@ -108,8 +109,6 @@ def client_options(bootstrap_servers: str | None = None) -> dict[str, Any]:
     """`bootstrap_servers` (default: the environment's) and the security options the environment
     gives the worker: for the tools beside it (demo, bench), which make their own clients.
     Raises SettingsError or KafkaMisconfiguration."""
-    from worker.settings import load_topic_names
-
     settings = load_topic_names(bootstrap_servers=bootstrap_servers)
     return {"bootstrap_servers": settings.bootstrap_servers, **security_options(settings)}
 
