@@ -46,9 +46,8 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from worker.security_settings import KafkaSecurity, SaslMechanism
 from worker.settings import KafkaSettings, load_topic_names
+from worker.tlscheck import certificate_problem
 
-# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH.
-_NAME_MISMATCH: Final = frozenset({62, 64})
 # TLS alerts a broker sends when it refuses (or misses) the client's certificate.
 _CLIENT_CERTIFICATE_REFUSED: Final = frozenset(
     {
@@ -197,12 +196,7 @@ def misconfiguration(exc: BaseException, settings: KafkaSecurity | None = None) 
         # closed connection, caused by the TLS alert.
         return misconfiguration(exc.__cause__, settings)
     if isinstance(exc, ssl.SSLCertVerificationError):
-        if exc.verify_code in _NAME_MISMATCH:
-            return (
-                f"hostname verification failed: the broker's certificate does not name this host "
-                f"({exc.verify_message}); connect by a name the certificate holds"
-            )
-        return f"the broker's certificate is not trusted ({exc.verify_message}); check KAFKA_SSL_CA_LOCATION"
+        return certificate_problem(exc, "the broker", "KAFKA_SSL_CA_LOCATION")
     if isinstance(exc, ssl.SSLError):
         reason = exc.reason or ""
         if reason in _CLIENT_CERTIFICATE_REFUSED:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from worker.core.config import Community
+from worker.tlscheck import certificate_problem
 
 #: The channel the triggers notify with a community id, or `*` for "reload everything" (C1).
 NOTIFY_CHANNEL: Final = "identity_config"
@@ -146,19 +147,11 @@ def translate(exc: BaseException, url: str | None = None) -> StoreError:
     if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError):
         return StoreMisconfigured(f"PostgreSQL at {server} refused the login ({type(exc).__name__})")
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return StoreMisconfigured(f"PostgreSQL at {server}: {tls_check(exc)}")
+        return StoreMisconfigured(
+            f"PostgreSQL at {server}: {certificate_problem(exc, 'the server', 'sslrootcert')}"
+        )
     where = f" at {redact(url)}" if url else ""
     return StoreUnavailable(f"cannot reach PostgreSQL{where}: {describe(exc)}")
-
-
-def tls_check(exc: ssl.SSLCertVerificationError) -> str:
-    """Which TLS verification failed (by OpenSSL's code: 62/64 are name mismatches), one phrase."""
-    if exc.verify_code in (62, 64):
-        return (
-            f"hostname verification failed: the server's certificate does not name this host "
-            f"({exc.verify_message}; sslmode=verify-full)"
-        )
-    return f"the server's certificate is not trusted ({exc.verify_message}); check sslrootcert"
 
 
 #: What "the store cannot be reached right now" looks like (retried, never a verdict: K8).
