@@ -36,15 +36,11 @@ def load_yaml(path: str) -> Any:
 
 
 def k8s_documents() -> dict[str, dict[str, Any]]:
-    """Each manifest by kind; a second one of a kind (the TLS Secret) by `kind/name` only."""
     docs: dict[str, dict[str, Any]] = {}
     for path in sorted((ROOT / "deploy/k8s").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc:
-                name = doc.get("metadata", {}).get("name")
-                docs[f"{doc['kind']}/{name}"] = doc
-                if name in (None, "identity-worker") or doc["kind"] not in docs:
-                    docs[doc["kind"]] = doc
+                docs[doc["kind"]] = doc
     return docs
 
 

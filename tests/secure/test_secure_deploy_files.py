@@ -1,7 +1,7 @@
 """The secured deployment files agree with the product and with `stack certs` (issue 17).
 
-No Docker engine or cluster runs here: these tests read docker-compose.secure.yml and
-deploy/k8s/*.yaml and check that every file a setting names is mounted from where it is made
+No Docker engine or cluster runs here: these tests read docker-compose.secure.yml and render
+deploy/k8s with its tls component, and check that every file a setting names is mounted from where it is made
 (`deploy/local/stack certs` for compose, the Secret identity-worker-tls for Kubernetes), and
 that the settings are names and values the worker reads.
 """
@@ -17,10 +17,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
-from test_deploy_files import ROOT, env_names_read_by_settings, k8s_documents
+from ops.test_k8s_manifests import BASE, render, validate
+from test_deploy_files import ROOT, env_names_read_by_settings
 
 from worker.security_settings import SaslMechanism, SecurityProtocol
 
+TLS_COMPONENT = BASE / "components/tls"
 PATH_SETTINGS = re.compile(r"^KAFKA_.*(_LOCATION|_FILE)$")
 
 
@@ -39,22 +41,30 @@ def check_security_values(env: dict[str, Any]) -> None:
     assert "KAFKA_SASL_PASSWORD" not in env, "a password belongs in a file (a Secret), not in the env"
 
 
-def test_k8s_mounts_every_tls_file_the_settings_name_from_the_tls_secret() -> None:
-    docs = k8s_documents()
-    config = docs["ConfigMap"]["data"]
-    dsn = docs["Secret"]["stringData"]["DATABASE_URL"]
-    tls_secret = docs["Secret/identity-worker-tls"]
-    pod = docs["Deployment"]["spec"]["template"]["spec"]
+def test_k8s_tls_component_mounts_every_file_the_settings_name_and_renders_valid(tmp_path: Path) -> None:
+    """The base with components/tls, rendered by kustomize and validated strictly (issue 16's
+    helpers); every file a setting names is a key of the mounted Secret identity-worker-tls."""
+    docs = render(tmp_path, TLS_COMPONENT)
+    for doc in docs:
+        validate(doc)
+    named_docs = {(doc["kind"], doc["metadata"]["name"]): doc for doc in docs}
+    config = named_docs[("ConfigMap", "identity-worker")]["data"]
+    dsn = named_docs[("Secret", "identity-worker")]["stringData"]["DATABASE_URL"]
+    tls_secret = named_docs[("Secret", "identity-worker-tls")]
+    pod = named_docs[("Deployment", "identity-worker")]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     volume = next(v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "identity-worker-tls")
     mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
     assert mount["readOnly"] is True
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"], "the base's mounts stay"
     # Readable by the non-root user through its group, by nobody else.
+    assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
     assert volume["secret"]["defaultMode"] == 0o440
 
+    assert set(config) <= env_names_read_by_settings()
     check_security_values(config)
-    assert urlsplit(dsn).query and "sslmode=verify-full" in dsn
+    assert "sslmode=verify-full" in dsn
     named = files_named({**config, "DATABASE_URL": dsn})
     assert len(named) >= 4
     for path in named:
