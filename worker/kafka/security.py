@@ -44,7 +44,7 @@ from aiokafka.errors import (
 )
 from aiokafka.protocol.metadata import MetadataRequest
 
-from worker.security_settings import KafkaSecurity, SaslMechanism
+from worker.security_settings import KafkaSecurity, SaslMechanism, SecurityProtocol
 from worker.settings import KafkaSettings, load_topic_names
 from worker.tlscheck import certificate_problem
 
@@ -227,7 +227,9 @@ async def check_bootstrap(settings: KafkaSettings, timeout: float | None = None)
     """Connect to each bootstrap server once (TLS and SASL included) and raise
     KafkaMisconfiguration, naming the server and the failed check, when the security settings
     are wrong. Returns quietly once one server accepts us, or when none answers (an outage:
-    the caller retries)."""
+    the caller retries). PLAINTEXT has nothing to check: no connection is made."""
+    if settings.kafka_security_protocol is SecurityProtocol.PLAINTEXT:
+        return
     options = security_options(settings)
     protocol = settings.kafka_security_protocol.value
     limit = timeout if timeout is not None else settings.request_timeout_ms / 1000
