@@ -258,7 +258,7 @@ retirement_option = click.option(
     type=int,
     metavar="N",
     help="`keys remove` refuses a key that verified a token this recently, unless --force "
-    "(L3; 0-2592000; default 86400).",
+    "(L3; 0-2592000, 0 never refuses; default 86400).",
 )
 
 
