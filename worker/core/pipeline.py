@@ -30,13 +30,13 @@ from worker.core.contracts import (
     format_time,
     rfc3339_seconds,
 )
+from worker.core.jsontext import has_surrogate_escape, holds_invalid_text, read_object
 from worker.core.mapping import Mapped, apply_mappings
 from worker.core.tokencache import Entry, TokenCache
 from worker.core.verify import (
     Rejected,
     VerifiedToken,
     finish_verification,
-    json_object,
     read_identity,
     verify_token_signature,
 )
@@ -44,6 +44,9 @@ from worker.core.verify import (
 DEFAULT_MAX_EVENT_BYTES: Final = 64 * 1024
 DEFAULT_MAX_TOKEN_BYTES: Final = 8 * 1024
 _COMMUNITY_ID = re.compile(COMMUNITY_ID_PATTERN)
+#: The envelope's own fields (DESIGN §2.1): invalid text in them is a malformed_event (J2).
+#: `identity` is not one of them: its fields are V12's (invalid_claims); unknown fields are ignored.
+ENVELOPE_FIELDS: Final = ("event_id", "community_id", "received_at", "signed_identity", "gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +110,13 @@ def process_event(
         text = value.decode("utf-8")
     except UnicodeDecodeError as exc:
         return _malformed(value, f"value is not UTF-8 (byte {exc.start})", source, now)
-    obj = json_object(text)  # RFC 8259 only: pydantic's parser would let NaN and Infinity through
-    if obj is None:
-        return _malformed(value, "value is not a JSON object", source, now)
+    obj = read_object(text)  # J1–J4; pydantic's parser would let NaN and Infinity through
+    if type(obj) is not dict:
+        return _malformed(value, f"value is {obj}", source, now)
+    if has_surrogate_escape(text):  # J2: the envelope's own fields hold text, or nothing
+        for name in ENVELOPE_FIELDS:
+            if holds_invalid_text(obj.get(name)):
+                return _malformed(value, f"{name}: not valid Unicode (unpaired surrogate, J2)", source, now)
     try:
         event = RawEvent.model_validate(obj)
     except ValidationError as exc:
@@ -288,10 +295,10 @@ def _readable_envelope(value: bytes | None) -> tuple[str | None, str | None, flo
     if value is None:
         return None, None, None
     try:
-        obj = json_object(value.decode("utf-8"))
+        obj = read_object(value.decode("utf-8"))
     except UnicodeDecodeError:
-        obj = None
-    if obj is None:
+        return None, None, None
+    if type(obj) is not dict:
         return None, None, None
     event_id = obj.get("event_id")
     if not (isinstance(event_id, str) and 1 <= len(event_id) <= 128):

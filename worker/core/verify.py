@@ -7,11 +7,7 @@ checked with PyJWT's algorithm object for the key's one algorithm (V7).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -26,13 +22,14 @@ from worker.core.contracts import (
     MAX_UUID_CHARS,
     Reason,
 )
+from worker.core.jsontext import InvalidText, JsonFloat, number_text
+from worker.core.jsontext import integer_of as numeric_date
+from worker.core.jws import COMPACT, decode_segment, segment_object
 from worker.core.keys import JwtKey, is_valid_kid
 
 #: exp beyond this cannot be shown as a date (year 9999); such a value is not a usable NumericDate.
 MAX_NUMERIC_DATE: Final = END_UTC_SECOND - 1
 SUPPORTED_ALGORITHMS: Final = ("HS256", "RS256")
-
-_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +42,8 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class CompactToken:
-    header: dict[str, Any]
-    payload: dict[str, Any]
+    header: dict[Any, Any]  # as `jsontext.read_object` reads them (J1–J4)
+    payload: dict[Any, Any]
     signing_input: bytes
     signature: bytes
 
@@ -66,27 +63,10 @@ class VerifiedToken:
     identity: dict[str, Any] | Rejected  # the V11/V12 outcome, applied after V9/V10
 
 
-# ---------------------------------------------------------------- strict JSON
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_no_constants)
-
-
-def json_object(text: str) -> dict[str, Any] | None:
-    """Parse RFC 8259 JSON (no NaN/Infinity) and return it only if it is an object."""
-    try:
-        value = _DECODER.decode(text)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def short(value: object, limit: int = 40) -> str:
-    """A bounded repr for details: attacker-sized values must not flood a rejection."""
+    """A bounded repr for details: attacker-sized values must not flood a rejection.
+
+    `repr` escapes what is not printable, a lone surrogate included (J2): no detail carries one."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -95,57 +75,31 @@ def seconds(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
-def numeric_date(value: object) -> int | None:
-    """An integer NumericDate: not a bool, not a string, not a float with a fraction (V8)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    return None
-
-
 # ---------------------------------------------------------------- V4 structure
 
 
-def _b64(segment: str) -> bytes | None:
-    if len(segment) % 4 == 1:
-        return None
-    try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _segment_object(segment: str) -> dict[str, Any] | None:
-    raw = _b64(segment)
-    if raw is None:
-        return None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return json_object(text)
-
-
 def parse_compact(token: str, max_bytes: int) -> CompactToken | Rejected:
-    """V4: a compact JWS of three base64url segments; header and payload JSON objects."""
+    """V4: a compact JWS of three canonical base64url segments; header and payload JSON
+    objects read strictly (J1–J4). The segments are decoded by `jws`, the one place that does."""
     size = len(token.encode("utf-8", "surrogatepass")) if not token.isascii() else len(token)
     if size > max_bytes:
         return Rejected(Reason.MALFORMED_TOKEN, f"token is {size} bytes; at most {max_bytes} allowed")
-    if not _COMPACT.fullmatch(token):
+    if not COMPACT.fullmatch(token):
         return Rejected(Reason.MALFORMED_TOKEN, "token is not three base64url segments joined by dots")
     head, body, sig = token.split(".")
-    header = _segment_object(head)
+    header = segment_object(head)
     if header is None:
-        return Rejected(Reason.MALFORMED_TOKEN, "token header is not a base64url-encoded JSON object")
-    payload = _segment_object(body)
+        return Rejected(
+            Reason.MALFORMED_TOKEN, "token header is not a canonical base64url-encoded JSON object"
+        )
+    payload = segment_object(body)
     if payload is None:
-        return Rejected(Reason.MALFORMED_TOKEN, "token payload is not a base64url-encoded JSON object")
-    signature = _b64(sig)
+        return Rejected(
+            Reason.MALFORMED_TOKEN, "token payload is not a canonical base64url-encoded JSON object"
+        )
+    signature = decode_segment(sig)
     if signature is None:
-        return Rejected(Reason.MALFORMED_TOKEN, "token signature is not valid base64url")
+        return Rejected(Reason.MALFORMED_TOKEN, "token signature is not canonical base64url")
     return CompactToken(header, payload, f"{head}.{body}".encode("ascii"), signature)
 
 
@@ -252,24 +206,20 @@ def check_times(
 # ---------------------------------------------------------------- V11, V12 claims
 
 
-def _extra_text(value: object) -> str | None:
-    """Numbers and booleans are carried as their JSON text once parsed (DESIGN §2.1)."""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else None  # json.dumps writes floats by repr
-    return None
+def _not_text(where: str, value: object) -> Rejected:
+    if type(value) is InvalidText:
+        return Rejected(Reason.INVALID_CLAIMS, f"{where}: not valid Unicode (an unpaired surrogate, J2)")
+    return Rejected(Reason.INVALID_CLAIMS, f"{where}: must be a string")
 
 
-def read_identity(claims: dict[str, Any]) -> dict[str, Any] | Rejected:
+def read_identity(claims: dict[Any, Any]) -> dict[str, Any] | Rejected:
     """V12: identity fields are strings ≤ 1024 chars; extra values string/number/boolean, ≤ 100.
 
-    Hand-written for the hot path; `contracts.RawIdentity` states the same contract as a model
-    (its JSON Schema is published) and a property test holds the two in agreement.
+    Strings come from `jsontext.read_object`: an unpaired surrogate is an `InvalidText`,
+    refused here like any non-string (J2). A number is carried as its text and its text counts
+    against the 1024 characters, however long it is (J4). Hand-written for the hot path;
+    `contracts.RawIdentity` states the same contract as a model (its JSON Schema is published)
+    and a property test holds the two in agreement.
     """
     identity: dict[str, Any] = {}
     for name in IDENTITY_FIELDS:
@@ -277,7 +227,7 @@ def read_identity(claims: dict[str, Any]) -> dict[str, Any] | Rejected:
         if value is None:
             continue  # null counts as absent
         if type(value) is not str:
-            return Rejected(Reason.INVALID_CLAIMS, f"{name}: must be a string")
+            return _not_text(name, value)
         if len(value) > MAX_IDENTITY_FIELD_CHARS:
             return Rejected(
                 Reason.INVALID_CLAIMS, f"{name}: longer than {MAX_IDENTITY_FIELD_CHARS} characters"
@@ -291,25 +241,28 @@ def read_identity(claims: dict[str, Any]) -> dict[str, Any] | Rejected:
         if len(raw_extra) > MAX_EXTRA_VALUES:
             return Rejected(Reason.INVALID_CLAIMS, f"extra_values: more than {MAX_EXTRA_VALUES} entries")
         for key, value in raw_extra.items():
+            if type(key) is not str:
+                return _not_text("extra_values key", key)
             if not 1 <= len(key) <= MAX_EXTRA_KEY_CHARS:
                 return Rejected(
                     Reason.INVALID_CLAIMS, f"extra_values: keys must be 1-{MAX_EXTRA_KEY_CHARS} characters"
                 )
             if value is None:
                 continue  # null counts as absent
-            if type(value) is str:
-                if len(value) > MAX_IDENTITY_FIELD_CHARS:
-                    return Rejected(
-                        Reason.INVALID_CLAIMS,
-                        f"extra_values.{short(key)}: longer than {MAX_IDENTITY_FIELD_CHARS} characters",
-                    )
-                extra[key] = value
-                continue
-            text = _extra_text(value)
+            text: str | None = value if type(value) is str else number_text(value)
             if text is None:
+                if type(value) is InvalidText:
+                    return _not_text(f"extra_values.{short(key)}", value)
                 return Rejected(
                     Reason.INVALID_CLAIMS,
                     f"extra_values.{short(key)}: must be a string, a finite number or a boolean",
+                )
+            if len(text) > MAX_IDENTITY_FIELD_CHARS or (
+                type(value) is JsonFloat and len(value.text) > MAX_IDENTITY_FIELD_CHARS
+            ):
+                return Rejected(
+                    Reason.INVALID_CLAIMS,
+                    f"extra_values.{short(key)}: longer than {MAX_IDENTITY_FIELD_CHARS} characters",
                 )
             extra[key] = text
     identity["extra_values"] = extra
