@@ -8,7 +8,6 @@ checked with PyJWT's algorithm object for the key's one algorithm (V7).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -26,18 +25,11 @@ from worker.core.jsontext import InvalidText, JsonFloat, number_text
 from worker.core.jsontext import integer_of as numeric_date
 from worker.core.jws import COMPACT, decode_segment, segment_object
 from worker.core.keys import JwtKey, is_valid_kid
+from worker.core.verdict import Rejected, Step, Trace, failed
 
 #: exp beyond this cannot be shown as a date (year 9999); such a value is not a usable NumericDate.
 MAX_NUMERIC_DATE: Final = END_UTC_SECOND - 1
 SUPPORTED_ALGORITHMS: Final = ("HS256", "RS256")
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A verdict: the first rule that failed and a detail for humans (never a secret)."""
-
-    reason: Reason
-    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,29 +271,47 @@ def read_signed_identity(payload: dict[str, Any]) -> dict[str, Any] | Rejected:
     return read_identity(payload)
 
 
+def _shown(header: dict[Any, Any]) -> str:
+    # `repr` for what is not JSON text (InvalidText, LongInteger): ASCII, never a lone surrogate.
+    return short(json.dumps(header, default=repr), 200)
+
+
 # ---------------------------------------------------------------- composition
 
 
 def verify_token_signature(
-    token: str, community: Community, max_token_bytes: int
+    token: str, community: Community, max_token_bytes: int, trace: Trace = None
 ) -> VerifiedToken | Rejected:
-    """V4–V8 (and the deferred V11/V12 result): everything that a cache hit may skip (C4)."""
+    """V4–V8 (and the deferred V11/V12 result): everything that a cache hit may skip (C4).
+
+    With a `trace`, each rule run is written to it as it runs (`token verify`); the verdict is
+    the same either way."""
     compact = parse_compact(token, max_token_bytes)
     if isinstance(compact, Rejected):
-        return compact
+        return failed(trace, "V4", compact)
+    if trace is not None:
+        trace.append(Step("V4", True, f"header {_shown(compact.header)}"))
     header = check_header(compact.header)
     if isinstance(header, Rejected):
-        return header
+        return failed(trace, "V5", header)
     alg, kid = header
+    if trace is not None:
+        trace.append(Step("V5", True, f"alg {alg}, kid {short(kid)}"))
     key = find_key(community, kid, alg)
     if isinstance(key, Rejected):
-        return key
+        return failed(trace, "V6", key)
+    if trace is not None:
+        trace.append(Step("V6", True, f"key {key.kid!r} ({key.alg}, {key.fingerprint})"))
     bad_signature = check_signature(key, compact)
     if bad_signature is not None:
-        return bad_signature
+        return failed(trace, "V7", bad_signature)
+    if trace is not None:
+        trace.append(Step("V7", True, "verifies"))
     exp = read_exp(compact.payload)
     if isinstance(exp, Rejected):
-        return exp
+        return failed(trace, "V8", exp)
+    if trace is not None:
+        trace.append(Step("V8", True, f"exp {exp}"))
     payload = compact.payload
     return VerifiedToken(
         alg, key.kid, exp, payload.get("nbf"), payload.get("iat"), read_signed_identity(payload)
@@ -309,104 +319,18 @@ def verify_token_signature(
 
 
 def finish_verification(
-    verified: VerifiedToken, *, received_at: float, now: float, community: Community
+    verified: VerifiedToken, *, received_at: float, now: float, community: Community, trace: Trace = None
 ) -> dict[str, Any] | Rejected:
     """V9, V10, then the V11/V12 outcome: the part that runs on every event."""
     late = check_times(
         verified.exp, verified.nbf, verified.iat, received_at=received_at, now=now, community=community
     )
-    return late if late is not None else verified.identity
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One line of `token verify`: a rule, and what it found."""
-
-    rule: str
-    title: str
-    passed: bool | None  # None: not checked because an earlier rule decided
-    detail: str
-
-
-def explain_token(
-    token: str, community: Community, *, received_at: float, now: float, max_token_bytes: int
-) -> tuple[list[Step], Rejected | None]:
-    """Every rule in order, for humans; the verdict equals the pipeline's (tests hold them equal)."""
-    steps: list[Step] = []
-    verdict: Rejected | None = None
-    state: dict[str, Any] = {}
-
-    def run(rule: str, title: str, check: Callable[[], Any]) -> None:
-        nonlocal verdict
-        if verdict is not None:
-            steps.append(Step(rule, title, None, "not checked"))
-            return
-        result = check()
-        if isinstance(result, Rejected):
-            verdict = result
-            steps.append(Step(rule, title, False, f"{result.reason}: {result.detail}"))
-        else:
-            steps.append(Step(rule, title, True, result if isinstance(result, str) else "ok"))
-
-    def v3() -> Rejected | str:
-        if community.mode == "reject":
-            return Rejected(
-                Reason.SIGNED_IDENTITY_REJECTED, f"community {community.id} rejects signed identities"
-            )
-        return f"community {community.id} requires signed identities"
-
-    def v4() -> Rejected | str:
-        result = parse_compact(token, max_token_bytes)
-        if isinstance(result, Rejected):
-            return result
-        state["compact"] = result
-        return f"header {json.dumps(result.header, sort_keys=True)}"
-
-    def v5() -> Rejected | str:
-        result = check_header(state["compact"].header)
-        if isinstance(result, Rejected):
-            return result
-        state["alg"], state["kid"] = result
-        return f"alg {state['alg']}, kid {state['kid']!r}"
-
-    def v6() -> Rejected | str:
-        result = find_key(community, state["kid"], state["alg"])
-        if isinstance(result, Rejected):
-            return result
-        state["key"] = result
-        return f"key {result.kid!r} ({result.alg}, {result.fingerprint})"
-
-    def v8() -> Rejected | str:
-        result = read_exp(state["compact"].payload)
-        if isinstance(result, Rejected):
-            return result
-        state["exp"] = result
-        return f"exp {result}"
-
-    def v9_v10() -> Rejected | str:
-        payload = state["compact"].payload
-        late = check_times(
-            state["exp"],
-            payload.get("nbf"),
-            payload.get("iat"),
-            received_at=received_at,
-            now=now,
-            community=community,
-        )
-        if late is not None:
-            return late
-        return f"valid for {seconds(state['exp'] - now)} more s (leeway {community.leeway_seconds} s)"
-
-    def v11_v12() -> Rejected | str:
-        result = read_signed_identity(state["compact"].payload)
-        return result if isinstance(result, Rejected) else f"uuid {result['uuid']!r}"
-
-    run("V3", "mode", v3)
-    run("V4", "structure", v4)
-    run("V5", "header", v5)
-    run("V6", "key", v6)
-    run("V7", "signature", lambda: check_signature(state["key"], state["compact"]) or "verifies")
-    run("V8", "exp claim", v8)
-    run("V9-V10", "time", v9_v10)
-    run("V11-V12", "identity claims", v11_v12)
-    return steps, verdict
+    if late is not None:
+        return failed(trace, "V9-V10", late)
+    if trace is not None:
+        valid_for = f"valid for {seconds(verified.exp - now)} more s (leeway {community.leeway_seconds} s)"
+        trace.append(Step("V9-V10", True, valid_for))
+        if isinstance(verified.identity, Rejected):
+            return failed(trace, "V11-V12", verified.identity)
+        trace.append(Step("V11-V12", True, f"uuid {short(verified.identity['uuid'])}"))
+    return verified.identity
