@@ -345,3 +345,18 @@ def test_token_verify_verdict_equals_process_verdict_for_any_token_text(
     assert result.exit_code == (0 if last == "accepted" else 1), result.output
     output = process_event(event(text, community_id=community_id), lookup=base_communities(), now=NOW)
     assert shown == (output.reason.value if output.reason else "accepted")
+
+
+@pytest.mark.parametrize("command", [["process"], ["token", "verify", "--community", "acme", "a.b.c"]])
+def test_issue12_kind6_repeated_key_in_a_config_file_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    """Issue 12, kind 6, through `--config`: the repeated key is named with its line, exit 2."""
+    path = tmp_path / "repeated.yaml"
+    path.write_text(
+        "communities:\n  - id: acme\n    signed_identities: require\n    jwt_keys:\n"
+        f"      - kid: acme_2026\n        hmac_secret: '{SECRET}'\n    signed_identities: reject\n"
+    )
+    line = _one_error_line(cli(*command[:2], "--config", str(path), *command[2:]))
+    assert line.endswith(
+        "line 7: key 'signed_identities' repeated in one mapping (first at line 3); keep one"
+    )
+    assert SECRET not in line

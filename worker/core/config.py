@@ -331,9 +331,42 @@ def validate_spec(model: type[SpecT], data: Any) -> SpecT:
         raise ConfigError(format_validation_error(exc)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key repeated in one mapping is an error (DESIGN §5).
+
+    PyYAML keeps the last silently: a `signed_identities: reject` pasted under a `require` line
+    would switch signatures off without a word. Merge keys (`<<`) keep YAML's meaning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                earlier = first_line.get(key)
+            except TypeError:  # an unhashable key: SafeLoader refuses it with its own message
+                break
+            if earlier is not None:
+                where = f"line {line}: key {_key_name(key)}"
+                raise ConfigError([f"{where} repeated in one mapping (first at line {earlier}); keep one"])
+            first_line[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _key_name(key: object) -> str:
+    text = repr(key)
+    if isinstance(key, str) and re.search(r"[0-9a-f]{24}", key):
+        return "(a key shaped like a secret)"  # never echo what may be a secret
+    return text if len(text) <= 66 else text[:63] + "..."
+
+
 def parse_yaml(text: str) -> ConfigSpec:
+    """The one reader of configuration YAML (`--config` files and `config apply`): safe tags
+    only, no repeated key in any mapping, then the models' validation."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe tags only
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or "not valid YAML"
