@@ -8,7 +8,7 @@ import pytest
 import yaml
 from _support import SECRET, acme_config, private_pem, public_pem, rsa_private
 
-from worker.core.config import ConfigError, parse_yaml, prepare
+from worker.core.config import CommunitySpec, ConfigError, parse_yaml, prepare, validate_spec
 from worker.core.contracts import Mode
 
 
@@ -28,7 +28,8 @@ def _one(**key: Any) -> dict[str, Any]:
 
 
 def test_defaults() -> None:
-    community = prepare(parse_yaml("communities:\n  - id: c\n"))["c"]
+    text = f"communities:\n  - id: c\n    jwt_keys: [{{kid: k, hmac_secret: '{SECRET}'}}]\n"
+    community = prepare(parse_yaml(text))["c"]
     assert community.mode is Mode.REQUIRE
     assert community.min_validity_seconds == 3600 and community.leeway_seconds == 10
 
@@ -193,7 +194,8 @@ def test_custom_field_key_rules(key: str) -> None:
 
 
 def test_duplicate_community_is_refused() -> None:
-    assert any("duplicate" in p for p in _problems({"communities": [{"id": "c"}, {"id": "c"}]}))
+    c = {"id": "c", "signed_identities": "reject"}
+    assert any("duplicate" in p for p in _problems({"communities": [c, c]}))
 
 
 def test_unknown_setting_is_refused() -> None:
@@ -303,3 +305,40 @@ def test_issue12_kind6_a_pem_value_with_two_public_keys_is_refused() -> None:
 def test_a_pem_value_holds_exactly_one_public_key(spoil: Any) -> None:
     pem, other = public_pem(rsa_private()), public_pem(rsa_private(2048, 1))
     _problems(_one(kid="k", rsa_public_key=spoil(pem, other)))
+
+
+# ---------------------------------------------------------------- issue 12, kind 7: S1 in the spec
+
+
+S1_LINE = (
+    "communities[0]: community acme requires signed identities but has no JWT key (S1): "
+    "give it a key (jwt_keys), or set signed_identities to reject"
+)
+
+
+@pytest.mark.parametrize(
+    "community",
+    [
+        {"id": "acme"},  # require is the default
+        {"id": "acme", "signed_identities": "require"},
+        {"id": "acme", "signed_identities": "require", "jwt_keys": []},
+        {"id": "acme", "jwt_keys": [], "custom_fields": [{"key": "k", "label": "K"}]},
+    ],
+)
+def test_issue12_kind7_a_require_community_without_a_key_is_one_line(community: dict[str, Any]) -> None:
+    """Issue 12, kind 7 (S1) in YAML: `require` with no key is refused, saying what to do."""
+    assert _problems({"communities": [community]}) == [S1_LINE]
+
+
+def test_s1_reject_mode_needs_no_key_and_require_with_a_key_loads() -> None:
+    assert prepare(parse_yaml("communities:\n  - id: shop\n    signed_identities: reject\n"))
+    text = f"communities:\n  - id: acme\n    jwt_keys:\n      - kid: k\n        hmac_secret: '{SECRET}'\n"
+    assert prepare(parse_yaml(text))["acme"].mode is Mode.REQUIRE
+
+
+def test_s1_rows_read_back_from_the_store_still_load() -> None:
+    """Rows written before migration 0002 may break S1: a worker loads them (refusing their
+    events as before) rather than stopping; only writes are held to S1."""
+    assert validate_spec(CommunitySpec, {"id": "old"}, s1=False).jwt_keys == []
+    with pytest.raises(ConfigError):
+        validate_spec(CommunitySpec, {"id": "old"})
