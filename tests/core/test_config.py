@@ -267,6 +267,20 @@ def test_a_key_repeated_in_any_mapping_is_refused(text: str, key: str, line: int
     assert problem.startswith(f"line {line}: key '{key}' repeated") and SECRET not in problem
 
 
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("a: &a {x: 1}\ncommunities:\n  - <<: *a\n    <<: *a\n", "line 4: key '<<' repeated"),
+        ("communities: []\n1: x\n0x1: y\n", "line 3: key 1 repeated"),  # equal once YAML resolves them
+        ("communities: []\ntrue: x\nyes: y\n", "line 3: key True repeated"),
+        ("communities: []\n? communities\n: []\n", "line 2: key 'communities' repeated"),
+    ],
+)
+def test_keys_equal_after_yaml_resolution_are_repeated_keys(text: str, problem: str) -> None:
+    (line,) = _problems(text)
+    assert line.startswith(problem)
+
+
 def test_the_same_key_in_different_mappings_and_merge_keys_are_fine() -> None:
     text = (
         "communities:\n  - id: a\n    signed_identities: reject\n  - id: b\n    signed_identities: reject\n"

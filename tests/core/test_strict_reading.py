@@ -25,6 +25,7 @@ from _support import (
     good_claims,
     make_token,
     sign_hs256,
+    strict_json,
     validate_output,
 )
 from hypothesis import given, settings
@@ -32,7 +33,7 @@ from hypothesis import strategies as st
 
 from worker.core.jsontext import MAX_DEPTH, InvalidText, JsonFloat, LongInteger, integer_of, read_object
 from worker.core.jws import decode_segment
-from worker.core.pipeline import process_event
+from worker.core.pipeline import dead_letter, process_event
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -390,3 +391,12 @@ def test_outputs_never_carry_a_lone_surrogate() -> None:
         event(make_token(header={"alg": "\ud800"})),
     ):
         validate_output(process_event(value, lookup=base_communities(), now=NOW))
+
+
+def test_a_dead_letter_never_carries_a_lone_surrogate() -> None:
+    """Exception text may quote data; the dead letter's error_message is escaped (J2)."""
+    letter = dead_letter(
+        event(make_token()), ValueError("bad \ud800 value"), now=NOW, source=None, attempts=1
+    )
+    record = strict_json(letter.to_json())
+    assert record["error_message"] == "bad \\ud800 value"

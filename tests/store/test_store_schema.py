@@ -371,6 +371,12 @@ async def test_s1_removing_the_last_key_or_switching_to_require_without_one_is_r
     await _commit(store_url, "DELETE FROM communities")  # the cascade takes the keys with it
 
 
+async def test_s1_truncating_the_keys_under_a_require_community_is_refused(store_url: str) -> None:
+    await _commit(store_url, ACME_REQUIRE, ADD_KEY, ACME_REJECT.replace("acme", "beta"))
+    await _s1_refuses(store_url, "TRUNCATE jwt_keys")
+    await _commit(store_url, "TRUNCATE communities CASCADE")  # both tables emptied: nothing breaks S1
+
+
 async def test_s1_a_community_stored_before_0002_still_loads_until_it_is_changed(store_url: str) -> None:
     """Rows written before the rule (trigger off, as in an old schema) load for the worker; a
     change to that community must fix it."""

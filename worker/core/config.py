@@ -360,9 +360,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first_line: dict[Any, int] = {}
         for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
+            # A merge key (`<<`) is not constructed; it may appear once like any other key.
+            merge = key_node.tag == "tag:yaml.org,2002:merge"
+            key = "<<" if merge else self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             try:
                 earlier = first_line.get(key)

@@ -387,7 +387,8 @@ def dead_letter(
         "event_id": event_id,
         "community_id": community_id,
         "error_type": type(error).__name__,
-        "error_message": redact(str(error))[:1000],
+        # Exception text may quote data: never a lone surrogate in a record (J2).
+        "error_message": redact(str(error))[:1000].encode("utf-8", "backslashreplace").decode("utf-8"),
         "traceback": [f"{frame.filename}:{frame.lineno} in {frame.name}" for frame in frames],
         "attempts": attempts,
         "processed_at": format_time(now),

@@ -267,6 +267,8 @@ async def update_community(
     key_required = (
         f"community {community_id!r} has no JWT key, so it cannot require signed identities (S1): "
         f"add its key first (`keys add {community_id} KID ...`), then switch it to require"
+        if settings.get("signed_identities") == "require"
+        else ""  # a community stored before S1 without its key: the generic line says what to do
     )
     return await _change(conn, community_id, lambda data: data.update(settings), key_required)
 

@@ -43,3 +43,27 @@ CREATE CONSTRAINT TRIGGER jwt_keys_require_key
     AFTER DELETE OR UPDATE OF community_id ON jwt_keys
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION identity_require_has_key();
+
+-- TRUNCATE fires no row trigger: emptying jwt_keys while a community still requires signed
+-- identities is refused at once (TRUNCATE communities CASCADE, which empties both, is fine).
+CREATE FUNCTION identity_require_has_key_truncate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    cid text;
+BEGIN
+    SELECT c.id INTO cid FROM communities c
+    WHERE c.signed_identities = 'require'
+        AND NOT EXISTS (SELECT 1 FROM jwt_keys k WHERE k.community_id = c.id)
+    LIMIT 1;
+    IF cid IS NOT NULL THEN
+        RAISE EXCEPTION 'community % requires signed identities but has no JWT key (S1)', cid
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'communities_require_key',
+                TABLE = 'communities',
+                HINT = 'add a key first, or switch the community to reject';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jwt_keys_require_key_truncate AFTER TRUNCATE ON jwt_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION identity_require_has_key_truncate();
