@@ -6,26 +6,31 @@
 -- transaction may add a community then its first key, or rotate its only key (remove the old,
 -- add the new), and only the state it commits is judged. It fires on the rows a transaction
 -- touches: a community created before this migration without a key keeps loading (its events
--- are refused as before) until its row or its keys change, and that change must fix it. The violation is raised
--- as a check_violation naming the constraint `communities_require_key`, which the admin
--- commands turn into one line by name (worker/store/db.py).
+-- are refused as before) until its row or its keys change, and that change must fix it.
+-- TRUNCATE fires no row trigger: emptying jwt_keys while a community still requires signed
+-- identities is refused at once (TRUNCATE communities CASCADE, which empties both, is fine).
+-- The violation is raised as a check_violation naming the constraint `communities_require_key`,
+-- which the admin commands turn into one line by name (worker/store/db.py).
 
 CREATE FUNCTION identity_require_has_key() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    cid text;
+    cid text;  -- the community the change touched; NULL: every community (TRUNCATE)
+    keyless text;
 BEGIN
-    IF TG_TABLE_NAME = 'communities' THEN
+    IF TG_OP = 'TRUNCATE' THEN
+        cid := NULL;
+    ELSIF TG_TABLE_NAME = 'communities' THEN
         cid := NEW.id;
     ELSE
         cid := OLD.community_id;
     END IF;
-    IF EXISTS (
-        SELECT 1 FROM communities c
-        WHERE c.id = cid AND c.signed_identities = 'require'
-            AND NOT EXISTS (SELECT 1 FROM jwt_keys k WHERE k.community_id = c.id)
-    ) THEN
-        RAISE EXCEPTION 'community % requires signed identities but has no JWT key (S1)', cid
+    SELECT c.id INTO keyless FROM communities c
+    WHERE (cid IS NULL OR c.id = cid) AND c.signed_identities = 'require'
+        AND NOT EXISTS (SELECT 1 FROM jwt_keys k WHERE k.community_id = c.id)
+    LIMIT 1;
+    IF keyless IS NOT NULL THEN
+        RAISE EXCEPTION 'community % requires signed identities but has no JWT key (S1)', keyless
             USING ERRCODE = 'check_violation', CONSTRAINT = 'communities_require_key',
                 TABLE = 'communities',
                 HINT = 'add a key first, or switch the community to reject';
@@ -34,7 +39,7 @@ BEGIN
 END
 $$;
 
--- A community created or changed; a key removed or moved away.
+-- A community created or changed; a key removed or moved away; the keys emptied.
 CREATE CONSTRAINT TRIGGER communities_require_key
     AFTER INSERT OR UPDATE ON communities
     DEFERRABLE INITIALLY DEFERRED
@@ -43,27 +48,5 @@ CREATE CONSTRAINT TRIGGER jwt_keys_require_key
     AFTER DELETE OR UPDATE OF community_id ON jwt_keys
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION identity_require_has_key();
-
--- TRUNCATE fires no row trigger: emptying jwt_keys while a community still requires signed
--- identities is refused at once (TRUNCATE communities CASCADE, which empties both, is fine).
-CREATE FUNCTION identity_require_has_key_truncate() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    cid text;
-BEGIN
-    SELECT c.id INTO cid FROM communities c
-    WHERE c.signed_identities = 'require'
-        AND NOT EXISTS (SELECT 1 FROM jwt_keys k WHERE k.community_id = c.id)
-    LIMIT 1;
-    IF cid IS NOT NULL THEN
-        RAISE EXCEPTION 'community % requires signed identities but has no JWT key (S1)', cid
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'communities_require_key',
-                TABLE = 'communities',
-                HINT = 'add a key first, or switch the community to reject';
-    END IF;
-    RETURN NULL;
-END
-$$;
-
 CREATE TRIGGER jwt_keys_require_key_truncate AFTER TRUNCATE ON jwt_keys
-    FOR EACH STATEMENT EXECUTE FUNCTION identity_require_has_key_truncate();
+    FOR EACH STATEMENT EXECUTE FUNCTION identity_require_has_key();
