@@ -172,5 +172,5 @@ def test_token_verify_prints_the_hint_before_the_verdict(
     )
     lines = done.stdout.splitlines()
     assert done.returncode == 1 and lines[-1] == f"rejected: {reason}"
-    assert lines[-2].startswith("hint  ") and hint in lines[-2]
+    assert lines[-2].startswith("note  ") and hint in lines[-2]
     assert SECRET not in done.stdout and token not in done.stdout

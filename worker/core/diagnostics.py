@@ -25,8 +25,10 @@ from typing import Any, Final
 
 from worker.core.config import Community
 from worker.core.contracts import Reason, format_time
+from worker.core.jsontext import integer_of, read_object
 from worker.core.keys import JwtKey
-from worker.core.verify import CompactToken, Rejected, json_object, numeric_date, parse_compact, seconds
+from worker.core.verdict import Rejected
+from worker.core.verify import CompactToken, parse_compact, seconds
 
 #: `exp` / 1000 within this many seconds of the clock counts as "looks like milliseconds".
 MILLISECONDS_PLAUSIBLE_SECONDS: Final = 10 * 366 * 86400
@@ -70,7 +72,7 @@ def diagnose(
             )
     found += _milliseconds(compact.payload.get("exp"), now)
     if reason is Reason.EXPIRY_TOO_SOON:
-        exp = numeric_date(compact.payload.get("exp"))
+        exp = integer_of(compact.payload.get("exp"))
         if exp is not None:
             short_by = received_at + community.min_validity_seconds - (exp + community.leeway_seconds)
             found.append(
@@ -116,7 +118,7 @@ def _hex_decoded_verifies(key: JwtKey, compact: CompactToken) -> bool:
 
 
 def _milliseconds(raw: object, now: float) -> list[Diagnostic]:
-    exp = numeric_date(raw)
+    exp = integer_of(raw)
     if exp is None or exp < 100 * MILLISECONDS_PLAUSIBLE_SECONDS:
         return []
     as_seconds = exp / 1000
@@ -154,10 +156,10 @@ def _base64_mistake(token: str, community: Community, max_token_bytes: int) -> l
         return []
     head, body, signature = (d for d in decoded if d is not None)
     try:
-        header = json_object(head.decode("utf-8"))
+        header = read_object(head.decode("utf-8"))
     except UnicodeDecodeError:
         return []
-    if header is None:
+    if type(header) is not dict:
         return []
     fixed = f"{_b64url(head)}.{_b64url(body)}.{_b64url(signature)}"
     converted = parse_compact(fixed, max_token_bytes)

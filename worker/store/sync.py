@@ -14,7 +14,7 @@ from typing import Final, Literal
 
 import asyncpg
 
-from worker.core.config import CommunitySpec, CustomFieldSpec, JwtKeySpec, MappingSpec
+from worker.core.config import CommunitySpec, CustomFieldSpec, JwtKeySpec, MappingSpec, validate_spec
 from worker.core.keys import JwtKey
 
 Op = Literal["+", "~", "-"]
@@ -62,7 +62,7 @@ def _shown(value: object) -> str:
 
 def community_label(spec: CommunitySpec) -> str:
     """The settings, the optional ones only when they differ from their default."""
-    defaults = _settings(CommunitySpec(id=spec.id))
+    defaults = _settings(validate_spec(CommunitySpec, {"id": spec.id}, s1=False))
     shown = [
         f"{name} {_shown(value)}"
         for i, (name, value) in enumerate(zip(SETTINGS, _settings(spec), strict=True))
@@ -94,7 +94,7 @@ async def sync_community(
             *_settings(new),
         )
         changes.append(Change("+", f"community {cid} ({community_label(new)})"))
-        old = CommunitySpec(id=cid)
+        old = validate_spec(CommunitySpec, {"id": cid}, s1=False)  # nothing yet: a baseline to diff
     else:
         settings = [
             f"{name} {_shown(before)} -> {_shown(after)}"
