@@ -1,0 +1,242 @@
+"""K9 on the output side (issue 11 items 4, 7, 8): an output its topic would refuse is shaped to
+fit — shortened, keyed, headers dropped — and says so; an output topic that changes under the
+running worker is read again. Records come from kcat (librdkafka), a producer nobody on the
+project wrote; the broker is the real one and the topics carry the settings being tested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from worker.kafka.topics import OutputTopicMissing, existing_topics
+from worker.runtime.commit import Routing
+from worker.runtime.member import Member
+from worker.runtime.service import serve
+from worker.settings import load_settings
+
+from .worker_harness import Outputs, Topics, community_yaml, raw_event, sign
+
+pytestmark = pytest.mark.integration
+
+KCAT = shutil.which("kcat") or "kcat"  # deploy/local/debian-packages.txt installs it
+
+
+def kcat(
+    bootstrap: str,
+    topic: str,
+    value: bytes,
+    tmp: Path,
+    *,
+    key: bytes | None = None,
+    partition: int = 0,
+    headers: tuple[str, ...] = (),
+) -> None:
+    """One record from librdkafka: the value from a file (any bytes), a null key unless given."""
+    path = tmp / f"value-{time.monotonic_ns()}"
+    path.write_bytes(value)
+    args = [KCAT, "-P", "-b", bootstrap, "-t", topic, "-p", str(partition), "-X", "message.max.bytes=1000000"]
+    if key is not None:
+        args += ["-k", key.decode()]
+    for header in headers:
+        args += ["-H", header]
+    subprocess.run([*args, str(path)], check=True, timeout=30, capture_output=True)
+
+
+async def make_topics(bootstrap: str, prefix: str, partitions: int, **configs: dict[str, str]) -> Topics:
+    """Fresh topics; `configs` by role (raw, enriched, rejected, dlq) → topic settings."""
+    topics = Topics(f"{prefix}.raw", f"{prefix}.enriched", f"{prefix}.rejected", f"{prefix}.dlq")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(getattr(topics, role), partitions, 1, topic_configs=configs.get(role, {}))
+                for role in ("raw", "enriched", "rejected", "dlq")
+            ]
+        )
+    finally:
+        await admin.close()
+    deadline = time.monotonic() + 30
+    settings = load_settings(bootstrap_servers=bootstrap, **topics.settings())
+    while len(await existing_topics(settings, settings.all())) < 4:
+        assert time.monotonic() < deadline, "topics not visible after 30 s"
+        await asyncio.sleep(0.1)
+    return topics
+
+
+@asynccontextmanager
+async def running(bootstrap: str, topics: Topics, config: Path, **overrides: Any) -> AsyncIterator[Member]:
+    """The real service in-process (file configuration); asserts it exits 0 when stopped."""
+    config.write_text(community_yaml("acme", "shop"))
+    settings = load_settings(
+        bootstrap_servers=bootstrap,
+        config_file=config,
+        group_id=topics.raw,
+        metrics_port=0,
+        progress_interval_seconds=0,
+        retry_backoff_max_ms=1000,
+        **topics.settings(),
+        **overrides,
+    )
+    members: list[Member] = []
+    stop = asyncio.Event()
+    worker = asyncio.create_task(
+        serve(settings, stop=stop, handle_signals=False, on_ready=lambda m, _: members.append(m))
+    )
+    try:
+        while not members:
+            assert not worker.done(), f"the worker ended: {worker.result()}"
+            await asyncio.sleep(0.05)
+        yield members[0]
+        assert not worker.done(), f"the worker ended while running: {worker.result()}"
+    finally:
+        stop.set()
+        code = await asyncio.wait_for(worker, 40)
+    assert code == 0
+
+
+def by_offset(outputs: Outputs, topic: str) -> dict[int, tuple[Any, dict[str, Any]]]:
+    return {
+        data["source"]["offset"]: (record, data) for name, record, data in outputs.records if name == topic
+    }
+
+
+async def test_outputs_larger_than_their_topic_takes_are_shortened_and_say_so(
+    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Item 4: 200 KB of NUL bytes (its echo is 1.2 MB), a record whose 100 KB header leaves no
+    room, and an enriched identity over its topic's limit: each gets its one output within the
+    topic's max.message.bytes as read from the broker, and the record after them flows."""
+    topics = await make_topics(
+        kafka_bootstrap,
+        unique_topic("k9-size"),
+        1,
+        rejected={"max.message.bytes": "65536"},
+        enriched={"max.message.bytes": "20000"},
+    )
+    now = time.time()
+    nul = b"\x00" * 200_000
+    wide = {name: "\x01" * 1000 for name in ("uuid", "firstname", "lastname", "company", "email")}
+    token = sign({"uuid": "v-1", "exp": int(now) + 7200}, kid="hs_1")
+    kcat(kafka_bootstrap, topics.raw, nul, tmp_path, key=b"visitor-1")  # offset 0
+    kcat(kafka_bootstrap, topics.raw, b"not json", tmp_path, headers=(f"trace={'t' * 100_000}", "h=1"))
+    kcat(kafka_bootstrap, topics.raw, raw_event("wide", "shop", now, identity=wide), tmp_path)  # 2
+    kcat(kafka_bootstrap, topics.raw, raw_event("after", "acme", now, signed_identity=token), tmp_path)
+    async with running(kafka_bootstrap, topics, tmp_path / "c.yaml"), Outputs(kafka_bootstrap, topics) as out:
+        await out.wait_for(4, 45)
+        await out.settle(0.5)
+    assert out.check_exactly_once([(0, offset) for offset in range(4)]) == (0, 0)
+    rejected, dead = by_offset(out, topics.rejected), by_offset(out, topics.dlq)
+
+    record, data = rejected[0]
+    assert len(record.value) < 65536 and record.key == b"visitor-1"
+    assert data["raw_truncated"] is True and data["raw_bytes"] == len(nul)
+    assert data["raw_sha256"] == hashlib.sha256(nul).hexdigest() and nul.startswith(data["raw"].encode())
+
+    record, data = rejected[1]
+    assert data["raw"] == "not json" and "raw_truncated" not in data
+    assert data["headers_dropped"] == 2 and list(record.headers) == []
+
+    record, data = dead[2]
+    assert data["error_type"] == "OutputTooLarge" and json.loads(data["raw"])["event_id"] == "wide"
+    assert by_offset(out, topics.enriched)[3][1]["event_id"] == "after"
+
+
+async def test_keyless_records_get_a_derived_key_on_compacted_output_topics(
+    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Item 8: a compacted topic refuses keyless records. The output of a keyless input is keyed
+    topic:partition:offset (unique, the same on every redo) and says key_derived; a keyed input
+    keeps its key; the stream never stalls."""
+    compact = {"cleanup.policy": "compact"}
+    topics = await make_topics(
+        kafka_bootstrap, unique_topic("k9-compact"), 1, enriched=compact, rejected=compact
+    )
+    now = time.time()
+    token = sign({"uuid": "v-1", "exp": int(now) + 7200}, kid="hs_1")
+    kcat(kafka_bootstrap, topics.raw, b"not json", tmp_path)  # null key: kcat's default
+    kcat(kafka_bootstrap, topics.raw, b"not json either", tmp_path, key=b"visitor-2")
+    kcat(kafka_bootstrap, topics.raw, raw_event("signed", "acme", now, signed_identity=token), tmp_path)
+    async with running(kafka_bootstrap, topics, tmp_path / "c.yaml"), Outputs(kafka_bootstrap, topics) as out:
+        await out.wait_for(3, 45)
+        await out.settle(0.5)
+    assert out.check_exactly_once([(0, 0), (0, 1), (0, 2)]) == (0, 0)
+    rejected, enriched = by_offset(out, topics.rejected), by_offset(out, topics.enriched)
+    assert rejected[0][0].key == f"{topics.raw}:0:0".encode() and rejected[0][1]["key_derived"] is True
+    assert rejected[1][0].key == b"visitor-2" and "key_derived" not in rejected[1][1]
+    assert enriched[2][0].key == f"{topics.raw}:0:2".encode() and enriched[2][1]["key_derived"] is True
+
+
+async def test_an_output_topic_recreated_with_fewer_partitions_is_read_again(
+    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Item 7: the rejected topic is deleted and re-created with 1 partition instead of 4 while
+    the worker runs: it reads the topic again, routes to the partition that exists and goes
+    on (no `Unrecognized partition`, no exit 2, no stall); every input gets one output."""
+    topics = await make_topics(kafka_bootstrap, unique_topic("k9-shrink"), 4)
+    async with running(kafka_bootstrap, topics, tmp_path / "c.yaml") as member:
+        async with Outputs(kafka_bootstrap, topics) as out:
+            for partition in range(4):
+                kcat(kafka_bootstrap, topics.raw, b"before", tmp_path, partition=partition)
+            await out.wait_for(4, 45)
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([topics.rejected])
+            deadline = time.monotonic() + 30
+            while True:  # the worker's producer may auto-create it first (1 partition, as here)
+                assert time.monotonic() < deadline, "could not re-create the topic"
+                response = await admin.create_topics([NewTopic(topics.rejected, 1, 1)])
+                if response.topic_errors[0][1] in (0, 36):  # created, or it exists already
+                    break
+                await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+        for partition in range(4):
+            kcat(kafka_bootstrap, topics.raw, b"after", tmp_path, partition=partition)
+        async with Outputs(kafka_bootstrap, topics) as out:
+            await out.wait_for(4, 60, what="outputs in the re-created topic")
+            await out.settle(0.5)
+        assert member.health.ready(), member.health.problems()
+    assert {data["raw"] for _, _, data in out.records} == {"after"}
+    assert {record.partition for _, record, _ in out.records} == {0}
+    assert out.check_exactly_once([(partition, 1) for partition in range(4)]) == (0, 0)
+
+
+async def test_a_missing_output_topic_is_a_retriable_fault_never_a_crash(
+    kafka_bootstrap: str, unique_topic: Callable[[str], str]
+) -> None:
+    """Item 7: an output topic deleted while running (on a broker that does not create topics
+    by itself) makes the next batch fail with OutputTopicMissing — retriable by type (K10) —
+    read from the broker without creating the topic."""
+    topics = await make_topics(kafka_bootstrap, unique_topic("k9-missing"), 1)
+    settings = load_settings(bootstrap_servers=kafka_bootstrap, **topics.settings())
+    routing = Routing(settings, await existing_topics(settings, settings.all()))
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topics.dlq])
+    finally:
+        await admin.close()
+    deadline = time.monotonic() + 30
+    while topics.dlq in await existing_topics(settings, settings.all()):
+        assert time.monotonic() < deadline, "the deletion never showed"
+        await asyncio.sleep(0.2)
+    routing.stale = True
+    with pytest.raises(OutputTopicMissing, match=topics.dlq) as raised:
+        await routing.prepare(producer=None)
+    assert raised.value.retriable
+    await asyncio.sleep(1)
+    assert topics.dlq not in await existing_topics(settings, settings.all()), "reading it created it"
