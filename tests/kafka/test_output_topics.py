@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from worker.kafka.topics import OutputTopicMissing, existing_topics
-from worker.runtime.commit import Routing
+from worker.kafka.topics import existing_topics
+from worker.runtime import commit
 from worker.runtime.member import Member
 from worker.runtime.service import serve
 from worker.settings import load_settings
@@ -179,6 +179,31 @@ async def test_keyless_records_get_a_derived_key_on_compacted_output_topics(
     assert enriched[2][0].key == f"{topics.raw}:0:2".encode() and enriched[2][1]["key_derived"] is True
 
 
+async def delete_topic(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """Create `topic` again once its deletion is complete (or find it auto-created meanwhile)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            response = await admin.create_topics([NewTopic(topic, partitions, 1)])
+            if response.topic_errors[0][1] in (0, 36):  # created, or it exists already
+                return
+            assert time.monotonic() < deadline, f"could not re-create {topic}"
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
 async def test_an_output_topic_recreated_with_fewer_partitions_is_read_again(
     kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path
 ) -> None:
@@ -191,19 +216,8 @@ async def test_an_output_topic_recreated_with_fewer_partitions_is_read_again(
             for partition in range(4):
                 kcat(kafka_bootstrap, topics.raw, b"before", tmp_path, partition=partition)
             await out.wait_for(4, 45)
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_topics([topics.rejected])
-            deadline = time.monotonic() + 30
-            while True:  # the worker's producer may auto-create it first (1 partition, as here)
-                assert time.monotonic() < deadline, "could not re-create the topic"
-                response = await admin.create_topics([NewTopic(topics.rejected, 1, 1)])
-                if response.topic_errors[0][1] in (0, 36):  # created, or it exists already
-                    break
-                await asyncio.sleep(0.2)
-        finally:
-            await admin.close()
+        await delete_topic(kafka_bootstrap, topics.rejected)
+        await create_topic(kafka_bootstrap, topics.rejected, 1)  # its producer may auto-create it first
         for partition in range(4):
             kcat(kafka_bootstrap, topics.raw, b"after", tmp_path, partition=partition)
         async with Outputs(kafka_bootstrap, topics) as out:
@@ -215,28 +229,37 @@ async def test_an_output_topic_recreated_with_fewer_partitions_is_read_again(
     assert out.check_exactly_once([(partition, 1) for partition in range(4)]) == (0, 0)
 
 
-async def test_a_missing_output_topic_is_a_retriable_fault_never_a_crash(
-    kafka_bootstrap: str, unique_topic: Callable[[str], str]
+async def test_a_missing_output_topic_makes_records_wait_and_the_worker_not_ready(
+    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Item 7: an output topic deleted while running (on a broker that does not create topics
-    by itself) makes the next batch fail with OutputTopicMissing — retriable by type (K10) —
-    read from the broker without creating the topic."""
+    """Item 7: an output topic deleted while the worker runs (here the DLQ, which its producer
+    never wrote to, so the broker does not re-create it by itself): the next batch fails with
+    OutputTopicMissing — retriable by type (K10) — its records wait, /readyz names the topic;
+    once the topic exists again they are answered, once, and the worker is ready."""
+    monkeypatch.setattr(commit, "REFRESH_SECONDS", 0.2)  # read the topics before every batch
     topics = await make_topics(kafka_bootstrap, unique_topic("k9-missing"), 1)
     settings = load_settings(bootstrap_servers=kafka_bootstrap, **topics.settings())
-    routing = Routing(settings, await existing_topics(settings, settings.all()))
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([topics.dlq])
-    finally:
-        await admin.close()
-    deadline = time.monotonic() + 30
-    while topics.dlq in await existing_topics(settings, settings.all()):
-        assert time.monotonic() < deadline, "the deletion never showed"
-        await asyncio.sleep(0.2)
-    routing.stale = True
-    with pytest.raises(OutputTopicMissing, match=topics.dlq) as raised:
-        await routing.prepare(producer=None)
-    assert raised.value.retriable
-    await asyncio.sleep(1)
-    assert topics.dlq not in await existing_topics(settings, settings.all()), "reading it created it"
+    async with running(kafka_bootstrap, topics, tmp_path / "c.yaml") as member:
+        async with Outputs(kafka_bootstrap, topics) as out:
+            kcat(kafka_bootstrap, topics.raw, b"before", tmp_path)
+            await out.wait_for(1, 45)
+        await delete_topic(kafka_bootstrap, topics.dlq)
+        while topics.dlq in await existing_topics(settings, settings.all()):
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)  # past the worker's next reading of the topics
+        kcat(kafka_bootstrap, topics.raw, b"during", tmp_path)
+        deadline = time.monotonic() + 30
+        while not any(topics.dlq in problem for problem in member.health.problems()):
+            assert time.monotonic() < deadline, f"never not ready: {member.health.problems()}"
+            await asyncio.sleep(0.05)
+        retries = member.metrics.infrastructure_retries.labels("kafka", "OutputTopicMissing")
+        async with Outputs(kafka_bootstrap, topics) as out:
+            await out.settle(2.0)
+            assert len(out.by_source) == 1, "the record waits while an output topic is missing"
+            assert retries._value.get() >= 1
+            await create_topic(kafka_bootstrap, topics.dlq, 1)
+            await out.wait_for(2, 45)
+            await out.settle(0.5)
+        assert member.health.ready(), member.health.problems()
+    assert out.check_exactly_once([(0, 0), (0, 1)]) == (0, 0)
+    assert topics.dlq in await existing_topics(settings, settings.all())

@@ -101,6 +101,7 @@ class Routing:
             Outcome.DEAD_LETTER: settings.dlq_topic,
         }
         self.stale = False
+        self.problem: str | None = None  # why outputs cannot be written (/readyz), else None
         self._refresh_at = time.monotonic() + REFRESH_SECONDS
         self.update(facts)
 
@@ -133,10 +134,11 @@ class Routing:
         facts = await existing_topics(self.settings, outputs)
         missing = [topic for topic in outputs if topic not in facts]
         if missing:
-            raise OutputTopicMissing(f"output topic(s) {', '.join(missing)} do not exist")
-        problem = unusable_output(self.settings, facts)
-        if problem is not None:
-            raise OutputTopicUnusable(problem)
+            self.problem = f"output topic(s) {', '.join(missing)} do not exist"
+            raise OutputTopicMissing(self.problem)
+        self.problem = unusable_output(self.settings, facts)
+        if self.problem is not None:
+            raise OutputTopicUnusable(self.problem)
         if self.stale:  # the producer's own view of the partitions must agree with ours
             await producer.client.force_metadata_update()
         self.update(facts)

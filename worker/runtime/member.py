@@ -159,6 +159,7 @@ class Member:
         if problem is not None:
             raise StartupError(problem)
         routing = Routing(s, counts)
+        self.health.outputs_problem = lambda: routing.problem
         if s.guarantee is Guarantee.EXACTLY_ONCE:
             self._committer = TransactionalCommitter(s.group_id, routing, self._is_member)
         else:
