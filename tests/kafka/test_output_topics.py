@@ -54,6 +54,12 @@ def kcat(
     subprocess.run([*args, str(path)], check=True, timeout=30, capture_output=True)
 
 
+def kcat_lines(bootstrap: str, topic: str, lines: list[bytes], *, partition: int = 0) -> None:
+    """One record per line from librdkafka (null keys), in order."""
+    args = [KCAT, "-P", "-b", bootstrap, "-t", topic, "-p", str(partition)]
+    subprocess.run(args, input=b"\n".join(lines) + b"\n", check=True, timeout=30, capture_output=True)
+
+
 async def make_topics(bootstrap: str, prefix: str, partitions: int, **configs: dict[str, str]) -> Topics:
     """Fresh topics; `configs` by role (raw, enriched, rejected, dlq) → topic settings."""
     topics = Topics(f"{prefix}.raw", f"{prefix}.enriched", f"{prefix}.rejected", f"{prefix}.dlq")
@@ -118,7 +124,8 @@ async def test_outputs_larger_than_their_topic_takes_are_shortened_and_say_so(
 ) -> None:
     """Item 4: 200 KB of NUL bytes (its echo is 1.2 MB), a record whose 100 KB header leaves no
     room, and an enriched identity over its topic's limit: each gets its one output within the
-    topic's max.message.bytes as read from the broker, and the record after them flows."""
+    topic's max.message.bytes as read from the broker, and the records after them flow — 400
+    small rejections too, whose record batch would be 4 times what the topic takes."""
     topics = await make_topics(
         kafka_bootstrap,
         unique_topic("k9-size"),
@@ -134,10 +141,11 @@ async def test_outputs_larger_than_their_topic_takes_are_shortened_and_say_so(
     kcat(kafka_bootstrap, topics.raw, b"not json", tmp_path, headers=(f"trace={'t' * 100_000}", "h=1"))
     kcat(kafka_bootstrap, topics.raw, raw_event("wide", "shop", now, identity=wide), tmp_path)  # 2
     kcat(kafka_bootstrap, topics.raw, raw_event("after", "acme", now, signed_identity=token), tmp_path)
+    kcat_lines(kafka_bootstrap, topics.raw, [b"small %d " % i + b"x" * 500 for i in range(400)])
     async with running(kafka_bootstrap, topics, tmp_path / "c.yaml"), Outputs(kafka_bootstrap, topics) as out:
-        await out.wait_for(4, 45)
+        await out.wait_for(404, 45)
         await out.settle(0.5)
-    assert out.check_exactly_once([(0, offset) for offset in range(4)]) == (0, 0)
+    assert out.check_exactly_once([(0, offset) for offset in range(404)]) == (0, 0)
     rejected, dead = by_offset(out, topics.rejected), by_offset(out, topics.dlq)
 
     record, data = rejected[0]
@@ -152,6 +160,7 @@ async def test_outputs_larger_than_their_topic_takes_are_shortened_and_say_so(
     record, data = dead[2]
     assert data["error_type"] == "OutputTooLarge" and json.loads(data["raw"])["event_id"] == "wide"
     assert by_offset(out, topics.enriched)[3][1]["event_id"] == "after"
+    assert [rejected[offset][1]["raw"][:9] for offset in (4, 403)] == ["small 0 x", "small 399"]
 
 
 async def test_keyless_records_get_a_derived_key_on_compacted_output_topics(
