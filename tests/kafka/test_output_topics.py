@@ -123,9 +123,10 @@ async def test_outputs_larger_than_their_topic_takes_are_shortened_and_say_so(
     kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path
 ) -> None:
     """Item 4: 200 KB of NUL bytes (its echo is 1.2 MB), a record whose 100 KB header leaves no
-    room, and an enriched identity over its topic's limit: each gets its one output within the
-    topic's max.message.bytes as read from the broker, and the records after them flow — 400
-    small rejections too, whose record batch would be 4 times what the topic takes."""
+    room, a key longer than the topic takes, an enriched identity over its topic's limit: each
+    gets its one output within the topic's max.message.bytes as read from the broker, and the
+    records after them flow — 400 small rejections too, whose record batch would be 4 times
+    what the topic takes."""
     topics = await make_topics(
         kafka_bootstrap,
         unique_topic("k9-size"),
@@ -141,11 +142,12 @@ async def test_outputs_larger_than_their_topic_takes_are_shortened_and_say_so(
     kcat(kafka_bootstrap, topics.raw, b"not json", tmp_path, headers=(f"trace={'t' * 100_000}", "h=1"))
     kcat(kafka_bootstrap, topics.raw, raw_event("wide", "shop", now, identity=wide), tmp_path)  # 2
     kcat(kafka_bootstrap, topics.raw, raw_event("after", "acme", now, signed_identity=token), tmp_path)
+    kcat(kafka_bootstrap, topics.raw, b"long key", tmp_path, key=b"k" * 80_000)  # offset 4
     kcat_lines(kafka_bootstrap, topics.raw, [b"small %d " % i + b"x" * 500 for i in range(400)])
     async with running(kafka_bootstrap, topics, tmp_path / "c.yaml"), Outputs(kafka_bootstrap, topics) as out:
-        await out.wait_for(404, 45)
+        await out.wait_for(405, 45)
         await out.settle(0.5)
-    assert out.check_exactly_once([(0, offset) for offset in range(404)]) == (0, 0)
+    assert out.check_exactly_once([(0, offset) for offset in range(405)]) == (0, 0)
     rejected, dead = by_offset(out, topics.rejected), by_offset(out, topics.dlq)
 
     record, data = rejected[0]
@@ -160,11 +162,15 @@ async def test_outputs_larger_than_their_topic_takes_are_shortened_and_say_so(
     record, data = dead[2]
     assert data["error_type"] == "OutputTooLarge" and json.loads(data["raw"])["event_id"] == "wide"
     assert by_offset(out, topics.enriched)[3][1]["event_id"] == "after"
-    assert [rejected[offset][1]["raw"][:9] for offset in (4, 403)] == ["small 0 x", "small 399"]
+    record, data = rejected[4]
+    assert record.key == f"{topics.raw}:0:4".encode() and data["key_derived"] is True
+    assert data["raw"] == "long key" and list(record.headers) == []
+    assert [rejected[offset][1]["raw"][:9] for offset in (5, 404)] == ["small 0 x", "small 399"]
 
 
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
 async def test_keyless_records_get_a_derived_key_on_compacted_output_topics(
-    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path
+    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path, guarantee: str
 ) -> None:
     """Item 8: a compacted topic refuses keyless records. The output of a keyless input is keyed
     topic:partition:offset (unique, the same on every redo) and says key_derived; a keyed input
@@ -178,7 +184,10 @@ async def test_keyless_records_get_a_derived_key_on_compacted_output_topics(
     kcat(kafka_bootstrap, topics.raw, b"not json", tmp_path)  # null key: kcat's default
     kcat(kafka_bootstrap, topics.raw, b"not json either", tmp_path, key=b"visitor-2")
     kcat(kafka_bootstrap, topics.raw, raw_event("signed", "acme", now, signed_identity=token), tmp_path)
-    async with running(kafka_bootstrap, topics, tmp_path / "c.yaml"), Outputs(kafka_bootstrap, topics) as out:
+    async with (
+        running(kafka_bootstrap, topics, tmp_path / "c.yaml", guarantee=guarantee),
+        Outputs(kafka_bootstrap, topics) as out,
+    ):
         await out.wait_for(3, 45)
         await out.settle(0.5)
     assert out.check_exactly_once([(0, 0), (0, 1), (0, 2)]) == (0, 0)
