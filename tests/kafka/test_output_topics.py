@@ -22,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from worker.kafka.topics import existing_topics
 from worker.runtime import commit
-from worker.runtime.member import Member
+from worker.runtime.member import Member, StartupError
 from worker.runtime.service import serve
 from worker.settings import load_settings
 
@@ -281,3 +281,20 @@ async def test_a_missing_output_topic_makes_records_wait_and_the_worker_not_read
         assert member.health.ready(), member.health.problems()
     assert out.check_exactly_once([(0, 0), (0, 1)]) == (0, 0)
     assert topics.dlq in await existing_topics(settings, settings.all())
+
+
+async def test_an_output_topic_with_no_room_for_an_output_is_refused_at_start(
+    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path
+) -> None:
+    """K10: a topic whose max.message.bytes cannot hold a rejection without its echo is a
+    misconfiguration: one line naming it, before joining the group, nothing committed."""
+    topics = await make_topics(kafka_bootstrap, unique_topic("k9-tiny"), 1, dlq={"max.message.bytes": "4096"})
+    config = tmp_path / "c.yaml"
+    config.write_text(community_yaml("acme", "shop"))
+    settings = load_settings(
+        bootstrap_servers=kafka_bootstrap, config_file=config, metrics_port=0, **topics.settings()
+    )
+    with pytest.raises(
+        StartupError, match=rf"^output topic {topics.dlq} takes records of at most 4096 bytes"
+    ):
+        await serve(settings, stop=asyncio.Event(), handle_signals=False)
