@@ -17,7 +17,16 @@ from typing import Any, Final
 
 from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, for_code
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnknownError,
+    UnknownTopicOrPartitionError,
+    for_code,
+)
 
 from worker.kafka.clients import make_admin
 from worker.settings import KafkaSettings
@@ -61,6 +70,26 @@ class OutputTopicUnusable(KafkaError):  # type: ignore[misc]
     """An output topic's settings leave no room for an output (K10: fatal misconfiguration)."""
 
     retriable = False
+
+
+class OutputTopicChanged(KafkaError):  # type: ignore[misc]
+    """An output topic no longer takes what it took (partitions, record size, compaction): the
+    topics are read again and the batch redone (K8, K9). Retriable by its type (K10)."""
+
+    retriable = True
+
+
+# Refusals of the records themselves (broker or client): the topic changed under the worker,
+# which fits every output to what the topic took. UnknownError is what aiokafka makes of codes it
+# does not know, e.g. INVALID_RECORD (87), a compacted topic's answer to a keyless record.
+TOPIC_REFUSALS: Final = (
+    CorruptRecordException,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnknownError,
+    UnknownTopicOrPartitionError,
+)
 
 
 @contextlib.asynccontextmanager

@@ -16,52 +16,27 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aiokafka.errors import (
-    CorruptRecordException,
-    KafkaError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    UnknownError,
-    UnknownTopicOrPartitionError,
-)
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition
 
 from worker.core.contracts import Outcome
 from worker.core.fitting import MIN_OUTPUT_BYTES, CannotFit, derived_key, fit
 from worker.core.pipeline import Output, Source
 from worker.kafka.clients import producer_max_request_size
-from worker.kafka.topics import OutputTopicMissing, OutputTopicUnusable, TopicFacts, existing_topics
+from worker.kafka.records import FRAME, headers_bytes, value_budget
+from worker.kafka.topics import (
+    TOPIC_REFUSALS,
+    OutputTopicChanged,
+    OutputTopicMissing,
+    OutputTopicUnusable,
+    TopicFacts,
+    existing_topics,
+)
 from worker.ops.logging import get_logger
 from worker.settings import Settings
 
 # Output topics are read again this often (seconds) even when nothing failed.
 REFRESH_SECONDS: Final = 60.0
-# A record batch's header and one record's framing (bytes, varints at their widest): a record
-# of len(key) + len(value) + _headers_bytes up to a limit minus this fits a batch alone.
-_estimate = DefaultRecordBatchBuilder.estimate_size_in_bytes
-_FRAME: Final = _estimate(b"", b"", []) + 15
-_VALUE_LENGTH: Final = 4  # a value's length varint: 1 byte when empty, at most 5
-# Broker (or client) refusals of the records themselves: the topic changed under the worker.
-# UnknownError is what aiokafka makes of codes it does not know, e.g. INVALID_RECORD (87), the
-# answer of a compacted topic to a keyless record.
-TOPIC_REFUSALS: Final = (
-    CorruptRecordException,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    UnknownError,
-    UnknownTopicOrPartitionError,
-)
 _log = get_logger("identity-worker.commit")
-
-
-class OutputTopicChanged(KafkaError):  # type: ignore[misc]
-    """An output topic no longer takes what it took (partitions, size, compaction): the topics
-    are read again and the batch redone (K8, K9). Retriable by its type (K10)."""
-
-    retriable = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +85,8 @@ class Routing:
         self.partition_counts = {topic: fact.partitions for topic, fact in facts.items()}
         # Largest record batch the topic takes (bytes): the broker's limit, and the producer's.
         self.limits = {topic: min(fact.max_message_bytes, max_request) for topic, fact in facts.items()}
-        # A record of len(key) + len(value) + _headers_bytes at most this surely fits alone.
-        self.room = {topic: limit - _FRAME for topic, limit in self.limits.items()}
+        # A record of len(key) + len(value) + headers_bytes at most this fits a batch alone (K9).
+        self.room = {topic: limit - FRAME for topic, limit in self.limits.items()}
         self.compacted = frozenset(topic for topic, fact in facts.items() if fact.compacted)
         # Topics whose limit is below the producer's batch size: their batches close early.
         self.batch_caps = {
@@ -151,10 +126,10 @@ def unusable_output(settings: Settings, facts: dict[str, TopicFacts]) -> str | N
     max_request = producer_max_request_size(settings)
     for topic in settings.outputs():
         fact = facts.get(topic)
-        if fact is not None and min(fact.max_message_bytes, max_request) - _FRAME < MIN_OUTPUT_BYTES:
+        if fact is not None and min(fact.max_message_bytes, max_request) - FRAME < MIN_OUTPUT_BYTES:
             return (
                 f"output topic {topic} takes records of at most {fact.max_message_bytes} bytes "
-                f"(max.message.bytes); outputs need at least {MIN_OUTPUT_BYTES + _FRAME}"
+                f"(max.message.bytes); outputs need at least {MIN_OUTPUT_BYTES + FRAME}"
             )
     return None
 
@@ -191,20 +166,20 @@ async def _send_all(producer: Any, routing: Routing, batch: list[Decided]) -> li
         headers = list(record.headers) if record.headers else []
         size = len(value) + (len(key) if key is not None else 0)
         if headers:
-            size += _headers_bytes(headers)
+            size += headers_bytes(headers)
         if size > room[topic] or (key is None and topic in compacted):
             item, key, headers = _reshaped(item, routing)
             batch[index] = item
             topic, partition = routing.target(item)
             value = item.output.to_json()
-            size = len(value) + (len(key) if key is not None else 0) + _headers_bytes(headers)
+            size = len(value) + (len(key) if key is not None else 0) + headers_bytes(headers)
         target = (topic, partition)
         builder = builders.get(target)
         if builder is None:
             if partition not in await producer.partitions_for(topic):
                 raise OutputTopicChanged(f"{topic} has no partition {partition} any more")
             builder = builders[target] = producer.create_batch()
-        elif topic in caps and builder.size() + size + _FRAME > caps[topic]:
+        elif topic in caps and builder.size() + size + FRAME > caps[topic]:
             futures.append(await producer.send_batch(builder, topic, partition=partition))
             builder = builders[target] = producer.create_batch()
         if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
@@ -214,11 +189,6 @@ async def _send_all(producer: Any, routing: Routing, batch: list[Decided]) -> li
     for (topic, partition), builder in builders.items():
         futures.append(await producer.send_batch(builder, topic, partition=partition))
     return futures
-
-
-def _headers_bytes(headers: list[tuple[str, bytes | None]]) -> int:
-    """At least what the headers add to a record (varints at their widest)."""
-    return sum(len(name.encode("utf-8")) + len(value or b"") + 10 for name, value in headers)
 
 
 def _reshaped(item: Decided, routing: Routing) -> tuple[Decided, bytes | None, list[Any]]:
@@ -245,7 +215,7 @@ def _reshaped(item: Decided, routing: Routing) -> tuple[Decided, bytes | None, l
         if key is not None and not key_derived and len(key) > len(derived):
             attempts.append((derived, True, []))
         for number, (key, key_derived, kept) in enumerate(attempts, 1):
-            budget = routing.limits[topic] - _estimate(key, b"", kept) - _VALUE_LENGTH
+            budget = value_budget(routing.limits[topic], key, kept)
             enriched = output.outcome is Outcome.ENRICHED
             if enriched and number < len(attempts) and len(output.to_json()) > budget:
                 continue  # keep the identity whole: drop what frames it first
