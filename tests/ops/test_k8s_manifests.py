@@ -1,7 +1,8 @@
 """The Kubernetes manifests, checked by the tools their users run (issue 16, item 4).
 
-- Rendered by kustomize (`kubectl kustomize`, or a `kustomize` binary), the base alone and with
-  the KEDA component, through an overlay in a temporary folder as a user would write one.
+- Rendered by kustomize (the version `deploy/local/prerequisites` pins and builds from the Go
+  module proxy), the base alone and with the KEDA component, through an overlay in a
+  temporary folder as a user would write one.
 - Every rendered object validated by kubernetes-validate (PyPI, pinned in pyproject.toml) in
   strict mode (unknown fields are errors) against KUBERNETES_VERSION; the ScaledObject by the
   published CRD schema of KEDA 2.16.1 kept in deploy/k8s/components/keda/crd/, with the API
@@ -14,7 +15,7 @@
 from __future__ import annotations
 
 import os
-import shutil
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,17 @@ CRD = KEDA / "crd/scaledobjects.keda.sh.yaml"
 
 
 def kustomize_command() -> list[str]:
-    if shutil.which("kustomize"):
-        return ["kustomize", "build"]
-    if shutil.which("kubectl"):
-        return ["kubectl", "kustomize"]
-    pytest.fail("neither kustomize nor kubectl (which embeds kustomize) is installed")
+    """The kustomize that `deploy/local/prerequisites` builds (pinned there, once per machine)."""
+    script = (ROOT / "deploy/local/prerequisites").read_text()
+    version = re.search(r"^KUSTOMIZE_VERSION=(\S+)$", script, re.M)
+    assert version, "deploy/local/prerequisites pins no KUSTOMIZE_VERSION"
+    cache = os.environ.get("IDENTITY_WORKER_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "identity-worker"
+    )
+    binary = Path(cache) / "bin" / f"kustomize-{version.group(1)}"
+    if not binary.is_file():
+        pytest.fail(f"{binary} is missing: run deploy/local/prerequisites (make test does)")
+    return [str(binary), "build"]
 
 
 def render(tmp_path: Path, *components: Path) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from aiokafka.errors import (
 )
 
 from worker.kafka.clients import make_admin
+from worker.kafka.security import check_bootstrap
 from worker.settings import KafkaSettings
 
 # The broker's defaults, used when a topic's description leaves a setting out.
@@ -108,7 +109,9 @@ async def admin_client(settings: KafkaSettings, *, timeout: float | None = None)
 
 
 async def existing_topics(settings: KafkaSettings, names: list[str]) -> dict[str, TopicFacts]:
-    """Of `names`, the ones that exist, with what writing to them depends on."""
+    """Of `names`, the ones that exist, with what writing to them depends on. Raises
+    KafkaMisconfiguration when the security settings cannot work (K10: fatal, not retried)."""
+    await check_bootstrap(settings)
     async with admin_client(settings) as admin:
         # All topics (no names): a Metadata request naming a missing topic would make a broker
         # with auto.create.topics.enable create it, defeating the check.
@@ -145,6 +148,7 @@ async def create_topics(
 ) -> TopicReport:
     """Create whichever of the four topics are missing; report the others as existing."""
     report = TopicReport()
+    await check_bootstrap(settings, timeout)  # KafkaMisconfiguration: one line, not TopicError
     names = list(dict.fromkeys(settings.all()))
     started = False
     try:
