@@ -233,16 +233,19 @@ def _reshaped(item: Decided, routing: Routing) -> tuple[Decided, bytes | None, l
             if fitted.outcome is not output.outcome:
                 output = fitted
                 break
-            _log.warning(
-                "output reshaped to fit its topic",
-                topic=topic,
-                source_partition=source.partition,
-                source_offset=source.offset,
-                outcome=fitted.outcome.value,
-                raw_truncated=bool(fitted.record.get("raw_truncated")),
-                key_derived=key_derived,
-                headers_dropped=len(headers) - len(kept),
-            )
+            truncated = bool(fitted.record.get("raw_truncated"))
+            if truncated or len(kept) < len(headers) or fitted.outcome is not item.output.outcome:
+                _log.warning(  # a derived key alone is the steady state of its topic: not logged
+                    "output shortened to fit its topic",
+                    topic=topic,
+                    source_partition=source.partition,
+                    source_offset=source.offset,
+                    decided=item.output.outcome.value,
+                    outcome=fitted.outcome.value,
+                    raw_truncated=truncated,
+                    headers_dropped=len(headers) - len(kept),
+                    key_derived=key_derived,
+                )
             return Decided(record, fitted), key, kept
     raise OutputTopicUnusable(
         f"an output of {source.topic}:{source.partition}:{source.offset} fits no record"
