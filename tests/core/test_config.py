@@ -291,6 +291,56 @@ def test_the_same_key_in_different_mappings_and_merge_keys_are_fine() -> None:
     assert [m.to for m in spec.communities[1].mappings] == ["identity_group.notes", "identity_group.company"]
 
 
+_KEYED = f"jwt_keys: [{{kid: k, hmac_secret: '{SECRET}'}}]"
+
+
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        (  # a mapping written inline after `<<` is never constructed on its own
+            "communities:\n  - <<: {signed_identities: require, signed_identities: reject}\n"
+            f"    id: a\n    {_KEYED}\n",
+            "line 2: key 'signed_identities' repeated in one mapping",
+        ),
+        (
+            "communities:\n  - <<: [{id: x}, {signed_identities: require, signed_identities: reject}]\n"
+            f"    id: a\n    {_KEYED}\n",
+            "line 2: key 'signed_identities' repeated in one mapping",
+        ),
+        (  # two merged mappings give the same key: which wins differs between YAML readers
+            "communities:\n  - <<: [{signed_identities: reject}, {signed_identities: require}]\n"
+            f"    id: a\n    {_KEYED}\n",
+            "line 2: key 'signed_identities' comes from more than one merged mapping",
+        ),
+        (
+            "communities:\n  - &r {id: r, signed_identities: reject}\n"
+            f"  - &q {{id: q, signed_identities: require, {_KEYED}}}\n"
+            "  - <<: [*r, *q]\n    id: a\n",
+            "line 4: key 'id' comes from more than one merged mapping",
+        ),
+    ],
+)
+def test_review_a_key_repeated_through_merge_keys_is_refused(text: str, problem: str) -> None:
+    """Review of issue 12, kind 6 (DESIGN §5): `<<: {signed_identities: require,
+    signed_identities: reject}` was accepted in reject mode (the inline merged mapping was never
+    checked), and `<<: [*reject, *require]` ran in require mode, where YAML's merge gives the
+    first mapping precedence (PyYAML 6.0.4 decides by string identity). One line, no winner."""
+    (line,) = _problems(text)
+    assert line.startswith(problem), line
+
+
+def test_review_merge_keys_keep_their_meaning() -> None:
+    """A key written in the mapping overrides a merged one; a merged mapping whose own merge is
+    overridden gives its override, wherever it is merged again."""
+    text = (
+        f"communities:\n  - &a\n    <<: {{signed_identities: reject}}\n    id: a\n"
+        f"    signed_identities: require\n    {_KEYED}\n"
+        "  - <<: *a\n    id: b\n  - <<: *a\n    id: c\n    signed_identities: reject\n"
+    )
+    modes = {c.id: c.signed_identities.value for c in parse_yaml(text).communities}
+    assert modes == {"a": "require", "b": "require", "c": "reject"}
+
+
 def test_a_repeated_key_shaped_like_a_secret_is_not_echoed() -> None:
     text = f"communities: []\n'{SECRET}': 1\n'{SECRET}': 2\n"
     (problem,) = _problems(text)

@@ -355,24 +355,61 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, except that a key repeated in one mapping is an error (DESIGN §5).
 
     PyYAML keeps the last silently: a `signed_identities: reject` pasted under a `require` line
-    would switch signatures off without a word. Merge keys (`<<`) keep YAML's meaning."""
+    would switch signatures off without a word. Merge keys (`<<`) keep YAML's meaning: a key
+    written in the mapping overrides a merged one. A key that two merged mappings both give is
+    refused (which one wins differs between YAML readers; PyYAML 6.0.4 even decides by string
+    identity), and so is a key repeated in a mapping written inline after `<<` (never
+    constructed on its own, it reaches the result only through flattening)."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()  # mapping nodes already checked (flattening mutates them)
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # Every mapping comes here first, before flattening splices merged pairs into it: the ones
+        # constructed (SafeConstructor.construct_mapping) and the ones a `<<` names (recursion).
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            self._refuse_repeats(node.value)
+            self._refuse_merge_overlaps(node.value)
+        super().flatten_mapping(node)
+
+    def _refuse_repeats(self, pairs: list[tuple[yaml.Node, yaml.Node]]) -> None:
         first_line: dict[Any, int] = {}
-        for key_node, _ in node.value:
+        for key_node, _ in pairs:
             # A merge key (`<<`) is not constructed; it may appear once like any other key.
-            merge = key_node.tag == "tag:yaml.org,2002:merge"
+            merge = key_node.tag == _MERGE_TAG
             key = "<<" if merge else self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             try:
                 earlier = first_line.get(key)
             except TypeError:  # an unhashable key: SafeLoader refuses it with its own message
-                break
+                return
             if earlier is not None:
                 where = f"line {line}: key {_key_name(key)}"
                 raise ConfigError([f"{where} repeated in one mapping (first at line {earlier}); keep one"])
             first_line[key] = line
-        return super().construct_mapping(node, deep)
+
+    def _refuse_merge_overlaps(self, pairs: list[tuple[yaml.Node, yaml.Node]]) -> None:
+        for key_node, value_node in pairs:
+            if key_node.tag != _MERGE_TAG:
+                continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            given: set[Any] = set()
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    return  # SafeLoader refuses it with its own message
+                self.flatten_mapping(source)
+                keys = [self.construct_object(k, deep=True) for k, _ in source.value]
+                for key in keys:
+                    if key in given:
+                        line = key_node.start_mark.line + 1
+                        where = f"line {line}: key {_key_name(key)}"
+                        raise ConfigError([f"{where} comes from more than one merged mapping; keep one"])
+                given.update(keys)
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def _key_name(key: object) -> str:
