@@ -347,6 +347,21 @@ def test_a_repeated_key_shaped_like_a_secret_is_not_echoed() -> None:
     assert SECRET not in problem and problem.startswith("line 3: key (a key shaped like a secret) repeated")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"communities:\n  - id: c\n    jwt_keys:\n      - kid: k\n        '{SECRET}': hmac_secret\n",
+        f"communities:\n  - id: c\n    signed_identities: reject\n    hmac_secret={SECRET}: 1\n",
+        f"'{SECRET}':\n  - 1\n",
+    ],
+)
+def test_review_an_unknown_key_shaped_like_a_secret_is_not_echoed(text: str) -> None:
+    """Review of issue 12: a secret pasted as a key (the key and value swapped) was echoed in
+    the location of "Extra inputs are not permitted" (secrets never appear in error messages)."""
+    (problem,) = _problems(text)
+    assert SECRET not in problem and "(a key shaped like a secret)" in problem, problem
+
+
 def test_issue12_kind6_a_pem_value_with_two_public_keys_is_refused() -> None:
     """Issue 12, kind 6: a PEM value holding two public keys was accepted and only the first was
     used (a rotation would silently fail): one key per value."""

@@ -328,9 +328,12 @@ def format_validation_error(error: ValidationError) -> list[str]:
     """One line per problem: where, then what. Never the offending value (it may be a secret)."""
     lines = []
     for item in error.errors(include_input=False, include_url=False):
+        # A location names the input's own keys too (an unknown one is an error): a secret
+        # pasted as a key must not be echoed either.
+        parts = [_SECRET_SHAPED_KEY if _SECRET_SHAPED.search(str(p)) else p for p in item["loc"]]
         where = "".join(
             f"[{part}]" if isinstance(part, int) else (f".{part}" if i else str(part))
-            for i, part in enumerate(item["loc"])
+            for i, part in enumerate(parts)
         )
         message = item["msg"].removeprefix("Value error, ")
         lines.append(f"{where}: {message}" if where else message)
@@ -412,10 +415,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
+_SECRET_SHAPED = re.compile(r"[0-9a-f]{24}")
+_SECRET_SHAPED_KEY = "(a key shaped like a secret)"
+
+
 def _key_name(key: object) -> str:
     text = repr(key)
-    if isinstance(key, str) and re.search(r"[0-9a-f]{24}", key):
-        return "(a key shaped like a secret)"  # never echo what may be a secret
+    if isinstance(key, str) and _SECRET_SHAPED.search(key):
+        return _SECRET_SHAPED_KEY  # never echo what may be a secret
     return text if len(text) <= 66 else text[:63] + "..."
 
 
