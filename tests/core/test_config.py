@@ -353,6 +353,7 @@ def test_a_repeated_key_shaped_like_a_secret_is_not_echoed() -> None:
         f"communities:\n  - id: c\n    jwt_keys:\n      - kid: k\n        '{SECRET}': hmac_secret\n",
         f"communities:\n  - id: c\n    signed_identities: reject\n    hmac_secret={SECRET}: 1\n",
         f"'{SECRET}':\n  - 1\n",
+        "communities: []\n123456789012345678901234: 1\n123456789012345678901234: 2\n",  # a YAML int
     ],
 )
 def test_review_an_unknown_key_shaped_like_a_secret_is_not_echoed(text: str) -> None:
@@ -360,6 +361,7 @@ def test_review_an_unknown_key_shaped_like_a_secret_is_not_echoed(text: str) -> 
     the location of "Extra inputs are not permitted" (secrets never appear in error messages)."""
     (problem,) = _problems(text)
     assert SECRET not in problem and "(a key shaped like a secret)" in problem, problem
+    assert "123456789012345678901234" not in problem
 
 
 def test_issue12_kind6_a_pem_value_with_two_public_keys_is_refused() -> None:

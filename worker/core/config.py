@@ -421,7 +421,7 @@ _SECRET_SHAPED_KEY = "(a key shaped like a secret)"
 
 def _key_name(key: object) -> str:
     text = repr(key)
-    if isinstance(key, str) and _SECRET_SHAPED.search(key):
+    if _SECRET_SHAPED.search(str(key)):  # an all-digit secret written unquoted is a YAML int
         return _SECRET_SHAPED_KEY  # never echo what may be a secret
     return text if len(text) <= 66 else text[:63] + "..."
 
