@@ -388,6 +388,22 @@ def test_a_pem_value_holds_exactly_one_public_key(spoil: Any) -> None:
     _problems(_one(kid="k", rsa_public_key=spoil(pem, other)))
 
 
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda pem: pem.replace("PUBLIC KEY", "RSA PUBLIC KEY"),  # an SPKI body under the PKCS#1 label
+        lambda pem: pem.replace("-----\n", "-----\nProc-Type: 4,ENCRYPTED\n\n", 1),  # a header line
+    ],
+)
+def test_review_a_pem_value_is_read_as_the_store_reads_it(spoil: Any) -> None:
+    """Review of issue 12, kind 6 (one reading everywhere, DESIGN §5): `cryptography` read an SPKI
+    body under `BEGIN RSA PUBLIC KEY` and skipped PEM header lines, so `process --config` ran
+    with a key that `config apply` and `keys add` then could not store (the database's CHECK
+    refuses it). The body must be exactly the key's DER in the form its label names."""
+    (problem,) = _problems(_one(kid="k", rsa_public_key=spoil(public_pem(rsa_private()))))
+    assert "rsa_public_key must be the key alone" in problem, problem
+
+
 # ---------------------------------------------------------------- issue 12, kind 7: S1 in the spec
 
 
