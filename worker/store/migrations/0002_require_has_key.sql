@@ -9,7 +9,7 @@
 -- are refused as before) until its row or its keys change, and that change must fix it.
 -- TRUNCATE fires no row trigger: emptying jwt_keys while a community still requires signed
 -- identities is refused at once (TRUNCATE communities CASCADE, which empties both, is fine).
--- Concurrent writers are serialized on the community's row (see the function), so two
+-- Concurrent checks of one community are serialized (see the function), so two
 -- transactions cannot each remove "one of two" keys; under REPEATABLE READ a writer's snapshot
 -- predates the other's commit: run such writers at READ COMMITTED (the default) or SERIALIZABLE.
 -- The violation is raised as a check_violation naming the constraint `communities_require_key`,
@@ -30,10 +30,13 @@ BEGIN
     END IF;
     -- S1 spans two tables: unlocked, two transactions that each remove one of a community's two
     -- keys (or one switches it to require while the other removes its key) both see the other's
-    -- row still there and both commit (write skew). The community's row lock serializes them:
-    -- the second waits, and its check below (a new snapshot under READ COMMITTED) sees the first.
+    -- row still there and both commit (write skew). A lock per community, held to the end of the
+    -- transaction, serializes the checks: the second waits, and its check below (a new snapshot
+    -- under READ COMMITTED) sees the first's commit. An advisory lock, not the community's row
+    -- lock: it conflicts with nothing else, so a writer holding table or row locks (config apply,
+    -- the admin commands) cannot deadlock with it.
     IF cid IS NOT NULL THEN
-        PERFORM 1 FROM communities WHERE id = cid FOR NO KEY UPDATE;
+        PERFORM pg_advisory_xact_lock(hashtext('identity_require_has_key'), hashtext(cid));
     END IF;
     SELECT c.id INTO keyless FROM communities c
     WHERE (cid IS NULL OR c.id = cid) AND c.signed_identities = 'require'
