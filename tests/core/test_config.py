@@ -329,6 +329,19 @@ def test_review_a_key_repeated_through_merge_keys_is_refused(text: str, problem:
     assert line.startswith(problem), line
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "communities:\n  - <<: {? [a]: 1}\n    id: a\n",
+        "communities:\n  - <<: [{b: 2}, {? [a]: 1}]\n    id: a\n",
+    ],
+)
+def test_review_an_unhashable_key_in_a_merged_mapping_is_one_line(text: str) -> None:
+    """The merge checks above must not turn PyYAML's own refusal into a TypeError."""
+    (line,) = _problems(text)
+    assert "found unhashable key" in line
+
+
 def test_review_merge_keys_keep_their_meaning() -> None:
     """A key written in the mapping overrides a merged one; a merged mapping whose own merge is
     overridden gives its override, wherever it is merged again."""

@@ -404,12 +404,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     return  # SafeLoader refuses it with its own message
                 self.flatten_mapping(source)
                 keys = [self.construct_object(k, deep=True) for k, _ in source.value]
-                for key in keys:
-                    if key in given:
-                        line = key_node.start_mark.line + 1
-                        where = f"line {line}: key {_key_name(key)}"
-                        raise ConfigError([f"{where} comes from more than one merged mapping; keep one"])
-                given.update(keys)
+                try:
+                    repeated = [key for key in keys if key in given]
+                    given.update(keys)
+                except TypeError:  # an unhashable key: SafeLoader refuses it with its own message
+                    return
+                if repeated:
+                    line = key_node.start_mark.line + 1
+                    where = f"line {line}: key {_key_name(repeated[0])}"
+                    raise ConfigError([f"{where} comes from more than one merged mapping; keep one"])
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
