@@ -435,3 +435,21 @@ async def test_review_s1_two_concurrent_transactions_cannot_each_remove_one_of_t
     finally:
         await one.close()
         await two.close()
+
+
+async def test_review_s1_one_transaction_may_write_many_communities(store_url: str) -> None:
+    """The S1 check's per-community lock must not take a slot of the shared lock table (an
+    advisory lock per community failed with "out of shared memory" at about 25 000 communities
+    written in one transaction, as `config apply` of a large export does)."""
+    count = 30_000
+    await _commit(
+        store_url,
+        f"INSERT INTO communities (id) SELECT 'c' || g FROM generate_series(1, {count}) g",
+        "INSERT INTO jwt_keys (community_id, kid, alg, hmac_secret) "
+        f"SELECT 'c' || g, 'k', 'HS256', '{SECRET}' FROM generate_series(1, {count}) g",
+    )
+    conn = await asyncpg.connect(store_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM jwt_keys") == count
+    finally:
+        await conn.close()

@@ -30,13 +30,13 @@ BEGIN
     END IF;
     -- S1 spans two tables: unlocked, two transactions that each remove one of a community's two
     -- keys (or one switches it to require while the other removes its key) both see the other's
-    -- row still there and both commit (write skew). A lock per community, held to the end of the
-    -- transaction, serializes the checks: the second waits, and its check below (a new snapshot
-    -- under READ COMMITTED) sees the first's commit. An advisory lock, not the community's row
-    -- lock: it conflicts with nothing else, so a writer holding table or row locks (config apply,
-    -- the admin commands) cannot deadlock with it.
+    -- row still there and both commit (write skew). The community's row lock, held to the end of
+    -- the transaction, serializes them: the second waits, and its check below (a new snapshot
+    -- under READ COMMITTED) sees the first's commit. A row lock lives in the row: an advisory lock
+    -- per community would fill the shared lock table when one transaction writes some 25 000
+    -- communities (config apply of a large export: "out of shared memory").
     IF cid IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock(hashtext('identity_require_has_key'), hashtext(cid));
+        PERFORM 1 FROM communities WHERE id = cid FOR NO KEY UPDATE;
     END IF;
     SELECT c.id INTO keyless FROM communities c
     WHERE (cid IS NULL OR c.id = cid) AND c.signed_identities = 'require'
