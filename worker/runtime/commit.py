@@ -120,10 +120,13 @@ class TransactionalCommitter:
         self.routing = routing
         self.is_member = is_member
 
-    async def commit(self, producer: Any, consumer: Any, batch: Sequence[Decided]) -> None:
+    async def commit(
+        self, producer: Any, consumer: Any, batch: Sequence[Decided], offsets: dict[TopicPartition, int]
+    ) -> None:
+        """`offsets`: the next offset per input partition, past control records too (K11)."""
         await producer.begin_transaction()
         futures = await _send_all(producer, self.routing, batch)
-        await producer.send_offsets_to_transaction(next_offsets(batch), self.group_id)
+        await producer.send_offsets_to_transaction(offsets, self.group_id)
         await _delivered(producer, futures)
         if not self.is_member():
             raise MemberExpelled("the consumer group expelled this member; aborting its batch")
@@ -139,10 +142,12 @@ class AcknowledgedCommitter:
     def __init__(self, routing: Routing) -> None:
         self.routing = routing
 
-    async def commit(self, producer: Any, consumer: Any, batch: Sequence[Decided]) -> None:
+    async def commit(
+        self, producer: Any, consumer: Any, batch: Sequence[Decided], offsets: dict[TopicPartition, int]
+    ) -> None:
         futures = await _send_all(producer, self.routing, batch)
         await _delivered(producer, futures)
-        await consumer.commit(next_offsets(batch))
+        await consumer.commit(offsets)
 
     async def abort(self, producer: Any) -> None:
         """Nothing to undo: acknowledged outputs stay, their offsets are redone (duplicates)."""
