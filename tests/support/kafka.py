@@ -9,13 +9,21 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 
-async def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Create topics ({name: partitions}, replication factor 1) and wait until they exist."""
+async def create_topics(
+    bootstrap: str, topics: dict[str, int], configs: dict[str, dict[str, str]] | None = None
+) -> None:
+    """Create topics ({name: partitions}, replication factor 1, `configs` by name) and wait
+    until they exist."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics(
-            [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items()]
+            [
+                NewTopic(
+                    name, num_partitions=n, replication_factor=1, topic_configs=(configs or {}).get(name)
+                )
+                for name, n in topics.items()
+            ]
         )
         deadline = time.monotonic() + 30
         while not set(topics) <= set(await admin.list_topics()):

@@ -1,0 +1,75 @@
+"""The Kafka Java client as a test peer (issue 11 items 5, 6): `java/TxnPeer.java`, compiled once
+per session against the jars `deploy/local/stack` downloads. A missing JDK or jar fails loudly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = Path(__file__).parent / "java" / "TxnPeer.java"
+
+
+def kafka_libs() -> Path:
+    """The jars of the Kafka release the stack runs (same lookup as deploy/local/stack)."""
+    stack = (ROOT / "deploy" / "local" / "stack").read_text()
+    found = re.search(r"^DEFAULT_KAFKA_VERSION=(\S+)", stack, re.MULTILINE)
+    assert found, "deploy/local/stack names no DEFAULT_KAFKA_VERSION"
+    version = os.environ.get("KAFKA_VERSION", found.group(1))
+    cache = os.environ.get("IDENTITY_WORKER_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "identity-worker"
+    )
+    libs = Path(cache) / f"kafka-{version}" / "libs"
+    assert libs.is_dir(), f"{libs} is missing: run deploy/local/stack up once"
+    return libs
+
+
+@dataclass(frozen=True)
+class JavaPeer:
+    classes: Path
+    classpath: str
+
+    @classmethod
+    def compile(cls, into: Path) -> JavaPeer:
+        libs = kafka_libs()
+        classpath = ":".join(str(jar) for jar in sorted(libs.glob("*.jar")))
+        subprocess.run(
+            ["javac", "-d", str(into), "-cp", classpath, str(SOURCE)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        return cls(into, f"{into}:{classpath}")
+
+    def run(self, *args: str, stdin: bytes = b"") -> str:
+        result = subprocess.run(
+            ["java", "-Xmx256m", "-cp", self.classpath, "TxnPeer", *args],
+            input=stdin,
+            capture_output=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise AssertionError(
+                f"TxnPeer {args[0]} failed: {result.stderr.decode(errors='replace')[-2000:]}"
+            )
+        return result.stdout.decode()
+
+    def transaction(
+        self, bootstrap: str, topic: str, partition: int, values: list[bytes], *, commit: bool
+    ) -> None:
+        """One transaction holding `values` (key b"k"), committed or aborted."""
+        stdin = b"".join(value + b"\n" for value in values)
+        self.run("produce", bootstrap, topic, str(partition), "commit" if commit else "abort", stdin=stdin)
+
+    def lag(self, bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, int, int]]:
+        """Per partition: (committed offset, latest offset, lag), as kafka-consumer-groups shows them."""
+        found = {}
+        for line in self.run("lag", bootstrap, group, topic).split("\n"):
+            if line.strip():
+                partition, committed, end, lag = (int(field) for field in line.split())
+                found[partition] = (committed, end, lag)
+        return found
