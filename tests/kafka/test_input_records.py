@@ -17,29 +17,16 @@ import pytest
 
 from .worker_harness import (
     Outputs,
-    community_yaml,
+    communities_file,
     in_process_worker,
     kcat_produce,
     new_topics,
-    raw_event,
-    sign,
+    signed_events,
 )
 
 pytestmark = pytest.mark.integration
 
 BAD_HEADER = b"x-\xff\xfe=v"  # a header name that is not UTF-8 (librdkafka and Go allow any bytes)
-
-
-def _config(tmp_path: Path) -> Path:
-    config = tmp_path / "communities.yaml"
-    config.write_text(community_yaml("acme", "shop"))
-    return config
-
-
-def _events(prefix: str, count: int) -> list[bytes]:
-    now = time.time()
-    token = sign({"uuid": "v", "exp": int(now) + 7200}, kid="hs_1")
-    return [raw_event(f"{prefix}-{i}", "acme", now, signed_identity=token) for i in range(count)]
 
 
 def _by_partition(outputs: Outputs) -> dict[int, list[tuple[str, dict[str, object]]]]:
@@ -60,11 +47,11 @@ async def test_every_codec_kafka_defines_is_read(
     topics = await new_topics(kafka_bootstrap, unique_topic("i11-codec"), 1, raw_config=raw_config)
     expected: list[str] = []
     for codec in ("gzip", "snappy", "lz4", "zstd", "none"):
-        values = _events(codec, 5)
+        values = signed_events(codec, 5)
         kcat_produce(kafka_bootstrap, topics.raw, values, codec=codec)
         expected += [f"{codec}-{i}" for i in range(5)]
     async with (
-        in_process_worker(kafka_bootstrap, topics, _config(tmp_path)),
+        in_process_worker(kafka_bootstrap, topics, communities_file(tmp_path)),
         Outputs(kafka_bootstrap, topics) as outputs,
     ):
         await outputs.wait_for(len(expected), 30)
@@ -82,17 +69,17 @@ async def test_a_header_name_that_is_not_utf8_gets_one_malformed_event_and_the_s
     batch), the records after flow; the worker neither exits nor rewinds (K9)."""
     topics = await new_topics(kafka_bootstrap, unique_topic("i11-header"), 1)
     before, bad, bad_zstd, after = (
-        _events("before", 1),
-        _events("bad", 2),
-        _events("badz", 1),
-        _events("after", 3),
+        signed_events("before", 1),
+        signed_events("bad", 2),
+        signed_events("badz", 1),
+        signed_events("after", 3),
     )
     kcat_produce(kafka_bootstrap, topics.raw, before, headers=(b"trace=1",))
     kcat_produce(kafka_bootstrap, topics.raw, bad, headers=(b"trace=2", BAD_HEADER))
     kcat_produce(kafka_bootstrap, topics.raw, bad_zstd, codec="zstd", headers=(BAD_HEADER,))
     kcat_produce(kafka_bootstrap, topics.raw, after)
     async with (
-        in_process_worker(kafka_bootstrap, topics, _config(tmp_path)) as member,
+        in_process_worker(kafka_bootstrap, topics, communities_file(tmp_path)) as member,
         Outputs(kafka_bootstrap, topics) as outputs,
     ):
         await outputs.wait_for(7, 30)
@@ -132,7 +119,7 @@ async def test_an_undecodable_record_on_one_partition_never_holds_up_another(
     streams; no collected batch is dropped and no partition is rewound (K9)."""
     topics = await new_topics(kafka_bootstrap, unique_topic("i11-isolation"), 2)
     async with (
-        in_process_worker(kafka_bootstrap, topics, _config(tmp_path)) as member,
+        in_process_worker(kafka_bootstrap, topics, communities_file(tmp_path)) as member,
         Outputs(kafka_bootstrap, topics) as outputs,
     ):
         started = time.monotonic()
@@ -141,12 +128,12 @@ async def test_an_undecodable_record_on_one_partition_never_holds_up_another(
                 kcat_produce,
                 kafka_bootstrap,
                 topics.raw,
-                _events(f"p0-{round_}", 2),
+                signed_events(f"p0-{round_}", 2),
                 partition=0,
                 headers=(BAD_HEADER,),
             )
             await asyncio.to_thread(
-                kcat_produce, kafka_bootstrap, topics.raw, _events(f"p1-{round_}", 100), partition=1
+                kcat_produce, kafka_bootstrap, topics.raw, signed_events(f"p1-{round_}", 100), partition=1
             )
         await outputs.wait_for(510, 30)
         elapsed = time.monotonic() - started

@@ -15,21 +15,9 @@ from pathlib import Path
 import pytest
 
 from .java_peer import JavaPeer
-from .worker_harness import Outputs, community_yaml, in_process_worker, new_topics, raw_event, sign
+from .worker_harness import Outputs, communities_file, in_process_worker, new_topics, signed_events
 
 pytestmark = pytest.mark.integration
-
-
-def _events(prefix: str, count: int) -> list[bytes]:
-    now = time.time()
-    token = sign({"uuid": "v", "exp": int(now) + 7200}, kid="hs_1")
-    return [raw_event(f"{prefix}-{i}", "acme", now, signed_identity=token) for i in range(count)]
-
-
-def _config(tmp_path: Path) -> Path:
-    config = tmp_path / "communities.yaml"
-    config.write_text(community_yaml("acme", "shop"))
-    return config
 
 
 async def test_at_least_once_never_answers_an_aborted_upstream_transaction(
@@ -38,10 +26,10 @@ async def test_at_least_once_never_answers_an_aborted_upstream_transaction(
     """Item 5: 6 records in an aborted transaction, then 2 in a committed one: only the 2 are
     answered, in at_least_once mode too (K11)."""
     topics = await new_topics(kafka_bootstrap, unique_topic("i11-aborted"), 1)
-    java_peer.transaction(kafka_bootstrap, topics.raw, 0, _events("aborted", 6), commit=False)
-    java_peer.transaction(kafka_bootstrap, topics.raw, 0, _events("committed", 2), commit=True)
+    java_peer.transaction(kafka_bootstrap, topics.raw, 0, signed_events("aborted", 6), commit=False)
+    java_peer.transaction(kafka_bootstrap, topics.raw, 0, signed_events("committed", 2), commit=True)
     async with (
-        in_process_worker(kafka_bootstrap, topics, _config(tmp_path), guarantee="at_least_once"),
+        in_process_worker(kafka_bootstrap, topics, communities_file(tmp_path), guarantee="at_least_once"),
         Outputs(kafka_bootstrap, topics) as outputs,
     ):
         await outputs.wait_for(2, 30)
@@ -62,11 +50,11 @@ async def test_a_drained_group_shows_lag_0_after_upstream_transactions(
     """Item 6: after committed and aborted upstream transactions on two partitions, the group's
     committed offsets reach the log end (past the markers): lag 0 (K11)."""
     topics = await new_topics(kafka_bootstrap, unique_topic("i11-lag"), 2)
-    java_peer.transaction(kafka_bootstrap, topics.raw, 0, _events("p0", 3), commit=True)
-    java_peer.transaction(kafka_bootstrap, topics.raw, 1, _events("p1", 2), commit=False)
-    java_peer.transaction(kafka_bootstrap, topics.raw, 1, _events("p1c", 1), commit=True)
+    java_peer.transaction(kafka_bootstrap, topics.raw, 0, signed_events("p0", 3), commit=True)
+    java_peer.transaction(kafka_bootstrap, topics.raw, 1, signed_events("p1", 2), commit=False)
+    java_peer.transaction(kafka_bootstrap, topics.raw, 1, signed_events("p1c", 1), commit=True)
     async with (
-        in_process_worker(kafka_bootstrap, topics, _config(tmp_path), guarantee=guarantee),
+        in_process_worker(kafka_bootstrap, topics, communities_file(tmp_path), guarantee=guarantee),
         Outputs(kafka_bootstrap, topics) as outputs,
     ):
         await outputs.wait_for(4, 30)

@@ -265,6 +265,20 @@ def every_reason(acme: str, shop: str, now: float) -> list[Case]:
     ]
 
 
+def signed_events(prefix: str, count: int, community_id: str = "acme") -> list[bytes]:
+    """`count` valid signed events named `prefix-i` (one HS256 token, kid hs_1)."""
+    now = time.time()
+    token = sign({"uuid": "v", "exp": int(now) + 7200}, kid="hs_1")
+    return [raw_event(f"{prefix}-{i}", community_id, now, signed_identity=token) for i in range(count)]
+
+
+def communities_file(tmp: Path) -> Path:
+    """`community_yaml("acme", "shop")` written to a file, for `run --config` (no store)."""
+    config = tmp / "communities.yaml"
+    config.write_text(community_yaml("acme", "shop"))
+    return config
+
+
 def stream_values(acme: str, count: int, now: float, *, unique_tokens: int = 1000) -> list[bytes]:
     """A load of mostly valid signed events (`unique_tokens` distinct tokens, repeats hit C4)."""
     tokens = [sign({"uuid": f"v-{i}", "exp": int(now) + 7200}, kid="hs_1") for i in range(unique_tokens)]
@@ -447,8 +461,11 @@ async def wait_ready(worker: WorkerProcess, timeout: float = 60) -> None:
 
 
 @contextlib.asynccontextmanager
-async def in_process_worker(bootstrap: str, topics: Topics, config: Path, **overrides: Any) -> Any:
-    """The real runtime (`serve`) in this process, communities from `config` (no store).
+async def in_process_worker(
+    bootstrap: str, topics: Topics, config: Path, *, processor: Any = None, **overrides: Any
+) -> Any:
+    """The real runtime (`serve`) in this process, communities from `config` (no store), with
+    the production processor or `processor` (a poison record, an outage).
 
     Yields the `Member` once it is ready; on exit stops it and checks it exited 0 (K6).
     """
@@ -466,7 +483,13 @@ async def in_process_worker(bootstrap: str, topics: Topics, config: Path, **over
     stop = asyncio.Event()
     ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     worker = asyncio.create_task(
-        serve(settings, stop=stop, handle_signals=False, on_ready=lambda m, _: ready.set_result(m))
+        serve(
+            settings,
+            processor=processor,
+            stop=stop,
+            handle_signals=False,
+            on_ready=lambda m, _: ready.set_result(m),
+        )
     )
     done, _ = await asyncio.wait({worker, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
     if ready not in done:

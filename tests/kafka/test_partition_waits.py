@@ -1,0 +1,93 @@
+"""A record that must wait holds back only its own partition (issue 11 item 9, K8, K9).
+
+The real runtime in-process against the real broker, with a processor that answers
+`ConfigUnavailable` for one community's events while "the store is down" (the cache raises
+exactly that for an uncached community during an outage): the waiting partition is paused at
+its record and retried on its own backoff; the other partition's events are answered at full
+speed meanwhile, and what waits, and why, shows in metrics and /readyz.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from worker.core.config import ConfigUnavailable, load_config_file
+from worker.core.pipeline import Output, Source
+from worker.runtime.decide import pipeline_processor
+from worker.settings import load_settings
+
+from .worker_harness import (
+    Outputs,
+    communities_file,
+    in_process_worker,
+    new_topics,
+    produce,
+    signed_events,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_waiting_record_holds_back_only_its_partition(
+    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path
+) -> None:
+    config = communities_file(tmp_path)
+    topics = await new_topics(kafka_bootstrap, unique_topic("i11-waits"), 2)
+    real = pipeline_processor(load_config_file(str(config)), load_settings().limits, None)
+    outage = True
+
+    def processor(value: bytes | None, source: Source, now: float) -> Output:
+        if outage and value and b'"waits-' in value:
+            raise ConfigUnavailable(
+                "community acme is not cached and the configuration store cannot be read now"
+            )
+        return real(value, source, now)
+
+    waiting = signed_events("waits", 20)
+    await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in waiting], partition=0)
+    async with (
+        in_process_worker(
+            kafka_bootstrap,
+            topics,
+            config,
+            processor=processor,
+            retry_backoff_initial_ms="200",
+            retry_backoff_max_ms="4000",
+        ) as member,
+        Outputs(kafka_bootstrap, topics) as outputs,
+    ):
+        await asyncio.sleep(3.0)  # the waiting partition's backoff has grown to seconds
+        latencies = []
+        for round_ in range(5):
+            sent = time.monotonic()
+            values = signed_events(f"flows-{round_}", 20)
+            await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in values], partition=1)
+            answered = await outputs.wait_for(20 * (round_ + 1), 30)
+            latencies.append(answered - sent)
+            await asyncio.sleep(0.3)
+        print(
+            f"\nlatency of the flowing partition while the other waits: {[round(t, 2) for t in latencies]} s"
+        )
+        assert max(latencies) < 1.5, f"the flowing partition was held back: {latencies}"
+        problems = member.health.problems()
+        gauge = member.metrics.partitions_waiting._value.get()
+        retries = member.metrics.infrastructure_retries.labels("store", "ConfigUnavailable")._value.get()
+        assert not any(source[0] == 0 for source in outputs.by_source), "nothing answered while it waits"
+        outage = False
+        await outputs.wait_for(120, 30)
+        await outputs.settle(0.5)
+        after = member.health.problems(), member.metrics.partitions_waiting._value.get()
+    assert gauge == 1 and retries >= 3
+    assert any(
+        p.startswith("waiting: ") and "[0] waits at offset 0" in p and "ConfigUnavailable" in p
+        for p in problems
+    )
+    assert after == ([], 0), "ready again once the record is answered"
+    assert outputs.check_exactly_once([(0, o) for o in range(20)] + [(1, o) for o in range(100)]) == (0, 0)
+    names = [data["event_id"] for _, _, data in outputs.records if data["source"]["partition"] == 0]
+    assert names == [f"waits-{i}" for i in range(20)], "in order, once, after the wait (K3)"
