@@ -27,6 +27,7 @@ from typing import Any
 
 import aiokafka.consumer.fetcher as _fetcher
 from aiokafka import codec
+from aiokafka.errors import UnsupportedCodecError
 from aiokafka.record.control_record import ABORT_MARKER, ControlRecord
 from aiokafka.record.util import decode_varint
 from aiokafka.structs import ConsumerRecord, TopicPartition
@@ -38,6 +39,12 @@ _LOG_APPEND_TIME = 0x08
 MAX_PLACEHOLDERS = 100_000
 _DECODERS = {1: codec.gzip_decode, 2: codec.snappy_decode, 3: codec.lz4_decode, 4: codec.zstd_decode}
 _CODEC_NAMES = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
+_CODECS_PRESENT = {
+    "gzip": codec.has_gzip,
+    "snappy": codec.has_snappy,
+    "lz4": codec.has_lz4,
+    "zstd": codec.has_zstd,
+}
 
 
 @dataclass
@@ -266,6 +273,13 @@ _MEMORY_RECORDS = _fetcher.MemoryRecords
 
 
 def install() -> None:
-    """Make aiokafka's fetcher read through this module (idempotent; process-wide)."""
+    """Make aiokafka's fetcher read through this module (idempotent; process-wide).
+
+    Raises UnsupportedCodecError when a codec Kafka defines has no library here: a broken
+    installation, not a property of the records it would make unreadable (K10).
+    """
+    missing = [name for name, present in _CODECS_PRESENT.items() if not present()]
+    if missing:
+        raise UnsupportedCodecError(f"no library for the {', '.join(missing)} codec(s) (cramjam)")
     _fetcher.MemoryRecords = KeptRecords
     _fetcher.PartitionRecords = TolerantPartitionRecords

@@ -68,6 +68,7 @@ FATAL_ERRORS: dict[type[BaseException], str] = {
     kafka.InvalidRequiredAcksError: "the broker refused the acks setting",
     kafka.SecurityDisabled: "the broker has security disabled for a request this worker needs",
     kafka.InvalidSessionTimeoutError: "the session timeout is outside the broker's allowed range",
+    kafka.UnsupportedCodecError: "a compression library is missing (install cramjam, see pyproject.toml)",
 }
 
 _FATAL = tuple(FATAL_ERRORS)

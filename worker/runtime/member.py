@@ -76,7 +76,7 @@ from worker.runtime.commit import (
     next_offsets,
 )
 from worker.runtime.decide import Decider
-from worker.runtime.faults import FatalFault, Fault, classify
+from worker.runtime.faults import FatalFault, Fault, classify, hint
 from worker.runtime.waits import Waits
 from worker.settings import Guarantee, Settings
 
@@ -162,7 +162,12 @@ class Member:
             self._committer = TransactionalCommitter(s.group_id, routing, self._is_member)
         else:
             self._committer = AcknowledgedCommitter(routing)
-        self._consumer = make_consumer(s, listener=_Listener(self))
+        try:
+            self._consumer = make_consumer(s, listener=_Listener(self))
+        except Exception as exc:
+            if classify(exc) is not Fault.FATAL:
+                raise
+            raise StartupError(f"cannot read {s.input_topic}: {type(exc).__name__}: {hint(exc)}") from None
         await self._retry_until(stop, deadline, "joining Kafka", self._start_clients)
         self.health.kafka_ok()
         self._log.info(
