@@ -65,6 +65,10 @@ class JavaPeer:
         stdin = b"".join(value + b"\n" for value in values)
         self.run("produce", bootstrap, topic, str(partition), "commit" if commit else "abort", stdin=stdin)
 
+    def deny(self, bootstrap: str, topic: str, operation: str) -> None:
+        """An ACL denying `operation` (READ, WRITE, ...) on `topic` to PLAINTEXT clients."""
+        self.run("deny", bootstrap, topic, operation)
+
     def lag(self, bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, int, int]]:
         """Per partition: (committed offset, latest offset, lag), as kafka-consumer-groups shows them."""
         found = {}

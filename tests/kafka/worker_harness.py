@@ -473,12 +473,15 @@ async def in_process_worker(
     from worker.settings import load_settings
 
     settings = load_settings(
-        bootstrap_servers=bootstrap,
-        config_file=config,
-        group_id=topics.raw,
-        metrics_port=0,
-        progress_interval_seconds=0,
-        **{**topics.settings(), **overrides},
+        **{
+            "bootstrap_servers": bootstrap,
+            "config_file": config,
+            "group_id": topics.raw,
+            "metrics_port": 0,
+            "progress_interval_seconds": 0,
+            **topics.settings(),
+            **overrides,
+        }
     )
     stop = asyncio.Event()
     ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -437,7 +437,7 @@ class Member:
                 failed = None
                 self._committed(decided, offsets, started)
         if failed is not None:
-            self._fault("kafka", failed, "batch not committed; it will be redone")
+            self._fault("kafka", failed, "commit failed")
             await self._kafka_backoff.sleep(stop)
 
     def _committed(self, decided: list[Decided], offsets: Offsets, started: float) -> None:

@@ -5,6 +5,9 @@
 //   java TxnPeer lag BOOTSTRAP GROUP TOPIC
 //       per partition: "partition committed end lag", as kafka-consumer-groups computes it
 //       (the group's committed offset against the partition's latest offset)
+//   java TxnPeer deny BOOTSTRAP TOPIC OPERATION
+//       ACLs allowing everything on TOPIC but OPERATION (e.g. WRITE) to every PLAINTEXT client
+//       (User:ANONYMOUS; once a topic has an ACL, allow.everyone.if.no.acl.found no longer applies)
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
@@ -19,14 +22,23 @@ import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.acl.AccessControlEntry;
+import org.apache.kafka.common.acl.AclBinding;
+import org.apache.kafka.common.acl.AclOperation;
+import org.apache.kafka.common.acl.AclPermissionType;
+import org.apache.kafka.common.resource.PatternType;
+import org.apache.kafka.common.resource.ResourcePattern;
+import org.apache.kafka.common.resource.ResourceType;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 
 public final class TxnPeer {
     public static void main(String[] args) throws Exception {
         if (args[0].equals("produce")) {
             produce(args[1], args[2], Integer.parseInt(args[3]), args[4].equals("commit"));
-        } else {
+        } else if (args[0].equals("lag")) {
             lag(args[1], args[2], args[3]);
+        } else {
+            deny(args[1], args[2], args[3]);
         }
     }
 
@@ -52,6 +64,20 @@ public final class TxnPeer {
             } else {
                 producer.abortTransaction();
             }
+        }
+    }
+
+    static void deny(String bootstrap, String topic, String operation) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", bootstrap);
+        try (Admin admin = Admin.create(props)) {
+            ResourcePattern pattern = new ResourcePattern(ResourceType.TOPIC, topic, PatternType.LITERAL);
+            AclBinding allow = new AclBinding(pattern,
+                new AccessControlEntry("User:ANONYMOUS", "*", AclOperation.ALL, AclPermissionType.ALLOW));
+            AclBinding deny = new AclBinding(pattern,
+                new AccessControlEntry(
+                    "User:ANONYMOUS", "*", AclOperation.fromString(operation), AclPermissionType.DENY));
+            admin.createAcls(java.util.List.of(allow, deny)).all().get();
         }
     }
 
