@@ -117,15 +117,19 @@ class TolerantPartitionRecords(_fetcher.PartitionRecords):  # type: ignore[misc]
                 decoded = list(batch)  # the C reader: fast, but all or nothing per batch
             except Exception as exc:
                 decoded = list(_read_batch(tp, raw, batch, exc))
+                to_consumer_record = self._from_reread
+            else:
+                to_consumer_record = self._consumer_record
             for record in decoded:
                 if record.offset < self.next_fetch_offset:
                     continue  # before the fetch position (compressed legacy sets)
-                consumer_record = (
-                    record if isinstance(record, UnreadableRecord) else self._consumer_record(tp, record)
-                )
+                consumer_record = to_consumer_record(tp, record)
                 self.next_fetch_offset = record.offset + 1
                 yield consumer_record
             self.next_fetch_offset = batch.next_offset
+
+    def _from_reread(self, tp: TopicPartition, record: Any) -> Any:
+        return record if isinstance(record, UnreadableRecord) else self._consumer_record(tp, record)
 
     def _contains_abort_marker(self, batch: Any) -> bool:
         try:
