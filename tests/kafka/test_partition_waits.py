@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from worker.core.config import ConfigUnavailable, load_config_file
@@ -23,11 +25,15 @@ from worker.settings import load_settings
 
 from .worker_harness import (
     Outputs,
+    Store,
     communities_file,
     in_process_worker,
     new_topics,
     produce,
+    raw_event,
     signed_events,
+    start_worker,
+    stream_values,
 )
 
 pytestmark = pytest.mark.integration
@@ -91,3 +97,50 @@ async def test_a_waiting_record_holds_back_only_its_partition(
     assert outputs.check_exactly_once([(0, o) for o in range(20)] + [(1, o) for o in range(100)]) == (0, 0)
     names = [data["event_id"] for _, _, data in outputs.records if data["source"]["partition"] == 0]
     assert names == [f"waits-{i}" for i in range(20)], "in order, once, after the wait (K3)"
+
+
+async def test_a_community_whose_stored_rows_fail_the_model_shows_in_readyz_and_holds_back_only_its_partition(
+    kafka_bootstrap: str, store: Store, unique_topic: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The store answers, but one community's rows cannot be used (a custom field whose regex
+    does not compile, written past the CLI): its events wait (no verdict, C3), /readyz says
+    which partition waits and why — the old runtime stayed ready — and the others flow."""
+    broken = f"broken-{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(store.url)
+    try:
+        await conn.execute("INSERT INTO communities (id, signed_identities) VALUES ($1, 'reject')", broken)
+        await conn.execute(
+            "INSERT INTO custom_fields (community_id, key, label, regex) VALUES ($1, 'f', 'F', '(')", broken
+        )
+    finally:
+        await conn.close()
+    topics = await new_topics(kafka_bootstrap, unique_topic("i11-broken"), 2)
+    now = time.time()
+    waiting = [raw_event("w-0", broken, now, identity={"uuid": "v"})]
+    await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in waiting], partition=0)
+    worker = start_worker(
+        tmp_path, "broken", bootstrap=kafka_bootstrap, database_url=store.url, topics=topics, group=topics.raw
+    )
+    try:
+        async with Outputs(kafka_bootstrap, topics) as outputs:
+            flowing = await produce(
+                kafka_bootstrap,
+                topics.raw,
+                [(b"k", v, None) for v in stream_values(store.acme, 50, now)],
+                partition=1,
+            )
+            await outputs.wait_for(50, 60)
+            deadline = time.monotonic() + 20
+            while True:
+                status, body = await asyncio.to_thread(worker.http, "/readyz")
+                if status == 503 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.3)
+            _, metrics = await asyncio.to_thread(worker.http, "/metrics")
+    finally:
+        code = worker.stop()
+    assert status == 503 and f"{topics.raw}[0] waits at offset 0" in body, body
+    assert "stored configuration is invalid" in body, body
+    assert "identity_worker_partitions_waiting 1.0" in metrics
+    assert sorted(outputs.by_source) == sorted(flowing), "the waiting record has no verdict; the others flow"
+    assert code == 0, worker.tail()
