@@ -17,6 +17,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from store.private_pg import private_postgres
 
 from worker.core.config import ConfigUnavailable, load_config_file
 from worker.core.pipeline import Output, Source
@@ -26,6 +27,7 @@ from worker.settings import load_settings
 from .worker_harness import (
     Outputs,
     Store,
+    cli,
     communities_file,
     in_process_worker,
     new_topics,
@@ -34,6 +36,7 @@ from .worker_harness import (
     signed_events,
     start_worker,
     stream_values,
+    wait_ready,
 )
 
 pytestmark = pytest.mark.integration
@@ -144,3 +147,57 @@ async def test_a_community_whose_stored_rows_fail_the_model_shows_in_readyz_and_
     assert "identity_worker_partitions_waiting 1.0" in metrics
     assert sorted(outputs.by_source) == sorted(flowing), "the waiting record has no verdict; the others flow"
     assert code == 0, worker.tail()
+
+
+async def test_postgresql_down_one_uncached_community_waits_and_cached_ones_flow_at_full_speed(
+    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Item 9 with a real outage: a private PostgreSQL is stopped; an event of a community the
+    cache does not hold waits on partition 0, events of a cached community on partition 1 are
+    answered at once; after the restart the waiting one gets its verdict, exactly once."""
+    topics = await new_topics(kafka_bootstrap, unique_topic("i11-pgdown"), 2)
+    with private_postgres() as server:
+        store = Store(server.dsn, "acme", "shop")
+        config = communities_file(tmp_path)
+        cli("db", "migrate", env=store.env())
+        cli("config", "apply", str(config), env=store.env())
+        worker = start_worker(
+            tmp_path,
+            "pgdown",
+            bootstrap=kafka_bootstrap,
+            database_url=server.dsn,
+            topics=topics,
+            group=topics.raw,
+            retry_backoff_initial_ms="200",
+            retry_backoff_max_ms="4000",
+        )
+        try:
+            await wait_ready(worker)
+            async with Outputs(kafka_bootstrap, topics) as outputs:
+                server.stop()
+                now = time.time()
+                ghost = [raw_event("ghost-0", "never-cached", now, identity={"uuid": "v"})]
+                await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in ghost], partition=0)
+                await asyncio.sleep(3.0)  # the waiting partition's backoff has grown to seconds
+                latencies = []
+                for round_ in range(4):
+                    sent = time.monotonic()
+                    values = signed_events(f"cached-{round_}", 20)
+                    await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in values], partition=1)
+                    latencies.append(await outputs.wait_for(20 * (round_ + 1), 30) - sent)
+                    await asyncio.sleep(0.3)
+                print(
+                    f"\nlatency of a cached community during the outage: {[round(t, 2) for t in latencies]} s"
+                )
+                assert max(latencies) < 1.5, f"cached communities were held back: {latencies}"
+                status, body = await asyncio.to_thread(worker.http, "/readyz")
+                assert status == 503 and f"{topics.raw}[0] waits at offset 0" in body, body
+                server.start()
+                await outputs.wait_for(81, 60)
+                await outputs.settle(0.5)
+        finally:
+            code = worker.stop()
+    assert code == 0, worker.tail()
+    assert outputs.check_exactly_once([(0, 0)] + [(1, o) for o in range(80)]) == (0, 0)
+    verdict = next(data for _, _, data in outputs.records if data["source"]["partition"] == 0)
+    assert (verdict["event_id"], verdict["reason"]) == ("ghost-0", "unknown_community")
