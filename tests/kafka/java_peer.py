@@ -58,21 +58,26 @@ class JavaPeer:
             )
         return result.stdout.decode()
 
-    def transaction(
-        self, bootstrap: str, topic: str, partition: int, values: list[bytes], *, commit: bool
+    def transactions(
+        self, bootstrap: str, topic: str, transactions: list[tuple[int, bool, list[bytes]]]
     ) -> None:
-        """One transaction holding `values` (key b"k"), committed or aborted."""
-        stdin = b"".join(value + b"\n" for value in values)
-        self.run("produce", bootstrap, topic, str(partition), "commit" if commit else "abort", stdin=stdin)
+        """One producer writing each (partition, commit?, values) as one transaction, in order."""
+        stdin = b"".join(
+            f"{partition} {'commit' if commit else 'abort'} ".encode() + value + b"\n"
+            for partition, commit, values in transactions
+            for value in values
+        )
+        self.run("produce", bootstrap, topic, stdin=stdin)
 
     def deny(self, bootstrap: str, topic: str, operation: str) -> None:
         """An ACL denying `operation` (READ, WRITE, ...) on `topic` to PLAINTEXT clients."""
         self.run("deny", bootstrap, topic, operation)
 
-    def lag(self, bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, int, int]]:
-        """Per partition: (committed offset, latest offset, lag), as kafka-consumer-groups shows them."""
+    def lag(self, bootstrap: str, group: str, topic: str, wait: float = 0) -> dict[int, tuple[int, int, int]]:
+        """Per partition: (committed offset, latest offset, lag), as kafka-consumer-groups shows
+        them; asked again for up to `wait` seconds until every lag is 0."""
         found = {}
-        for line in self.run("lag", bootstrap, group, topic).split("\n"):
+        for line in self.run("lag", bootstrap, group, topic, str(wait)).split("\n"):
             if line.strip():
                 partition, committed, end, lag = (int(field) for field in line.split())
                 found[partition] = (committed, end, lag)

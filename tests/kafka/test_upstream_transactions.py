@@ -8,7 +8,6 @@ lag 0 to `kafka-consumer-groups` (the Java admin API, as that tool computes it).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,8 +25,11 @@ async def test_at_least_once_never_answers_an_aborted_upstream_transaction(
     """Item 5: 6 records in an aborted transaction, then 2 in a committed one: only the 2 are
     answered, in at_least_once mode too (K11)."""
     topics = await new_topics(kafka_bootstrap, unique_topic("i11-aborted"), 1)
-    java_peer.transaction(kafka_bootstrap, topics.raw, 0, signed_events("aborted", 6), commit=False)
-    java_peer.transaction(kafka_bootstrap, topics.raw, 0, signed_events("committed", 2), commit=True)
+    java_peer.transactions(
+        kafka_bootstrap,
+        topics.raw,
+        [(0, False, signed_events("aborted", 6)), (0, True, signed_events("committed", 2))],
+    )
     async with (
         in_process_worker(kafka_bootstrap, topics, communities_file(tmp_path), guarantee="at_least_once"),
         Outputs(kafka_bootstrap, topics) as outputs,
@@ -50,20 +52,21 @@ async def test_a_drained_group_shows_lag_0_after_upstream_transactions(
     """Item 6: after committed and aborted upstream transactions on two partitions, the group's
     committed offsets reach the log end (past the markers): lag 0 (K11)."""
     topics = await new_topics(kafka_bootstrap, unique_topic("i11-lag"), 2)
-    java_peer.transaction(kafka_bootstrap, topics.raw, 0, signed_events("p0", 3), commit=True)
-    java_peer.transaction(kafka_bootstrap, topics.raw, 1, signed_events("p1", 2), commit=False)
-    java_peer.transaction(kafka_bootstrap, topics.raw, 1, signed_events("p1c", 1), commit=True)
+    java_peer.transactions(
+        kafka_bootstrap,
+        topics.raw,
+        [
+            (0, True, signed_events("p0", 3)),
+            (1, False, signed_events("p1", 2)),
+            (1, True, signed_events("p1c", 1)),
+        ],
+    )
     async with (
         in_process_worker(kafka_bootstrap, topics, communities_file(tmp_path), guarantee=guarantee),
         Outputs(kafka_bootstrap, topics) as outputs,
     ):
         await outputs.wait_for(4, 30)
-        deadline = time.monotonic() + 20
-        while True:
-            lag = await asyncio.to_thread(java_peer.lag, kafka_bootstrap, topics.raw, topics.raw)
-            if all(row[2] == 0 for row in lag.values()) or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.5)
+        lag = await asyncio.to_thread(java_peer.lag, kafka_bootstrap, topics.raw, topics.raw, 20)
     # partition 0: records 0-2, marker 3; partition 1: aborted 0-1, marker 2, record 3, marker 4
     assert lag == {0: (4, 4, 0), 1: (5, 5, 0)}
     assert sorted(outputs.by_source) == [(0, 0), (0, 1), (0, 2), (1, 3)]

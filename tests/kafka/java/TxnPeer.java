@@ -1,10 +1,12 @@
 // A peer nobody on the project wrote (issue 11 items 5 and 6): the Kafka Java client.
 //
-//   java TxnPeer produce BOOTSTRAP TOPIC PARTITION commit|abort   (values on stdin, one a line)
-//       one transaction holding every value (key "k"), then committed or aborted
-//   java TxnPeer lag BOOTSTRAP GROUP TOPIC
+//   java TxnPeer produce BOOTSTRAP TOPIC   (stdin: lines "PARTITION commit|abort VALUE")
+//       consecutive lines with the same partition and ending make one transaction (key "k"),
+//       committed or aborted; one producer for all of them
+//   java TxnPeer lag BOOTSTRAP GROUP TOPIC WAIT_SECONDS
 //       per partition: "partition committed end lag", as kafka-consumer-groups computes it
-//       (the group's committed offset against the partition's latest offset)
+//       (the group's committed offset against the partition's latest offset); asked again
+//       every 200 ms until every lag is 0 or WAIT_SECONDS have passed
 //   java TxnPeer deny BOOTSTRAP TOPIC OPERATION
 //       ACLs allowing everything on TOPIC but OPERATION (e.g. WRITE) to every PLAINTEXT client
 //       (User:ANONYMOUS; once a topic has an ACL, allow.everyone.if.no.acl.found no longer applies)
@@ -34,36 +36,50 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 public final class TxnPeer {
     public static void main(String[] args) throws Exception {
         if (args[0].equals("produce")) {
-            produce(args[1], args[2], Integer.parseInt(args[3]), args[4].equals("commit"));
+            produce(args[1], args[2]);
         } else if (args[0].equals("lag")) {
-            lag(args[1], args[2], args[3]);
+            lag(args[1], args[2], args[3], Double.parseDouble(args[4]));
         } else {
             deny(args[1], args[2], args[3]);
         }
     }
 
-    static void produce(String bootstrap, String topic, int partition, boolean commit) throws Exception {
+    static void produce(String bootstrap, String topic) throws Exception {
         Properties props = new Properties();
         props.put("bootstrap.servers", bootstrap);
         props.put("transactional.id", "txn-peer-" + UUID.randomUUID());
         props.put("key.serializer", ByteArraySerializer.class.getName());
         props.put("value.serializer", ByteArraySerializer.class.getName());
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+        byte[] key = "k".getBytes(StandardCharsets.UTF_8);
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
             producer.initTransactions();
-            producer.beginTransaction();
+            String open = null;  // "partition ending" of the transaction in progress
             String line;
             while ((line = in.readLine()) != null) {
-                byte[] key = "k".getBytes(StandardCharsets.UTF_8);
-                byte[] value = line.getBytes(StandardCharsets.UTF_8);
-                producer.send(new ProducerRecord<>(topic, partition, key, value)).get();
+                String[] fields = line.split(" ", 3);
+                String txn = fields[0] + " " + fields[1];
+                if (!txn.equals(open)) {
+                    end(producer, open);
+                    producer.beginTransaction();
+                    open = txn;
+                }
+                byte[] value = fields[2].getBytes(StandardCharsets.UTF_8);
+                producer.send(new ProducerRecord<>(topic, Integer.parseInt(fields[0]), key, value)).get();
             }
-            producer.flush();
-            if (commit) {
-                producer.commitTransaction();
-            } else {
-                producer.abortTransaction();
-            }
+            end(producer, open);
+        }
+    }
+
+    static void end(KafkaProducer<byte[], byte[]> producer, String txn) {
+        if (txn == null) {
+            return;
+        }
+        producer.flush();
+        if (txn.endsWith(" commit")) {
+            producer.commitTransaction();
+        } else {
+            producer.abortTransaction();
         }
     }
 
@@ -81,10 +97,26 @@ public final class TxnPeer {
         }
     }
 
-    static void lag(String bootstrap, String group, String topic) throws Exception {
+    static void lag(String bootstrap, String group, String topic, double waitSeconds) throws Exception {
         Properties props = new Properties();
         props.put("bootstrap.servers", bootstrap);
+        long deadline = System.nanoTime() + (long) (waitSeconds * 1e9);
         try (Admin admin = Admin.create(props)) {
+            while (true) {
+                StringBuilder out = new StringBuilder();
+                boolean drained = lagOnce(admin, group, topic, out);
+                if (drained || System.nanoTime() > deadline) {
+                    System.out.print(out);
+                    return;
+                }
+                Thread.sleep(200);
+            }
+        }
+    }
+
+    static boolean lagOnce(Admin admin, String group, String topic, StringBuilder out) throws Exception {
+        boolean drained = true;
+        {
             Map<TopicPartition, OffsetAndMetadata> committed =
                 admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get();
             int partitions = admin.describeTopics(java.util.List.of(topic)).allTopicNames().get()
@@ -99,8 +131,11 @@ public final class TxnPeer {
                 OffsetAndMetadata at = committed.get(tp);
                 long end = ends.get(tp).offset();
                 long offset = at == null ? -1 : at.offset();
-                System.out.println(p + " " + offset + " " + end + " " + (at == null ? -1 : end - offset));
+                long lag = at == null ? -1 : end - offset;
+                drained &= lag == 0;
+                out.append(p + " " + offset + " " + end + " " + lag + "\n");
             }
         }
+        return drained;
     }
 }
