@@ -61,7 +61,7 @@ from aiokafka.structs import TopicPartition
 
 from worker.core.config import ConfigUnavailable
 from worker.core.pipeline import Source
-from worker.kafka.clients import fetch_position, make_consumer, make_producer
+from worker.kafka.clients import make_consumer, make_producer
 from worker.kafka.records import UnreadableRecord
 from worker.kafka.topics import existing_topics
 from worker.ops.health import Health
@@ -73,10 +73,10 @@ from worker.runtime.commit import (
     Decided,
     Routing,
     TransactionalCommitter,
-    next_offsets,
 )
 from worker.runtime.decide import Decider
 from worker.runtime.faults import FatalFault, Fault, classify, hint
+from worker.runtime.partitions import Offsets, Partitions
 from worker.runtime.waits import Waits
 from worker.settings import Guarantee, Settings
 
@@ -97,7 +97,6 @@ class StartupError(Exception):
 
 
 Batch = dict[TopicPartition, list[Any]]
-Offsets = dict[TopicPartition, int]
 
 
 class Member:
@@ -110,9 +109,6 @@ class Member:
             settings.transactional_id() if settings.guarantee is Guarantee.EXACTLY_ONCE else None
         )
         self.processed = 0  # records committed by this member (progress line)
-        # Next offset per owned partition as this member last committed it (or, before its first
-        # commit, as the coordinator had it): the lag's base and the rewind's target (K8).
-        self.committed: Offsets = {}
         self.clean = True  # False when the last batch could not commit before exit
         self._consumer: Any = None
         self._producer: Any = None
@@ -127,12 +123,14 @@ class Member:
         self._kafka_backoff = Backoff(
             settings.retry_backoff_initial_ms / 1000, settings.retry_backoff_max_ms / 1000
         )
-        self.waits = Waits(settings.retry_backoff_initial_ms / 1000, settings.retry_backoff_max_ms / 1000)
+        waits = Waits(settings.retry_backoff_initial_ms / 1000, settings.retry_backoff_max_ms / 1000)
+        self.partitions = Partitions(waits, metrics)
+        self.committed = self.partitions.committed  # next offset per owned partition (lag, rewind)
         self._op_timeout = settings.request_timeout_ms / 1000 + 5
         # Past the transaction timeout the broker aborts the transaction anyway (and fences us).
         self._commit_timeout = settings.transaction_timeout_ms / 1000
         self._log = get_logger("identity-worker.runtime")
-        health.waiting = lambda: self.waits.describe(time.monotonic())
+        health.waiting = lambda: waits.describe(time.monotonic())
 
     # ------------------------------------------------------------------ start and stop
 
@@ -263,11 +261,11 @@ class Member:
                     inflight = None
                     await self._rewind(stop)
                     continue
-                self._resume_due()
+                self.partitions.resume_due(self._consumer)
                 batch, generation, fetch_fault = await self._collect(stop, inflight)
                 started = time.perf_counter()
                 decided = await self._decide(batch) if batch else []
-                offsets = self._offsets(decided)
+                offsets = self.partitions.offsets(self._consumer, decided)
                 if decided or offsets:
                     await _finish(inflight)  # the previous transaction ends before this one begins
                     inflight = None
@@ -327,11 +325,12 @@ class Member:
         """Each record through the `Decider`, in partition order (K3).
 
         A `ConfigUnavailable` (store down, community not cached or unusable) holds that
-        partition at that record (`_hold`): the records before it are still published, it
+        partition at that record (`Partitions.hold`): the records before it are still published, it
         and the rest wait, the other partitions go on (K9). Every `YIELD_EVERY` records the
         loop lets the in-flight transaction's I/O advance.
         """
         decided: list[Decided] = []
+        partitions, waits = self.partitions, self.partitions.waits
         decider = self.decider
         first_verdict, needs_recheck = decider.first_verdict, decider.needs_recheck
         for tp, records in batch.items():
@@ -346,71 +345,15 @@ class Member:
                         if needs_recheck(output):
                             output = await decider.recheck(output, record.value, source)
                 except ConfigUnavailable as exc:  # V2/C3/K8: no verdict; this partition waits here
-                    self._hold(tp, record.offset, exc)
+                    partitions.hold(self._consumer, tp, record.offset, exc)
                     held = True
                     break
                 decided.append(Decided(record, output))
                 if len(decided) % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
-            if not held and tp in self.waits:
-                self._release(tp)
+            if not held and tp in waits:
+                partitions.release(tp)
         return decided
-
-    def _hold(self, tp: TopicPartition, offset: int, error: ConfigUnavailable) -> None:
-        """K9: pause `tp` at the record that must wait; it is tried again on its own backoff."""
-        with contextlib.suppress(IllegalStateError):
-            self._consumer.seek(tp, offset)
-            self._consumer.pause(tp)
-        wait = self.waits.hold(tp, offset, error, time.monotonic())
-        self.metrics.infrastructure_retries.labels("store", type(error).__name__).inc()
-        self.metrics.partitions_waiting.set(len(self.waits))
-        if wait.attempts == 1:
-            self._log.warning(
-                "partition waits: configuration unavailable",
-                topic=tp.topic,
-                partition=tp.partition,
-                offset=offset,
-                error_type=wait.error,
-                error=wait.detail,
-            )
-
-    def _release(self, tp: TopicPartition) -> None:
-        wait = self.waits.release(tp)
-        self.metrics.partitions_waiting.set(len(self.waits))
-        if wait is not None:
-            self._log.info(
-                "partition resumed",
-                topic=tp.topic,
-                partition=tp.partition,
-                offset=wait.offset,
-                waited_seconds=round(time.monotonic() - wait.since, 1),
-                attempts=wait.attempts,
-            )
-
-    def _resume_due(self) -> None:
-        for tp in self.waits.due(time.monotonic()):
-            with contextlib.suppress(IllegalStateError):
-                self._consumer.resume(tp)
-
-    def _offsets(self, decided: list[Decided]) -> Offsets:
-        """The offsets this batch commits (K2, K11): per owned partition, its position now.
-
-        The position is past every record returned and past the control records and aborted
-        batches after them, so a drained group shows lag 0. A waiting partition commits only
-        up to its waiting record; a partition whose position is unchanged commits nothing.
-        """
-        offsets = next_offsets(decided)
-        consumer = self._consumer
-        for tp in consumer.assignment():
-            if tp in self.waits:
-                continue
-            position = fetch_position(consumer, tp)
-            if position is None:
-                continue
-            known = self.committed.get(tp)
-            if tp in offsets or (known is not None and position > known):
-                offsets[tp] = max(position, offsets.get(tp, position))
-        return offsets
 
     async def _commit(
         self, decided: list[Decided], offsets: Offsets, generation: int, started: float, stop: asyncio.Event
@@ -489,9 +432,8 @@ class Member:
                         offset = await asyncio.wait_for(self._consumer.committed(tp), self._op_timeout)
                         if offset is not None:
                             self.committed[tp] = offset
+                    offset = self.partitions.rewind_target(tp, offset)
                     with contextlib.suppress(IllegalStateError):
-                        if tp in self.waits and offset is not None:
-                            offset = min(offset, self.waits.held[tp].offset)
                         if offset is None:
                             await self._consumer.seek_to_beginning(tp)
                         else:
@@ -517,12 +459,7 @@ class Member:
                 with contextlib.suppress(FatalFault):  # raised again by the next request
                     self._fault("kafka", exc, "could not settle the last transaction")
                 self._replace_producer = self._needs_rewind = True
-            self.waits.drop(revoked)
-            self.metrics.partitions_waiting.set(len(self.waits))
-            for tp in revoked:
-                self.committed.pop(tp, None)
-                with contextlib.suppress(KeyError):
-                    self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+            self.partitions.forget(revoked)
         self._log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
