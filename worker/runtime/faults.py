@@ -15,7 +15,7 @@ Three classes, decided by the exception's type (and aiokafka's `retriable`), nev
   (worker.kafka.records) and an exception while deciding one is a dead letter
   (worker.runtime.decide); both give that record its one output and the stream goes on.
   A record that must wait (`ConfigUnavailable`) holds back only its partition
-  (worker.runtime.waits).
+  (worker.runtime.partitions).
 
 Anything else (a bug) is not classified: it propagates and the worker exits 2.
 docs/fault-model.md lists each failure with its class and the test that covers it.
