@@ -276,7 +276,9 @@ class Member:
                         self._needs_rewind = True
                         continue
                     inflight = asyncio.create_task(self._commit(decided, offsets, generation, started, stop))
-                if fetch_fault:
+                if fetch_fault and not batch:
+                    # Nothing fetched at all: back off. A fault of one partition (aiokafka raises
+                    # it only when no other partition has records ready) holds up nobody else.
                     await self._kafka_backoff.sleep(stop)
         finally:
             await _finish(inflight)
