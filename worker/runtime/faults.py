@@ -65,6 +65,10 @@ FATAL_ERRORS: dict[type[BaseException], str] = {
     kafka.InvalidConfigurationError: "the broker refused a setting",
     kafka.KafkaConfigurationError: "the Kafka client settings are invalid",
     kafka.InvalidTopicError: "a topic name is invalid",
+    kafka.InvalidGroupIdError: "the consumer group id is invalid",
+    kafka.InvalidTimestampError: (
+        "an output topic refuses the records' timestamps (its message.timestamp.* settings, or the clock)"
+    ),
     kafka.InvalidRequiredAcksError: "the broker refused the acks setting",
     kafka.SecurityDisabled: "the broker has security disabled for a request this worker needs",
     kafka.InvalidSessionTimeoutError: "the session timeout is outside the broker's allowed range",
