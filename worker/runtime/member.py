@@ -400,6 +400,7 @@ class Member:
         )
         self.metrics.batch_size.observe(len(decided))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.observe_delays([item.record.timestamp for item in decided])  # issue 16: delay panel
         self.processed += len(decided)
 
     def _failed_commit(self, exc: BaseException) -> None:
