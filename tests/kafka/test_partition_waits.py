@@ -115,8 +115,15 @@ async def test_a_community_whose_stored_rows_fail_the_model_shows_in_readyz_and_
         await conn.execute(
             "INSERT INTO custom_fields (community_id, key, label, regex) VALUES ($1, 'f', 'F', '(')", broken
         )
-    finally:
+        await _waits_for_the_broken_community(kafka_bootstrap, store, broken, unique_topic, tmp_path)
+    finally:  # the session's store is shared: `config apply` elsewhere refuses a broken one
+        await conn.execute("DELETE FROM communities WHERE id = $1", broken)
         await conn.close()
+
+
+async def _waits_for_the_broken_community(
+    kafka_bootstrap: str, store: Store, broken: str, unique_topic: Callable[[str], str], tmp_path: Path
+) -> None:
     topics = await new_topics(kafka_bootstrap, unique_topic("i11-broken"), 2)
     now = time.time()
     waiting = [raw_event("w-0", broken, now, identity={"uuid": "v"})]
