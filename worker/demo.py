@@ -1,6 +1,7 @@
 """`make demo`: one example community, the real worker, example events through Kafka, a table.
 
-Expects KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (the Makefile starts the local stack).
+Expects KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (the Makefile starts the local stack), and the
+Kafka security variables of a secured cluster if any (`deploy/local/stack up --secure` prints them).
 Every step is a real command of the product; topics get a per-run suffix so runs never mix.
 """
 
@@ -24,7 +25,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from worker.core.contracts import format_time
+from worker.core.jws import segment_object
 from worker.core.keys import sign_token
+from worker.kafka.security import client_options
 
 HMAC_SECRET = "0123456789abcdef01234567"  # a demo value; real secrets come from the website's operator
 CLI = [sys.executable, "-m", "worker.cli.main"]
@@ -84,7 +87,8 @@ def example_events(private_key: Any, now: int) -> list[tuple[str, bytes]]:
     )
     # Tampered: the payload now claims another visitor; header and signature are the original's.
     head, body, sig = good_hs.split(".")
-    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    claims = segment_object(body)
+    assert claims is not None
     forged = json.dumps({**claims, "uuid": "v-admin"}).encode()
     tampered = f"{head}.{base64.urlsafe_b64encode(forged).decode().rstrip('=')}.{sig}"
     return [
@@ -136,7 +140,7 @@ def run_cli(*args: str, env: dict[str, str]) -> None:
 async def exchange(
     bootstrap: str, topics: dict[str, str], events: list[tuple[str, bytes]]
 ) -> list[dict[str, Any]]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(**client_options(bootstrap), enable_idempotence=True)
     await producer.start()
     try:
         for key, value in events:
@@ -147,7 +151,7 @@ async def exchange(
         topics["enriched"],
         topics["rejected"],
         topics["dlq"],
-        bootstrap_servers=bootstrap,
+        **client_options(bootstrap),
         isolation_level="read_committed",
         auto_offset_reset="earliest",
         group_id=None,
