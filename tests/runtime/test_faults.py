@@ -53,6 +53,15 @@ def test_a_fatal_cause_under_a_wrapping_error_is_fatal() -> None:
     assert "transactional id" in hint(wrapper)
 
 
+def test_a_retriable_wrapper_is_retried_whatever_it_wraps() -> None:
+    """OutputTopicChanged (retriable) over a size refusal: the topics are read again (K9)."""
+    from worker.kafka.topics import OutputTopicChanged
+
+    changed = OutputTopicChanged("the broker refused an output: MessageSizeTooLargeError")
+    changed.__cause__ = kafka.MessageSizeTooLargeError()
+    assert classify(changed) is Fault.INFRASTRUCTURE
+
+
 def test_a_bug_is_not_classified() -> None:
     for exc in (AssertionError(), KeyError("x"), RuntimeError("TopicAuthorizationFailed")):
         assert classify(exc) is None, "message text never decides"

@@ -2,7 +2,7 @@
 
 - The consumer never auto-commits; it reads `read_committed` in every mode (K11), so records
   of an aborted upstream transaction are never answered, and it reads every record through
-  `worker.kafka.records` (K9: a record the client cannot decode becomes an `UnreadableRecord`).
+  `worker.kafka.fetched` (K9: a record the client cannot decode becomes an `UnreadableRecord`).
 - exactly_once: a transactional producer (idempotent by construction), one unique
   `transactional_id` per member (K5), a short `transaction_timeout_ms`.
 - at_least_once: an idempotent producer, acks=all.
@@ -18,14 +18,14 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-from worker.kafka import records
+from worker.kafka import fetched
 from worker.kafka.security import security_options
 from worker.settings import Guarantee, KafkaSettings, Settings
 
 
 def make_consumer(settings: Settings, *, listener: ConsumerRebalanceListener | None = None) -> Any:
     """A group member subscribed to the input topic (K7); offsets are committed by the runtime."""
-    records.install()  # K9: no record the client cannot decode raises out of getmany
+    fetched.install()  # K9: no record the client cannot decode raises out of getmany
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.client_id}-{settings.member_index}",
@@ -47,6 +47,11 @@ def make_consumer(settings: Settings, *, listener: ConsumerRebalanceListener | N
     return consumer
 
 
+def producer_max_request_size(settings: Settings) -> int:
+    """The producer's `max_request_size` (bytes): no output may be larger (K9)."""
+    return max(1 << 20, settings.max_event_bytes * 4)
+
+
 def make_producer(settings: Settings, *, transactional_id: str | None) -> Any:
     """K2: transactional when `transactional_id` is given, else idempotent (at_least_once)."""
     common: dict[str, Any] = {
@@ -58,7 +63,7 @@ def make_producer(settings: Settings, *, transactional_id: str | None) -> Any:
         "retry_backoff_ms": settings.kafka_retry_backoff_ms,
         "linger_ms": 5,
         "max_batch_size": settings.kafka_batch_bytes,
-        "max_request_size": max(1 << 20, settings.max_event_bytes * 4),
+        "max_request_size": producer_max_request_size(settings),
         "compression_type": None,
         **security_options(settings),
     }

@@ -26,6 +26,8 @@ class Health:
     store_degraded: Callable[[], bool] = lambda: False
     waiting: Callable[[], list[str]] = list
     fatal: str | None = None
+    # Why outputs cannot be written, from the output topics as last read (K9), else None.
+    outputs_problem: Callable[[], str | None] = lambda: None
 
     def kafka_failed(self, error: str) -> None:
         if self.kafka_error is None:
@@ -46,6 +48,9 @@ class Health:
             found.append("stopping")
         if self.kafka_error is not None:
             found.append(f"kafka: {self.kafka_error}")
+        outputs = self.outputs_problem()
+        if outputs is not None:
+            found.append(f"outputs: {outputs}")
         if self.store_degraded():
             found.append("store: degraded (serving the last loaded configuration)")
         found.extend(f"waiting: {line}" for line in self.waiting())

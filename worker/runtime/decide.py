@@ -70,7 +70,7 @@ class Decider:
         return self._attempts(value, source)
 
     def unreadable(self, value: bytes | None, problem: str, source: Source) -> Output:
-        """K9: the one output of a record the client could not decode (worker.kafka.records)."""
+        """K9: the one output of a record the client could not decode (worker.kafka.fetched)."""
         self.metrics.unreadable_records.inc()
         self._log.warning(
             "record cannot be decoded",

@@ -12,7 +12,7 @@ Three classes, decided by the exception's type (and aiokafka's `retriable`), nev
   exits non-zero (`EXIT_FATAL`) without committing the batch in hand.
 - `Fault.RECORD` (K9): a property of one record. Such faults never reach this module as
   exceptions: a record the client cannot decode is an `UnreadableRecord`
-  (worker.kafka.records) and an exception while deciding one is a dead letter
+  (worker.kafka.fetched) and an exception while deciding one is a dead letter
   (worker.runtime.decide); both give that record its one output and the stream goes on.
   A record that must wait (`ConfigUnavailable`) holds back only its partition
   (worker.runtime.partitions).
@@ -28,6 +28,7 @@ import enum
 from aiokafka import errors as kafka
 
 from worker.core.config import ConfigUnavailable
+from worker.kafka.topics import OutputTopicUnusable
 from worker.runtime.commit import MemberExpelled
 
 EXIT_FATAL = 3  # fatal misconfiguration (K10); 1 = unclean stop, 2 = a bug
@@ -73,6 +74,7 @@ FATAL_ERRORS: dict[type[BaseException], str] = {
     kafka.SecurityDisabled: "the broker has security disabled for a request this worker needs",
     kafka.InvalidSessionTimeoutError: "the session timeout is outside the broker's allowed range",
     kafka.UnsupportedCodecError: "a compression library is missing (install cramjam, see pyproject.toml)",
+    OutputTopicUnusable: "an output topic leaves no room for an output (its max.message.bytes)",
 }
 
 _FATAL = tuple(FATAL_ERRORS)
@@ -82,8 +84,12 @@ _INFRASTRUCTURE: tuple[type[BaseException], ...] = (TimeoutError, OSError, Confi
 
 def classify(exc: BaseException) -> Fault | None:
     """The class of a failure, by type; None for an unexpected exception (a bug)."""
-    if isinstance(exc, FatalFault):
+    if isinstance(exc, (FatalFault, *_FATAL)):
         return Fault.FATAL
+    if isinstance(exc, kafka.KafkaError) and exc.retriable:
+        # Retriable by its own type, whatever it wraps: e.g. OutputTopicChanged over a size
+        # refusal, after which the output topics are read again and the outputs refitted (K9).
+        return Fault.INFRASTRUCTURE
     if any(isinstance(cause, _FATAL) for cause in _chain(exc)):
         return Fault.FATAL
     if isinstance(exc, kafka.KafkaError):

@@ -4,7 +4,7 @@ Loop, one batch at a time:
 
 1. **Collect** (K4): `getmany` until `batch_size` records or `batch_linger_ms` after the
    first record, or until SIGTERM (K6: stop fetching) or a revocation.
-   Records come through `worker.kafka.records`: one the client cannot decode is an
+   Records come through `worker.kafka.fetched`: one the client cannot decode is an
    `UnreadableRecord` (K9), never an exception. A fetch fault is classified
    (`worker.runtime.faults`, K10): fatal stops the worker; infrastructure keeps the records
    collected so far (nothing was consumed past them: no rewind) and backs off.
@@ -62,8 +62,8 @@ from aiokafka.structs import TopicPartition
 from worker.core.config import ConfigUnavailable
 from worker.core.pipeline import Source
 from worker.kafka.clients import make_consumer, make_producer
-from worker.kafka.records import UnreadableRecord
-from worker.kafka.topics import existing_topics
+from worker.kafka.fetched import UnreadableRecord
+from worker.kafka.topics import TopicFacts, existing_topics
 from worker.ops.health import Health
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
@@ -73,6 +73,7 @@ from worker.runtime.commit import (
     Decided,
     Routing,
     TransactionalCommitter,
+    unusable_output,
 )
 from worker.runtime.decide import Decider
 from worker.runtime.faults import FatalFault, Fault, classify, hint
@@ -138,7 +139,7 @@ class Member:
         """Check the topics (fail fast), then join the group. Waits for Kafka up to the start-up timeout."""
         s = self.settings
         deadline = time.monotonic() + s.startup_timeout_seconds
-        counts: dict[str, int] = {}
+        counts: dict[str, TopicFacts] = {}
 
         async def check_topics() -> None:
             counts.update(await asyncio.wait_for(existing_topics(s, s.all()), self._op_timeout))
@@ -155,7 +156,11 @@ class Member:
                 f"output topic(s) {', '.join(missing)} do not exist "
                 "(create them with `identity-worker topics create`)"
             )
+        problem = unusable_output(s, counts)  # K9/K10: no room for an output is a misconfiguration
+        if problem is not None:
+            raise StartupError(problem)
         routing = Routing(s, counts)
+        self.health.outputs_problem = lambda: routing.problem
         if s.guarantee is Guarantee.EXACTLY_ONCE:
             self._committer = TransactionalCommitter(s.group_id, routing, self._is_member)
         else:

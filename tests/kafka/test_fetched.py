@@ -1,4 +1,4 @@
-"""`worker.kafka.records` on record batches built here (K9): what the C reader refuses is re-read
+"""`worker.kafka.fetched` on record batches built here (K9): what the C reader refuses is re-read
 record by record, and only what cannot be decoded becomes an `UnreadableRecord`.
 
 The broker refuses to store a batch whose CRC fails, so corrupt batches are tested here, on
@@ -16,7 +16,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
 
-from worker.kafka.records import (
+from worker.kafka.fetched import (
     READ_COMMITTED,
     KeptRecords,
     TolerantPartitionRecords,
