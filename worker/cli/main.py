@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from worker.cli import admin, offline, service
+from worker.cli import access, admin, offline, service
 from worker.cli.common import CliError
 
 PROG = "identity-worker"
@@ -24,12 +24,14 @@ def cli() -> None:
     Offline:   process, token sign, token verify
     Store:     db migrate, community, keys, fields, mappings, config apply/export
     Service:   topics create, run
+    Console:   admin serve, admin token, audit list
     Run `identity-worker COMMAND --help` for each command's options and examples.
     """
 
 
 offline.register(cli)
 admin.register(cli)
+access.register(cli)
 service.register(cli)
 
 

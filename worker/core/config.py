@@ -313,8 +313,14 @@ def _prepare_mapping(spec: MappingSpec) -> FieldMapping:
 
 def format_validation_error(error: ValidationError) -> list[str]:
     """One line per problem: where, then what. Never the offending value (it may be a secret)."""
+    return format_error_items(error.errors(include_input=False, include_url=False))
+
+
+def format_error_items(items: Iterable[Mapping[str, Any]]) -> list[str]:
+    """`format_validation_error` for pydantic's error dicts (e.g. a web framework's); reads
+    only `loc` and `msg`, never `input`."""
     lines = []
-    for item in error.errors(include_input=False, include_url=False):
+    for item in items:
         where = "".join(
             f"[{part}]" if isinstance(part, int) else (f".{part}" if i else str(part))
             for i, part in enumerate(item["loc"])
