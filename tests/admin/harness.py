@@ -16,10 +16,11 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -31,6 +32,7 @@ from worker.core.config import CommunitySpec, validate_spec
 from worker.store import api_tokens
 from worker.store import repository as repo
 
+T = TypeVar("T")
 IDENTITY_WORKER = str(Path(sys.executable).with_name("identity-worker"))
 SECRET = "0123456789abcdef01234567"
 SECRET_2 = "fedcba9876543210fedcba98"
@@ -54,6 +56,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to its end from sync code, even where a loop runs in this thread
+    (Playwright's sync API keeps one): on a thread of its own."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
 def run_sql(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
     async def go() -> list[asyncpg.Record]:
         conn = await asyncpg.connect(url)
@@ -62,7 +71,7 @@ def run_sql(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
         finally:
             await conn.close()
 
-    return asyncio.run(go())
+    return run_async(go)
 
 
 def hs256(secret: str, kid: str, *, ttl: int = 7200, **claims: Any) -> str:
@@ -171,7 +180,7 @@ def seed(service: Service) -> None:
         finally:
             await conn.close()
 
-    service.tokens = asyncio.run(go())
+    service.tokens = run_async(go)
 
 
 def snapshot(database_url: str) -> str:
