@@ -293,6 +293,8 @@ REFUSED: list[tuple[str, str, Any, int, str]] = [
         "received_at: must be",
     ),
     ("GET", f"{ACME}/audit", {"limit": "0"}, 422, "limit: Input should be greater than or equal to 1"),
+    # Found by schemathesis: past a bigint the driver refused it and the answer was a 503.
+    ("GET", f"{ACME}/audit", {"before": str(2**70)}, 422, "before: Input should be less than or equal to"),
 ]
 
 

@@ -13,7 +13,10 @@ from worker.store.audit import AuditEntry
 router = APIRouter(tags=["audit"])
 
 Limit = Annotated[int, Query(ge=1, le=audit.MAX_LIMIT, description="At most this many entries.")]
-Before = Annotated[int | None, Query(ge=1, description="Only entries older than this id (paging).")]
+#: Entry ids are PostgreSQL bigints: a larger `before` is refused here, not by the driver.
+Before = Annotated[
+    int | None, Query(ge=1, le=2**63 - 1, description="Only entries older than this id (paging).")
+]
 
 
 @router.get("/audit", summary="Every community's audit trail (platform token)")
