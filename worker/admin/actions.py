@@ -15,7 +15,7 @@ import asyncpg
 
 from worker.admin.auth import unknown_community
 from worker.admin.errors import ApiError
-from worker.admin.models import TokenCheckResult
+from worker.admin.models import CheckStep, TokenCheckResult
 from worker.core.config import CommunitySpec, CustomFieldSpec, JwtKeySpec, MappingSpec
 from worker.core.contracts import rfc3339_seconds
 from worker.core.pipeline import DEFAULT_LIMITS
@@ -145,5 +145,5 @@ async def check_token(
         accepted=verdict is None,
         reason=None if verdict is None else verdict.reason.value,
         detail=None if verdict is None else verdict.detail,
-        steps=steps,
+        steps=[CheckStep(rule=s.rule, title=s.title, passed=s.passed, detail=s.detail) for s in steps],
     )

@@ -103,8 +103,12 @@ def validation_message(items: Iterable[Mapping[str, Any]]) -> ApiError:
     items = list(items)
     if any(item.get("type") == "json_invalid" for item in items):
         return ApiError(400, "the request body is not valid JSON")
-    # `body.jwt_keys[0].kid` reads better as `jwt_keys[0].kid`; a missing body stays `body`.
-    trimmed = [{**item, "loc": tuple(item["loc"][1:]) or item["loc"]} for item in items]
+    # `body.jwt_keys[0].kid` reads better as `jwt_keys[0].kid`; a rule about the whole body (a
+    # model's own check, e.g. S1) needs no place; a missing or non-object body stays `body`.
+    trimmed = [
+        {**item, "loc": tuple(item["loc"][1:]) or (() if item.get("type") == "value_error" else item["loc"])}
+        for item in items
+    ]
     return ApiError(422, "; ".join(format_error_items(trimmed)))
 
 

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from worker.core.config import CommunitySpec
 from worker.core.contracts import RFC3339_PATTERN
-from worker.core.verify import Step
 
 #: The spec's list sections; every other field but `id` is a setting that PATCH may change.
 _SECTIONS: Final = ("id", "jwt_keys", "custom_fields", "mappings")
@@ -64,10 +63,22 @@ class TokenCheck(BaseModel):
     ] = None
 
 
+class CheckStep(BaseModel):
+    """One rule as `token verify` shows it."""
+
+    rule: str = Field(description="The rule of DESIGN §3, e.g. V7.")
+    title: str
+    passed: bool | None = Field(description="null: not reached, an earlier rule decided.")
+    detail: str
+
+
 class TokenCheckResult(BaseModel):
     """The `token verify` explanation: each rule in order, then the verdict."""
 
     accepted: bool
     reason: str | None = Field(description="The rejection reason (DESIGN §2.3), null when accepted.")
     detail: str | None
-    steps: list[Step]
+    steps: list[CheckStep]
+    notes: list[str] = Field(
+        default_factory=list, description="Further diagnostics; never change the verdict."
+    )
