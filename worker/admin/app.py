@@ -75,7 +75,8 @@ def create_app(database_url: str) -> FastAPI:
             await check_schema(conn)
         finally:
             await conn.close()
-        app.state.pool = await asyncpg.create_pool(database_url, min_size=1, max_size=POOL_SIZE)
+        # min_size 0: no connection floor for asyncpg to restore (with a traceback) in an outage.
+        app.state.pool = await asyncpg.create_pool(database_url, min_size=0, max_size=POOL_SIZE)
         try:
             yield
         finally:
