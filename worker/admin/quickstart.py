@@ -17,10 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
-from worker.demo import community_yaml
+from worker.demo import community_yaml, example_rsa_key
 
 CLI = [sys.executable, "-m", "worker.cli.main"]
 
@@ -40,12 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     if not os.environ.get("DATABASE_URL"):
         sys.exit("make admin: DATABASE_URL is not set (run it through `make admin`)")
     run("db", "migrate", capture=True)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    _, public_pem = example_rsa_key()
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp, "communities.yaml")
         config.write_text(community_yaml(public_pem))
