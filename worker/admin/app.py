@@ -7,6 +7,7 @@ key of 4096 bits is ~800 bytes, a token a few KiB, so 64 KiB leaves room and sto
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
@@ -16,6 +17,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.admin import api, console, errors
+from worker.ops.logging import get_logger
 from worker.store.db import connect
 from worker.store.migrate import check_schema
 
@@ -23,6 +25,42 @@ MAX_BODY_BYTES: Final = 64 * 1024
 POOL_SIZE: Final = 4
 TITLE: Final = "identity-worker configuration service"
 VERSION: Final = "1"
+
+
+class RequestLog:
+    """One JSON log line per request: method, path (never the query or a body), status, time.
+
+    The server's own access log is off: this line goes through the project's logging
+    (worker/ops/logging.py: JSON, scrubbed), and bodies, which carry secrets, never reach it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.log = get_logger("identity-worker.admin")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the application fails before answering
+
+        async def remember(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, remember)
+        finally:
+            self.log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
 
 
 class BodyLimit:
@@ -96,4 +134,5 @@ def create_app(database_url: str) -> FastAPI:
     app.include_router(api.router())
     console.mount(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(RequestLog)
     return app

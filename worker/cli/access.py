@@ -39,6 +39,7 @@ def serve(host: str, port: int, database_url: str | None) -> None:
     import uvicorn  # the service's dependencies load only for this command
 
     from worker.admin.app import create_app
+    from worker.ops.logging import configure_logging
 
     try:
         url = resolve_url(database_url)
@@ -48,7 +49,9 @@ def serve(host: str, port: int, database_url: str | None) -> None:
     click.echo(
         f"identity-worker admin: console http://{host}:{port}/  API http://{host}:{port}/api/v1", err=True
     )
-    uvicorn.run(create_app(url), host=host, port=port, log_level="info", server_header=False)
+    configure_logging("info")  # JSON lines on stderr, as the worker's (DESIGN §7)
+    app = create_app(url)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, server_header=False)
 
 
 @admin_group.group("token")
