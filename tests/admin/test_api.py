@@ -366,3 +366,28 @@ def test_no_secret_in_any_answer_log_line_or_audit_row(service: Service) -> None
     for token in service.tokens.values():
         assert token not in token_rows  # only the hashes are stored (A2)
     assert "sha256:" in audit_rows  # keys are audited by fingerprint
+
+
+def test_an_api_change_and_its_audit_row_commit_together(service: Service) -> None:
+    """A4: when the audit row cannot be written (a trigger refuses it here), the change is
+    not made either: both are one transaction."""
+    run_sql(
+        service.database_url,
+        """CREATE FUNCTION test_refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'audit refused by the test'; END $$""",
+    )
+    run_sql(
+        service.database_url,
+        "CREATE TRIGGER test_refuse_audit BEFORE INSERT ON audit_log "
+        "FOR EACH ROW EXECUTE FUNCTION test_refuse_audit()",
+    )
+    try:
+        before = snapshot(service.database_url)
+        with service.client("acme") as api:
+            refused = api.post(f"{ACME}/keys", json={"kid": "k2", "hmac_secret": SECRET_2})
+            assert refused.status_code >= 500 and set(refused.json()) == {"error"}
+            assert [k["kid"] for k in api.get(f"{ACME}/keys").json()] == ["k1"]
+        assert snapshot(service.database_url) == before
+    finally:
+        run_sql(service.database_url, "DROP TRIGGER test_refuse_audit ON audit_log")
+        run_sql(service.database_url, "DROP FUNCTION test_refuse_audit()")
