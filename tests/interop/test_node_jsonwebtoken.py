@@ -7,7 +7,6 @@ Needs node and npm; never skips: a machine without them fails here loudly, becau
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from support.node import node_packages
 
 from worker.core.config import Community, parse_yaml, prepare
 from worker.core.contracts import EnrichedIdentity, Rejection
@@ -32,18 +32,7 @@ T0 = int(NOW)
 @pytest.fixture(scope="session")
 def node_signer() -> Path:
     """`npm ci` once when node_modules is missing; fail (never skip) without node or npm."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail("node and npm are required for the interoperability tests (Node 20 + npm)")
-    if not (HERE / "node_modules" / "jsonwebtoken").is_dir():
-        result = subprocess.run(
-            [npm, "ci", "--prefix", str(HERE), "--no-audit", "--no-fund"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if result.returncode != 0:
-            pytest.fail(f"npm ci --prefix tests/interop failed:\n{result.stderr[-2000:]}")
+    node_packages(HERE, "jsonwebtoken")
     return HERE / "sign.js"
 
 

@@ -58,3 +58,35 @@ def test_name_clash_is_refused_like_any_collector() -> None:
         assert "Duplicated timeseries" in str(exc)
     else:
         raise AssertionError("a second collector with the same name was accepted")
+
+
+def test_observe_all_counts_like_observe_one_by_one() -> None:
+    one_by_one, all_at_once = CollectorRegistry(), CollectorRegistry()
+    single = LoopHistogram("d_seconds", "doc", (0.1, 1.0), registry=one_by_one)
+    batch = LoopHistogram("d_seconds", "doc", (0.1, 1.0), registry=all_at_once)
+    values = [0.05, 0.1, 0.5, 3.0]
+    for value in values:
+        single.observe(value)
+    batch.observe_all(iter(values))
+    assert generate_latest(all_at_once) == generate_latest(one_by_one)
+
+
+def test_event_delay_is_commit_time_minus_record_timestamp() -> None:
+    """Issue 16 (the dashboard's p50/p99 delay): seconds from each record's Kafka timestamp."""
+    metrics = Metrics()
+    now = 1_800_000_000.0
+    # 40 ms, 2 s, a producer clock 1 s ahead (counts as 0), no timestamp (-1: skipped)
+    metrics.observe_delays([int(now * 1000) - 40, int(now * 1000) - 2000, int(now * 1000) + 1000, -1], now)
+    sample = metrics.registry.get_sample_value
+    assert sample("identity_worker_event_delay_seconds_count") == 3.0
+    assert sample("identity_worker_event_delay_seconds_bucket", {"le": "0.01"}) == 1.0
+    assert sample("identity_worker_event_delay_seconds_bucket", {"le": "0.05"}) == 2.0
+    assert sample("identity_worker_event_delay_seconds_bucket", {"le": "2.5"}) == 3.0
+    assert abs(sample("identity_worker_event_delay_seconds_sum") - 2.04) < 1e-9
+
+
+def test_commit_results_exist_before_the_first_commit() -> None:
+    """Alerts on aborted commits need the series at 0, not absent, from the start (issue 16)."""
+    sample = Metrics().registry.get_sample_value
+    assert sample("identity_worker_commits_total", {"result": "committed"}) == 0.0
+    assert sample("identity_worker_commits_total", {"result": "aborted"}) == 0.0

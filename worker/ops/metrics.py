@@ -6,8 +6,9 @@ Each `Metrics` owns its registry, so several runtimes in one test process never 
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
 from typing import Any
 
@@ -19,6 +20,9 @@ from worker.core.contracts import Outcome, Reason
 
 PREFIX = "identity_worker"
 VERIFICATION_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
+# Event delay: p99 at half of the bench's maximum throughput is 100-160 ms (docs/performance.md);
+# the upper buckets tell a backlog (seconds to minutes) apart from a slow commit.
+DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
 
 class _Live:
@@ -66,6 +70,14 @@ class LoopHistogram:
         self._counts[bisect_left(self._bounds, amount)] += 1  # "le": a value on a bound is in it
         self._sum += amount
 
+    def observe_all(self, amounts: Iterable[float]) -> None:
+        """`observe` for each amount, with the lookups hoisted out of the loop (once per batch)."""
+        bounds, counts, total = self._bounds, self._counts, 0.0
+        for amount in amounts:
+            counts[bisect_left(bounds, amount)] += 1
+            total += amount
+        self._sum += total
+
     def collect(self) -> Iterator[HistogramMetricFamily]:
         cumulative = accumulate(self._counts)
         buckets = [(label, float(n)) for label, n in zip(self._labels, cumulative, strict=True)]
@@ -105,6 +117,12 @@ class Metrics:
         self.transactions = Counter(
             f"{PREFIX}_commits", "Batch commits by result (committed, aborted)", ["result"], registry=r
         )
+        self.event_delay_seconds = LoopHistogram(
+            f"{PREFIX}_event_delay_seconds",
+            "Time from an input record's Kafka timestamp to the commit of its output (K2)",
+            DELAY_BUCKETS,
+            registry=r,
+        )
         self.infrastructure_retries = Counter(
             f"{PREFIX}_infrastructure_retries",
             "Retries after an infrastructure fault, by component and error type (K8)",
@@ -133,6 +151,8 @@ class Metrics:
         )
         self._live = _Live()
         r.register(self._live)
+        for result in ("committed", "aborted"):  # both exist from the start: alerts compare them
+            self.transactions.labels(result)
         for outcome in Outcome:
             if outcome is not Outcome.REJECTED:
                 self.events.labels(outcome.value, "")
@@ -148,3 +168,14 @@ class Metrics:
     def count_events(self, counts: dict[tuple[str, str], int]) -> None:
         for (outcome, reason), n in counts.items():
             self.events.labels(outcome, reason).inc(n)
+
+    def observe_delays(self, timestamps_ms: Iterable[int], now: float | None = None) -> None:
+        """Each committed record's delay: `now` (epoch s, default the clock) − its timestamp (ms).
+
+        The timestamp is the record's CreateTime (or LogAppendTime, per topic); -1 (none) is
+        skipped, and a producer clock ahead of ours counts as 0 s, not a negative delay.
+        """
+        now_ms = (time.time() if now is None else now) * 1000.0
+        self.event_delay_seconds.observe_all(
+            max(0.0, now_ms - timestamp) / 1000.0 for timestamp in timestamps_ms if timestamp >= 0
+        )

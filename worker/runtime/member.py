@@ -371,6 +371,7 @@ class Member:
         self.committed.update(next_offsets(decided))
         self.metrics.batch_size.observe(len(decided))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.observe_delays([item.record.timestamp for item in decided])  # issue 16: delay panel
         self.metrics.transactions.labels("committed").inc()
         self._unsettled = True
         self.processed += len(decided)
