@@ -126,6 +126,8 @@ def test_a_community_administrator_rotates_a_key_in_the_console(
     expect(audit.locator("tbody tr").nth(1)).to_contain_text(f"+ key acme/acme_2027 (HS256 {fingerprint})")
     audit.screenshot(path=shots / "audit.png")
     page.screenshot(path=shots / "community.png", full_page=True)
+    for secret in (SECRET_2, "not-hex-and-too-short", service.tokens["acme"]):
+        assert secret not in service.log_text()
 
 
 def test_handling_and_custom_fields_in_the_console(service: Service, page: Page) -> None:
