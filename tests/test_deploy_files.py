@@ -16,6 +16,7 @@ from typing import Any
 import click
 import pytest
 import yaml
+from pydantic import AliasChoices
 
 from worker.cli.main import cli
 from worker.settings import Settings
@@ -58,7 +59,10 @@ def resolve_command(args: list[str]) -> click.Command:
 def env_names_read_by_settings() -> set[str]:
     names = {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"}
     names |= {f"IDENTITY_WORKER_{field.upper()}" for field in Settings.model_fields}
-    return names
+    for info in Settings.model_fields.values():  # KAFKA_SECURITY_PROTOCOL, … (issue 17)
+        if isinstance(info.validation_alias, AliasChoices):
+            names |= {choice for choice in info.validation_alias.choices if isinstance(choice, str)}
+    return {name for name in names if name.isupper()}
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """`make demo`: one example community, the real worker, example events through Kafka, a table.
 
-Expects KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (the Makefile starts the local stack).
+Expects KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (the Makefile starts the local stack), and the
+Kafka security variables of a secured cluster if any (`deploy/local/stack up --secure` prints them).
 Every step is a real command of the product; topics get a per-run suffix so runs never mix.
 """
 
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from worker.core.contracts import format_time
 from worker.core.keys import sign_token
+from worker.kafka.security import client_options
 
 HMAC_SECRET = "0123456789abcdef01234567"  # a demo value; real secrets come from the website's operator
 CLI = [sys.executable, "-m", "worker.cli.main"]
@@ -147,7 +149,7 @@ def run_cli(*args: str, env: dict[str, str]) -> None:
 async def exchange(
     bootstrap: str, topics: dict[str, str], events: list[tuple[str, bytes]]
 ) -> list[dict[str, Any]]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(**client_options(bootstrap), enable_idempotence=True)
     await producer.start()
     try:
         for key, value in events:
@@ -158,7 +160,7 @@ async def exchange(
         topics["enriched"],
         topics["rejected"],
         topics["dlq"],
-        bootstrap_servers=bootstrap,
+        **client_options(bootstrap),
         isolation_level="read_committed",
         auto_offset_reset="earliest",
         group_id=None,

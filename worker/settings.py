@@ -4,6 +4,8 @@ The environment uses the names operators already know — `KAFKA_BOOTSTRAP_SERVE
 `DATABASE_URL` — and `IDENTITY_WORKER_<FIELD>` for everything else (`IDENTITY_WORKER_GUARANTEE`,
 `IDENTITY_WORKER_METRICS_PORT`, …). `database_url` is a `SecretStr`: it may hold a password and
 is never printed or logged whole (`redacted_dsn`).
+
+Kafka security (TLS, SASL) is `worker.security_settings.KafkaSecurity` (issue 17).
 """
 
 from __future__ import annotations
@@ -12,15 +14,15 @@ import enum
 import socket
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.core.pipeline import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_TOKEN_BYTES, Limits
 from worker.core.tokencache import DEFAULT_MAX_ENTRIES
+from worker.security_settings import ENV_PREFIX, KafkaSecurity
 
-ENV_PREFIX = "IDENTITY_WORKER_"
 DEFAULT_KAFKA_BATCH_BYTES = 512 * 1024
 
 
@@ -48,7 +50,7 @@ class TopicNames(BaseSettings):
         return [self.enriched_topic, self.rejected_topic, self.dlq_topic]
 
 
-class KafkaSettings(TopicNames):
+class KafkaSettings(TopicNames, KafkaSecurity):
     bootstrap_servers: str = Field(
         "127.0.0.1:9092",
         validation_alias=AliasChoices(
@@ -163,17 +165,30 @@ class Settings(KafkaSettings):
         return self.model_copy(update={"processes": 1, "member_index": index, "metrics_port": port})
 
 
+#: DSN query parameters that hold a secret (libpq and asyncpg read both from the URL).
+DSN_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
 def redact_dsn(dsn: str) -> str:
-    """postgresql://user:secret@host/db → postgresql://user:***@host/db."""
+    """postgresql://user:secret@host/db?sslpassword=x → postgresql://user:***@host/db?sslpassword=***.
+
+    TLS parameters (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`) are paths and modes, kept.
+    """
     try:
         parts = urlsplit(dsn)
     except ValueError:
         return "<unparsable DSN>"
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)
+        user = netloc[0].split(":", 1)[0]
+        parts = parts._replace(netloc=f"{user}:***@{netloc[1]}")
+    if parts.query:
+        query = [
+            (name, "***" if name.lower() in DSN_SECRET_PARAMETERS else value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="/:*"))
+    return urlunsplit(parts)
 
 
 class SettingsError(ValueError):

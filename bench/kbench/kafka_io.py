@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from worker.kafka.security import client_options  # the worker's security variables (issue 17)
+
 
 @dataclass(frozen=True)
 class Topics:
@@ -34,7 +36,7 @@ class Topics:
 
 
 async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap))
     await admin.start()
     try:
         await admin.create_topics(
@@ -46,7 +48,7 @@ async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -
 
 def _producer(bootstrap: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024
+        **client_options(bootstrap), enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024
     )
 
 
@@ -118,7 +120,7 @@ class Collector:
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
             *self.topics,
-            bootstrap_servers=self.bootstrap,
+            **client_options(self.bootstrap),
             isolation_level="read_committed",
             auto_offset_reset="earliest",
             group_id=None,

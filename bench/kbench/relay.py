@@ -27,6 +27,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 
+from worker.kafka.security import client_options  # the worker's security variables (issue 17)
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser()
@@ -87,7 +89,7 @@ async def run(args: argparse.Namespace) -> None:
     eos = args.guarantee == "exactly_once"
     consumer = AIOKafkaConsumer(
         args.input,
-        bootstrap_servers=args.bootstrap,
+        **client_options(args.bootstrap),
         group_id=args.group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -100,7 +102,7 @@ async def run(args: argparse.Namespace) -> None:
 
     def new_producer() -> AIOKafkaProducer:
         return AIOKafkaProducer(
-            bootstrap_servers=args.bootstrap,
+            **client_options(args.bootstrap),
             enable_idempotence=True,
             transactional_id=f"{args.group}-{uuid.uuid4().hex[:8]}" if eos else None,
             linger_ms=0,

@@ -30,7 +30,7 @@ import jwt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from support.kafka import create_topics
+from support.kafka import client_options, create_topics, worker_env
 
 from worker.core.contracts import format_time
 
@@ -280,7 +280,7 @@ async def produce(
 ) -> list[tuple[int, int]]:
     """Send (key, value, headers) items in order; returns their (partition, offset)."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024
+        **client_options(bootstrap), enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024
     )
     await producer.start()
     try:
@@ -309,7 +309,7 @@ class Outputs:
 
     async def __aenter__(self) -> Outputs:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **client_options(self.bootstrap),
             isolation_level="read_committed",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -408,7 +408,7 @@ def start_worker(
     port = free_port()
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        **worker_env(bootstrap),
         "DATABASE_URL": database_url,
         **topics.env(),
         "IDENTITY_WORKER_GROUP_ID": group,

@@ -1,7 +1,8 @@
 """The Kubernetes manifests, checked by the tools their users run (issue 16, item 4).
 
 - Rendered by kustomize (the version `deploy/local/prerequisites` pins and builds from the Go
-  module proxy), the base alone and with the KEDA component, through an overlay in a temporary folder as a user would write one.
+  module proxy), the base alone and with the KEDA component, through an overlay in a
+  temporary folder as a user would write one.
 - Every rendered object validated by kubernetes-validate (PyPI, pinned in pyproject.toml) in
   strict mode (unknown fields are errors) against KUBERNETES_VERSION; the ScaledObject by the
   published CRD schema of KEDA 2.16.1 kept in deploy/k8s/components/keda/crd/, with the API

@@ -4,14 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from worker.kafka.security import security_options
+from worker.security_settings import KafkaSecurity
+
+
+class Bootstrap(str):
+    """Bootstrap servers of a secured listener (tests/secure, issue 17): the `str` every helper
+    takes, plus the worker's environment for that listener (`KAFKA_SECURITY_PROTOCOL`, …).
+    Test clients built with `client_options` speak the same protocol as the worker."""
+
+    env: dict[str, str]
+    options: dict[str, Any]
+
+    def __new__(cls, servers: str, env: dict[str, str]) -> Bootstrap:
+        bootstrap = super().__new__(cls, servers)
+        bootstrap.env = dict(env)
+        bootstrap.options = security_options(KafkaSecurity(**env))  # env names are the aliases
+        return bootstrap
+
+
+def client_options(bootstrap: str) -> dict[str, Any]:
+    """aiokafka keyword arguments reaching `bootstrap` (a plain str: PLAINTEXT)."""
+    return {"bootstrap_servers": str(bootstrap), **getattr(bootstrap, "options", {})}
+
+
+def worker_env(bootstrap: str) -> dict[str, str]:
+    """The environment a worker process needs for `bootstrap`."""
+    return {"KAFKA_BOOTSTRAP_SERVERS": str(bootstrap), **getattr(bootstrap, "env", {})}
+
 
 async def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
     """Create topics ({name: partitions}, replication factor 1) and wait until they exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap))
     await admin.start()
     try:
         await admin.create_topics(
@@ -35,7 +64,7 @@ async def read_all(
 ) -> list[ConsumerRecord]:
     """Every record of every partition of `topic`, up to its current end, without a group."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **client_options(bootstrap),
         isolation_level=isolation_level,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

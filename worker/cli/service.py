@@ -29,9 +29,33 @@ def _topic_options(command: Any) -> Any:
         ]
     ):
         command = click.option(name, help=f"[env IDENTITY_WORKER_{env}]")(command)
+    for flag, help_text in reversed(KAFKA_SECURITY_FLAGS):
+        env = flag[2:].upper().replace("-", "_")
+        command = click.option(flag, help=f"{help_text} [env {env}]")(command)
     return click.option(
         "--bootstrap-servers", help="Kafka brokers host:port[,…] [env KAFKA_BOOTSTRAP_SERVERS]"
     )(command)
+
+
+# Issue 17: Kafka's client property names (`ssl.ca.location` → --kafka-ssl-ca-location,
+# KAFKA_SSL_CA_LOCATION or IDENTITY_WORKER_KAFKA_SSL_CA_LOCATION). Secrets have no flag (a command
+# line is visible to every user of the machine): KAFKA_SASL_PASSWORD / KAFKA_SSL_KEY_PASSWORD or a file.
+KAFKA_SECURITY_FLAGS: list[tuple[str, str]] = [
+    ("--kafka-security-protocol", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL [PLAINTEXT]"),
+    ("--kafka-ssl-ca-location", "PEM CA file trusted for the brokers [the system's CAs]"),
+    ("--kafka-ssl-certificate-location", "mutual TLS: the client's PEM certificate"),
+    ("--kafka-ssl-key-location", "mutual TLS: the client's PEM private key"),
+    ("--kafka-ssl-key-password-file", "file holding the key's password (or KAFKA_SSL_KEY_PASSWORD)"),
+    (
+        "--kafka-ssl-endpoint-identification-algorithm",
+        "https: the certificate must name the broker's host; none: skip that check [https]",
+    ),
+    ("--kafka-sasl-mechanism", "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"),
+    ("--kafka-sasl-username", "SASL user (or --kafka-sasl-username-file)"),
+    ("--kafka-sasl-username-file", "file holding the SASL user"),
+    ("--kafka-sasl-password-file", "file holding the SASL password (or KAFKA_SASL_PASSWORD)"),
+    ("--kafka-sasl-oauthbearer-token-file", "OAUTHBEARER token file, re-read when it changes"),
+]
 
 
 @click.group("topics")
@@ -47,6 +71,7 @@ def topics() -> None:
 def topics_create(partitions: int, replication_factor: int, timeout: float, **names: str | None) -> None:
     """Create identity.raw, identity.enriched, identity.rejected and identity.dlq (names
     configurable); report the ones that already exist."""
+    from worker.kafka.security import KafkaMisconfiguration
     from worker.kafka.topics import TopicError, create_topics
 
     try:
@@ -59,7 +84,7 @@ def topics_create(partitions: int, replication_factor: int, timeout: float, **na
                 settings, partitions=partitions, replication_factor=replication_factor, timeout=timeout
             )
         )
-    except TopicError as exc:
+    except (TopicError, KafkaMisconfiguration) as exc:
         raise CliError(str(exc), EXIT_STARTUP) from None
     for name in report.created:
         click.echo(f"created {name} ({partitions} partitions, replication factor {replication_factor})")

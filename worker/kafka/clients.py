@@ -5,6 +5,7 @@
 - exactly_once: a transactional producer (idempotent by construction), one unique
   `transactional_id` per member (K5), a short `transaction_timeout_ms`.
 - at_least_once: an idempotent producer, acks=all.
+- Every client gets the security options of `worker.kafka.security` (TLS, SASL: issue 17).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 
+from worker.kafka.security import security_options
 from worker.settings import Guarantee, KafkaSettings, Settings
 
 
@@ -37,6 +39,7 @@ def make_consumer(settings: Settings, *, listener: ConsumerRebalanceListener | N
         retry_backoff_ms=settings.kafka_retry_backoff_ms,
         # Enough bytes per partition that a batch of maximum-size events fits one fetch.
         max_partition_fetch_bytes=max(1 << 20, settings.max_event_bytes * 4),
+        **security_options(settings),
     )
     consumer.subscribe([settings.input_topic], listener=listener)
     return consumer
@@ -55,6 +58,7 @@ def make_producer(settings: Settings, *, transactional_id: str | None) -> Any:
         "max_batch_size": settings.kafka_batch_bytes,
         "max_request_size": max(1 << 20, settings.max_event_bytes * 4),
         "compression_type": None,
+        **security_options(settings),
     }
     if settings.guarantee is Guarantee.EXACTLY_ONCE:
         if transactional_id is None:
@@ -69,4 +73,5 @@ def make_admin(settings: KafkaSettings) -> Any:
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.client_id}-admin",
         request_timeout_ms=settings.request_timeout_ms,
+        **security_options(settings),
     )

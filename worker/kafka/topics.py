@@ -9,6 +9,7 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import for_code
 
 from worker.kafka.clients import make_admin
+from worker.kafka.security import check_bootstrap
 from worker.settings import KafkaSettings
 
 
@@ -23,7 +24,9 @@ class TopicError(RuntimeError):
 
 
 async def existing_topics(settings: KafkaSettings, names: list[str]) -> dict[str, int]:
-    """Of `names`, the ones that exist, with their partition counts."""
+    """Of `names`, the ones that exist, with their partition counts. Raises KafkaMisconfiguration
+    when the security settings cannot work (K10: fatal, not retried)."""
+    await check_bootstrap(settings)
     admin = make_admin(settings)
     await admin.start()
     try:
@@ -44,6 +47,7 @@ async def create_topics(
 ) -> TopicReport:
     """Create whichever of the four topics are missing; report the others as existing."""
     report = TopicReport()
+    await check_bootstrap(settings, timeout)  # KafkaMisconfiguration: one line, not TopicError
     admin = make_admin(settings)
     try:
         await asyncio.wait_for(admin.start(), timeout)

@@ -19,10 +19,12 @@ import structlog
 from worker.core.pipeline import redact
 
 _DSN_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+# A DSN's query may carry a secret too (`?sslpassword=…`, `&password=…`: issue 17).
+_DSN_PASSWORD_PARAMETER = re.compile(r"(?i)([?&](?:ssl)?password=)[^&\s]+")
 
 
 def scrub(text: str) -> str:
-    return _DSN_PASSWORD.sub(r"\1***@", redact(text))
+    return _DSN_PASSWORD_PARAMETER.sub(r"\1***", _DSN_PASSWORD.sub(r"\1***@", redact(text)))
 
 
 # Names the operator chose, never event data. Dotted ones such as "acme-prod.identity.enriched"

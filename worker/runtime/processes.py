@@ -21,6 +21,7 @@ import signal
 import sys
 from typing import Any
 
+from worker.kafka.security import KafkaMisconfiguration
 from worker.ops.logging import configure_logging, get_logger
 from worker.runtime.member import StartupError
 from worker.runtime.service import serve
@@ -54,7 +55,7 @@ def run_one(settings: Settings, ready: Any = None, *, child: bool = False) -> in
 
     try:
         return asyncio.run(serve(settings, on_ready=on_ready))
-    except StartupError as exc:
+    except (StartupError, KafkaMisconfiguration) as exc:  # K10: fatal, one line
         print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_STARTUP
 

@@ -36,6 +36,7 @@ from worker.store.db import (
     TRANSIENT_ERRORS,
     SchemaMissing,
     StoreError,
+    StoreMisconfigured,
     StoreUnavailable,
     connect,
     describe,
@@ -203,7 +204,7 @@ class ConfigCache:
             try:
                 await self._connect_and_load()
                 break
-            except SchemaMissing:
+            except (SchemaMissing, StoreMisconfigured):  # K10: fatal, retrying cannot fix them
                 raise
             except StoreError as exc:
                 self.stats.failures += 1

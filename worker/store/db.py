@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import asyncpg
 
 from worker.core.config import Community
+from worker.tlscheck import certificate_problem
 
 #: The channel the triggers notify with a community id, or `*` for "reload everything" (C1).
 NOTIFY_CHANNEL: Final = "identity_config"
@@ -38,6 +40,11 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """PostgreSQL cannot be reached or the connection was lost (K8: retry, never a verdict)."""
+
+
+class StoreMisconfigured(StoreError):
+    """Fatal (K10): the URL's credentials or TLS settings cannot work (a refused login, an
+    untrusted server certificate, a host name the certificate does not hold). Not retried."""
 
 
 class SchemaMissing(StoreError):
@@ -136,8 +143,13 @@ def translate(exc: BaseException, url: str | None = None) -> StoreError:
         )
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return StoreUnavailable(f"database {redact(url) if url else ''} does not exist".replace("  ", " "))
+    server = redact(url) if url else "the given URL"
     if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError):
-        return StoreUnavailable(f"PostgreSQL at {redact(url) if url else 'the given URL'} refused the login")
+        return StoreMisconfigured(f"PostgreSQL at {server} refused the login ({type(exc).__name__})")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return StoreMisconfigured(
+            f"PostgreSQL at {server}: {certificate_problem(exc, 'the server', 'sslrootcert')}"
+        )
     where = f" at {redact(url)}" if url else ""
     return StoreUnavailable(f"cannot reach PostgreSQL{where}: {describe(exc)}")
 
@@ -163,6 +175,8 @@ async def connect(url: str, *, timeout: float = DEFAULT_CONNECT_TIMEOUT, **kwarg
     """Open one connection; every failure becomes a StoreError with a safe message."""
     try:
         return await asyncpg.connect(url, timeout=timeout, **kwargs)
+    except ssl.SSLCertVerificationError as exc:  # a ValueError too: not "an invalid URL"
+        raise translate(exc, url) from None
     except (ValueError, asyncpg.ClientConfigurationError):
         raise InputError(
             "the database URL is not a valid PostgreSQL URL (postgresql://USER@HOST:PORT/DATABASE)"

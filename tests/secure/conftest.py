@@ -1,0 +1,98 @@
+"""One secured stack for the whole session (issue 17): `deploy/local/stack up --secure` in a
+folder of its own (never the shared stack's), stopped at the end.
+
+    secure_stack: SecureStack   its three Kafka listeners as `Bootstrap`s and its TLS files
+    secure_database: str        a fresh database on the TLS-only PostgreSQL (verify-full and a
+                                client certificate), migrated with the CLI
+    secure_store: Store         communities of the test's own in it, loaded with the CLI
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kafka.worker_harness import Store, cli, community_yaml
+from support import stack
+from support.kafka import Bootstrap
+
+STACK_UP_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class SecureStack:
+    folder: Path
+    sasl_ssl: Bootstrap  # SCRAM-SHA-512 user, CA
+    ssl: Bootstrap  # client certificate (encrypted key), CA
+    plain: str  # the same broker's PLAINTEXT listener
+    database_url: str  # verify-full, sslrootcert, sslcert, sslkey
+
+    @property
+    def tls(self) -> Path:
+        return self.folder / "tls"
+
+
+def _profile(path: Path) -> dict[str, str]:
+    return stack._parse_exports(path.read_text())
+
+
+def _stack(command: str, folder: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
+    return subprocess.run(
+        [str(stack.STACK), command, "--secure"],
+        env={**env, "STACK_DIR": str(folder)},
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
+    folder = tmp_path_factory.mktemp("secure-stack")
+    started = _stack("up", folder, STACK_UP_TIMEOUT_S)
+    try:
+        if started.returncode != 0:
+            pytest.fail(f"`stack up --secure` failed:\n{started.stderr[-3000:]}", pytrace=False)
+        profiles = {name: _profile(folder / f"env.{name}") for name in ("sasl_ssl", "ssl", "plain")}
+
+        def listener(name: str) -> Bootstrap:
+            env = {k: v for k, v in profiles[name].items() if k.startswith("KAFKA_")}
+            return Bootstrap(env.pop("KAFKA_BOOTSTRAP_SERVERS"), env)
+
+        yield SecureStack(
+            folder,
+            listener("sasl_ssl"),
+            listener("ssl"),
+            profiles["plain"]["KAFKA_BOOTSTRAP_SERVERS"],
+            profiles["plain"]["DATABASE_URL"],
+        )
+    finally:
+        _stack("down", folder, 120)
+
+
+@pytest.fixture(scope="session")
+def secure_database(secure_stack: SecureStack) -> Iterator[str]:
+    """A fresh database on the TLS-only server, migrated with `db migrate` over verify-full TLS."""
+    url = stack.create_database(secure_stack.database_url)
+    cli("db", "migrate", env={**os.environ, "DATABASE_URL": url})
+    yield url
+    stack.drop_database(secure_stack.database_url, url)
+
+
+@pytest.fixture
+def secure_store(secure_database: str, tmp_path: Path) -> Store:
+    """Communities of this test's own (a rotation removes a key), loaded with `config apply`."""
+    suffix = uuid.uuid4().hex[:8]
+    store = Store(secure_database, f"tls-acme-{suffix}", f"tls-shop-{suffix}")
+    config = tmp_path / "communities.yaml"
+    config.write_text(community_yaml(store.acme, store.shop))
+    cli("config", "apply", str(config), env=store.env())
+    return store

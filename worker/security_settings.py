@@ -1,0 +1,173 @@
+"""Kafka security settings (issue 17), part of every `KafkaSettings` (DESIGN §7).
+
+The names are Kafka's client property names (librdkafka's, which take PEM files), upper-cased:
+`security.protocol` is read from `KAFKA_SECURITY_PROTOCOL` or
+`IDENTITY_WORKER_KAFKA_SECURITY_PROTOCOL`, `ssl.ca.location` from `KAFKA_SSL_CA_LOCATION`, and so
+on. Secrets are `SecretStr` or a `…_FILE` path, read by `worker.kafka.security` (never here).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The prefix of every setting's environment variable (`IDENTITY_WORKER_GUARANTEE`, …).
+ENV_PREFIX = "IDENTITY_WORKER_"
+
+
+class SecurityProtocol(enum.StrEnum):
+    """Kafka's `security.protocol`: how the client talks to every listener it uses."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+    @property
+    def tls(self) -> bool:
+        return self in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL)
+
+    @property
+    def sasl(self) -> bool:
+        return self in (SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL)
+
+
+class SaslMechanism(enum.StrEnum):
+    """Kafka's `sasl.mechanism` values aiokafka speaks (GSSAPI/Kerberos is not offered)."""
+
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+    OAUTHBEARER = "OAUTHBEARER"
+
+
+def kafka_property(name: str) -> AliasChoices:
+    """The environment names of Kafka client property `name` (`ssl.ca.location`): the field name,
+    `KAFKA_SSL_CA_LOCATION` and `IDENTITY_WORKER_KAFKA_SSL_CA_LOCATION` (the first one set wins)."""
+    env = "KAFKA_" + name.upper().replace(".", "_")
+    field = env.lower()
+    return AliasChoices(field, env, f"{ENV_PREFIX}{env}")
+
+
+class KafkaSecurity(BaseSettings):
+    """How every Kafka client of the product authenticates and encrypts (issue 17).
+
+    Paths only, and secrets as `SecretStr`: the files are read by `worker.kafka.security` each
+    time a client is built, so a rotated secret file applies to the next client.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    kafka_security_protocol: SecurityProtocol = Field(
+        SecurityProtocol.PLAINTEXT, validation_alias=kafka_property("security.protocol")
+    )
+    # PEM CA bundle trusted for the brokers' certificates; None: the system's CAs.
+    kafka_ssl_ca_location: FilePath | None = Field(None, validation_alias=kafka_property("ssl.ca.location"))
+    # Mutual TLS: the client's PEM certificate (chain) and private key, the key's password if encrypted.
+    kafka_ssl_certificate_location: FilePath | None = Field(
+        None, validation_alias=kafka_property("ssl.certificate.location")
+    )
+    kafka_ssl_key_location: FilePath | None = Field(None, validation_alias=kafka_property("ssl.key.location"))
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, validation_alias=kafka_property("ssl.key.password")
+    )
+    kafka_ssl_key_password_file: FilePath | None = Field(
+        None, validation_alias=kafka_property("ssl.key.password.file")
+    )
+    # `https` (default): the broker's certificate must name the host the client connects to;
+    # `none` turns that check off (the chain is still verified).
+    kafka_ssl_endpoint_identification_algorithm: str = Field(
+        "https", validation_alias=kafka_property("ssl.endpoint.identification.algorithm")
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        None, validation_alias=kafka_property("sasl.mechanism")
+    )
+    kafka_sasl_username: str | None = Field(None, validation_alias=kafka_property("sasl.username"))
+    kafka_sasl_username_file: FilePath | None = Field(
+        None, validation_alias=kafka_property("sasl.username.file")
+    )
+    kafka_sasl_password: SecretStr | None = Field(None, validation_alias=kafka_property("sasl.password"))
+    kafka_sasl_password_file: FilePath | None = Field(
+        None, validation_alias=kafka_property("sasl.password.file")
+    )
+    # OAUTHBEARER: a file holding the access token, re-read whenever it changes.
+    kafka_sasl_oauthbearer_token_file: FilePath | None = Field(
+        None, validation_alias=kafka_property("sasl.oauthbearer.token.file")
+    )
+
+    @field_validator("kafka_security_protocol", mode="before")
+    @classmethod
+    def _protocol_upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _mechanism_upper(cls, value: Any) -> Any:
+        return value.strip().upper().replace("_", "-") if isinstance(value, str) else value
+
+    @field_validator("kafka_ssl_endpoint_identification_algorithm")
+    @classmethod
+    def _identification(cls, value: str) -> str:
+        # Kafka's Java client turns the check off with an empty value; librdkafka with `none`.
+        value = value.strip().lower() or "none"
+        if value not in ("https", "none"):
+            raise ValueError("must be https (check the broker's host name, the default) or none")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent_security(self) -> KafkaSecurity:
+        protocol = self.kafka_security_protocol
+        if not protocol.tls:
+            tls_set = [name for name in _TLS_FIELDS if getattr(self, name) is not None]
+            if tls_set:
+                raise ValueError(f"{', '.join(tls_set)} given but kafka_security_protocol is {protocol}")
+        if (self.kafka_ssl_certificate_location is None) != (self.kafka_ssl_key_location is None):
+            raise ValueError(
+                "mutual TLS needs both kafka_ssl_certificate_location and kafka_ssl_key_location"
+            )
+        _one_of(self, "kafka_ssl_key_password")
+        if not protocol.sasl:
+            sasl_set = [name for name in _SASL_FIELDS if getattr(self, name) is not None]
+            if sasl_set:
+                raise ValueError(f"{', '.join(sasl_set)} given but kafka_security_protocol is {protocol}")
+            return self
+        mechanism = self.kafka_sasl_mechanism
+        if mechanism is None:
+            raise ValueError(f"kafka_sasl_mechanism is required with {protocol}")
+        if mechanism is SaslMechanism.OAUTHBEARER:
+            if self.kafka_sasl_oauthbearer_token_file is None:
+                raise ValueError("OAUTHBEARER needs kafka_sasl_oauthbearer_token_file")
+            return self
+        for name in ("kafka_sasl_username", "kafka_sasl_password"):
+            if not _one_of(self, name):
+                raise ValueError(f"{mechanism} needs {name} (or {name}_file)")
+        return self
+
+
+_TLS_FIELDS = (
+    "kafka_ssl_ca_location",
+    "kafka_ssl_certificate_location",
+    "kafka_ssl_key_location",
+    "kafka_ssl_key_password",
+    "kafka_ssl_key_password_file",
+)
+_SASL_FIELDS = (
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_username_file",
+    "kafka_sasl_password",
+    "kafka_sasl_password_file",
+    "kafka_sasl_oauthbearer_token_file",
+)
+
+
+def _one_of(settings: KafkaSecurity, name: str) -> bool:
+    """True when `name` or `name`_file is set; a ValueError when both are."""
+    given = getattr(settings, name) is not None
+    from_file = getattr(settings, f"{name}_file") is not None
+    if given and from_file:
+        raise ValueError(f"give {name} or {name}_file, not both")
+    return given or from_file
