@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from worker.core.contracts import format_time
+from worker.core.jws import segment_object
 from worker.core.keys import sign_token
 from worker.kafka.security import client_options
 
@@ -97,7 +98,8 @@ def example_events(private_key: Any, now: int) -> list[tuple[str, bytes]]:
     )
     # Tampered: the payload now claims another visitor; header and signature are the original's.
     head, body, sig = good_hs.split(".")
-    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    claims = segment_object(body)
+    assert claims is not None
     forged = json.dumps({**claims, "uuid": "v-admin"}).encode()
     tampered = f"{head}.{base64.urlsafe_b64encode(forged).decode().rstrip('=')}.{sig}"
     return [

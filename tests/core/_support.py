@@ -14,6 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -74,18 +75,24 @@ def make_token(
     header: dict[str, Any] | None = None,
     drop: tuple[str, ...] = (),
     sign_as: str | None = None,
+    header_text: str | None = None,
+    payload_text: str | None = None,
 ) -> str:
     """A compact JWS. Defaults: typ JWT, alg HS256, kid acme_2026, signed with SECRET.
 
     `header` entries override/extend the header; `drop` removes header fields; `sign_as`
     chooses the signing algorithm independently of the `alg` header (for confusion attacks).
+    `header_text` / `payload_text` give a segment's JSON text as is (what `json.dumps` cannot
+    write: a 20 000-digit number, a repeated member name).
     """
     head: dict[str, Any] = {"typ": "JWT", "alg": alg, "kid": kid}
     head.update(header or {})
     for name in drop:
         head.pop(name, None)
     body = good_claims() if payload is None else payload
-    signing_input = f"{b64json(head)}.{b64json(body)}".encode("ascii")
+    head_segment = b64json(head) if header_text is None else b64url(header_text.encode())
+    body_segment = b64json(body) if payload_text is None else b64url(payload_text.encode())
+    signing_input = f"{head_segment}.{body_segment}".encode("ascii")
     how = sign_as or alg
     if how == "RS256":
         sig = sign_rs256(signing_input, key if isinstance(key, rsa.RSAPrivateKey) else rsa_private())
@@ -184,9 +191,16 @@ def event(
     return json.dumps(value).encode("utf-8")
 
 
+def strict_json(data: bytes) -> Any:
+    """Read JSON as strict readers do (orjson, like jq and serde_json): RFC 8259, UTF-8, and no
+    unpaired surrogate, escaped or not (J2). Raises on anything else."""
+    return orjson.loads(data)
+
+
 def validate_output(output: Output) -> dict[str, Any]:
-    """The output's JSON parses and validates against its contract model; returns the dict."""
-    record = json.loads(output.to_json())
+    """The output's JSON parses with a strict reader (J2) and validates against its contract
+    model; returns the dict."""
+    record: dict[str, Any] = strict_json(output.to_json())
     # The JSON assembled with the record (cached tokens: from a fragment) is the record, byte for byte.
     assert output.to_json() == json.dumps(output.record, separators=(",", ":")).encode("ascii")
     assert record["outcome"] == output.outcome.value

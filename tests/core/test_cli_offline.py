@@ -28,9 +28,14 @@ from _support import (
     rsa_private,
     validate_output,
 )
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_properties import tokens
 
+from worker.cli.offline import verify as verify_command
+from worker.core.explain import explain_token
 from worker.core.pipeline import process_event
-from worker.core.verify import explain_token
 
 # ---------------------------------------------------------------- explain_token agrees with process_event
 
@@ -61,19 +66,24 @@ TOKENS = {
 
 @pytest.mark.parametrize("community_id", ["acme", "anon", "other"])
 @pytest.mark.parametrize("name", sorted(TOKENS))
-def test_token_verify_explanation_agrees_with_the_pipeline(name: str, community_id: str) -> None:
+def test_token_verify_explanation_is_the_pipeline_verdict(name: str, community_id: str) -> None:
+    """The explanation is the record of the pipeline's own run: its failing step carries the
+    output's reason and detail, every step before it passed, nothing runs after it (§7)."""
     communities = base_communities()
     token = TOKENS[name]
     output = process_event(event(token, community_id=community_id), lookup=communities, now=NOW)
     validate_output(output)
-    steps, verdict = explain_token(
-        token, communities[community_id], received_at=NOW, now=NOW, max_token_bytes=8192
-    )
-    assert (verdict.reason if verdict else None) == output.reason
-    if verdict is not None:
-        failed = [s for s in steps if s.passed is False]
-        assert len(failed) == 1 and failed[0].detail.startswith(verdict.reason)
-        assert all(s.passed is None for s in steps[steps.index(failed[0]) + 1 :])
+    explanation = explain_token(token, community_id, communities, received_at=NOW, now=NOW)
+    assert explanation.output.reason == output.reason
+    assert explanation.verdict == (output.reason.value if output.reason else "accepted")
+    steps = explanation.steps
+    assert [s.rule for s in steps[:3]] == ["V1", "V2", "V3"]
+    assert all(s.passed for s in steps[:-1])
+    if output.reason is None:
+        assert steps[-1].passed and steps[-1].rule == "V11-V12"
+    else:
+        record = explanation.output.record
+        assert not steps[-1].passed and steps[-1].detail == f"{record['reason']}: {record['detail']}"
     for step in steps:
         assert SECRET not in step.detail and token not in step.detail
 
@@ -246,3 +256,107 @@ def test_token_sign_secret_from_environment(config_file: str) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert _verify(config_file, result.stdout.decode().strip()).returncode == 0
+
+
+# ---------------------------------------------------------------- issue 12, kind 5: the very verdict
+
+
+def _process_verdict(config_file: str, token: str) -> str:
+    line = event(token, received_at=RECEIVED_AT)
+    result = cli("process", "--config", config_file, "--now", RECEIVED_AT, stdin=line + b"\n")
+    record = json.loads(result.stdout)
+    return "accepted" if record["outcome"] == "enriched" else str(record["reason"])
+
+
+def _verify_verdict(result: subprocess.CompletedProcess[bytes]) -> str:
+    last = result.stdout.decode().strip().splitlines()[-1]
+    assert result.returncode == (0 if last == "accepted" else 1), result
+    return last.removeprefix("rejected: ")
+
+
+@pytest.mark.parametrize("spelling", [" {}", "{}\n", "{}\r\n", "\t{}", "{} ", "\n{}"])
+def test_issue12_kind5_token_verify_does_not_trim(config_file: str, spelling: str) -> None:
+    """Issue 12, kind 5: `token verify … " <token>"` (a leading space, or a trailing newline)
+    printed "accepted" and exited 0, while `process` refused the same text as malformed_token:
+    it trimmed. The explanation is the very verdict of the pipeline for the same text."""
+    token = spelling.format(make_token())
+    result = _verify(config_file, token)
+    assert _verify_verdict(result) == "malformed_token" == _process_verdict(config_file, token)
+    assert "FAIL  V4 structure" in result.stdout.decode()
+
+
+def test_issue12_kind4_typ_nested_983_deep_is_malformed_token_in_token_verify_too(config_file: str) -> None:
+    """Issue 12, kind 4: a header whose `typ` is nested about 983 levels got invalid_header from
+    `process` and malformed_token from `token verify` (where Python's recursion limit bit
+    depended on each command's stack: here the two disagreed at 976-982 levels). One limit (J3)."""
+    tokens = {
+        depth: make_token(
+            header_text='{"alg": "HS256", "kid": "acme_2026", "typ": '
+            + "[" * depth
+            + '"JWT"'
+            + "]" * depth
+            + "}"
+        )
+        for depth in (33, 960, 976, 978, 980, 982, 983, 990)
+    }
+    lines = b"\n".join(event(token) for token in tokens.values()) + b"\n"
+    processed = cli("process", "--config", config_file, "--now", RECEIVED_AT, stdin=lines)
+    assert [json.loads(line)["reason"] for line in processed.stdout.splitlines()] == ["malformed_token"] * 8
+    for token in tokens.values():
+        assert _verify_verdict(_verify(config_file, token)) == "malformed_token"
+
+
+def test_token_verify_explains_a_token_starting_with_a_dash_after_double_dash(config_file: str) -> None:
+    args = ("--config", config_file, "--community", "acme", "--now", RECEIVED_AT, "--", "-x.y.z")
+    result = cli("token", "verify", *args)
+    assert _verify_verdict(result) == "malformed_token"
+
+
+def test_token_verify_in_a_reject_community_stops_at_v3(config_file: str) -> None:
+    result = cli(
+        "token", "verify", "--config", config_file, "--community", "anon", "--now", RECEIVED_AT, make_token()
+    )  # fmt: skip
+    lines = result.stdout.decode().strip().splitlines()
+    assert [line.split()[:2] for line in lines[:-1]] == [["pass", "V1"], ["pass", "V2"], ["FAIL", "V3"]]
+    assert lines[-1] == "rejected: signed_identity_rejected"
+
+
+_runner = CliRunner()
+_whitespace = st.sampled_from(["", "", "", " ", "\n", "\t", "\r\n", "\u00a0", "\u2028"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(tokens(), st.text(max_size=60)),
+    _whitespace,
+    _whitespace,
+    st.sampled_from(["acme", "anon", "other"]),
+)
+def test_token_verify_verdict_equals_process_verdict_for_any_token_text(
+    config_file: str, token: str, before: str, after: str, community_id: str
+) -> None:
+    """For any token text, `token verify`'s verdict (exit status and last line) is the verdict
+    `process` gives for a raw event carrying the same text (DESIGN §7, issue 12)."""
+    text = before + token + after
+    args = ["--config", config_file, "--community", community_id, "--now", RECEIVED_AT, "--", text]
+    result = _runner.invoke(verify_command, args)
+    last = result.output.strip().splitlines()[-1]
+    shown = "accepted" if result.exit_code == 0 else last.removeprefix("rejected: ")
+    assert result.exit_code == (0 if last == "accepted" else 1), result.output
+    output = process_event(event(text, community_id=community_id), lookup=base_communities(), now=NOW)
+    assert shown == (output.reason.value if output.reason else "accepted")
+
+
+@pytest.mark.parametrize("command", [["process"], ["token", "verify", "--community", "acme", "a.b.c"]])
+def test_issue12_kind6_repeated_key_in_a_config_file_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    """Issue 12, kind 6, through `--config`: the repeated key is named with its line, exit 2."""
+    path = tmp_path / "repeated.yaml"
+    path.write_text(
+        "communities:\n  - id: acme\n    signed_identities: require\n    jwt_keys:\n"
+        f"      - kid: acme_2026\n        hmac_secret: '{SECRET}'\n    signed_identities: reject\n"
+    )
+    line = _one_error_line(cli(*command[:2], "--config", str(path), *command[2:]))
+    assert line.endswith(
+        "line 7: key 'signed_identities' repeated in one mapping (first at line 3); keep one"
+    )
+    assert SECRET not in line

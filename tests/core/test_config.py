@@ -8,7 +8,7 @@ import pytest
 import yaml
 from _support import SECRET, acme_config, private_pem, public_pem, rsa_private
 
-from worker.core.config import ConfigError, parse_yaml, prepare
+from worker.core.config import CommunitySpec, ConfigError, parse_yaml, prepare, validate_spec
 from worker.core.contracts import Mode
 
 
@@ -28,7 +28,8 @@ def _one(**key: Any) -> dict[str, Any]:
 
 
 def test_defaults() -> None:
-    community = prepare(parse_yaml("communities:\n  - id: c\n"))["c"]
+    text = f"communities:\n  - id: c\n    jwt_keys: [{{kid: k, hmac_secret: '{SECRET}'}}]\n"
+    community = prepare(parse_yaml(text))["c"]
     assert community.mode is Mode.REQUIRE
     assert community.min_validity_seconds == 3600 and community.leeway_seconds == 10
 
@@ -193,7 +194,8 @@ def test_custom_field_key_rules(key: str) -> None:
 
 
 def test_duplicate_community_is_refused() -> None:
-    assert any("duplicate" in p for p in _problems({"communities": [{"id": "c"}, {"id": "c"}]}))
+    c = {"id": "c", "signed_identities": "reject"}
+    assert any("duplicate" in p for p in _problems({"communities": [c, c]}))
 
 
 def test_unknown_setting_is_refused() -> None:
@@ -203,3 +205,154 @@ def test_unknown_setting_is_refused() -> None:
 @pytest.mark.parametrize("text", ["communities: [", "- a\n- b\n", "communities: {id: c}\n"])
 def test_not_a_configuration_is_one_clear_error(text: str) -> None:
     _problems(text)
+
+
+# ---------------------------------------------------------------- issue 12, kind 6: repeated keys, one PEM
+
+
+ISSUE12_REPEATED_MODE = """\
+communities:
+  - id: acme
+    signed_identities: require
+    jwt_keys:
+      - kid: acme_2026
+        hmac_secret: "0123456789abcdef01234567"
+    signed_identities: reject
+"""
+
+
+def test_issue12_kind6_repeated_signed_identities_is_one_line_naming_key_and_line() -> None:
+    """Issue 12, kind 6: a community entry with `signed_identities: require` followed by
+    `signed_identities: reject` was accepted and silently ran in reject mode (PyYAML keeps the
+    last of a repeated key)."""
+    assert _problems(ISSUE12_REPEATED_MODE) == [
+        "line 7: key 'signed_identities' repeated in one mapping (first at line 3); keep one"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text,key,line",
+    [
+        ("communities: []\ncommunities: []\n", "communities", 2),
+        ("communities:\n  - id: a\n    id: b\n    signed_identities: reject\n", "id", 3),
+        ("communities:\n  - id: a\n    jwt_keys:\n      - kid: k\n        kid: j\n", "kid", 5),
+        (
+            'communities:\n  - id: a\n    "signed_identities": reject\n    signed_identities: reject\n',
+            "signed_identities",
+            4,
+        ),
+        ("communities:\n  - {id: a, signed_identities: reject, id: a}\n", "id", 2),
+        (
+            "communities:\n  - id: a\n    signed_identities: reject\n    custom_fields:\n"
+            "      - {key: k, label: L, label: M}\n",
+            "label",
+            5,
+        ),
+        (
+            "communities:\n  - id: a\n    signed_identities: reject\n    mappings:\n"
+            "      - from: uuid\n        to: identity_group.notes\n        from: uuid\n",
+            "from",
+            7,
+        ),
+        (
+            "communities:\n  - id: a\n    jwt_keys:\n"
+            f"      - {{kid: k, hmac_secret: '{SECRET}', hmac_secret: x}}\n",
+            "hmac_secret",
+            4,
+        ),
+    ],
+)
+def test_a_key_repeated_in_any_mapping_is_refused(text: str, key: str, line: int) -> None:
+    (problem,) = _problems(text)
+    assert problem.startswith(f"line {line}: key '{key}' repeated") and SECRET not in problem
+
+
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("a: &a {x: 1}\ncommunities:\n  - <<: *a\n    <<: *a\n", "line 4: key '<<' repeated"),
+        ("communities: []\n1: x\n0x1: y\n", "line 3: key 1 repeated"),  # equal once YAML resolves them
+        ("communities: []\ntrue: x\nyes: y\n", "line 3: key True repeated"),
+        ("communities: []\n? communities\n: []\n", "line 2: key 'communities' repeated"),
+    ],
+)
+def test_keys_equal_after_yaml_resolution_are_repeated_keys(text: str, problem: str) -> None:
+    (line,) = _problems(text)
+    assert line.startswith(problem)
+
+
+def test_the_same_key_in_different_mappings_and_merge_keys_are_fine() -> None:
+    text = (
+        "communities:\n  - id: a\n    signed_identities: reject\n  - id: b\n    signed_identities: reject\n"
+        "    mappings:\n      - &m {from: uuid, to: identity_group.notes}\n"
+        "      - <<: *m\n        to: identity_group.company\n"
+    )
+    spec = parse_yaml(text)
+    assert [m.to for m in spec.communities[1].mappings] == ["identity_group.notes", "identity_group.company"]
+
+
+def test_a_repeated_key_shaped_like_a_secret_is_not_echoed() -> None:
+    text = f"communities: []\n'{SECRET}': 1\n'{SECRET}': 2\n"
+    (problem,) = _problems(text)
+    assert SECRET not in problem and problem.startswith("line 3: key (a key shaped like a secret) repeated")
+
+
+def test_issue12_kind6_a_pem_value_with_two_public_keys_is_refused() -> None:
+    """Issue 12, kind 6: a PEM value holding two public keys was accepted and only the first was
+    used (a rotation would silently fail): one key per value."""
+    two = public_pem(rsa_private()) + public_pem(rsa_private(2048, 1))
+    (problem,) = _problems(_one(kid="k", rsa_public_key=two))
+    assert "2 PEM blocks" in problem and "one key per value" in problem
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda pem, other: pem + other,  # SPKI + SPKI
+        lambda pem, other: pem + public_pem(rsa_private(2048, 1), pkcs1=True),  # SPKI + PKCS#1
+        lambda pem, other: pem + "\n\n" + other,
+        lambda pem, other: pem + private_pem(rsa_private(2048, 1)),  # a private key after the public one
+        lambda pem, other: pem + "trailing text\n",
+        lambda pem, other: pem.strip() + other.strip().replace("-----BEGIN PUBLIC KEY-----", ""),
+    ],
+)
+def test_a_pem_value_holds_exactly_one_public_key(spoil: Any) -> None:
+    pem, other = public_pem(rsa_private()), public_pem(rsa_private(2048, 1))
+    _problems(_one(kid="k", rsa_public_key=spoil(pem, other)))
+
+
+# ---------------------------------------------------------------- issue 12, kind 7: S1 in the spec
+
+
+S1_LINE = (
+    "communities[0]: community acme requires signed identities but has no JWT key (S1): "
+    "give it a key (jwt_keys), or set signed_identities to reject"
+)
+
+
+@pytest.mark.parametrize(
+    "community",
+    [
+        {"id": "acme"},  # require is the default
+        {"id": "acme", "signed_identities": "require"},
+        {"id": "acme", "signed_identities": "require", "jwt_keys": []},
+        {"id": "acme", "jwt_keys": [], "custom_fields": [{"key": "k", "label": "K"}]},
+    ],
+)
+def test_issue12_kind7_a_require_community_without_a_key_is_one_line(community: dict[str, Any]) -> None:
+    """Issue 12, kind 7 (S1) in YAML: `require` with no key is refused, saying what to do."""
+    assert _problems({"communities": [community]}) == [S1_LINE]
+
+
+def test_s1_reject_mode_needs_no_key_and_require_with_a_key_loads() -> None:
+    assert prepare(parse_yaml("communities:\n  - id: shop\n    signed_identities: reject\n"))
+    text = f"communities:\n  - id: acme\n    jwt_keys:\n      - kid: k\n        hmac_secret: '{SECRET}'\n"
+    assert prepare(parse_yaml(text))["acme"].mode is Mode.REQUIRE
+
+
+def test_s1_rows_read_back_from_the_store_still_load() -> None:
+    """Rows written before migration 0002 may break S1: a worker loads them (refusing their
+    events as before) rather than stopping; only writes are held to S1."""
+    assert validate_spec(CommunitySpec, {"id": "old"}, s1=False).jwt_keys == []
+    with pytest.raises(ConfigError):
+        validate_spec(CommunitySpec, {"id": "old"})

@@ -188,13 +188,15 @@ def test_m4_regex_runs_in_linear_time(run: Any) -> None:
     assert record["mapping_skipped"][0]["reason"] == "regex_mismatch"
 
 
-def test_m4_a_lone_surrogate_is_a_regex_mismatch_not_a_dead_letter(run: Any) -> None:
-    """JSON may carry `\\udc80`; it has no UTF-8 form, so no pattern matches it (before: re2 raised)."""
+def test_m4_a_lone_surrogate_never_reaches_a_regex(run: Any) -> None:
+    """JSON may carry `\\udc80`: J2 refuses it at V12 (invalid_claims) before any mapping runs,
+    and the matcher itself still answers False for text with no UTF-8 form (re2 raised)."""
     fields = [{"key": "any", "label": "Any", "regex": ".*"}]
     mapping = [{"from": "extra_values.v", "to": "custom_fields.any"}]
-    record = _map(run, {"extra_values": {"v": "a\udc80b"}}, mapping, fields=fields)
-    assert record["custom_fields"] == {}
-    assert record["mapping_skipped"][0]["reason"] == "regex_mismatch"
+    value = event(identity={"extra_values": {"v": "a\udc80b"}}, community_id="shop")
+    record = run(value, lookup=_community(mapping, fields))
+    assert (record["outcome"], record["reason"]) == ("rejected", "invalid_claims")
+    assert compile_regex(".*")("a\udc80b") is False
     assert _map(run, {"extra_values": {"v": "a\u00e9b"}}, mapping, fields=fields)["custom_fields"] == {
         "any": "a\u00e9b"
     }

@@ -1,8 +1,10 @@
-"""Property-based tests (hypothesis) of the pipeline's guarantees (K1, DESIGN §2, V12).
+"""Property-based tests (hypothesis) of the pipeline's guarantees (K1, DESIGN §2, V12, J2).
 
 Whatever the input — arbitrary bytes, arbitrary JSON, arbitrary envelopes carrying arbitrary
-identities and tokens — `process_event` returns exactly one output, raises nothing, its JSON
-validates against the matching contract model and never contains a configured secret.
+identities and tokens, strings with paired and unpaired surrogates — `process_event` returns
+exactly one output, raises nothing, its JSON is read by a strict JSON reader (orjson: RFC 8259,
+no lone surrogate), validates against the matching contract model and never contains a
+configured secret.
 """
 
 from __future__ import annotations
@@ -29,18 +31,22 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from worker.core.contracts import RawIdentity
+from worker.core.jsontext import read_object
 from worker.core.pipeline import Output, process_event
 from worker.core.verify import Rejected, read_identity
 
 SECRETS = (SECRET, OTHER_SECRET, ANON_SECRET)
 COMMON = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
+# Text with surrogates, paired or not: json.dumps escapes them (`\\ud800`), as an attacker would (J2).
+surrogate_text = st.text(st.sampled_from(["a", "\u00e9", "\ud800", "\udfff", "\ud83d", "\ude00"]), max_size=6)
 json_scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=40),
+    surrogate_text,
 )
 json_values = st.recursive(
     json_scalars,
@@ -79,9 +85,12 @@ def test_arbitrary_json_gives_one_valid_output(value: Any) -> None:
 
 identity_text = st.one_of(
     st.text(max_size=30),
+    surrogate_text,
     st.integers(min_value=1020, max_value=1030).map(lambda n: "x" * n),
 )
-extra_keys = st.one_of(st.text(min_size=0, max_size=5), st.integers(62, 66).map(lambda n: "k" * n))
+extra_keys = st.one_of(
+    st.text(min_size=0, max_size=5), surrogate_text, st.integers(62, 66).map(lambda n: "k" * n)
+)
 extra_scalar = st.one_of(
     st.none(),
     st.booleans(),
@@ -172,7 +181,9 @@ def tokens(draw: st.DrawFn) -> str:
 def envelopes(draw: st.DrawFn) -> dict[str, Any]:
     value: dict[str, Any] = {}
     if draw(st.integers(0, 9)):
-        value["event_id"] = draw(st.one_of(st.just("e-1"), st.text(max_size=4), st.integers(0, 3)))
+        value["event_id"] = draw(
+            st.one_of(st.just("e-1"), st.text(max_size=4), surrogate_text, st.integers(0, 3))
+        )
     if draw(st.integers(0, 9)):
         value["community_id"] = draw(st.sampled_from(["acme", "anon", "other", "nobody", "bad id", 7]))
     if draw(st.integers(0, 9)):
@@ -210,7 +221,10 @@ def test_arbitrary_envelopes_at_any_clock_give_one_valid_output(value: dict[str,
 
 @COMMON
 @given(identities())
-def test_v12_read_identity_agrees_with_the_raw_identity_model(identity: dict[str, Any]) -> None:
+def test_v12_read_identity_agrees_with_the_raw_identity_model(written: dict[str, Any]) -> None:
+    """Both read the identity as the pipeline has it: JSON text read strictly (J1–J4)."""
+    identity = read_object(json.dumps(written))
+    assert isinstance(identity, dict)
     hand = read_identity(identity)
     try:
         model = RawIdentity.model_validate(identity)

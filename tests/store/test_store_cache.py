@@ -30,8 +30,10 @@ def held(cache: ConfigCache, community_id: str) -> Community:
     return community
 
 
-async def add(url: str, community_id: str, *keys: JwtKeySpec, mode: str = "require") -> None:
-    spec = CommunitySpec(id=community_id, signed_identities=Mode(mode), jwt_keys=list(keys))
+async def add(url: str, community_id: str, *keys: JwtKeySpec, mode: str | None = None) -> None:
+    """Add a community: in require mode when it has keys, else in reject mode (S1)."""
+    chosen = Mode(mode) if mode is not None else Mode.REQUIRE if keys else Mode.REJECT
+    spec = CommunitySpec(id=community_id, signed_identities=chosen, jwt_keys=list(keys))
     await write(url, lambda conn: repo.add_community(conn, spec))
 
 

@@ -48,9 +48,8 @@ def snapshot(url: str) -> list[object]:
 def seeded(cli: Cli, tmp_path: Path) -> Cli:
     """acme: an HS256 key k1, a custom field, two mappings; other: empty, reject mode."""
     for args in (
-        ("community", "add", "acme"),
+        ("community", "add", "acme", "--kid", "k1", "--hmac-secret", SECRET),  # S1: with its first key
         ("community", "add", "other", "--mode", "reject"),
-        ("keys", "add", "acme", "k1", "--hmac-secret", SECRET),
         ("fields", "add", "acme", "customer_id", "--label", "Customer ID", "--regex", "C[0-9]{6}"),
         ("mappings", "add", "acme", "extra_values.customer_id", "custom_fields.customer_id"),
         ("mappings", "add", "acme", "uuid", "identity_group.notes"),
@@ -68,11 +67,12 @@ def assert_no_secret(text: str) -> None:
 
 
 def test_community_add_list_set_remove(cli: Cli, store_url: str) -> None:
-    added = cli("community", "add", "acme")
-    assert (added.code, added.out) == (
-        0,
-        "+ community acme (signed_identities require, min_validity_seconds 3600, leeway_seconds 10)\n",
+    added = cli("community", "add", "acme", "--kid", "k1", "--hmac-secret", "-", stdin=SECRET + "\n")
+    assert added.code == 0
+    assert added.out.splitlines()[0] == (
+        "+ community acme (signed_identities require, min_validity_seconds 3600, leeway_seconds 10)"
     )
+    assert added.out.splitlines()[1].startswith("+ key acme/k1 (HS256 sha256:") and SECRET not in added.output
     custom = cli(
         "community",
         "add",
@@ -104,7 +104,7 @@ def test_community_add_list_set_remove(cli: Cli, store_url: str) -> None:
         "MAPPINGS",
         "CREATED",
     ]
-    assert listed[1].split()[:7] == ["acme", "require", "3600", "10", "0", "0", "0"]
+    assert listed[1].split()[:7] == ["acme", "require", "3600", "10", "1", "0", "0"]
     assert listed[2].split()[:7] == ["shop-2", "reject", "0", "3600", "0", "0", "0"]
 
     assert cli("community", "set-mode", "acme", "reject").out == (
@@ -151,7 +151,7 @@ def test_keys_add_list_remove_never_show_the_secret(seeded: Cli, store_url: str,
     assert all(line.split()[2].startswith("sha256:") and len(line.split()[2]) == 23 for line in lines[1:])
     assert run_sql(store_url, "SELECT hmac_secret FROM jwt_keys WHERE kid = 'k2'")[0][0] == SECRET_2
 
-    removed = seeded("keys", "remove", "acme", "k1")
+    removed = seeded("keys", "remove", "acme", "k1")  # others remain: S1 holds
     outputs.append(removed.output)
     assert removed.out.startswith("- key acme/k1 (HS256 sha256:")
     assert [r["kid"] for r in run_sql(store_url, "SELECT kid FROM jwt_keys ORDER BY kid")] == [
@@ -205,7 +205,31 @@ def test_mappings_keep_their_order(seeded: Cli, store_url: str) -> None:
 
 REFUSED: list[tuple[tuple[str, ...], str]] = [
     # community
-    (("community", "add", "acme"), "community 'acme' already exists"),
+    (("community", "add", "acme", "--mode", "reject"), "community 'acme' already exists"),
+    # S1 (issue 12, kind 7): a community that requires signed identities always has a key
+    (
+        ("community", "add", "new"),
+        "community new would require signed identities with no key (S1): give its first key "
+        "(--kid KID with --hmac-secret SECRET or --rsa-public-key FILE), or add it with --mode reject",
+    ),
+    (("community", "add", "new", "--mode", "require"), "would require signed identities with no key (S1)"),
+    (("community", "add", "new", "--hmac-secret", SECRET), "--kid: give the key ID of the first key"),
+    (
+        ("community", "add", "new", "--kid", "k1"),
+        "give exactly one of --hmac-secret (HS256) or --rsa-public-key",
+    ),
+    (("community", "add", "new", "--kid", "K!", "--hmac-secret", SECRET), "invalid key: kid: kid must match"),
+    (
+        ("community", "set-mode", "other", "require"),
+        "community 'other' has no JWT key, so it cannot require signed identities (S1): add its key first "
+        "(`keys add other KID ...`), then switch it to require",
+    ),
+    (("community", "set", "other", "--mode", "require"), "cannot require signed identities (S1)"),
+    (
+        ("keys", "remove", "acme", "k1"),
+        "key 'k1' is the last key of community 'acme', which requires signed identities (S1): add its new "
+        "key first (`keys add`), or switch it to reject (`community set-mode acme reject`)",
+    ),
     (("community", "add", "bad id"), "invalid community: id: String should match pattern"),
     (("community", "add", "x" * 65), "invalid community: id"),
     (
@@ -337,6 +361,10 @@ def test_a_refused_command_says_why_in_one_line_exits_2_and_writes_nothing(
         (PRIVATE_PEM, "rsa_public_key is a private key"),
         (SMALL_PEM, "rsa_public_key has 1024 bits; at least 2048 required"),
         ("hello", "rsa_public_key must be PEM"),
+        (
+            PUBLIC_PEM + PUBLIC_PEM,
+            "rsa_public_key holds 2 PEM blocks; give one key per value",
+        ),  # issue 12, kind 6
     ],
 )
 def test_a_bad_rsa_key_file_is_refused(
@@ -350,6 +378,32 @@ def test_a_bad_rsa_key_file_is_refused(
     assert message in result.err
     assert_no_secret(result.output)
     assert snapshot(store_url) == before
+
+
+def test_issue12_kind7_s1_the_ways_that_work(seeded: Cli, store_url: str, tmp_path: Path) -> None:
+    """Issue 12, kind 7: `community add acme` (require) succeeded with no key, so every signed
+    event became unknown_kid. What works instead: create it with its first key, or in reject
+    mode then add a key and switch; rotate by adding before removing; switch to reject to
+    remove the last key."""
+    pem = tmp_path / "public.pem"
+    pem.write_text(PUBLIC_PEM)
+    assert seeded("community", "add", "rsa_shop", "--kid", "rsa_1", "--rsa-public-key", str(pem)).code == 0
+    assert seeded("keys", "add", "other", "o1", "--hmac-secret", SECRET_2).code == 0
+    assert seeded("community", "set-mode", "other", "require").code == 0
+    assert seeded("keys", "add", "acme", "k2", "--hmac-secret", SECRET_2).code == 0
+    assert seeded("keys", "remove", "acme", "k1").code == 0  # k2 remains
+    assert seeded("community", "set-mode", "acme", "reject").code == 0
+    assert seeded("keys", "remove", "acme", "k2").code == 0  # reject mode needs no key
+    rows = run_sql(
+        store_url,
+        "SELECT id, signed_identities, (SELECT count(*) FROM jwt_keys k WHERE k.community_id = c.id) AS n "
+        "FROM communities c ORDER BY id",
+    )
+    assert [tuple(r) for r in rows] == [
+        ("acme", "reject", 0),
+        ("other", "require", 1),
+        ("rsa_shop", "require", 1),
+    ]
 
 
 def test_a_bad_secret_on_stdin_is_refused_without_echo(seeded: Cli, store_url: str) -> None:
@@ -439,7 +493,7 @@ def test_a_constraint_violation_is_rephrased_without_the_row(store_url: str) -> 
     async def violate() -> asyncpg.PostgresError:
         conn = await asyncpg.connect(store_url)
         try:
-            await conn.execute("INSERT INTO communities (id) VALUES ('acme')")
+            await conn.execute("INSERT INTO communities (id, signed_identities) VALUES ('acme', 'reject')")
             await conn.execute(
                 "INSERT INTO jwt_keys (community_id, kid, alg, hmac_secret) "
                 "VALUES ('acme', 'k1', 'RS256', $1)",

@@ -156,8 +156,7 @@ def test_apply_reorders_mappings(cli: Cli, store_url: str, write: WriteFile) -> 
 def test_communities_absent_from_the_file_are_kept_unless_prune(
     cli: Cli, store_url: str, write: WriteFile
 ) -> None:
-    cli("community", "add", "legacy")
-    cli("keys", "add", "legacy", "old", "--hmac-secret", SECRET_3)
+    cli("community", "add", "legacy", "--kid", "old", "--hmac-secret", SECRET_3)
     path = write(config_yaml())
     assert "legacy" not in cli("config", "apply", path).out
     assert {r[0] for r in run_sql(store_url, "SELECT id FROM communities")} == {"acme", "beta", "legacy"}
@@ -191,7 +190,7 @@ def test_dry_run_writes_nothing(cli: Cli, store_url: str, write: WriteFile) -> N
             config_yaml(acme_secret=SECRET[:23]),
             "communities[0].jwt_keys[0].hmac_secret: hmac_secret must be exactly 24",
         ),
-        (config_yaml(extra="  - id: acme\n"), "duplicate community id 'acme'"),
+        (config_yaml(extra="  - id: acme\n    signed_identities: reject\n"), "duplicate community id 'acme'"),
         (
             config_yaml(mode="maybe"),
             "communities[0].signed_identities: Input should be 'require' or 'reject'",
@@ -201,12 +200,27 @@ def test_dry_run_writes_nothing(cli: Cli, store_url: str, write: WriteFile) -> N
             config_yaml(extra="  - id: gamma\n    colour: red\n"),
             "communities[2].colour: Extra inputs are not permitted",
         ),
+        # issue 12, kind 6: a repeated key is refused, not resolved in favour of the last one
+        (
+            config_yaml(mode="require\n    signed_identities: reject"),
+            "line 4: key 'signed_identities' repeated in one mapping (first at line 3); keep one",
+        ),
+        # issue 12, kind 7 (S1): a community that requires signed identities comes with a key
+        (
+            config_yaml(extra="  - id: gamma\n"),
+            "communities[2]: community gamma requires signed identities but has no JWT key (S1): "
+            "give it a key (jwt_keys), or set signed_identities to reject",
+        ),
+        (
+            config_yaml(extra="  - id: gamma\n    signed_identities: require\n    jwt_keys: []\n"),
+            "community gamma requires signed identities but has no JWT key (S1)",
+        ),
     ],
 )
 def test_a_bad_file_is_refused_whole(
     cli: Cli, store_url: str, write: WriteFile, text: str, message: str
 ) -> None:
-    cli("community", "add", "legacy")
+    cli("community", "add", "legacy", "--mode", "reject")
     before = dump(store_url)
     result = cli("config", "apply", write(text))
     assert result.code == 2
@@ -229,7 +243,9 @@ def test_a_failure_midway_rolls_everything_back(cli: Cli, store_url: str, write:
         "CREATE TRIGGER test_refuse BEFORE INSERT ON communities FOR EACH ROW "
         "WHEN (NEW.id = 'zeta') EXECUTE FUNCTION test_refuse()",
     )
-    text = config_yaml(mode="reject", acme_secret=SECRET_2, extra="  - id: zeta\n")
+    text = config_yaml(
+        mode="reject", acme_secret=SECRET_2, extra="  - id: zeta\n    signed_identities: reject\n"
+    )
     try:
         result = cli("config", "apply", write(text, "midway.yaml"))
     finally:
@@ -274,7 +290,7 @@ def test_export_with_secrets_round_trips_into_another_store(
     write: WriteFile,
 ) -> None:
     cli("config", "apply", write(config_yaml()))
-    cli("community", "add", "gamma", "--leeway-seconds", "30")
+    cli("community", "add", "gamma", "--mode", "reject", "--leeway-seconds", "30")
     cli("mappings", "add", "acme", "extra_values.mail", "identity_group.emails")
     exported = cli("config", "export", "--include-secrets")
     assert exported.out.startswith("# identity-worker config export WITH HMAC SECRETS")

@@ -44,12 +44,15 @@ class Site:
 
 
 @pytest.fixture
-async def running(store_url: str) -> AsyncIterator[tuple[ConfigCache, TokenCache]]:
+async def running(store_url: str) -> AsyncIterator[tuple[ConfigCache, TokenCache, Site]]:
+    """The cache on a store where acme was created with its first site's key (S1)."""
     tokens = TokenCache()
     cache = ConfigCache(store_url, on_keys_changed=tokens.invalidate)
-    await write(store_url, lambda conn: repo.add_community(conn, CommunitySpec(id="acme")))
+    first = Site(0)
+    spec = CommunitySpec(id="acme", jwt_keys=[first.spec()])
+    await write(store_url, lambda conn: repo.add_community(conn, spec))
     await cache.start(timeout=10)
-    yield cache, tokens
+    yield cache, tokens, first
     await cache.close()
 
 
@@ -58,11 +61,9 @@ def verify(site: Site, cache: ConfigCache, tokens: TokenCache) -> Output:
 
 
 async def test_rotation_takes_effect_within_a_second(
-    store_url: str, running: tuple[ConfigCache, TokenCache]
+    store_url: str, running: tuple[ConfigCache, TokenCache, Site]
 ) -> None:
-    cache, tokens = running
-    old = Site(0)
-    await write(store_url, lambda conn: repo.add_key(conn, "acme", old.spec()))
+    cache, tokens, old = running
     await wait_until(lambda: verify(old, cache, tokens).outcome is Outcome.ENRICHED, 1.0, "first key")
 
     writer = await asyncpg.connect(store_url)
@@ -102,11 +103,11 @@ async def test_rotation_takes_effect_within_a_second(
 
 
 async def test_a_key_removed_with_the_command_is_refused_within_a_second(
-    store_url: str, running: tuple[ConfigCache, TokenCache]
+    store_url: str, running: tuple[ConfigCache, TokenCache, Site]
 ) -> None:
-    cache, tokens = running
-    old, new = Site(0), Site(1)
-    for site in (old, new):
+    cache, tokens, old = running
+    new = Site(1)
+    for site in (new,):
         added = cli_subprocess(
             "keys",
             "add",

@@ -19,6 +19,7 @@ from support import stack
 
 from worker.store.db import CONSTRAINT_RULES, NOTIFY_CHANNEL
 from worker.store.migrate import LATEST_VERSION, available_migrations, migrate
+from worker.store.repository import load_all_communities
 
 pytestmark = pytest.mark.integration
 
@@ -89,6 +90,8 @@ BAD_ROWS: list[tuple[str, tuple[Any, ...], set[str]]] = [
     (KEY, ("acme", "k1", "RS256", None, EC_PEM), {"jwt_keys_rsa_public_key_format"}),
     (KEY, ("acme", "k1", "RS256", None, "not a key"), {"jwt_keys_rsa_public_key_format"}),
     (KEY, ("acme", "k1", "RS256", None, RSA_2048 + RSA_2048), {"jwt_keys_rsa_public_key_format"}),
+    # issue 12, kind 6: one key per value, whatever the two PEM forms
+    (KEY, ("acme", "k1", "RS256", None, RSA_2048 + RSA_2048_PKCS1), {"jwt_keys_rsa_public_key_format"}),
     (
         KEY,
         ("acme", "k1", "RS256", None, RSA_2048.replace("END PUBLIC", "END RSA PUBLIC")),
@@ -114,7 +117,7 @@ BAD_ROWS: list[tuple[str, tuple[Any, ...], set[str]]] = [
 
 
 def _seed(url: str) -> None:
-    run_sql(url, COMMUNITY, "acme", "require", 3600, 10)
+    run_sql(url, COMMUNITY, "acme", "reject", 3600, 10)  # S1: require only with a key
     run_sql(url, MAPPING, "acme", 0, "uuid", "identity_group.lastname")
 
 
@@ -133,7 +136,7 @@ def test_a_bad_row_is_refused_by_its_constraint(
     ("statement", "args"),
     [
         (COMMUNITY, ("Acme_shop-2", "reject", 0, 0)),
-        (COMMUNITY, ("a" * 64, "require", 366 * 86400, 3600)),
+        (COMMUNITY, ("a" * 64, "reject", 366 * 86400, 3600)),
         (KEY, ("acme", "k" * 64, "HS256", SECRET, None)),
         (KEY, ("acme", "rsa_spki", "RS256", None, RSA_2048)),
         (KEY, ("acme", "rsa_pkcs1", "RS256", None, RSA_2048_PKCS1)),
@@ -159,7 +162,7 @@ def test_a_mapping_to_a_declared_field_is_accepted_and_keeps_the_field(store_url
 
 def test_removing_a_community_cascades_to_its_rows(store_url: str) -> None:
     _seed(store_url)
-    run_sql(store_url, COMMUNITY, "other", "require", 3600, 10)
+    run_sql(store_url, COMMUNITY, "other", "reject", 3600, 10)
     for cid in ("acme", "other"):
         run_sql(store_url, KEY, cid, "k1", "HS256", SECRET, None)
         run_sql(store_url, FIELD, cid, "customer_id", "Customer ID", None)
@@ -199,7 +202,7 @@ async def _notifications(url: str, statements: list[str]) -> list[str]:
 
 async def test_every_change_to_every_table_notifies_the_community_id(store_url: str) -> None:
     statements = [
-        "INSERT INTO communities (id) VALUES ('acme'), ('beta')",
+        "INSERT INTO communities (id, signed_identities) VALUES ('acme', 'reject'), ('beta', 'reject')",
         ADD_KEY,
         "UPDATE jwt_keys SET kid = 'k2' WHERE community_id = 'acme'",
         "DELETE FROM jwt_keys WHERE community_id = 'acme'",
@@ -299,7 +302,11 @@ def test_commands_on_an_unmigrated_database_say_to_migrate(admin_database_url: s
     try:
         results = [
             cli(*args, "--database-url", empty)
-            for args in (("community", "list"), ("community", "add", "acme"), ("config", "export"))
+            for args in (
+                ("community", "list"),
+                ("community", "add", "acme", "--mode", "reject"),
+                ("config", "export"),
+            )
         ]
     finally:
         stack.drop_database(admin_database_url, empty)
@@ -307,3 +314,83 @@ def test_commands_on_an_unmigrated_database_say_to_migrate(admin_database_url: s
         assert result.code == 1
         assert result.err.count("\n") == 1
         assert "run `identity-worker db migrate`" in result.err
+
+
+# ---------------------------------------------------------------- S1 in the database (migration 0002)
+
+
+async def _commit(url: str, *statements: str) -> None:
+    """The statements in one transaction: S1 is judged at its COMMIT (deferred)."""
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            for statement in statements:
+                await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _s1_refuses(url: str, *statements: str) -> None:
+    with pytest.raises(asyncpg.CheckViolationError) as refused:
+        await _commit(url, *statements)
+    assert refused.value.constraint_name == "communities_require_key"
+    assert "communities_require_key" in CONSTRAINT_RULES
+
+
+ACME_REQUIRE = "INSERT INTO communities (id, signed_identities) VALUES ('acme', 'require')"
+ACME_REJECT = "INSERT INTO communities (id, signed_identities) VALUES ('acme', 'reject')"
+ADD_K2 = ADD_KEY.replace("'k1'", "'k2'")
+
+
+async def test_issue12_kind7_s1_a_require_community_is_committed_only_with_a_key(store_url: str) -> None:
+    """Issue 12, kind 7 in the database: `community add acme` (require) with no key was stored.
+    A constraint trigger checks at commit, so adding the community then its key in one
+    transaction works, and nothing else does."""
+    await _s1_refuses(store_url, ACME_REQUIRE)
+    await _s1_refuses(store_url, "INSERT INTO communities (id) VALUES ('acme')")  # require by default
+    await _commit(store_url, ACME_REQUIRE, ADD_KEY)
+    conn = await asyncpg.connect(store_url)
+    try:
+        assert [r["kid"] for r in await conn.fetch("SELECT kid FROM jwt_keys")] == ["k1"]
+    finally:
+        await conn.close()
+
+
+async def test_s1_removing_the_last_key_or_switching_to_require_without_one_is_refused(
+    store_url: str,
+) -> None:
+    await _commit(store_url, ACME_REQUIRE, ADD_KEY)
+    await _s1_refuses(store_url, "DELETE FROM jwt_keys WHERE community_id = 'acme'")
+    beta = "INSERT INTO communities (id, signed_identities) VALUES ('beta', 'reject')"
+    await _s1_refuses(store_url, beta, "UPDATE jwt_keys SET community_id = 'beta'")  # the key moves away
+    await _commit(store_url, ADD_K2, "DELETE FROM jwt_keys WHERE kid = 'k1'")  # rotation, one transaction
+    await _commit(store_url, "UPDATE communities SET signed_identities = 'reject'")
+    await _commit(store_url, "DELETE FROM jwt_keys")  # reject mode needs no key
+    await _s1_refuses(store_url, "UPDATE communities SET signed_identities = 'require'")
+    await _commit(store_url, ADD_KEY, "UPDATE communities SET signed_identities = 'require'")
+    await _commit(store_url, "DELETE FROM communities")  # the cascade takes the keys with it
+
+
+async def test_s1_truncating_the_keys_under_a_require_community_is_refused(store_url: str) -> None:
+    await _commit(store_url, ACME_REQUIRE, ADD_KEY, ACME_REJECT.replace("acme", "beta"))
+    await _s1_refuses(store_url, "TRUNCATE jwt_keys")
+    await _commit(store_url, "TRUNCATE communities CASCADE")  # both tables emptied: nothing breaks S1
+
+
+async def test_s1_a_community_stored_before_0002_still_loads_until_it_is_changed(store_url: str) -> None:
+    """Rows written before the rule (trigger off, as in an old schema) load for the worker; a
+    change to that community must fix it."""
+    await _commit(
+        store_url,
+        "ALTER TABLE communities DISABLE TRIGGER communities_require_key",
+        ACME_REQUIRE,
+        "ALTER TABLE communities ENABLE TRIGGER communities_require_key",
+    )
+    conn = await asyncpg.connect(store_url)
+    try:
+        communities = await load_all_communities(conn)
+    finally:
+        await conn.close()
+    assert communities["acme"].mode.value == "require" and not communities["acme"].keys
+    await _s1_refuses(store_url, "UPDATE communities SET leeway_seconds = 5")
+    await _commit(store_url, ADD_KEY)

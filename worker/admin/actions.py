@@ -18,8 +18,7 @@ from worker.admin.errors import ApiError
 from worker.admin.models import CheckStep, TokenCheckResult
 from worker.core.config import CommunitySpec, CustomFieldSpec, JwtKeySpec, MappingSpec
 from worker.core.contracts import rfc3339_seconds
-from worker.core.pipeline import DEFAULT_LIMITS
-from worker.core.verify import explain_token
+from worker.core.explain import explain_token
 from worker.store import audit
 from worker.store import repository as repo
 from worker.store.api_tokens import Caller
@@ -134,16 +133,16 @@ async def check_token(
         received = rfc3339_seconds(received_at) if received_at is not None else now
     except ValueError as exc:
         raise ApiError(422, f"received_at: {exc}") from None
-    steps, verdict = explain_token(  # no trimming: the very text the worker would judge (DESIGN §7)
-        token,
-        prepared,
-        received_at=received,
-        now=now,
-        max_token_bytes=DEFAULT_LIMITS.max_token_bytes,
-    )
+    # No trimming: the very text the worker would judge, through its own code path (DESIGN §7).
+    explanation = explain_token(token, community_id, {community_id: prepared}, received_at=received, now=now)
+    rejected = explanation.output.reason is not None
     return TokenCheckResult(
-        accepted=verdict is None,
-        reason=None if verdict is None else verdict.reason.value,
-        detail=None if verdict is None else verdict.detail,
-        steps=[CheckStep(rule=s.rule, title=s.title, passed=s.passed, detail=s.detail) for s in steps],
+        accepted=explanation.accepted,
+        reason=None if explanation.accepted else explanation.verdict,
+        # The rejection's own detail; never the output record, which holds the raw event (token).
+        detail=explanation.output.record.get("detail") if rejected else None,
+        steps=[
+            CheckStep(rule=s.rule, title=s.title, passed=s.passed, detail=s.detail) for s in explanation.steps
+        ],
+        notes=explanation.notes,
     )

@@ -68,7 +68,7 @@ class CheckStep(BaseModel):
 
     rule: str = Field(description="The rule of DESIGN §3, e.g. V7.")
     title: str
-    passed: bool | None = Field(description="null: not reached, an earlier rule decided.")
+    passed: bool = Field(description="false: the rule that decided the rejection (the last step).")
     detail: str
 
 

@@ -30,6 +30,7 @@ from worker.core.config import (
     JwtKeySpec,
     MappingSpec,
     SpecT,
+    lacks_required_key,
     parse_yaml,
     validate_spec,
 )
@@ -110,16 +111,17 @@ def _command_name() -> str:
     return ctx.command_path.partition(" ")[2] if ctx is not None else "identity-worker"
 
 
-def _valid(model: type[SpecT], what: str, data: dict[str, Any]) -> SpecT:
-    """Validate with the YAML loader's model; one line naming every problem, never a value."""
+def _valid(model: type[SpecT], what: str, data: dict[str, Any], *, s1: bool = True) -> SpecT:
+    """Validate with the YAML loader's model; one line naming every problem, never a value.
+    `s1=False`: the caller refuses a community without its required key itself (S1)."""
     try:
-        return validate_spec(model, data)
+        return validate_spec(model, data, s1=s1)
     except ConfigError as exc:
         fail(f"invalid {what}: " + "; ".join(exc.problems))
 
 
 def _community_id(value: str) -> str:
-    return _valid(CommunitySpec, "community", {"id": value}).id
+    return _valid(CommunitySpec, "community", {"id": value}, s1=False).id  # the id alone
 
 
 def _print_changes(changes: Sequence[Change], *, nothing: str = "no changes") -> None:
@@ -247,33 +249,80 @@ leeway_option = click.option(
 )
 
 
+def key_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--hmac-secret and --rsa-public-key: the one key a command writes (exactly one of them)."""
+    command = click.option(
+        "--rsa-public-key",
+        metavar="FILE",
+        help="RS256: a PEM file with one BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY, at least 2048 bits "
+        "(`-` reads stdin). A private key is refused.",
+    )(command)
+    return click.option(
+        "--hmac-secret",
+        metavar="SECRET",
+        help="HS256: exactly 24 characters 0-9a-f (the HMAC key is those 24 ASCII bytes). "
+        "`-` reads it from stdin, which keeps it out of the process list and shell history.",
+    )(command)
+
+
+def _key(kid: str, hmac_secret: str | None, rsa_public_key: str | None) -> JwtKeySpec:
+    """The key given by --hmac-secret or --rsa-public-key, validated like the YAML loader's."""
+    if (hmac_secret is None) == (rsa_public_key is None):
+        fail("give exactly one of --hmac-secret (HS256) or --rsa-public-key FILE (RS256)")
+    data: dict[str, Any] = {"kid": kid}
+    if hmac_secret is not None:
+        data["hmac_secret"] = _secret_from_stdin() if hmac_secret == "-" else hmac_secret
+    else:
+        assert rsa_public_key is not None
+        data["rsa_public_key"] = _read_text(rsa_public_key, "RSA public key file")
+    return _valid(JwtKeySpec, "key", data)
+
+
 @community_group.command("add")
 @click.argument("community_id", metavar="ID")
 @mode_option
 @min_validity_option
 @leeway_option
+@click.option("--kid", help="Key ID of the community's first key (with --hmac-secret or --rsa-public-key).")
+@key_options
 @database_url_option
 def community_add(
     community_id: str,
     mode: str | None,
     min_validity_seconds: int | None,
     leeway_seconds: int | None,
+    kid: str | None,
+    hmac_secret: str | None,
+    rsa_public_key: str | None,
     database_url: str | None,
 ) -> None:
-    """Add a community, with no keys, fields or mappings yet.
+    """Add a community. In require mode (the default) it needs its first key, given here (S1):
+    --kid with --hmac-secret or --rsa-public-key. In reject mode it needs none.
 
     \b
     Examples:
-      identity-worker community add acme
+      printf '%s' 0123456789abcdef01234567 |
+          identity-worker community add acme --kid acme_2026 --hmac-secret -
+      identity-worker community add acme --kid acme_rsa --rsa-public-key acme_public.pem
       identity-worker community add acme-shop --mode reject --leeway-seconds 30
     """
-    data = {"id": community_id, **_settings(mode, min_validity_seconds, leeway_seconds)}
-    spec = _valid(CommunitySpec, "community", data)
+    keys: list[JwtKeySpec] = []
+    if kid is not None or hmac_secret is not None or rsa_public_key is not None:
+        if kid is None:
+            fail("--kid: give the key ID of the first key, with --hmac-secret or --rsa-public-key")
+        keys.append(_key(kid, hmac_secret, rsa_public_key))
+    data = {"id": community_id, **_settings(mode, min_validity_seconds, leeway_seconds), "jwt_keys": keys}
+    spec = _valid(CommunitySpec, "community", data, s1=False)
+    if lacks_required_key(spec):
+        fail(
+            f"community {spec.id} would require signed identities with no key (S1): give its first key "
+            "(--kid KID with --hmac-secret SECRET or --rsa-public-key FILE), or add it with --mode reject"
+        )
     _print_changes(_run(database_url, lambda conn: repo.add_community(conn, spec)))
 
 
 def _update(community_id: str, database_url: str | None, settings: dict[str, Any]) -> None:
-    _valid(CommunitySpec, "community", {"id": _community_id(community_id), **settings})
+    _valid(CommunitySpec, "community", {"id": _community_id(community_id), **settings}, s1=False)
     _write(database_url, community_id, lambda conn, cid: repo.update_community(conn, cid, settings))
 
 
@@ -284,7 +333,8 @@ def _update(community_id: str, database_url: str | None, settings: dict[str, Any
 def community_set_mode(community_id: str, mode: str, database_url: str | None) -> None:
     """Set whether a community requires signed identities (require) or refuses them (reject).
 
-    Running workers follow within a second (C2).
+    A community requires signed identities only once it has a key (S1). Running workers
+    follow within a second (C2).
 
     \b
     Example:
@@ -380,18 +430,7 @@ def keys_group() -> None:
 @keys_group.command("add")
 @on_community
 @click.argument("kid")
-@click.option(
-    "--hmac-secret",
-    metavar="SECRET",
-    help="HS256: exactly 24 characters 0-9a-f (the HMAC key is those 24 ASCII bytes). "
-    "`-` reads it from stdin, which keeps it out of the process list and shell history.",
-)
-@click.option(
-    "--rsa-public-key",
-    metavar="FILE",
-    help="RS256: a PEM file with BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY, at least 2048 bits "
-    "(`-` reads stdin). A private key is refused.",
-)
+@key_options
 def keys_add(
     community_id: str, kid: str, hmac_secret: str | None, rsa_public_key: str | None, database_url: str | None
 ) -> None:
@@ -406,15 +445,7 @@ def keys_add(
       identity-worker keys add acme acme_rsa --rsa-public-key acme_public.pem
     """
     cid = _community_id(community_id)
-    if (hmac_secret is None) == (rsa_public_key is None):
-        fail("give exactly one of --hmac-secret (HS256) or --rsa-public-key FILE (RS256)")
-    data: dict[str, Any] = {"kid": kid}
-    if hmac_secret is not None:
-        data["hmac_secret"] = _secret_from_stdin() if hmac_secret == "-" else hmac_secret
-    else:
-        assert rsa_public_key is not None
-        data["rsa_public_key"] = _read_text(rsa_public_key, "RSA public key file")
-    key = _valid(JwtKeySpec, "key", data)
+    key = _key(kid, hmac_secret, rsa_public_key)
     _write(database_url, cid, lambda conn, cid: repo.add_key(conn, cid, key))
 
 
@@ -438,6 +469,8 @@ _list_command(
 @click.argument("kid")
 def keys_remove(community_id: str, kid: str, database_url: str | None) -> None:
     """Remove a key: tokens signed with it are refused (unknown_kid) within a second (C2).
+    The last key of a community that requires signed identities stays (S1): add its new key
+    first, or switch the community to reject.
 
     \b
     Example:

@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from worker.cli.common import fail
 from worker.core.config import Community, ConfigError, load_config_file
 from worker.core.contracts import rfc3339_seconds
+from worker.core.explain import explain_token
 from worker.core.keys import RSA_MIN_BITS, InvalidKey, check_hmac_secret, check_kid, sign_token
 from worker.core.pipeline import DEFAULT_LIMITS, Limits, dead_letter, process_event
 from worker.core.tokencache import TokenCache
-from worker.core.verify import explain_token
 
 
 def register(root: click.Group) -> None:
@@ -201,6 +201,9 @@ def _read_private_key(path: Path) -> RSAPrivateKey:
 @click.option("--now", type=RFC3339, help="Processing clock (RFC 3339); default: the real clock.")
 @click.option("--received-at", type=RFC3339, help="When the gateway received it; default: --now.")
 @click.option(
+    "--max-event-bytes", type=click.IntRange(1), default=DEFAULT_LIMITS.max_event_bytes, show_default=True
+)
+@click.option(
     "--max-token-bytes", type=click.IntRange(1), default=DEFAULT_LIMITS.max_token_bytes, show_default=True
 )
 @click.argument("token_text", metavar="TOKEN")
@@ -210,10 +213,16 @@ def verify(
     community: str,
     now: float | None,
     received_at: float | None,
+    max_event_bytes: int,
     max_token_bytes: int,
     token_text: str,
 ) -> None:
     """Explain, rule by rule (DESIGN §3), why TOKEN passes or fails for a community.
+
+    The verdict is the one `process` and `run` give for a raw event carrying exactly this text
+    (nothing is trimmed: a stray space or newline is part of the token), from the same code
+    path; the lines are the rules that path ran, up to the one that decided. Put `--` before a
+    TOKEN that starts with `-`.
 
     Exit status 0 when the token is accepted, 1 when it is rejected, 2 for bad arguments.
 
@@ -222,23 +231,27 @@ def verify(
       identity-worker token verify --config communities.yaml --community acme "$TOKEN"
     """
     communities = _load_communities(config, database_url)
-    found = communities.get(community)
-    if found is None:
+    if communities.get(community) is None:
         fail(f"--community: {community!r} is not in the configuration")
     clock = now if now is not None else time.time()
-    steps, verdict = explain_token(
-        token_text.strip(),
-        found,
+    explanation = explain_token(
+        token_text,
+        community,
+        communities,
         received_at=received_at if received_at is not None else clock,
         now=clock,
-        max_token_bytes=max_token_bytes,
+        limits=Limits(max_event_bytes, max_token_bytes),
     )
-    width = max(len(f"{s.rule} {s.title}") for s in steps) + 2
-    for step in steps:
-        mark = {True: "pass", False: "FAIL", None: "-   "}[step.passed]
-        click.echo(f"{mark}  {f'{step.rule} {step.title}':<{width}} {step.detail}")
-    if verdict is None:
+    width = max((len(f"{s.rule} {s.title}") for s in explanation.steps), default=0) + 2
+    for step in explanation.steps:
+        click.echo(
+            f"{'pass' if step.passed else 'FAIL'}  {f'{step.rule} {step.title}':<{width}} {step.detail}"
+        )
+    for note in explanation.notes:
+        click.echo(f"note  {note}")
+    if explanation.accepted:
         click.echo("accepted")
         return
-    click.echo(f"rejected: {verdict.reason}")
+    kind = "dead letter" if explanation.output.reason is None else "rejected"
+    click.echo(f"{kind}: {explanation.verdict}")
     sys.exit(1)

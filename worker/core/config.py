@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -207,8 +208,14 @@ class CommunitySpec(_Spec):
     mappings: list[MappingSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _consistent(self) -> CommunitySpec:
-        problems = _duplicates("jwt_keys kid", (k.kid for k in self.jwt_keys))
+    def _consistent(self, info: ValidationInfo) -> CommunitySpec:
+        problems = []
+        if lacks_required_key(self) and not (info.context or {}).get(WITHOUT_S1):
+            problems.append(
+                f"community {self.id} requires signed identities but has no JWT key (S1): "
+                "give it a key (jwt_keys), or set signed_identities to reject"
+            )
+        problems += _duplicates("jwt_keys kid", (k.kid for k in self.jwt_keys))
         problems += _duplicates("custom_fields key", (f.key for f in self.custom_fields))
         declared = {f.key for f in self.custom_fields}
         for index, mapping in enumerate(self.mappings):
@@ -218,6 +225,12 @@ class CommunitySpec(_Spec):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+def lacks_required_key(spec: CommunitySpec) -> bool:
+    """S1 broken: the community requires signed identities and has no key to verify them
+    (every signed event would be unknown_kid, every unsigned one signature_required)."""
+    return spec.signed_identities is Mode.REQUIRE and not spec.jwt_keys
 
 
 class ConfigSpec(_Spec):
@@ -330,16 +343,56 @@ def format_error_items(items: Iterable[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def validate_spec(model: type[SpecT], data: Any) -> SpecT:
+#: Validation context that leaves S1 to the caller: rows read back from the store (rows written
+#: before migration 0002 may break it; a worker loads them rather than stopping), and writers
+#: that refuse with a line of their own (`lacks_required_key`, then their own message).
+WITHOUT_S1 = "without_s1"
+
+
+def validate_spec(model: type[SpecT], data: Any, *, s1: bool = True) -> SpecT:
+    """Validate `data` as `model`; ConfigError with one line per problem. `s1=False`: see WITHOUT_S1."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=None if s1 else {WITHOUT_S1: True})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key repeated in one mapping is an error (DESIGN §5).
+
+    PyYAML keeps the last silently: a `signed_identities: reject` pasted under a `require` line
+    would switch signatures off without a word. Merge keys (`<<`) keep YAML's meaning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            # A merge key (`<<`) is not constructed; it may appear once like any other key.
+            merge = key_node.tag == "tag:yaml.org,2002:merge"
+            key = "<<" if merge else self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                earlier = first_line.get(key)
+            except TypeError:  # an unhashable key: SafeLoader refuses it with its own message
+                break
+            if earlier is not None:
+                where = f"line {line}: key {_key_name(key)}"
+                raise ConfigError([f"{where} repeated in one mapping (first at line {earlier}); keep one"])
+            first_line[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _key_name(key: object) -> str:
+    text = repr(key)
+    if isinstance(key, str) and re.search(r"[0-9a-f]{24}", key):
+        return "(a key shaped like a secret)"  # never echo what may be a secret
+    return text if len(text) <= 66 else text[:63] + "..."
+
+
 def parse_yaml(text: str) -> ConfigSpec:
+    """The one reader of configuration YAML (`--config` files and `config apply`): safe tags
+    only, no repeated key in any mapping, then the models' validation."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe tags only
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or "not valid YAML"

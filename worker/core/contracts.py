@@ -194,7 +194,7 @@ class RawEvent(BaseModel):
     received_at: Annotated[str, Field(strict=True), AfterValidator(_rfc3339)] = Field(
         json_schema_extra={"pattern": RFC3339_PATTERN}
     )
-    identity: dict[str, Any] | None = None
+    identity: dict[Any, Any] | None = None  # names are V12's to read: one not valid Unicode is ignored (J2)
     signed_identity: Annotated[str, Field(strict=True)] | None = None
     gateway: dict[str, Any] | None = None
 

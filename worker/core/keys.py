@@ -40,6 +40,7 @@ RSA_MIN_BITS: Final = 2048
 _KID = re.compile(KID_PATTERN)
 _HMAC_SECRET = re.compile(HMAC_SECRET_PATTERN)
 _PUBLIC_PEM_HEADERS = ("-----BEGIN PUBLIC KEY-----", "-----BEGIN RSA PUBLIC KEY-----")
+_PUBLIC_PEM_FOOTERS = ("-----END PUBLIC KEY-----", "-----END RSA PUBLIC KEY-----")
 
 
 class InvalidKey(ValueError):
@@ -66,14 +67,25 @@ def check_hmac_secret(secret: str) -> bytes:
 
 
 def load_rsa_public_key(pem: str) -> RSAPublicKey:
-    """Accept only an RSA public key in PEM (SPKI or PKCS#1) of at least 2048 bits."""
+    """Accept only one RSA public key in PEM (SPKI or PKCS#1) of at least 2048 bits.
+
+    One key per value (DESIGN §5): `cryptography` reads the first PEM block and ignores the
+    rest, so a value holding two keys would silently verify with the first only (a rotation
+    pasted into one value would fail without a word)."""
     text = pem.strip()
     if "PRIVATE KEY" in text:
         raise InvalidKey(
             "rsa_public_key is a private key; give the public key only (it is refused, never stored)"
         )
+    blocks = max(text.count("-----BEGIN "), text.count("-----END "))
+    if blocks > 1:
+        raise InvalidKey(
+            f"rsa_public_key holds {blocks} PEM blocks; give one key per value (each key under its own kid)"
+        )
     if not text.startswith(_PUBLIC_PEM_HEADERS):
         raise InvalidKey("rsa_public_key must be PEM starting with BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY")
+    if not text.endswith(_PUBLIC_PEM_FOOTERS):
+        raise InvalidKey("rsa_public_key must end with its END PUBLIC KEY line (nothing after it)")
     try:
         key = serialization.load_pem_public_key(text.encode("ascii"))
     except (ValueError, TypeError, UnicodeError):

@@ -30,13 +30,13 @@ from worker.core.contracts import (
     format_time,
     rfc3339_seconds,
 )
+from worker.core.jsontext import has_surrogate_escape, holds_invalid_text, read_object
 from worker.core.mapping import Mapped, apply_mappings
 from worker.core.tokencache import Entry, TokenCache
+from worker.core.verdict import Rejected, Step, Trace, failed
 from worker.core.verify import (
-    Rejected,
     VerifiedToken,
     finish_verification,
-    json_object,
     read_identity,
     verify_token_signature,
 )
@@ -44,6 +44,9 @@ from worker.core.verify import (
 DEFAULT_MAX_EVENT_BYTES: Final = 64 * 1024
 DEFAULT_MAX_TOKEN_BYTES: Final = 8 * 1024
 _COMMUNITY_ID = re.compile(COMMUNITY_ID_PATTERN)
+#: The envelope's own fields (DESIGN §2.1): invalid text in them is a malformed_event (J2).
+#: `identity` is not one of them: its fields are V12's (invalid_claims); unknown fields are ignored.
+ENVELOPE_FIELDS: Final = ("event_id", "community_id", "received_at", "signed_identity", "gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,30 @@ _encode_str: Callable[[str], str] = encode_basestring_ascii
 DEFAULT_LIMITS: Final = Limits()
 
 
+def read_event(value: bytes | None, limits: Limits = DEFAULT_LIMITS) -> RawEvent | str:
+    """V1: a UTF-8 JSON object (J1–J4) within the size limit that matches DESIGN §2.1; else
+    why not (the malformed_event's detail)."""
+    if value is None:
+        return "the record has no value"
+    if len(value) > limits.max_event_bytes:
+        return f"value is {len(value)} bytes; at most {limits.max_event_bytes} allowed"
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"value is not UTF-8 (byte {exc.start})"
+    obj = read_object(text)  # J1–J4; pydantic's parser would let NaN and Infinity through
+    if type(obj) is not dict:
+        return f"value is {obj}"
+    if has_surrogate_escape(text):  # J2: the envelope's own fields hold text, or nothing
+        for name in ENVELOPE_FIELDS:
+            if holds_invalid_text(obj.get(name)):
+                return f"{name}: not valid Unicode (unpaired surrogate, J2)"
+    try:
+        return RawEvent.model_validate(obj)
+    except ValidationError as exc:
+        return "; ".join(format_validation_error(exc)[:3])
+
+
 def process_event(
     value: bytes | None,
     *,
@@ -94,67 +121,42 @@ def process_event(
     source: Source | None = None,
     limits: Limits = DEFAULT_LIMITS,
     token_cache: TokenCache | None = None,
+    trace: Trace = None,
 ) -> Output:
-    """Decide one raw event. `now` is the processing clock in epoch seconds."""
-    # V1: a UTF-8 JSON object within the size limit that matches DESIGN §2.1.
-    if value is None:
-        return _malformed(value, "the record has no value", source, now)
-    if len(value) > limits.max_event_bytes:
-        return _malformed(
-            value, f"value is {len(value)} bytes; at most {limits.max_event_bytes} allowed", source, now
-        )
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return _malformed(value, f"value is not UTF-8 (byte {exc.start})", source, now)
-    obj = json_object(text)  # RFC 8259 only: pydantic's parser would let NaN and Infinity through
-    if obj is None:
-        return _malformed(value, "value is not a JSON object", source, now)
-    try:
-        event = RawEvent.model_validate(obj)
-    except ValidationError as exc:
-        return _malformed(value, "; ".join(format_validation_error(exc)[:3]), source, now)
+    """Decide one raw event. `now` is the processing clock in epoch seconds.
+
+    With a `trace` (`token verify`), each rule run is written to it as it runs."""
+    event = read_event(value, limits)
+    if type(event) is str:
+        if trace is not None:
+            trace.append(Step("V1", False, f"{Reason.MALFORMED_EVENT}: {event}"))
+        return _malformed(value, event, source, now)
+    assert isinstance(event, RawEvent) and value is not None
     received_at = rfc3339_seconds(event.received_at)  # parsed once, by V1's validation
+    if trace is not None:
+        trace.append(Step("V1", True, f"event {event.event_id!r}, received_at {event.received_at}"))
 
     # V2: the community exists (an unreachable store raises ConfigUnavailable: no verdict).
     community = lookup.get(event.community_id)
     if community is None:
-        return _rejected(
-            value,
-            event,
-            received_at,
-            Reason.UNKNOWN_COMMUNITY,
-            f"community {event.community_id} is not configured",
-            Action.BLOCK,
-            source,
-            now,
-        )
+        unknown = Rejected(Reason.UNKNOWN_COMMUNITY, f"community {event.community_id} is not configured")
+        return _refused(value, event, received_at, failed(trace, "V2", unknown), Action.BLOCK, source, now)
+    if trace is not None:
+        trace.append(Step("V2", True, f"community {community.id}"))
 
     # V3: the community's mode; from here on the action follows the mode.
     action = Action.BLOCK if community.mode is Mode.REQUIRE else Action.ANONYMOUS
     signed = event.signed_identity is not None
     if community.mode is Mode.REQUIRE and not signed:
-        return _rejected(
-            value,
-            event,
-            received_at,
-            Reason.SIGNATURE_REQUIRED,
-            f"community {community.id} requires a signed identity",
-            action,
-            source,
-            now,
-        )
+        unsigned = Rejected(Reason.SIGNATURE_REQUIRED, f"community {community.id} requires a signed identity")
+        return _refused(value, event, received_at, failed(trace, "V3", unsigned), action, source, now)
     if community.mode is Mode.REJECT and signed:
-        return _rejected(
-            value,
-            event,
-            received_at,
-            Reason.SIGNED_IDENTITY_REJECTED,
-            f"community {community.id} does not accept signed identities",
-            action,
-            source,
-            now,
+        refused = Rejected(
+            Reason.SIGNED_IDENTITY_REJECTED, f"community {community.id} does not accept signed identities"
         )
+        return _refused(value, event, received_at, failed(trace, "V3", refused), action, source, now)
+    if trace is not None:
+        trace.append(Step("V3", True, f"community {community.id} is in {community.mode} mode"))
 
     if event.signed_identity is not None:
         entry = key = None
@@ -164,24 +166,24 @@ def process_event(
         if entry is not None:  # C4: seen before, signature and claims already established
             verified = entry.verified
         else:
-            checked = verify_token_signature(event.signed_identity, community, limits.max_token_bytes)
+            checked = verify_token_signature(event.signed_identity, community, limits.max_token_bytes, trace)
             if isinstance(checked, Rejected):  # failures are never cached: they go the whole way
-                return _rejected(
-                    value, event, received_at, checked.reason, checked.detail, action, source, now
-                )
+                return _refused(value, event, received_at, checked, action, source, now)
             verified = checked
             if token_cache is not None and key is not None:
                 token_cache.put(key, community.keys_version, verified)
-        identity = finish_verification(verified, received_at=received_at, now=now, community=community)
+        identity = finish_verification(
+            verified, received_at=received_at, now=now, community=community, trace=trace
+        )
         if isinstance(identity, Rejected):  # V9/V10 (and V11/V12) run on every event, cached or not
-            return _rejected(value, event, received_at, identity.reason, identity.detail, action, source, now)
+            return _refused(value, event, received_at, identity, action, source, now)
         if entry is not None:  # memoized from the second sighting on: a one-off token keeps no more
             return _enriched_from_cache(entry, identity, community, event, received_at, now, source)
         return _enriched(event, received_at, now, source, _derive(verified, identity, community))
     assert event.identity is not None  # RawEvent guarantees exactly one of the two
     plain = read_identity(event.identity)
     if isinstance(plain, Rejected):
-        return _rejected(value, event, received_at, plain.reason, plain.detail, action, source, now)
+        return _refused(value, event, received_at, failed(trace, "V12", plain), action, source, now)
     return _enriched(event, received_at, now, source, _derive(None, plain, community))
 
 
@@ -288,10 +290,10 @@ def _readable_envelope(value: bytes | None) -> tuple[str | None, str | None, flo
     if value is None:
         return None, None, None
     try:
-        obj = json_object(value.decode("utf-8"))
+        obj = read_object(value.decode("utf-8"))
     except UnicodeDecodeError:
-        obj = None
-    if obj is None:
+        return None, None, None
+    if type(obj) is not dict:
         return None, None, None
     event_id = obj.get("event_id")
     if not (isinstance(event_id, str) and 1 <= len(event_id) <= 128):
@@ -314,18 +316,25 @@ def _malformed(value: bytes | None, detail: str, source: Source | None, now: flo
     )
 
 
-def _rejected(
+def _refused(
     value: bytes,
     event: RawEvent,
     received_at: float,
-    reason: Reason,
-    detail: str,
+    verdict: Rejected,
     action: Action,
     source: Source | None,
     now: float,
 ) -> Output:
     return _rejection(
-        value, event.event_id, event.community_id, received_at, reason, detail, action, source, now
+        value,
+        event.event_id,
+        event.community_id,
+        received_at,
+        verdict.reason,
+        verdict.detail,
+        action,
+        source,
+        now,
     )
 
 
@@ -378,7 +387,8 @@ def dead_letter(
         "event_id": event_id,
         "community_id": community_id,
         "error_type": type(error).__name__,
-        "error_message": redact(str(error))[:1000],
+        # Exception text may quote data: never a lone surrogate in a record (J2).
+        "error_message": redact(str(error))[:1000].encode("utf-8", "backslashreplace").decode("utf-8"),
         "traceback": [f"{frame.filename}:{frame.lineno} in {frame.name}" for frame in frames],
         "attempts": attempts,
         "processed_at": format_time(now),

@@ -7,12 +7,7 @@ checked with PyJWT's algorithm object for the key's one algorithm (V7).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import math
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -26,27 +21,21 @@ from worker.core.contracts import (
     MAX_UUID_CHARS,
     Reason,
 )
+from worker.core.jsontext import InvalidText, JsonFloat, number_text
+from worker.core.jsontext import integer_of as numeric_date
+from worker.core.jws import COMPACT, decode_segment, segment_object
 from worker.core.keys import JwtKey, is_valid_kid
+from worker.core.verdict import Rejected, Step, Trace, failed
 
 #: exp beyond this cannot be shown as a date (year 9999); such a value is not a usable NumericDate.
 MAX_NUMERIC_DATE: Final = END_UTC_SECOND - 1
 SUPPORTED_ALGORITHMS: Final = ("HS256", "RS256")
 
-_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A verdict: the first rule that failed and a detail for humans (never a secret)."""
-
-    reason: Reason
-    detail: str
-
 
 @dataclass(frozen=True, slots=True)
 class CompactToken:
-    header: dict[str, Any]
-    payload: dict[str, Any]
+    header: dict[Any, Any]  # as `jsontext.read_object` reads them (J1–J4)
+    payload: dict[Any, Any]
     signing_input: bytes
     signature: bytes
 
@@ -66,27 +55,10 @@ class VerifiedToken:
     identity: dict[str, Any] | Rejected  # the V11/V12 outcome, applied after V9/V10
 
 
-# ---------------------------------------------------------------- strict JSON
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_no_constants)
-
-
-def json_object(text: str) -> dict[str, Any] | None:
-    """Parse RFC 8259 JSON (no NaN/Infinity) and return it only if it is an object."""
-    try:
-        value = _DECODER.decode(text)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def short(value: object, limit: int = 40) -> str:
-    """A bounded repr for details: attacker-sized values must not flood a rejection."""
+    """A bounded repr for details: attacker-sized values must not flood a rejection.
+
+    `repr` escapes what is not printable, a lone surrogate included (J2): no detail carries one."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -95,57 +67,31 @@ def seconds(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
-def numeric_date(value: object) -> int | None:
-    """An integer NumericDate: not a bool, not a string, not a float with a fraction (V8)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    return None
-
-
 # ---------------------------------------------------------------- V4 structure
 
 
-def _b64(segment: str) -> bytes | None:
-    if len(segment) % 4 == 1:
-        return None
-    try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _segment_object(segment: str) -> dict[str, Any] | None:
-    raw = _b64(segment)
-    if raw is None:
-        return None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return json_object(text)
-
-
 def parse_compact(token: str, max_bytes: int) -> CompactToken | Rejected:
-    """V4: a compact JWS of three base64url segments; header and payload JSON objects."""
+    """V4: a compact JWS of three canonical base64url segments; header and payload JSON
+    objects read strictly (J1–J4). The segments are decoded by `jws`, the one place that does."""
     size = len(token.encode("utf-8", "surrogatepass")) if not token.isascii() else len(token)
     if size > max_bytes:
         return Rejected(Reason.MALFORMED_TOKEN, f"token is {size} bytes; at most {max_bytes} allowed")
-    if not _COMPACT.fullmatch(token):
+    if not COMPACT.fullmatch(token):
         return Rejected(Reason.MALFORMED_TOKEN, "token is not three base64url segments joined by dots")
     head, body, sig = token.split(".")
-    header = _segment_object(head)
+    header = segment_object(head)
     if header is None:
-        return Rejected(Reason.MALFORMED_TOKEN, "token header is not a base64url-encoded JSON object")
-    payload = _segment_object(body)
+        return Rejected(
+            Reason.MALFORMED_TOKEN, "token header is not a canonical base64url-encoded JSON object"
+        )
+    payload = segment_object(body)
     if payload is None:
-        return Rejected(Reason.MALFORMED_TOKEN, "token payload is not a base64url-encoded JSON object")
-    signature = _b64(sig)
+        return Rejected(
+            Reason.MALFORMED_TOKEN, "token payload is not a canonical base64url-encoded JSON object"
+        )
+    signature = decode_segment(sig)
     if signature is None:
-        return Rejected(Reason.MALFORMED_TOKEN, "token signature is not valid base64url")
+        return Rejected(Reason.MALFORMED_TOKEN, "token signature is not canonical base64url")
     return CompactToken(header, payload, f"{head}.{body}".encode("ascii"), signature)
 
 
@@ -252,24 +198,20 @@ def check_times(
 # ---------------------------------------------------------------- V11, V12 claims
 
 
-def _extra_text(value: object) -> str | None:
-    """Numbers and booleans are carried as their JSON text once parsed (DESIGN §2.1)."""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else None  # json.dumps writes floats by repr
-    return None
+def _not_text(where: str, value: object) -> Rejected:
+    if type(value) is InvalidText:
+        return Rejected(Reason.INVALID_CLAIMS, f"{where}: not valid Unicode (an unpaired surrogate, J2)")
+    return Rejected(Reason.INVALID_CLAIMS, f"{where}: must be a string")
 
 
-def read_identity(claims: dict[str, Any]) -> dict[str, Any] | Rejected:
+def read_identity(claims: dict[Any, Any]) -> dict[str, Any] | Rejected:
     """V12: identity fields are strings ≤ 1024 chars; extra values string/number/boolean, ≤ 100.
 
-    Hand-written for the hot path; `contracts.RawIdentity` states the same contract as a model
-    (its JSON Schema is published) and a property test holds the two in agreement.
+    Strings come from `jsontext.read_object`: an unpaired surrogate is an `InvalidText`,
+    refused here like any non-string (J2). A number is carried as its text and its text counts
+    against the 1024 characters, however long it is (J4). Hand-written for the hot path;
+    `contracts.RawIdentity` states the same contract as a model (its JSON Schema is published)
+    and a property test holds the two in agreement.
     """
     identity: dict[str, Any] = {}
     for name in IDENTITY_FIELDS:
@@ -277,7 +219,7 @@ def read_identity(claims: dict[str, Any]) -> dict[str, Any] | Rejected:
         if value is None:
             continue  # null counts as absent
         if type(value) is not str:
-            return Rejected(Reason.INVALID_CLAIMS, f"{name}: must be a string")
+            return _not_text(name, value)
         if len(value) > MAX_IDENTITY_FIELD_CHARS:
             return Rejected(
                 Reason.INVALID_CLAIMS, f"{name}: longer than {MAX_IDENTITY_FIELD_CHARS} characters"
@@ -291,25 +233,28 @@ def read_identity(claims: dict[str, Any]) -> dict[str, Any] | Rejected:
         if len(raw_extra) > MAX_EXTRA_VALUES:
             return Rejected(Reason.INVALID_CLAIMS, f"extra_values: more than {MAX_EXTRA_VALUES} entries")
         for key, value in raw_extra.items():
+            if type(key) is not str:
+                return _not_text("extra_values key", key)
             if not 1 <= len(key) <= MAX_EXTRA_KEY_CHARS:
                 return Rejected(
                     Reason.INVALID_CLAIMS, f"extra_values: keys must be 1-{MAX_EXTRA_KEY_CHARS} characters"
                 )
             if value is None:
                 continue  # null counts as absent
-            if type(value) is str:
-                if len(value) > MAX_IDENTITY_FIELD_CHARS:
-                    return Rejected(
-                        Reason.INVALID_CLAIMS,
-                        f"extra_values.{short(key)}: longer than {MAX_IDENTITY_FIELD_CHARS} characters",
-                    )
-                extra[key] = value
-                continue
-            text = _extra_text(value)
+            text: str | None = value if type(value) is str else number_text(value)
             if text is None:
+                if type(value) is InvalidText:
+                    return _not_text(f"extra_values.{short(key)}", value)
                 return Rejected(
                     Reason.INVALID_CLAIMS,
                     f"extra_values.{short(key)}: must be a string, a finite number or a boolean",
+                )
+            if len(text) > MAX_IDENTITY_FIELD_CHARS or (
+                type(value) is JsonFloat and len(value.text) > MAX_IDENTITY_FIELD_CHARS
+            ):
+                return Rejected(
+                    Reason.INVALID_CLAIMS,
+                    f"extra_values.{short(key)}: longer than {MAX_IDENTITY_FIELD_CHARS} characters",
                 )
             extra[key] = text
     identity["extra_values"] = extra
@@ -326,29 +271,47 @@ def read_signed_identity(payload: dict[str, Any]) -> dict[str, Any] | Rejected:
     return read_identity(payload)
 
 
+def _shown(header: dict[Any, Any]) -> str:
+    # `repr` for what is not JSON text (InvalidText, LongInteger): ASCII, never a lone surrogate.
+    return short(json.dumps(header, default=repr), 200)
+
+
 # ---------------------------------------------------------------- composition
 
 
 def verify_token_signature(
-    token: str, community: Community, max_token_bytes: int
+    token: str, community: Community, max_token_bytes: int, trace: Trace = None
 ) -> VerifiedToken | Rejected:
-    """V4–V8 (and the deferred V11/V12 result): everything that a cache hit may skip (C4)."""
+    """V4–V8 (and the deferred V11/V12 result): everything that a cache hit may skip (C4).
+
+    With a `trace`, each rule run is written to it as it runs (`token verify`); the verdict is
+    the same either way."""
     compact = parse_compact(token, max_token_bytes)
     if isinstance(compact, Rejected):
-        return compact
+        return failed(trace, "V4", compact)
+    if trace is not None:
+        trace.append(Step("V4", True, f"header {_shown(compact.header)}"))
     header = check_header(compact.header)
     if isinstance(header, Rejected):
-        return header
+        return failed(trace, "V5", header)
     alg, kid = header
+    if trace is not None:
+        trace.append(Step("V5", True, f"alg {alg}, kid {short(kid)}"))
     key = find_key(community, kid, alg)
     if isinstance(key, Rejected):
-        return key
+        return failed(trace, "V6", key)
+    if trace is not None:
+        trace.append(Step("V6", True, f"key {key.kid!r} ({key.alg}, {key.fingerprint})"))
     bad_signature = check_signature(key, compact)
     if bad_signature is not None:
-        return bad_signature
+        return failed(trace, "V7", bad_signature)
+    if trace is not None:
+        trace.append(Step("V7", True, "verifies"))
     exp = read_exp(compact.payload)
     if isinstance(exp, Rejected):
-        return exp
+        return failed(trace, "V8", exp)
+    if trace is not None:
+        trace.append(Step("V8", True, f"exp {exp}"))
     payload = compact.payload
     return VerifiedToken(
         alg, key.kid, exp, payload.get("nbf"), payload.get("iat"), read_signed_identity(payload)
@@ -356,104 +319,18 @@ def verify_token_signature(
 
 
 def finish_verification(
-    verified: VerifiedToken, *, received_at: float, now: float, community: Community
+    verified: VerifiedToken, *, received_at: float, now: float, community: Community, trace: Trace = None
 ) -> dict[str, Any] | Rejected:
     """V9, V10, then the V11/V12 outcome: the part that runs on every event."""
     late = check_times(
         verified.exp, verified.nbf, verified.iat, received_at=received_at, now=now, community=community
     )
-    return late if late is not None else verified.identity
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One line of `token verify`: a rule, and what it found."""
-
-    rule: str
-    title: str
-    passed: bool | None  # None: not checked because an earlier rule decided
-    detail: str
-
-
-def explain_token(
-    token: str, community: Community, *, received_at: float, now: float, max_token_bytes: int
-) -> tuple[list[Step], Rejected | None]:
-    """Every rule in order, for humans; the verdict equals the pipeline's (tests hold them equal)."""
-    steps: list[Step] = []
-    verdict: Rejected | None = None
-    state: dict[str, Any] = {}
-
-    def run(rule: str, title: str, check: Callable[[], Any]) -> None:
-        nonlocal verdict
-        if verdict is not None:
-            steps.append(Step(rule, title, None, "not checked"))
-            return
-        result = check()
-        if isinstance(result, Rejected):
-            verdict = result
-            steps.append(Step(rule, title, False, f"{result.reason}: {result.detail}"))
-        else:
-            steps.append(Step(rule, title, True, result if isinstance(result, str) else "ok"))
-
-    def v3() -> Rejected | str:
-        if community.mode == "reject":
-            return Rejected(
-                Reason.SIGNED_IDENTITY_REJECTED, f"community {community.id} rejects signed identities"
-            )
-        return f"community {community.id} requires signed identities"
-
-    def v4() -> Rejected | str:
-        result = parse_compact(token, max_token_bytes)
-        if isinstance(result, Rejected):
-            return result
-        state["compact"] = result
-        return f"header {json.dumps(result.header, sort_keys=True)}"
-
-    def v5() -> Rejected | str:
-        result = check_header(state["compact"].header)
-        if isinstance(result, Rejected):
-            return result
-        state["alg"], state["kid"] = result
-        return f"alg {state['alg']}, kid {state['kid']!r}"
-
-    def v6() -> Rejected | str:
-        result = find_key(community, state["kid"], state["alg"])
-        if isinstance(result, Rejected):
-            return result
-        state["key"] = result
-        return f"key {result.kid!r} ({result.alg}, {result.fingerprint})"
-
-    def v8() -> Rejected | str:
-        result = read_exp(state["compact"].payload)
-        if isinstance(result, Rejected):
-            return result
-        state["exp"] = result
-        return f"exp {result}"
-
-    def v9_v10() -> Rejected | str:
-        payload = state["compact"].payload
-        late = check_times(
-            state["exp"],
-            payload.get("nbf"),
-            payload.get("iat"),
-            received_at=received_at,
-            now=now,
-            community=community,
-        )
-        if late is not None:
-            return late
-        return f"valid for {seconds(state['exp'] - now)} more s (leeway {community.leeway_seconds} s)"
-
-    def v11_v12() -> Rejected | str:
-        result = read_signed_identity(state["compact"].payload)
-        return result if isinstance(result, Rejected) else f"uuid {result['uuid']!r}"
-
-    run("V3", "mode", v3)
-    run("V4", "structure", v4)
-    run("V5", "header", v5)
-    run("V6", "key", v6)
-    run("V7", "signature", lambda: check_signature(state["key"], state["compact"]) or "verifies")
-    run("V8", "exp claim", v8)
-    run("V9-V10", "time", v9_v10)
-    run("V11-V12", "identity claims", v11_v12)
-    return steps, verdict
+    if late is not None:
+        return failed(trace, "V9-V10", late)
+    if trace is not None:
+        valid_for = f"valid for {seconds(verified.exp - now)} more s (leeway {community.leeway_seconds} s)"
+        trace.append(Step("V9-V10", True, valid_for))
+        if isinstance(verified.identity, Rejected):
+            return failed(trace, "V11-V12", verified.identity)
+        trace.append(Step("V11-V12", True, f"uuid {short(verified.identity['uuid'])}"))
+    return verified.identity

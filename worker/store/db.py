@@ -90,6 +90,11 @@ CONSTRAINT_RULES: Final[dict[str, str]] = {
     "jwt_keys_community_id_fkey": "the community does not exist",
     "custom_fields_community_id_fkey": "the community does not exist",
     "mappings_community_id_fkey": "the community does not exist",
+    # 0002: a constraint trigger, checked at commit (S1)
+    "communities_require_key": (
+        "a community that requires signed identities needs at least one JWT key (S1): "
+        "add a key first, or switch it to reject"
+    ),
 }
 
 

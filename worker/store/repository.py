@@ -25,6 +25,7 @@ from worker.core.config import (
     CustomFieldSpec,
     JwtKeySpec,
     MappingSpec,
+    lacks_required_key,
     validate_spec,
 )
 from worker.store.db import Conflict, NotFound, StoreError
@@ -84,7 +85,7 @@ async def read_specs(
     invalid: dict[str, list[str]] = {}
     for row in rows:
         try:
-            specs[row["id"]] = validate_spec(CommunitySpec, _spec_data(row))
+            specs[row["id"]] = validate_spec(CommunitySpec, _spec_data(row), s1=False)  # rows before 0002
         except ConfigError as exc:
             invalid[row["id"]] = exc.problems
     return specs, invalid
@@ -216,19 +217,44 @@ async def _current(conn: asyncpg.Connection, community_id: str) -> CommunitySpec
     return specs[community_id]
 
 
+class KeyRequired(Conflict):
+    """S1: the change would leave a community that requires signed identities with no key.
+    The message says what to do instead (add the key first, or switch to reject)."""
+
+
 async def _change(
-    conn: asyncpg.Connection, community_id: str, edit: Callable[[dict[str, Any]], None]
+    conn: asyncpg.Connection,
+    community_id: str,
+    edit: Callable[[dict[str, Any]], None],
+    key_required: str = "",
 ) -> list[Change]:
-    """Read, edit the spec's data, validate the whole community like the YAML loader, write."""
+    """Read, edit the spec's data, validate the whole community like the YAML loader, write.
+
+    `key_required` is the refusal when the result would break S1 (the generic line if empty)."""
     old = await _current(conn, community_id)
     data = old.model_dump(by_alias=True, exclude_none=True)
     data["jwt_keys"] = list(old.jwt_keys)  # keep SecretStr values out of dumps: specs as they are
     edit(data)
-    new = validate_spec(CommunitySpec, data)
+    new = validate_spec(CommunitySpec, data, s1=False)
+    if lacks_required_key(new):
+        raise KeyRequired(key_required or _no_key(community_id))
     return await sync_community(conn, old, new)
 
 
+def _no_key(community_id: str) -> str:
+    return (
+        f"community {community_id!r} requires signed identities but would have no JWT key (S1): "
+        "add a key first, or switch it to reject"
+    )
+
+
 async def add_community(conn: asyncpg.Connection, spec: CommunitySpec) -> list[Change]:
+    """Add a community; in require mode it comes with its first key (S1)."""
+    if lacks_required_key(spec):
+        raise KeyRequired(
+            f"community {spec.id!r} would require signed identities with no JWT key (S1): "
+            "add it with its first key, or in reject mode"
+        )
     if await conn.fetchval("SELECT 1 FROM communities WHERE id = $1", spec.id) is not None:
         raise Conflict(f"community {spec.id!r} already exists")
     return await sync_community(conn, None, spec)
@@ -238,7 +264,13 @@ async def update_community(
     conn: asyncpg.Connection, community_id: str, settings: Mapping[str, object]
 ) -> list[Change]:
     """Change settings (`signed_identities`, `min_validity_seconds`, `leeway_seconds`)."""
-    return await _change(conn, community_id, lambda data: data.update(settings))
+    key_required = (
+        f"community {community_id!r} has no JWT key, so it cannot require signed identities (S1): "
+        f"add its key first (`keys add {community_id} KID ...`), then switch it to require"
+        if settings.get("signed_identities") == "require"
+        else ""  # a community stored before S1 without its key: the generic line says what to do
+    )
+    return await _change(conn, community_id, lambda data: data.update(settings), key_required)
 
 
 async def remove_community(conn: asyncpg.Connection, community_id: str) -> list[Change]:
@@ -279,6 +311,7 @@ async def _remove_items(
     matches: Callable[[Any], bool],
     not_found: str,
     still_used: Callable[[dict[str, Any]], str | None] = lambda data: None,
+    key_required: str = "",
 ) -> list[Change]:
     """Remove the entries of a section that match; NotFound when none does."""
 
@@ -291,7 +324,7 @@ async def _remove_items(
             raise Conflict(conflict)
         data[section] = kept
 
-    return await _change(conn, community_id, edit)
+    return await _change(conn, community_id, edit, key_required)
 
 
 async def add_key(conn: asyncpg.Connection, community_id: str, key: JwtKeySpec) -> list[Change]:
@@ -304,7 +337,14 @@ async def add_key(conn: asyncpg.Connection, community_id: str, key: JwtKeySpec) 
 
 async def remove_key(conn: asyncpg.Connection, community_id: str, kid: str) -> list[Change]:
     not_found = f"community {community_id!r} has no key with kid {kid!r} (see `keys list`)"
-    return await _remove_items(conn, community_id, "jwt_keys", lambda k: k.kid == kid, not_found)
+    key_required = (
+        f"key {kid!r} is the last key of community {community_id!r}, which requires signed identities "
+        f"(S1): add its new key first (`keys add`), or switch it to reject "
+        f"(`community set-mode {community_id} reject`)"
+    )
+    return await _remove_items(
+        conn, community_id, "jwt_keys", lambda k: k.kid == kid, not_found, key_required=key_required
+    )
 
 
 async def add_field(conn: asyncpg.Connection, community_id: str, field: CustomFieldSpec) -> list[Change]:

@@ -14,7 +14,7 @@ from typing import Literal
 
 import asyncpg
 
-from worker.core.config import CommunitySpec, CustomFieldSpec, JwtKeySpec, MappingSpec
+from worker.core.config import CommunitySpec, CustomFieldSpec, JwtKeySpec, MappingSpec, validate_spec
 from worker.core.keys import JwtKey
 
 Op = Literal["+", "~", "-"]
@@ -68,7 +68,7 @@ async def sync_community(
             new.leeway_seconds,
         )
         changes.append(Change("+", f"community {cid} ({community_label(new)})"))
-        old = CommunitySpec(id=cid)
+        old = validate_spec(CommunitySpec, {"id": cid}, s1=False)  # nothing yet: a baseline to diff
     else:
         settings = [
             f"{name} {before} -> {after}"

@@ -1,0 +1,197 @@
+"""Strict reading of JSON text (DESIGN §2.5, J1–J4): the one reader of every event value,
+token header and token payload, in `run`, `process` and `token verify` alike.
+
+- J1 RFC 8259 only: no NaN/Infinity, no byte-order mark; a repeated member name keeps the
+  last value (Python's `json` does so, and so does the slow path below).
+- J2 A string holding an escaped unpaired surrogate is not text: it is read as an
+  `InvalidText` (member names too), which is not a `str`, so every rule that wants text
+  refuses it by type (V1 → malformed_event, V5/V6 → their reasons, V12 → invalid_claims)
+  and no output can ever carry it.
+- J3 Nesting deeper than `MAX_DEPTH` makes the document unreadable, whatever the stack.
+- J4 Numbers are kept with their text where the text matters: a float is a `JsonFloat`
+  (a float that remembers its text, so a NumericDate is judged exactly); an integer too long
+  for Python's `int` (4300 digits) is a `LongInteger`, never an unreadable document.
+
+Cost: the common document (no backslash, no integer of thousands of digits, fewer than 33
+brackets) takes one pass of the C scanner, a `memchr` and two character counts (about 1 µs for
+a 700-character event); the checks that walk the parsed value run only when those say they
+might find something. Measured with `bench/pipeline.py` (see issue 12's commit).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+#: J3: one explicit limit, the same in every command (Python's own depends on the stack).
+MAX_DEPTH: Final = 32
+
+NOT_JSON: Final = "not RFC 8259 JSON"
+NOT_AN_OBJECT: Final = "not a JSON object"
+TOO_DEEP: Final = f"nested deeper than {MAX_DEPTH} levels"
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidText:
+    """A JSON string that is not valid Unicode: it holds an unpaired surrogate (J2).
+
+    Deliberately not a `str`. Its repr is ASCII (the surrogate escaped), safe in a detail.
+    """
+
+    text: str
+
+    def __repr__(self) -> str:
+        return f"{self.text!a} (not valid Unicode: unpaired surrogate)"
+
+
+@dataclass(frozen=True, slots=True)
+class LongInteger:
+    """A JSON integer longer than Python converts (4300 digits): kept as its text (J4)."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return f"<integer of {len(self.text)} characters>"
+
+
+class JsonFloat(float):
+    """A JSON number with a fraction or an exponent, with the text it was read from (J4)."""
+
+    __slots__ = ("text",)
+    text: str
+
+
+def _float(text: str) -> JsonFloat:
+    number = JsonFloat(text)
+    number.text = text
+    return number
+
+
+def _int(text: str) -> int | LongInteger:
+    try:
+        return int(text)
+    except ValueError:  # only the digit limit: the scanner gave a well-formed integer
+        return LongInteger(text)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _checked(value: Any) -> Any:
+    if type(value) is str:
+        return InvalidText(value) if _LONE_SURROGATE.search(value) else value
+    if type(value) is list:
+        return [_checked(item) for item in value]
+    return value  # objects were checked by their own hook; numbers, bools, None
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[Any, Any]:
+    # dict() of the pairs: the last of a repeated member name wins, as on the fast path (J1).
+    return dict((_checked(name), _checked(value)) for name, value in pairs)
+
+
+_fast = json.JSONDecoder(parse_float=_float, parse_constant=_no_constants).decode
+_slow = json.JSONDecoder(
+    parse_float=_float, parse_int=_int, parse_constant=_no_constants, object_pairs_hook=_object
+).decode
+
+
+def has_surrogate_escape(text: str) -> bool:
+    """Whether `text` may hold an escaped surrogate (`\\ud800`–`\\udfff`), paired or not."""
+    # A backslash is rare in events and tokens: one memchr decides most documents.
+    return "\\" in text and _SURROGATE_ESCAPE.search(text) is not None
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than `limit` levels (iterative: no recursion limit)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if type(item) is dict else item if type(item) is list else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
+    return False
+
+
+def read_object(text: str) -> dict[Any, Any] | str:
+    """The JSON object `text` holds, or why it is unreadable (`NOT_JSON`, `NOT_AN_OBJECT`,
+    `TOO_DEEP`). Strings are `str` (valid Unicode) or `InvalidText`; numbers `int`,
+    `LongInteger` or `JsonFloat`; member names `str` or `InvalidText`."""
+    try:
+        value = _slow(text) if has_surrogate_escape(text) else _fast(text)
+    except json.JSONDecodeError:
+        return NOT_JSON
+    except RecursionError:  # far deeper than MAX_DEPTH: the same verdict (J3)
+        return TOO_DEEP
+    except ValueError:  # an integer past the digit limit (or NaN/Infinity): read it exactly
+        try:
+            value = _slow(text)
+        except ValueError:
+            return NOT_JSON
+        except RecursionError:
+            return TOO_DEEP
+    if type(value) is not dict:
+        return NOT_AN_OBJECT
+    if text.count("{") + text.count("[") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
+        return TOO_DEEP
+    return value
+
+
+def holds_invalid_text(value: Any) -> bool:
+    """Whether `value` (as `read_object` returns them) holds an `InvalidText` anywhere."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is InvalidText:
+            return True
+        if type(item) is dict:
+            stack.extend(item)
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+    return False
+
+
+def integer_of(value: object) -> int | None:
+    """The integer a JSON number denotes, judged from its text (J4): `1.0` and `1e3` are
+    integers, `1764000000.00000001` is not (though a double rounds it to one). Not a bool,
+    not a string, not a `LongInteger` (no usable date has thousands of digits)."""
+    if type(value) is int:
+        return value
+    if type(value) is JsonFloat:
+        try:
+            exact = Decimal(value.text)
+        except InvalidOperation:  # pragma: no cover - the scanner only passes JSON numbers
+            return None
+        if not exact.is_finite() or exact.adjusted() > 20:  # far past any date: no huge ints
+            return None
+        return int(exact) if exact == exact.to_integral_value() else None
+    return None
+
+
+def number_text(value: object) -> str | None:
+    """A JSON number or boolean as the text an output carries (DESIGN §2.1), or None.
+
+    Integers as written; floats as `json.dumps` writes them (None when not finite)."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        return str(value)
+    if type(value) is JsonFloat:
+        return float.__repr__(value) if math.isfinite(value) else None
+    if type(value) is LongInteger:
+        return value.text
+    return None

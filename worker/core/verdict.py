@@ -1,0 +1,62 @@
+"""A verdict as values: the rejection (the first rule that failed) and, for `token verify`,
+the steps the verdict's own code path ran (DESIGN §3, §7).
+
+The pipeline and `verify` write steps only when given a trace: `token verify` passes one,
+`run` and `process` pass None, so the explanation is the record of the very code path that
+decided, never a second copy of the rule order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from worker.core.contracts import Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A verdict: the first rule that failed and a detail for humans (never a secret)."""
+
+    reason: Reason
+    detail: str
+
+
+#: What each step of a verdict is called in `token verify`'s explanation (DESIGN §7).
+RULE_TITLES: Final = {
+    "V1": "event",
+    "V2": "community",
+    "V3": "mode",
+    "V4": "structure",
+    "V5": "header",
+    "V6": "key",
+    "V7": "signature",
+    "V8": "exp claim",
+    "V9-V10": "time",
+    "V11-V12": "identity claims",
+    "V12": "identity claims",  # an unsigned identity: V11 is for signed payloads only
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One rule as the verdict's own code path ran it: passed, or the verdict's reason and detail."""
+
+    rule: str  # a key of RULE_TITLES
+    passed: bool
+    detail: str
+
+    @property
+    def title(self) -> str:
+        return RULE_TITLES[self.rule]
+
+
+#: Where the code path writes its steps when asked to (`token verify`); None on the hot path.
+Trace = list[Step] | None
+
+
+def failed(trace: Trace, rule: str, verdict: Rejected) -> Rejected:
+    """Return `verdict`, writing it down as `rule`'s failure when there is a trace."""
+    if trace is not None:
+        trace.append(Step(rule, False, f"{verdict.reason}: {verdict.detail}"))
+    return verdict
