@@ -136,6 +136,7 @@ def test_token_check_explains_like_token_verify(service: Service) -> None:
             "expiry_too_soon",
         ),  # V9 against received_at
         ({"token": "not-a-token"}, "malformed_token"),
+        ({"token": hs256(SECRET, "k1") + "\n"}, "malformed_token"),  # not trimmed: what the worker sees
     ]
     with service.client("acme") as api:
         for body, reason in cases:
