@@ -101,10 +101,10 @@ class Settings(KafkaSettings):
     # Largest record batch the producer builds per output partition. aiokafka sends a partition's
     # next batch only once its previous one has left, one round trip later; a batch of 2000
     # outputs over 4 partitions (~350 KB each) fits in one at 512 KiB, so no commit waits on a
-    # second (bench: the worker busy 0.82-0.90 -> 0.97-0.98 of a core on repeated tokens). Keep
-    # it below the output topics' max.message.bytes (1 MB by default): aiokafka does not check a
-    # batch against max_request_size, and the broker's MESSAGE_TOO_LARGE would be retried forever
-    # (K8), so the setting is capped under the broker's default.
+    # second (bench: the worker busy 0.82-0.90 -> 0.97-0.98 of a core on repeated tokens). aiokafka
+    # does not check a batch against max_request_size: batches to an output topic whose
+    # max.message.bytes is smaller are closed earlier (worker.runtime.commit, K9), and the
+    # setting is capped under the broker's default (1 MB).
     kafka_batch_bytes: int = Field(DEFAULT_KAFKA_BATCH_BYTES, ge=16 * 1024, le=1_000_000)
     # Bugs: attempts of the per-event processor before a dead letter (DESIGN §2.4).
     max_processing_attempts: int = Field(3, ge=1, le=100)

@@ -13,7 +13,6 @@ database cannot be reached, its schema is missing or outdated: fix the setup, re
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from typing import Any, TypeVar
 import asyncpg
 import click
 
-from worker.cli.common import fail
+from worker.cli.common import fail, write_private
 from worker.core.config import (
     CommunitySpec,
     ConfigError,
@@ -677,9 +676,7 @@ def config_export(
         click.echo(text, nl=False)
         return
     try:
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        write_private(output, text)  # may hold secrets: 0600 whatever the file was before
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror}")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from typing import NoReturn
 
 
@@ -16,3 +19,24 @@ class CliError(Exception):
 
 def fail(message: str, code: int = 2) -> NoReturn:
     raise CliError(message, code)
+
+
+def write_private(path: str, text: str) -> None:
+    """Write `text` (UTF-8) to `path` readable by its owner only (mode 0600), atomically.
+
+    A temporary file in the same directory (created 0600) is renamed over `path`, so whatever
+    was there — a world-readable file included — is replaced whole, mode and all, and a failed
+    write leaves it as it was. Raises OSError.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".identity-worker-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

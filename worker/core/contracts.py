@@ -250,7 +250,27 @@ class SkippedMapping(_Contract):
     reason: SkipReason
 
 
-class EnrichedIdentity(_Contract):
+class _Reshaped(_Contract):
+    """K9 (worker.core.fitting): fields present only on an output that could not be written as
+    it is, saying what was changed."""
+
+    key_derived: bool = Field(
+        False, description="the key is topic:partition:offset of the input, not the input's key"
+    )
+    headers_dropped: int = Field(0, ge=0, description="input headers not carried over (no room)")
+
+
+class _ReshapedEcho(_Reshaped):
+    """…and, on records that echo the raw value, that the echo is only a prefix of it."""
+
+    raw_truncated: bool = Field(False, description="raw holds only a prefix of the original value")
+    raw_bytes: int | None = Field(None, ge=0, description="length of the original value when truncated")
+    raw_sha256: str | None = Field(
+        None, pattern="^[0-9a-f]{64}$", description="SHA-256 (hex) of the original value when truncated"
+    )
+
+
+class EnrichedIdentity(_Reshaped):
     """Topic `identity.enriched` (DESIGN §2.2)."""
 
     outcome: Literal["enriched"]
@@ -267,7 +287,7 @@ class EnrichedIdentity(_Contract):
     source: Source | None
 
 
-class Rejection(_Contract):
+class Rejection(_ReshapedEcho):
     """Topic `identity.rejected` (DESIGN §2.3)."""
 
     outcome: Literal["rejected"]
@@ -283,7 +303,7 @@ class Rejection(_Contract):
     source: Source | None
 
 
-class DeadLetter(_Contract):
+class DeadLetter(_ReshapedEcho):
     """Topic `identity.dlq` (DESIGN §2.4): a processing bug, after bounded attempts."""
 
     outcome: Literal["dead_letter"]

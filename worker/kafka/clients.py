@@ -45,6 +45,11 @@ def make_consumer(settings: Settings, *, listener: ConsumerRebalanceListener | N
     return consumer
 
 
+def producer_max_request_size(settings: Settings) -> int:
+    """The producer's `max_request_size` (bytes): no output may be larger (K9)."""
+    return max(1 << 20, settings.max_event_bytes * 4)
+
+
 def make_producer(settings: Settings, *, transactional_id: str | None) -> Any:
     """K2: transactional when `transactional_id` is given, else idempotent (at_least_once)."""
     common: dict[str, Any] = {
@@ -56,7 +61,7 @@ def make_producer(settings: Settings, *, transactional_id: str | None) -> Any:
         "retry_backoff_ms": settings.kafka_retry_backoff_ms,
         "linger_ms": 5,
         "max_batch_size": settings.kafka_batch_bytes,
-        "max_request_size": max(1 << 20, settings.max_event_bytes * 4),
+        "max_request_size": producer_max_request_size(settings),
         "compression_type": None,
         **security_options(settings),
     }

@@ -20,6 +20,8 @@ class Health:
     kafka_error: str | None = "not connected yet"
     kafka_error_since: float | None = field(default_factory=time.monotonic)
     store_degraded: Callable[[], bool] = lambda: False
+    # Why outputs cannot be written, from the output topics as last read (K9), else None.
+    outputs_problem: Callable[[], str | None] = lambda: None
 
     def kafka_failed(self, error: str) -> None:
         if self.kafka_error is None:
@@ -38,6 +40,9 @@ class Health:
             found.append("stopping")
         if self.kafka_error is not None:
             found.append(f"kafka: {self.kafka_error}")
+        outputs = self.outputs_problem()
+        if outputs is not None:
+            found.append(f"outputs: {outputs}")
         if self.store_degraded():
             found.append("store: degraded (serving the last loaded configuration)")
         return found

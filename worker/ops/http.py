@@ -7,6 +7,7 @@ what a liveness probe should see.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -14,6 +15,53 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from worker.ops.health import Health
 from worker.ops.metrics import Metrics
+
+# Longest request or header line read (bytes), and most header lines: probes send a few short
+# ones. Past them the client gets 414 / 431 and the server goes on (asyncio's readline raises).
+MAX_LINE_BYTES = 8192
+MAX_HEADER_LINES = 100
+
+
+class _TooLong(Exception):
+    """A request line or header line longer than MAX_LINE_BYTES."""
+
+
+async def _line(reader: asyncio.StreamReader) -> bytes:
+    """One line within 5 s; raises _TooLong past MAX_LINE_BYTES (what remains is not read)."""
+    try:
+        return await asyncio.wait_for(reader.readline(), 5)
+    except ValueError:  # asyncio.LimitOverrunError, re-raised by readline as ValueError
+        raise _TooLong from None
+
+
+async def _skip_headers(reader: asyncio.StreamReader) -> bool:
+    """Read the header lines up to the blank one; False when one is too long or too many."""
+    for _ in range(MAX_HEADER_LINES):
+        try:
+            if await _line(reader) in (b"\r\n", b"\n", b""):
+                return True
+        except _TooLong:
+            return False
+    return False
+
+
+async def _discard(reader: asyncio.StreamReader) -> None:
+    """Read (and drop) what the client is still sending, briefly: closing a socket with unread
+    input resets the connection, and the client could lose the answer it was sent."""
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(1):
+            for _ in range(256):
+                if not await reader.read(65536):
+                    break
+
+
+async def _answer(writer: asyncio.StreamWriter, status: str, content_type: str, body: bytes) -> None:
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    writer.write(head.encode("latin-1") + body)
+    await writer.drain()
 
 
 class OpsServer:
@@ -25,7 +73,7 @@ class OpsServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_LINE_BYTES)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
 
@@ -36,18 +84,22 @@ class OpsServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                pass
+            try:
+                request = await _line(reader)
+            except _TooLong:
+                await _answer(writer, "414 URI Too Long", "text/plain", b"request line too long\n")
+                await _discard(reader)
+                return
+            if not await _skip_headers(reader):
+                await _answer(
+                    writer, "431 Request Header Fields Too Large", "text/plain", b"headers too large\n"
+                )
+                await _discard(reader)
+                return
             parts = request.decode("latin-1").split()
             path = parts[1].split("?", 1)[0] if len(parts) >= 2 else ""
             status, content_type, body = self._route(parts[0] if parts else "", path)
-            head = (
-                f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(head.encode("latin-1") + body)
-            await writer.drain()
+            await _answer(writer, status, content_type, body)
         except (TimeoutError, ConnectionError, UnicodeDecodeError):
             pass
         finally:

@@ -4,21 +4,39 @@
 `AcknowledgedCommitter` (at_least_once): outputs acknowledged first, offsets committed after.
 
 Both raise on any failure and leave recovery (a new producer, a rewind to the committed
-offsets) to `worker.runtime.member`, the one owner of the lifecycle.
+offsets) to `worker.runtime.member`, the one owner of the lifecycle. What the output topics
+accept is read from the broker (`Routing`); an output they would refuse is reshaped (K9).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from aiokafka.structs import TopicPartition
 
 from worker.core.contracts import Outcome
-from worker.core.pipeline import Output
+from worker.core.fitting import MIN_OUTPUT_BYTES, CannotFit, derived_key, fit
+from worker.core.pipeline import Output, Source
+from worker.kafka.clients import producer_max_request_size
+from worker.kafka.records import FRAME, headers_bytes, value_budget
+from worker.kafka.topics import (
+    TOPIC_REFUSALS,
+    OutputTopicChanged,
+    OutputTopicMissing,
+    OutputTopicUnusable,
+    TopicFacts,
+    existing_topics,
+)
+from worker.ops.logging import get_logger
 from worker.settings import Settings
+
+# Output topics are read again this often (seconds) even when nothing failed.
+REFRESH_SECONDS: Final = 60.0
+_log = get_logger("identity-worker.commit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,19 +61,77 @@ class Routing:
     Output partition = input partition modulo the output topic's partition count, so every
     input partition's outputs stay in one output partition, in input order — for null keys
     too — and a key (which lives in one input partition) keeps its order (K3).
+
+    It also holds what each output topic accepts (`TopicFacts`: partitions, record size,
+    compaction), read at start and read again (`prepare`) after any failed commit — the topic
+    may have been re-created with fewer partitions, a smaller `max.message.bytes` or
+    `cleanup.policy=compact` (K9) — and every `REFRESH_SECONDS`.
     """
 
-    def __init__(self, settings: Settings, partition_counts: dict[str, int]) -> None:
+    def __init__(self, settings: Settings, facts: dict[str, TopicFacts]) -> None:
+        self.settings = settings
         self.topics = {
             Outcome.ENRICHED: settings.enriched_topic,
             Outcome.REJECTED: settings.rejected_topic,
             Outcome.DEAD_LETTER: settings.dlq_topic,
         }
-        self.partition_counts = partition_counts
+        self.stale = False
+        self.problem: str | None = None  # why outputs cannot be written (/readyz), else None
+        self._refresh_at = time.monotonic() + REFRESH_SECONDS
+        self.update(facts)
+
+    def update(self, facts: dict[str, TopicFacts]) -> None:
+        max_request = producer_max_request_size(self.settings)
+        self.partition_counts = {topic: fact.partitions for topic, fact in facts.items()}
+        # Largest record batch the topic takes (bytes): the broker's limit, and the producer's.
+        self.limits = {topic: min(fact.max_message_bytes, max_request) for topic, fact in facts.items()}
+        # A record of len(key) + len(value) + headers_bytes at most this fits a batch alone (K9).
+        self.room = {topic: limit - FRAME for topic, limit in self.limits.items()}
+        self.compacted = frozenset(topic for topic, fact in facts.items() if fact.compacted)
+        # Topics whose limit is below the producer's batch size: their batches close early.
+        self.batch_caps = {
+            topic: limit for topic, limit in self.limits.items() if limit < self.settings.kafka_batch_bytes
+        }
 
     def target(self, decided: Decided) -> tuple[str, int]:
         topic = self.topics[decided.output.outcome]
         return topic, decided.record.partition % self.partition_counts[topic]
+
+    async def prepare(self, producer: Any) -> None:
+        """Before a batch: read the output topics again when stale or due (K9, issue 11 item 7).
+
+        Raises OutputTopicMissing (retriable) while an output topic does not exist, and
+        OutputTopicUnusable when one leaves no room for an output.
+        """
+        if not self.stale and time.monotonic() < self._refresh_at:
+            return
+        outputs = self.settings.outputs()
+        facts = await existing_topics(self.settings, outputs)
+        missing = [topic for topic in outputs if topic not in facts]
+        if missing:
+            self.problem = f"output topic(s) {', '.join(missing)} do not exist"
+            raise OutputTopicMissing(self.problem)
+        self.problem = unusable_output(self.settings, facts)
+        if self.problem is not None:
+            raise OutputTopicUnusable(self.problem)
+        if self.stale:  # the producer's own view of the partitions must agree with ours
+            await producer.client.force_metadata_update()
+        self.update(facts)
+        self.stale = False
+        self._refresh_at = time.monotonic() + REFRESH_SECONDS
+
+
+def unusable_output(settings: Settings, facts: dict[str, TopicFacts]) -> str | None:
+    """One line when an output topic takes records too small for any output (K10), else None."""
+    max_request = producer_max_request_size(settings)
+    for topic in settings.outputs():
+        fact = facts.get(topic)
+        if fact is not None and min(fact.max_message_bytes, max_request) - FRAME < MIN_OUTPUT_BYTES:
+            return (
+                f"output topic {topic} takes records of at most {fact.max_message_bytes} bytes "
+                f"(max.message.bytes); outputs need at least {MIN_OUTPUT_BYTES + FRAME}"
+            )
+    return None
 
 
 def next_offsets(batch: Sequence[Decided]) -> dict[TopicPartition, int]:
@@ -67,31 +143,113 @@ def next_offsets(batch: Sequence[Decided]) -> dict[TopicPartition, int]:
     return {TopicPartition(topic, partition): offset + 1 for (topic, partition), offset in last.items()}
 
 
-async def _send_all(producer: Any, routing: Routing, batch: Sequence[Decided]) -> list[asyncio.Future[Any]]:
+async def _send_all(producer: Any, routing: Routing, batch: list[Decided]) -> list[asyncio.Future[Any]]:
     """Enqueue every output in batch order: same key, same headers as the input (K1, K3).
 
     Outputs are appended to one record batch per output partition (aiokafka's `create_batch` /
     `send_batch`), not sent one by one: `send` costs a coroutine, a future and the accumulator's
     bookkeeping per message. A full batch is submitted before the next one is started, so each
     partition's outputs keep their order. Returns one future per submitted batch.
+
+    An output that cannot be written as it is (larger than its topic takes, keyless on a
+    compacted topic) is reshaped first (`_reshaped`, K9) and replaces its item in `batch`.
+    Raises OutputTopicChanged when a target partition no longer exists.
     """
     builders: dict[tuple[str, int], Any] = {}
     futures: list[asyncio.Future[Any]] = []
-    for item in batch:
-        target = routing.target(item)
+    room, compacted, caps = routing.room, routing.compacted, routing.batch_caps
+    for index, item in enumerate(batch):
         record = item.record
+        topic, partition = routing.target(item)
+        key = record.key
         value = item.output.to_json()
         headers = list(record.headers) if record.headers else []
+        size = len(value) + (len(key) if key is not None else 0)
+        if headers:
+            size += headers_bytes(headers)
+        if size > room[topic] or (key is None and topic in compacted):
+            item, key, headers = _reshaped(item, routing)
+            batch[index] = item
+            topic, partition = routing.target(item)
+            value = item.output.to_json()
+            size = len(value) + (len(key) if key is not None else 0) + headers_bytes(headers)
+        target = (topic, partition)
         builder = builders.get(target)
         if builder is None:
+            if partition not in await producer.partitions_for(topic):
+                raise OutputTopicChanged(f"{topic} has no partition {partition} any more")
             builder = builders[target] = producer.create_batch()
-        if builder.append(timestamp=None, key=record.key, value=value, headers=headers) is None:
-            futures.append(await producer.send_batch(builder, target[0], partition=target[1]))
+        elif topic in caps and builder.size() + size + FRAME > caps[topic]:
+            futures.append(await producer.send_batch(builder, topic, partition=partition))
             builder = builders[target] = producer.create_batch()
-            builder.append(timestamp=None, key=record.key, value=value, headers=headers)  # a first one fits
+        if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
+            futures.append(await producer.send_batch(builder, topic, partition=partition))
+            builder = builders[target] = producer.create_batch()
+            builder.append(timestamp=None, key=key, value=value, headers=headers)  # a first one fits
     for (topic, partition), builder in builders.items():
         futures.append(await producer.send_batch(builder, topic, partition=partition))
     return futures
+
+
+def _reshaped(item: Decided, routing: Routing) -> tuple[Decided, bytes | None, list[Any]]:
+    """K9: the output as a record its topic takes — shortened, keyed, headers dropped — saying so.
+
+    In order: the record is shortened beside the input's key and headers (`worker.core.fitting`);
+    when even its skeleton does not fit, the headers are dropped, then a long key is replaced by
+    the derived one. An enriched output is never shortened: it loses its headers first, and
+    becomes a dead letter only when it cannot fit without them. Returns (item, key, headers).
+    """
+    record = item.record
+    source = Source(record.topic, record.partition, record.offset)
+    headers = list(record.headers) if record.headers else []
+    output = item.output
+    for _ in range(2):  # an enriched output may become a dead letter, for another topic
+        topic = routing.topics[output.outcome]
+        key, key_derived = record.key, False
+        if key is None and topic in routing.compacted:
+            key, key_derived = derived_key(source), True
+        attempts = [(key, key_derived, headers)]
+        if headers:
+            attempts.append((key, key_derived, []))
+        derived = derived_key(source)
+        if key is not None and not key_derived and len(key) > len(derived):
+            attempts.append((derived, True, []))
+        for number, (key, key_derived, kept) in enumerate(attempts, 1):
+            budget = value_budget(routing.limits[topic], key, kept)
+            enriched = output.outcome is Outcome.ENRICHED
+            if enriched and number < len(attempts) and len(output.to_json()) > budget:
+                continue  # keep the identity whole: drop what frames it first
+            try:
+                fitted = fit(
+                    output,
+                    record.value,
+                    budget,
+                    now=time.time(),
+                    key_derived=key_derived,
+                    headers_dropped=len(headers) - len(kept),
+                )
+            except CannotFit:
+                continue
+            if fitted.outcome is not output.outcome:
+                output = fitted
+                break
+            truncated = bool(fitted.record.get("raw_truncated"))
+            if truncated or len(kept) < len(headers) or fitted.outcome is not item.output.outcome:
+                _log.warning(  # a derived key alone is the steady state of its topic: not logged
+                    "output shortened to fit its topic",
+                    topic=topic,
+                    source_partition=source.partition,
+                    source_offset=source.offset,
+                    decided=item.output.outcome.value,
+                    outcome=fitted.outcome.value,
+                    raw_truncated=truncated,
+                    headers_dropped=len(headers) - len(kept),
+                    key_derived=key_derived,
+                )
+            return Decided(record, fitted), key, kept
+    raise OutputTopicUnusable(
+        f"an output of {source.topic}:{source.partition}:{source.offset} fits no record"
+    )
 
 
 async def _delivered(producer: Any, futures: list[asyncio.Future[Any]]) -> None:
@@ -112,6 +270,28 @@ async def _delivered(producer: Any, futures: list[asyncio.Future[Any]]) -> None:
         raise errors[0]
 
 
+async def _publish(producer: Any, routing: Routing, batch: list[Decided], then: Any = None) -> None:
+    """Send the batch's outputs (after `then()`, awaited, while they fly) and wait for them.
+
+    Any failure marks the routing stale, so the next attempt reads the output topics again. A
+    refusal of the records themselves (`TOPIC_REFUSALS`: they were fitted to what the topic took,
+    so the topic changed) is raised as OutputTopicChanged, retriable: once the topics are read
+    again the records are shaped for them (K9, K10).
+    """
+    try:
+        await routing.prepare(producer)
+        futures = await _send_all(producer, routing, batch)
+        if then is not None:
+            await then()
+        await _delivered(producer, futures)
+    except TOPIC_REFUSALS as exc:
+        routing.stale = True
+        raise OutputTopicChanged(f"the broker refused an output: {type(exc).__name__}") from exc
+    except BaseException:
+        routing.stale = True
+        raise
+
+
 class TransactionalCommitter:
     """K2 exactly_once: begin → outputs → offsets → commit, in one transaction per batch."""
 
@@ -120,11 +300,13 @@ class TransactionalCommitter:
         self.routing = routing
         self.is_member = is_member
 
-    async def commit(self, producer: Any, consumer: Any, batch: Sequence[Decided]) -> None:
+    async def commit(self, producer: Any, consumer: Any, batch: list[Decided]) -> None:
         await producer.begin_transaction()
-        futures = await _send_all(producer, self.routing, batch)
-        await producer.send_offsets_to_transaction(next_offsets(batch), self.group_id)
-        await _delivered(producer, futures)
+
+        async def offsets() -> None:
+            await producer.send_offsets_to_transaction(next_offsets(batch), self.group_id)
+
+        await _publish(producer, self.routing, batch, offsets)
         if not self.is_member():
             raise MemberExpelled("the consumer group expelled this member; aborting its batch")
         await producer.commit_transaction()
@@ -139,9 +321,8 @@ class AcknowledgedCommitter:
     def __init__(self, routing: Routing) -> None:
         self.routing = routing
 
-    async def commit(self, producer: Any, consumer: Any, batch: Sequence[Decided]) -> None:
-        futures = await _send_all(producer, self.routing, batch)
-        await _delivered(producer, futures)
+    async def commit(self, producer: Any, consumer: Any, batch: list[Decided]) -> None:
+        await _publish(producer, self.routing, batch)
         await consumer.commit(next_offsets(batch))
 
     async def abort(self, producer: Any) -> None:

@@ -62,6 +62,7 @@ from worker.runtime.commit import (
     Routing,
     TransactionalCommitter,
     next_offsets,
+    unusable_output,
 )
 from worker.runtime.decide import Decider
 from worker.settings import Guarantee, Settings
@@ -154,7 +155,11 @@ class Member:
                 f"output topic(s) {', '.join(missing)} do not exist "
                 "(create them with `identity-worker topics create`)"
             )
+        problem = unusable_output(s, counts)  # K9/K10: no room for an output is a misconfiguration
+        if problem is not None:
+            raise StartupError(problem)
         routing = Routing(s, counts)
+        self.health.outputs_problem = lambda: routing.problem
         if s.guarantee is Guarantee.EXACTLY_ONCE:
             self._committer = TransactionalCommitter(s.group_id, routing, self._is_member)
         else:
