@@ -395,6 +395,7 @@ def test_no_secret_in_any_answer_log_line_or_audit_row(service: Service) -> None
             ("POST", "/api/v1/communities/sec/keys", {"kid": "c", "hmac_secret": SECRET_2[:-1] + "Z"}),
             ("POST", "/api/v1/communities/sec/keys", {"kid": "a", "hmac_secret": SECRET_2}),
             ("POST", "/api/v1/communities/sec/keys", {"kid": "d", "rsa_public_key": RSA_PRIVATE_PEM}),
+            ("POST", "/api/v1/communities/sec/keys", {"kid": "e", SECRET_2: "pasted as a key"}),
             ("GET", "/api/v1/communities/sec/keys", None),
             ("POST", f"{ACME}/token-check", {"token": jwt_text}),
             ("POST", f"{ACME}/token-check", {"token": jwt_text + "x"}),
