@@ -64,6 +64,17 @@ def community_yaml(public_pem: str) -> str:
 """
 
 
+def example_rsa_key() -> tuple[rsa.RSAPrivateKey, str]:
+    """A fresh RS256 key of the example community: the private key (to sign) and its public PEM."""
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = (
+        private_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private_key, public_pem
+
+
 def example_events(private_key: Any, now: int) -> list[tuple[str, bytes]]:
     visitor = {"firstname": "Ada", "lastname": "Lovelace", "email": "ada@example.com"}
     extra = {"customer_id": "C123456", "mobile": "+44 7700 900123"}
@@ -217,12 +228,7 @@ def main() -> int:
         "IDENTITY_WORKER_GROUP_ID": f"demo-{suffix}",
         "IDENTITY_WORKER_METRICS_PORT": str(free_port()),
     }
-    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = (
-        private_key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    private_key, public_pem = example_rsa_key()
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp, "communities.yaml")
         config.write_text(community_yaml(public_pem))

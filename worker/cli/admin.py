@@ -34,6 +34,7 @@ from worker.core.config import (
     validate_spec,
 )
 from worker.core.contracts import Mode
+from worker.store import audit
 from worker.store import repository as repo
 from worker.store.db import TRANSIENT_ERRORS, StoreError, connect, translate
 from worker.store.db import database_url as resolve_url
@@ -87,7 +88,10 @@ def _run(
             if not write:
                 return await action(conn)
             async with conn.transaction():
-                return await action(conn)
+                result = await action(conn)
+                if isinstance(result, list):  # every write returns its Change lines: audit them (A4)
+                    await audit.record(conn, audit.os_actor(), _command_name(), result)
+                return result
         finally:
             await conn.close()
 
@@ -100,6 +104,12 @@ def _run(
     except (asyncpg.PostgresError, *TRANSIENT_ERRORS) as exc:
         error = translate(exc, dsn)
         fail(error.message, error.exit_code)
+
+
+def _command_name() -> str:
+    """`keys add`, `config apply`, …: the audit trail's `action` for the command running."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.command_path.partition(" ")[2] if ctx is not None else "identity-worker"
 
 
 def _valid(model: type[SpecT], what: str, data: dict[str, Any], *, s1: bool = True) -> SpecT:

@@ -357,8 +357,14 @@ def _prepare_mapping(spec: MappingSpec) -> FieldMapping:
 
 def format_validation_error(error: ValidationError) -> list[str]:
     """One line per problem: where, then what. Never the offending value (it may be a secret)."""
+    return format_error_items(error.errors(include_input=False, include_url=False))
+
+
+def format_error_items(items: Iterable[Mapping[str, Any]]) -> list[str]:
+    """`format_validation_error` for pydantic's error dicts (e.g. a web framework's); reads
+    only `loc` and `msg`, never `input`."""
     lines = []
-    for item in error.errors(include_input=False, include_url=False):
+    for item in items:
         # A location names the input's own keys too (an unknown one is an error): a secret
         # pasted as a key must not be echoed either.
         parts = [_SECRET_SHAPED_KEY if _SECRET_SHAPED.search(str(p)) else p for p in item["loc"]]
