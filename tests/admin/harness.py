@@ -74,6 +74,21 @@ def run_sql(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
     return run_async(go)
 
 
+def mark_used(url: str, community_id: str, kid: str, uses: int, seconds_ago: int = 60) -> None:
+    """As a worker's usage flush would (L1): `kid` verified `uses` tokens, the last `seconds_ago`."""
+    run_sql(
+        url,
+        "WITH t AS (INSERT INTO key_usage_total (community_id, kid, verified, last_verified_at) "
+        "VALUES ($1, $2, $3, now() - make_interval(secs => $4))) "
+        "INSERT INTO key_usage_hourly (community_id, kid, hour, verified) "
+        "VALUES ($1, $2, date_trunc('hour', now() - make_interval(secs => $4)), $3)",
+        community_id,
+        kid,
+        uses,
+        float(seconds_ago),
+    )
+
+
 def hs256(secret: str, kid: str, *, ttl: int = 7200, **claims: Any) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PyJWT warns about 24-byte HMAC keys (DESIGN §1 fixes them)
@@ -162,7 +177,10 @@ def seed(service: Service) -> None:
     async def go() -> dict[str, str]:
         conn = await asyncpg.connect(service.database_url)
         try:
-            await conn.execute("TRUNCATE communities, api_tokens, audit_log RESTART IDENTITY CASCADE")
+            await conn.execute(
+                "TRUNCATE communities, api_tokens, audit_log, key_usage_total, key_usage_hourly "
+                "RESTART IDENTITY CASCADE"
+            )
             async with conn.transaction():
                 for data in SEED.values():
                     await repo.add_community(conn, validate_spec(CommunitySpec, data))

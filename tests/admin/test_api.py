@@ -19,6 +19,7 @@ from .harness import (
     SHOP_SECRET,
     Service,
     hs256,
+    mark_used,
     run_sql,
     snapshot,
 )
@@ -45,6 +46,8 @@ def test_communities_create_read_change_remove(service: Service) -> None:
             "signed_identities": "require",
             "min_validity_seconds": 600,
             "leeway_seconds": 10,
+            "max_validity_seconds": None,
+            "retirement_window_seconds": 86400,
             "keys": 1,
             "custom_fields": 0,
             "mappings": 0,
@@ -91,6 +94,28 @@ def test_keys_add_list_remove_show_fingerprints_never_secrets(service: Service) 
         ("keys add", "+ key acme/k"),
     ]
     assert hs.json()["fingerprint"] in trail[0]["changes"][0]
+
+
+def test_removing_a_key_in_use_is_refused_unless_forced(service: Service) -> None:
+    """L3: a key that verified tokens within the retirement window: 409 with when and how much,
+    nothing written; `?force=true` removes it and the audit row says it was forced."""
+    with service.client("acme") as api:
+        assert api.post(f"{ACME}/keys", json={"kid": "k2", "hmac_secret": SECRET_2}).status_code == 201
+        mark_used(service.database_url, "acme", "k2", 7)
+        before = snapshot(service.database_url)
+        refused = api.delete(f"{ACME}/keys/k2")
+        assert refused.status_code == 409, refused.text
+        message = refused.json()["error"]
+        assert "key acme/k2 last verified a token at " in message
+        assert "7 token(s) in the last 24 h" in message and "?force=true" in message
+        assert "\n" not in message and "--force" not in message
+        assert snapshot(service.database_url) == before
+        forced = api.delete(f"{ACME}/keys/k2", params={"force": "true"})
+        assert forced.status_code == 204, forced.text
+        assert [k["kid"] for k in api.get(f"{ACME}/keys").json()] == ["k1"]
+        trail = api.get(f"{ACME}/audit").json()
+    assert trail[0]["action"] == "keys remove --force"
+    assert trail[0]["changes"][0].startswith("- key acme/k2")
 
 
 def test_custom_fields_and_mappings(service: Service) -> None:

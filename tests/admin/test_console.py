@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from worker.core.keys import hmac_key
 
-from .harness import SECRET_2, Service, hs256, snapshot
+from .harness import SECRET_2, Service, hs256, mark_used, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -128,6 +128,31 @@ def test_a_community_administrator_rotates_a_key_in_the_console(
     page.screenshot(path=shots / "community.png", full_page=True)
     for secret in (SECRET_2, "not-hex-and-too-short", service.tokens["acme"]):
         assert secret not in service.log_text()
+
+
+def test_removing_a_key_in_use_shows_the_refusal_and_offers_a_forced_removal(
+    service: Service, page: Page, shots: Path
+) -> None:
+    """L3 in the console: the API's 409 line beside the key, nothing written; 'Remove anyway'
+    (a CSRF form like the others) removes it and the trail says it was forced."""
+    with service.client("acme") as api:
+        added = api.post("/api/v1/communities/acme/keys", json={"kid": "k2", "hmac_secret": SECRET_2})
+        assert added.status_code == 201
+    mark_used(service.database_url, "acme", "k2", 3)
+    sign_in(page, service, "acme")
+    keys = page.locator("#keys")
+    before = snapshot(service.database_url)
+    keys.get_by_role("button", name="Remove key k2", exact=True).click()
+    refusal = keys.locator("#keys-remove-error")
+    expect(refusal).to_contain_text("key acme/k2 last verified a token at ")
+    expect(refusal).to_contain_text("3 token(s) in the last 24 h")
+    expect(keys.locator("td.kid")).to_have_text(["k1", "k2"])
+    assert snapshot(service.database_url) == before
+    keys.screenshot(path=shots / "keys-remove-refused.png")
+    keys.get_by_role("button", name="Remove key k2 anyway").click()
+    expect(page.get_by_role("status")).to_have_text("key k2 removed (forced)")
+    expect(keys.locator("td.kid")).to_have_text(["k1"])
+    expect(page.locator("#audit tbody tr").nth(0)).to_contain_text("keys remove --force")
 
 
 def test_handling_and_custom_fields_in_the_console(service: Service, page: Page) -> None:

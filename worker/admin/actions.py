@@ -22,6 +22,7 @@ from worker.core.explain import explain_token
 from worker.store import audit
 from worker.store import repository as repo
 from worker.store.api_tokens import Caller
+from worker.store.lifecycle import KeyStillInUse
 from worker.store.repository import CommunityRow, FieldRow, KeyRow, MappingRow
 from worker.store.sync import Change
 
@@ -84,8 +85,29 @@ async def add_key(conn: asyncpg.Connection, caller: Caller, community_id: str, k
     return next(k for k in await repo.list_keys(conn, community_id) if k.kid == key.kid)
 
 
-async def remove_key(conn: asyncpg.Connection, caller: Caller, community_id: str, kid: str) -> None:
-    await _audited(conn, caller, "keys remove", community_id, lambda c: repo.remove_key(c, community_id, kid))
+async def remove_key(
+    conn: asyncpg.Connection,
+    caller: Caller,
+    community_id: str,
+    kid: str,
+    *,
+    force: bool = False,
+    how_to_force: str = "force the removal",
+) -> None:
+    """Remove a key, leaving a tombstone (L3). A key that verified a token within the
+    community's retirement window is refused (409, when and how much, nothing written) unless
+    `force` (`how_to_force` says how, in the caller's terms); a forced removal is audited as
+    `keys remove --force`, like the command."""
+    action = "keys remove --force" if force else "keys remove"
+    try:
+        await _audited(
+            conn, caller, action, community_id, lambda c: repo.remove_key(c, community_id, kid, force=force)
+        )
+    except KeyStillInUse as exc:
+        # The store's line tells a command's user about --force; the API and console say theirs.
+        raise ApiError(
+            409, f"refused: {exc.use_line}; move the website to another key first, or {how_to_force}"
+        ) from None
 
 
 async def add_field(

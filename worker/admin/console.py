@@ -267,11 +267,23 @@ async def add_key(
 async def remove_key(
     request: Request, conn: Connection, caller: ConsoleCaller, form: Form, community_id: str, kid: str
 ) -> Response:
-    async def change() -> None:
-        await actions.remove_key(conn, caller, community_id, kid)
+    force = form.get("force") == "true"
 
+    async def change() -> None:
+        await actions.remove_key(
+            conn, caller, community_id, kid, force=force, how_to_force="use 'Remove anyway'"
+        )
+
+    # `refused_kid`: the refusal (L3) is shown beside that key, with its 'Remove anyway' button.
     return await _submit(
-        request, conn, caller, community_id, "keys", change, values={}, done=f"key {kid} removed"
+        request,
+        conn,
+        caller,
+        community_id,
+        "keys",
+        change,
+        values={"refused_kid": kid},
+        done=f"key {kid} removed" + (" (forced)" if force else ""),
     )
 
 

@@ -28,6 +28,13 @@ async def add_key(conn: Connection, caller: ApiCaller, community_id: str, body: 
 @router.delete(
     "/{kid}", status_code=204, summary="Remove a key: running workers refuse its tokens within 1 s"
 )
-async def remove_key(conn: Connection, caller: ApiCaller, community_id: str, kid: str) -> Response:
-    await actions.remove_key(conn, caller, community_id, kid)
+async def remove_key(
+    conn: Connection, caller: ApiCaller, community_id: str, kid: str, force: bool = False
+) -> Response:
+    """409 while the key verified a token within the community's retirement window (L3): the
+    answer says when it was last used and how many tokens in the window; `?force=true` removes
+    it anyway (audited as forced)."""
+    await actions.remove_key(
+        conn, caller, community_id, kid, force=force, how_to_force="remove it anyway with ?force=true"
+    )
     return Response(status_code=204)
