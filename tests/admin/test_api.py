@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -94,6 +95,18 @@ def test_keys_add_list_remove_show_fingerprints_never_secrets(service: Service) 
         ("keys add", "+ key acme/k"),
     ]
     assert hs.json()["fingerprint"] in trail[0]["changes"][0]
+
+
+def test_keys_list_shows_last_use_and_uses_in_24_hours(service: Service) -> None:
+    """L2: the keys list carries `keys list`'s LAST_USED and USES_24H, from the usage counts."""
+    with service.client("acme") as api:
+        assert api.post(f"{ACME}/keys", json={"kid": "k2", "hmac_secret": SECRET_2}).status_code == 201
+        mark_used(service.database_url, "acme", "k1", 5, seconds_ago=120)
+        listed = {k["kid"]: k for k in api.get(f"{ACME}/keys").json()}
+    assert listed["k1"]["uses_24h"] == 5
+    used_at = datetime.fromisoformat(listed["k1"]["last_used_at"])
+    assert 100 <= time.time() - used_at.timestamp() <= 300
+    assert (listed["k2"]["last_used_at"], listed["k2"]["uses_24h"]) == (None, 0)
 
 
 def test_removing_a_key_in_use_is_refused_unless_forced(service: Service) -> None:

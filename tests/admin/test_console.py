@@ -141,6 +141,9 @@ def test_removing_a_key_in_use_shows_the_refusal_and_offers_a_forced_removal(
     mark_used(service.database_url, "acme", "k2", 3)
     sign_in(page, service, "acme")
     keys = page.locator("#keys")
+    expect(keys.locator("tr", has_text="k2").locator("td.uses_24h")).to_have_text("3")  # L2
+    expect(keys.locator("tr", has_text="k2").locator("td.last_used_at")).to_contain_text(" UTC")
+    expect(keys.locator("tr", has_text="k1").locator("td.last_used_at")).to_have_text("–")
     before = snapshot(service.database_url)
     keys.get_by_role("button", name="Remove key k2", exact=True).click()
     refusal = keys.locator("#keys-remove-error")

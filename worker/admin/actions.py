@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 
 import asyncpg
 
 from worker.admin.auth import unknown_community
 from worker.admin.errors import ApiError
-from worker.admin.models import CheckStep, TokenCheckResult
+from worker.admin.models import CheckStep, KeyListed, TokenCheckResult
 from worker.core.config import CommunitySpec, CustomFieldSpec, JwtKeySpec, MappingSpec
 from worker.core.contracts import rfc3339_seconds
 from worker.core.explain import explain_token
@@ -25,6 +26,7 @@ from worker.store.api_tokens import Caller
 from worker.store.lifecycle import KeyStillInUse
 from worker.store.repository import CommunityRow, FieldRow, KeyRow, MappingRow
 from worker.store.sync import Change
+from worker.store.usage import key_usage
 
 Mutation = Callable[[asyncpg.Connection], Awaitable[list[Change]]]
 
@@ -78,6 +80,17 @@ async def remove_community(conn: asyncpg.Connection, caller: Caller, community_i
 
 
 # ---------------------------------------------------------------- keys, fields, mappings
+
+
+async def keys(conn: asyncpg.Connection, community_id: str) -> list[KeyListed]:
+    """The community's keys with their usage (L2): what the API and the console list."""
+    used = await key_usage(conn, community_id)
+    listed = []
+    for key in await repo.list_keys(conn, community_id):
+        usage = used.get(key.kid)
+        last = usage.last_verified_at if usage is not None else None
+        listed.append(KeyListed(**asdict(key), last_used_at=last, uses_24h=usage.uses_24h if usage else 0))
+    return listed
 
 
 async def add_key(conn: asyncpg.Connection, caller: Caller, community_id: str, key: JwtKeySpec) -> KeyRow:

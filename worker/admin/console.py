@@ -160,7 +160,7 @@ async def _page(
     context: dict[str, Any] = {
         "caller": caller,
         "community": await actions.community(conn, community_id),
-        "keys": [asdict(k) for k in await repo.list_keys(conn, community_id)],
+        "keys": [asdict(k) for k in await actions.keys(conn, community_id)],
         "fields": fields,
         "mappings": await repo.list_mappings(conn, community_id),
         "entries": await audit.list_entries(conn, community_id, limit=AUDIT_ROWS),

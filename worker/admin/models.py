@@ -9,12 +9,15 @@ the same code whichever way configuration is written. Responses are the store's 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Final, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from worker.core.config import CommunitySpec
 from worker.core.contracts import RFC3339_PATTERN
+from worker.store.repository import KeyRow
 
 #: The spec's list sections; every other field but `id` is a setting that PATCH may change.
 _SECTIONS: Final = ("id", "jwt_keys", "custom_fields", "mappings")
@@ -45,6 +48,18 @@ if TYPE_CHECKING:  # what type checkers see; at run time the model is derived, n
 
 else:
     CommunitySettings = _settings_model()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyListed(KeyRow):
+    """A key as the keys list shows it (L2, like `keys list`): the store's row and its usage.
+
+    `last_used_at`: when it last verified a token (null: never, as far as the workers have
+    counted); `uses_24h`: tokens it verified in the hour buckets overlapping the last 24 h.
+    """
+
+    last_used_at: datetime | None
+    uses_24h: int
 
 
 class TokenCheck(BaseModel):

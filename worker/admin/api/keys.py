@@ -6,16 +6,20 @@ from fastapi import APIRouter, Response
 
 from worker.admin import actions
 from worker.admin.auth import ApiCaller, Connection
+from worker.admin.models import KeyListed
 from worker.core.config import JwtKeySpec
-from worker.store import repository as repo
 from worker.store.repository import KeyRow
 
 router = APIRouter(prefix="/communities/{community_id}/keys", tags=["keys"])
 
 
-@router.get("", summary="The community's keys: kid, algorithm, fingerprint, created; never a secret")
-async def list_keys(conn: Connection, caller: ApiCaller, community_id: str) -> list[KeyRow]:
-    return await repo.list_keys(conn, community_id)
+@router.get(
+    "",
+    summary="The community's keys: kid, algorithm, fingerprint, created, last used, uses in 24 h; "
+    "never a secret",
+)
+async def list_keys(conn: Connection, caller: ApiCaller, community_id: str) -> list[KeyListed]:
+    return await actions.keys(conn, community_id)
 
 
 @router.post("", status_code=201, summary="Add a key: {kid, hmac_secret} (HS256) or {kid, rsa_public_key}")
