@@ -197,6 +197,48 @@ def test_token_check_explains_like_token_verify(service: Service) -> None:
             assert cli.stdout.splitlines()[-1] == ("accepted" if reason is None else f"rejected: {reason}")
 
 
+ACME_AT = ("--community", "acme", "--received-at")
+
+
+def test_token_check_notes_are_token_verify_s_diagnostics(service: Service) -> None:
+    """L4: the explanation's notes are `token verify`'s, the removed key's tombstone included."""
+    with service.client("acme") as api:
+        assert api.post(f"{ACME}/keys", json={"kid": "k2", "hmac_secret": SECRET_2}).status_code == 201
+        assert api.delete(f"{ACME}/keys/k2").status_code == 204
+        for token, code in (
+            (hs256(SECRET_2, "k2"), "unknown_kid"),
+            (hs256(SECRET, "k1", ttl=600), "expiry_too_soon"),
+        ):
+            # One received_at for both: V9's note says by how much, from received_at.
+            received = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            body = {"token": token, "received_at": received}
+            answer = api.post(f"{ACME}/token-check", json=body).json()
+            assert answer["reason"] == code, answer
+            cli = subprocess.run(
+                [
+                    IDENTITY_WORKER,
+                    "token",
+                    "verify",
+                    "--database-url",
+                    service.database_url,
+                    *ACME_AT,
+                    received,
+                    token,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            cli_notes = [
+                line[len("note  ") :] for line in cli.stdout.splitlines() if line.startswith("note  ")
+            ]
+            assert cli_notes and answer["notes"] == cli_notes, (answer["notes"], cli.stdout)
+            if code == "unknown_kid":
+                assert any(note.startswith("key 'k2' (HS256, sha256:") for note in answer["notes"])
+                assert "was removed on " in " ".join(answer["notes"])
+
+
 def _error(response: Any) -> str:
     body = response.json()
     assert set(body) == {"error"}, body

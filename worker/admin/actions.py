@@ -19,7 +19,9 @@ from worker.admin.errors import ApiError
 from worker.admin.models import CheckStep, KeyListed, TokenCheckResult
 from worker.core.config import CommunitySpec, CustomFieldSpec, JwtKeySpec, MappingSpec
 from worker.core.contracts import rfc3339_seconds
+from worker.core.diagnostics import diagnose
 from worker.core.explain import explain_token
+from worker.core.pipeline import DEFAULT_LIMITS
 from worker.store import audit
 from worker.store import repository as repo
 from worker.store.api_tokens import Caller
@@ -170,6 +172,19 @@ async def check_token(
         raise ApiError(422, f"received_at: {exc}") from None
     # No trimming: the very text the worker would judge, through its own code path (DESIGN §7).
     explanation = explain_token(token, community_id, {community_id: prepared}, received_at=received, now=now)
+    # L4: the usual integration mistakes behind the verdict, as `token verify` adds them (the
+    # same call, the same limits the verdict used); they never change it.
+    notes = explanation.notes + [
+        hint.message
+        for hint in diagnose(
+            token,
+            prepared,
+            explanation.output.reason,
+            received_at=received,
+            now=now,
+            max_token_bytes=DEFAULT_LIMITS.max_token_bytes,
+        )
+    ]
     rejected = explanation.output.reason is not None
     return TokenCheckResult(
         accepted=explanation.accepted,
@@ -179,5 +194,5 @@ async def check_token(
         steps=[
             CheckStep(rule=s.rule, title=s.title, passed=s.passed, detail=s.detail) for s in explanation.steps
         ],
-        notes=explanation.notes,
+        notes=notes,
     )
