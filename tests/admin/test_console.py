@@ -158,17 +158,48 @@ def test_removing_a_key_in_use_shows_the_refusal_and_offers_a_forced_removal(
     expect(page.locator("#audit tbody tr").nth(0)).to_contain_text("keys remove --force")
 
 
+def save_handling(page: Page, settings: dict[str, str]) -> None:
+    """Fill the Handling form's fields by label, then save it."""
+    handling = page.locator("#handling")
+    for label, value in settings.items():
+        handling.get_by_label(label).fill(value)
+    handling.get_by_role("button", name="Save handling").click()
+
+
+def test_handling_sets_maximum_validity_and_retirement_window(service: Service, page: Page) -> None:
+    """V9's maximum validity and L3's retirement window, as PATCH …/communities/{id} sets them."""
+    sign_in(page, service, "acme")
+    handling = page.locator("#handling")
+    expect(handling.get_by_label("Maximum validity (seconds)")).to_have_value("")
+    expect(handling.get_by_label("Key retirement window (seconds)")).to_have_value("86400")
+    save_handling(page, {"Maximum validity (seconds)": "60"})  # below min_validity_seconds
+    expect(handling.get_by_role("alert")).to_contain_text(
+        "max_validity_seconds (60) must be at least min_validity_seconds (3600)"
+    )
+    save_handling(page, {"Maximum validity (seconds)": "7200", "Key retirement window (seconds)": "3600"})
+    expect(page.get_by_role("status")).to_have_text("handling saved")
+    expect(handling.get_by_label("Maximum validity (seconds)")).to_have_value("7200")
+    with service.client("acme") as api:
+        shown = api.get("/api/v1/communities/acme").json()
+        assert (shown["max_validity_seconds"], shown["retirement_window_seconds"]) == (7200, 3600)
+        save_handling(page, {"Maximum validity (seconds)": ""})  # empty: no maximum
+        expect(page.get_by_role("status")).to_have_text("handling saved")
+        assert api.get("/api/v1/communities/acme").json()["max_validity_seconds"] is None
+        patched = api.patch("/api/v1/communities/acme", json={"retirement_window_seconds": 0})
+        assert patched.json()["retirement_window_seconds"] == 0, patched.text
+    page.reload()
+    expect(handling.get_by_label("Key retirement window (seconds)")).to_have_value("0")
+
+
 def test_handling_and_custom_fields_in_the_console(service: Service, page: Page) -> None:
     sign_in(page, service, "acme")
     handling = page.locator("#handling")
-    handling.get_by_label("Leeway (seconds)").fill("99999")
-    handling.get_by_role("button", name="Save handling").click()
+    save_handling(page, {"Leeway (seconds)": "99999"})
     expect(page.locator("#handling-leeway_seconds-error")).to_contain_text(
         "leeway_seconds: Input should be less than or equal to 3600"
     )
-    handling.get_by_label("Leeway (seconds)").fill("30")
     handling.get_by_label("Signed identities").select_option("reject")
-    handling.get_by_role("button", name="Save handling").click()
+    save_handling(page, {"Leeway (seconds)": "30"})
     expect(page.get_by_role("status")).to_have_text("handling saved")
     expect(handling.get_by_label("Leeway (seconds)")).to_have_value("30")
 

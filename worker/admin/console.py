@@ -52,12 +52,24 @@ RULES: Final = {
     "never a private key",
     "min_validity_seconds": f"0-{spec.MAX_MIN_VALIDITY_SECONDS}: a token must stay valid this long",
     "leeway_seconds": f"0-{spec.MAX_LEEWAY_SECONDS}: clock skew allowed on exp, nbf, iat",
+    "max_validity_seconds": f"empty (no maximum) or 1-{spec.MAX_MAX_VALIDITY_SECONDS}: "
+    "a token valid longer after the event is refused (expiry_too_far)",
+    "retirement_window_seconds": f"0-{spec.MAX_RETIREMENT_WINDOW_SECONDS}: removing a key that "
+    "verified a token this recently needs 'Remove anyway'",
     "key": f"{spec.FIELD_KEY_PATTERN}",
     "label": f"1-{spec.MAX_LABEL_CHARS} characters, what agents see",
     "regex": f"optional; RE2 syntax, must match the whole value, at most {spec.MAX_REGEX_CHARS} characters",
     "from": "uuid or extra_values.<key>",
     "to": "identity_group.<field> or custom_fields.<key> of a declared field",
 }
+#: The Handling form's settings (the community's settings but its lists; DESIGN §5, L3).
+HANDLING: Final = (
+    "signed_identities",
+    "min_validity_seconds",
+    "leeway_seconds",
+    "max_validity_seconds",
+    "retirement_window_seconds",
+)
 _FIRST_NAME = re.compile(r"^([a-z_]+)")
 
 
@@ -229,10 +241,12 @@ def _number(text: str) -> int | str:
 async def handling(
     request: Request, conn: Connection, caller: ConsoleCaller, form: Form, community_id: str
 ) -> Response:
-    values = {
-        name: form.get(name, "") for name in ("signed_identities", "min_validity_seconds", "leeway_seconds")
+    values = {name: form.get(name, "") for name in HANDLING}
+    data: dict[str, object] = {
+        name: _number(value) if name != "signed_identities" else value for name, value in values.items()
     }
-    data = {name: _number(value) if name != "signed_identities" else value for name, value in values.items()}
+    if not values["max_validity_seconds"].strip():
+        data["max_validity_seconds"] = None  # empty: no maximum (V9)
 
     async def change() -> object:
         settings = CommunitySettings.model_validate(data)

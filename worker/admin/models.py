@@ -45,6 +45,8 @@ if TYPE_CHECKING:  # what type checkers see; at run time the model is derived, n
         signed_identities: str | None
         min_validity_seconds: int | None
         leeway_seconds: int | None
+        max_validity_seconds: int | None
+        retirement_window_seconds: int | None
 
 else:
     CommunitySettings = _settings_model()
