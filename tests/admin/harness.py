@@ -89,6 +89,20 @@ def mark_used(url: str, community_id: str, kid: str, uses: int, seconds_ago: int
     )
 
 
+def add_health(url: str, community_id: str, reason: str, events: int, minutes_ago: int) -> None:
+    """As a worker's flush would (L5): `events` rejections for `reason` `minutes_ago`."""
+    run_sql(
+        url,
+        "INSERT INTO integration_health_minute (community_id, minute, outcome, reason, events, "
+        "last_detail, last_at) VALUES ($1, date_trunc('minute', now() - make_interval(mins => $4)), "
+        "'rejected', $2, $3, 'detail of ' || $2, now() - make_interval(mins => $4))",
+        community_id,
+        reason,
+        events,
+        minutes_ago,
+    )
+
+
 def hs256(secret: str, kid: str, *, ttl: int = 7200, **claims: Any) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PyJWT warns about 24-byte HMAC keys (DESIGN §1 fixes them)
@@ -178,7 +192,8 @@ def seed(service: Service) -> None:
         conn = await asyncpg.connect(service.database_url)
         try:
             await conn.execute(
-                "TRUNCATE communities, api_tokens, audit_log, key_usage_total, key_usage_hourly "
+                "TRUNCATE communities, api_tokens, audit_log, key_usage_total, key_usage_hourly, "
+                "integration_health_minute "
                 "RESTART IDENTITY CASCADE"
             )
             async with conn.transaction():

@@ -33,6 +33,7 @@ COMMUNITY_ROUTES: list[tuple[str, str, Any]] = [
         None,
     ),
     ("POST", "/api/v1/communities/{c}/token-check", {"token": "TOKEN"}),
+    ("GET", "/api/v1/communities/{c}/health", None),
     ("GET", "/api/v1/communities/{c}/audit", None),
     ("DELETE", "/api/v1/communities/{c}", None),
 ]

@@ -19,6 +19,7 @@ from .harness import (
     SECRET_2,
     SHOP_SECRET,
     Service,
+    add_health,
     hs256,
     mark_used,
     run_sql,
@@ -107,6 +108,27 @@ def test_keys_list_shows_last_use_and_uses_in_24_hours(service: Service) -> None
     used_at = datetime.fromisoformat(listed["k1"]["last_used_at"])
     assert 100 <= time.time() - used_at.timestamp() <= 300
     assert (listed["k2"]["last_used_at"], listed["k2"]["uses_24h"]) == (None, 0)
+
+
+def test_health_reports_the_community_s_outcomes_over_the_window(service: Service) -> None:
+    """L5: `report`'s rows for this community only, over `since` seconds; a bad window is 422."""
+    url = service.database_url
+    add_health(url, "acme", "expiry_too_soon", 4, minutes_ago=5)
+    add_health(url, "acme", "unknown_kid", 2, minutes_ago=180)
+    add_health(url, "shop", "invalid_signature", 9, minutes_ago=5)
+    with service.client("acme") as api:
+        hour = api.get(f"{ACME}/health", params={"since": 3600})
+        assert hour.status_code == 200, hour.text
+        assert [(r["community_id"], r["reason"], r["events"], r["last_detail"]) for r in hour.json()] == [
+            ("acme", "expiry_too_soon", 4, "detail of expiry_too_soon")
+        ]
+        day = api.get(f"{ACME}/health", params={"since": 86400}).json()
+        assert [(r["reason"], r["events"]) for r in day] == [("expiry_too_soon", 4), ("unknown_kid", 2)]
+        assert api.get(f"{ACME}/health").json() == hour.json()  # default: the last hour
+        assert api.get(f"{ACME}/health", params={"since": 10}).status_code == 422
+        assert api.get("/api/v1/communities/shop/health").status_code in (403, 404)
+    with service.client("platform") as api:
+        assert api.get("/api/v1/communities/nosuch/health").status_code == 404
 
 
 def test_removing_a_key_in_use_is_refused_unless_forced(service: Service) -> None:

@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from worker.core.keys import hmac_key
 
-from .harness import SECRET_2, Service, hs256, mark_used, snapshot
+from .harness import SECRET_2, Service, add_health, hs256, mark_used, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -156,6 +156,18 @@ def test_removing_a_key_in_use_shows_the_refusal_and_offers_a_forced_removal(
     expect(page.get_by_role("status")).to_have_text("key k2 removed (forced)")
     expect(keys.locator("td.kid")).to_have_text(["k1"])
     expect(page.locator("#audit tbody tr").nth(0)).to_contain_text("keys remove --force")
+
+
+def test_the_health_section_shows_the_last_hour(service: Service, page: Page, shots: Path) -> None:
+    """L5: the API's GET …/health rows for the last hour, in the console."""
+    add_health(service.database_url, "acme", "expiry_too_soon", 4, minutes_ago=5)
+    add_health(service.database_url, "acme", "unknown_kid", 2, minutes_ago=180)
+    sign_in(page, service, "acme")
+    health = page.locator("#health")
+    expect(health.locator("td.reason")).to_have_text(["expiry_too_soon"])
+    expect(health.locator("td.events")).to_have_text(["4"])
+    expect(health.locator("td.detail")).to_have_text(["detail of expiry_too_soon"])
+    health.screenshot(path=shots / "health.png")
 
 
 def save_handling(page: Page, settings: dict[str, str]) -> None:

@@ -28,7 +28,7 @@ from worker.store.api_tokens import Caller
 from worker.store.lifecycle import KeyStillInUse
 from worker.store.repository import CommunityRow, FieldRow, KeyRow, MappingRow
 from worker.store.sync import Change
-from worker.store.usage import key_usage
+from worker.store.usage import HealthRow, health_report, key_usage
 
 Mutation = Callable[[asyncpg.Connection], Awaitable[list[Change]]]
 
@@ -153,6 +153,15 @@ async def remove_mapping(
     await _audited(
         conn, caller, "mappings remove", community_id, lambda c: repo.remove_mapping(c, community_id, mapping)
     )
+
+
+# ---------------------------------------------------------------- health
+
+
+async def health(conn: asyncpg.Connection, community_id: str, since_seconds: int) -> list[HealthRow]:
+    """L5: the community's events per outcome and reason over the last `since_seconds`."""
+    await community(conn, community_id)  # 404 for an unknown one, not an empty report
+    return await health_report(conn, since_seconds=since_seconds, community_id=community_id)
 
 
 # ---------------------------------------------------------------- token check

@@ -62,6 +62,8 @@ RULES: Final = {
     "from": "uuid or extra_values.<key>",
     "to": "identity_group.<field> or custom_fields.<key> of a declared field",
 }
+#: The console's Health section: the last hour, as `GET …/health` by default (L5).
+HEALTH_SECONDS: Final = 3600
 #: The Handling form's settings (the community's settings but its lists; DESIGN §5, L3).
 HANDLING: Final = (
     "signed_identities",
@@ -176,6 +178,7 @@ async def _page(
         "fields": fields,
         "mappings": await repo.list_mappings(conn, community_id),
         "entries": await audit.list_entries(conn, community_id, limit=AUDIT_ROWS),
+        "health": await actions.health(conn, community_id, HEALTH_SECONDS),
         "modes": [m.value for m in Mode],
         "targets": targets + [f"custom_fields.{f.key}" for f in fields],
         "rules": RULES,
