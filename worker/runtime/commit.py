@@ -311,12 +311,13 @@ class TransactionalCommitter:
             raise MemberExpelled("the consumer group expelled this member; aborting its batch")
         await producer.commit_transaction()
 
-    async def abort(self, producer: Any) -> None:
-        await producer.abort_transaction()
-
 
 class AcknowledgedCommitter:
-    """K2 at_least_once: every output acknowledged (acks=all, idempotent), then the offsets."""
+    """K2 at_least_once: every output acknowledged (acks=all, idempotent), then the offsets.
+
+    After a fault there is nothing to undo: acknowledged outputs stay and their offsets are
+    redone (duplicates).
+    """
 
     def __init__(self, routing: Routing) -> None:
         self.routing = routing
@@ -324,6 +325,3 @@ class AcknowledgedCommitter:
     async def commit(self, producer: Any, consumer: Any, batch: list[Decided]) -> None:
         await _publish(producer, self.routing, batch)
         await consumer.commit(next_offsets(batch))
-
-    async def abort(self, producer: Any) -> None:
-        """Nothing to undo: acknowledged outputs stay, their offsets are redone (duplicates)."""

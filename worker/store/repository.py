@@ -99,15 +99,6 @@ async def load_all_communities(conn: asyncpg.Connection) -> dict[str, Community]
     return {cid: Community.from_spec(spec) for cid, spec in specs.items()}
 
 
-async def load_community(conn: asyncpg.Connection, community_id: str) -> Community | None:
-    """One community, prepared; None when it does not exist."""
-    specs, invalid = await read_specs(conn, community_id)
-    if invalid:
-        raise InvalidStoredConfig(invalid)
-    spec = specs.get(community_id)
-    return Community.from_spec(spec) if spec is not None else None
-
-
 # ---------------------------------------------------------------- listing
 
 
