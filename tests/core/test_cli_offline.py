@@ -360,3 +360,25 @@ def test_issue12_kind6_repeated_key_in_a_config_file_is_one_line(tmp_path: Path,
         "line 7: key 'signed_identities' repeated in one mapping (first at line 3); keep one"
     )
     assert SECRET not in line
+
+
+@pytest.mark.parametrize(
+    "header_text",
+    [
+        '{"typ": "JWT", "alg": "HS256", "kid": "acme_2026", "x\\ud800": 1}',  # an ignored member's name
+        '{"typ": "JWT", "alg": "HS256", "kid": "acme_2026", "x": {"y\\udc80": [{"\\udfff": 2}]}}',  # nested
+        '{"typ": "JWT", "alg": "HS256", "kid": "acme_2026", "\\ud800": 1, "\\ud800": 2}',  # repeated (J1)
+    ],
+)
+def test_token_verify_header_member_name_with_a_lone_surrogate_is_the_process_verdict(
+    config_file: str, header_text: str
+) -> None:
+    """Review of issue 12 (J2, DESIGN §7): a header member *name* holding an escaped unpaired
+    surrogate was accepted by `process` but gave a dead letter in `token verify` (its trace
+    printed the header with json.dumps, which refuses a name that is not text)."""
+    token = make_token(header_text=header_text)
+    assert _process_verdict(config_file, token) == "accepted"
+    result = _verify(config_file, token)
+    assert _verify_verdict(result) == "accepted"
+    (shown,) = [line for line in result.stdout.decode("ascii").splitlines() if "V4 structure" in line]
+    assert "not valid Unicode: unpaired surrogate" in shown  # the name, shown escaped

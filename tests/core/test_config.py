@@ -291,10 +291,90 @@ def test_the_same_key_in_different_mappings_and_merge_keys_are_fine() -> None:
     assert [m.to for m in spec.communities[1].mappings] == ["identity_group.notes", "identity_group.company"]
 
 
+_KEYED = f"jwt_keys: [{{kid: k, hmac_secret: '{SECRET}'}}]"
+
+
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        (  # a mapping written inline after `<<` is never constructed on its own
+            "communities:\n  - <<: {signed_identities: require, signed_identities: reject}\n"
+            f"    id: a\n    {_KEYED}\n",
+            "line 2: key 'signed_identities' repeated in one mapping",
+        ),
+        (
+            "communities:\n  - <<: [{id: x}, {signed_identities: require, signed_identities: reject}]\n"
+            f"    id: a\n    {_KEYED}\n",
+            "line 2: key 'signed_identities' repeated in one mapping",
+        ),
+        (  # two merged mappings give the same key: which wins differs between YAML readers
+            "communities:\n  - <<: [{signed_identities: reject}, {signed_identities: require}]\n"
+            f"    id: a\n    {_KEYED}\n",
+            "line 2: key 'signed_identities' comes from more than one merged mapping",
+        ),
+        (
+            "communities:\n  - &r {id: r, signed_identities: reject}\n"
+            f"  - &q {{id: q, signed_identities: require, {_KEYED}}}\n"
+            "  - <<: [*r, *q]\n    id: a\n",
+            "line 4: key 'id' comes from more than one merged mapping",
+        ),
+    ],
+)
+def test_review_a_key_repeated_through_merge_keys_is_refused(text: str, problem: str) -> None:
+    """Review of issue 12, kind 6 (DESIGN §5): `<<: {signed_identities: require,
+    signed_identities: reject}` was accepted in reject mode (the inline merged mapping was never
+    checked), and `<<: [*reject, *require]` ran in require mode, where YAML's merge gives the
+    first mapping precedence (PyYAML 6.0.4 decides by string identity). One line, no winner."""
+    (line,) = _problems(text)
+    assert line.startswith(problem), line
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "communities:\n  - <<: {? [a]: 1}\n    id: a\n",
+        "communities:\n  - <<: [{b: 2}, {? [a]: 1}]\n    id: a\n",
+    ],
+)
+def test_review_an_unhashable_key_in_a_merged_mapping_is_one_line(text: str) -> None:
+    """The merge checks above must not turn PyYAML's own refusal into a TypeError."""
+    (line,) = _problems(text)
+    assert "found unhashable key" in line
+
+
+def test_review_merge_keys_keep_their_meaning() -> None:
+    """A key written in the mapping overrides a merged one; a merged mapping whose own merge is
+    overridden gives its override, wherever it is merged again."""
+    text = (
+        f"communities:\n  - &a\n    <<: {{signed_identities: reject}}\n    id: a\n"
+        f"    signed_identities: require\n    {_KEYED}\n"
+        "  - <<: *a\n    id: b\n  - <<: *a\n    id: c\n    signed_identities: reject\n"
+    )
+    modes = {c.id: c.signed_identities.value for c in parse_yaml(text).communities}
+    assert modes == {"a": "require", "b": "require", "c": "reject"}
+
+
 def test_a_repeated_key_shaped_like_a_secret_is_not_echoed() -> None:
     text = f"communities: []\n'{SECRET}': 1\n'{SECRET}': 2\n"
     (problem,) = _problems(text)
     assert SECRET not in problem and problem.startswith("line 3: key (a key shaped like a secret) repeated")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"communities:\n  - id: c\n    jwt_keys:\n      - kid: k\n        '{SECRET}': hmac_secret\n",
+        f"communities:\n  - id: c\n    signed_identities: reject\n    hmac_secret={SECRET}: 1\n",
+        f"'{SECRET}':\n  - 1\n",
+        "communities: []\n123456789012345678901234: 1\n123456789012345678901234: 2\n",  # a YAML int
+    ],
+)
+def test_review_an_unknown_key_shaped_like_a_secret_is_not_echoed(text: str) -> None:
+    """Review of issue 12: a secret pasted as a key (the key and value swapped) was echoed in
+    the location of "Extra inputs are not permitted" (secrets never appear in error messages)."""
+    (problem,) = _problems(text)
+    assert SECRET not in problem and "(a key shaped like a secret)" in problem, problem
+    assert "123456789012345678901234" not in problem
 
 
 def test_issue12_kind6_a_pem_value_with_two_public_keys_is_refused() -> None:
@@ -319,6 +399,22 @@ def test_issue12_kind6_a_pem_value_with_two_public_keys_is_refused() -> None:
 def test_a_pem_value_holds_exactly_one_public_key(spoil: Any) -> None:
     pem, other = public_pem(rsa_private()), public_pem(rsa_private(2048, 1))
     _problems(_one(kid="k", rsa_public_key=spoil(pem, other)))
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda pem: pem.replace("PUBLIC KEY", "RSA PUBLIC KEY"),  # an SPKI body under the PKCS#1 label
+        lambda pem: pem.replace("-----\n", "-----\nProc-Type: 4,ENCRYPTED\n\n", 1),  # a header line
+    ],
+)
+def test_review_a_pem_value_is_read_as_the_store_reads_it(spoil: Any) -> None:
+    """Review of issue 12, kind 6 (one reading everywhere, DESIGN §5): `cryptography` read an SPKI
+    body under `BEGIN RSA PUBLIC KEY` and skipped PEM header lines, so `process --config` ran
+    with a key that `config apply` and `keys add` then could not store (the database's CHECK
+    refuses it). The body must be exactly the key's DER in the form its label names."""
+    (problem,) = _problems(_one(kid="k", rsa_public_key=spoil(public_pem(rsa_private()))))
+    assert "rsa_public_key must be the key alone" in problem, problem
 
 
 # ---------------------------------------------------------------- issue 12, kind 7: S1 in the spec

@@ -314,6 +314,19 @@ def test_j4_integer_of_judges_the_text() -> None:
     assert isinstance(read("0.5"), JsonFloat)
 
 
+@pytest.mark.parametrize("zero", ["0e21", "0E+400", "-0.0e999", "0.000e-5"])
+def test_review_j4_zero_with_any_exponent_is_the_integer_0(verdict: Any, zero: str) -> None:
+    """Review of issue 12, kind 3 (J4: judged from the text, exactly): `0e21` denotes the
+    integer 0, but its exponent alone made it "not an integer": `nbf`/`iat` of `0e400` (long
+    past) refused a valid token, and `exp` of `0e21` was invalid_exp instead of token_expired."""
+    assert integer_of(read_object('{"v": ' + zero + "}")["v"]) == 0  # type: ignore[index]
+    base = json.dumps(good_claims(iat=...))
+    assert verdict(make_token(payload_text=_with(base, "nbf", zero))) == "accepted"
+    assert verdict(make_token(payload_text=_with(base, "iat", zero))) == "accepted"
+    expired = _with(json.dumps(good_claims(exp=...)), "exp", zero)
+    assert verdict(make_token(payload_text=expired)) == "token_expired"
+
+
 # ---------------------------------------------------------------- kind 4: nesting (J3)
 
 

@@ -394,3 +394,62 @@ async def test_s1_a_community_stored_before_0002_still_loads_until_it_is_changed
     assert communities["acme"].mode.value == "require" and not communities["acme"].keys
     await _s1_refuses(store_url, "UPDATE communities SET leeway_seconds = 5")
     await _commit(store_url, ADD_KEY)
+
+
+@pytest.mark.parametrize(
+    "first,second",
+    [
+        ("DELETE FROM jwt_keys WHERE kid = 'k1'", "DELETE FROM jwt_keys WHERE kid = 'k2'"),
+        ("UPDATE communities SET signed_identities = 'require'", "DELETE FROM jwt_keys"),
+    ],
+)
+async def test_review_s1_two_concurrent_transactions_cannot_each_remove_one_of_two_keys(
+    store_url: str, first: str, second: str
+) -> None:
+    """Review of issue 12, kind 7 (S1 in the database): two transactions that each removed one
+    of a require community's two keys (or one switched it to require while the other removed
+    its only key) both passed the check, each seeing the other's row, and both committed: a
+    require community with no key (write skew). The checks run at statement end here
+    (SET CONSTRAINTS IMMEDIATE) to make the interleaving certain; at COMMIT the window is the
+    same, only narrower."""
+    if second == "DELETE FROM jwt_keys":
+        await _commit(store_url, ACME_REJECT, ADD_KEY)
+    else:
+        await _commit(store_url, ACME_REQUIRE, ADD_KEY, ADD_K2)
+    one, two = await asyncpg.connect(store_url), await asyncpg.connect(store_url)
+    try:
+        for conn in (one, two):
+            await conn.execute("BEGIN; SET CONSTRAINTS ALL IMMEDIATE")
+        await one.execute(first)
+        waiting = asyncio.create_task(two.execute(second))
+        await asyncio.sleep(0.5)  # the second's check is under way (it waits for the first, with the fix)
+        await one.execute("COMMIT")
+        with pytest.raises(asyncpg.CheckViolationError) as refused:
+            await waiting
+        assert refused.value.constraint_name == "communities_require_key"
+        await two.execute("ROLLBACK")
+        row = await one.fetchrow(
+            "SELECT signed_identities, (SELECT count(*) FROM jwt_keys) AS keys FROM communities"
+        )
+        assert row is not None and (row["signed_identities"], row["keys"]) == ("require", 1)
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_review_s1_one_transaction_may_write_many_communities(store_url: str) -> None:
+    """The S1 check's per-community lock must not take a slot of the shared lock table (an
+    advisory lock per community failed with "out of shared memory" at about 25 000 communities
+    written in one transaction, as `config apply` of a large export does)."""
+    count = 30_000
+    await _commit(
+        store_url,
+        f"INSERT INTO communities (id) SELECT 'c' || g FROM generate_series(1, {count}) g",
+        "INSERT INTO jwt_keys (community_id, kid, alg, hmac_secret) "
+        f"SELECT 'c' || g, 'k', 'HS256', '{SECRET}' FROM generate_series(1, {count}) g",
+    )
+    conn = await asyncpg.connect(store_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM jwt_keys") == count
+    finally:
+        await conn.close()

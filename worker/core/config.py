@@ -328,9 +328,12 @@ def format_validation_error(error: ValidationError) -> list[str]:
     """One line per problem: where, then what. Never the offending value (it may be a secret)."""
     lines = []
     for item in error.errors(include_input=False, include_url=False):
+        # A location names the input's own keys too (an unknown one is an error): a secret
+        # pasted as a key must not be echoed either.
+        parts = [_SECRET_SHAPED_KEY if _SECRET_SHAPED.search(str(p)) else p for p in item["loc"]]
         where = "".join(
             f"[{part}]" if isinstance(part, int) else (f".{part}" if i else str(part))
-            for i, part in enumerate(item["loc"])
+            for i, part in enumerate(parts)
         )
         message = item["msg"].removeprefix("Value error, ")
         lines.append(f"{where}: {message}" if where else message)
@@ -355,30 +358,74 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's safe loader, except that a key repeated in one mapping is an error (DESIGN §5).
 
     PyYAML keeps the last silently: a `signed_identities: reject` pasted under a `require` line
-    would switch signatures off without a word. Merge keys (`<<`) keep YAML's meaning."""
+    would switch signatures off without a word. Merge keys (`<<`) keep YAML's meaning: a key
+    written in the mapping overrides a merged one. A key that two merged mappings both give is
+    refused (which one wins differs between YAML readers; PyYAML 6.0.4 even decides by string
+    identity), and so is a key repeated in a mapping written inline after `<<` (never
+    constructed on its own, it reaches the result only through flattening)."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()  # mapping nodes already checked (flattening mutates them)
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # Every mapping comes here first, before flattening splices merged pairs into it: the ones
+        # constructed (SafeConstructor.construct_mapping) and the ones a `<<` names (recursion).
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            self._refuse_repeats(node.value)
+            self._refuse_merge_overlaps(node.value)
+        super().flatten_mapping(node)
+
+    def _refuse_repeats(self, pairs: list[tuple[yaml.Node, yaml.Node]]) -> None:
         first_line: dict[Any, int] = {}
-        for key_node, _ in node.value:
+        for key_node, _ in pairs:
             # A merge key (`<<`) is not constructed; it may appear once like any other key.
-            merge = key_node.tag == "tag:yaml.org,2002:merge"
+            merge = key_node.tag == _MERGE_TAG
             key = "<<" if merge else self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             try:
                 earlier = first_line.get(key)
             except TypeError:  # an unhashable key: SafeLoader refuses it with its own message
-                break
+                return
             if earlier is not None:
                 where = f"line {line}: key {_key_name(key)}"
                 raise ConfigError([f"{where} repeated in one mapping (first at line {earlier}); keep one"])
             first_line[key] = line
-        return super().construct_mapping(node, deep)
+
+    def _refuse_merge_overlaps(self, pairs: list[tuple[yaml.Node, yaml.Node]]) -> None:
+        for key_node, value_node in pairs:
+            if key_node.tag != _MERGE_TAG:
+                continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            given: set[Any] = set()
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    return  # SafeLoader refuses it with its own message
+                self.flatten_mapping(source)
+                keys = [self.construct_object(k, deep=True) for k, _ in source.value]
+                try:
+                    repeated = [key for key in keys if key in given]
+                    given.update(keys)
+                except TypeError:  # an unhashable key: SafeLoader refuses it with its own message
+                    return
+                if repeated:
+                    line = key_node.start_mark.line + 1
+                    where = f"line {line}: key {_key_name(repeated[0])}"
+                    raise ConfigError([f"{where} comes from more than one merged mapping; keep one"])
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+_SECRET_SHAPED = re.compile(r"[0-9a-f]{24}")
+_SECRET_SHAPED_KEY = "(a key shaped like a secret)"
 
 
 def _key_name(key: object) -> str:
     text = repr(key)
-    if isinstance(key, str) and re.search(r"[0-9a-f]{24}", key):
-        return "(a key shaped like a secret)"  # never echo what may be a secret
+    if _SECRET_SHAPED.search(str(key)):  # an all-digit secret written unquoted is a YAML int
+        return _SECRET_SHAPED_KEY  # never echo what may be a secret
     return text if len(text) <= 66 else text[:63] + "..."
 
 

@@ -174,6 +174,8 @@ def integer_of(value: object) -> int | None:
             exact = Decimal(value.text)
         except InvalidOperation:  # pragma: no cover - the scanner only passes JSON numbers
             return None
+        if exact.is_zero():  # `0e400` denotes 0, however large its exponent
+            return 0
         if not exact.is_finite() or exact.adjusted() > 20:  # far past any date: no huge ints
             return None
         return int(exact) if exact == exact.to_integral_value() else None

@@ -8,6 +8,8 @@ per-event path never calls).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import re
 import warnings
@@ -17,6 +19,7 @@ from typing import Any, Final, Literal
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import PublicFormat
 from jwt.algorithms import Algorithm, HMACAlgorithm, RSAAlgorithm
 
 AlgName = Literal["HS256", "RS256"]
@@ -87,6 +90,21 @@ def load_rsa_public_key(pem: str) -> RSAPublicKey:
         raise InvalidKey("rsa_public_key is not a readable PEM public key") from None
     if not isinstance(key, RSAPublicKey):
         raise InvalidKey("rsa_public_key is not an RSA key")
+    # `cryptography` also reads an SPKI body under the PKCS#1 label and skips header lines
+    # (`Proc-Type: ...`), which the store's CHECK refuses: one reading everywhere (§5), so the
+    # body must be exactly this key's DER in the form its label names.
+    form = (
+        PublicFormat.PKCS1 if text.startswith(_PUBLIC_PEM_HEADERS[1]) else PublicFormat.SubjectPublicKeyInfo
+    )
+    try:
+        body = base64.b64decode("".join("".join(text.splitlines()[1:-1]).split()), validate=True)
+    except binascii.Error:
+        body = b""
+    if body != key.public_bytes(serialization.Encoding.DER, form):
+        raise InvalidKey(
+            "rsa_public_key must be the key alone: a label that matches its form "
+            "(BEGIN PUBLIC KEY for SPKI, BEGIN RSA PUBLIC KEY for PKCS#1), no header lines"
+        )
     if key.key_size < RSA_MIN_BITS:
         raise InvalidKey(f"rsa_public_key has {key.key_size} bits; at least {RSA_MIN_BITS} required")
     return key

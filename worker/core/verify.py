@@ -273,7 +273,18 @@ def read_signed_identity(payload: dict[str, Any]) -> dict[str, Any] | Rejected:
 
 def _shown(header: dict[Any, Any]) -> str:
     # `repr` for what is not JSON text (InvalidText, LongInteger): ASCII, never a lone surrogate.
-    return short(json.dumps(header, default=repr), 200)
+    return short(json.dumps(_named(header), default=repr), 200)
+
+
+def _named(value: object) -> object:
+    """`value` with member names that are not text (J2: `InvalidText`) as their repr: json.dumps
+    applies `default` to values only, and raised on such a name (`token verify` then gave a
+    dead letter where `process` gives the verdict). Headers nest at most 32 levels (J3)."""
+    if type(value) is dict:
+        return {(name if type(name) is str else repr(name)): _named(item) for name, item in value.items()}
+    if type(value) is list:
+        return [_named(item) for item in value]
+    return value
 
 
 # ---------------------------------------------------------------- composition

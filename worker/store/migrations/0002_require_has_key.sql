@@ -9,6 +9,9 @@
 -- are refused as before) until its row or its keys change, and that change must fix it.
 -- TRUNCATE fires no row trigger: emptying jwt_keys while a community still requires signed
 -- identities is refused at once (TRUNCATE communities CASCADE, which empties both, is fine).
+-- Concurrent checks of one community are serialized (see the function), so two
+-- transactions cannot each remove "one of two" keys; under REPEATABLE READ a writer's snapshot
+-- predates the other's commit: run such writers at READ COMMITTED (the default) or SERIALIZABLE.
 -- The violation is raised as a check_violation naming the constraint `communities_require_key`,
 -- which the admin commands turn into one line by name (worker/store/db.py).
 
@@ -24,6 +27,16 @@ BEGIN
         cid := NEW.id;
     ELSE
         cid := OLD.community_id;
+    END IF;
+    -- S1 spans two tables: unlocked, two transactions that each remove one of a community's two
+    -- keys (or one switches it to require while the other removes its key) both see the other's
+    -- row still there and both commit (write skew). The community's row lock, held to the end of
+    -- the transaction, serializes them: the second waits, and its check below (a new snapshot
+    -- under READ COMMITTED) sees the first's commit. A row lock lives in the row: an advisory lock
+    -- per community would fill the shared lock table when one transaction writes some 25 000
+    -- communities (config apply of a large export: "out of shared memory").
+    IF cid IS NOT NULL THEN
+        PERFORM 1 FROM communities WHERE id = cid FOR NO KEY UPDATE;
     END IF;
     SELECT c.id INTO keyless FROM communities c
     WHERE (cid IS NULL OR c.id = cid) AND c.signed_identities = 'require'
