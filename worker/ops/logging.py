@@ -1,8 +1,8 @@
 """Structured JSON logs on stderr (DESIGN §7): one object per line, never a secret or a token.
 
 Every string value passes `scrub`: `core.redaction.redact` (token-shaped and HMAC-secret-shaped
-text is replaced) and `redact_dsn` (a URL/DSN loses its password and secret parameters). aiokafka's own stdlib
-logs go through the same renderer.
+text is replaced) and `redact_dsn` (a URL/DSN loses its password and secret parameters).
+aiokafka's own stdlib logs go through the same renderer.
 """
 
 from __future__ import annotations
