@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from .java_peer import JavaPeer
 from .worker_harness import Store, cli, community_yaml
 
 
@@ -24,3 +25,9 @@ def store(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Store:
     cli("db", "migrate", env=store.env())
     cli("config", "apply", str(config), env=store.env())
     return store
+
+
+@pytest.fixture(scope="session")
+def java_peer(tmp_path_factory: pytest.TempPathFactory) -> JavaPeer:
+    """The Kafka Java client (TxnPeer.java), compiled once for the session."""
+    return JavaPeer.compile(tmp_path_factory.mktemp("java"))

@@ -65,6 +65,11 @@ class PrivateBroker:
                 break
             time.sleep(0.2)
 
+    def add_config(self, lines: str) -> None:
+        """Append to server.properties: read by the next `restart` (stop the broker first)."""
+        properties = self._kafka_dir() / "server.properties"
+        properties.write_text(properties.read_text() + "\n" + lines + "\n")
+
     def restart(self, timeout: float = 120) -> None:
         kafka = self._kafka_dir()
         version = (kafka / "version").read_text().strip()
@@ -101,9 +106,10 @@ class PrivateBroker:
             time.sleep(0.3)
 
     def destroy(self) -> None:
+        """Kill the broker (its data is deleted with it: no clean shutdown to wait for)."""
         try:
             if (self._kafka_dir() / "pid").exists() and _alive(self.pid()):
-                self.stop(timeout=20)
+                self.stop(timeout=0)
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -5,7 +5,6 @@ switch in production code).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,11 +14,9 @@ import pytest
 from worker.core.config import ConfigUnavailable, load_config_file
 from worker.core.pipeline import Output, Source
 from worker.runtime.decide import pipeline_processor
-from worker.runtime.member import Member
-from worker.runtime.service import serve
 from worker.settings import load_settings
 
-from .worker_harness import Outputs, community_yaml, new_topics, produce, raw_event, sign
+from .worker_harness import Outputs, community_yaml, in_process_worker, new_topics, produce, raw_event, sign
 
 pytestmark = pytest.mark.integration
 
@@ -51,24 +48,13 @@ async def test_poison_record_goes_to_the_dlq_after_bounded_attempts_and_later_re
     values += [raw_event(f"after-{i}", "acme", now, signed_identity=token) for i in range(50)]
     inputs = await produce(kafka_bootstrap, topics.raw, [(b"k", v, [("h", b"1")]) for v in values])
 
-    settings = load_settings(
-        bootstrap_servers=kafka_bootstrap,
-        config_file=config,
-        group_id=topics.raw,
-        metrics_port=0,
-        progress_interval_seconds=0,
-        **topics.settings(),
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(serve(settings, processor=processor, stop=stop, handle_signals=False))
-    try:
-        async with Outputs(kafka_bootstrap, topics) as outputs:
-            await outputs.wait_for(len(values), 60)
-            await outputs.settle(0.5)
-    finally:
-        stop.set()
-        code = await asyncio.wait_for(worker, 30)
-    assert code == 0
+    settings = load_settings()
+    async with (
+        in_process_worker(kafka_bootstrap, topics, config, processor=processor),
+        Outputs(kafka_bootstrap, topics) as outputs,
+    ):
+        await outputs.wait_for(len(values), 60)
+        await outputs.settle(0.5)
     assert outputs.check_exactly_once(inputs) == (0, 0)
     dead = [(topic, record, data) for topic, record, data in outputs.records if topic == topics.dlq]
     assert len(dead) == 1
@@ -104,42 +90,20 @@ async def test_configuration_unavailable_makes_records_wait_never_a_verdict(
     names = ["before-0", "before-1"] + [f"during-{i}" for i in range(20)]
     values = [raw_event(name, "acme", now, signed_identity=token) for name in names]
     inputs = await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in values])
-    settings = load_settings(
-        bootstrap_servers=kafka_bootstrap,
-        config_file=config,
-        group_id=topics.raw,
-        metrics_port=0,
-        progress_interval_seconds=0,
-        retry_backoff_max_ms=500,
-        **topics.settings(),
-    )
-    stop = asyncio.Event()
-    members: list[Member] = []
-    worker = asyncio.create_task(
-        serve(
-            settings,
-            processor=processor,
-            stop=stop,
-            handle_signals=False,
-            on_ready=lambda m, _: members.append(m),
-        )
-    )
-    try:
-        async with Outputs(kafka_bootstrap, topics) as outputs:
-            await outputs.wait_for(2, 60)
-            await outputs.settle(3.0)
-            assert len(outputs.by_source) == 2, "nothing is published for records that wait"
-            retries = (
-                members[0].metrics.infrastructure_retries.labels("store", "ConfigUnavailable")._value.get()
-            )
-            assert retries >= 2
-            outage = False
-            await outputs.wait_for(len(values), 30)
-            await outputs.settle(1.0)
-    finally:
-        stop.set()
-        code = await asyncio.wait_for(worker, 30)
-    assert code == 0
+    async with (
+        in_process_worker(
+            kafka_bootstrap, topics, config, processor=processor, retry_backoff_max_ms="500"
+        ) as member,
+        Outputs(kafka_bootstrap, topics) as outputs,
+    ):
+        await outputs.wait_for(2, 60)
+        await outputs.settle(3.0)
+        assert len(outputs.by_source) == 2, "nothing is published for records that wait"
+        retries = member.metrics.infrastructure_retries.labels("store", "ConfigUnavailable")._value.get()
+        assert retries >= 2
+        outage = False
+        await outputs.wait_for(len(values), 30)
+        await outputs.settle(1.0)
     assert outputs.check_exactly_once(inputs) == (0, 0)
     assert [data["event_id"] for _, _, data in outputs.records] == names
     assert {data["outcome"] for _, _, data in outputs.records} == {"enriched"}

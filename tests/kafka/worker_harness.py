@@ -76,9 +76,15 @@ class Topics:
         }
 
 
-async def new_topics(bootstrap: str, prefix: str, partitions: int) -> Topics:
+async def new_topics(
+    bootstrap: str, prefix: str, partitions: int, *, raw_config: dict[str, str] | None = None
+) -> Topics:
     topics = Topics(f"{prefix}.raw", f"{prefix}.enriched", f"{prefix}.rejected", f"{prefix}.dlq")
-    await create_topics(bootstrap, {name: partitions for name in (topics.raw, *topics.outputs)})
+    await create_topics(
+        bootstrap,
+        {name: partitions for name in (topics.raw, *topics.outputs)},
+        {topics.raw: raw_config or {}},
+    )
     return topics
 
 
@@ -251,6 +257,20 @@ def every_reason(acme: str, shop: str, now: float) -> list[Case]:
             "invalid_claims",
         ),
     ]
+
+
+def signed_events(prefix: str, count: int, community_id: str = "acme") -> list[bytes]:
+    """`count` valid signed events named `prefix-i` (one HS256 token, kid hs_1)."""
+    now = time.time()
+    token = sign({"uuid": "v", "exp": int(now) + 7200}, kid="hs_1")
+    return [raw_event(f"{prefix}-{i}", community_id, now, signed_identity=token) for i in range(count)]
+
+
+def communities_file(tmp: Path) -> Path:
+    """`community_yaml("acme", "shop")` written to a file, for `run --config` (no store)."""
+    config = tmp / "communities.yaml"
+    config.write_text(community_yaml("acme", "shop"))
+    return config
 
 
 def stream_values(acme: str, count: int, now: float, *, unique_tokens: int = 1000) -> list[bytes]:
@@ -429,3 +449,74 @@ async def wait_ready(worker: WorkerProcess, timeout: float = 60) -> None:
                 return
         await asyncio.sleep(0.2)
     raise AssertionError(f"worker not ready after {timeout} s:\n{worker.tail()}")
+
+
+# ------------------------------------------------------------------- in-process worker
+
+
+@contextlib.asynccontextmanager
+async def in_process_worker(
+    bootstrap: str, topics: Topics, config: Path, *, processor: Any = None, **overrides: Any
+) -> Any:
+    """The real runtime (`serve`) in this process, communities from `config` (no store), with
+    the production processor or `processor` (a poison record, an outage).
+
+    Yields the `Member` once it is ready; on exit stops it and checks it exited 0 (K6).
+    """
+    from worker.runtime.service import serve
+    from worker.settings import load_settings
+
+    settings = load_settings(
+        **{
+            "bootstrap_servers": bootstrap,
+            "config_file": config,
+            "group_id": topics.raw,
+            "metrics_port": 0,
+            "progress_interval_seconds": 0,
+            **topics.settings(),
+            **overrides,
+        }
+    )
+    stop = asyncio.Event()
+    ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    worker = asyncio.create_task(
+        serve(
+            settings,
+            processor=processor,
+            stop=stop,
+            handle_signals=False,
+            on_ready=lambda m, _: ready.set_result(m),
+        )
+    )
+    done, _ = await asyncio.wait({worker, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if ready not in done:
+        stop.set()
+        raise AssertionError(f"worker did not start: {worker.result() if worker.done() else 'timeout'}")
+    try:
+        yield ready.result()
+    finally:
+        stop.set()
+        code = await asyncio.wait_for(worker, 30)
+    assert code == 0, f"worker exited {code}"
+
+
+def kcat_produce(
+    bootstrap: str,
+    topic: str,
+    values: list[bytes],
+    *,
+    partition: int = 0,
+    codec: str = "none",
+    headers: tuple[bytes, ...] = (),
+    key: bytes = b"k",
+) -> None:
+    """Produce with kcat (librdkafka, a producer nobody on the project wrote), one run, in order.
+
+    `headers` are raw `name=value` bytes given to every record (kcat's -H: any bytes).
+    """
+    command: list[str | bytes] = ["kcat", "-P", "-b", bootstrap, "-t", topic, "-p", str(partition)]
+    command += ["-z", codec, "-K", "\t", "-X", "linger.ms=50"]
+    for header in headers:
+        command += [b"-H", header]
+    data = b"".join(key + b"\t" + value + b"\n" for value in values)
+    subprocess.run(command, input=data, check=True, timeout=60, capture_output=True)

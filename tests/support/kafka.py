@@ -38,13 +38,21 @@ def worker_env(bootstrap: str) -> dict[str, str]:
     return {"KAFKA_BOOTSTRAP_SERVERS": str(bootstrap), **getattr(bootstrap, "env", {})}
 
 
-async def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Create topics ({name: partitions}, replication factor 1) and wait until they exist."""
+async def create_topics(
+    bootstrap: str, topics: dict[str, int], configs: dict[str, dict[str, str]] | None = None
+) -> None:
+    """Create topics ({name: partitions}, replication factor 1, `configs` by name) and wait
+    until they exist."""
     admin = AIOKafkaAdminClient(**client_options(bootstrap))
     await admin.start()
     try:
         await admin.create_topics(
-            [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items()]
+            [
+                NewTopic(
+                    name, num_partitions=n, replication_factor=1, topic_configs=(configs or {}).get(name)
+                )
+                for name, n in topics.items()
+            ]
         )
         deadline = time.monotonic() + 30
         while not set(topics) <= set(await admin.list_topics()):

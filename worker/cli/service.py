@@ -127,7 +127,9 @@ def topics_create(partitions: int, replication_factor: int, timeout: float, **na
 @click.option("--progress-interval", "progress_interval_seconds", type=float, help="seconds; 0 = off [5]")
 def run(**flags: Any) -> None:
     """Consume raw identities, verify them and publish enriched identities, rejections or dead
-    letters (exactly once by default). SIGTERM/SIGINT finish the current batch and exit 0."""
+    letters (exactly once by default). SIGTERM/SIGINT finish the current batch and exit 0;
+    a misconfiguration (not authorized, a topic missing, ...) exits 3 with one line, nothing
+    committed (docs/fault-model.md)."""
     from worker.runtime.processes import run_one, run_processes
 
     try:

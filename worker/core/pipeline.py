@@ -317,6 +317,12 @@ def _malformed(value: bytes | None, detail: str, source: Source | None, now: flo
     )
 
 
+def unreadable_event(value: bytes | None, problem: str, *, now: float, source: Source | None) -> Output:
+    """K9: one `malformed_event` for a record the Kafka client could not decode (`problem`: why,
+    one line), echoing whatever of its value could be read."""
+    return _malformed(value, f"the record cannot be decoded: {problem}", source, now)
+
+
 def _refused(
     value: bytes,
     event: RawEvent,

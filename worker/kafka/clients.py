@@ -1,7 +1,8 @@
 """Factories of the aiokafka clients the worker uses, configured for K2 from `Settings`.
 
-- The consumer never auto-commits; it reads `read_committed` under exactly-once (K2) so a
-  worker chained behind another transactional producer never sees aborted records.
+- The consumer never auto-commits; it reads `read_committed` in every mode (K11), so records
+  of an aborted upstream transaction are never answered, and it reads every record through
+  `worker.kafka.fetched` (K9: a record the client cannot decode becomes an `UnreadableRecord`).
 - exactly_once: a transactional producer (idempotent by construction), one unique
   `transactional_id` per member (K5), a short `transaction_timeout_ms`.
 - at_least_once: an idempotent producer, acks=all.
@@ -15,22 +16,23 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
 
+from worker.kafka import fetched
 from worker.kafka.security import security_options
 from worker.settings import Guarantee, KafkaSettings, Settings
 
 
 def make_consumer(settings: Settings, *, listener: ConsumerRebalanceListener | None = None) -> Any:
     """A group member subscribed to the input topic (K7); offsets are committed by the runtime."""
+    fetched.install()  # K9: no record the client cannot decode raises out of getmany
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.client_id}-{settings.member_index}",
         group_id=settings.group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        isolation_level=(
-            "read_committed" if settings.guarantee is Guarantee.EXACTLY_ONCE else "read_uncommitted"
-        ),
+        isolation_level="read_committed",  # K11, whatever the guarantee
         max_poll_records=settings.batch_size,
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
@@ -80,3 +82,17 @@ def make_admin(settings: KafkaSettings) -> Any:
         request_timeout_ms=settings.request_timeout_ms,
         **security_options(settings),
     )
+
+
+def fetch_position(consumer: Any, tp: TopicPartition) -> int | None:
+    """The consumer's position on `tp` now, without a round trip; None while it is unknown.
+
+    It is past every record `getmany` returned and past the control records and aborted
+    batches that followed them (K11), never past a record not yet returned.
+    """
+    subscription = consumer._subscription.subscription  # aiokafka 0.14 internals
+    assignment = subscription.assignment if subscription is not None else None
+    if assignment is None or tp not in assignment.tps:
+        return None
+    state = assignment.state_value(tp)
+    return int(state.position) if state.has_valid_position else None

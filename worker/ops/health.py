@@ -1,4 +1,4 @@
-"""Liveness and readiness (DESIGN §7, K8, C3): what /healthz and /readyz answer."""
+"""Liveness and readiness (DESIGN §7, K8, K9, K10, C3): what /healthz and /readyz answer."""
 
 from __future__ import annotations
 
@@ -11,13 +11,19 @@ class Health:
     """Alive while the event loop answers; ready while Kafka and the store are both current.
 
     `kafka_error` is set by the runtime after an infrastructure fault and cleared by the next
-    successful round trip; `store_degraded` is read from the configuration cache (C3).
+    successful commit (not by a seek or a rewind: a commit that keeps failing keeps the worker
+    not ready); `store_degraded` is read from the configuration cache (C3); `waiting` lists the
+    partitions held at a record that must wait (K9), so a community whose stored rows cannot be
+    used shows here even while the store answers; `fatal` is set once a fatal
+    misconfiguration stops the worker (K10).
     """
 
     started: bool = False
     stopping: bool = False
     kafka_error: str | None = "not connected yet"
     store_degraded: Callable[[], bool] = lambda: False
+    waiting: Callable[[], list[str]] = list
+    fatal: str | None = None
     # Why outputs cannot be written, from the output topics as last read (K9), else None.
     outputs_problem: Callable[[], str | None] = lambda: None
 
@@ -29,6 +35,8 @@ class Health:
 
     def problems(self) -> list[str]:
         found = []
+        if self.fatal is not None:
+            found.append(f"fatal: {self.fatal}")
         if not self.started:
             found.append("starting")
         if self.stopping:
@@ -40,6 +48,7 @@ class Health:
             found.append(f"outputs: {outputs}")
         if self.store_degraded():
             found.append("store: degraded (serving the last loaded configuration)")
+        found.extend(f"waiting: {line}" for line in self.waiting())
         return found
 
     def ready(self) -> bool:

@@ -135,6 +135,21 @@ class Metrics:
             ["error"],
             registry=r,
         )
+        self.unreadable_records = Counter(
+            f"{PREFIX}_unreadable_records",
+            "Input records the Kafka client could not decode, answered with malformed_event (K9)",
+            registry=r,
+        )
+        self.partitions_waiting = Gauge(
+            f"{PREFIX}_partitions_waiting",
+            "Input partitions held at a record whose configuration cannot be read now (K9)",
+            registry=r,
+        )
+        self.rewinds = Counter(
+            f"{PREFIX}_rewinds",
+            "Seeks of every owned partition back to the committed offsets (K8)",
+            registry=r,
+        )
         self.rebalances = Counter(f"{PREFIX}_rebalances", "Partition revocations (K5)", registry=r)
         self.consumer_lag = Gauge(
             f"{PREFIX}_consumer_lag",

@@ -300,13 +300,16 @@ class TransactionalCommitter:
         self.routing = routing
         self.is_member = is_member
 
-    async def commit(self, producer: Any, consumer: Any, batch: list[Decided]) -> None:
+    async def commit(
+        self, producer: Any, consumer: Any, batch: list[Decided], offsets: dict[TopicPartition, int]
+    ) -> None:
+        """`offsets`: the next offset per input partition, past control records too (K11)."""
         await producer.begin_transaction()
 
-        async def offsets() -> None:
-            await producer.send_offsets_to_transaction(next_offsets(batch), self.group_id)
+        async def send_offsets() -> None:
+            await producer.send_offsets_to_transaction(offsets, self.group_id)
 
-        await _publish(producer, self.routing, batch, offsets)
+        await _publish(producer, self.routing, batch, send_offsets)
         if not self.is_member():
             raise MemberExpelled("the consumer group expelled this member; aborting its batch")
         await producer.commit_transaction()
@@ -322,6 +325,9 @@ class AcknowledgedCommitter:
     def __init__(self, routing: Routing) -> None:
         self.routing = routing
 
-    async def commit(self, producer: Any, consumer: Any, batch: list[Decided]) -> None:
+    async def commit(
+        self, producer: Any, consumer: Any, batch: list[Decided], offsets: dict[TopicPartition, int]
+    ) -> None:
+        """`offsets`: the next offset per input partition, past control records too (K11)."""
         await _publish(producer, self.routing, batch)
-        await consumer.commit(next_offsets(batch))
+        await consumer.commit(offsets)

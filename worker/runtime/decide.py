@@ -19,7 +19,7 @@ from typing import Protocol
 
 from worker.core.config import CommunityLookup, ConfigUnavailable
 from worker.core.contracts import Reason
-from worker.core.pipeline import Limits, Output, Source, dead_letter, process_event, redact
+from worker.core.pipeline import Limits, Output, Source, dead_letter, process_event, redact, unreadable_event
 from worker.core.tokencache import TokenCache
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
@@ -68,6 +68,18 @@ class Decider:
         the batch loop pays for a coroutine only on the rare `unknown_community`.
         """
         return self._attempts(value, source)
+
+    def unreadable(self, value: bytes | None, problem: str, source: Source) -> Output:
+        """K9: the one output of a record the client could not decode (worker.kafka.fetched)."""
+        self.metrics.unreadable_records.inc()
+        self._log.warning(
+            "record cannot be decoded",
+            problem=problem,
+            topic=source.topic,
+            partition=source.partition,
+            offset=source.offset,
+        )
+        return unreadable_event(value, problem, now=self.clock(), source=source)
 
     def needs_recheck(self, output: Output) -> bool:
         return output.reason is Reason.UNKNOWN_COMMUNITY and self.recheck_community is not None

@@ -4,15 +4,26 @@ Loop, one batch at a time:
 
 1. **Collect** (K4): `getmany` until `batch_size` records or `batch_linger_ms` after the
    first record, or until SIGTERM (K6: stop fetching) or a revocation.
-2. **Decide** under the batch lock: each record through `Decider` in partition order (K3).
-   A `ConfigUnavailable` (store down, community not cached) stops that partition at that
-   record: it waits (K8), the records before it are still published.
+   Records come through `worker.kafka.fetched`: one the client cannot decode is an
+   `UnreadableRecord` (K9), never an exception. A fetch fault is classified
+   (`worker.runtime.faults`, K10): fatal stops the worker; infrastructure keeps the records
+   collected so far (nothing was consumed past them: no rewind) and backs off.
+2. **Decide**: each record through `Decider` in partition order (K3); an unreadable record
+   gets its `malformed_event`. A `ConfigUnavailable` (store down, community not cached or
+   unusable) holds that partition at that record (`Waits`: paused, retried on its own
+   backoff); the records before it are still published and the other partitions go on (K9).
 3. **Commit** (K2): exactly_once — one transaction holding the outputs and the next input
-   offsets; at_least_once — outputs acknowledged, then offsets committed.
-4. **Recover** after any infrastructure fault (K8): abort, replace the producer (same
+   offsets; at_least_once — outputs acknowledged, then offsets committed. The offsets are
+   the consumer's positions, past control records and aborted batches (K11: a drained group
+   shows lag 0), also when a fetch returned only those.
+4. **Recover** after an infrastructure fault in a commit (K8): replace the producer (same
    transactional id: `InitProducerId` fences the old one and completes its transaction),
-   read the group's committed offsets and seek every partition there, then retry with
-   capped backoff. Nothing is skipped: the rewind happens before any further commit.
+   seek every partition to its committed offset, retry with capped backoff (slept outside
+   the batch lock). The offsets come from the worker's own last successful commit; only
+   after a commit whose outcome is unknown are they read from the group coordinator, once
+   the new producer has settled that transaction (a read right after a commit may return
+   the previous offset for a few ms: a duplicate). Nothing is skipped: the rewind happens
+   before any further commit.
 
 Rebalance (K5): `on_partitions_revoked` bumps the generation (a batch collected before it is
 dropped: its records are fetched again from the committed offsets) and takes the batch lock,
@@ -30,8 +41,9 @@ The member's transactional id is unique per process (two live members never fenc
 other); a crashed member's open transaction is therefore ended by the timeout, not by a
 successor. OffsetFetch is version 3, without `require_stable`: a new owner could read the
 offsets of a transaction whose markers are still being written, hence `_settle` on
-revocation and on shutdown. `seek_to_committed` skips offset 0 and "no commit"; `_rewind`
-seeks itself. Listener exceptions are swallowed by aiokafka, so the listener never raises.
+revocation and on shutdown, and `_rewind` prefers the offsets it committed itself.
+`seek_to_committed` skips offset 0 and "no commit"; `_rewind` seeks itself. Listener
+exceptions are swallowed by aiokafka, so the listener never raises.
 """
 
 from __future__ import annotations
@@ -44,13 +56,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import IllegalStateError
 from aiokafka.structs import TopicPartition
 
 from worker.core.config import ConfigUnavailable
 from worker.core.pipeline import Source
 from worker.kafka.clients import make_consumer, make_producer
-from worker.kafka.topics import existing_topics
+from worker.kafka.fetched import UnreadableRecord
+from worker.kafka.topics import TopicFacts, existing_topics
 from worker.ops.health import Health
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
@@ -58,24 +71,17 @@ from worker.runtime.backoff import Backoff
 from worker.runtime.commit import (
     AcknowledgedCommitter,
     Decided,
-    MemberExpelled,
     Routing,
     TransactionalCommitter,
-    next_offsets,
     unusable_output,
 )
 from worker.runtime.decide import Decider
+from worker.runtime.faults import FatalFault, Fault, classify, hint
+from worker.runtime.partitions import Offsets, Partitions
+from worker.runtime.waits import Waits
 from worker.settings import Guarantee, Settings
 
 T = TypeVar("T")
-
-# Faults of the infrastructure (K8): retried, never a verdict. Decided by type, not text.
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
-    KafkaError,
-    TimeoutError,
-    OSError,
-    MemberExpelled,
-)
 
 
 # While a transaction is in flight, a started batch checks this often whether it may close.
@@ -104,7 +110,6 @@ class Member:
             settings.transactional_id() if settings.guarantee is Guarantee.EXACTLY_ONCE else None
         )
         self.processed = 0  # records committed by this member (progress line)
-        self.committed: dict[TopicPartition, int] = {}  # next offset per partition (lag)
         self.clean = True  # False when the last batch could not commit before exit
         self._consumer: Any = None
         self._producer: Any = None
@@ -113,17 +118,20 @@ class Member:
         self._generation = 0
         self._needs_rewind = False
         self._replace_producer = False
+        self._offsets_unknown = False  # a commit failed: the coordinator's offsets are the truth
+        self._commit_failing = False  # the last commit failed: not ready until one succeeds
         self._unsettled = False  # a transaction committed since the last `_settle`
         self._kafka_backoff = Backoff(
             settings.retry_backoff_initial_ms / 1000, settings.retry_backoff_max_ms / 1000
         )
-        self._store_backoff = Backoff(
-            settings.retry_backoff_initial_ms / 1000, settings.retry_backoff_max_ms / 1000
-        )
+        waits = Waits(settings.retry_backoff_initial_ms / 1000, settings.retry_backoff_max_ms / 1000)
+        self.partitions = Partitions(waits, metrics)
+        self.committed = self.partitions.committed  # next offset per owned partition (lag, rewind)
         self._op_timeout = settings.request_timeout_ms / 1000 + 5
         # Past the transaction timeout the broker aborts the transaction anyway (and fences us).
         self._commit_timeout = settings.transaction_timeout_ms / 1000
         self._log = get_logger("identity-worker.runtime")
+        health.waiting = lambda: waits.describe(time.monotonic())
 
     # ------------------------------------------------------------------ start and stop
 
@@ -131,19 +139,12 @@ class Member:
         """Check the topics (fail fast), then join the group. Waits for Kafka up to the start-up timeout."""
         s = self.settings
         deadline = time.monotonic() + s.startup_timeout_seconds
-        backoff = Backoff(s.retry_backoff_initial_ms / 1000, min(5.0, s.retry_backoff_max_ms / 1000))
-        while True:
-            try:
-                counts = await asyncio.wait_for(existing_topics(s, s.all()), self._op_timeout)
-                break
-            except INFRASTRUCTURE_ERRORS as exc:
-                self._infra_fault("kafka", exc, "Kafka does not answer yet")
-                if time.monotonic() > deadline or stop.is_set():
-                    raise StartupError(
-                        f"Kafka at {s.bootstrap_servers} did not answer within "
-                        f"{s.startup_timeout_seconds:g} s ({type(exc).__name__})"
-                    ) from None
-                await backoff.sleep(stop)
+        counts: dict[str, TopicFacts] = {}
+
+        async def check_topics() -> None:
+            counts.update(await asyncio.wait_for(existing_topics(s, s.all()), self._op_timeout))
+
+        await self._retry_until(stop, deadline, "Kafka does not answer yet", check_topics)
         missing = [name for name in s.all() if name not in counts]
         if s.input_topic in missing:
             raise StartupError(
@@ -164,7 +165,12 @@ class Member:
             self._committer = TransactionalCommitter(s.group_id, routing, self._is_member)
         else:
             self._committer = AcknowledgedCommitter(routing)
-        self._consumer = make_consumer(s, listener=_Listener(self))
+        try:
+            self._consumer = make_consumer(s, listener=_Listener(self))
+        except Exception as exc:
+            if classify(exc) is not Fault.FATAL:
+                raise
+            raise StartupError(f"cannot read {s.input_topic}: {type(exc).__name__}: {hint(exc)}") from None
         await self._retry_until(stop, deadline, "joining Kafka", self._start_clients)
         self.health.kafka_ok()
         self._log.info(
@@ -214,20 +220,27 @@ class Member:
     async def _retry_until(
         self, stop: asyncio.Event, deadline: float, what: str, step: Callable[[], Awaitable[None]]
     ) -> None:
+        """Start-up: retry `step` on infrastructure faults until `deadline`; a fatal one ends it at once."""
         backoff = Backoff(self._kafka_backoff.initial, min(5.0, self._kafka_backoff.maximum))
         while True:
             try:
                 await step()
                 return
-            except INFRASTRUCTURE_ERRORS as exc:
-                self._infra_fault("kafka", exc, what)
+            except Exception as exc:
+                try:
+                    self._fault("kafka", exc, what)
+                except FatalFault as fatal:
+                    raise StartupError(str(fatal)) from None
                 if time.monotonic() > deadline or stop.is_set():
-                    raise StartupError(f"{what} failed: {type(exc).__name__}: {exc}"[:300]) from None
+                    raise StartupError(
+                        f"{what}: Kafka at {self.settings.bootstrap_servers} did not answer within "
+                        f"{self.settings.startup_timeout_seconds:g} s ({type(exc).__name__})"
+                    ) from None
                 await backoff.sleep(stop)
 
     async def close(self) -> None:
         """Settle the last transaction, leave the group (no revocation callback on stop), close."""
-        if self._producer is not None:
+        if self._producer is not None and self.health.fatal is None:
             await _quietly(self._settle(), self._op_timeout)
         if self._consumer is not None:
             await _quietly(self._consumer.stop(), self._op_timeout)
@@ -243,6 +256,7 @@ class Member:
         Pipelined: while batch n's transaction is in flight (`inflight`), batch n+1 is
         collected and decided; its transaction begins only once n's has ended, so one
         producer never holds two transactions and each partition's outputs stay in order (K3).
+        Raises `FatalFault` on a fatal misconfiguration (K10), after the batch in flight ended.
         """
         inflight: asyncio.Task[None] | None = None
         try:
@@ -252,40 +266,38 @@ class Member:
                     inflight = None
                     await self._rewind(stop)
                     continue
-                try:
-                    batch, generation = await self._collect(stop, inflight)
-                except INFRASTRUCTURE_ERRORS as exc:
-                    self._infra_fault("kafka", exc, "fetch failed")
-                    self._needs_rewind = True
-                    await self._kafka_backoff.sleep(stop)
-                    continue
-                if not batch:
-                    continue
+                self.partitions.resume_due(self._consumer)
+                batch, generation, fetch_fault = await self._collect(stop, inflight)
                 started = time.perf_counter()
-                decided, unavailable = await self._decide(batch)
-                await _finish(inflight)  # the previous transaction ends before this one begins
-                inflight = None
-                if generation != self._generation or self._needs_rewind:
-                    # Revoked or failed meanwhile. Records fetched after the new assignment have
-                    # already moved the consumer past them: seek back to the committed offsets, or
-                    # the next commit would skip this batch (K1, K5).
-                    self._needs_rewind = True
-                    continue
-                if decided:
-                    inflight = asyncio.create_task(self._commit(decided, generation, started, stop))
-                if unavailable is not None:
-                    await self._wait_for_store(unavailable, stop)
-                else:
-                    self._store_backoff.reset()
+                decided = await self._decide(batch) if batch else []
+                offsets = self.partitions.offsets(self._consumer, decided)
+                if decided or offsets:
+                    await _finish(inflight)  # the previous transaction ends before this one begins
+                    inflight = None
+                    if generation != self._generation or self._needs_rewind:
+                        # Revoked or failed meanwhile. Records fetched after the new assignment have
+                        # already moved the consumer past them: seek back to the committed offsets, or
+                        # the next commit would skip this batch (K1, K5).
+                        self._needs_rewind = True
+                        continue
+                    inflight = asyncio.create_task(self._commit(decided, offsets, generation, started, stop))
+                if fetch_fault and not batch:
+                    # Nothing fetched at all: back off. A fault of one partition (aiokafka raises
+                    # it only when no other partition has records ready) holds up nobody else.
+                    await self._kafka_backoff.sleep(stop)
         finally:
             await _finish(inflight)
 
-    async def _collect(self, stop: asyncio.Event, inflight: asyncio.Task[None] | None) -> tuple[Batch, int]:
+    async def _collect(
+        self, stop: asyncio.Event, inflight: asyncio.Task[None] | None
+    ) -> tuple[Batch, int, bool]:
         """K4: up to batch_size records, closing batch_linger_ms after the first one.
 
         A batch also closes as soon as there is nothing in flight to wait for: under light load
         a record does not sit out the linger (delay), under backlog the batch fills while the
-        previous transaction commits (throughput).
+        previous transaction commits (throughput). A fetch fault ends the batch with what was
+        collected (the consumer's positions never pass a record not returned): the third value
+        says the caller should back off. A fatal one raises `FatalFault`.
         """
         size = self.settings.batch_size
         linger = self.settings.batch_linger_ms / 1000
@@ -300,7 +312,11 @@ class Member:
                 break
             else:
                 wait = min(IDLE_POLL, max(0.0, closes_at - time.monotonic()))
-            got = await self._consumer.getmany(timeout_ms=int(wait * 1000), max_records=size - count)
+            try:
+                got = await self._consumer.getmany(timeout_ms=int(wait * 1000), max_records=size - count)
+            except Exception as exc:
+                self._fault("kafka", exc, "fetch failed")
+                return batch, generation, True
             for tp, records in got.items():
                 batch.setdefault(tp, []).extend(records)
                 count += len(records)
@@ -309,49 +325,51 @@ class Member:
             if closes_at is not None and time.monotonic() >= closes_at:
                 break
             if not count:
-                return batch, generation  # idle: let the caller look at `stop`
-        return batch, generation
+                break  # idle: let the caller look at `stop`, the waits and the control records
+        return batch, generation, False
 
-    async def _decide(self, batch: Batch) -> tuple[list[Decided], ConfigUnavailable | None]:
+    async def _decide(self, batch: Batch) -> list[Decided]:
         """Each record through the `Decider`, in partition order (K3).
 
-        A `ConfigUnavailable` (store down, community not cached) stops that partition at that
-        record: the records before it are still published, it and the rest wait (K8), and the
-        last such error is returned. Every `YIELD_EVERY` records the loop lets the in-flight
-        transaction's I/O advance.
+        A `ConfigUnavailable` (store down, community not cached or unusable) holds that
+        partition at that record (`Partitions.hold`): the records before it are still published, it
+        and the rest wait, the other partitions go on (K9). Every `YIELD_EVERY` records the
+        loop lets the in-flight transaction's I/O advance.
         """
         decided: list[Decided] = []
-        waiting: dict[TopicPartition, int] = {}  # partition → first record that must wait
+        partitions, waits = self.partitions, self.partitions.waits
         decider = self.decider
         first_verdict, needs_recheck = decider.first_verdict, decider.needs_recheck
-        unavailable: ConfigUnavailable | None = None
         for tp, records in batch.items():
+            held = False
             for record in records:
                 source = Source(record.topic, record.partition, record.offset)
                 try:
-                    output = first_verdict(record.value, source)
-                    if needs_recheck(output):
-                        output = await decider.recheck(output, record.value, source)
+                    if record.__class__ is UnreadableRecord:
+                        output = decider.unreadable(record.value, record.problem, source)
+                    else:
+                        output = first_verdict(record.value, source)
+                        if needs_recheck(output):
+                            output = await decider.recheck(output, record.value, source)
                 except ConfigUnavailable as exc:  # V2/C3/K8: no verdict; this partition waits here
-                    waiting[tp] = record.offset
-                    unavailable = exc
+                    partitions.hold(self._consumer, tp, record.offset, exc)
+                    held = True
                     break
                 decided.append(Decided(record, output))
                 if len(decided) % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
-        for tp, offset in waiting.items():
-            with contextlib.suppress(IllegalStateError):
-                self._consumer.seek(tp, offset)
-        return decided, unavailable
-
-    async def _wait_for_store(self, error: ConfigUnavailable, stop: asyncio.Event) -> None:
-        self._infra_fault("store", error, "configuration unavailable; records wait")
-        await self._store_backoff.sleep(stop)
+            if not held and tp in waits:
+                partitions.release(tp)
+        return decided
 
     async def _commit(
-        self, decided: list[Decided], generation: int, started: float, stop: asyncio.Event
+        self, decided: list[Decided], offsets: Offsets, generation: int, started: float, stop: asyncio.Event
     ) -> None:
-        """One batch's transaction, under the batch lock that revocation waits for (K5)."""
+        """One batch's transaction, under the batch lock that revocation waits for (K5).
+
+        A failed commit's backoff is slept after the lock is released, so a rebalance never
+        waits for it.
+        """
         async with self._lock:
             if generation != self._generation or self._needs_rewind:
                 self._needs_rewind = True  # revoked while it was being decided: redo from the offsets
@@ -359,60 +377,82 @@ class Member:
             try:
                 assert self._committer is not None
                 await asyncio.wait_for(
-                    self._committer.commit(self._producer, self._consumer, decided), self._commit_timeout
+                    self._committer.commit(self._producer, self._consumer, decided, offsets),
+                    self._commit_timeout,
                 )
-            except INFRASTRUCTURE_ERRORS as exc:
-                await self._failed_commit(exc, stop)
-                return
-            self._committed(decided, started)
+            except Exception as exc:
+                failed: Exception | None = exc
+                self._failed_commit(exc)
+            else:
+                failed = None
+                self._committed(decided, offsets, started)
+        if failed is not None:
+            self._fault("kafka", failed, "commit failed")
+            await self._kafka_backoff.sleep(stop)
 
-    def _committed(self, decided: list[Decided], started: float) -> None:
+    def _committed(self, decided: list[Decided], offsets: Offsets, started: float) -> None:
+        self._commit_failing = False
         self.health.kafka_ok()
         self._kafka_backoff.reset()
+        self.committed.update(offsets)
+        self._unsettled = True
+        self.metrics.transactions.labels("committed").inc()
+        if not decided:
+            return  # offsets only: past control records (K11)
         verdicts = Counter((item.output.outcome, item.output.reason) for item in decided)
         self.metrics.count_events(
             {(outcome.value, reason.value if reason else ""): n for (outcome, reason), n in verdicts.items()}
         )
-        self.committed.update(next_offsets(decided))
         self.metrics.batch_size.observe(len(decided))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.observe_delays([item.record.timestamp for item in decided])  # issue 16: delay panel
-        self.metrics.transactions.labels("committed").inc()
-        self._unsettled = True
         self.processed += len(decided)
 
-    async def _failed_commit(self, exc: BaseException, stop: asyncio.Event) -> None:
-        """K8: abort what can be aborted; the batch is redone from the committed offsets."""
-        self._infra_fault("kafka", exc, "batch not committed; it will be redone")
+    def _failed_commit(self, exc: BaseException) -> None:
+        """K8: the batch is redone from the committed offsets, after a new producer if needed."""
         self.metrics.transactions.labels("aborted").inc()
         if self.settings.guarantee is Guarantee.EXACTLY_ONCE:
             # Whatever state the transaction is in, a fresh producer with the same id ends it.
             self._replace_producer = True
+        self._offsets_unknown = True  # it may have committed after all: ask once it is settled
+        self._commit_failing = True
         self._needs_rewind = True
         self.clean = False
-        await self._kafka_backoff.sleep(stop)
 
     async def _rewind(self, stop: asyncio.Event) -> None:
-        """Replace the producer if needed, then seek every owned partition to its committed offset."""
+        """Replace the producer if needed, then seek every owned partition to its committed offset.
+
+        The target is the offset this member committed itself (K8, issue 11 item 10): the
+        coordinator may still answer the previous one for a few ms after a commit. Only after
+        a failed commit, whose outcome is unknown, is the coordinator asked — once the new
+        producer has completed or aborted that transaction, so its answer is stable.
+        """
         try:
             async with self._lock:
                 if self._replace_producer:
                     await self._swap_producer()
                     self._replace_producer = False
+                    self._unsettled = False
+                ask = self._offsets_unknown
                 for tp in list(self._consumer.assignment()):
-                    offset = await asyncio.wait_for(self._consumer.committed(tp), self._op_timeout)
+                    offset = None if ask else self.committed.get(tp)
+                    if offset is None:
+                        offset = await asyncio.wait_for(self._consumer.committed(tp), self._op_timeout)
+                        if offset is not None:
+                            self.committed[tp] = offset
+                    offset = self.partitions.rewind_target(tp, offset)
                     with contextlib.suppress(IllegalStateError):
                         if offset is None:
                             await self._consumer.seek_to_beginning(tp)
                         else:
                             self._consumer.seek(tp, offset)
+                self._offsets_unknown = False
                 self._needs_rewind = False
-            self.health.kafka_ok()
-            self._kafka_backoff.reset()
+            self.metrics.rewinds.inc()
             self.clean = True
             self._log.info("resumed from the committed offsets")
-        except INFRASTRUCTURE_ERRORS as exc:
-            self._infra_fault("kafka", exc, "recovery failed; retrying")
+        except Exception as exc:
+            self._fault("kafka", exc, "recovery failed; retrying")
             await self._kafka_backoff.sleep(stop)
 
     # --------------------------------------------------------------- K5, health, lag
@@ -423,13 +463,11 @@ class Member:
         async with self._lock:  # waits for the in-flight batch to commit or abort (K5)
             try:
                 await asyncio.wait_for(self._settle(), self._op_timeout)
-            except INFRASTRUCTURE_ERRORS as exc:
-                self._infra_fault("kafka", exc, "could not settle the last transaction")
+            except Exception as exc:
+                with contextlib.suppress(FatalFault):  # raised again by the next request
+                    self._fault("kafka", exc, "could not settle the last transaction")
                 self._replace_producer = self._needs_rewind = True
-            for tp in revoked:
-                self.committed.pop(tp, None)
-                with contextlib.suppress(KeyError):
-                    self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+            self.partitions.forget(revoked)
         self._log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -442,8 +480,20 @@ class Member:
         generation = getattr(coordinator, "generation", 0)
         return not isinstance(generation, int) or generation >= 0
 
-    def _infra_fault(self, component: str, exc: BaseException, what: str) -> None:
+    def _fault(self, component: str, exc: BaseException, what: str) -> None:
+        """Every fault the member meets goes through here (K10, worker.runtime.faults).
+
+        Infrastructure: counted, logged, /readyz not ready; the caller retries. Fatal: /readyz
+        says why and `FatalFault` is raised. A bug (unclassified) is raised as it is.
+        """
+        kind = classify(exc)
+        if kind is None:
+            raise exc
         error = type(exc).__name__
+        if kind is Fault.FATAL:
+            fatal = exc if isinstance(exc, FatalFault) else FatalFault(what, exc)
+            self.health.fatal = str(fatal)
+            raise fatal from exc
         self.metrics.infrastructure_retries.labels(component, error).inc()
         if component == "kafka":
             self.health.kafka_failed(f"{what}: {error}")
@@ -458,10 +508,11 @@ class Member:
             return 0
         try:
             ends = await asyncio.wait_for(self._consumer.end_offsets(owned), PROBE_TIMEOUT)
-        except INFRASTRUCTURE_ERRORS as exc:
-            self._infra_fault("kafka", exc, "Kafka does not answer")
+        except Exception as exc:
+            with contextlib.suppress(FatalFault):  # the main loop meets it too and stops
+                self._fault("kafka", exc, "Kafka does not answer")
             return None
-        if not self._needs_rewind:
+        if not self._needs_rewind and not self._commit_failing:
             self.health.kafka_ok()
         total = 0
         for tp, end in ends.items():
@@ -469,7 +520,7 @@ class Member:
             if position is None:
                 try:
                     position = await asyncio.wait_for(self._consumer.committed(tp), self._op_timeout)
-                except INFRASTRUCTURE_ERRORS:
+                except Exception:
                     continue
                 position = position or 0
                 self.committed.setdefault(tp, position)

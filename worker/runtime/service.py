@@ -20,6 +20,7 @@ from worker.ops.http import OpsServer
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
 from worker.runtime.decide import Decider, Processor, pipeline_processor
+from worker.runtime.faults import EXIT_FATAL, FatalFault
 from worker.runtime.member import Member, StartupError
 from worker.settings import Settings
 
@@ -178,6 +179,9 @@ async def _run_until_stopped(member: Member, stop: asyncio.Event, bound: float, 
                 await task
             return EXIT_UNCLEAN
     exc = task.exception()
+    if isinstance(exc, FatalFault):  # K10: one clear line, nothing committed, non-zero exit
+        log.error(f"fatal: {exc}", error_type=exc.error_type, exit_code=EXIT_FATAL)
+        return EXIT_FATAL
     if exc is not None:
         log.error("worker failed", error_type=type(exc).__name__, error=str(exc)[:300], exc_info=exc)
         return 2

@@ -120,7 +120,9 @@ class ConfigCache:
         community = self._communities.get(community_id)
         if community is not None:
             return community
-        if self._conn is not None and self._loaded and community_id not in self._broken:
+        if community_id in self._broken:  # say why it waits (/readyz, K9)
+            raise ConfigUnavailable(f"community {community_id}: its stored configuration is invalid")
+        if self._conn is not None and self._loaded:
             return None
         raise ConfigUnavailable(
             f"community {community_id} is not cached and the configuration store cannot be read now"
