@@ -16,13 +16,16 @@ STACK := deploy/local/stack
 PYTEST_ARGS ?=
 # KEEP_STACK=1 leaves the stack running after `make test` / `make demo`.
 KEEP_STACK ?=
+# The port of `make admin`'s configuration service.
+ADMIN_PORT ?= 8080
 
-.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench
+.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench admin console-screenshots
 
 help:
 	@echo "make demo          example events through the real worker, printed as a table"
 	@echo "make test          the whole suite on a real Kafka + PostgreSQL, then lint"
 	@echo "make run           start the stack, migrate, create topics, run the worker"
+	@echo "make admin         the configuration service with the example community and two tokens"
 	@echo "make stack-up      start Kafka + PostgreSQL; prints the exports"
 	@echo "make stack-down    stop them and remove their data"
 	@echo "make stack-status  what runs where"
@@ -98,6 +101,16 @@ run: venv
 
 demo: venv
 	$(call with_stack,$(PY) -m worker.demo)
+
+# The configuration service (issue 14): stack, migrations, the example community, a platform
+# and a community token printed with the console's URL; runs until Ctrl-C, the stack stays up.
+admin: venv
+	@exports=$$($(STACK) up); eval "$$exports"; \
+	exec $(PY) -m worker.admin.quickstart --port $(ADMIN_PORT)
+
+# Re-takes the console screenshots of the README (docs/console/) in headless chromium.
+console-screenshots: venv
+	$(call with_stack,CONSOLE_SCREENSHOTS_DIR=docs/console $(PY) -m pytest -q tests/admin/test_console.py)
 
 schemas: venv
 	$(PY) -m worker.schemas

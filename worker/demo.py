@@ -64,6 +64,17 @@ def community_yaml(public_pem: str) -> str:
 """
 
 
+def example_rsa_key() -> tuple[rsa.RSAPrivateKey, str]:
+    """A fresh RS256 key of the example community: the private key (to sign) and its public PEM."""
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = (
+        private_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private_key, public_pem
+
+
 def example_events(private_key: Any, now: int) -> list[tuple[str, bytes]]:
     visitor = {"firstname": "Ada", "lastname": "Lovelace", "email": "ada@example.com"}
     extra = {"customer_id": "C123456", "mobile": "+44 7700 900123"}
@@ -130,11 +141,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_cli(*args: str, env: dict[str, str]) -> None:
+def cli_output(*args: str, env: dict[str, str]) -> str:
     result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"demo: `identity-worker {' '.join(args)}` failed: {result.stderr.strip()}")
-    for line in result.stdout.strip().splitlines():
+    return result.stdout
+
+
+def run_cli(*args: str, env: dict[str, str]) -> None:
+    for line in cli_output(*args, env=env).strip().splitlines():
         say(f"  {line}")
 
 
@@ -214,12 +229,7 @@ def main() -> int:
         "IDENTITY_WORKER_GROUP_ID": f"demo-{suffix}",
         "IDENTITY_WORKER_METRICS_PORT": str(free_port()),
     }
-    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = (
-        private_key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    private_key, public_pem = example_rsa_key()
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp, "communities.yaml")
         config.write_text(community_yaml(public_pem))
@@ -249,6 +259,13 @@ def main() -> int:
         say(f"expected {len(events)} results, got {len(results)}; worker log tail:")
         print(stderr.decode(errors="replace")[-3000:], file=sys.stderr)
         return 1
+    # L2: the worker wrote its usage counts as it went and once more on exit (issue 15).
+    for title, args in (
+        ("keys of acme, with their use (L2)", ("keys", "list", "acme")),
+        ("integration health of acme over the last hour (L5)", ("report", "--community", "acme")),
+    ):
+        print(f"$ identity-worker {' '.join(args)}    # {title}")
+        print(cli_output(*args, env=env))
     say(f"all {len(events)} events answered; worker exited with {worker.returncode}")
     return 0 if worker.returncode == 0 else 1
 

@@ -1,4 +1,5 @@
-"""Writes `schemas/*.schema.json` from the contract models (DESIGN §2); `--check` fails when stale."""
+"""Writes `schemas/*.schema.json` from the contract models (DESIGN §2) and the admin API's
+OpenAPI document (DESIGN §10, A1); `--check` fails when stale."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from worker.core.contracts import CONTRACT_MODELS
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+OPENAPI_FILE = "admin-api.openapi.json"
 
 
 def render() -> dict[str, str]:
@@ -24,7 +26,15 @@ def render() -> dict[str, str]:
             **schema,
         }
         files[f"{name}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    files[OPENAPI_FILE] = json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
     return files
+
+
+def openapi_document() -> dict[str, object]:
+    """The document `admin serve` publishes at /api/v1/openapi.json (no database needed)."""
+    from worker.admin.app import create_app
+
+    return create_app("postgresql://unused").openapi()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ Kafka security (TLS, SASL) is `worker.security_settings.KafkaSecurity` (issue 17
 from __future__ import annotations
 
 import enum
+import re
 import socket
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,12 +19,14 @@ from typing import Any, TypeVar
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.core.contracts import COMMUNITY_ID_PATTERN
 from worker.core.pipeline import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_TOKEN_BYTES, Limits
 from worker.core.redaction import redact_dsn
 from worker.core.tokencache import DEFAULT_MAX_ENTRIES
 from worker.security_settings import ENV_PREFIX, KafkaSecurity
 
 DEFAULT_KAFKA_BATCH_BYTES = 512 * 1024
+_COMMUNITY_ID = re.compile(COMMUNITY_ID_PATTERN)
 
 
 class Guarantee(enum.StrEnum):
@@ -112,6 +115,16 @@ class Settings(KafkaSettings):
     shutdown_timeout_seconds: float = Field(30.0, gt=0, le=3600)
     # Start-up waits this long for Kafka before failing with one line.
     startup_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    # L1, L5: key usage and integration health counts are written to the store every this many
+    # seconds, one statement per flush; at most this many buckets wait during a store outage.
+    # Off: no counts (a store the worker may only read; A/B measurements). `keys list` then
+    # shows no use and `keys remove` never refuses on this worker's account.
+    usage_counting: bool = True
+    usage_flush_seconds: float = Field(5.0, gt=0, le=3600)
+    usage_max_pending: int = Field(100_000, ge=100, le=10_000_000)
+    # Communities whose events also get a community-labelled metric (comma-separated ids). Only
+    # these: a label per community on every event series would be unbounded cardinality (L5).
+    metrics_communities: str = ""
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65_535, description="0 disables the HTTP endpoint")
     progress_interval_seconds: float = Field(5.0, ge=0, description="0 disables the progress line")
@@ -126,6 +139,18 @@ class Settings(KafkaSettings):
         if level not in {"debug", "info", "warning", "error", "critical"}:
             raise ValueError("must be one of debug, info, warning, error, critical")
         return level
+
+    @field_validator("metrics_communities")
+    @classmethod
+    def _community_ids(cls, value: str) -> str:
+        for community_id in _split_ids(value):
+            if not _COMMUNITY_ID.fullmatch(community_id):
+                raise ValueError(f"{community_id!r} is not a community id ({COMMUNITY_ID_PATTERN})")
+        return value
+
+    @property
+    def metrics_community_ids(self) -> frozenset[str]:
+        return frozenset(_split_ids(self.metrics_communities))
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
@@ -163,6 +188,10 @@ class Settings(KafkaSettings):
         """K7: the settings of child `index` of `--processes N`: one process, its own metrics port."""
         port = self.metrics_port + index if self.metrics_port else 0
         return self.model_copy(update={"processes": 1, "member_index": index, "metrics_port": port})
+
+
+def _split_ids(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 class SettingsError(ValueError):

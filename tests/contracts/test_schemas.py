@@ -7,7 +7,7 @@ import json
 import jsonschema
 
 from worker.core.contracts import CONTRACT_MODELS
-from worker.schemas import SCHEMA_DIR, render
+from worker.schemas import OPENAPI_FILE, SCHEMA_DIR, openapi_document, render
 
 
 def test_checked_in_schemas_match_the_models() -> None:
@@ -18,7 +18,17 @@ def test_checked_in_schemas_match_the_models() -> None:
 
 
 def test_every_contract_has_a_schema_file() -> None:
-    assert {f"{name}.schema.json" for name in CONTRACT_MODELS} == {p.name for p in SCHEMA_DIR.glob("*.json")}
+    assert {f"{name}.schema.json" for name in CONTRACT_MODELS} == {
+        p.name for p in SCHEMA_DIR.glob("*.schema.json")
+    }
+
+
+def test_the_committed_openapi_document_is_the_one_the_service_publishes() -> None:
+    """DESIGN §10, A1: the document is generated from the models and kept in schemas/."""
+    document = json.loads((SCHEMA_DIR / OPENAPI_FILE).read_text(encoding="utf-8"))
+    assert document == openapi_document()
+    assert "/api/v1/communities/{community_id}/keys" in document["paths"]
+    assert "bearer" in json.dumps(document["components"]["securitySchemes"]).lower()
 
 
 def test_schema_rejects_a_rejection_with_an_unknown_reason() -> None:

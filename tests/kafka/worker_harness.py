@@ -102,11 +102,13 @@ class Store:
 
 
 def community_yaml(require_id: str, reject_id: str) -> str:
-    """`require_id`: HS256 + RS256 keys, a regex custom field, mappings; `reject_id`: reject mode."""
+    """`require_id`: HS256 + RS256 keys, a regex custom field, mappings, tokens valid at most a day
+    (V9 expiry_too_far); `reject_id`: reject mode."""
     pem = "\n".join("          " + line for line in RSA_PUBLIC_PEM.strip().splitlines())
     return f"""communities:
   - id: {require_id}
     signed_identities: require
+    max_validity_seconds: 86400
     jwt_keys:
       - kid: hs_1
         hmac_secret: "{HMAC_SECRET}"
@@ -244,6 +246,11 @@ def every_reason(acme: str, shop: str, now: float) -> list[Case]:
             "expiry_too_soon",
             signed("expiry_too_soon", sign({"uuid": "v", "exp": int(now) + 1800}, kid="hs_1")),
             "expiry_too_soon",
+        ),
+        block(
+            "expiry_too_far",
+            signed("expiry_too_far", sign({"uuid": "v", "exp": int(now) + 2 * 86400}, kid="hs_1")),
+            "expiry_too_far",
         ),
         block(
             "token_not_yet_valid",

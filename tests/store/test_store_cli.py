@@ -99,13 +99,15 @@ def test_community_add_list_set_remove(cli: Cli, store_url: str) -> None:
         "MODE",
         "MIN_VALIDITY_S",
         "LEEWAY_S",
+        "MAX_VALIDITY_S",
+        "RETIREMENT_S",
         "KEYS",
         "FIELDS",
         "MAPPINGS",
         "CREATED",
     ]
-    assert listed[1].split()[:7] == ["acme", "require", "3600", "10", "1", "0", "0"]
-    assert listed[2].split()[:7] == ["shop-2", "reject", "0", "3600", "0", "0", "0"]
+    assert listed[1].split()[:9] == ["acme", "require", "3600", "10", "-", "86400", "1", "0", "0"]
+    assert listed[2].split()[:9] == ["shop-2", "reject", "0", "3600", "-", "86400", "0", "0", "0"]
 
     assert cli("community", "set-mode", "acme", "reject").out == (
         "~ community acme: signed_identities require -> reject\n"
@@ -142,7 +144,7 @@ def test_keys_add_list_remove_never_show_the_secret(seeded: Cli, store_url: str,
     listed = seeded("keys", "list", "acme")
     outputs += [via_stdin.output, rsa_added.output, listed.output]
     lines = listed.out.splitlines()
-    assert lines[0].split() == ["KID", "ALG", "FINGERPRINT", "CREATED"]
+    assert lines[0].split() == ["KID", "ALG", "FINGERPRINT", "CREATED", "LAST_USED", "USES_24H"]
     assert [line.split()[:2] for line in lines[1:]] == [
         ["k1", "HS256"],
         ["k2", "HS256"],

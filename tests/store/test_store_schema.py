@@ -258,9 +258,10 @@ async def test_migrate_is_idempotent(fresh_db: str) -> None:
         versions = await conn.fetch("SELECT version, name FROM schema_migrations")
     finally:
         await conn.close()
-    assert [m.version for m in first] == list(range(1, LATEST_VERSION + 1))
+    shipped = [m.version for m in available_migrations()]  # numbers are taken by issue: gaps may exist
+    assert [m.version for m in first] == shipped and shipped[-1] == LATEST_VERSION
     assert again == []
-    assert [r["version"] for r in versions] == list(range(1, LATEST_VERSION + 1))
+    assert sorted(r["version"] for r in versions) == shipped
 
 
 def test_migrate_from_several_processes_at_once(fresh_db: str) -> None:
@@ -271,7 +272,7 @@ def test_migrate_from_several_processes_at_once(fresh_db: str) -> None:
     assert [r.code for r in results] == [0] * 6, [r.err for r in results]
     assert sum("applied 0001_configuration" in r.out for r in results) == 1
     assert sum("nothing to do" in r.out for r in results) == 5
-    assert len(run_sql(fresh_db, "SELECT * FROM schema_migrations")) == LATEST_VERSION
+    assert len(run_sql(fresh_db, "SELECT * FROM schema_migrations")) == len(available_migrations())
 
 
 def test_migrate_uses_database_url_from_the_environment(fresh_db: str) -> None:

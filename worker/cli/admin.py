@@ -34,11 +34,14 @@ from worker.core.config import (
     validate_spec,
 )
 from worker.core.contracts import Mode
+from worker.store import audit
 from worker.store import repository as repo
 from worker.store.db import TRANSIENT_ERRORS, StoreError, connect, translate
 from worker.store.db import database_url as resolve_url
+from worker.store.lifecycle import KeyInUse, KeyStillInUse, check_retirement
 from worker.store.migrate import LATEST_VERSION, check_schema, migrate
 from worker.store.sync import Change
+from worker.store.usage import KeyUsage, key_usage
 from worker.store.yaml_io import dump_config, refuse_withheld_secrets
 
 T = TypeVar("T")
@@ -85,7 +88,10 @@ def _run(
             if not write:
                 return await action(conn)
             async with conn.transaction():
-                return await action(conn)
+                result = await action(conn)
+                if isinstance(result, list):  # every write returns its Change lines: audit them (A4)
+                    await audit.record(conn, audit.os_actor(), _command_name(), result)
+                return result
         finally:
             await conn.close()
 
@@ -98,6 +104,12 @@ def _run(
     except (asyncpg.PostgresError, *TRANSIENT_ERRORS) as exc:
         error = translate(exc, dsn)
         fail(error.message, error.exit_code)
+
+
+def _command_name() -> str:
+    """`keys add`, `config apply`, …: the audit trail's `action` for the command running."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.command_path.partition(" ")[2] if ctx is not None else "identity-worker"
 
 
 def _valid(model: type[SpecT], what: str, data: dict[str, Any], *, s1: bool = True) -> SpecT:
@@ -219,8 +231,18 @@ def community_group() -> None:
     """Add, change, list and remove communities (one per customer website)."""
 
 
-def _settings(mode: str | None, min_validity: int | None, leeway: int | None) -> dict[str, Any]:
-    given = {"signed_identities": mode, "min_validity_seconds": min_validity, "leeway_seconds": leeway}
+def _settings(
+    mode: str | None,
+    min_validity: int | None,
+    leeway: int | None,
+    retirement_window: int | None = None,
+) -> dict[str, Any]:
+    given = {
+        "signed_identities": mode,
+        "min_validity_seconds": min_validity,
+        "leeway_seconds": leeway,
+        "retirement_window_seconds": retirement_window,
+    }
     return {name: value for name, value in given.items() if value is not None}
 
 
@@ -236,6 +258,31 @@ min_validity_option = click.option(
 leeway_option = click.option(
     "--leeway-seconds", type=int, metavar="N", help="Clock skew allowed on exp/nbf/iat (0-3600; default 10)."
 )
+max_validity_option = click.option(
+    "--max-validity-seconds",
+    metavar="N|unset",
+    help="Refuse a token whose exp lies more than N s after the event (expiry_too_far, V9; "
+    "1-316224000, at least the minimum validity); `unset`: no cap (the default).",
+)
+retirement_option = click.option(
+    "--retirement-window-seconds",
+    type=int,
+    metavar="N",
+    help="`keys remove` refuses a key that verified a token this recently, unless --force "
+    "(L3; 0-2592000, 0 never refuses; default 86400).",
+)
+
+
+def _max_validity(value: str | None) -> dict[str, Any]:
+    """`--max-validity-seconds`: a number, or `unset` (no cap); nothing when not given."""
+    if value is None:
+        return {}
+    if value == "unset":
+        return {"max_validity_seconds": None}
+    try:
+        return {"max_validity_seconds": int(value)}
+    except ValueError:
+        fail("--max-validity-seconds must be a whole number of seconds or `unset`")
 
 
 def key_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -272,6 +319,8 @@ def _key(kid: str, hmac_secret: str | None, rsa_public_key: str | None) -> JwtKe
 @mode_option
 @min_validity_option
 @leeway_option
+@max_validity_option
+@retirement_option
 @click.option("--kid", help="Key ID of the community's first key (with --hmac-secret or --rsa-public-key).")
 @key_options
 @database_url_option
@@ -280,6 +329,8 @@ def community_add(
     mode: str | None,
     min_validity_seconds: int | None,
     leeway_seconds: int | None,
+    max_validity_seconds: str | None,
+    retirement_window_seconds: int | None,
     kid: str | None,
     hmac_secret: str | None,
     rsa_public_key: str | None,
@@ -300,7 +351,8 @@ def community_add(
         if kid is None:
             fail("--kid: give the key ID of the first key, with --hmac-secret or --rsa-public-key")
         keys.append(_key(kid, hmac_secret, rsa_public_key))
-    data = {"id": community_id, **_settings(mode, min_validity_seconds, leeway_seconds), "jwt_keys": keys}
+    settings = _settings(mode, min_validity_seconds, leeway_seconds, retirement_window_seconds)
+    data = {"id": community_id, **settings, **_max_validity(max_validity_seconds), "jwt_keys": keys}
     spec = _valid(CommunitySpec, "community", data, s1=False)
     if lacks_required_key(spec):
         fail(
@@ -311,7 +363,10 @@ def community_add(
 
 
 def _update(community_id: str, database_url: str | None, settings: dict[str, Any]) -> None:
-    _valid(CommunitySpec, "community", {"id": _community_id(community_id), **settings}, s1=False)
+    # The values alone, before connecting; the cross-checks (max >= min validity) run on the
+    # whole stored community, so this one assumes the loosest minimum.
+    loosest = {"id": _community_id(community_id), "min_validity_seconds": 0}
+    _valid(CommunitySpec, "community", {**loosest, **settings}, s1=False)
     _write(database_url, community_id, lambda conn, cid: repo.update_community(conn, cid, settings))
 
 
@@ -337,23 +392,33 @@ def community_set_mode(community_id: str, mode: str, database_url: str | None) -
 @mode_option
 @min_validity_option
 @leeway_option
+@max_validity_option
+@retirement_option
 @database_url_option
 def community_set(
     community_id: str,
     mode: str | None,
     min_validity_seconds: int | None,
     leeway_seconds: int | None,
+    max_validity_seconds: str | None,
+    retirement_window_seconds: int | None,
     database_url: str | None,
 ) -> None:
     """Change a community's settings; the options not given keep their value.
 
     \b
-    Example:
+    Examples:
       identity-worker community set acme --min-validity-seconds 1800 --leeway-seconds 5
+      identity-worker community set acme --max-validity-seconds 86400 --retirement-window-seconds 604800
+      identity-worker community set acme --max-validity-seconds unset
     """
-    settings = _settings(mode, min_validity_seconds, leeway_seconds)
+    settings = _settings(mode, min_validity_seconds, leeway_seconds, retirement_window_seconds)
+    settings.update(_max_validity(max_validity_seconds))
     if not settings:
-        fail("nothing to change: give --mode, --min-validity-seconds or --leeway-seconds")
+        fail(
+            "nothing to change: give --mode, --min-validity-seconds, --leeway-seconds, "
+            "--max-validity-seconds or --retirement-window-seconds"
+        )
     _update(community_id, database_url, settings)
 
 
@@ -368,13 +433,26 @@ def community_list(database_url: str | None) -> None:
     """
     rows = _run(database_url, repo.list_communities, write=False)
     _table(
-        ("ID", "MODE", "MIN_VALIDITY_S", "LEEWAY_S", "KEYS", "FIELDS", "MAPPINGS", "CREATED"),
+        (
+            "ID",
+            "MODE",
+            "MIN_VALIDITY_S",
+            "LEEWAY_S",
+            "MAX_VALIDITY_S",
+            "RETIREMENT_S",
+            "KEYS",
+            "FIELDS",
+            "MAPPINGS",
+            "CREATED",
+        ),
         [
             (
                 r.id,
                 r.signed_identities,
                 r.min_validity_seconds,
                 r.leeway_seconds,
+                "-" if r.max_validity_seconds is None else r.max_validity_seconds,
+                r.retirement_window_seconds,
                 r.keys,
                 r.custom_fields,
                 r.mappings,
@@ -438,13 +516,34 @@ def keys_add(
     _write(database_url, cid, lambda conn, cid: repo.add_key(conn, cid, key))
 
 
+async def _keys_with_usage(conn: asyncpg.Connection, community_id: str) -> list[tuple[Any, KeyUsage | None]]:
+    keys = await repo.list_keys(conn, community_id)
+    used = await key_usage(conn, community_id)
+    return [(key, used.get(key.kid)) for key in keys]
+
+
+def _key_cells(row: tuple[Any, KeyUsage | None]) -> Sequence[object]:
+    key, used = row
+    last = used.last_verified_at if used is not None else None
+    return (
+        key.kid,
+        key.alg,
+        key.fingerprint,
+        _when(key.created_at),
+        _when(last) if last is not None else "never",
+        used.uses_24h if used is not None else 0,
+    )
+
+
 _list_command(
     keys_group,
     "keys",
-    repo.list_keys,
-    ("KID", "ALG", "FINGERPRINT", "CREATED"),
-    lambda r: (r.kid, r.alg, r.fingerprint, _when(r.created_at)),
-    """List a community's keys: kid, algorithm, fingerprint, created. Never the secret.
+    _keys_with_usage,
+    ("KID", "ALG", "FINGERPRINT", "CREATED", "LAST_USED", "USES_24H"),
+    _key_cells,
+    """List a community's keys: kid, algorithm, fingerprint, created, when it last verified a
+    token and how many it verified in the last 24 h (L2; workers write their counts every few
+    seconds). Never the secret.
 
     \b
     Example:
@@ -456,16 +555,31 @@ _list_command(
 @keys_group.command("remove")
 @on_community
 @click.argument("kid")
-def keys_remove(community_id: str, kid: str, database_url: str | None) -> None:
-    """Remove a key: tokens signed with it are refused (unknown_kid) within a second (C2).
-    The last key of a community that requires signed identities stays (S1): add its new key
-    first, or switch the community to reject.
+@click.option(
+    "--force", is_flag=True, help="Remove it even if it verified a token within the retirement window."
+)
+def keys_remove(community_id: str, kid: str, force: bool, database_url: str | None) -> None:
+    """Remove a key: tokens signed with it are refused (unknown_kid, "key 'KID' was removed on …")
+    within a second (C2). The last key of a community that requires signed identities stays
+    (S1): add its new key first, or switch the community to reject.
+
+    Refused (exit 2) while the key verified a token within the community's retirement window
+    (`community set --retirement-window-seconds`, default 24 h, L3), unless --force.
 
     \b
     Example:
       identity-worker keys remove acme acme_2025
     """
-    _write(database_url, community_id, lambda conn, cid: repo.remove_key(conn, cid, kid))
+    cid = _community_id(community_id)
+
+    async def remove(conn: asyncpg.Connection) -> tuple[list[Change], KeyInUse | None]:
+        use = await check_retirement(conn, cid, kid) if force else None
+        return await repo.remove_key(conn, cid, kid, force=force), use
+
+    changes, use = _run(database_url, remove)
+    _print_changes(changes)
+    if use is not None:
+        click.echo(f"forced: {KeyStillInUse(cid, kid, use).use_line}")
 
 
 # ---------------------------------------------------------------- fields

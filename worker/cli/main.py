@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from worker.cli import admin, offline, service
+from worker.cli import access, admin, offline, report, service
 from worker.cli.common import CliError
 
 PROG = "identity-worker"
@@ -22,14 +22,17 @@ def cli() -> None:
 
     \b
     Offline:   process, token sign, token verify
-    Store:     db migrate, community, keys, fields, mappings, config apply/export
+    Store:     db migrate, community, keys, fields, mappings, config apply/export, report
     Service:   topics create, run
+    Console:   admin serve, admin token, audit list
     Run `identity-worker COMMAND --help` for each command's options and examples.
     """
 
 
 offline.register(cli)
 admin.register(cli)
+report.register(cli)
+access.register(cli)
 service.register(cli)
 
 

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from worker.cli.common import fail
 from worker.core.config import Community, ConfigError, load_config_file
 from worker.core.contracts import rfc3339_seconds
+from worker.core.diagnostics import diagnose
 from worker.core.explain import explain_token
 from worker.core.keys import RSA_MIN_BITS, InvalidKey, check_hmac_secret, check_kid, sign_token
 from worker.core.pipeline import DEFAULT_LIMITS, Limits, dead_letter, process_event
@@ -234,14 +235,24 @@ def verify(
     if communities.get(community) is None:
         fail(f"--community: {community!r} is not in the configuration")
     clock = now if now is not None else time.time()
+    received = received_at if received_at is not None else clock
+    limits = Limits(max_event_bytes, max_token_bytes)
     explanation = explain_token(
-        token_text,
-        community,
-        communities,
-        received_at=received_at if received_at is not None else clock,
-        now=clock,
-        limits=Limits(max_event_bytes, max_token_bytes),
+        token_text, community, communities, received_at=received, now=clock, limits=limits
     )
+    # L4: the usual integration mistakes behind the verdict; they never change it.
+    found = communities[community]
+    explanation.notes += [
+        hint.message
+        for hint in diagnose(
+            token_text,
+            found,
+            explanation.output.reason,
+            received_at=received,
+            now=clock,
+            max_token_bytes=max_token_bytes,
+        )
+    ]
     width = max((len(f"{s.rule} {s.title}") for s in explanation.steps), default=0) + 2
     for step in explanation.steps:
         click.echo(

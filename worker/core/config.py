@@ -49,6 +49,11 @@ DEFAULT_MIN_VALIDITY_SECONDS = 3600
 DEFAULT_LEEWAY_SECONDS = 10
 MAX_MIN_VALIDITY_SECONDS = 366 * 86400
 MAX_LEEWAY_SECONDS = 3600
+#: V9 `expiry_too_far`: the longest cap a community may set (10 years); unset means no cap.
+MAX_MAX_VALIDITY_SECONDS = 10 * 366 * 86400
+#: L3: a key that verified a token this recently is not removed unless forced.
+DEFAULT_RETIREMENT_WINDOW_SECONDS = 86400
+MAX_RETIREMENT_WINDOW_SECONDS = 30 * 86400
 MAX_LABEL_CHARS = 255
 MAX_REGEX_CHARS = 1024
 
@@ -203,6 +208,10 @@ class CommunitySpec(_Spec):
         DEFAULT_MIN_VALIDITY_SECONDS
     )
     leeway_seconds: Annotated[int, Field(strict=True, ge=0, le=MAX_LEEWAY_SECONDS)] = DEFAULT_LEEWAY_SECONDS
+    max_validity_seconds: Annotated[int, Field(strict=True, ge=1, le=MAX_MAX_VALIDITY_SECONDS)] | None = None
+    retirement_window_seconds: Annotated[int, Field(strict=True, ge=0, le=MAX_RETIREMENT_WINDOW_SECONDS)] = (
+        DEFAULT_RETIREMENT_WINDOW_SECONDS
+    )
     jwt_keys: list[JwtKeySpec] = Field(default_factory=list)
     custom_fields: list[CustomFieldSpec] = Field(default_factory=list)
     mappings: list[MappingSpec] = Field(default_factory=list)
@@ -217,6 +226,13 @@ class CommunitySpec(_Spec):
             )
         problems += _duplicates("jwt_keys kid", (k.kid for k in self.jwt_keys))
         problems += _duplicates("custom_fields key", (f.key for f in self.custom_fields))
+        cap = self.max_validity_seconds
+        if cap is not None and cap < self.min_validity_seconds:
+            # Every token would then be too soon or too far (V9): a setting that refuses everything.
+            problems.append(
+                f"max_validity_seconds ({cap}) must be at least min_validity_seconds "
+                f"({self.min_validity_seconds})"
+            )
         declared = {f.key for f in self.custom_fields}
         for index, mapping in enumerate(self.mappings):
             prefix, _, name = mapping.to.partition(".")
@@ -278,19 +294,32 @@ class FieldMapping:
 
 
 @dataclass(frozen=True, slots=True)
+class Tombstone:
+    """What a removed key leaves (L3): never its secret."""
+
+    kid: str
+    alg: str
+    fingerprint: str
+    removed_at: float  # epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
 class Community:
     id: str
     mode: Mode
     min_validity_seconds: int
     leeway_seconds: int
+    max_validity_seconds: int | None  # V9 expiry_too_far; None: no cap
     keys: Mapping[str, JwtKey]
     custom_fields: Mapping[str, CustomField]
     mappings: tuple[FieldMapping, ...]
     #: Changes whenever the set of keys changes; verified-token cache entries carry it (C4).
     keys_version: str
+    #: L3: keys removed from the community, by kid (for `unknown_kid` details); the store adds them.
+    tombstones: Mapping[str, Tombstone] = field(default_factory=dict)
 
     @classmethod
-    def from_spec(cls, spec: CommunitySpec) -> Community:
+    def from_spec(cls, spec: CommunitySpec, tombstones: Mapping[str, Tombstone] | None = None) -> Community:
         keys = {k.kid: k.prepare() for k in spec.jwt_keys}
         fields = {
             f.key: CustomField(f.key, f.label, f.regex, compile_regex(f.regex) if f.regex else None)
@@ -307,10 +336,12 @@ class Community:
             spec.signed_identities,
             spec.min_validity_seconds,
             spec.leeway_seconds,
+            spec.max_validity_seconds,
             keys,
             fields,
             mappings,
             version,
+            tombstones or {},
         )
 
 
@@ -326,8 +357,14 @@ def _prepare_mapping(spec: MappingSpec) -> FieldMapping:
 
 def format_validation_error(error: ValidationError) -> list[str]:
     """One line per problem: where, then what. Never the offending value (it may be a secret)."""
+    return format_error_items(error.errors(include_input=False, include_url=False))
+
+
+def format_error_items(items: Iterable[Mapping[str, Any]]) -> list[str]:
+    """`format_validation_error` for pydantic's error dicts (e.g. a web framework's); reads
+    only `loc` and `msg`, never `input`."""
     lines = []
-    for item in error.errors(include_input=False, include_url=False):
+    for item in items:
         # A location names the input's own keys too (an unknown one is an error): a secret
         # pasted as a key must not be echoed either.
         parts = [_SECRET_SHAPED_KEY if _SECRET_SHAPED.search(str(p)) else p for p in item["loc"]]

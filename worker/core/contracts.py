@@ -44,6 +44,7 @@ class Reason(StrEnum):
     INVALID_EXP = "invalid_exp"  # V8
     TOKEN_EXPIRED = "token_expired"  # V9
     EXPIRY_TOO_SOON = "expiry_too_soon"  # V9
+    EXPIRY_TOO_FAR = "expiry_too_far"  # V9 (max_validity_seconds)
     TOKEN_NOT_YET_VALID = "token_not_yet_valid"  # V10
     MISSING_UUID = "missing_uuid"  # V11
     INVALID_CLAIMS = "invalid_claims"  # V10, V12

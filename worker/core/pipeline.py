@@ -74,6 +74,9 @@ class Output:
     record: dict[str, Any]
     reason: Reason | None = None
     rendered: bytes | None = None  # the record's JSON when it was assembled with the record
+    #: The key whose signature check ran (V7): set on every signed-token verdict from V7 on,
+    #: cache hits included, so workers count key usage (L1) without reading the record.
+    kid: str | None = None
 
     def to_json(self) -> bytes:
         if self.rendered is not None:
@@ -177,7 +180,7 @@ def process_event(
             verified, received_at=received_at, now=now, community=community, trace=trace
         )
         if isinstance(identity, Rejected):  # V9/V10 (and V11/V12) run on every event, cached or not
-            return _refused(value, event, received_at, identity, action, source, now)
+            return _refused(value, event, received_at, identity, action, source, now, verified.kid)
         if entry is not None:  # memoized from the second sighting on: a one-off token keeps no more
             return _enriched_from_cache(entry, identity, community, event, received_at, now, source)
         return _enriched(event, received_at, now, source, _derive(verified, identity, community))
@@ -203,6 +206,7 @@ class Derived:
     identity: dict[str, Any]
     mapped: Mapped
     fragment: str
+    kid: str | None  # the verifying key (Output.kid)
 
 
 def _derive(verified: VerifiedToken | None, identity: dict[str, Any], community: Community) -> Derived:
@@ -222,7 +226,8 @@ def _derive(verified: VerifiedToken | None, identity: dict[str, Any], community:
             "mapping_skipped": mapped.skipped,
         }
     )[1:-1]
-    return Derived(community, verified is not None, verification, identity, mapped, fragment)
+    kid = verified.kid if verified is not None else None
+    return Derived(community, verified is not None, verification, identity, mapped, fragment, kid)
 
 
 def _enriched_from_cache(
@@ -270,7 +275,7 @@ def _enriched(
         f'"community_id":{_encode_str(event.community_id)},"received_at":"{received}",'
         f'"processed_at":"{processed}",{derived.fragment},"source":{where}}}'
     )
-    return Output(Outcome.ENRICHED, record, rendered=text.encode("ascii"))
+    return Output(Outcome.ENRICHED, record, rendered=text.encode("ascii"), kid=derived.kid)
 
 
 # ---------------------------------------------------------------- rejections and dead letters
@@ -331,6 +336,7 @@ def _refused(
     action: Action,
     source: Source | None,
     now: float,
+    kid: str | None = None,
 ) -> Output:
     return _rejection(
         value,
@@ -342,6 +348,7 @@ def _refused(
         action,
         source,
         now,
+        kid if kid is not None else verdict.kid,
     )
 
 
@@ -355,6 +362,7 @@ def _rejection(
     action: Action,
     source: Source | None,
     now: float,
+    kid: str | None = None,
 ) -> Output:
     raw, encoding = raw_text(value)
     record = {
@@ -370,7 +378,7 @@ def _rejection(
         "raw_encoding": encoding,
         "source": source.as_dict() if source else None,
     }
-    return Output(Outcome.REJECTED, record, reason)
+    return Output(Outcome.REJECTED, record, reason, kid=kid)
 
 
 def dead_letter(

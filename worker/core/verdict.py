@@ -20,6 +20,7 @@ class Rejected:
 
     reason: Reason
     detail: str
+    kid: str | None = None  # the key whose signature check ran (V7 on), for usage counts (L1)
 
 
 #: What each step of a verdict is called in `token verify`'s explanation (DESIGN §7).

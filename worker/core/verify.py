@@ -20,6 +20,7 @@ from worker.core.contracts import (
     MAX_IDENTITY_FIELD_CHARS,
     MAX_UUID_CHARS,
     Reason,
+    format_time,
 )
 from worker.core.jsontext import InvalidText, JsonFloat, number_text
 from worker.core.jsontext import integer_of as numeric_date
@@ -126,6 +127,12 @@ def find_key(community: Community, kid: object, alg: str) -> JwtKey | Rejected:
     assert isinstance(kid, str)
     key = community.keys.get(kid)
     if key is None:
+        gone = community.tombstones.get(kid)
+        if gone is not None:  # L3: say what happened to it, not only that it is missing
+            return Rejected(
+                Reason.UNKNOWN_KID,
+                f"key {kid!r} was removed on {format_time(gone.removed_at)} from community {community.id}",
+            )
         return Rejected(Reason.UNKNOWN_KID, f"community {community.id} has no key {kid!r}")
     if key.alg != alg:
         return Rejected(
@@ -140,7 +147,9 @@ def find_key(community: Community, kid: object, alg: str) -> JwtKey | Rejected:
 def check_signature(key: JwtKey, token: CompactToken) -> Rejected | None:
     if key.verifies(token.signing_input, token.signature):
         return None
-    return Rejected(Reason.INVALID_SIGNATURE, f"signature does not verify with key {key.kid!r} ({key.alg})")
+    return Rejected(
+        Reason.INVALID_SIGNATURE, f"signature does not verify with key {key.kid!r} ({key.alg})", key.kid
+    )
 
 
 # ---------------------------------------------------------------- V8 exp
@@ -171,6 +180,13 @@ def check_times(
         return Rejected(
             Reason.EXPIRY_TOO_SOON,
             f"exp is {seconds(exp - received_at)} s after received_at; at least {required} s required "
+            f"(leeway {leeway} s)",
+        )
+    cap = community.max_validity_seconds
+    if cap is not None and exp - leeway > received_at + cap:
+        return Rejected(
+            Reason.EXPIRY_TOO_FAR,
+            f"exp is {seconds(exp - received_at)} s after received_at; at most {cap} s allowed "
             f"(leeway {leeway} s)",
         )
     if nbf is not None:
@@ -319,8 +335,8 @@ def verify_token_signature(
     if trace is not None:
         trace.append(Step("V7", True, "verifies"))
     exp = read_exp(compact.payload)
-    if isinstance(exp, Rejected):
-        return failed(trace, "V8", exp)
+    if isinstance(exp, Rejected):  # after a good signature: the key was used (L1)
+        return failed(trace, "V8", Rejected(exp.reason, exp.detail, key.kid))
     if trace is not None:
         trace.append(Step("V8", True, f"exp {exp}"))
     payload = compact.payload

@@ -164,6 +164,13 @@ class Metrics:
         self.store_up = Gauge(
             f"{PREFIX}_store_up", "1 while the configuration store is current (C3)", registry=r
         )
+        # Only for the communities the `metrics_communities` setting names (bounded cardinality, L5).
+        self.community_events = Counter(
+            f"{PREFIX}_community_events",
+            "Output records committed for the allow-listed communities, by outcome and reason",
+            ["community", "outcome", "reason"],
+            registry=r,
+        )
         self._live = _Live()
         r.register(self._live)
         for result in ("committed", "aborted"):  # both exist from the start: alerts compare them

@@ -132,6 +132,8 @@ class Member:
         self._commit_timeout = settings.transaction_timeout_ms / 1000
         self._log = get_logger("identity-worker.runtime")
         health.waiting = lambda: waits.describe(time.monotonic())
+        #: Called with each committed batch (L1: key usage and health counts, issue 15).
+        self.on_committed: Callable[[list[Decided]], None] | None = None
 
     # ------------------------------------------------------------------ start and stop
 
@@ -403,6 +405,8 @@ class Member:
         self.metrics.count_events(
             {(outcome.value, reason.value if reason else ""): n for (outcome, reason), n in verdicts.items()}
         )
+        if self.on_committed is not None:
+            self.on_committed(decided)
         self.metrics.batch_size.observe(len(decided))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.observe_delays([item.record.timestamp for item in decided])  # issue 16: delay panel

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from worker.core.config import CommunityLookup, load_config_file
+from worker.core.config import CommunityLookup, ConfigUnavailable, load_config_file
 from worker.core.tokencache import TokenCache
 from worker.ops.health import Health
 from worker.ops.http import OpsServer
@@ -22,10 +22,13 @@ from worker.ops.metrics import Metrics
 from worker.runtime.decide import Decider, Processor, pipeline_processor
 from worker.runtime.faults import EXIT_FATAL, FatalFault
 from worker.runtime.member import Member, StartupError
+from worker.runtime.usage import UsageRecorder
 from worker.settings import Settings
 
 EXIT_OK = 0
 EXIT_UNCLEAN = 1  # stopped without committing the last batch (it will be redone, not lost)
+#: At exit, the last usage flush may take this long; what it could not write is logged as pending.
+USAGE_SHUTDOWN_SECONDS = 5.0
 
 
 class ConfigSource:
@@ -97,6 +100,55 @@ def token_cache_invalidator(token_cache: TokenCache) -> Callable[[str], None]:
     return invalidate
 
 
+def usage_recorder(settings: Settings, source: ConfigSource, metrics: Metrics) -> UsageRecorder | None:
+    """L1, L5: counts for the store the configuration comes from; none with --config (no store)."""
+    dsn = settings.dsn()
+    if source.cache is None or dsn is None or not settings.usage_counting:
+        return None
+    lookup = source.lookup
+
+    def configured(community_id: str) -> bool:
+        try:
+            return lookup.get(community_id) is not None
+        except ConfigUnavailable:
+            return False
+
+    allowed = settings.metrics_community_ids
+    labelled = metrics.community_events
+
+    def allow_listed(community: str, outcome: str, reason: str, n: int) -> None:
+        if community in allowed:
+            labelled.labels(community, outcome, reason).inc(n)
+
+    usage = UsageRecorder(
+        dsn,
+        configured=configured,
+        flush_seconds=settings.usage_flush_seconds,
+        max_pending=settings.usage_max_pending,
+        on_counts=allow_listed if allowed else None,
+    )
+    metrics.live_counter(
+        "usage_dropped_events",
+        "Events whose usage counts were dropped: the buffer was full (L1)",
+        lambda: usage.dropped,
+    )
+    metrics.live_counter(
+        "usage_flushes", "Usage count flushes written to the store (L1)", lambda: usage.flushes
+    )
+    metrics.live_counter(
+        "usage_flush_failures",
+        "Usage count flushes the store did not take; retried (L1)",
+        lambda: usage.flush_failures,
+    )
+    metrics.live_counter(
+        "usage_rows_written", "Usage count rows added to the store (L1)", lambda: usage.rows_written
+    )
+    metrics.live_gauge(
+        "usage_pending_buckets", "Usage count buckets waiting to be written (L1)", lambda: usage.pending
+    )
+    return usage
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -131,6 +183,13 @@ async def serve(
         recheck_community=source.recheck(),
     )
     member = Member(settings, decider, metrics, health)
+    usage = usage_recorder(settings, source, metrics)
+    usage_stop = asyncio.Event()
+    usage_task: asyncio.Task[None] | None = None
+    if usage is not None:
+        count = usage.count
+        member.on_committed = lambda decided: count([item.output for item in decided], time.time())
+        usage_task = asyncio.create_task(usage.run(usage_stop), name="usage-flush")
     server = None
     try:
         if settings.metrics_port:
@@ -158,6 +217,11 @@ async def serve(
         return code
     finally:
         await member.close()
+        if usage is not None and usage_task is not None:
+            usage_stop.set()  # one last flush of what the final batch counted, bounded (K6)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(usage_task, USAGE_SHUTDOWN_SECONDS)
+            await usage.close()
         await source.close()
         if server is not None:
             await server.close()

@@ -43,6 +43,7 @@ from worker.store.db import (
     describe,
     translate,
 )
+from worker.store.lifecycle import read_tombstones
 from worker.store.migrate import check_schema
 from worker.store.repository import read_specs
 
@@ -358,8 +359,9 @@ class ConfigCache:
     async def _load_all(self, conn: asyncpg.Connection) -> None:
         started = time.monotonic()
         specs, invalid = await asyncio.wait_for(read_specs(conn), self.query_timeout)
+        tombstones = await asyncio.wait_for(read_tombstones(conn), self.query_timeout)
         previous = self._communities
-        fresh = {cid: Community.from_spec(spec) for cid, spec in specs.items()}
+        fresh = {cid: Community.from_spec(spec, tombstones.get(cid)) for cid, spec in specs.items()}
         broken = set()
         for cid, problems in invalid.items():
             log.error("config_community_invalid", community_id=cid, problems=problems)
@@ -399,7 +401,8 @@ class ConfigCache:
         if spec is None:
             self._communities.pop(community_id, None)
         else:
-            self._communities[community_id] = Community.from_spec(spec)
+            tombstones = await asyncio.wait_for(read_tombstones(conn, community_id), self.query_timeout)
+            self._communities[community_id] = Community.from_spec(spec, tombstones.get(community_id))
             self._negative.pop(community_id, None)
         new = self._communities.get(community_id)
         log.info("config_community_reloaded", community_id=community_id, exists=new is not None)

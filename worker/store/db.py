@@ -71,6 +71,10 @@ CONSTRAINT_RULES: Final[dict[str, str]] = {
     "communities_signed_identities_values": "signed_identities must be 'require' or 'reject'",
     "communities_min_validity_seconds_range": "min_validity_seconds must be between 0 and 31622400",
     "communities_leeway_seconds_range": "leeway_seconds must be between 0 and 3600",
+    "communities_max_validity_seconds_range": (
+        "max_validity_seconds must be unset or between 1 and 316224000, and at least min_validity_seconds"
+    ),
+    "communities_retirement_window_seconds_range": "retirement_window_seconds must be between 0 and 2592000",
     "jwt_keys_kid_format": "kid must match ^[a-z0-9_]+$ and be at most 64 characters",
     "jwt_keys_alg_values": "alg must be HS256 or RS256",
     "jwt_keys_hmac_secret_format": "hmac_secret must be exactly 24 characters of 0-9a-f",

@@ -29,10 +29,12 @@ from worker.core.config import (
     validate_spec,
 )
 from worker.store.db import Conflict, NotFound, StoreError
+from worker.store.lifecycle import read_tombstones, refuse_if_in_use
 from worker.store.sync import Change, mapping_label, sync_community
 
 _SPEC_QUERY: Final = """
 SELECT c.id, c.signed_identities, c.min_validity_seconds, c.leeway_seconds,
+    c.max_validity_seconds, c.retirement_window_seconds,
     (SELECT coalesce(json_agg(json_build_object(
                 'kid', k.kid, 'hmac_secret', k.hmac_secret, 'rsa_public_key', k.rsa_public_key)
             ORDER BY k.created_at, k.kid), '[]')
@@ -63,6 +65,8 @@ def _spec_data(row: asyncpg.Record) -> dict[str, Any]:
         "signed_identities": row["signed_identities"],
         "min_validity_seconds": row["min_validity_seconds"],
         "leeway_seconds": row["leeway_seconds"],
+        "max_validity_seconds": row["max_validity_seconds"],
+        "retirement_window_seconds": row["retirement_window_seconds"],
         "jwt_keys": keys,
         "custom_fields": fields,
         "mappings": json.loads(row["mappings"]),
@@ -96,7 +100,19 @@ async def load_all_communities(conn: asyncpg.Connection) -> dict[str, Community]
     specs, invalid = await read_specs(conn)
     if invalid:
         raise InvalidStoredConfig(invalid)
-    return {cid: Community.from_spec(spec) for cid, spec in specs.items()}
+    tombstones = await read_tombstones(conn)
+    return {cid: Community.from_spec(spec, tombstones.get(cid)) for cid, spec in specs.items()}
+
+
+async def load_community(conn: asyncpg.Connection, community_id: str) -> Community | None:
+    """One community, prepared; None when it does not exist."""
+    specs, invalid = await read_specs(conn, community_id)
+    if invalid:
+        raise InvalidStoredConfig(invalid)
+    spec = specs.get(community_id)
+    if spec is None:
+        return None
+    return Community.from_spec(spec, (await read_tombstones(conn, community_id)).get(community_id))
 
 
 # ---------------------------------------------------------------- listing
@@ -108,6 +124,8 @@ class CommunityRow:
     signed_identities: str
     min_validity_seconds: int
     leeway_seconds: int
+    max_validity_seconds: int | None
+    retirement_window_seconds: int
     keys: int
     custom_fields: int
     mappings: int
@@ -144,6 +162,7 @@ async def list_communities(conn: asyncpg.Connection) -> list[CommunityRow]:
     rows = await conn.fetch(
         """
         SELECT c.id, c.signed_identities, c.min_validity_seconds, c.leeway_seconds, c.created_at,
+            c.max_validity_seconds, c.retirement_window_seconds,
             (SELECT count(*) FROM jwt_keys k WHERE k.community_id = c.id) AS keys,
             (SELECT count(*) FROM custom_fields f WHERE f.community_id = c.id) AS custom_fields,
             (SELECT count(*) FROM mappings m WHERE m.community_id = c.id) AS mappings
@@ -254,7 +273,8 @@ async def add_community(conn: asyncpg.Connection, spec: CommunitySpec) -> list[C
 async def update_community(
     conn: asyncpg.Connection, community_id: str, settings: Mapping[str, object]
 ) -> list[Change]:
-    """Change settings (`signed_identities`, `min_validity_seconds`, `leeway_seconds`)."""
+    """Change settings (`signed_identities`, `min_validity_seconds`, `leeway_seconds`,
+    `max_validity_seconds`, `retirement_window_seconds`)."""
     key_required = (
         f"community {community_id!r} has no JWT key, so it cannot require signed identities (S1): "
         f"add its key first (`keys add {community_id} KID ...`), then switch it to require"
@@ -326,13 +346,19 @@ async def add_key(conn: asyncpg.Connection, community_id: str, key: JwtKeySpec) 
     return await _add_item(conn, community_id, "jwt_keys", key, lambda k: k.kid == key.kid, conflict)
 
 
-async def remove_key(conn: asyncpg.Connection, community_id: str, kid: str) -> list[Change]:
+async def remove_key(
+    conn: asyncpg.Connection, community_id: str, kid: str, *, force: bool = False
+) -> list[Change]:
+    """Remove a key, leaving a tombstone; refused (KeyStillInUse) while it is in use, unless
+    `force` (L3)."""
     not_found = f"community {community_id!r} has no key with kid {kid!r} (see `keys list`)"
     key_required = (
         f"key {kid!r} is the last key of community {community_id!r}, which requires signed identities "
         f"(S1): add its new key first (`keys add`), or switch it to reject "
         f"(`community set-mode {community_id} reject`)"
     )
+    if not force:
+        await refuse_if_in_use(conn, community_id, kid)
     return await _remove_items(
         conn, community_id, "jwt_keys", lambda k: k.kid == kid, not_found, key_required=key_required
     )

@@ -10,7 +10,7 @@ is shown by kid, algorithm and fingerprint, never by its secret (DESIGN §7).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 import asyncpg
 
@@ -36,11 +36,39 @@ def key_label(spec: JwtKeySpec, prepared: JwtKey | None = None) -> str:
     return f"{key.alg} {key.fingerprint}"
 
 
-def community_label(spec: CommunitySpec) -> str:
+#: A community's own settings: its columns in `communities`, in this order (DESIGN §1, §11).
+SETTINGS: Final = (
+    "signed_identities",
+    "min_validity_seconds",
+    "leeway_seconds",
+    "max_validity_seconds",
+    "retirement_window_seconds",
+)
+
+
+def _settings(spec: CommunitySpec) -> tuple[object, ...]:
     return (
-        f"signed_identities {spec.signed_identities.value}, min_validity_seconds "
-        f"{spec.min_validity_seconds}, leeway_seconds {spec.leeway_seconds}"
+        spec.signed_identities.value,
+        spec.min_validity_seconds,
+        spec.leeway_seconds,
+        spec.max_validity_seconds,
+        spec.retirement_window_seconds,
     )
+
+
+def _shown(value: object) -> str:
+    return "unset" if value is None else str(value)
+
+
+def community_label(spec: CommunitySpec) -> str:
+    """The settings, the optional ones only when they differ from their default."""
+    defaults = _settings(validate_spec(CommunitySpec, {"id": spec.id}, s1=False))
+    shown = [
+        f"{name} {_shown(value)}"
+        for i, (name, value) in enumerate(zip(SETTINGS, _settings(spec), strict=True))
+        if i < 3 or value != defaults[i]
+    ]
+    return ", ".join(shown)
 
 
 def field_label(spec: CustomFieldSpec) -> str:
@@ -60,34 +88,22 @@ async def sync_community(
     changes: list[Change] = []
     if old is None:
         await conn.execute(
-            "INSERT INTO communities (id, signed_identities, min_validity_seconds, leeway_seconds) "
-            "VALUES ($1, $2, $3, $4)",
+            f"INSERT INTO communities (id, {', '.join(SETTINGS)}) "
+            f"VALUES ($1, {', '.join(f'${i}' for i in range(2, len(SETTINGS) + 2))})",
             cid,
-            new.signed_identities.value,
-            new.min_validity_seconds,
-            new.leeway_seconds,
+            *_settings(new),
         )
         changes.append(Change("+", f"community {cid} ({community_label(new)})"))
         old = validate_spec(CommunitySpec, {"id": cid}, s1=False)  # nothing yet: a baseline to diff
     else:
         settings = [
-            f"{name} {before} -> {after}"
-            for name, before, after in (
-                ("signed_identities", old.signed_identities.value, new.signed_identities.value),
-                ("min_validity_seconds", old.min_validity_seconds, new.min_validity_seconds),
-                ("leeway_seconds", old.leeway_seconds, new.leeway_seconds),
-            )
+            f"{name} {_shown(before)} -> {_shown(after)}"
+            for name, before, after in zip(SETTINGS, _settings(old), _settings(new), strict=True)
             if before != after
         ]
         if settings:
-            await conn.execute(
-                "UPDATE communities SET signed_identities = $2, min_validity_seconds = $3, "
-                "leeway_seconds = $4 WHERE id = $1",
-                cid,
-                new.signed_identities.value,
-                new.min_validity_seconds,
-                new.leeway_seconds,
-            )
+            assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(SETTINGS, 2))
+            await conn.execute(f"UPDATE communities SET {assignments} WHERE id = $1", cid, *_settings(new))
             changes.append(Change("~", f"community {cid}: {', '.join(settings)}"))
 
     # Mappings leave before the custom fields they name, and come back after them.
@@ -118,11 +134,13 @@ async def _sync_keys(
     for kid, (spec, prepared) in before.items():
         if kid not in after:
             await conn.execute("DELETE FROM jwt_keys WHERE community_id = $1 AND kid = $2", cid, kid)
+            await _bury(conn, cid, prepared)
             changes.append(Change("-", f"key {cid}/{kid} ({key_label(spec, prepared)})"))
     for kid, spec in after.items():
         prepared = spec.prepare()
         secret, pem = _key_columns(spec)
         if kid not in before:
+            await conn.execute("DELETE FROM key_tombstones WHERE community_id = $1 AND kid = $2", cid, kid)
             await conn.execute(
                 "INSERT INTO jwt_keys (community_id, kid, alg, hmac_secret, rsa_public_key) "
                 "VALUES ($1, $2, $3, $4, $5)",
@@ -153,6 +171,19 @@ async def _sync_keys(
                 )
             )
     return changes
+
+
+async def _bury(conn: asyncpg.Connection, cid: str, key: JwtKey) -> None:
+    """L3: a removed key leaves a tombstone (kid, algorithm, fingerprint, when; never the secret)."""
+    await conn.execute(
+        "INSERT INTO key_tombstones (community_id, kid, alg, fingerprint) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (community_id, kid) DO UPDATE SET alg = EXCLUDED.alg, "
+        "fingerprint = EXCLUDED.fingerprint, removed_at = now()",
+        cid,
+        key.kid,
+        key.alg,
+        key.fingerprint,
+    )
 
 
 def _key_columns(spec: JwtKeySpec) -> tuple[str | None, str | None]:

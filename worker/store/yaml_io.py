@@ -14,7 +14,13 @@ from typing import Any, Final
 
 import yaml
 
-from worker.core.config import CommunitySpec, ConfigError, ConfigSpec, JwtKeySpec
+from worker.core.config import (
+    DEFAULT_RETIREMENT_WINDOW_SECONDS,
+    CommunitySpec,
+    ConfigError,
+    ConfigSpec,
+    JwtKeySpec,
+)
 
 WITHHELD_PREFIX: Final = "<withheld "
 _WITHHELD_IN_TEXT = re.compile(r"""^[ \t]*-?[ \t]*hmac_secret:[ \t]*["']?<withheld """, re.MULTILINE)
@@ -62,6 +68,12 @@ def _community_data(spec: CommunitySpec, include_secrets: bool) -> dict[str, Any
         "signed_identities": spec.signed_identities.value,
         "min_validity_seconds": spec.min_validity_seconds,
         "leeway_seconds": spec.leeway_seconds,
+        **({"max_validity_seconds": spec.max_validity_seconds} if spec.max_validity_seconds else {}),
+        **(
+            {"retirement_window_seconds": spec.retirement_window_seconds}
+            if spec.retirement_window_seconds != DEFAULT_RETIREMENT_WINDOW_SECONDS
+            else {}
+        ),
         "jwt_keys": [_key_data(k, include_secrets) for k in spec.jwt_keys],
         "custom_fields": [f.model_dump(exclude_none=True) for f in spec.custom_fields],
         "mappings": [m.model_dump(by_alias=True) for m in spec.mappings],

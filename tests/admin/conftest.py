@@ -1,0 +1,47 @@
+"""Fixtures of the configuration service tests (issue 14): a real `admin serve` on a real
+PostgreSQL database, one per test module, reseeded before each test."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from support import stack
+
+from worker.store.db import connect
+from worker.store.migrate import migrate
+
+from .harness import Service, seed, start_service
+
+pytestmark = pytest.mark.integration
+
+
+async def _migrate(url: str) -> None:
+    conn = await connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def admin_db(admin_database_url: str) -> Iterator[str]:
+    url = stack.create_database(admin_database_url)
+    asyncio.run(_migrate(url))
+    yield url
+    stack.drop_database(admin_database_url, url)
+
+
+@pytest.fixture(scope="module")
+def running(admin_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = start_service(admin_db, tmp_path_factory.mktemp("admin") / "serve.log")
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def service(running: Service) -> Service:
+    """The module's service, its database back at the seed state (see harness.SEED)."""
+    seed(running)
+    return running

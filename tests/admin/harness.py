@@ -1,0 +1,202 @@
+"""The configuration service under test (issue 14): `identity-worker admin serve` as a real
+process on a free port, over a migrated database of its own on the stack's PostgreSQL.
+
+Every test starts from the same state (`seed`): community `acme` (require, key `k1`, a
+custom field and a mapping), community `shop` (require, key `s1`), and four tokens:
+`platform`, `acme` (community acme), `shop` (community shop), `revoked` (acme, revoked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from worker.core.config import CommunitySpec, validate_spec
+from worker.store import api_tokens
+from worker.store import repository as repo
+
+T = TypeVar("T")
+IDENTITY_WORKER = str(Path(sys.executable).with_name("identity-worker"))
+SECRET = "0123456789abcdef01234567"
+SECRET_2 = "fedcba9876543210fedcba98"
+SHOP_SECRET = "00112233445566778899aabb"
+RSA_PRIVATE = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+RSA_PUBLIC_PEM = (
+    RSA_PRIVATE.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
+RSA_PRIVATE_PEM = RSA_PRIVATE.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
+#: The base64 body of the public key: what would show if the PEM leaked anywhere.
+RSA_PUBLIC_BODY = "".join(RSA_PUBLIC_PEM.strip().splitlines()[1:-1])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to its end from sync code, even where a loop runs in this thread
+    (Playwright's sync API keeps one): on a thread of its own."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+def run_sql(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    async def go() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(url)
+        try:
+            return list(await conn.fetch(query, *args))
+        finally:
+            await conn.close()
+
+    return run_async(go)
+
+
+def hs256(secret: str, kid: str, *, ttl: int = 7200, **claims: Any) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyJWT warns about 24-byte HMAC keys (DESIGN §1 fixes them)
+        now = int(time.time())
+        return jwt.encode(
+            {"uuid": "visitor-1", "iat": now, "exp": now + ttl, **claims},
+            secret,
+            algorithm="HS256",
+            headers={"kid": kid, "typ": "JWT"},
+        )
+
+
+@dataclass
+class Service:
+    """A running `admin serve` and its database."""
+
+    url: str
+    database_url: str
+    log: Path
+    process: subprocess.Popen[bytes]
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def client(self, who: str | None) -> httpx.Client:
+        """An HTTP client sending `who`'s token (None: no token; any unknown name: that text)."""
+        headers = {}
+        if who is not None:
+            headers["Authorization"] = f"Bearer {self.tokens.get(who, who)}"
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_service(database_url: str, log: Path, *, env: dict[str, str] | None = None) -> Service:
+    port = free_port()
+    handle = log.open("wb")
+    process = subprocess.Popen(
+        [IDENTITY_WORKER, "admin", "serve", "--port", str(port)],
+        env={**os.environ, **(env or {}), "DATABASE_URL": database_url},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
+    service = Service(f"http://127.0.0.1:{port}", database_url, log, process)
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"admin serve exited with {process.returncode}: {service.log_text()}")
+        try:
+            if httpx.get(f"{service.url}/api/v1/openapi.json", timeout=2).status_code == 200:
+                return service
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            service.stop()
+            raise AssertionError(f"admin serve did not answer within 60 s: {service.log_text()}")
+        time.sleep(0.1)
+
+
+SEED = {
+    "acme": {
+        "id": "acme",
+        "signed_identities": "require",
+        "jwt_keys": [{"kid": "k1", "hmac_secret": SECRET}],
+        "custom_fields": [{"key": "customer_id", "label": "Customer ID", "regex": "C[0-9]{6}"}],
+        "mappings": [{"from": "extra_values.customer_id", "to": "custom_fields.customer_id"}],
+    },
+    "shop": {
+        "id": "shop",
+        "signed_identities": "require",
+        "jwt_keys": [{"kid": "s1", "hmac_secret": SHOP_SECRET}],
+    },
+}
+
+
+def seed(service: Service) -> None:
+    """Empty the service's database, then write the state every test starts from."""
+
+    async def go() -> dict[str, str]:
+        conn = await asyncpg.connect(service.database_url)
+        try:
+            await conn.execute("TRUNCATE communities, api_tokens, audit_log RESTART IDENTITY CASCADE")
+            async with conn.transaction():
+                for data in SEED.values():
+                    await repo.add_community(conn, validate_spec(CommunitySpec, data))
+                tokens = {}
+                for name, scope in (
+                    ("platform", None),
+                    ("acme", "acme"),
+                    ("shop", "shop"),
+                    ("revoked", "acme"),
+                ):
+                    tokens[name], _ = await api_tokens.create(conn, name, scope, actor="test seed")
+                await api_tokens.revoke(conn, "revoked", actor="test seed")
+            await conn.execute("TRUNCATE audit_log RESTART IDENTITY")
+            return tokens
+        finally:
+            await conn.close()
+
+    service.tokens = run_async(go)
+
+
+def snapshot(database_url: str) -> str:
+    """Everything a request could change, as one text: configuration rows and the audit trail."""
+    parts = []
+    for table, order in (
+        ("communities", "id"),
+        ("jwt_keys", "community_id, kid"),
+        ("custom_fields", "community_id, key"),
+        ("mappings", "community_id, position"),
+        ("audit_log", "id"),
+    ):
+        rows = run_sql(database_url, f"SELECT * FROM {table} ORDER BY {order}")
+        parts.append(json.dumps([dict(r) for r in rows], default=str, sort_keys=True))
+    return "\n".join(parts)
+
+
+Request = tuple[str, str, dict[str, Any] | None]
+Call = Callable[[httpx.Client], httpx.Response]

@@ -1,0 +1,444 @@
+"""A1, A3: every endpoint's success, each validation error with its status and one-line
+message, nothing written on a refusal, and no secret in any answer, log line or audit row."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from .harness import (
+    IDENTITY_WORKER,
+    RSA_PRIVATE_PEM,
+    RSA_PUBLIC_BODY,
+    RSA_PUBLIC_PEM,
+    SECRET,
+    SECRET_2,
+    SHOP_SECRET,
+    Service,
+    hs256,
+    run_sql,
+    snapshot,
+)
+
+pytestmark = pytest.mark.integration
+
+ACME = "/api/v1/communities/acme"
+
+
+def test_communities_create_read_change_remove(service: Service) -> None:
+    with service.client("platform") as api:
+        created = api.post(
+            "/api/v1/communities",
+            json={
+                "id": "newco",
+                "signed_identities": "require",
+                "min_validity_seconds": 600,
+                "jwt_keys": [{"kid": "first", "hmac_secret": SECRET_2}],
+            },
+        )
+        assert created.status_code == 201, created.text
+        assert created.json() | {"created_at": None} == {
+            "id": "newco",
+            "signed_identities": "require",
+            "min_validity_seconds": 600,
+            "leeway_seconds": 10,
+            "keys": 1,
+            "custom_fields": 0,
+            "mappings": 0,
+            "created_at": None,
+        }
+        assert api.get("/api/v1/communities/newco").json() == created.json()
+        changed = api.patch(
+            "/api/v1/communities/newco", json={"signed_identities": "reject", "leeway_seconds": 0}
+        )
+        assert changed.status_code == 200
+        assert (changed.json()["signed_identities"], changed.json()["leeway_seconds"]) == ("reject", 0)
+        assert changed.json()["min_validity_seconds"] == 600  # not given: kept
+        assert api.delete("/api/v1/communities/newco").status_code == 204
+        assert api.get("/api/v1/communities/newco").status_code == 404
+        trail = api.get("/api/v1/audit").json()
+    assert [(e["action"], e["community_id"], e["actor"]) for e in trail] == [
+        ("community remove", "newco", "token platform"),
+        ("community set", "newco", "token platform"),
+        ("community add", "newco", "token platform"),
+    ]
+    assert trail[1]["changes"] == [
+        "~ community newco: signed_identities require -> reject, leeway_seconds 10 -> 0"
+    ]
+
+
+def test_keys_add_list_remove_show_fingerprints_never_secrets(service: Service) -> None:
+    with service.client("acme") as api:
+        hs = api.post(f"{ACME}/keys", json={"kid": "k2", "hmac_secret": SECRET_2})
+        rs = api.post(f"{ACME}/keys", json={"kid": "r1", "rsa_public_key": RSA_PUBLIC_PEM})
+        assert (hs.status_code, rs.status_code) == (201, 201), (hs.text, rs.text)
+        assert {k: hs.json()[k] for k in ("kid", "alg")} == {"kid": "k2", "alg": "HS256"}
+        assert hs.json()["fingerprint"].startswith("sha256:") and "created_at" in hs.json()
+        assert rs.json()["alg"] == "RS256"
+        listed = api.get(f"{ACME}/keys").json()
+        assert [k["kid"] for k in listed] == ["k1", "k2", "r1"]
+        assert all(set(k) >= {"kid", "alg", "fingerprint", "created_at"} for k in listed)
+        assert not any(name in k for k in listed for name in ("hmac_secret", "rsa_public_key"))
+        assert api.delete(f"{ACME}/keys/k2").status_code == 204
+        assert [k["kid"] for k in api.get(f"{ACME}/keys").json()] == ["k1", "r1"]
+        trail = api.get(f"{ACME}/audit").json()
+    assert [(e["action"], e["changes"][0][:12]) for e in trail] == [
+        ("keys remove", "- key acme/k"),
+        ("keys add", "+ key acme/r"),
+        ("keys add", "+ key acme/k"),
+    ]
+    assert hs.json()["fingerprint"] in trail[0]["changes"][0]
+
+
+def test_custom_fields_and_mappings(service: Service) -> None:
+    with service.client("acme") as api:
+        field = api.post(
+            f"{ACME}/custom-fields", json={"key": "plan", "label": "Plan", "regex": "(gold|free)"}
+        )
+        assert field.status_code == 201
+        assert {k: field.json()[k] for k in ("key", "label", "regex")} == {
+            "key": "plan",
+            "label": "Plan",
+            "regex": "(gold|free)",
+        }
+        mapping = api.post(f"{ACME}/mappings", json={"from": "extra_values.plan", "to": "custom_fields.plan"})
+        assert mapping.status_code == 201
+        assert {k: mapping.json()[k] for k in ("position", "source", "target")} == {
+            "position": 2,
+            "source": "extra_values.plan",
+            "target": "custom_fields.plan",
+        }
+        assert [f["key"] for f in api.get(f"{ACME}/custom-fields").json()] == ["customer_id", "plan"]
+        assert [m["source"] for m in api.get(f"{ACME}/mappings").json()] == [
+            "extra_values.customer_id",
+            "extra_values.plan",
+        ]
+        removed = api.delete(
+            f"{ACME}/mappings", params={"from": "extra_values.plan", "to": "custom_fields.plan"}
+        )
+        assert removed.status_code == 204
+        assert api.delete(f"{ACME}/custom-fields/plan").status_code == 204
+        assert [f["key"] for f in api.get(f"{ACME}/custom-fields").json()] == ["customer_id"]
+
+
+def test_token_check_explains_like_token_verify(service: Service) -> None:
+    """The same steps and verdict as `identity-worker token verify` for the same text (A5, DESIGN §7)."""
+    tomorrow = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400))
+    cases = [
+        ({"token": hs256(SECRET, "k1")}, None),
+        ({"token": hs256(SHOP_SECRET, "k1")}, "invalid_signature"),
+        ({"token": hs256(SECRET, "k1", ttl=600)}, "expiry_too_soon"),
+        (
+            {"token": hs256(SECRET, "k1"), "received_at": tomorrow},
+            "expiry_too_soon",
+        ),  # V9 against received_at
+        ({"token": "not-a-token"}, "malformed_token"),
+        ({"token": hs256(SECRET, "k1") + "\n"}, "malformed_token"),  # not trimmed: what the worker sees
+    ]
+    with service.client("acme") as api:
+        for body, reason in cases:
+            answer = api.post(f"{ACME}/token-check", json=body).json()
+            assert (answer["accepted"], answer["reason"]) == (reason is None, reason), answer
+            args = ["token", "verify", "--database-url", service.database_url, "--community", "acme"]
+            if "received_at" in body:
+                args += ["--received-at", body["received_at"]]
+            cli = subprocess.run(
+                [IDENTITY_WORKER, *args, body["token"]],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            marks = {"pass": True, "FAIL": False}
+            lines = [line.split() for line in cli.stdout.splitlines()[:-1]]
+            cli_steps = [(words[1], marks[words[0]]) for words in lines if words[0] in marks]
+            assert [(s["rule"], s["passed"]) for s in answer["steps"]] == cli_steps
+            assert cli.stdout.splitlines()[-1] == ("accepted" if reason is None else f"rejected: {reason}")
+
+
+def _error(response: Any) -> str:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert "\n" not in body["error"]
+    return str(body["error"])
+
+
+#: (method, path, body or query, status, a piece of the message). Each is refused, writes nothing.
+REFUSED: list[tuple[str, str, Any, int, str]] = [
+    ("POST", "/api/v1/communities", {"id": "bad id"}, 422, "id: String should match pattern"),
+    (
+        "POST",
+        "/api/v1/communities",
+        {"id": "acme", "signed_identities": "reject"},
+        409,
+        "'acme' already exists",
+    ),
+    (
+        "POST",
+        "/api/v1/communities",
+        {"id": "x", "leeway_seconds": 3601},
+        422,
+        "leeway_seconds: Input should be less",
+    ),
+    ("POST", "/api/v1/communities", {"id": "x", "signed_identities": "maybe"}, 422, "signed_identities:"),
+    (
+        "POST",
+        "/api/v1/communities",
+        {"id": "x", "colour": "red"},
+        422,
+        "colour: Extra inputs are not permitted",
+    ),
+    ("POST", "/api/v1/communities", {"id": "x", "min_validity_seconds": "60"}, 422, "min_validity_seconds:"),
+    ("POST", "/api/v1/communities", [1], 422, "Input should be"),
+    ("PATCH", ACME, {"min_validity_seconds": -1}, 422, "min_validity_seconds: Input should be greater"),
+    ("PATCH", ACME, {"id": "renamed"}, 422, "id: Extra inputs are not permitted"),
+    ("POST", f"{ACME}/keys", {"kid": "Bad-Kid", "hmac_secret": SECRET_2}, 422, "kid: kid must match"),
+    ("POST", f"{ACME}/keys", {"kid": "k" * 65, "hmac_secret": SECRET_2}, 422, "at most 64 characters"),
+    (
+        "POST",
+        f"{ACME}/keys",
+        {"kid": "k2", "hmac_secret": SECRET_2.upper()},
+        422,
+        "exactly 24 characters of 0-9a-f",
+    ),
+    (
+        "POST",
+        f"{ACME}/keys",
+        {"kid": "k2", "hmac_secret": 123456789012345678901234},
+        422,
+        "must be a quoted string",
+    ),
+    ("POST", f"{ACME}/keys", {"kid": "k2"}, 422, "give exactly one of hmac_secret"),
+    (
+        "POST",
+        f"{ACME}/keys",
+        {"kid": "k2", "hmac_secret": SECRET_2, "rsa_public_key": RSA_PUBLIC_PEM},
+        422,
+        "give exactly one of hmac_secret",
+    ),
+    ("POST", f"{ACME}/keys", {"kid": "k2", "rsa_public_key": RSA_PRIVATE_PEM}, 422, "is a private key"),
+    (
+        "POST",
+        f"{ACME}/keys",
+        {"kid": "k2", "rsa_public_key": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"},
+        422,
+        "rsa_public_key",
+    ),
+    ("POST", f"{ACME}/keys", {"kid": "k1", "hmac_secret": SECRET_2}, 409, "already has a key with kid 'k1'"),
+    ("DELETE", f"{ACME}/keys/nosuch", None, 404, "has no key with kid 'nosuch'"),
+    (
+        "POST",
+        f"{ACME}/custom-fields",
+        {"key": "Bad Key", "label": "x"},
+        422,
+        "key: String should match pattern",
+    ),
+    (
+        "POST",
+        f"{ACME}/custom-fields",
+        {"key": "plan", "label": ""},
+        422,
+        "label: String should have at least 1",
+    ),
+    (
+        "POST",
+        f"{ACME}/custom-fields",
+        {"key": "plan", "label": "x", "regex": "(a"},
+        422,
+        "not valid RE2 syntax",
+    ),
+    (
+        "POST",
+        f"{ACME}/custom-fields",
+        {"key": "plan", "label": "x", "regex": "(a)\\1"},
+        422,
+        "not valid RE2 syntax",
+    ),
+    (
+        "POST",
+        f"{ACME}/custom-fields",
+        {"key": "customer_id", "label": "x"},
+        409,
+        "already has a custom field",
+    ),
+    ("DELETE", f"{ACME}/custom-fields/customer_id", None, 409, "remove that mapping first"),
+    ("DELETE", f"{ACME}/custom-fields/nosuch", None, 404, "has no custom field 'nosuch'"),
+    ("POST", f"{ACME}/mappings", {"from": "cookie.x", "to": "identity_group.notes"}, 422, "from must be"),
+    ("POST", f"{ACME}/mappings", {"from": "uuid", "to": "identity_group.age"}, 422, "to must be"),
+    (
+        "POST",
+        f"{ACME}/mappings",
+        {"from": "uuid", "to": "custom_fields.undeclared"},
+        422,
+        "which is not declared",
+    ),
+    (
+        "POST",
+        f"{ACME}/mappings",
+        {"from": "extra_values.customer_id", "to": "custom_fields.customer_id"},
+        409,
+        "already has mapping",
+    ),
+    ("DELETE", f"{ACME}/mappings", {"from": "uuid", "to": "identity_group.notes"}, 404, "has no mapping"),
+    ("DELETE", f"{ACME}/mappings", {"from": "uuid", "to": "nowhere"}, 422, "to must be"),
+    ("DELETE", f"{ACME}/mappings", {"from": "uuid"}, 422, "to: Field required"),
+    ("POST", f"{ACME}/token-check", {}, 422, "token: Field required"),
+    (
+        "POST",
+        f"{ACME}/token-check",
+        {"token": "x", "received_at": "yesterday"},
+        422,
+        "received_at: String should match",
+    ),
+    (
+        "POST",
+        f"{ACME}/token-check",
+        {"token": "x", "received_at": "0001-01-01T00:00:00+01:00"},
+        422,
+        "received_at: must be",
+    ),
+    ("GET", f"{ACME}/audit", {"limit": "0"}, 422, "limit: Input should be greater than or equal to 1"),
+    # Found by schemathesis: past a bigint the driver refused it and the answer was a 503.
+    ("GET", f"{ACME}/audit", {"before": str(2**70)}, 422, "before: Input should be less than or equal to"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "message"), REFUSED)
+def test_a_refused_request_gets_one_line_and_writes_nothing(
+    service: Service, method: str, path: str, body: Any, status: int, message: str
+) -> None:
+    before = snapshot(service.database_url)
+    with service.client("platform") as api:
+        if method in ("GET", "DELETE"):
+            response = api.request(method, path, params=body)
+        else:
+            response = api.request(method, path, json=body)
+    assert response.status_code == status, response.text
+    assert message in _error(response)
+    assert snapshot(service.database_url) == before
+
+
+S1_REFUSED: list[tuple[str, str, Any, int, str]] = [
+    # The body alone breaks S1: the spec model refuses it, as it refuses the YAML.
+    (
+        "POST",
+        "/api/v1/communities",
+        {"id": "newco"},
+        422,
+        "community newco requires signed identities but has no",
+    ),
+    ("POST", "/api/v1/communities", {"id": "newco", "jwt_keys": []}, 422, "(S1): give it a key (jwt_keys)"),
+    # The community's state: its last key, or require without one (409: do another change first).
+    ("DELETE", "/api/v1/communities/shop/keys/s1", None, 409, "is the last key of community 'shop'"),
+    ("PATCH", "/api/v1/communities/keyless", {"signed_identities": "require"}, 409, "add its key first"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "message"), S1_REFUSED)
+def test_s1_a_require_community_always_has_a_key(
+    service: Service, method: str, path: str, body: Any, status: int, message: str
+) -> None:
+    """S1 through the API: refused with one line saying what to do, nothing written."""
+    with service.client("platform") as api:
+        made = api.post("/api/v1/communities", json={"id": "keyless", "signed_identities": "reject"})
+        assert made.status_code == 201
+        before = snapshot(service.database_url)
+        response = api.request(method, path, json=body)
+    assert response.status_code == status, response.text
+    assert message in _error(response)
+    assert snapshot(service.database_url) == before
+
+
+def test_s1_rotating_the_only_key_and_switching_to_require_in_the_right_order(service: Service) -> None:
+    with service.client("shop") as api:
+        assert (
+            api.post("/api/v1/communities/shop/keys", json={"kid": "s2", "hmac_secret": SECRET_2}).status_code
+            == 201
+        )
+        assert api.delete("/api/v1/communities/shop/keys/s1").status_code == 204
+        assert api.patch("/api/v1/communities/shop", json={"signed_identities": "reject"}).status_code == 200
+        assert api.delete("/api/v1/communities/shop/keys/s2").status_code == 204  # reject: no key needed
+        assert api.get("/api/v1/communities/shop").json()["keys"] == 0
+
+
+def test_a_body_that_is_not_json_is_400_and_a_large_one_413(service: Service) -> None:
+    before = snapshot(service.database_url)
+    with service.client("acme") as api:
+        broken = api.post(f"{ACME}/keys", content=b'{"kid": ', headers={"content-type": "application/json"})
+        large = api.post(f"{ACME}/keys", json={"kid": "k2", "hmac_secret": "0" * 70_000})
+        streamed = api.post(
+            f"{ACME}/keys",
+            content=iter([b'{"kid": "k2", "rsa_public_key": "', b"A" * 70_000, b'"}']),
+            headers={"content-type": "application/json"},
+        )
+    assert (broken.status_code, _error(broken)) == (400, "the request body is not valid JSON")
+    assert (large.status_code, _error(large)) == (413, "the body is larger than 65536 bytes")
+    assert (streamed.status_code, _error(streamed)) == (413, "the body is larger than 65536 bytes")
+    assert snapshot(service.database_url) == before
+
+
+def test_no_secret_in_any_answer_log_line_or_audit_row(service: Service) -> None:
+    """HMAC secrets, the RSA key, API tokens and whole JWTs go in; none ever comes out (A3)."""
+    jwt_text = hs256(SECRET, "k1")
+    answers = []
+    with service.client("platform") as api:
+        calls = [
+            (
+                "POST",
+                "/api/v1/communities",
+                {"id": "sec", "jwt_keys": [{"kid": "a", "hmac_secret": SECRET_2}]},
+            ),
+            ("POST", "/api/v1/communities/sec/keys", {"kid": "b", "rsa_public_key": RSA_PUBLIC_PEM}),
+            ("POST", "/api/v1/communities/sec/keys", {"kid": "c", "hmac_secret": SECRET_2[:-1] + "Z"}),
+            ("POST", "/api/v1/communities/sec/keys", {"kid": "a", "hmac_secret": SECRET_2}),
+            ("POST", "/api/v1/communities/sec/keys", {"kid": "d", "rsa_public_key": RSA_PRIVATE_PEM}),
+            ("POST", "/api/v1/communities/sec/keys", {"kid": "e", SECRET_2: "pasted as a key"}),
+            ("GET", "/api/v1/communities/sec/keys", None),
+            ("POST", f"{ACME}/token-check", {"token": jwt_text}),
+            ("POST", f"{ACME}/token-check", {"token": jwt_text + "x"}),
+            ("DELETE", "/api/v1/communities/sec/keys/a", None),
+            ("GET", "/api/v1/audit", None),
+            ("DELETE", "/api/v1/communities/sec", None),
+        ]
+        for method, path, body in calls:
+            response = api.request(method, path, json=body)
+            answers.append(f"{response.status_code} {response.headers} {response.text}")
+    audit_rows = str([dict(r) for r in run_sql(service.database_url, "SELECT * FROM audit_log")])
+    token_rows = str([dict(r) for r in run_sql(service.database_url, "SELECT * FROM api_tokens")])
+    private_body = "".join(RSA_PRIVATE_PEM.strip().splitlines()[1:3])
+    secrets = [SECRET, SECRET_2, SECRET_2[:-1] + "Z", RSA_PUBLIC_BODY[:60], private_body, jwt_text]
+    secrets += [jwt_text.split(".")[2], *service.tokens.values()]
+    for where, text in (("answers", "\n".join(answers)), ("log", service.log_text()), ("audit", audit_rows)):
+        for secret in secrets:
+            assert secret not in text, f"a secret in the {where}"
+    for token in service.tokens.values():
+        assert token not in token_rows  # only the hashes are stored (A2)
+    assert "sha256:" in audit_rows  # keys are audited by fingerprint
+
+
+def test_an_api_change_and_its_audit_row_commit_together(service: Service) -> None:
+    """A4: when the audit row cannot be written (a trigger refuses it here), the change is
+    not made either: both are one transaction."""
+    run_sql(
+        service.database_url,
+        """CREATE FUNCTION test_refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'audit refused by the test'; END $$""",
+    )
+    run_sql(
+        service.database_url,
+        "CREATE TRIGGER test_refuse_audit BEFORE INSERT ON audit_log "
+        "FOR EACH ROW EXECUTE FUNCTION test_refuse_audit()",
+    )
+    try:
+        before = snapshot(service.database_url)
+        with service.client("acme") as api:
+            refused = api.post(f"{ACME}/keys", json={"kid": "k2", "hmac_secret": SECRET_2})
+            assert refused.status_code >= 500 and set(refused.json()) == {"error"}
+            assert [k["kid"] for k in api.get(f"{ACME}/keys").json()] == ["k1"]
+        assert snapshot(service.database_url) == before
+    finally:
+        run_sql(service.database_url, "DROP TRIGGER test_refuse_audit ON audit_log")
+        run_sql(service.database_url, "DROP FUNCTION test_refuse_audit()")

@@ -1,0 +1,148 @@
+"""What the API and the console do, written once for both (DESIGN §10, A3, A4).
+
+Each write runs the store's own mutation (worker/store/repository.py: the same validation
+as the admin commands and the YAML loader) and records it in the audit trail, in one
+transaction: a refused change writes nothing, an accepted one is never unaudited. Access
+has been checked before any of these run (worker/admin/auth.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from worker.admin.auth import unknown_community
+from worker.admin.errors import ApiError
+from worker.admin.models import CheckStep, TokenCheckResult
+from worker.core.config import CommunitySpec, CustomFieldSpec, JwtKeySpec, MappingSpec
+from worker.core.contracts import rfc3339_seconds
+from worker.core.explain import explain_token
+from worker.store import audit
+from worker.store import repository as repo
+from worker.store.api_tokens import Caller
+from worker.store.repository import CommunityRow, FieldRow, KeyRow, MappingRow
+from worker.store.sync import Change
+
+Mutation = Callable[[asyncpg.Connection], Awaitable[list[Change]]]
+
+
+async def _audited(
+    conn: asyncpg.Connection, caller: Caller, action: str, community_id: str, mutation: Mutation
+) -> list[Change]:
+    async with conn.transaction():
+        changes = await mutation(conn)
+        await audit.record(conn, caller.actor, action, changes, community_id)
+    return changes
+
+
+# ---------------------------------------------------------------- communities
+
+
+async def community(conn: asyncpg.Connection, community_id: str) -> CommunityRow:
+    for row in await repo.list_communities(conn):
+        if row.id == community_id:
+            return row
+    raise unknown_community(community_id)
+
+
+async def communities(conn: asyncpg.Connection, caller: Caller) -> list[CommunityRow]:
+    rows = await repo.list_communities(conn)
+    return [r for r in rows if caller.community_id in (None, r.id)]
+
+
+async def add_community(conn: asyncpg.Connection, caller: Caller, spec: CommunitySpec) -> CommunityRow:
+    await _audited(conn, caller, "community add", spec.id, lambda c: repo.add_community(c, spec))
+    return await community(conn, spec.id)
+
+
+async def update_community(
+    conn: asyncpg.Connection, caller: Caller, community_id: str, settings: dict[str, object]
+) -> CommunityRow:
+    await _audited(
+        conn,
+        caller,
+        "community set",
+        community_id,
+        lambda c: repo.update_community(c, community_id, settings),
+    )
+    return await community(conn, community_id)
+
+
+async def remove_community(conn: asyncpg.Connection, caller: Caller, community_id: str) -> None:
+    await _audited(
+        conn, caller, "community remove", community_id, lambda c: repo.remove_community(c, community_id)
+    )
+
+
+# ---------------------------------------------------------------- keys, fields, mappings
+
+
+async def add_key(conn: asyncpg.Connection, caller: Caller, community_id: str, key: JwtKeySpec) -> KeyRow:
+    await _audited(conn, caller, "keys add", community_id, lambda c: repo.add_key(c, community_id, key))
+    return next(k for k in await repo.list_keys(conn, community_id) if k.kid == key.kid)
+
+
+async def remove_key(conn: asyncpg.Connection, caller: Caller, community_id: str, kid: str) -> None:
+    await _audited(conn, caller, "keys remove", community_id, lambda c: repo.remove_key(c, community_id, kid))
+
+
+async def add_field(
+    conn: asyncpg.Connection, caller: Caller, community_id: str, field: CustomFieldSpec
+) -> FieldRow:
+    await _audited(conn, caller, "fields add", community_id, lambda c: repo.add_field(c, community_id, field))
+    return next(f for f in await repo.list_fields(conn, community_id) if f.key == field.key)
+
+
+async def remove_field(conn: asyncpg.Connection, caller: Caller, community_id: str, key: str) -> None:
+    await _audited(
+        conn, caller, "fields remove", community_id, lambda c: repo.remove_field(c, community_id, key)
+    )
+
+
+async def add_mapping(
+    conn: asyncpg.Connection, caller: Caller, community_id: str, mapping: MappingSpec
+) -> MappingRow:
+    await _audited(
+        conn, caller, "mappings add", community_id, lambda c: repo.add_mapping(c, community_id, mapping)
+    )
+    return (await repo.list_mappings(conn, community_id))[-1]  # appended last (M2)
+
+
+async def remove_mapping(
+    conn: asyncpg.Connection, caller: Caller, community_id: str, mapping: MappingSpec
+) -> None:
+    await _audited(
+        conn, caller, "mappings remove", community_id, lambda c: repo.remove_mapping(c, community_id, mapping)
+    )
+
+
+# ---------------------------------------------------------------- token check
+
+
+async def check_token(
+    conn: asyncpg.Connection, community_id: str, token: str, received_at: str | None
+) -> TokenCheckResult:
+    """`token verify` for a community of the store: the same explanation, the same verdict (A5)."""
+    prepared = await repo.load_community(conn, community_id)
+    if prepared is None:
+        raise unknown_community(community_id)
+    now = time.time()
+    try:
+        received = rfc3339_seconds(received_at) if received_at is not None else now
+    except ValueError as exc:
+        raise ApiError(422, f"received_at: {exc}") from None
+    # No trimming: the very text the worker would judge, through its own code path (DESIGN §7).
+    explanation = explain_token(token, community_id, {community_id: prepared}, received_at=received, now=now)
+    rejected = explanation.output.reason is not None
+    return TokenCheckResult(
+        accepted=explanation.accepted,
+        reason=None if explanation.accepted else explanation.verdict,
+        # The rejection's own detail; never the output record, which holds the raw event (token).
+        detail=explanation.output.record.get("detail") if rejected else None,
+        steps=[
+            CheckStep(rule=s.rule, title=s.title, passed=s.passed, detail=s.detail) for s in explanation.steps
+        ],
+        notes=explanation.notes,
+    )

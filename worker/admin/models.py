@@ -1,0 +1,84 @@
+"""The API's bodies (DESIGN §10, A1, A3): the core's spec models, and what derives from them.
+
+Requests are the very models the YAML loader and the admin commands validate with
+(`CommunitySpec`, `JwtKeySpec`, `CustomFieldSpec`, `MappingSpec`), so a rule is checked by
+the same code whichever way configuration is written. Responses are the store's rows
+(`KeyRow`, `FieldRow`, …), which hold no secret by construction; a column the store adds
+(key usage, say) reaches the API without a change here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Final, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from worker.core.config import CommunitySpec
+from worker.core.contracts import RFC3339_PATTERN
+
+#: The spec's list sections; every other field but `id` is a setting that PATCH may change.
+_SECTIONS: Final = ("id", "jwt_keys", "custom_fields", "mappings")
+
+
+def _settings_model() -> type[BaseModel]:
+    """`CommunitySpec`'s settings, each optional: the same types and bounds, not a copy."""
+    fields: dict[str, Any] = {}
+    for name, info in CommunitySpec.model_fields.items():
+        if name in _SECTIONS:
+            continue
+        annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        fields[name] = (Optional[annotation], Field(default=None, description=info.description))  # noqa: UP045
+    return create_model(
+        "CommunitySettings",
+        __config__=ConfigDict(extra="forbid", hide_input_in_errors=True),
+        __doc__="The settings to change; the ones not given keep their value.",
+        **fields,
+    )
+
+
+if TYPE_CHECKING:  # what type checkers see; at run time the model is derived, not copied
+
+    class CommunitySettings(BaseModel):
+        signed_identities: str | None
+        min_validity_seconds: int | None
+        leeway_seconds: int | None
+
+else:
+    CommunitySettings = _settings_model()
+
+
+class TokenCheck(BaseModel):
+    """A token to explain, as the worker would judge it for this community (A5)."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    token: Annotated[str, Field(strict=True, description="The compact JWT; never stored or logged.")]
+    received_at: Annotated[
+        str | None,
+        Field(
+            strict=True,
+            pattern=RFC3339_PATTERN,
+            description="When the gateway received it (RFC 3339); default: now.",
+        ),
+    ] = None
+
+
+class CheckStep(BaseModel):
+    """One rule as `token verify` shows it."""
+
+    rule: str = Field(description="The rule of DESIGN §3, e.g. V7.")
+    title: str
+    passed: bool = Field(description="false: the rule that decided the rejection (the last step).")
+    detail: str
+
+
+class TokenCheckResult(BaseModel):
+    """The `token verify` explanation: each rule in order, then the verdict."""
+
+    accepted: bool
+    reason: str | None = Field(description="The rejection reason (DESIGN §2.3), null when accepted.")
+    detail: str | None
+    steps: list[CheckStep]
+    notes: list[str] = Field(
+        default_factory=list, description="Further diagnostics; never change the verdict."
+    )

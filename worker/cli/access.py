@@ -1,0 +1,159 @@
+"""`admin serve` and `admin token create|list|revoke`: the configuration service (DESIGN §10).
+
+The service is the API and console of worker/admin; the tokens are its keys (A2): printed
+once at creation, stored as hashes only, scoped to a community or to the platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import click
+
+from worker.cli.admin import EXIT_CODES, _run, _table, _when, database_url_option
+from worker.cli.common import fail
+from worker.store import api_tokens, audit
+from worker.store.db import StoreError
+from worker.store.db import database_url as resolve_url
+
+
+@click.group("admin")
+def admin_group() -> None:
+    """The configuration service: its HTTP API and console, and the tokens that open them."""
+
+
+@admin_group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="TCP port.")
+@database_url_option
+def serve(host: str, port: int, database_url: str | None) -> None:
+    """Serve the admin API under /api/v1 (OpenAPI at /api/v1/openapi.json) and the console at /.
+
+    Every request needs a token from `admin token create`. Stops on Ctrl-C or SIGTERM.
+
+    \b
+    Example:
+      identity-worker admin serve --port 8080
+    """
+    import uvicorn  # the service's dependencies load only for this command
+
+    from worker.admin.app import create_app
+    from worker.ops.logging import configure_logging
+
+    try:
+        url = resolve_url(database_url)
+    except StoreError as exc:
+        fail(exc.message, exc.exit_code)
+    _run(url, lambda conn: asyncio.sleep(0), write=False)  # reachable and migrated, or one line
+    click.echo(
+        f"identity-worker admin: console http://{host}:{port}/  API http://{host}:{port}/api/v1", err=True
+    )
+    configure_logging("info")  # JSON lines on stderr, as the worker's (DESIGN §7)
+    app = create_app(url)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, server_header=False)
+
+
+@admin_group.group("token")
+def token_group() -> None:
+    """API tokens: each opens one community, or the platform (every community)."""
+
+
+@token_group.command("create")
+@click.argument("name")
+@click.option("--community", "community_id", metavar="ID", help="Scope the token to this community.")
+@click.option("--platform", is_flag=True, help="Scope the token to the platform: every community.")
+@database_url_option
+def token_create(name: str, community_id: str | None, platform: bool, database_url: str | None) -> None:
+    """Create token NAME (^[A-Za-z0-9_.-]{1,64}$) and print it, once: only its hash is kept.
+
+    \b
+    Examples:
+      identity-worker admin token create acme-admins --community acme
+      TOKEN=$(identity-worker admin token create operators --platform)
+    """
+    if (community_id is None) != platform:
+        fail("give exactly one of --community ID or --platform")
+    token, caller = _run(
+        database_url, lambda conn: api_tokens.create(conn, name, community_id, actor=audit.os_actor())
+    )
+    click.echo(token)
+    click.echo(f"token {caller.name} ({caller.scope}) created: it is shown only now, keep it safe", err=True)
+
+
+@token_group.command("list")
+@database_url_option
+def token_list(database_url: str | None) -> None:
+    """List tokens: name, scope, created, last used, revoked. Never the token.
+
+    \b
+    Example:
+      identity-worker admin token list
+    """
+    rows = _run(database_url, api_tokens.list_tokens, write=False)
+    _table(
+        ("NAME", "SCOPE", "CREATED", "CREATED_BY", "LAST_USED", "REVOKED"),
+        [
+            (
+                r.name,
+                r.scope,
+                _when(r.created_at),
+                r.created_by,
+                _when(r.last_used_at) if r.last_used_at else "-",
+                _when(r.revoked_at) if r.revoked_at else "-",
+            )
+            for r in rows
+        ],
+        empty="no tokens",
+    )
+
+
+@token_group.command("revoke")
+@click.argument("name")
+@database_url_option
+def token_revoke(name: str, database_url: str | None) -> None:
+    """Revoke token NAME: its next request is refused (401).
+
+    \b
+    Example:
+      identity-worker admin token revoke acme-admins
+    """
+
+    async def action(conn: asyncpg.Connection) -> api_tokens.Caller:
+        return await api_tokens.revoke(conn, name, actor=audit.os_actor())
+
+    caller = _run(database_url, action)
+    click.echo(f"- token {caller.name} ({caller.scope}) revoked")
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """The audit trail of configuration changes (API, console and commands alike)."""
+
+
+@audit_group.command("list")
+@click.option("--community", "community_id", metavar="ID", help="Only this community's entries.")
+@click.option(
+    "--limit", type=click.IntRange(1, audit.MAX_LIMIT), default=audit.DEFAULT_LIMIT, show_default=True
+)
+@database_url_option
+def audit_list(community_id: str | None, limit: int, database_url: str | None) -> None:
+    """Who changed what, when, before -> after (newest first). Never a secret.
+
+    \b
+    Examples:
+      identity-worker audit list
+      identity-worker audit list --community acme --limit 20
+    """
+    rows = _run(database_url, lambda conn: audit.list_entries(conn, community_id, limit=limit), write=False)
+    _table(
+        ("WHEN", "WHO", "COMMUNITY", "WHAT", "CHANGES"),
+        [(_when(r.at), r.actor, r.community_id or "-", r.action, " | ".join(r.changes)) for r in rows],
+        empty="no audit entries",
+    )
+
+
+def register(root: click.Group) -> None:
+    for group in (admin_group, audit_group):
+        group.epilog = EXIT_CODES
+        root.add_command(group)
