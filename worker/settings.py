@@ -15,13 +15,13 @@ import re
 import socket
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.core.contracts import COMMUNITY_ID_PATTERN
 from worker.core.pipeline import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_TOKEN_BYTES, Limits
+from worker.core.redaction import redact_dsn
 from worker.core.tokencache import DEFAULT_MAX_ENTRIES
 from worker.security_settings import ENV_PREFIX, KafkaSecurity
 
@@ -192,32 +192,6 @@ class Settings(KafkaSettings):
 
 def _split_ids(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
-
-
-#: DSN query parameters that hold a secret (libpq and asyncpg read both from the URL).
-DSN_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
-
-
-def redact_dsn(dsn: str) -> str:
-    """postgresql://user:secret@host/db?sslpassword=x → postgresql://user:***@host/db?sslpassword=***.
-
-    TLS parameters (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`) are paths and modes, kept.
-    """
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return "<unparsable DSN>"
-    if parts.password is not None:
-        netloc = parts.netloc.rsplit("@", 1)
-        user = netloc[0].split(":", 1)[0]
-        parts = parts._replace(netloc=f"{user}:***@{netloc[1]}")
-    if parts.query:
-        query = [
-            (name, "***" if name.lower() in DSN_SECRET_PARAMETERS else value)
-            for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        ]
-        parts = parts._replace(query=urlencode(query, safe="/:*"))
-    return urlunsplit(parts)
 
 
 class SettingsError(ValueError):

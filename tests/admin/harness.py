@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from worker.core.config import CommunitySpec, validate_spec
+from worker.demo import free_port  # the one definition; admin tests import it from here
 from worker.store import api_tokens
 from worker.store import repository as repo
 
@@ -48,12 +48,6 @@ RSA_PRIVATE_PEM = RSA_PRIVATE.private_bytes(
 ).decode()
 #: The base64 body of the public key: what would show if the PEM leaked anywhere.
 RSA_PUBLIC_BODY = "".join(RSA_PUBLIC_PEM.strip().splitlines()[1:-1])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.settings import Guarantee, SettingsError, load_settings, redact_dsn
+from worker.core.redaction import redact_dsn
+from worker.settings import Guarantee, SettingsError, load_settings
 
 
 def test_environment_names_operators_use(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from support.kafka import client_options, create_topics, worker_env
 
 from worker.core.contracts import format_time
+from worker.demo import free_port  # the one definition; other tests import it from here
 
 HMAC_SECRET = "0123456789abcdef01234567"
 OTHER_SECRET = "fedcba9876543210fedcba98"
@@ -43,12 +43,6 @@ RSA_PUBLIC_PEM = (
     .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     .decode()
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ------------------------------------------------------------------------------ topics

@@ -12,11 +12,12 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from worker.demo import free_port  # the one definition; store tests import it from here
 
 ROLE = "identity"
 DATABASE = "postgres"
@@ -36,12 +37,6 @@ def find_bindir() -> Path:
     raise RuntimeError(
         "PostgreSQL server binaries not found: apt-get install postgresql (or run deploy/local/stack up)"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PrivatePostgres:

@@ -1,4 +1,4 @@
-"""JWT keys: the one registry of algorithms per key kind, and key preparation (V6, V7).
+"""JWT keys: the one verifier per algorithm, and key preparation (V6, V7).
 
 Keys are parsed and prepared once per configuration load, never per event. Verification
 uses PyJWT's algorithm objects directly, each restricted to its one algorithm; they carry
@@ -23,13 +23,8 @@ from cryptography.hazmat.primitives.serialization import PublicFormat
 from jwt.algorithms import Algorithm, HMACAlgorithm, RSAAlgorithm
 
 AlgName = Literal["HS256", "RS256"]
-KeyKind = Literal["hmac_secret", "rsa_public_key"]
 
-#: The registry: which algorithm each kind of key verifies, and nothing else (V5, V6).
-ALGORITHM_BY_KIND: Final[dict[KeyKind, AlgName]] = {
-    "hmac_secret": "HS256",
-    "rsa_public_key": "RS256",
-}
+#: The registry: the one verifier object per algorithm, and nothing else (V5, V6, V7).
 VERIFIERS: Final[dict[AlgName, Algorithm]] = {
     "HS256": HMACAlgorithm(HMACAlgorithm.SHA256),
     "RS256": RSAAlgorithm(RSAAlgorithm.SHA256),
@@ -119,11 +114,6 @@ def _digest(material: bytes) -> str:
     return hashlib.sha256(material).hexdigest()
 
 
-def fingerprint_of(material: bytes) -> str:
-    """What operators see instead of a key: never enough to recover a secret."""
-    return "sha256:" + _digest(material)[:16]
-
-
 @dataclass(frozen=True, slots=True)
 class JwtKey:
     """A prepared verification key. Its repr never shows the key."""
@@ -136,6 +126,7 @@ class JwtKey:
 
     @property
     def fingerprint(self) -> str:
+        """What operators see instead of a key: never enough to recover a secret."""
         return "sha256:" + self.digest[:16]
 
     def verifies(self, signing_input: bytes, signature: bytes) -> bool:

@@ -32,6 +32,7 @@ from worker.core.contracts import (
 )
 from worker.core.jsontext import has_surrogate_escape, holds_invalid_text, read_object
 from worker.core.mapping import Mapped, apply_mappings
+from worker.core.redaction import redact as redact  # runtime/decide.py imports it from here
 from worker.core.tokencache import Entry, TokenCache
 from worker.core.verdict import Rejected, Step, Trace, failed
 from worker.core.verify import (
@@ -378,15 +379,6 @@ def _rejection(
         "source": source.as_dict() if source else None,
     }
     return Output(Outcome.REJECTED, record, reason, kid=kid)
-
-
-_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
-_HEX_SECRET_LIKE = re.compile(r"(?<![0-9a-f])[0-9a-f]{24}(?![0-9a-f])")
-
-
-def redact(text: str) -> str:
-    """Error text of a bug may quote data: strip anything shaped like a token or an HMAC secret."""
-    return _HEX_SECRET_LIKE.sub("<redacted>", _TOKEN_LIKE.sub("<token>", text))
 
 
 def dead_letter(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass
@@ -22,7 +21,6 @@ class Health:
     started: bool = False
     stopping: bool = False
     kafka_error: str | None = "not connected yet"
-    kafka_error_since: float | None = field(default_factory=time.monotonic)
     store_degraded: Callable[[], bool] = lambda: False
     waiting: Callable[[], list[str]] = list
     fatal: str | None = None
@@ -30,13 +28,10 @@ class Health:
     outputs_problem: Callable[[], str | None] = lambda: None
 
     def kafka_failed(self, error: str) -> None:
-        if self.kafka_error is None:
-            self.kafka_error_since = time.monotonic()
         self.kafka_error = error
 
     def kafka_ok(self) -> None:
         self.kafka_error = None
-        self.kafka_error_since = None
 
     def problems(self) -> list[str]:
         found = []

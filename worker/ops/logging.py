@@ -1,14 +1,13 @@
 """Structured JSON logs on stderr (DESIGN §7): one object per line, never a secret or a token.
 
-Every string value passes `redact` (token-shaped and HMAC-secret-shaped text is replaced)
-and anything shaped like a DSN with a password loses the password. aiokafka's own stdlib
-logs go through the same renderer.
+Every string value passes `scrub`: `core.redaction.redact` (token-shaped and HMAC-secret-shaped
+text is replaced) and `redact_dsn` (a URL/DSN loses its password and secret parameters).
+aiokafka's own stdlib logs go through the same renderer.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -16,15 +15,11 @@ from typing import Any
 
 import structlog
 
-from worker.core.pipeline import redact
-
-_DSN_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
-# A DSN's query may carry a secret too (`?sslpassword=…`, `&password=…`: issue 17).
-_DSN_PASSWORD_PARAMETER = re.compile(r"(?i)([?&](?:ssl)?password=)[^&\s]+")
+from worker.core.redaction import redact, redact_dsn
 
 
 def scrub(text: str) -> str:
-    return _DSN_PASSWORD_PARAMETER.sub(r"\1***", _DSN_PASSWORD.sub(r"\1***@", redact(text)))
+    return redact_dsn(redact(text))
 
 
 # Names the operator chose, never event data. Dotted ones such as "acme-prod.identity.enriched"

@@ -314,12 +314,13 @@ class TransactionalCommitter:
             raise MemberExpelled("the consumer group expelled this member; aborting its batch")
         await producer.commit_transaction()
 
-    async def abort(self, producer: Any) -> None:
-        await producer.abort_transaction()
-
 
 class AcknowledgedCommitter:
-    """K2 at_least_once: every output acknowledged (acks=all, idempotent), then the offsets."""
+    """K2 at_least_once: every output acknowledged (acks=all, idempotent), then the offsets.
+
+    After a fault there is nothing to undo: acknowledged outputs stay and their offsets are
+    redone (duplicates).
+    """
 
     def __init__(self, routing: Routing) -> None:
         self.routing = routing
@@ -330,6 +331,3 @@ class AcknowledgedCommitter:
         """`offsets`: the next offset per input partition, past control records too (K11)."""
         await _publish(producer, self.routing, batch)
         await consumer.commit(offsets)
-
-    async def abort(self, producer: Any) -> None:
-        """Nothing to undo: acknowledged outputs stay, their offsets are redone (duplicates)."""

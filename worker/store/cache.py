@@ -38,9 +38,9 @@ from worker.store.db import (
     StoreError,
     StoreMisconfigured,
     StoreUnavailable,
+    address,
     connect,
     describe,
-    redact,
     translate,
 )
 from worker.store.lifecycle import read_tombstones
@@ -112,7 +112,7 @@ class ConfigCache:
         self._pending: set[str] = set()
         self._reload_all = False
         self._task: asyncio.Task[None] | None = None
-        self._where = redact(dsn)
+        self._where = address(dsn)
 
     # ------------------------------------------------------------ the lookup (hot path)
 

@@ -110,8 +110,10 @@ def database_url(given: str | None) -> str:
     return url
 
 
-def redact(url: str) -> str:
-    """`host:port/database` of a URL, for messages: never the user's password."""
+def address(url: str) -> str:
+    """`host:port/database` of a URL, for messages. Not a redaction: it keeps only these three
+    parts, so no user, password or parameter can reach a message (`core.redaction.redact_dsn`
+    is the one redactor, for where the whole URL is shown)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or "localhost"
@@ -151,15 +153,15 @@ def translate(exc: BaseException, url: str | None = None) -> StoreError:
             f"refused by the database: {rule}" if rule else f"refused by the database: {describe(exc)}"
         )
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
-        return StoreUnavailable(f"database {redact(url) if url else ''} does not exist".replace("  ", " "))
-    server = redact(url) if url else "the given URL"
+        return StoreUnavailable(f"database {address(url) if url else ''} does not exist".replace("  ", " "))
+    server = address(url) if url else "the given URL"
     if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError):
         return StoreMisconfigured(f"PostgreSQL at {server} refused the login ({type(exc).__name__})")
     if isinstance(exc, ssl.SSLCertVerificationError):
         return StoreMisconfigured(
             f"PostgreSQL at {server}: {certificate_problem(exc, 'the server', 'sslrootcert')}"
         )
-    where = f" at {redact(url)}" if url else ""
+    where = f" at {address(url)}" if url else ""
     return StoreUnavailable(f"cannot reach PostgreSQL{where}: {describe(exc)}")
 
 
