@@ -380,6 +380,20 @@ class Outputs:
         while time.monotonic() < end:
             await self.poll()
 
+    def first_refusal_after_removal(self, sent: list[tuple[float, int]], removed: float) -> float:
+        """C2/A6: `sent` holds (monotonic send time, input offset) of one partition's events, the
+        first 3 sent before a key was removed at `removed`. Asserts those 3 were enriched and every
+        event sent 1 s or more after the removal got `unknown_kid`; returns how long after the
+        removal the first `unknown_kid` event was sent (s)."""
+        verdict = {}
+        for topic, _, data in self.records:
+            source = data["source"]["offset"]
+            verdict[source] = "accepted" if topic == self.topics.enriched else data.get("reason")
+        assert [verdict[offset] for _, offset in sent[:3]] == ["accepted"] * 3
+        late = [verdict[offset] for at, offset in sent[3:] if at >= removed + 1.0]
+        assert late and set(late) == {"unknown_kid"}, late
+        return min(at for at, offset in sent[3:] if verdict[offset] == "unknown_kid") - removed
+
     def check_exactly_once(self, inputs: Iterable[tuple[int, int]]) -> tuple[int, int]:
         """(lost, duplicated): inputs without an output, extra outputs (K1, K2)."""
         lost = len(set(inputs) - set(self.by_source))
