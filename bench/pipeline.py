@@ -29,8 +29,9 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from worker.core.config import parse_yaml, prepare
+from worker.core.community import prepare
 from worker.core.pipeline import process_event
+from worker.store.yaml_io import parse_yaml
 
 SECRET = "0123456789abcdef01234567"
 # The real clock: the reference jwt.decode checks exp against it, so the pipeline uses it too.

@@ -27,9 +27,9 @@ import jwt  # noqa: E402
 from kbench import workload  # noqa: E402
 from kbench.procstat import self_cpu  # noqa: E402
 
-from worker.core.config import load_config_file  # noqa: E402
 from worker.core.pipeline import Source, process_event  # noqa: E402
 from worker.core.tokencache import TokenCache  # noqa: E402
+from worker.store.yaml_io import load_config_file  # noqa: E402
 
 
 def per_event(values: list[bytes], communities: dict, repeat: int = 3) -> float:

@@ -25,10 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pipeline as bench
 
-from worker.core.config import parse_yaml, prepare
+from worker.core.community import prepare
 from worker.core.pipeline import process_event
 from worker.core.tokencache import TokenCache
 from worker.runtime.usage import UsageRecorder
+from worker.store.yaml_io import parse_yaml
 
 
 def main() -> int:

@@ -7,9 +7,10 @@ import time
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from worker.core.config import parse_yaml, prepare
+from worker.core.community import prepare
 from worker.core.pipeline import process_event
 from worker.demo import community_yaml, example_events
+from worker.store.yaml_io import parse_yaml
 
 
 def test_each_demo_event_gets_the_outcome_its_name_promises() -> None:

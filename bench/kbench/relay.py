@@ -63,9 +63,9 @@ def make_transform(args: argparse.Namespace) -> Any:
             return out, record.value
 
         return copy
-    from worker.core.config import load_config_file
     from worker.core.pipeline import Source, process_event
     from worker.core.tokencache import TokenCache
+    from worker.store.yaml_io import load_config_file
 
     communities = load_config_file(args.config)
     cache = TokenCache()

@@ -18,9 +18,10 @@ import orjson
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from worker.core.config import Community, parse_yaml, prepare
+from worker.core.community import Community, prepare
 from worker.core.contracts import EnrichedIdentity, Rejection
 from worker.core.pipeline import Output
+from worker.store.yaml_io import parse_yaml
 
 RECEIVED_AT = "2026-11-24T10:00:00Z"
 NOW = datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC).timestamp()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from _support import NOW, RECEIVED_AT, base_communities, event, validate_output
 
-from worker.core.config import Community
+from worker.core.community import Community
 from worker.core.pipeline import Limits, process_event
 
 Runner = Callable[..., dict[str, Any]]

@@ -8,8 +8,10 @@ import pytest
 import yaml
 from _support import SECRET, acme_config, private_pem, public_pem, rsa_private
 
-from worker.core.config import CommunitySpec, ConfigError, parse_yaml, prepare, validate_spec
+from worker.core.community import prepare
+from worker.core.config import CommunitySpec, ConfigError, validate_spec
 from worker.core.contracts import Mode
+from worker.store.yaml_io import parse_yaml
 
 
 def _problems(config: Any) -> list[str]:

@@ -28,7 +28,7 @@ from _support import (
     sign_hs256,
 )
 
-from worker.core.config import Community, Tombstone
+from worker.core.community import Community, Tombstone
 from worker.core.diagnostics import diagnose
 from worker.core.pipeline import process_event
 

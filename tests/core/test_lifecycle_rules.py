@@ -21,10 +21,12 @@ from _support import (
     validate_output,
 )
 
-from worker.core.config import ConfigError, Tombstone, parse_yaml
+from worker.core.community import Tombstone
+from worker.core.config import ConfigError
 from worker.core.contracts import Reason
 from worker.core.pipeline import process_event
 from worker.core.tokencache import TokenCache
+from worker.store.yaml_io import parse_yaml
 
 # received_at = NOW = T0; leeway 10 s; min validity 0 so only the cap decides.
 CAP = 86400

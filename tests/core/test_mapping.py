@@ -10,7 +10,9 @@ from _support import build, event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.core.config import ConfigError, compile_regex, parse_yaml
+from worker.core.config import ConfigError
+from worker.core.patterns import compile_regex
+from worker.store.yaml_io import parse_yaml
 
 
 def _community(mappings: list[dict[str, str]], fields: list[dict[str, str]] | None = None) -> Any:

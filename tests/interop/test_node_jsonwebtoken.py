@@ -18,9 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from support.node import node_packages
 
-from worker.core.config import Community, parse_yaml, prepare
+from worker.core.community import Community, prepare
 from worker.core.contracts import EnrichedIdentity, Rejection
 from worker.core.pipeline import process_event
+from worker.store.yaml_io import parse_yaml
 
 HERE = Path(__file__).parent
 SECRET = "0123456789abcdef01234567"  # 24 ASCII characters: the HMAC key is these bytes

@@ -19,10 +19,11 @@ import asyncpg
 import pytest
 from store.private_pg import private_postgres
 
-from worker.core.config import ConfigUnavailable, load_config_file
+from worker.core.community import ConfigUnavailable
 from worker.core.pipeline import Output, Source
 from worker.runtime.decide import pipeline_processor
 from worker.settings import load_settings
+from worker.store.yaml_io import load_config_file
 
 from .worker_harness import (
     Outputs,

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from worker.core.config import ConfigUnavailable, load_config_file
+from worker.core.community import ConfigUnavailable
 from worker.core.pipeline import Output, Source
 from worker.runtime.decide import pipeline_processor
 from worker.settings import load_settings
+from worker.store.yaml_io import load_config_file
 
 from .worker_harness import Outputs, community_yaml, in_process_worker, new_topics, produce, raw_event, sign
 

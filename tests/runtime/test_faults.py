@@ -6,7 +6,7 @@ import pytest
 from aiokafka import errors as kafka
 from aiokafka.structs import TopicPartition
 
-from worker.core.config import ConfigUnavailable
+from worker.core.community import ConfigUnavailable
 from worker.runtime.commit import MemberExpelled
 from worker.runtime.faults import FATAL_ERRORS, FatalFault, Fault, classify, hint
 from worker.runtime.waits import Waits

@@ -12,7 +12,8 @@ import pytest
 from conftest import SECRET, SECRET_2, hs_key, wait_until, write
 from support import stack
 
-from worker.core.config import Community, CommunitySpec, ConfigUnavailable, JwtKeySpec
+from worker.core.community import Community, ConfigUnavailable
+from worker.core.config import CommunitySpec, JwtKeySpec
 from worker.core.contracts import Mode
 from worker.store import repository as repo
 from worker.store.cache import APPLICATION_NAME, ConfigCache

@@ -13,9 +13,11 @@ import pytest
 from conftest import SECRET, SECRET_2, SECRET_3, Cli, migrated, run_sql
 from support import stack
 
-from worker.core.config import Community, ConfigError, load_config_file, parse_yaml, prepare
+from worker.core.community import Community, prepare
+from worker.core.config import ConfigError
 from worker.store.db import connect
-from worker.store.repository import load_all_communities
+from worker.store.loading import load_all_communities
+from worker.store.yaml_io import load_config_file, parse_yaml
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from worker.core.contracts import Outcome, Reason
 from worker.core.pipeline import Output
 from worker.runtime.usage import UsageRecorder
 from worker.store.lifecycle import read_tombstones
-from worker.store.repository import load_all_communities
+from worker.store.loading import load_all_communities
 from worker.store.usage import health_report, key_usage, prune
 
 pytestmark = pytest.mark.integration

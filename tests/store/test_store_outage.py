@@ -26,7 +26,8 @@ from conftest import (
 )
 from private_pg import PrivatePostgres, private_postgres
 
-from worker.core.config import CommunitySpec, ConfigUnavailable
+from worker.core.community import ConfigUnavailable
+from worker.core.config import CommunitySpec
 from worker.core.contracts import Mode, Outcome, Reason, parse_rfc3339
 from worker.core.pipeline import Output, process_event
 from worker.store import repository as repo

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from support import stack
 
 from worker.store.db import CONSTRAINT_RULES, NOTIFY_CHANNEL
+from worker.store.loading import load_all_communities
 from worker.store.migrate import LATEST_VERSION, available_migrations, migrate
-from worker.store.repository import load_all_communities
 
 pytestmark = pytest.mark.integration
 

@@ -26,6 +26,7 @@ from worker.store import audit
 from worker.store import repository as repo
 from worker.store.api_tokens import Caller
 from worker.store.lifecycle import KeyStillInUse
+from worker.store.loading import load_community
 from worker.store.repository import CommunityRow, FieldRow, KeyRow, MappingRow
 from worker.store.sync import Change
 from worker.store.usage import HealthRow, health_report, key_usage
@@ -171,7 +172,7 @@ async def check_token(
     conn: asyncpg.Connection, community_id: str, token: str, received_at: str | None
 ) -> TokenCheckResult:
     """`token verify` for a community of the store: the same explanation, the same verdict (A5)."""
-    prepared = await repo.load_community(conn, community_id)
+    prepared = await load_community(conn, community_id)
     if prepared is None:
         raise unknown_community(community_id)
     now = time.time()

@@ -30,7 +30,6 @@ from worker.core.config import (
     MappingSpec,
     SpecT,
     lacks_required_key,
-    parse_yaml,
     validate_spec,
 )
 from worker.core.contracts import Mode
@@ -42,7 +41,7 @@ from worker.store.lifecycle import KeyInUse, KeyStillInUse, check_retirement
 from worker.store.migrate import LATEST_VERSION, check_schema, migrate
 from worker.store.sync import Change
 from worker.store.usage import KeyUsage, key_usage
-from worker.store.yaml_io import dump_config, refuse_withheld_secrets
+from worker.store.yaml_io import dump_config, parse_yaml, refuse_withheld_secrets
 
 T = TypeVar("T")
 MODES = "|".join(m.value for m in Mode)

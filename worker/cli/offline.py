@@ -15,13 +15,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from worker.cli.common import fail
-from worker.core.config import Community, ConfigError, load_config_file
+from worker.core.community import Community
+from worker.core.config import ConfigError
 from worker.core.contracts import rfc3339_seconds
 from worker.core.diagnostics import diagnose
 from worker.core.explain import explain_token
 from worker.core.keys import RSA_MIN_BITS, InvalidKey, check_hmac_secret, check_kid, sign_token
 from worker.core.pipeline import DEFAULT_LIMITS, Limits, dead_letter, process_event
 from worker.core.tokencache import TokenCache
+from worker.store.yaml_io import load_config_file
 
 
 def register(root: click.Group) -> None:
@@ -58,7 +60,8 @@ def _load_communities(config: str | None, database_url: str | None) -> dict[str,
                 + (f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else "")
             )
     assert database_url is not None
-    from worker.store.db import StoreError, load_all_from_url  # the store is only needed here
+    from worker.store.db import StoreError  # the store is only needed here
+    from worker.store.loading import load_all_from_url
 
     try:
         return asyncio.run(load_all_from_url(database_url))

@@ -1,21 +1,18 @@
-"""Community configuration (DESIGN §1, §5): the validated YAML form and its prepared form.
+"""Community configuration as an operator writes it (DESIGN §1, §5): the `*Spec` models.
 
-`*Spec` models are what an operator writes (YAML, admin commands, database rows); they
-validate every format of §1 and report one clear line per problem, never echoing a
-secret. `Community` is the prepared, immutable form the pure pipeline reads: keys parsed,
-regexes compiled with RE2, mappings split — once per load, not per event.
+They are what YAML files, admin commands, the admin API and database rows are read into; they
+validate every format of §1 and report one clear line per problem, never echoing a secret.
+`CommunitySpec`'s edits (`with_key`, `without_key`, …) return validated copies, so the store
+writes only communities the YAML loader would accept. The YAML text itself is read and written
+at the edge (`store/yaml_io.py`); the form the pipeline reads is `core/community.py`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-import re2
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,7 +23,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from re2 import _re2
 
 from worker.core.contracts import (
     COMMUNITY_ID_PATTERN,
@@ -35,14 +31,8 @@ from worker.core.contracts import (
     MAX_EXTRA_KEY_CHARS,
     Mode,
 )
-from worker.core.keys import (
-    JwtKey,
-    check_hmac_secret,
-    check_kid,
-    hmac_key,
-    load_rsa_public_key,
-    rsa_key,
-)
+from worker.core.keys import JwtKey, check_hmac_secret, check_kid, hmac_key, load_rsa_public_key, rsa_key
+from worker.core.patterns import compile_regex
 
 FIELD_KEY_PATTERN = r"^[a-z0-9_]{1,64}$"
 DEFAULT_MIN_VALIDITY_SECONDS = 3600
@@ -59,8 +49,6 @@ MAX_REGEX_CHARS = 1024
 
 _FIELD_KEY = re.compile(FIELD_KEY_PATTERN)
 SpecT = TypeVar("SpecT", bound=BaseModel)
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # our one-line error replaces RE2's own stderr noise
 
 
 class ConfigError(ValueError):
@@ -69,45 +57,6 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
-
-
-class WholeMatch:
-    """A compiled RE2 pattern that answers one question: does it match the whole value (M4)?
-
-    google-re2's Python `fullmatch` builds a match object and maps byte offsets back to
-    characters in Python — about 3.8 µs a call, ~15 % of a worker's time per event. Asking the
-    compiled program directly, anchored at both ends over the UTF-8 bytes, is the same match
-    (RE2 works on UTF-8) at about 0.7 µs; tests hold it equal to `re2.fullmatch`. A value
-    holding a lone surrogate (JSON allows `\\udc80`) has no UTF-8 form: it matches nothing,
-    where `re2.fullmatch` raised (a dead letter instead of M4's `regex_mismatch`).
-    """
-
-    __slots__ = ("_program", "pattern")
-
-    def __init__(self, pattern: str) -> None:
-        self.pattern = pattern
-        self._program = re2.compile(pattern, _RE2_OPTIONS)._regexp
-
-    def __call__(self, value: str) -> bool:
-        try:
-            data = value.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate is no text a pattern can describe
-            return False
-        return bool(self._program.Match(_ANCHOR_BOTH, data, 0, len(data))[0][0] >= 0)
-
-
-_ANCHOR_BOTH = _re2.RE2.Anchor.ANCHOR_BOTH
-
-
-def compile_regex(pattern: str) -> WholeMatch:
-    """RE2 only: linear-time matching whatever the pattern (M4)."""
-    if len(pattern) > MAX_REGEX_CHARS:
-        raise ValueError(f"regex is longer than {MAX_REGEX_CHARS} characters")
-    try:
-        return WholeMatch(pattern)
-    except re2.error as exc:
-        why = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise ValueError(f"regex is not valid RE2 syntax: {why}") from None
 
 
 def check_mapping_source(source: str) -> str:
@@ -187,6 +136,8 @@ class CustomFieldSpec(_Spec):
     @classmethod
     def _check_regex(cls, value: str | None) -> str | None:
         if value is not None:
+            if len(value) > MAX_REGEX_CHARS:
+                raise ValueError(f"regex is longer than {MAX_REGEX_CHARS} characters")
             compile_regex(value)
         return value
 
@@ -242,6 +193,52 @@ class CommunitySpec(_Spec):
             raise ValueError("; ".join(problems))
         return self
 
+    # Edits (admin commands, the admin API): each returns a validated copy, or raises ConfigError
+    # with the lines the YAML loader would give for the result. S1 is left to the caller
+    # (`lacks_required_key`, see WITHOUT_S1), which refuses with a line of its own; so are
+    # "already there" and "no such entry" (`has_key`, `has_field`, `has_mapping`).
+
+    def with_settings(self, settings: Mapping[str, object]) -> CommunitySpec:
+        """Settings replaced (`signed_identities`, `min_validity_seconds`, …); others refused."""
+        return self._edited(**settings)
+
+    def with_key(self, key: JwtKeySpec) -> CommunitySpec:
+        return self._edited(jwt_keys=[*self.jwt_keys, key])
+
+    def without_key(self, kid: str) -> CommunitySpec:
+        return self._edited(jwt_keys=[k for k in self.jwt_keys if k.kid != kid])
+
+    def with_field(self, custom_field: CustomFieldSpec) -> CommunitySpec:
+        return self._edited(custom_fields=[*self.custom_fields, custom_field])
+
+    def without_field(self, key: str) -> CommunitySpec:
+        return self._edited(custom_fields=[f for f in self.custom_fields if f.key != key])
+
+    def with_mapping(self, mapping: MappingSpec) -> CommunitySpec:
+        """`mapping` applied after the others (M2: order of application)."""
+        return self._edited(mappings=[*self.mappings, mapping])
+
+    def without_mapping(self, mapping: MappingSpec) -> CommunitySpec:
+        """Every copy of `mapping` removed; the others keep their order (M2)."""
+        return self._edited(mappings=[m for m in self.mappings if m != mapping])
+
+    def has_key(self, kid: str) -> bool:
+        return any(k.kid == kid for k in self.jwt_keys)
+
+    def has_field(self, key: str) -> bool:
+        return any(f.key == key for f in self.custom_fields)
+
+    def has_mapping(self, mapping: MappingSpec) -> bool:
+        return mapping in self.mappings
+
+    def mappings_to_field(self, key: str) -> list[MappingSpec]:
+        """The mappings that write custom field `key` (DESIGN §1: a target must be declared)."""
+        return [m for m in self.mappings if m.to == f"custom_fields.{key}"]
+
+    def _edited(self, **changes: object) -> CommunitySpec:
+        data = {name: getattr(self, name) for name in type(self).model_fields}
+        return validate_spec(CommunitySpec, data | changes, s1=False)
+
 
 def lacks_required_key(spec: CommunitySpec) -> bool:
     """S1 broken: the community requires signed identities and has no key to verify them
@@ -270,89 +267,13 @@ def _duplicates(what: str, values: Iterable[str]) -> list[str]:
     return problems
 
 
-# ---------------------------------------------------------------- the prepared form
+# ---------------------------------------------------------------- validating
 
 
-@dataclass(frozen=True, slots=True)
-class CustomField:
-    key: str
-    label: str
-    regex: str | None
-    pattern: WholeMatch | None = field(repr=False, compare=False)
-
-    def accepts(self, value: str) -> bool:
-        return self.pattern is None or self.pattern(value)
-
-
-@dataclass(frozen=True, slots=True)
-class FieldMapping:
-    source: str  # "uuid" or "extra_values.<key>"
-    target: str  # "identity_group.<field>" or "custom_fields.<key>"
-    extra_key: str | None  # the extra value read, None for uuid
-    target_kind: Literal["identity_group", "custom_fields"]
-    target_name: str
-
-
-@dataclass(frozen=True, slots=True)
-class Tombstone:
-    """What a removed key leaves (L3): never its secret."""
-
-    kid: str
-    alg: str
-    fingerprint: str
-    removed_at: float  # epoch seconds
-
-
-@dataclass(frozen=True, slots=True)
-class Community:
-    id: str
-    mode: Mode
-    min_validity_seconds: int
-    leeway_seconds: int
-    max_validity_seconds: int | None  # V9 expiry_too_far; None: no cap
-    keys: Mapping[str, JwtKey]
-    custom_fields: Mapping[str, CustomField]
-    mappings: tuple[FieldMapping, ...]
-    #: Changes whenever the set of keys changes; verified-token cache entries carry it (C4).
-    keys_version: str
-    #: L3: keys removed from the community, by kid (for `unknown_kid` details); the store adds them.
-    tombstones: Mapping[str, Tombstone] = field(default_factory=dict)
-
-    @classmethod
-    def from_spec(cls, spec: CommunitySpec, tombstones: Mapping[str, Tombstone] | None = None) -> Community:
-        keys = {k.kid: k.prepare() for k in spec.jwt_keys}
-        fields = {
-            f.key: CustomField(f.key, f.label, f.regex, compile_regex(f.regex) if f.regex else None)
-            for f in spec.custom_fields
-        }
-        mappings = tuple(_prepare_mapping(m) for m in spec.mappings)
-        version = hashlib.sha256(
-            "\n".join(
-                f"{k.kid}:{k.alg}:{k.digest}" for k in sorted(keys.values(), key=lambda k: k.kid)
-            ).encode()
-        ).hexdigest()
-        return cls(
-            spec.id,
-            spec.signed_identities,
-            spec.min_validity_seconds,
-            spec.leeway_seconds,
-            spec.max_validity_seconds,
-            keys,
-            fields,
-            mappings,
-            version,
-            tombstones or {},
-        )
-
-
-def _prepare_mapping(spec: MappingSpec) -> FieldMapping:
-    extra_key = None if spec.from_ == "uuid" else spec.from_.partition(".")[2]
-    kind, _, name = spec.to.partition(".")
-    assert kind in ("identity_group", "custom_fields")
-    return FieldMapping(spec.from_, spec.to, extra_key, kind, name)  # type: ignore[arg-type]
-
-
-# ---------------------------------------------------------------- loading
+#: Text that may be an HMAC secret (24 hex digits), never echoed: not in an error's location, nor
+#: as a repeated YAML key (`store/yaml_io.py`).
+SECRET_SHAPED = re.compile(r"[0-9a-f]{24}")
+SECRET_SHAPED_KEY = "(a key shaped like a secret)"
 
 
 def format_validation_error(error: ValidationError) -> list[str]:
@@ -367,7 +288,7 @@ def format_error_items(items: Iterable[Mapping[str, Any]]) -> list[str]:
     for item in items:
         # A location names the input's own keys too (an unknown one is an error): a secret
         # pasted as a key must not be echoed either.
-        parts = [_SECRET_SHAPED_KEY if _SECRET_SHAPED.search(str(p)) else p for p in item["loc"]]
+        parts = [SECRET_SHAPED_KEY if SECRET_SHAPED.search(str(p)) else p for p in item["loc"]]
         where = "".join(
             f"[{part}]" if isinstance(part, int) else (f".{part}" if i else str(part))
             for i, part in enumerate(parts)
@@ -389,127 +310,3 @@ def validate_spec(model: type[SpecT], data: Any, *, s1: bool = True) -> SpecT:
         return model.model_validate(data, context=None if s1 else {WITHOUT_S1: True})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key repeated in one mapping is an error (DESIGN §5).
-
-    PyYAML keeps the last silently: a `signed_identities: reject` pasted under a `require` line
-    would switch signatures off without a word. Merge keys (`<<`) keep YAML's meaning: a key
-    written in the mapping overrides a merged one. A key that two merged mappings both give is
-    refused (which one wins differs between YAML readers; PyYAML 6.0.4 even decides by string
-    identity), and so is a key repeated in a mapping written inline after `<<` (never
-    constructed on its own, it reaches the result only through flattening)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._checked: set[int] = set()  # mapping nodes already checked (flattening mutates them)
-
-    def flatten_mapping(self, node: yaml.MappingNode) -> None:
-        # Every mapping comes here first, before flattening splices merged pairs into it: the ones
-        # constructed (SafeConstructor.construct_mapping) and the ones a `<<` names (recursion).
-        if id(node) not in self._checked:
-            self._checked.add(id(node))
-            self._refuse_repeats(node.value)
-            self._refuse_merge_overlaps(node.value)
-        super().flatten_mapping(node)
-
-    def _refuse_repeats(self, pairs: list[tuple[yaml.Node, yaml.Node]]) -> None:
-        first_line: dict[Any, int] = {}
-        for key_node, _ in pairs:
-            # A merge key (`<<`) is not constructed; it may appear once like any other key.
-            merge = key_node.tag == _MERGE_TAG
-            key = "<<" if merge else self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            try:
-                earlier = first_line.get(key)
-            except TypeError:  # an unhashable key: SafeLoader refuses it with its own message
-                return
-            if earlier is not None:
-                where = f"line {line}: key {_key_name(key)}"
-                raise ConfigError([f"{where} repeated in one mapping (first at line {earlier}); keep one"])
-            first_line[key] = line
-
-    def _refuse_merge_overlaps(self, pairs: list[tuple[yaml.Node, yaml.Node]]) -> None:
-        for key_node, value_node in pairs:
-            if key_node.tag != _MERGE_TAG:
-                continue
-            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-            given: set[Any] = set()
-            for source in sources:
-                if not isinstance(source, yaml.MappingNode):
-                    return  # SafeLoader refuses it with its own message
-                self.flatten_mapping(source)
-                keys = [self.construct_object(k, deep=True) for k, _ in source.value]
-                try:
-                    repeated = [key for key in keys if key in given]
-                    given.update(keys)
-                except TypeError:  # an unhashable key: SafeLoader refuses it with its own message
-                    return
-                if repeated:
-                    line = key_node.start_mark.line + 1
-                    where = f"line {line}: key {_key_name(repeated[0])}"
-                    raise ConfigError([f"{where} comes from more than one merged mapping; keep one"])
-
-
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-_SECRET_SHAPED = re.compile(r"[0-9a-f]{24}")
-_SECRET_SHAPED_KEY = "(a key shaped like a secret)"
-
-
-def _key_name(key: object) -> str:
-    text = repr(key)
-    if _SECRET_SHAPED.search(str(key)):  # an all-digit secret written unquoted is a YAML int
-        return _SECRET_SHAPED_KEY  # never echo what may be a secret
-    return text if len(text) <= 66 else text[:63] + "..."
-
-
-def parse_yaml(text: str) -> ConfigSpec:
-    """The one reader of configuration YAML (`--config` files and `config apply`): safe tags
-    only, no repeated key in any mapping, then the models' validation."""
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe tags only
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError([f"{where}{problem}"]) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(["the file must hold a mapping with a 'communities' list"])
-    return validate_spec(ConfigSpec, data)
-
-
-def prepare(spec: ConfigSpec) -> dict[str, Community]:
-    return {c.id: Community.from_spec(c) for c in spec.communities}
-
-
-def load_config_file(path: str) -> dict[str, Community]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as exc:
-        raise ConfigError([f"cannot read {path}: {exc.strerror}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path} is not UTF-8 text"]) from None
-    return prepare(parse_yaml(text))
-
-
-# ---------------------------------------------------------------- what the pipeline reads
-
-
-class ConfigUnavailable(Exception):
-    """The community is not cached and the store cannot be reached: not a verdict (V2, K8, C3)."""
-
-
-class CommunityLookup(Protocol):
-    """Where the pipeline finds a community: a dict for offline use, the store cache in `run`.
-
-    Returns None only when the community certainly does not exist; raises ConfigUnavailable
-    when that cannot be known now.
-    """
-
-    def get(self, community_id: str, /) -> Community | None: ...

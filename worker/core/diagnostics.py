@@ -23,7 +23,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any, Final
 
-from worker.core.config import Community
+from worker.core.community import Community
 from worker.core.contracts import Reason, format_time
 from worker.core.jsontext import integer_of, read_object
 from worker.core.keys import JwtKey

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from worker.core.config import CommunityLookup, ConfigUnavailable
+from worker.core.community import CommunityLookup, ConfigUnavailable
 from worker.core.contracts import Outcome, format_time
 from worker.core.pipeline import DEFAULT_LIMITS, Limits, Output, dead_letter, process_event
 from worker.core.verdict import Step

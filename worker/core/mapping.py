@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.core.config import Community
+from worker.core.community import Community
 from worker.core.contracts import GROUP_LIST_FIELDS, SkipReason
 
 

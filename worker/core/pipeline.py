@@ -19,7 +19,8 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from worker.core.config import Community, CommunityLookup, format_validation_error
+from worker.core.community import Community, CommunityLookup
+from worker.core.config import format_validation_error
 from worker.core.contracts import (
     COMMUNITY_ID_PATTERN,
     Action,

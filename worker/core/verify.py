@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-from worker.core.config import Community
+from worker.core.community import Community
 from worker.core.contracts import (
     END_UTC_SECOND,
     IDENTITY_FIELDS,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from worker.core.config import CommunityLookup, ConfigUnavailable
+from worker.core.community import CommunityLookup, ConfigUnavailable
 from worker.core.contracts import Reason
 from worker.core.pipeline import Limits, Output, Source, dead_letter, process_event, redact, unreadable_event
 from worker.core.tokencache import TokenCache

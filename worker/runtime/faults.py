@@ -27,7 +27,7 @@ import enum
 
 from aiokafka import errors as kafka
 
-from worker.core.config import ConfigUnavailable
+from worker.core.community import ConfigUnavailable
 from worker.kafka.topics import OutputTopicUnusable
 from worker.runtime.commit import MemberExpelled
 

@@ -59,7 +59,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import TopicPartition
 
-from worker.core.config import ConfigUnavailable
+from worker.core.community import ConfigUnavailable
 from worker.core.pipeline import Source
 from worker.kafka.clients import make_consumer, make_producer
 from worker.kafka.fetched import UnreadableRecord

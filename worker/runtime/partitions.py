@@ -24,7 +24,7 @@ from typing import Any
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import TopicPartition
 
-from worker.core.config import ConfigUnavailable
+from worker.core.community import ConfigUnavailable
 from worker.kafka.clients import fetch_position
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics

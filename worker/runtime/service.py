@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from worker.core.config import CommunityLookup, ConfigUnavailable, load_config_file
+from worker.core.community import CommunityLookup, ConfigUnavailable
 from worker.core.tokencache import TokenCache
 from worker.ops.health import Health
 from worker.ops.http import OpsServer
@@ -24,6 +24,7 @@ from worker.runtime.faults import EXIT_FATAL, FatalFault
 from worker.runtime.member import Member, StartupError
 from worker.runtime.usage import UsageRecorder
 from worker.settings import Settings
+from worker.store.yaml_io import load_config_file
 
 EXIT_OK = 0
 EXIT_UNCLEAN = 1  # stopped without committing the last batch (it will be redone, not lost)

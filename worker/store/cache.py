@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from worker.core.config import Community, ConfigUnavailable
+from worker.core.community import Community, ConfigUnavailable
 from worker.store.db import (
     NOTIFY_ALL,
     NOTIFY_CHANNEL,
@@ -44,8 +44,8 @@ from worker.store.db import (
     translate,
 )
 from worker.store.lifecycle import read_tombstones
+from worker.store.loading import read_specs
 from worker.store.migrate import check_schema
-from worker.store.repository import read_specs
 
 log = structlog.get_logger(__name__)
 

@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from worker.core.config import Community
 from worker.tlscheck import certificate_problem
 
 #: The channel the triggers notify with a community id, or `*` for "reload everything" (C1).
@@ -194,22 +193,3 @@ async def connect(url: str, *, timeout: float = DEFAULT_CONNECT_TIMEOUT, **kwarg
         ) from None
     except (asyncpg.PostgresError, *TRANSIENT_ERRORS) as exc:
         raise translate(exc, url) from None
-
-
-async def load_all_from_url(url: str) -> dict[str, Community]:
-    """Every community of the store at `url`, prepared (`process --database-url`).
-
-    Raises StoreError (print its `.message`, exit with its `.exit_code`): the store cannot
-    be reached, its schema is missing, or a community's rows are invalid.
-    """
-    from worker.store.migrate import check_schema
-    from worker.store.repository import load_all_communities
-
-    conn = await connect(url)
-    try:
-        await check_schema(conn)
-        return await load_all_communities(conn)
-    except (asyncpg.PostgresError, *TRANSIENT_ERRORS) as exc:
-        raise translate(exc, url) from None
-    finally:
-        await conn.close()

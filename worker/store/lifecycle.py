@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from worker.core.config import Tombstone
+from worker.core.community import Tombstone
 from worker.store.db import Conflict, NotFound
 from worker.store.usage import window_uses
 

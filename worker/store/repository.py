@@ -1,24 +1,21 @@
-"""Queries on the configuration store: what the worker loads and what the admin commands do.
+"""What the admin commands and the admin API do to the configuration store (DESIGN §5, §10).
 
-Reads turn rows back into `CommunitySpec` through the same validation as the YAML loader,
-then into prepared `Community` objects (DESIGN §5). Each mutation locks the community,
-reads its current spec, builds the whole desired spec, validates it like the YAML loader
-would (`validate_spec(CommunitySpec, ...)`: the rules are the same by construction) and
-writes the difference (`sync.sync_community`). Callers own the transaction.
+Listings (`list_keys`, …) show rows as operators see them, never a secret. Each mutation locks
+the community, reads its current spec (`loading.read_specs`), lets the spec make the edited,
+validated copy (`CommunitySpec.with_key`, …: the YAML loader's rules by construction) and
+writes the difference (`sync.sync_community`). `config apply` / `config export` work on whole
+files. Callers own the transaction.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
 
 import asyncpg
 
 from worker.core.config import (
-    Community,
     CommunitySpec,
     ConfigError,
     ConfigSpec,
@@ -28,92 +25,10 @@ from worker.core.config import (
     lacks_required_key,
     validate_spec,
 )
-from worker.store.db import Conflict, NotFound, StoreError
-from worker.store.lifecycle import read_tombstones, refuse_if_in_use
+from worker.store.db import Conflict, NotFound
+from worker.store.lifecycle import refuse_if_in_use
+from worker.store.loading import InvalidStoredConfig, read_specs
 from worker.store.sync import Change, mapping_label, sync_community
-
-_SPEC_QUERY: Final = """
-SELECT c.id, c.signed_identities, c.min_validity_seconds, c.leeway_seconds,
-    c.max_validity_seconds, c.retirement_window_seconds,
-    (SELECT coalesce(json_agg(json_build_object(
-                'kid', k.kid, 'hmac_secret', k.hmac_secret, 'rsa_public_key', k.rsa_public_key)
-            ORDER BY k.created_at, k.kid), '[]')
-        FROM jwt_keys k WHERE k.community_id = c.id) AS jwt_keys,
-    (SELECT coalesce(json_agg(json_build_object('key', f.key, 'label', f.label, 'regex', f.regex)
-            ORDER BY f.created_at, f.key), '[]')
-        FROM custom_fields f WHERE f.community_id = c.id) AS custom_fields,
-    (SELECT coalesce(json_agg(json_build_object('from', m.source, 'to', m.target) ORDER BY m.position), '[]')
-        FROM mappings m WHERE m.community_id = c.id) AS mappings
-FROM communities c
-"""
-
-
-class InvalidStoredConfig(StoreError):
-    """Rows that pass the CHECK constraints but not the model (e.g. a regex RE2 refuses)."""
-
-    def __init__(self, problems: dict[str, list[str]]) -> None:
-        lines = [f"community {cid}: {p}" for cid, items in sorted(problems.items()) for p in items]
-        super().__init__("invalid configuration in the store: " + "; ".join(lines))
-        self.problems = problems
-
-
-def _spec_data(row: asyncpg.Record) -> dict[str, Any]:
-    keys = [{k: v for k, v in key.items() if v is not None} for key in json.loads(row["jwt_keys"])]
-    fields = [{k: v for k, v in f.items() if v is not None} for f in json.loads(row["custom_fields"])]
-    return {
-        "id": row["id"],
-        "signed_identities": row["signed_identities"],
-        "min_validity_seconds": row["min_validity_seconds"],
-        "leeway_seconds": row["leeway_seconds"],
-        "max_validity_seconds": row["max_validity_seconds"],
-        "retirement_window_seconds": row["retirement_window_seconds"],
-        "jwt_keys": keys,
-        "custom_fields": fields,
-        "mappings": json.loads(row["mappings"]),
-    }
-
-
-async def read_specs(
-    conn: asyncpg.Connection, community_id: str | None = None
-) -> tuple[dict[str, CommunitySpec], dict[str, list[str]]]:
-    """Every community (or one), as specs, in one statement (one consistent snapshot).
-
-    Returns the valid specs and, apart, the problems of rows the model refuses, so that one
-    bad community never hides the others.
-    """
-    if community_id is None:
-        rows = await conn.fetch(_SPEC_QUERY + " ORDER BY c.id")
-    else:
-        rows = await conn.fetch(_SPEC_QUERY + " WHERE c.id = $1", community_id)
-    specs: dict[str, CommunitySpec] = {}
-    invalid: dict[str, list[str]] = {}
-    for row in rows:
-        try:
-            specs[row["id"]] = validate_spec(CommunitySpec, _spec_data(row), s1=False)  # rows before 0002
-        except ConfigError as exc:
-            invalid[row["id"]] = exc.problems
-    return specs, invalid
-
-
-async def load_all_communities(conn: asyncpg.Connection) -> dict[str, Community]:
-    """All communities, prepared for the pipeline (C1). InvalidStoredConfig if a row is bad."""
-    specs, invalid = await read_specs(conn)
-    if invalid:
-        raise InvalidStoredConfig(invalid)
-    tombstones = await read_tombstones(conn)
-    return {cid: Community.from_spec(spec, tombstones.get(cid)) for cid, spec in specs.items()}
-
-
-async def load_community(conn: asyncpg.Connection, community_id: str) -> Community | None:
-    """One community, prepared; None when it does not exist."""
-    specs, invalid = await read_specs(conn, community_id)
-    if invalid:
-        raise InvalidStoredConfig(invalid)
-    spec = specs.get(community_id)
-    if spec is None:
-        return None
-    return Community.from_spec(spec, (await read_tombstones(conn, community_id)).get(community_id))
-
 
 # ---------------------------------------------------------------- listing
 
@@ -188,10 +103,13 @@ async def list_keys(conn: asyncpg.Connection, community_id: str) -> list[KeyRow]
     listed = []
     for row in rows:
         # The fingerprint is computed from the key, so it can never disagree with it.
-        spec = validate_spec(
-            JwtKeySpec, {k: row[k] for k in ("kid", "hmac_secret", "rsa_public_key") if row[k] is not None}
-        )
-        key = spec.prepare()
+        data = {k: row[k] for k in ("kid", "hmac_secret", "rsa_public_key") if row[k] is not None}
+        try:
+            key = validate_spec(JwtKeySpec, data).prepare()
+        except ConfigError as exc:  # a row the CHECKs let through: say it is the stored one
+            raise InvalidStoredConfig(
+                {community_id: [f"key {row['kid']}: {p}" for p in exc.problems]}
+            ) from None
         listed.append(KeyRow(key.kid, key.alg, key.fingerprint, row["created_at"]))
     return listed
 
@@ -216,6 +134,10 @@ async def list_mappings(conn: asyncpg.Connection, community_id: str) -> list[Map
 
 
 # ---------------------------------------------------------------- mutations
+#
+# Each edit: lock and read the community (`_current`), refuse with its own line what the spec
+# cannot word ("already", "no such", "still used", S1), let the spec make the validated copy
+# (`CommunitySpec.with_key`, `without_key`, …), then write the difference (`_write`).
 
 
 async def _current(conn: asyncpg.Connection, community_id: str) -> CommunitySpec:
@@ -232,30 +154,18 @@ class KeyRequired(Conflict):
     The message says what to do instead (add the key first, or switch to reject)."""
 
 
-async def _change(
-    conn: asyncpg.Connection,
-    community_id: str,
-    edit: Callable[[dict[str, Any]], None],
-    key_required: str = "",
+async def _write(
+    conn: asyncpg.Connection, old: CommunitySpec, new: CommunitySpec, key_required: str = ""
 ) -> list[Change]:
-    """Read, edit the spec's data, validate the whole community like the YAML loader, write.
-
-    `key_required` is the refusal when the result would break S1 (the generic line if empty)."""
-    old = await _current(conn, community_id)
-    data = old.model_dump(by_alias=True, exclude_none=True)
-    data["jwt_keys"] = list(old.jwt_keys)  # keep SecretStr values out of dumps: specs as they are
-    edit(data)
-    new = validate_spec(CommunitySpec, data, s1=False)
+    """Write `new` over `old` (both validated); KeyRequired with `key_required` (or the
+    generic line) when `new` breaks S1."""
     if lacks_required_key(new):
-        raise KeyRequired(key_required or _no_key(community_id))
+        raise KeyRequired(
+            key_required
+            or f"community {new.id!r} requires signed identities but would have no JWT key (S1): "
+            "add a key first, or switch it to reject"
+        )
     return await sync_community(conn, old, new)
-
-
-def _no_key(community_id: str) -> str:
-    return (
-        f"community {community_id!r} requires signed identities but would have no JWT key (S1): "
-        "add a key first, or switch it to reject"
-    )
 
 
 async def add_community(conn: asyncpg.Connection, spec: CommunitySpec) -> list[Change]:
@@ -281,7 +191,8 @@ async def update_community(
         if settings.get("signed_identities") == "require"
         else ""  # a community stored before S1 without its key: the generic line says what to do
     )
-    return await _change(conn, community_id, lambda data: data.update(settings), key_required)
+    old = await _current(conn, community_id)
+    return await _write(conn, old, old.with_settings(settings), key_required)
 
 
 async def remove_community(conn: asyncpg.Connection, community_id: str) -> list[Change]:
@@ -297,53 +208,14 @@ def _contents(spec: CommunitySpec) -> str:
     )
 
 
-async def _add_item(
-    conn: asyncpg.Connection,
-    community_id: str,
-    section: str,
-    item: Any,
-    same: Callable[[Any], bool],
-    conflict: str,
-) -> list[Change]:
-    """Append `item` to a section of the community, unless an entry is the `same`."""
-
-    def edit(data: dict[str, Any]) -> None:
-        if any(same(entry) for entry in data[section]):
-            raise Conflict(conflict)
-        data[section].append(item)
-
-    return await _change(conn, community_id, edit)
-
-
-async def _remove_items(
-    conn: asyncpg.Connection,
-    community_id: str,
-    section: str,
-    matches: Callable[[Any], bool],
-    not_found: str,
-    still_used: Callable[[dict[str, Any]], str | None] = lambda data: None,
-    key_required: str = "",
-) -> list[Change]:
-    """Remove the entries of a section that match; NotFound when none does."""
-
-    def edit(data: dict[str, Any]) -> None:
-        kept = [entry for entry in data[section] if not matches(entry)]
-        if len(kept) == len(data[section]):
-            raise NotFound(not_found)
-        conflict = still_used(data)
-        if conflict:
-            raise Conflict(conflict)
-        data[section] = kept
-
-    return await _change(conn, community_id, edit, key_required)
-
-
 async def add_key(conn: asyncpg.Connection, community_id: str, key: JwtKeySpec) -> list[Change]:
-    conflict = (
-        f"community {community_id!r} already has a key with kid {key.kid!r}; "
-        "to rotate, add the new key under a new kid, then remove the old one"
-    )
-    return await _add_item(conn, community_id, "jwt_keys", key, lambda k: k.kid == key.kid, conflict)
+    old = await _current(conn, community_id)
+    if old.has_key(key.kid):
+        raise Conflict(
+            f"community {community_id!r} already has a key with kid {key.kid!r}; "
+            "to rotate, add the new key under a new kid, then remove the old one"
+        )
+    return await _write(conn, old, old.with_key(key))
 
 
 async def remove_key(
@@ -351,58 +223,58 @@ async def remove_key(
 ) -> list[Change]:
     """Remove a key, leaving a tombstone; refused (KeyStillInUse) while it is in use, unless
     `force` (L3)."""
-    not_found = f"community {community_id!r} has no key with kid {kid!r} (see `keys list`)"
-    key_required = (
+    old = await _current(conn, community_id)
+    if not old.has_key(kid):
+        raise NotFound(f"community {community_id!r} has no key with kid {kid!r} (see `keys list`)")
+    if not force:
+        await refuse_if_in_use(conn, community_id, kid)
+    last_key = (
         f"key {kid!r} is the last key of community {community_id!r}, which requires signed identities "
         f"(S1): add its new key first (`keys add`), or switch it to reject "
         f"(`community set-mode {community_id} reject`)"
     )
-    if not force:
-        await refuse_if_in_use(conn, community_id, kid)
-    return await _remove_items(
-        conn, community_id, "jwt_keys", lambda k: k.kid == kid, not_found, key_required=key_required
-    )
+    return await _write(conn, old, old.without_key(kid), last_key)
 
 
 async def add_field(conn: asyncpg.Connection, community_id: str, field: CustomFieldSpec) -> list[Change]:
-    conflict = f"community {community_id!r} already has a custom field {field.key!r}"
-    item = field.model_dump(exclude_none=True)
-    return await _add_item(
-        conn, community_id, "custom_fields", item, lambda f: f["key"] == field.key, conflict
-    )
+    old = await _current(conn, community_id)
+    if old.has_field(field.key):
+        raise Conflict(f"community {community_id!r} already has a custom field {field.key!r}")
+    return await _write(conn, old, old.with_field(field))
 
 
 async def remove_field(conn: asyncpg.Connection, community_id: str, key: str) -> list[Change]:
-    def still_used(data: dict[str, Any]) -> str | None:
-        users = [m for m in data["mappings"] if m["to"] == f"custom_fields.{key}"]
-        if not users:
-            return None
-        return (
-            f"custom field {key!r} is the target of mapping {users[0]['from']} -> {users[0]['to']}; "
+    old = await _current(conn, community_id)
+    if not old.has_field(key):
+        raise NotFound(f"community {community_id!r} has no custom field {key!r} (see `fields list`)")
+    users = old.mappings_to_field(key)
+    if users:
+        raise Conflict(
+            f"custom field {key!r} is the target of mapping {mapping_label(users[0])}; "
             "remove that mapping first (`mappings remove`)"
         )
-
-    not_found = f"community {community_id!r} has no custom field {key!r} (see `fields list`)"
-    return await _remove_items(
-        conn, community_id, "custom_fields", lambda f: f["key"] == key, not_found, still_used
-    )
+    return await _write(conn, old, old.without_field(key))
 
 
 async def add_mapping(conn: asyncpg.Connection, community_id: str, mapping: MappingSpec) -> list[Change]:
     """Append `mapping` after the community's last one (M2)."""
-    entry = mapping.model_dump(by_alias=True)
-    conflict = (
-        f"community {community_id!r} already has mapping {mapping_label(mapping)} "
-        "(a second copy would change nothing)"
-    )
-    return await _add_item(conn, community_id, "mappings", entry, lambda m: m == entry, conflict)
+    old = await _current(conn, community_id)
+    if old.has_mapping(mapping):
+        raise Conflict(
+            f"community {community_id!r} already has mapping {mapping_label(mapping)} "
+            "(a second copy would change nothing)"
+        )
+    return await _write(conn, old, old.with_mapping(mapping))
 
 
 async def remove_mapping(conn: asyncpg.Connection, community_id: str, mapping: MappingSpec) -> list[Change]:
     """Remove every copy of `mapping`; the others keep their order."""
-    entry = mapping.model_dump(by_alias=True)
-    not_found = f"community {community_id!r} has no mapping {mapping_label(mapping)} (see `mappings list`)"
-    return await _remove_items(conn, community_id, "mappings", lambda m: m == entry, not_found)
+    old = await _current(conn, community_id)
+    if not old.has_mapping(mapping):
+        raise NotFound(
+            f"community {community_id!r} has no mapping {mapping_label(mapping)} (see `mappings list`)"
+        )
+    return await _write(conn, old, old.without_mapping(mapping))
 
 
 # ---------------------------------------------------------------- config apply / export

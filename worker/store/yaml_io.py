@@ -1,10 +1,14 @@
-"""The YAML of DESIGN §5 written back out (`config export`), and the guard on placeholders.
+"""The configuration YAML of DESIGN §5, read and written: the one place that parses or emits it.
+
+Reading (`parse_yaml`, `load_config_file`: `--config` files and `config apply`): safe tags
+only, no key repeated in any mapping (DESIGN §5), then the `core/config.py` models'
+validation. Writing (`dump_config`: `config export`): the same shape back.
 
 Without `--include-secrets` an HMAC secret is exported as the placeholder
 `<withheld sha256:…>` (its fingerprint): it fails the secret's format check in every
-loader, and `config apply` names it for what it is, so an export without secrets can
-never be applied by mistake as an empty or wrong key. RSA public keys are not secrets and
-are always exported.
+loader, and `config apply` names it for what it is (`refuse_withheld_secrets`), so an export
+without secrets can never be applied by mistake as an empty or wrong key. RSA public keys are
+not secrets and are always exported.
 """
 
 from __future__ import annotations
@@ -14,12 +18,16 @@ from typing import Any, Final
 
 import yaml
 
+from worker.core.community import Community, prepare
 from worker.core.config import (
     DEFAULT_RETIREMENT_WINDOW_SECONDS,
+    SECRET_SHAPED,
+    SECRET_SHAPED_KEY,
     CommunitySpec,
     ConfigError,
     ConfigSpec,
     JwtKeySpec,
+    validate_spec,
 )
 
 WITHHELD_PREFIX: Final = "<withheld "
@@ -33,6 +41,110 @@ HEADER_WITHHELD: Final = """\
 HEADER_SECRETS: Final = """\
 # identity-worker config export WITH HMAC SECRETS: keep this file as secret as the keys themselves.
 """
+
+# ---------------------------------------------------------------- reading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key repeated in one mapping is an error (DESIGN §5).
+
+    PyYAML keeps the last silently: a `signed_identities: reject` pasted under a `require` line
+    would switch signatures off without a word. Merge keys (`<<`) keep YAML's meaning: a key
+    written in the mapping overrides a merged one. A key that two merged mappings both give is
+    refused (which one wins differs between YAML readers; PyYAML 6.0.4 even decides by string
+    identity), and so is a key repeated in a mapping written inline after `<<` (never
+    constructed on its own, it reaches the result only through flattening)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()  # mapping nodes already checked (flattening mutates them)
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # Every mapping comes here first, before flattening splices merged pairs into it: the ones
+        # constructed (SafeConstructor.construct_mapping) and the ones a `<<` names (recursion).
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            self._refuse_repeats(node.value)
+            self._refuse_merge_overlaps(node.value)
+        super().flatten_mapping(node)
+
+    def _refuse_repeats(self, pairs: list[tuple[yaml.Node, yaml.Node]]) -> None:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in pairs:
+            # A merge key (`<<`) is not constructed; it may appear once like any other key.
+            merge = key_node.tag == _MERGE_TAG
+            key = "<<" if merge else self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                earlier = first_line.get(key)
+            except TypeError:  # an unhashable key: SafeLoader refuses it with its own message
+                return
+            if earlier is not None:
+                where = f"line {line}: key {_key_name(key)}"
+                raise ConfigError([f"{where} repeated in one mapping (first at line {earlier}); keep one"])
+            first_line[key] = line
+
+    def _refuse_merge_overlaps(self, pairs: list[tuple[yaml.Node, yaml.Node]]) -> None:
+        for key_node, value_node in pairs:
+            if key_node.tag != _MERGE_TAG:
+                continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            given: set[Any] = set()
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    return  # SafeLoader refuses it with its own message
+                self.flatten_mapping(source)
+                keys = [self.construct_object(k, deep=True) for k, _ in source.value]
+                try:
+                    repeated = [key for key in keys if key in given]
+                    given.update(keys)
+                except TypeError:  # an unhashable key: SafeLoader refuses it with its own message
+                    return
+                if repeated:
+                    line = key_node.start_mark.line + 1
+                    where = f"line {line}: key {_key_name(repeated[0])}"
+                    raise ConfigError([f"{where} comes from more than one merged mapping; keep one"])
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _key_name(key: object) -> str:
+    text = repr(key)
+    if SECRET_SHAPED.search(str(key)):  # an all-digit secret written unquoted is a YAML int
+        return SECRET_SHAPED_KEY  # never echo what may be a secret
+    return text if len(text) <= 66 else text[:63] + "..."
+
+
+def parse_yaml(text: str) -> ConfigSpec:
+    """The one reader of configuration YAML (`--config` files and `config apply`): safe tags
+    only, no repeated key in any mapping, then the models' validation."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe tags only
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError([f"{where}{problem}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["the file must hold a mapping with a 'communities' list"])
+    return validate_spec(ConfigSpec, data)
+
+
+def load_config_file(path: str) -> dict[str, Community]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path} is not UTF-8 text"]) from None
+    return prepare(parse_yaml(text))
+
+
+# ---------------------------------------------------------------- writing
 
 
 class _Dumper(yaml.SafeDumper):
