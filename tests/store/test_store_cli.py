@@ -5,6 +5,7 @@ ever printed — not even in a database error."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 
 import asyncpg
@@ -14,7 +15,7 @@ from conftest import SECRET, SECRET_2, Cli, cli_subprocess, run_sql
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from worker.store.db import translate
+from worker.store.db import StoreUnavailable, address, translate
 
 pytestmark = pytest.mark.integration
 
@@ -512,3 +513,88 @@ def test_a_constraint_violation_is_rephrased_without_the_row(store_url: str) -> 
     message = translate(error).message
     assert message == "refused by the database: HS256 needs an hmac_secret only, RS256 an rsa_public_key only"
     assert SECRET not in message
+
+
+def test_an_error_that_is_not_a_connection_error_says_what_happened(store_url: str) -> None:
+    """`translate` said "cannot reach PostgreSQL" for any error it did not know, a division by
+    zero or a statement timeout included: each now says what PostgreSQL did."""
+
+    async def fail(*statements: str) -> asyncpg.PostgresError:
+        conn = await asyncpg.connect(store_url)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        except asyncpg.PostgresError as exc:
+            return exc
+        finally:
+            await conn.close()
+        raise AssertionError("no error")
+
+    where = address(store_url)
+    division = translate(asyncio.run(fail("SELECT 1 / 0")), store_url)
+    assert division.message == (
+        f"PostgreSQL at {where} answered with an error: DivisionByZeroError (SQLSTATE 22012)"
+    )
+    timeout = translate(asyncio.run(fail("SET statement_timeout = 1", "SELECT pg_sleep(1)")), store_url)
+    assert timeout.message == (
+        f"PostgreSQL at {where} canceled the query (a statement timeout?): "
+        "QueryCanceledError (SQLSTATE 57014)"
+    )
+    assert translate(ValueError("x")).message == "unexpected failure talking to PostgreSQL: ValueError"
+    assert translate(ConnectionRefusedError(111, "Connection refused"), store_url).message == (
+        f"cannot reach PostgreSQL at {where}: Connection refused"
+    )
+    # The class is unchanged (retried as before, K8); only the words are.
+    assert all(isinstance(error, StoreUnavailable) for error in (division, timeout))
+
+
+# ---------------------------------------------------------------- rows the model refuses
+
+
+def _non_minimal_pkcs1(key: rsa.RSAPublicKey) -> str:
+    """A PKCS#1 PEM whose modulus INTEGER carries two extra leading zero bytes: the store's
+    CHECK counts its 2048 bits, `cryptography` (strict DER) cannot read it."""
+
+    def tlv(tag: int, body: bytes) -> bytes:
+        size = len(body)
+        length = bytes([size]) if size < 128 else bytes([0x82]) + size.to_bytes(2, "big")
+        return bytes([tag]) + length + body
+
+    numbers = key.public_numbers()
+    modulus = tlv(2, b"\x00\x00" + numbers.n.to_bytes(256, "big"))
+    der = tlv(0x30, modulus + tlv(2, numbers.e.to_bytes(3, "big")))
+    text = base64.b64encode(der).decode()
+    lines = [text[i : i + 64] for i in range(0, len(text), 64)]
+    return "\n".join(["-----BEGIN RSA PUBLIC KEY-----", *lines, "-----END RSA PUBLIC KEY-----"]) + "\n"
+
+
+def test_a_read_that_meets_a_stored_row_the_model_refuses_says_so(seeded: Cli, store_url: str) -> None:
+    """Issue 13 item 5: rows inserted with SQL directly (they pass the CHECKs, not the model).
+    A read names the stored community and exits 1, never "refused, the result would be
+    invalid" as if a write of the user's had been refused; no secret is shown."""
+    run_sql(
+        store_url,
+        "INSERT INTO jwt_keys (community_id, kid, alg, rsa_public_key) "
+        "VALUES ('acme', 'odd_der', 'RS256', $1)",
+        _non_minimal_pkcs1(_PRIVATE.public_key()),
+    )
+    listed = seeded("keys", "list", "acme")
+    assert listed.code == 1, listed
+    assert listed.err == (
+        "identity-worker: error: stored community acme does not pass the model: "
+        "key odd_der: rsa_public_key: rsa_public_key is not a readable PEM public key\n"
+    )
+    exported = seeded("config", "export", "--community", "acme")
+    assert exported.code == 1, exported
+    assert exported.err.startswith("identity-worker: error: stored community acme does not pass the model: ")
+    assert "refused" not in exported.err and "would be invalid" not in exported.err
+
+    run_sql(store_url, "INSERT INTO custom_fields VALUES ('other', 'f', 'F', '(?<=a)b')")  # RE2 refuses it
+    other = seeded("config", "export", "--community", "other")
+    assert other.code == 1, other
+    assert other.err.startswith(
+        "identity-worker: error: stored community other does not pass the model: custom_fields[0].regex: "
+        "regex is not valid RE2 syntax"
+    ), other.err
+    for result in (listed, exported, other):
+        assert_no_secret(result.output)

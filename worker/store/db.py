@@ -161,11 +161,20 @@ def translate(exc: BaseException, url: str | None = None) -> StoreError:
             f"PostgreSQL at {server}: {certificate_problem(exc, 'the server', 'sslrootcert')}"
         )
     where = f" at {address(url)}" if url else ""
-    return StoreUnavailable(f"cannot reach PostgreSQL{where}: {describe(exc)}")
+    # Still StoreUnavailable (retried as before, K8); the message says what happened.
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return StoreUnavailable(f"cannot reach PostgreSQL{where}: {describe(exc)}")
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        return StoreUnavailable(
+            f"PostgreSQL{where} canceled the query (a statement timeout?): {describe(exc)}"
+        )
+    if isinstance(exc, asyncpg.PostgresError):
+        return StoreUnavailable(f"PostgreSQL{where} answered with an error: {describe(exc)}")
+    return StoreUnavailable(f"unexpected failure talking to PostgreSQL{where}: {describe(exc)}")
 
 
-#: What "the store cannot be reached right now" looks like (retried, never a verdict: K8).
-TRANSIENT_ERRORS: Final = (
+#: The connection could not be made, or was lost (the only faults that mean "cannot reach").
+_CONNECTION_ERRORS: Final = (
     OSError,
     TimeoutError,
     asyncio.TimeoutError,
@@ -176,9 +185,9 @@ TRANSIENT_ERRORS: Final = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
-    asyncpg.InvalidCatalogNameError,
-    asyncpg.QueryCanceledError,
 )
+#: What "the store cannot be reached right now" looks like (retried, never a verdict: K8).
+TRANSIENT_ERRORS: Final = (*_CONNECTION_ERRORS, asyncpg.InvalidCatalogNameError, asyncpg.QueryCanceledError)
 
 
 async def connect(url: str, *, timeout: float = DEFAULT_CONNECT_TIMEOUT, **kwargs: Any) -> asyncpg.Connection:
