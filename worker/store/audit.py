@@ -18,13 +18,16 @@ from typing import Final
 
 import asyncpg
 
+from worker.core.contracts import COMMUNITY_ID_PATTERN
 from worker.store.sync import Change
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
 #: Every change line names its community second: `community ID …`, `key ID/kid …`,
 #: `field ID/key …`, `mapping ID: …` (worker/store/sync.py); ids hold no space, `/` or `:`.
-_COMMUNITY_OF_LINE = re.compile(r"^(?:community|key|field|mapping) ([A-Za-z0-9_-]{1,64})(?:[ /:]|$)")
+_COMMUNITY_OF_LINE = re.compile(
+    rf"^(?:community|key|field|mapping) ({COMMUNITY_ID_PATTERN[1:-1]})(?:[ /:]|$)"
+)
 
 
 @dataclass(frozen=True, slots=True)

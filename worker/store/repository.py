@@ -93,15 +93,16 @@ async def require_community(conn: asyncpg.Connection, community_id: str, *, lock
         raise NotFound(f"unknown community {community_id!r} (see `identity-worker community list`)")
 
 
-async def list_keys(conn: asyncpg.Connection, community_id: str) -> list[KeyRow]:
+async def _rows(conn: asyncpg.Connection, community_id: str, select: str, order: str) -> list[asyncpg.Record]:
+    """`SELECT {select}` of one community's rows, in `order`; NotFound for an unknown community."""
     await require_community(conn, community_id)
-    rows = await conn.fetch(
-        "SELECT kid, hmac_secret, rsa_public_key, created_at FROM jwt_keys WHERE community_id = $1 "
-        "ORDER BY created_at, kid",
-        community_id,
-    )
+    return list(await conn.fetch(f"{select} WHERE community_id = $1 ORDER BY {order}", community_id))
+
+
+async def list_keys(conn: asyncpg.Connection, community_id: str) -> list[KeyRow]:
+    select = "SELECT kid, hmac_secret, rsa_public_key, created_at FROM jwt_keys"
     listed = []
-    for row in rows:
+    for row in await _rows(conn, community_id, select, "created_at, kid"):
         # The fingerprint is computed from the key, so it can never disagree with it.
         data = {k: row[k] for k in ("kid", "hmac_secret", "rsa_public_key") if row[k] is not None}
         try:
@@ -115,21 +116,14 @@ async def list_keys(conn: asyncpg.Connection, community_id: str) -> list[KeyRow]
 
 
 async def list_fields(conn: asyncpg.Connection, community_id: str) -> list[FieldRow]:
-    await require_community(conn, community_id)
-    rows = await conn.fetch(
-        "SELECT key, label, regex, created_at FROM custom_fields WHERE community_id = $1 "
-        "ORDER BY created_at, key",
-        community_id,
+    rows = await _rows(
+        conn, community_id, "SELECT key, label, regex, created_at FROM custom_fields", "created_at, key"
     )
     return [FieldRow(**dict(r)) for r in rows]
 
 
 async def list_mappings(conn: asyncpg.Connection, community_id: str) -> list[MappingRow]:
-    await require_community(conn, community_id)
-    rows = await conn.fetch(
-        "SELECT source, target, created_at FROM mappings WHERE community_id = $1 ORDER BY position",
-        community_id,
-    )
+    rows = await _rows(conn, community_id, "SELECT source, target, created_at FROM mappings", "position")
     return [MappingRow(i, r["source"], r["target"], r["created_at"]) for i, r in enumerate(rows, 1)]
 
 
@@ -260,10 +254,8 @@ async def add_mapping(conn: asyncpg.Connection, community_id: str, mapping: Mapp
     """Append `mapping` after the community's last one (M2)."""
     old = await _current(conn, community_id)
     if old.has_mapping(mapping):
-        raise Conflict(
-            f"community {community_id!r} already has mapping {mapping_label(mapping)} "
-            "(a second copy would change nothing)"
-        )
+        present = f"community {community_id!r} already has mapping {mapping_label(mapping)}"
+        raise Conflict(f"{present} (a second copy would change nothing)")
     return await _write(conn, old, old.with_mapping(mapping))
 
 
@@ -271,9 +263,8 @@ async def remove_mapping(conn: asyncpg.Connection, community_id: str, mapping: M
     """Remove every copy of `mapping`; the others keep their order."""
     old = await _current(conn, community_id)
     if not old.has_mapping(mapping):
-        raise NotFound(
-            f"community {community_id!r} has no mapping {mapping_label(mapping)} (see `mappings list`)"
-        )
+        missing = f"community {community_id!r} has no mapping {mapping_label(mapping)}"
+        raise NotFound(f"{missing} (see `mappings list`)")
     return await _write(conn, old, old.without_mapping(mapping))
 
 
