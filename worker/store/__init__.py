@@ -3,8 +3,10 @@
 - `migrations/` + `migrate.py`: the versioned schema (`identity-worker db migrate`); CHECK
   constraints enforce the formats of §1, triggers notify every change (C1).
 - `db.py`: connecting, and failures turned into messages safe to print (never a secret).
-- `repository.py` + `sync.py`: loading communities, and the admin mutations, each validated
-  by the YAML loader's models and written as a difference in one transaction.
-- `yaml_io.py`: `config export`, and the guard against applying withheld secrets.
+- `loading.py`: communities read back from their rows, validated by the YAML loader's models.
+- `repository.py` + `sync.py`: listings, and the admin mutations, each an edit of the
+  community's spec (`CommunitySpec.with_key`, …) written as a difference in one transaction.
+- `yaml_io.py`: the one YAML module: reading `--config` files and `config apply`, writing
+  `config export`, and the guard against applying withheld secrets.
 - `cache.py`: the worker's `ConfigCache` (C1–C4).
 """
