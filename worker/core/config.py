@@ -31,7 +31,14 @@ from worker.core.contracts import (
     MAX_EXTRA_KEY_CHARS,
     Mode,
 )
-from worker.core.keys import JwtKey, check_hmac_secret, check_kid, hmac_key, load_rsa_public_key, rsa_key
+from worker.core.keys import (
+    JwtKey,
+    check_hmac_secret,
+    check_kid,
+    hmac_key,
+    load_rsa_public_key,
+    rsa_key,
+)
 from worker.core.patterns import compile_regex
 
 FIELD_KEY_PATTERN = r"^[a-z0-9_]{1,64}$"
