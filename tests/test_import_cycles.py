@@ -1,5 +1,5 @@
 """No import cycle anywhere in `worker/` (issue 13): every module can be read, tested and moved
-without dragging in the modules that import it.
+without dragging in the modules that import it; and `worker/core` imports nothing outside it.
 
 The graph is grimp's (import-linter's engine): every `import` statement of the package,
 including those inside functions (a lazy import hides a cycle, it does not remove one) and
@@ -64,6 +64,18 @@ def test_worker_has_no_import_cycle() -> None:
     assert len(graph.modules) > 50  # the whole package was read
     cycles = import_cycles(graph)
     assert cycles == [], "\n".join(_described(graph, c) for c in cycles)
+
+
+def test_core_imports_nothing_outside_core() -> None:
+    """`worker/core` is pure (docs/architecture.md): no adapter (store, runtime, kafka, …) in it."""
+    graph = grimp.build_graph(PACKAGE, include_external_packages=False)
+    outside = sorted(
+        f"{module} imports {imported}"
+        for module in graph.find_descendants(f"{PACKAGE}.core")
+        for imported in graph.find_modules_directly_imported_by(module)
+        if not imported.startswith(f"{PACKAGE}.core")
+    )
+    assert outside == []
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
