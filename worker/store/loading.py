@@ -88,21 +88,24 @@ async def read_specs(
     return specs, invalid
 
 
-async def load_all_communities(conn: asyncpg.Connection) -> dict[str, Community]:
-    """All communities, prepared for the pipeline (C1). InvalidStoredConfig if a row is bad."""
-    specs, invalid = await read_specs(conn)
+async def valid_specs(conn: asyncpg.Connection, community_id: str | None = None) -> dict[str, CommunitySpec]:
+    """`read_specs` for readers that need every community valid: InvalidStoredConfig otherwise."""
+    specs, invalid = await read_specs(conn, community_id)
     if invalid:
         raise InvalidStoredConfig(invalid)
+    return specs
+
+
+async def load_all_communities(conn: asyncpg.Connection) -> dict[str, Community]:
+    """All communities, prepared for the pipeline (C1). InvalidStoredConfig if a row is bad."""
+    specs = await valid_specs(conn)
     tombstones = await read_tombstones(conn)
     return {cid: Community.from_spec(spec, tombstones.get(cid)) for cid, spec in specs.items()}
 
 
 async def load_community(conn: asyncpg.Connection, community_id: str) -> Community | None:
     """One community, prepared; None when it does not exist."""
-    specs, invalid = await read_specs(conn, community_id)
-    if invalid:
-        raise InvalidStoredConfig(invalid)
-    spec = specs.get(community_id)
+    spec = (await valid_specs(conn, community_id)).get(community_id)
     if spec is None:
         return None
     return Community.from_spec(spec, (await read_tombstones(conn, community_id)).get(community_id))

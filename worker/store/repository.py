@@ -27,7 +27,7 @@ from worker.core.config import (
 )
 from worker.store.db import Conflict, NotFound
 from worker.store.lifecycle import refuse_if_in_use
-from worker.store.loading import InvalidStoredConfig, read_specs
+from worker.store.loading import InvalidStoredConfig, read_specs, valid_specs
 from worker.store.sync import Change, mapping_label, sync_community
 
 # ---------------------------------------------------------------- listing
@@ -137,10 +137,7 @@ async def list_mappings(conn: asyncpg.Connection, community_id: str) -> list[Map
 async def _current(conn: asyncpg.Connection, community_id: str) -> CommunitySpec:
     """The community's spec, its row locked until the caller's transaction ends."""
     await require_community(conn, community_id, lock=True)
-    specs, invalid = await read_specs(conn, community_id)
-    if invalid:
-        raise InvalidStoredConfig(invalid)
-    return specs[community_id]
+    return (await valid_specs(conn, community_id))[community_id]
 
 
 class KeyRequired(Conflict):
@@ -299,7 +296,4 @@ async def apply_config(conn: asyncpg.Connection, config: ConfigSpec, *, prune: b
 async def export_config(conn: asyncpg.Connection, community_id: str | None = None) -> ConfigSpec:
     if community_id is not None:
         await require_community(conn, community_id)
-    specs, invalid = await read_specs(conn, community_id)
-    if invalid:
-        raise InvalidStoredConfig(invalid)
-    return ConfigSpec(communities=list(specs.values()))
+    return ConfigSpec(communities=list((await valid_specs(conn, community_id)).values()))
