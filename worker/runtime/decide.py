@@ -5,7 +5,9 @@
   becomes a dead letter (DESIGN §2.4) and the worker goes on.
 - `unknown_community` is double-checked against the store before it is published (V2): a
   community created a moment ago may not have reached the cache yet. `recheck_community`
-  re-reads it and says whether it exists now.
+  re-reads it and says whether it exists now; the store cache remembers an id it found absent
+  (`ConfigCache.refresh_community`, the one negative cache), so a stream of events for one
+  unknown community costs the store one read per `negative_ttl`.
 
 The processor is a parameter, so tests run the real runtime with a processor that raises
 for one chosen record (a poison record); production passes `pipeline_processor(...)`.
@@ -23,8 +25,6 @@ from worker.core.pipeline import Limits, Output, Source, dead_letter, process_ev
 from worker.core.tokencache import TokenCache
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
-
-UNKNOWN_RECHECK_TTL = 1.0  # seconds a confirmed-unknown community is trusted (C2's bound)
 
 
 class Processor(Protocol):
@@ -57,7 +57,6 @@ class Decider:
         self.max_attempts = max_attempts
         self.recheck_community = recheck_community
         self.clock = clock
-        self._confirmed_unknown: dict[str, float] = {}
         self._log = get_logger("identity-worker.decide")
         self._observe = metrics.verification_seconds.observe
 
@@ -130,23 +129,12 @@ class Decider:
 
         A store that cannot answer makes the record wait (ConfigUnavailable), never a verdict.
         """
-        now = time.monotonic()
-        confirmed = self._confirmed_unknown.get(community_id)
-        if confirmed is not None and now - confirmed < UNKNOWN_RECHECK_TTL:
-            return False
         assert self.recheck_community is not None
         try:
-            found = await self.recheck_community(community_id)
+            return await self.recheck_community(community_id)
         except ConfigUnavailable:
             raise
         except Exception as exc:  # the store adapter failed: infrastructure, not a verdict (K8)
             raise ConfigUnavailable(
                 f"cannot re-check community {community_id}: {type(exc).__name__}"
             ) from exc
-        if not found:
-            if len(self._confirmed_unknown) > 10_000:
-                self._confirmed_unknown.clear()
-            self._confirmed_unknown[community_id] = now
-            return False
-        self._confirmed_unknown.pop(community_id, None)
-        return True

@@ -67,7 +67,7 @@ from worker.kafka.topics import TopicFacts, existing_topics
 from worker.ops.health import Health
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
-from worker.runtime.backoff import Backoff
+from worker.runtime.backoff import RetryPolicy, retry_until
 from worker.runtime.commit import (
     AcknowledgedCommitter,
     Decided,
@@ -121,10 +121,9 @@ class Member:
         self._offsets_unknown = False  # a commit failed: the coordinator's offsets are the truth
         self._commit_failing = False  # the last commit failed: not ready until one succeeds
         self._unsettled = False  # a transaction committed since the last `_settle`
-        self._kafka_backoff = Backoff(
-            settings.retry_backoff_initial_ms / 1000, settings.retry_backoff_max_ms / 1000
-        )
-        waits = Waits(settings.retry_backoff_initial_ms / 1000, settings.retry_backoff_max_ms / 1000)
+        self.retry = RetryPolicy.from_settings(settings)
+        self._kafka_backoff = self.retry.backoff()
+        waits = Waits(self.retry)
         self.partitions = Partitions(waits, metrics)
         self.committed = self.partitions.committed  # next offset per owned partition (lag, rewind)
         self._op_timeout = settings.request_timeout_ms / 1000 + 5
@@ -223,22 +222,22 @@ class Member:
         self, stop: asyncio.Event, deadline: float, what: str, step: Callable[[], Awaitable[None]]
     ) -> None:
         """Start-up: retry `step` on infrastructure faults until `deadline`; a fatal one ends it at once."""
-        backoff = Backoff(self._kafka_backoff.initial, min(5.0, self._kafka_backoff.maximum))
-        while True:
+
+        def on_fault(exc: Exception, delay: float) -> None:
             try:
-                await step()
-                return
-            except Exception as exc:
-                try:
-                    self._fault("kafka", exc, what)
-                except FatalFault as fatal:
-                    raise StartupError(str(fatal)) from None
-                if time.monotonic() > deadline or stop.is_set():
-                    raise StartupError(
-                        f"{what}: Kafka at {self.settings.bootstrap_servers} did not answer within "
-                        f"{self.settings.startup_timeout_seconds:g} s ({type(exc).__name__})"
-                    ) from None
-                await backoff.sleep(stop)
+                self._fault("kafka", exc, what)
+            except FatalFault as fatal:
+                raise StartupError(str(fatal)) from None
+
+        def gave_up(exc: Exception) -> StartupError:
+            return StartupError(
+                f"{what}: Kafka at {self.settings.bootstrap_servers} did not answer within "
+                f"{self.settings.startup_timeout_seconds:g} s ({type(exc).__name__})"
+            )
+
+        await retry_until(
+            step, self.retry.for_startup(), deadline=deadline, on_fault=on_fault, gave_up=gave_up, stop=stop
+        )
 
     async def close(self) -> None:
         """Settle the last transaction, leave the group (no revocation callback on stop), close."""
