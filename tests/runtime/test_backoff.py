@@ -86,6 +86,11 @@ async def test_retry_until_stops_when_asked() -> None:
     started = time.monotonic()
     with pytest.raises(TimeoutError):
         await retry_until(
-            down, RetryPolicy(5.0, 5.0), deadline=None, on_fault=lambda e, d: None, gave_up=TimeoutError, stop=stop
+            down,
+            RetryPolicy(5.0, 5.0),
+            deadline=None,
+            on_fault=lambda e, d: None,
+            gave_up=TimeoutError,
+            stop=stop,
         )
     assert time.monotonic() - started < 1.0  # K6 beats K8: the 5 s sleep ended at once

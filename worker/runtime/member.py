@@ -53,16 +53,15 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import IllegalStateError
 from aiokafka.structs import TopicPartition
 
 from worker.core.config import ConfigUnavailable
 from worker.core.pipeline import Source
-from worker.kafka.clients import make_consumer, make_producer
+from worker.kafka.consumer import InputConsumer
 from worker.kafka.fetched import UnreadableRecord
+from worker.kafka.producer import OutputProducer, quietly
 from worker.kafka.topics import TopicFacts, existing_topics
 from worker.ops.health import Health
 from worker.ops.logging import get_logger
@@ -78,11 +77,9 @@ from worker.runtime.commit import (
 from worker.runtime.decide import Decider
 from worker.runtime.faults import FatalFault, Fault, classify, hint
 from worker.runtime.partitions import Offsets, Partitions
+from worker.runtime.recovery import Recovery, Redo
 from worker.runtime.waits import Waits
 from worker.settings import Guarantee, Settings
-
-T = TypeVar("T")
-
 
 # While a transaction is in flight, a started batch checks this often whether it may close.
 IDLE_POLL = 0.005
@@ -110,29 +107,37 @@ class Member:
             settings.transactional_id() if settings.guarantee is Guarantee.EXACTLY_ONCE else None
         )
         self.processed = 0  # records committed by this member (progress line)
-        self.clean = True  # False when the last batch could not commit before exit
-        self._consumer: Any = None
-        self._producer: Any = None
+        self.recovery = Recovery(transactional=self.transactional_id is not None)
+        self._op_timeout = settings.request_timeout_ms / 1000 + 5
+        self._consumer: InputConsumer | None = None
+        self._producer = OutputProducer(
+            settings, transactional_id=self.transactional_id, timeout=self._op_timeout
+        )
         self._committer: TransactionalCommitter | AcknowledgedCommitter | None = None
         self._lock = asyncio.Lock()
         self._generation = 0
-        self._needs_rewind = False
-        self._replace_producer = False
-        self._offsets_unknown = False  # a commit failed: the coordinator's offsets are the truth
-        self._commit_failing = False  # the last commit failed: not ready until one succeeds
-        self._unsettled = False  # a transaction committed since the last `_settle`
         self.retry = RetryPolicy.from_settings(settings)
         self._kafka_backoff = self.retry.backoff()
         waits = Waits(self.retry)
         self.partitions = Partitions(waits, metrics)
         self.committed = self.partitions.committed  # next offset per owned partition (lag, rewind)
-        self._op_timeout = settings.request_timeout_ms / 1000 + 5
         # Past the transaction timeout the broker aborts the transaction anyway (and fences us).
         self._commit_timeout = settings.transaction_timeout_ms / 1000
         self._log = get_logger("identity-worker.runtime")
         health.waiting = lambda: waits.describe(time.monotonic())
         #: Called with each committed batch (L1: key usage and health counts, issue 15).
         self.on_committed: Callable[[list[Decided]], None] | None = None
+
+    @property
+    def consumer(self) -> InputConsumer:
+        """The consumer, once `start` made it."""
+        assert self._consumer is not None, "start() first"
+        return self._consumer
+
+    @property
+    def clean(self) -> bool:
+        """False when the last batch could not commit before exit (it is redone, not lost)."""
+        return self.recovery.clean
 
     # ------------------------------------------------------------------ start and stop
 
@@ -163,11 +168,11 @@ class Member:
         routing = Routing(s, counts)
         self.health.outputs_problem = lambda: routing.problem
         if s.guarantee is Guarantee.EXACTLY_ONCE:
-            self._committer = TransactionalCommitter(s.group_id, routing, self._is_member)
+            self._committer = TransactionalCommitter(s.group_id, routing, self._in_group)
         else:
             self._committer = AcknowledgedCommitter(routing)
         try:
-            self._consumer = make_consumer(s, listener=_Listener(self))
+            self._consumer = InputConsumer(s, on_revoked=self.on_revoked, on_assigned=self.on_assigned)
         except Exception as exc:
             if classify(exc) is not Fault.FATAL:
                 raise
@@ -183,40 +188,8 @@ class Member:
         )
 
     async def _start_clients(self) -> None:
-        if self._producer is None:
-            await self._new_producer()
-        await asyncio.wait_for(self._consumer.start(), self._op_timeout)
-
-    async def _swap_producer(self) -> None:
-        old, self._producer = self._producer, None
-        if old is not None:
-            await _discard(old)
-        await self._new_producer()
-
-    async def _settle(self) -> None:
-        """Return only once our last committed transaction is complete, offsets included (K5).
-
-        `commit_transaction` returns when the broker has logged the decision; the markers
-        that make the offsets visible follow asynchronously, and aiokafka's OffsetFetch
-        (version 3, no `require_stable`) would show the next owner the previous offsets in
-        that gap — a duplicate. A fresh producer with our transactional id is answered
-        only after the previous transaction has completed, so swapping the producer before
-        giving partitions away closes the gap. Rebalances are rare; this costs one round trip.
-        """
-        if self.settings.guarantee is not Guarantee.EXACTLY_ONCE or not self._unsettled:
-            return
-        await self._swap_producer()
-        self._unsettled = False
-
-    async def _new_producer(self) -> None:
-        """Start a producer; exactly_once: `InitProducerId` with our id fences the previous one."""
-        producer = make_producer(self.settings, transactional_id=self.transactional_id)
-        try:
-            await asyncio.wait_for(producer.start(), self._op_timeout)
-        except BaseException:
-            await _quietly(producer.stop(), 5)
-            raise
-        self._producer = producer
+        await self._producer.start()
+        await asyncio.wait_for(self.consumer.start(), self._op_timeout)
 
     async def _retry_until(
         self, stop: asyncio.Event, deadline: float, what: str, step: Callable[[], Awaitable[None]]
@@ -241,12 +214,11 @@ class Member:
 
     async def close(self) -> None:
         """Settle the last transaction, leave the group (no revocation callback on stop), close."""
-        if self._producer is not None and self.health.fatal is None:
-            await _quietly(self._settle(), self._op_timeout)
+        if self._producer.started and self.health.fatal is None:
+            await quietly(self._producer.settle(), self._op_timeout)
         if self._consumer is not None:
-            await _quietly(self._consumer.stop(), self._op_timeout)
-        if self._producer is not None:
-            await _quietly(self._producer.stop(), self._op_timeout)
+            await quietly(self._consumer.stop(), self._op_timeout)
+        await self._producer.stop()
         self._log.info("member stopped", processed=self.processed, clean=self.clean)
 
     # ---------------------------------------------------------------------- main loop
@@ -262,24 +234,24 @@ class Member:
         inflight: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
-                if self._needs_rewind:
+                if self.recovery.pending:
                     await _finish(inflight)
                     inflight = None
                     await self._rewind(stop)
                     continue
-                self.partitions.resume_due(self._consumer)
+                self.partitions.resume_due(self.consumer.client)
                 batch, generation, fetch_fault = await self._collect(stop, inflight)
                 started = time.perf_counter()
                 decided = await self._decide(batch) if batch else []
-                offsets = self.partitions.offsets(self._consumer, decided)
+                offsets = self.partitions.offsets(self.consumer.client, decided)
                 if decided or offsets:
                     await _finish(inflight)  # the previous transaction ends before this one begins
                     inflight = None
-                    if generation != self._generation or self._needs_rewind:
+                    if generation != self._generation or self.recovery.pending:
                         # Revoked or failed meanwhile. Records fetched after the new assignment have
                         # already moved the consumer past them: seek back to the committed offsets, or
                         # the next commit would skip this batch (K1, K5).
-                        self._needs_rewind = True
+                        self.recovery.need(Redo.REWIND)
                         continue
                     inflight = asyncio.create_task(self._commit(decided, offsets, generation, started, stop))
                 if fetch_fault and not batch:
@@ -306,6 +278,7 @@ class Member:
         batch: Batch = {}
         count = 0
         closes_at: float | None = None
+        consumer = self.consumer
         while count < size and not stop.is_set() and generation == self._generation:
             if closes_at is None:
                 wait = 0.2
@@ -314,7 +287,7 @@ class Member:
             else:
                 wait = min(IDLE_POLL, max(0.0, closes_at - time.monotonic()))
             try:
-                got = await self._consumer.getmany(timeout_ms=int(wait * 1000), max_records=size - count)
+                got = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=size - count)
             except Exception as exc:
                 self._fault("kafka", exc, "fetch failed")
                 return batch, generation, True
@@ -339,6 +312,7 @@ class Member:
         """
         decided: list[Decided] = []
         partitions, waits = self.partitions, self.partitions.waits
+        consumer = self.consumer.client
         decider = self.decider
         first_verdict, needs_recheck = decider.first_verdict, decider.needs_recheck
         for tp, records in batch.items():
@@ -353,7 +327,7 @@ class Member:
                         if needs_recheck(output):
                             output = await decider.recheck(output, record.value, source)
                 except ConfigUnavailable as exc:  # V2/C3/K8: no verdict; this partition waits here
-                    partitions.hold(self._consumer, tp, record.offset, exc)
+                    partitions.hold(consumer, tp, record.offset, exc)
                     held = True
                     break
                 decided.append(Decided(record, output))
@@ -372,8 +346,8 @@ class Member:
         waits for it.
         """
         async with self._lock:
-            if generation != self._generation or self._needs_rewind:
-                self._needs_rewind = True  # revoked while it was being decided: redo from the offsets
+            if generation != self._generation or self.recovery.pending:
+                self.recovery.need(Redo.REWIND)  # revoked while it was being decided: redo from the offsets
                 return
             try:
                 assert self._committer is not None
@@ -392,11 +366,10 @@ class Member:
             await self._kafka_backoff.sleep(stop)
 
     def _committed(self, decided: list[Decided], offsets: Offsets, started: float) -> None:
-        self._commit_failing = False
+        self.recovery.committed()
         self.health.kafka_ok()
         self._kafka_backoff.reset()
         self.committed.update(offsets)
-        self._unsettled = True
         self.metrics.transactions.labels("committed").inc()
         if not decided:
             return  # offsets only: past control records (K11)
@@ -414,13 +387,9 @@ class Member:
     def _failed_commit(self, exc: BaseException) -> None:
         """K8: the batch is redone from the committed offsets, after a new producer if needed."""
         self.metrics.transactions.labels("aborted").inc()
-        if self.settings.guarantee is Guarantee.EXACTLY_ONCE:
-            # Whatever state the transaction is in, a fresh producer with the same id ends it.
-            self._replace_producer = True
-        self._offsets_unknown = True  # it may have committed after all: ask once it is settled
-        self._commit_failing = True
-        self._needs_rewind = True
-        self.clean = False
+        # Whatever state the transaction is in, a fresh producer with the same id ends it; it
+        # may have committed after all: the coordinator is asked once it is settled.
+        self.recovery.commit_failed()
 
     async def _rewind(self, stop: asyncio.Event) -> None:
         """Replace the producer if needed, then seek every owned partition to its committed offset.
@@ -432,27 +401,24 @@ class Member:
         """
         try:
             async with self._lock:
-                if self._replace_producer:
-                    await self._swap_producer()
-                    self._replace_producer = False
-                    self._unsettled = False
-                ask = self._offsets_unknown
-                for tp in list(self._consumer.assignment()):
+                recovery, consumer = self.recovery, self.consumer
+                if recovery.renew_producer:
+                    await self._producer.renew()
+                    recovery.producer_renewed()
+                ask = recovery.ask_coordinator
+                for tp in consumer.assignment():
                     offset = None if ask else self.committed.get(tp)
                     if offset is None:
-                        offset = await asyncio.wait_for(self._consumer.committed(tp), self._op_timeout)
+                        offset = await asyncio.wait_for(consumer.committed(tp), self._op_timeout)
                         if offset is not None:
                             self.committed[tp] = offset
                     offset = self.partitions.rewind_target(tp, offset)
-                    with contextlib.suppress(IllegalStateError):
-                        if offset is None:
-                            await self._consumer.seek_to_beginning(tp)
-                        else:
-                            self._consumer.seek(tp, offset)
-                self._offsets_unknown = False
-                self._needs_rewind = False
+                    if offset is None:
+                        await consumer.seek_to_beginning(tp)
+                    else:
+                        consumer.seek(tp, offset)
+                recovery.done()
             self.metrics.rewinds.inc()
-            self.clean = True
             self._log.info("resumed from the committed offsets")
         except Exception as exc:
             self._fault("kafka", exc, "recovery failed; retrying")
@@ -465,11 +431,11 @@ class Member:
         self.metrics.rebalances.inc()
         async with self._lock:  # waits for the in-flight batch to commit or abort (K5)
             try:
-                await asyncio.wait_for(self._settle(), self._op_timeout)
+                await asyncio.wait_for(self._producer.settle(), self._op_timeout)
             except Exception as exc:
                 with contextlib.suppress(FatalFault):  # raised again by the next request
                     self._fault("kafka", exc, "could not settle the last transaction")
-                self._replace_producer = self._needs_rewind = True
+                self.recovery.need(Redo.RENEW)
             self.partitions.forget(revoked)
         self._log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
@@ -477,11 +443,8 @@ class Member:
         self.metrics.assigned_partitions.set(len(assigned))
         self._log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
 
-    def _is_member(self) -> bool:
-        """False once the coordinator has reset our generation (expelled). aiokafka internals."""
-        coordinator = getattr(self._consumer, "_coordinator", None)
-        generation = getattr(coordinator, "generation", 0)
-        return not isinstance(generation, int) or generation >= 0
+    def _in_group(self) -> bool:
+        return self._consumer is not None and self._consumer.in_group()
 
     def _fault(self, component: str, exc: BaseException, what: str) -> None:
         """Every fault the member meets goes through here (K10, worker.runtime.faults).
@@ -506,7 +469,7 @@ class Member:
         """Records not yet committed on the owned partitions; also a Kafka liveness probe."""
         if self._consumer is None:
             return None
-        owned = list(self._consumer.assignment())
+        owned = self._consumer.assignment()
         if not owned:
             return 0
         try:
@@ -515,7 +478,7 @@ class Member:
             with contextlib.suppress(FatalFault):  # the main loop meets it too and stops
                 self._fault("kafka", exc, "Kafka does not answer")
             return None
-        if not self._needs_rewind and not self._commit_failing:
+        if self.recovery.healthy:
             self.health.kafka_ok()
         total = 0
         for tp, end in ends.items():
@@ -533,46 +496,7 @@ class Member:
         return total
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, member: Member) -> None:
-        self.member = member
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        try:
-            await self.member.on_revoked(set(revoked))
-        except Exception as exc:  # aiokafka would swallow it; say it ourselves
-            self.member._log.error("revocation handling failed", error_type=type(exc).__name__)
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        try:
-            await self.member.on_assigned(set(assigned))
-        except Exception as exc:
-            self.member._log.error("assignment handling failed", error_type=type(exc).__name__)
-
-
 async def _finish(task: asyncio.Task[None] | None) -> None:
     """Wait for a batch's commit task; its failures are already handled inside it."""
     if task is not None:
         await task
-
-
-async def _discard(producer: Any) -> None:
-    """Stop a producer we are replacing; if `stop` hangs, drop its sender and sockets.
-
-    aiokafka's `stop` flushes, and a batch whose produce keeps failing is retried forever
-    under idempotence, so `stop` can wait forever; an abandoned sender would keep retrying.
-    Cancelling the sender task without awaiting it avoids its wait on the transaction task.
-    """
-    try:
-        await asyncio.wait_for(producer.stop(), 5)
-    except Exception:
-        sender = getattr(getattr(producer, "_sender", None), "sender_task", None)
-        if sender is not None:
-            sender.cancel()
-        await _quietly(producer.client.close(), 5)
-
-
-async def _quietly(awaitable: Awaitable[T], timeout: float) -> None:
-    """Best effort (closing clients during shutdown or recovery): bounded, errors ignored."""
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(awaitable, timeout)
