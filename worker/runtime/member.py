@@ -52,7 +52,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka.structs import TopicPartition
@@ -62,22 +62,21 @@ from worker.core.pipeline import Source
 from worker.kafka.consumer import InputConsumer
 from worker.kafka.fetched import UnreadableRecord
 from worker.kafka.producer import OutputProducer, quietly
-from worker.kafka.topics import TopicFacts, existing_topics
 from worker.ops.health import Health
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
-from worker.runtime.backoff import RetryPolicy, retry_until
+from worker.runtime.backoff import RetryPolicy
 from worker.runtime.commit import (
     AcknowledgedCommitter,
     Decided,
     Routing,
     TransactionalCommitter,
-    unusable_output,
 )
 from worker.runtime.decide import Decider
-from worker.runtime.faults import FatalFault, Fault, classify, hint
+from worker.runtime.faults import FatalFault, Fault, Reporter, classify, hint
 from worker.runtime.partitions import Offsets, Partitions
 from worker.runtime.recovery import Recovery, Redo
+from worker.runtime.startup import Startup, StartupError
 from worker.runtime.waits import Waits
 from worker.settings import Guarantee, Settings
 
@@ -88,10 +87,6 @@ YIELD_EVERY = 50
 
 # The health probe answers within this: /readyz turns 503 a few seconds into an outage.
 PROBE_TIMEOUT = 3.0
-
-
-class StartupError(Exception):
-    """The worker cannot start (missing topic, broker never answered): one line for the operator."""
 
 
 Batch = dict[TopicPartition, list[Any]]
@@ -124,6 +119,7 @@ class Member:
         # Past the transaction timeout the broker aborts the transaction anyway (and fences us).
         self._commit_timeout = settings.transaction_timeout_ms / 1000
         self._log = get_logger("identity-worker.runtime")
+        self._fault = Reporter(metrics, health)  # every fault the member meets (K10)
         health.waiting = lambda: waits.describe(time.monotonic())
         #: Called with each committed batch (L1: key usage and health counts, issue 15).
         self.on_committed: Callable[[list[Decided]], None] | None = None
@@ -144,28 +140,8 @@ class Member:
     async def start(self, stop: asyncio.Event) -> None:
         """Check the topics (fail fast), then join the group. Waits for Kafka up to the start-up timeout."""
         s = self.settings
-        deadline = time.monotonic() + s.startup_timeout_seconds
-        counts: dict[str, TopicFacts] = {}
-
-        async def check_topics() -> None:
-            counts.update(await asyncio.wait_for(existing_topics(s, s.all()), self._op_timeout))
-
-        await self._retry_until(stop, deadline, "Kafka does not answer yet", check_topics)
-        missing = [name for name in s.all() if name not in counts]
-        if s.input_topic in missing:
-            raise StartupError(
-                f"input topic {s.input_topic} does not exist on {s.bootstrap_servers} "
-                "(create it with `identity-worker topics create`)"
-            )
-        if missing:
-            raise StartupError(
-                f"output topic(s) {', '.join(missing)} do not exist "
-                "(create them with `identity-worker topics create`)"
-            )
-        problem = unusable_output(s, counts)  # K9/K10: no room for an output is a misconfiguration
-        if problem is not None:
-            raise StartupError(problem)
-        routing = Routing(s, counts)
+        startup = Startup(s, self._fault, stop, request_timeout=self._op_timeout)
+        routing = Routing(s, await startup.topics())
         self.health.outputs_problem = lambda: routing.problem
         if s.guarantee is Guarantee.EXACTLY_ONCE:
             self._committer = TransactionalCommitter(s.group_id, routing, self._in_group)
@@ -177,7 +153,7 @@ class Member:
             if classify(exc) is not Fault.FATAL:
                 raise
             raise StartupError(f"cannot read {s.input_topic}: {type(exc).__name__}: {hint(exc)}") from None
-        await self._retry_until(stop, deadline, "joining Kafka", self._start_clients)
+        await startup.retry_kafka("joining Kafka", self._start_clients)
         self.health.kafka_ok()
         self._log.info(
             "member started",
@@ -190,27 +166,6 @@ class Member:
     async def _start_clients(self) -> None:
         await self._producer.start()
         await asyncio.wait_for(self.consumer.start(), self._op_timeout)
-
-    async def _retry_until(
-        self, stop: asyncio.Event, deadline: float, what: str, step: Callable[[], Awaitable[None]]
-    ) -> None:
-        """Start-up: retry `step` on infrastructure faults until `deadline`; a fatal one ends it at once."""
-
-        def on_fault(exc: Exception, delay: float) -> None:
-            try:
-                self._fault("kafka", exc, what)
-            except FatalFault as fatal:
-                raise StartupError(str(fatal)) from None
-
-        def gave_up(exc: Exception) -> StartupError:
-            return StartupError(
-                f"{what}: Kafka at {self.settings.bootstrap_servers} did not answer within "
-                f"{self.settings.startup_timeout_seconds:g} s ({type(exc).__name__})"
-            )
-
-        await retry_until(
-            step, self.retry.for_startup(), deadline=deadline, on_fault=on_fault, gave_up=gave_up, stop=stop
-        )
 
     async def close(self) -> None:
         """Settle the last transaction, leave the group (no revocation callback on stop), close."""
@@ -445,25 +400,6 @@ class Member:
 
     def _in_group(self) -> bool:
         return self._consumer is not None and self._consumer.in_group()
-
-    def _fault(self, component: str, exc: BaseException, what: str) -> None:
-        """Every fault the member meets goes through here (K10, worker.runtime.faults).
-
-        Infrastructure: counted, logged, /readyz not ready; the caller retries. Fatal: /readyz
-        says why and `FatalFault` is raised. A bug (unclassified) is raised as it is.
-        """
-        kind = classify(exc)
-        if kind is None:
-            raise exc
-        error = type(exc).__name__
-        if kind is Fault.FATAL:
-            fatal = exc if isinstance(exc, FatalFault) else FatalFault(what, exc)
-            self.health.fatal = str(fatal)
-            raise fatal from exc
-        self.metrics.infrastructure_retries.labels(component, error).inc()
-        if component == "kafka":
-            self.health.kafka_failed(f"{what}: {error}")
-        self._log.warning(what, component=component, error_type=error, error=str(exc)[:300])
 
     async def sample_lag(self) -> int | None:
         """Records not yet committed on the owned partitions; also a Kafka liveness probe."""

@@ -22,7 +22,8 @@ from worker.ops.metrics import Metrics
 from worker.runtime.backoff import RetryPolicy
 from worker.runtime.decide import Decider, Processor, pipeline_processor
 from worker.runtime.faults import EXIT_FATAL, FatalFault
-from worker.runtime.member import Member, StartupError
+from worker.runtime.member import Member
+from worker.runtime.startup import StartupError
 from worker.runtime.usage import UsageRecorder
 from worker.settings import Settings
 
