@@ -4,8 +4,8 @@
 record reader: K2, K9, K11) and adds what aiokafka 0.14 keeps internal, read here and nowhere
 else:
 
-- `position(tp)`: the position without a round trip (`fetch_position`), past the control
-  records and aborted batches after the last record returned (K11);
+- `position(tp)`: the position without a round trip, past the control records and aborted
+  batches after the last record returned (K11), never past a record not yet returned;
 - `in_group()`: whether the coordinator still counts this member (its generation), which
   aiokafka's version-0 `TxnOffsetCommit` does not send to the broker (no KIP-447 fencing).
 
@@ -23,7 +23,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import TopicPartition
 
-from worker.kafka.clients import fetch_position, make_consumer
+from worker.kafka.clients import make_consumer
 from worker.ops.logging import get_logger
 from worker.settings import Settings
 
@@ -39,11 +39,6 @@ class InputConsumer:
     def __init__(self, settings: Settings, *, on_revoked: OnRebalance, on_assigned: OnRebalance) -> None:
         self._log = get_logger("identity-worker.runtime")
         self._consumer = make_consumer(settings, listener=_Listener(on_revoked, on_assigned, self._log))
-
-    @property
-    def client(self) -> Any:
-        """The aiokafka consumer itself (TRANSITIONAL: until partitions.py takes this wrapper)."""
-        return self._consumer
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -63,7 +58,12 @@ class InputConsumer:
 
     def position(self, tp: TopicPartition) -> int | None:
         """The position on `tp` now, without a round trip; None while it is unknown (K11)."""
-        return fetch_position(self._consumer, tp)
+        subscription = self._consumer._subscription.subscription  # aiokafka 0.14 internals
+        assignment = subscription.assignment if subscription is not None else None
+        if assignment is None or tp not in assignment.tps:
+            return None
+        state = assignment.state_value(tp)
+        return int(state.position) if state.has_valid_position else None
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """Fetch `tp` from `offset` next; nothing when `tp` is no longer assigned."""

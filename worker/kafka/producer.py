@@ -45,11 +45,6 @@ class OutputProducer:
         self._producer: Any = None
 
     @property
-    def client(self) -> Any:
-        """aiokafka's client (TRANSITIONAL: until commit.py calls `refresh_metadata`)."""
-        return self._producer.client
-
-    @property
     def started(self) -> bool:
         return self._producer is not None
 

@@ -1,6 +1,6 @@
 """One consumer-group member: the batch/transaction lifecycle (K1–K8), owned here and nowhere else.
 
-Loop, one batch at a time:
+Loop, one `Checkpoint` (worker.runtime.checkpoint) at a time:
 
 1. **Collect** (K4): `getmany` until `batch_size` records or `batch_linger_ms` after the
    first record, or until SIGTERM (K6: stop fetching) or a revocation.
@@ -8,42 +8,38 @@ Loop, one batch at a time:
    `UnreadableRecord` (K9), never an exception. A fetch fault is classified
    (`worker.runtime.faults`, K10): fatal stops the worker; infrastructure keeps the records
    collected so far (nothing was consumed past them: no rewind) and backs off.
-2. **Decide**: each record through `Decider` in partition order (K3); an unreadable record
-   gets its `malformed_event`. A `ConfigUnavailable` (store down, community not cached or
-   unusable) holds that partition at that record (`Waits`: paused, retried on its own
-   backoff); the records before it are still published and the other partitions go on (K9).
+2. **Decide**: `Decider.decide` gives each record its one output in partition order (K1,
+   K3) and returns the partitions that must wait (`ConfigUnavailable`: store down, community
+   not cached or unusable); `Partitions.after_decide` pauses each at its waiting record,
+   retried on its own backoff; the records before it are still published and the other
+   partitions go on (K9).
 3. **Commit** (K2): exactly_once — one transaction holding the outputs and the next input
    offsets; at_least_once — outputs acknowledged, then offsets committed. The offsets are
    the consumer's positions, past control records and aborted batches (K11: a drained group
    shows lag 0), also when a fetch returned only those.
-4. **Recover** after an infrastructure fault in a commit (K8): replace the producer (same
-   transactional id: `InitProducerId` fences the old one and completes its transaction),
-   seek every partition to its committed offset, retry with capped backoff (slept outside
-   the batch lock). The offsets come from the worker's own last successful commit; only
-   after a commit whose outcome is unknown are they read from the group coordinator, once
-   the new producer has settled that transaction (a read right after a commit may return
-   the previous offset for a few ms: a duplicate). Nothing is skipped: the rewind happens
-   before any further commit.
+4. **Recover** (K8): `Recovery` (worker.runtime.recovery) holds what is left to redo after a
+   fault — a new producer (same transactional id: it ends the open transaction), the
+   coordinator's offsets, a seek of every partition — and `_rewind` does it before any
+   further commit (nothing skipped), retried on the retry policy, its backoff slept outside
+   the batch lock. The offsets are the member's own last commit; only after a commit whose
+   outcome is unknown are they read from the group coordinator, once the new producer has
+   settled that transaction (a read right after a commit may return the previous offset for
+   a few ms: a duplicate).
 
-Rebalance (K5): `on_partitions_revoked` bumps the generation (a batch collected before it is
-dropped: its records are fetched again from the committed offsets) and takes the batch lock,
-so it returns only once the in-flight batch has committed or aborted; then it settles the
-last transaction (`_settle`: the offsets are visible before the partitions move). An output
-is therefore never committed without its offset, nor an offset without its output.
+Rebalance (K5): `on_revoked` bumps the generation (a batch collected before it is dropped: its
+records are fetched again from the committed offsets) and takes the batch lock, so it returns
+only once the in-flight batch has committed or aborted; then it settles the last transaction
+(`OutputProducer.settle`: the offsets are visible before the partitions move). An output is
+therefore never committed without its offset, nor an offset without its output.
 
-aiokafka limits (0.14): transactional requests are protocol version 0 — `TxnOffsetCommit`
-carries no group generation or member id (no KIP-447 fencing), so the broker cannot refuse
-a commit from a member the group has already expelled. Mitigations here: the batch lock
-above; a check of the coordinator's generation right before `commit_transaction`
-(`MemberExpelled` → abort); a session timeout far longer than a batch takes; a short
-transaction timeout so a SIGKILLed member's open transaction is aborted by the broker soon.
-The member's transactional id is unique per process (two live members never fence each
-other); a crashed member's open transaction is therefore ended by the timeout, not by a
-successor. OffsetFetch is version 3, without `require_stable`: a new owner could read the
-offsets of a transaction whose markers are still being written, hence `_settle` on
-revocation and on shutdown, and `_rewind` prefers the offsets it committed itself.
-`seek_to_committed` skips offset 0 and "no commit"; `_rewind` seeks itself. Listener
-exceptions are swallowed by aiokafka, so the listener never raises.
+aiokafka limits (0.14): `TxnOffsetCommit` is version 0, without the group generation (no
+KIP-447 fencing), so the broker cannot refuse a commit from a member the group has expelled.
+Mitigations: the batch lock above; the coordinator's generation checked right before
+`commit_transaction` (`InputConsumer.in_group`, `MemberExpelled` → abort); a session timeout
+far longer than a batch takes; a short transaction timeout, so a SIGKILLed member's open
+transaction (its transactional id is unique per process) is soon aborted by the broker.
+OffsetFetch has no `require_stable`: hence the settle on revocation and on shutdown, and a
+rewind to the offsets the member committed itself.
 """
 
 from __future__ import annotations
@@ -51,30 +47,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 from aiokafka.structs import TopicPartition
 
-from worker.core.config import ConfigUnavailable
-from worker.core.pipeline import Source
 from worker.kafka.consumer import InputConsumer
-from worker.kafka.fetched import UnreadableRecord
 from worker.kafka.producer import OutputProducer, quietly
 from worker.ops.health import Health
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
 from worker.runtime.backoff import RetryPolicy
-from worker.runtime.commit import (
-    AcknowledgedCommitter,
-    Decided,
-    Routing,
-    TransactionalCommitter,
-)
-from worker.runtime.decide import Decider
+from worker.runtime.checkpoint import Checkpoint
+from worker.runtime.commit import AcknowledgedCommitter, Routing, TransactionalCommitter
+from worker.runtime.decide import Decided, Decider
 from worker.runtime.faults import FatalFault, Fault, Reporter, classify, hint
-from worker.runtime.partitions import Offsets, Partitions
+from worker.runtime.partitions import Partitions
 from worker.runtime.recovery import Recovery, Redo
 from worker.runtime.startup import Startup, StartupError
 from worker.runtime.waits import Waits
@@ -82,14 +69,8 @@ from worker.settings import Guarantee, Settings
 
 # While a transaction is in flight, a started batch checks this often whether it may close.
 IDLE_POLL = 0.005
-# The decide loop lets the event loop run this often (records), so the in-flight commit advances.
-YIELD_EVERY = 50
-
 # The health probe answers within this: /readyz turns 503 a few seconds into an outage.
 PROBE_TIMEOUT = 3.0
-
-
-Batch = dict[TopicPartition, list[Any]]
 
 
 class Member:
@@ -104,6 +85,8 @@ class Member:
         self.processed = 0  # records committed by this member (progress line)
         self.recovery = Recovery(transactional=self.transactional_id is not None)
         self._op_timeout = settings.request_timeout_ms / 1000 + 5
+        # Past the transaction timeout the broker aborts the transaction anyway (and fences us).
+        self._commit_timeout = settings.transaction_timeout_ms / 1000
         self._consumer: InputConsumer | None = None
         self._producer = OutputProducer(
             settings, transactional_id=self.transactional_id, timeout=self._op_timeout
@@ -116,8 +99,6 @@ class Member:
         waits = Waits(self.retry)
         self.partitions = Partitions(waits, metrics)
         self.committed = self.partitions.committed  # next offset per owned partition (lag, rewind)
-        # Past the transaction timeout the broker aborts the transaction anyway (and fences us).
-        self._commit_timeout = settings.transaction_timeout_ms / 1000
         self._log = get_logger("identity-worker.runtime")
         self._fault = Reporter(metrics, health)  # every fault the member meets (K10)
         health.waiting = lambda: waits.describe(time.monotonic())
@@ -187,6 +168,7 @@ class Member:
         Raises `FatalFault` on a fatal misconfiguration (K10), after the batch in flight ended.
         """
         inflight: asyncio.Task[None] | None = None
+        consumer, partitions = self.consumer, self.partitions
         try:
             while not stop.is_set():
                 if self.recovery.pending:
@@ -194,47 +176,45 @@ class Member:
                     inflight = None
                     await self._rewind(stop)
                     continue
-                self.partitions.resume_due(self.consumer.client)
-                batch, generation, fetch_fault = await self._collect(stop, inflight)
-                started = time.perf_counter()
-                decided = await self._decide(batch) if batch else []
-                offsets = self.partitions.offsets(self.consumer.client, decided)
-                if decided or offsets:
+                partitions.resume_due(consumer)
+                batch = await self._collect(stop, inflight)
+                batch.started = time.perf_counter()
+                if batch.records:
+                    batch.decided, waiting = await self.decider.decide(batch.records)
+                    partitions.after_decide(consumer, batch.records, waiting)
+                batch.offsets = partitions.offsets(consumer, batch.decided)
+                if batch.commits:
                     await _finish(inflight)  # the previous transaction ends before this one begins
                     inflight = None
-                    if generation != self._generation or self.recovery.pending:
+                    if batch.generation != self._generation or self.recovery.pending:
                         # Revoked or failed meanwhile. Records fetched after the new assignment have
                         # already moved the consumer past them: seek back to the committed offsets, or
                         # the next commit would skip this batch (K1, K5).
                         self.recovery.need(Redo.REWIND)
                         continue
-                    inflight = asyncio.create_task(self._commit(decided, offsets, generation, started, stop))
-                if fetch_fault and not batch:
+                    inflight = asyncio.create_task(self._commit(batch, stop))
+                if batch.fetch_fault and not batch.records:
                     # Nothing fetched at all: back off. A fault of one partition (aiokafka raises
                     # it only when no other partition has records ready) holds up nobody else.
                     await self._kafka_backoff.sleep(stop)
         finally:
             await _finish(inflight)
 
-    async def _collect(
-        self, stop: asyncio.Event, inflight: asyncio.Task[None] | None
-    ) -> tuple[Batch, int, bool]:
+    async def _collect(self, stop: asyncio.Event, inflight: asyncio.Task[None] | None) -> Checkpoint:
         """K4: up to batch_size records, closing batch_linger_ms after the first one.
 
         A batch also closes as soon as there is nothing in flight to wait for: under light load
         a record does not sit out the linger (delay), under backlog the batch fills while the
         previous transaction commits (throughput). A fetch fault ends the batch with what was
-        collected (the consumer's positions never pass a record not returned): the third value
-        says the caller should back off. A fatal one raises `FatalFault`.
+        collected (the consumer's positions never pass a record not returned) and marks it
+        `fetch_fault`: the caller backs off. A fatal one raises `FatalFault`.
         """
         size = self.settings.batch_size
         linger = self.settings.batch_linger_ms / 1000
-        generation = self._generation
-        batch: Batch = {}
-        count = 0
+        batch = Checkpoint(self._generation)
         closes_at: float | None = None
         consumer = self.consumer
-        while count < size and not stop.is_set() and generation == self._generation:
+        while batch.count < size and not stop.is_set() and batch.generation == self._generation:
             if closes_at is None:
                 wait = 0.2
             elif inflight is None or inflight.done():
@@ -242,136 +222,74 @@ class Member:
             else:
                 wait = min(IDLE_POLL, max(0.0, closes_at - time.monotonic()))
             try:
-                got = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=size - count)
+                got = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=size - batch.count)
             except Exception as exc:
                 self._fault("kafka", exc, "fetch failed")
-                return batch, generation, True
-            for tp, records in got.items():
-                batch.setdefault(tp, []).extend(records)
-                count += len(records)
-            if count and closes_at is None:
+                batch.fetch_fault = True
+                return batch
+            batch.add(got)
+            if batch.count and closes_at is None:
                 closes_at = time.monotonic() + linger
             if closes_at is not None and time.monotonic() >= closes_at:
                 break
-            if not count:
+            if not batch.count:
                 break  # idle: let the caller look at `stop`, the waits and the control records
-        return batch, generation, False
+        return batch
 
-    async def _decide(self, batch: Batch) -> list[Decided]:
-        """Each record through the `Decider`, in partition order (K3).
-
-        A `ConfigUnavailable` (store down, community not cached or unusable) holds that
-        partition at that record (`Partitions.hold`): the records before it are still published, it
-        and the rest wait, the other partitions go on (K9). Every `YIELD_EVERY` records the
-        loop lets the in-flight transaction's I/O advance.
-        """
-        decided: list[Decided] = []
-        partitions, waits = self.partitions, self.partitions.waits
-        consumer = self.consumer.client
-        decider = self.decider
-        first_verdict, needs_recheck = decider.first_verdict, decider.needs_recheck
-        for tp, records in batch.items():
-            held = False
-            for record in records:
-                source = Source(record.topic, record.partition, record.offset)
-                try:
-                    if record.__class__ is UnreadableRecord:
-                        output = decider.unreadable(record.value, record.problem, source)
-                    else:
-                        output = first_verdict(record.value, source)
-                        if needs_recheck(output):
-                            output = await decider.recheck(output, record.value, source)
-                except ConfigUnavailable as exc:  # V2/C3/K8: no verdict; this partition waits here
-                    partitions.hold(consumer, tp, record.offset, exc)
-                    held = True
-                    break
-                decided.append(Decided(record, output))
-                if len(decided) % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
-            if not held and tp in waits:
-                partitions.release(tp)
-        return decided
-
-    async def _commit(
-        self, decided: list[Decided], offsets: Offsets, generation: int, started: float, stop: asyncio.Event
-    ) -> None:
+    async def _commit(self, batch: Checkpoint, stop: asyncio.Event) -> None:
         """One batch's transaction, under the batch lock that revocation waits for (K5).
 
         A failed commit's backoff is slept after the lock is released, so a rebalance never
         waits for it.
         """
         async with self._lock:
-            if generation != self._generation or self.recovery.pending:
+            if batch.generation != self._generation or self.recovery.pending:
                 self.recovery.need(Redo.REWIND)  # revoked while it was being decided: redo from the offsets
                 return
             try:
                 assert self._committer is not None
                 await asyncio.wait_for(
-                    self._committer.commit(self._producer, self._consumer, decided, offsets),
+                    self._committer.commit(self._producer, self.consumer, batch.decided, batch.offsets),
                     self._commit_timeout,
                 )
             except Exception as exc:
                 failed: Exception | None = exc
-                self._failed_commit(exc)
+                # K8: whatever state the transaction is in, a fresh producer with the same id ends
+                # it; it may have committed after all: the coordinator is asked once it is settled.
+                self.metrics.transactions.labels("aborted").inc()
+                self.recovery.commit_failed()
             else:
                 failed = None
-                self._committed(decided, offsets, started)
+                self._committed(batch)
         if failed is not None:
             self._fault("kafka", failed, "commit failed")
             await self._kafka_backoff.sleep(stop)
 
-    def _committed(self, decided: list[Decided], offsets: Offsets, started: float) -> None:
+    def _committed(self, batch: Checkpoint) -> None:
         self.recovery.committed()
         self.health.kafka_ok()
         self._kafka_backoff.reset()
-        self.committed.update(offsets)
+        self.committed.update(batch.offsets)
         self.metrics.transactions.labels("committed").inc()
-        if not decided:
+        if not batch.decided:
             return  # offsets only: past control records (K11)
-        verdicts = Counter((item.output.outcome, item.output.reason) for item in decided)
-        self.metrics.count_events(
-            {(outcome.value, reason.value if reason else ""): n for (outcome, reason), n in verdicts.items()}
-        )
+        batch.observe(self.metrics)
         if self.on_committed is not None:
-            self.on_committed(decided)
-        self.metrics.batch_size.observe(len(decided))
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self.metrics.observe_delays([item.record.timestamp for item in decided])  # issue 16: delay panel
-        self.processed += len(decided)
-
-    def _failed_commit(self, exc: BaseException) -> None:
-        """K8: the batch is redone from the committed offsets, after a new producer if needed."""
-        self.metrics.transactions.labels("aborted").inc()
-        # Whatever state the transaction is in, a fresh producer with the same id ends it; it
-        # may have committed after all: the coordinator is asked once it is settled.
-        self.recovery.commit_failed()
+            self.on_committed(batch.decided)
+        self.processed += len(batch.decided)
 
     async def _rewind(self, stop: asyncio.Event) -> None:
-        """Replace the producer if needed, then seek every owned partition to its committed offset.
-
-        The target is the offset this member committed itself (K8, issue 11 item 10): the
-        coordinator may still answer the previous one for a few ms after a commit. Only after
-        a failed commit, whose outcome is unknown, is the coordinator asked — once the new
-        producer has completed or aborted that transaction, so its answer is stable.
-        """
+        """What `Recovery` says is left: a new producer, then every owned partition sought back
+        to its committed offset (`Partitions.rewind`; the coordinator's only after a failed commit)."""
         try:
             async with self._lock:
-                recovery, consumer = self.recovery, self.consumer
+                recovery = self.recovery
                 if recovery.renew_producer:
                     await self._producer.renew()
                     recovery.producer_renewed()
-                ask = recovery.ask_coordinator
-                for tp in consumer.assignment():
-                    offset = None if ask else self.committed.get(tp)
-                    if offset is None:
-                        offset = await asyncio.wait_for(consumer.committed(tp), self._op_timeout)
-                        if offset is not None:
-                            self.committed[tp] = offset
-                    offset = self.partitions.rewind_target(tp, offset)
-                    if offset is None:
-                        await consumer.seek_to_beginning(tp)
-                    else:
-                        consumer.seek(tp, offset)
+                await self.partitions.rewind(
+                    self.consumer, ask_coordinator=recovery.ask_coordinator, timeout=self._op_timeout
+                )
                 recovery.done()
             self.metrics.rewinds.inc()
             self._log.info("resumed from the committed offsets")
@@ -416,20 +334,7 @@ class Member:
             return None
         if self.recovery.healthy:
             self.health.kafka_ok()
-        total = 0
-        for tp, end in ends.items():
-            position = self.committed.get(tp)
-            if position is None:
-                try:
-                    position = await asyncio.wait_for(self._consumer.committed(tp), self._op_timeout)
-                except Exception:
-                    continue
-                position = position or 0
-                self.committed.setdefault(tp, position)
-            lag = max(0, end - position)
-            self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
-            total += lag
-        return total
+        return await self.partitions.lag(self._consumer, ends, timeout=self._op_timeout)
 
 
 async def _finish(task: asyncio.Task[None] | None) -> None:
