@@ -154,28 +154,36 @@ async def _send_all(
     builders: dict[tuple[str, int], Any] = {}
     futures: list[asyncio.Future[Any]] = []
     room, compacted, caps = routing.room, routing.compacted, routing.batch_caps
+    # Per batch, not per record (issue 11): (outcome, input partition) → (topic, partition),
+    # and the smallest room of any output topic, below which no output needs measuring.
+    targets: dict[tuple[Outcome, int], tuple[str, int]] = {}
+    least_room = min(room.values(), default=0)
     for index, item in enumerate(batch):
         record = item.record
-        topic, partition = routing.target(item)
+        output = item.output
+        target = targets.get((output.outcome, record.partition))
+        if target is None:
+            target = targets[(output.outcome, record.partition)] = routing.target(item)
+        topic, partition = target
         key = record.key
-        value = item.output.to_json()
-        headers = list(record.headers) if record.headers else []
-        size = len(value) + (len(key) if key is not None else 0)
+        value = output.to_json()
+        raw_headers = record.headers
+        headers = list(raw_headers) if raw_headers else []
+        size = len(value) if key is None else len(value) + len(key)
         if headers:
             size += headers_bytes(headers)
-        if size > room[topic] or (key is None and topic in compacted):
+        if (size > least_room and size > room[topic]) or (key is None and compacted and topic in compacted):
             item, key, headers = _reshaped(item, routing)
             batch[index] = item
-            topic, partition = routing.target(item)
+            topic, partition = target = routing.target(item)
             value = item.output.to_json()
             size = len(value) + (len(key) if key is not None else 0) + headers_bytes(headers)
-        target = (topic, partition)
         builder = builders.get(target)
         if builder is None:
             if partition not in await producer.partitions_for(topic):
                 raise OutputTopicChanged(f"{topic} has no partition {partition} any more")
             builder = builders[target] = producer.create_batch()
-        elif topic in caps and builder.size() + size + FRAME > caps[topic]:
+        elif caps and topic in caps and builder.size() + size + FRAME > caps[topic]:
             futures.append(await producer.send_batch(builder, topic, partition=partition))
             builder = builders[target] = producer.create_batch()
         if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
