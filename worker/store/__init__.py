@@ -8,5 +8,5 @@
   community's spec (`CommunitySpec.with_key`, …) written as a difference in one transaction.
 - `yaml_io.py`: the one YAML module: reading `--config` files and `config apply`, writing
   `config export`, and the guard against applying withheld secrets.
-- `cache.py`: the worker's `ConfigCache` (C1–C4).
+- `cache.py`: the worker's `ConfigCache` (C1–C4); `following.py`: its LISTEN connection.
 """
