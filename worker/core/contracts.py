@@ -25,29 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-
-class Reason(StrEnum):
-    """Every rejection reason of DESIGN §2.3, one member each; the rule that yields it."""
-
-    MALFORMED_EVENT = "malformed_event"  # V1
-    UNKNOWN_COMMUNITY = "unknown_community"  # V2
-    SIGNATURE_REQUIRED = "signature_required"  # V3
-    SIGNED_IDENTITY_REJECTED = "signed_identity_rejected"  # V3
-    MALFORMED_TOKEN = "malformed_token"  # V4
-    INVALID_HEADER = "invalid_header"  # V5
-    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"  # V5
-    MISSING_KID = "missing_kid"  # V5
-    UNKNOWN_KID = "unknown_kid"  # V6
-    ALGORITHM_KEY_MISMATCH = "algorithm_key_mismatch"  # V6
-    INVALID_SIGNATURE = "invalid_signature"  # V7
-    MISSING_EXP = "missing_exp"  # V8
-    INVALID_EXP = "invalid_exp"  # V8
-    TOKEN_EXPIRED = "token_expired"  # V9
-    EXPIRY_TOO_SOON = "expiry_too_soon"  # V9
-    EXPIRY_TOO_FAR = "expiry_too_far"  # V9 (max_validity_seconds)
-    TOKEN_NOT_YET_VALID = "token_not_yet_valid"  # V10
-    MISSING_UUID = "missing_uuid"  # V11
-    INVALID_CLAIMS = "invalid_claims"  # V10, V12
+from worker.core.keys import AlgName
 
 
 class Action(StrEnum):
@@ -57,17 +35,67 @@ class Action(StrEnum):
     ANONYMOUS = "anonymous"
 
 
-class Outcome(StrEnum):
-    ENRICHED = "enriched"
-    REJECTED = "rejected"
-    DEAD_LETTER = "dead_letter"
-
-
 class Mode(StrEnum):
     """A community's `signed_identities` setting (V3)."""
 
     REQUIRE = "require"
     REJECT = "reject"
+
+
+#: V3: "in require mode every later rejection is block; in reject mode anonymous" (require, reject).
+FOLLOWS_MODE: Final = (Action.BLOCK, Action.ANONYMOUS)
+ALWAYS_BLOCK: Final = (Action.BLOCK, Action.BLOCK)  # V1, V2: before the mode is known
+
+
+class Reason(StrEnum):
+    """Every rejection reason of DESIGN §2.3, one member each; the rule that yields it."""
+
+    rules: tuple[str, ...]  # the DESIGN §3 rules that yield it
+    in_require: Action  # the action of its rejection in a `require` community (or none known)
+    in_reject: Action  # ... and in a `reject` community
+
+    def __new__(cls, value: str, rules: str, in_require: Action, in_reject: Action) -> Reason:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.rules = tuple(rules.split(", "))
+        member.in_require, member.in_reject = in_require, in_reject
+        return member
+
+    def action(self, mode: Mode | None) -> Action:
+        """DESIGN §2.3 `action`: by the community's mode (None: V1, V2, no community read)."""
+        return self.in_reject if mode is Mode.REJECT else self.in_require
+
+    # The table: value, rule(s), action in require and in reject mode.
+    MALFORMED_EVENT = "malformed_event", "V1", *ALWAYS_BLOCK
+    UNKNOWN_COMMUNITY = "unknown_community", "V2", *ALWAYS_BLOCK
+    SIGNATURE_REQUIRED = "signature_required", "V3", *ALWAYS_BLOCK  # require mode only
+    SIGNED_IDENTITY_REJECTED = (
+        "signed_identity_rejected",
+        "V3",
+        Action.ANONYMOUS,
+        Action.ANONYMOUS,
+    )  # reject only
+    MALFORMED_TOKEN = "malformed_token", "V4", *FOLLOWS_MODE
+    INVALID_HEADER = "invalid_header", "V5", *FOLLOWS_MODE
+    UNSUPPORTED_ALGORITHM = "unsupported_algorithm", "V5", *FOLLOWS_MODE
+    MISSING_KID = "missing_kid", "V5", *FOLLOWS_MODE
+    UNKNOWN_KID = "unknown_kid", "V6", *FOLLOWS_MODE
+    ALGORITHM_KEY_MISMATCH = "algorithm_key_mismatch", "V6", *FOLLOWS_MODE
+    INVALID_SIGNATURE = "invalid_signature", "V7", *FOLLOWS_MODE
+    MISSING_EXP = "missing_exp", "V8", *FOLLOWS_MODE
+    INVALID_EXP = "invalid_exp", "V8", *FOLLOWS_MODE
+    TOKEN_EXPIRED = "token_expired", "V9", *FOLLOWS_MODE
+    EXPIRY_TOO_SOON = "expiry_too_soon", "V9", *FOLLOWS_MODE
+    EXPIRY_TOO_FAR = "expiry_too_far", "V9", *FOLLOWS_MODE  # max_validity_seconds
+    TOKEN_NOT_YET_VALID = "token_not_yet_valid", "V10", *FOLLOWS_MODE
+    MISSING_UUID = "missing_uuid", "V11", *FOLLOWS_MODE
+    INVALID_CLAIMS = "invalid_claims", "V10, V12", *FOLLOWS_MODE  # V10: iat
+
+
+class Outcome(StrEnum):
+    ENRICHED = "enriched"
+    REJECTED = "rejected"
+    DEAD_LETTER = "dead_letter"
 
 
 class SkipReason(StrEnum):
@@ -216,7 +244,7 @@ class Source(_Contract):
 
 
 class Verification(_Contract):
-    alg: Literal["HS256", "RS256"]
+    alg: AlgName  # keys.KEY_KINDS
     kid: str
     expires_at: str
 

@@ -27,8 +27,8 @@ from worker.core.config import Community
 from worker.core.contracts import Reason, format_time
 from worker.core.jsontext import integer_of, read_object
 from worker.core.keys import JwtKey
-from worker.core.verdict import Rejected
-from worker.core.verify import CompactToken, parse_compact, seconds
+from worker.core.verdict import Rejected, seconds
+from worker.core.verify import CompactToken, parse_compact
 
 #: `exp` / 1000 within this many seconds of the clock counts as "looks like milliseconds".
 MILLISECONDS_PLAUSIBLE_SECONDS: Final = 10 * 366 * 86400

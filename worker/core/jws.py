@@ -4,15 +4,24 @@ V4 wants *canonical* base64url in every segment (RFC 7515 §2, RFC 4648 §3.5): 
 `A–Z a–z 0–9 - _`, no padding, and the unused low bits of the last character zero. Only then
 does one signature have exactly one token text; otherwise a token re-spelt (`…No` → `…Np`
 decodes to the same bytes) would pass anything keyed on its text (C4, deny-lists, replays).
+
+V5 is the header registry below (in the spirit of joserfc's): each header parameter the rule
+names, whether it is required, forbidden or ignored, and the verdict when it is not as required.
 """
 
 from __future__ import annotations
 
 import binascii
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Final
 
+from worker.core.contracts import Reason
 from worker.core.jsontext import read_object
+from worker.core.keys import ALGORITHMS, listed
+from worker.core.verdict import Rejected, short
 
 #: Three segments of the base64url alphabet; the signature may be empty (an unsigned JWS).
 COMPACT: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
@@ -48,3 +57,72 @@ def segment_object(segment: str) -> dict[Any, Any] | None:
         return None
     value = read_object(text)
     return value if type(value) is dict else None
+
+
+# ---------------------------------------------------------------- V5: the header registry
+
+
+class Use(StrEnum):
+    REQUIRED = "required"  # present, not null, and (if it says so) an accepted value
+    FORBIDDEN = "forbidden"  # absent: even `null` is refused
+    IGNORED = "ignored"  # never read, whatever it holds (so it can never choose a key)
+
+
+#: What `dict.get` gives for a parameter the header does not have (a `null` one is None).
+_ABSENT: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderParameter:
+    """How V5 treats one JOSE header parameter (RFC 7515 §4.1). `detail` is the rejection's,
+    `{}` standing for the value found (shortened; None when absent)."""
+
+    name: str
+    use: Use
+    reason: Reason | None = None
+    detail: str = ""
+    accepts: Callable[[object], bool] | None = None  # REQUIRED only: which values pass
+
+    def admits(self, value: object) -> bool:
+        if self.use is Use.FORBIDDEN:
+            return value is _ABSENT
+        if self.use is Use.IGNORED:
+            return True
+        return value is not _ABSENT and value is not None and (self.accepts is None or self.accepts(value))
+
+
+#: V5, checked in this order (the first failure decides); parameters not listed are ignored too.
+HEADER_PARAMETERS: Final = (
+    HeaderParameter(
+        "typ",
+        Use.REQUIRED,
+        Reason.INVALID_HEADER,
+        "typ must be JWT, got {}",
+        lambda typ: isinstance(typ, str) and typ.upper() == "JWT",
+    ),
+    HeaderParameter("crit", Use.FORBIDDEN, Reason.INVALID_HEADER, "crit header is not supported"),
+    HeaderParameter("b64", Use.FORBIDDEN, Reason.INVALID_HEADER, "b64 header is not supported"),
+    HeaderParameter(
+        "alg",
+        Use.REQUIRED,
+        Reason.UNSUPPORTED_ALGORITHM,
+        f"alg {{}} is not {listed(ALGORITHMS)}",
+        lambda alg: isinstance(alg, str) and alg in ALGORITHMS,  # `none` too (V5)
+    ),
+    HeaderParameter("kid", Use.REQUIRED, Reason.MISSING_KID, "token header has no kid"),  # its value: V6
+    *(HeaderParameter(name, Use.IGNORED) for name in ("jku", "x5u", "jwk", "x5c")),
+)
+# (name, admits, reason, detail) of the parameters V5 checks, for the per-token loop.
+_CHECKED: Final = tuple(
+    (p.name, p.admits, p.reason, p.detail) for p in HEADER_PARAMETERS if p.use is not Use.IGNORED
+)
+
+
+def check_header(header: dict[Any, Any]) -> tuple[str, object] | Rejected:
+    """V5 by `HEADER_PARAMETERS`: the token's alg and kid, or the first parameter's verdict."""
+    for name, admits, reason, detail in _CHECKED:
+        value = header.get(name, _ABSENT)
+        if not admits(value):
+            assert reason is not None
+            return Rejected(reason, detail.format(short(None if value is _ABSENT else value)))
+    return header["alg"], header["kid"]

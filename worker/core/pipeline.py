@@ -144,21 +144,21 @@ def process_event(
     community = lookup.get(event.community_id)
     if community is None:
         unknown = Rejected(Reason.UNKNOWN_COMMUNITY, f"community {event.community_id} is not configured")
-        return _refused(value, event, received_at, failed(trace, "V2", unknown), Action.BLOCK, source, now)
+        return _refused(value, event, received_at, failed(trace, "V2", unknown), None, source, now)
     if trace is not None:
         trace.append(Step("V2", True, f"community {community.id}"))
 
-    # V3: the community's mode; from here on the action follows the mode.
-    action = Action.BLOCK if community.mode is Mode.REQUIRE else Action.ANONYMOUS
+    # V3: the community's mode; from here on the action follows it (`Reason.action`).
+    mode = community.mode
     signed = event.signed_identity is not None
     if community.mode is Mode.REQUIRE and not signed:
         unsigned = Rejected(Reason.SIGNATURE_REQUIRED, f"community {community.id} requires a signed identity")
-        return _refused(value, event, received_at, failed(trace, "V3", unsigned), action, source, now)
+        return _refused(value, event, received_at, failed(trace, "V3", unsigned), mode, source, now)
     if community.mode is Mode.REJECT and signed:
         refused = Rejected(
             Reason.SIGNED_IDENTITY_REJECTED, f"community {community.id} does not accept signed identities"
         )
-        return _refused(value, event, received_at, failed(trace, "V3", refused), action, source, now)
+        return _refused(value, event, received_at, failed(trace, "V3", refused), mode, source, now)
     if trace is not None:
         trace.append(Step("V3", True, f"community {community.id} is in {community.mode} mode"))
 
@@ -172,7 +172,7 @@ def process_event(
         else:
             checked = verify_token_signature(event.signed_identity, community, limits.max_token_bytes, trace)
             if isinstance(checked, Rejected):  # failures are never cached: they go the whole way
-                return _refused(value, event, received_at, checked, action, source, now)
+                return _refused(value, event, received_at, checked, mode, source, now)
             verified = checked
             if token_cache is not None and key is not None:
                 token_cache.put(key, community.keys_version, verified)
@@ -180,14 +180,14 @@ def process_event(
             verified, received_at=received_at, now=now, community=community, trace=trace
         )
         if isinstance(identity, Rejected):  # V9/V10 (and V11/V12) run on every event, cached or not
-            return _refused(value, event, received_at, identity, action, source, now, verified.kid)
+            return _refused(value, event, received_at, identity, mode, source, now, verified.kid)
         if entry is not None:  # memoized from the second sighting on: a one-off token keeps no more
             return _enriched_from_cache(entry, identity, community, event, received_at, now, source)
         return _enriched(event, received_at, now, source, _derive(verified, identity, community))
     assert event.identity is not None  # RawEvent guarantees exactly one of the two
     plain = read_identity(event.identity)
     if isinstance(plain, Rejected):
-        return _refused(value, event, received_at, failed(trace, "V12", plain), action, source, now)
+        return _refused(value, event, received_at, failed(trace, "V12", plain), mode, source, now)
     return _enriched(event, received_at, now, source, _derive(None, plain, community))
 
 
@@ -333,7 +333,7 @@ def _refused(
     event: RawEvent,
     received_at: float,
     verdict: Rejected,
-    action: Action,
+    mode: Mode | None,
     source: Source | None,
     now: float,
     kid: str | None = None,
@@ -345,7 +345,7 @@ def _refused(
         received_at,
         verdict.reason,
         verdict.detail,
-        action,
+        verdict.reason.action(mode),
         source,
         now,
         kid if kid is not None else verdict.kid,
