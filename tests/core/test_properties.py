@@ -10,7 +10,7 @@ configured secret.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from _support import (
     ANON_SECRET,
@@ -28,11 +28,12 @@ from _support import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
 
-from worker.core.contracts import RawIdentity
+from worker.core.contracts import MAX_EXTRA_KEY_CHARS, MAX_EXTRA_VALUES, MAX_IDENTITY_FIELD_CHARS
 from worker.core.jsontext import read_object
-from worker.core.pipeline import Output, process_event
+from worker.core.pipeline import process_event
+from worker.core.records import Output
 from worker.core.verify import Rejected, read_identity
 
 SECRETS = (SECRET, OTHER_SECRET, ANON_SECRET)
@@ -221,6 +222,33 @@ def test_arbitrary_envelopes_at_any_clock_give_one_valid_output(value: dict[str,
 
 
 # ---------------------------------------------------------------- V12: hand-written check == the model
+
+IdentityText = Annotated[str, Field(max_length=MAX_IDENTITY_FIELD_CHARS, strict=True)]
+
+
+class RawIdentity(BaseModel):
+    """The oracle: DESIGN §2.1's identity object as a model, written from its words and
+    independent of `verify.read_identity`, the product's one reading of V12 (issue 13)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    uuid: IdentityText | None = None
+    screenname: IdentityText | None = None
+    firstname: IdentityText | None = None
+    lastname: IdentityText | None = None
+    company: IdentityText | None = None
+    email: IdentityText | None = None
+    avatar_url: IdentityText | None = None
+    extra_values: (
+        Annotated[
+            dict[
+                Annotated[str, Field(min_length=1, max_length=MAX_EXTRA_KEY_CHARS)],
+                StrictBool | StrictInt | StrictFloat | IdentityText | None,
+            ],
+            Field(max_length=MAX_EXTRA_VALUES),
+        ]
+        | None
+    ) = None
 
 
 @COMMON

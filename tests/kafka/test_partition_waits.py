@@ -20,7 +20,8 @@ import pytest
 from store.private_pg import private_postgres
 
 from worker.core.config import ConfigUnavailable, load_config_file
-from worker.core.pipeline import Output, Source
+from worker.core.contracts import Source
+from worker.core.records import Output
 from worker.runtime.decide import pipeline_processor
 from worker.settings import load_settings
 

@@ -28,7 +28,8 @@ from private_pg import PrivatePostgres, private_postgres
 
 from worker.core.config import CommunitySpec, ConfigUnavailable
 from worker.core.contracts import Mode, Outcome, Reason, parse_rfc3339
-from worker.core.pipeline import Output, process_event
+from worker.core.pipeline import process_event
+from worker.core.records import Output
 from worker.store import repository as repo
 from worker.store.cache import ConfigCache
 

@@ -28,7 +28,8 @@ from worker.core.keys import (
     check_kid,
     sign_token,
 )
-from worker.core.pipeline import DEFAULT_LIMITS, Limits, dead_letter, process_event
+from worker.core.pipeline import DEFAULT_LIMITS, Limits, process_event
+from worker.core.records import dead_letter
 from worker.core.tokencache import TokenCache
 
 

@@ -1,8 +1,9 @@
-"""The records of DESIGN §2 as pydantic models, and the closed sets of reasons and actions.
+"""The records of DESIGN §2 as pydantic models, written once, and the closed sets: reasons with
+their rule and action per mode (§2.3, §3), modes, the limits of an identity (V12), RFC 3339 times.
 
-The hot path builds plain dicts for speed; these models are the contract those dicts are
-checked against (tests validate every output) and the source of the JSON Schemas in
-`schemas/`.
+The models are the contract: the source of the JSON Schemas in `schemas/`. The hot path builds
+the output records as plain dicts for speed (`worker.core.records`); tests hold every output to
+its model, field for field and in the model's order (tests/core/_support.py `validate_output`).
 """
 
 from __future__ import annotations
@@ -10,20 +11,12 @@ from __future__ import annotations
 import functools
 import math
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from worker.core.keys import AlgName
 
@@ -178,39 +171,7 @@ def _rfc3339(text: str) -> str:
     return text
 
 
-IdentityText = Annotated[str, Field(max_length=MAX_IDENTITY_FIELD_CHARS, strict=True)]
-ExtraValue = StrictBool | StrictInt | StrictFloat | IdentityText
-
-
-class _Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # ---------------------------------------------------------------- 2.1 raw identity event
-
-
-class RawIdentity(BaseModel):
-    """The unsigned `identity` object, or the identity claims of a signed payload (V12)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    uuid: IdentityText | None = None
-    screenname: IdentityText | None = None
-    firstname: IdentityText | None = None
-    lastname: IdentityText | None = None
-    company: IdentityText | None = None
-    email: IdentityText | None = None
-    avatar_url: IdentityText | None = None
-    extra_values: (
-        Annotated[
-            dict[
-                Annotated[str, Field(min_length=1, max_length=MAX_EXTRA_KEY_CHARS)],
-                ExtraValue | None,
-            ],
-            Field(max_length=MAX_EXTRA_VALUES),
-        ]
-        | None
-    ) = None
 
 
 class RawEvent(BaseModel):
@@ -234,13 +195,25 @@ class RawEvent(BaseModel):
         return self
 
 
-# ---------------------------------------------------------------- outputs
+# ---------------------------------------------------------------- outputs (§2.2–§2.4)
 
 
-class Source(_Contract):
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Where the input was read (K1): the runtime makes one per record, so a slots dataclass, not a
+# model; pydantic reads it as the models' `source` all the same (no docstring: the schema has none).
+@dataclass(frozen=True, slots=True)
+class Source:
     topic: str
     partition: int
     offset: int
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
 
 
 class Verification(_Contract):

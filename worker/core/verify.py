@@ -191,9 +191,8 @@ def read_identity(claims: dict[Any, Any]) -> dict[str, Any] | Rejected:
 
     Strings come from `jsontext.read_object`: an unpaired surrogate is an `InvalidText`,
     refused here like any non-string (J2). A number is carried as its text and its text counts
-    against the 1024 characters, however long it is (J4). Hand-written for the hot path;
-    `contracts.RawIdentity` states the same contract as a model (its JSON Schema is published)
-    and a property test holds the two in agreement.
+    against the 1024 characters, however long it is (J4). The one reading of V12, unsigned or
+    signed; a property test holds it to a model of DESIGN §2.1 (tests/core/test_properties.py).
     """
     identity: dict[str, Any] = {}
     for name in IDENTITY_FIELDS:

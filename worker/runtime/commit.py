@@ -18,9 +18,9 @@ from typing import Any, Final
 
 from aiokafka.structs import TopicPartition
 
-from worker.core.contracts import Outcome
+from worker.core.contracts import Outcome, Source
 from worker.core.fitting import MIN_OUTPUT_BYTES, CannotFit, derived_key, fit
-from worker.core.pipeline import Output, Source
+from worker.core.records import Output
 from worker.kafka.clients import producer_max_request_size
 from worker.kafka.records import FRAME, headers_bytes, value_budget
 from worker.kafka.topics import (

@@ -18,8 +18,10 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from worker.core.config import CommunityLookup, ConfigUnavailable
-from worker.core.contracts import Reason
-from worker.core.pipeline import Limits, Output, Source, dead_letter, process_event, redact, unreadable_event
+from worker.core.contracts import Reason, Source
+from worker.core.pipeline import Limits, process_event
+from worker.core.records import Output, dead_letter, unreadable_event
+from worker.core.redaction import redact
 from worker.core.tokencache import TokenCache
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics

@@ -60,7 +60,7 @@ from aiokafka.errors import IllegalStateError
 from aiokafka.structs import TopicPartition
 
 from worker.core.config import ConfigUnavailable
-from worker.core.pipeline import Source
+from worker.core.contracts import Source
 from worker.kafka.clients import make_consumer, make_producer
 from worker.kafka.fetched import UnreadableRecord
 from worker.kafka.topics import TopicFacts, existing_topics
