@@ -12,7 +12,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from _support import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
+
+from tests.support.core import (
     ANON_SECRET,
     HS_KID,
     NOW,
@@ -26,10 +30,6 @@ from _support import (
     make_token,
     validate_output,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
-
 from worker.core.contracts import MAX_EXTRA_KEY_CHARS, MAX_EXTRA_VALUES, MAX_IDENTITY_FIELD_CHARS
 from worker.core.jsontext import read_object
 from worker.core.pipeline import process_event

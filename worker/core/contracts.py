@@ -3,7 +3,7 @@ their rule and action per mode (§2.3, §3), modes, the limits of an identity (V
 
 The models are the contract: the source of the JSON Schemas in `schemas/`. The hot path builds
 the output records as plain dicts for speed (`worker.core.records`); tests hold every output to
-its model, field for field and in the model's order (tests/core/_support.py `validate_output`).
+its model, field for field and in the model's order (tests/support/core.py `validate_output`).
 """
 
 from __future__ import annotations

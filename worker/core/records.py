@@ -4,7 +4,7 @@ event). Pure.
 Each record is a plain dict in the field order of its contract model (`contracts.EnrichedIdentity`,
 `Rejection`, `DeadLetter`, the one definition); the enriched record's JSON is assembled with it,
 by hand, on the per-event hot path. Tests hold every output to its model, field for field and
-in order, and its JSON to the dict byte for byte (tests/core/_support.py `validate_output`).
+in order, and its JSON to the dict byte for byte (tests/support/core.py `validate_output`).
 
 What a record says of its input comes from one `Envelope`: made from the `RawEvent` V1 read, or
 from a value V1 refused or a bug stopped (whatever of it can still be read).
