@@ -10,9 +10,9 @@ import json
 from typing import Any
 
 import pytest
+
 from tests.support.core import NOW, RECEIVED_AT, in_contract, make_token, validate_output
 from tests.support.core import event as raw_event
-
 from worker.core.config import Community
 from worker.core.contracts import DeadLetter, Mode, RawEvent, Reason, Rejection, Source, rfc3339_seconds
 from worker.core.pipeline import process_event

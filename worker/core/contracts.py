@@ -96,18 +96,6 @@ class SkipReason(StrEnum):
     REGEX_MISMATCH = "regex_mismatch"  # M4
 
 
-IDENTITY_FIELDS: tuple[str, ...] = (
-    "uuid",
-    "screenname",
-    "firstname",
-    "lastname",
-    "company",
-    "email",
-    "avatar_url",
-)
-GROUP_SCALAR_FIELDS: tuple[str, ...] = ("firstname", "lastname", "gender", "company", "notes")
-GROUP_LIST_FIELDS: tuple[str, ...] = ("emails", "home_phones", "mobile_phones")
-
 MAX_IDENTITY_FIELD_CHARS = 1024
 MAX_EXTRA_VALUES = 100
 MAX_EXTRA_KEY_CHARS = 64
@@ -244,6 +232,13 @@ class IdentityGroup(_Contract):
     emails: list[str]
     home_phones: list[str]
     mobile_phones: list[str]
+
+
+#: The identity's text fields (§2.1, V12) and the group's (M1–M6), as the models name them.
+IDENTITY_FIELDS: Final = tuple(name for name in EnrichedIdentityView.model_fields if name != "extra_values")
+_GROUP: Final = IdentityGroup.model_fields
+GROUP_SCALAR_FIELDS: Final = tuple(name for name, field in _GROUP.items() if field.annotation != list[str])
+GROUP_LIST_FIELDS: Final = tuple(name for name, field in _GROUP.items() if field.annotation == list[str])
 
 
 class SkippedMapping(_Contract):
