@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
+from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, create_model
 
 from tests.support.core import (
     ANON_SECRET,
@@ -119,9 +119,9 @@ def extra_values(draw: st.DrawFn) -> Any:
     return draw(st.dictionaries(extra_keys, st.one_of(extra_scalar, extra_value_any), max_size=6))
 
 
-field_names = st.sampled_from(
-    ["uuid", "screenname", "firstname", "lastname", "company", "email", "avatar_url"]
-)
+#: DESIGN §2.1's identity fields, as written there (the tests' own spelling, not the product's).
+FIELDS = ("uuid", "screenname", "firstname", "lastname", "company", "email", "avatar_url")
+field_names = st.sampled_from(FIELDS)
 
 
 @st.composite
@@ -226,20 +226,13 @@ def test_arbitrary_envelopes_at_any_clock_give_one_valid_output(value: dict[str,
 IdentityText = Annotated[str, Field(max_length=MAX_IDENTITY_FIELD_CHARS, strict=True)]
 
 
-class RawIdentity(BaseModel):
-    """The oracle: DESIGN §2.1's identity object as a model, written from its words and
-    independent of `verify.read_identity`, the product's one reading of V12 (issue 13)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    uuid: IdentityText | None = None
-    screenname: IdentityText | None = None
-    firstname: IdentityText | None = None
-    lastname: IdentityText | None = None
-    company: IdentityText | None = None
-    email: IdentityText | None = None
-    avatar_url: IdentityText | None = None
-    extra_values: (
+#: The oracle: DESIGN §2.1's identity object as a model, written from its words and independent
+#: of `verify.read_identity`, the product's one reading of V12 (issue 13).
+RawIdentity = create_model(
+    "RawIdentity",
+    __config__=ConfigDict(extra="ignore", frozen=True),
+    **{name: (IdentityText | None, None) for name in FIELDS},
+    extra_values=(
         Annotated[
             dict[
                 Annotated[str, Field(min_length=1, max_length=MAX_EXTRA_KEY_CHARS)],
@@ -247,8 +240,10 @@ class RawIdentity(BaseModel):
             ],
             Field(max_length=MAX_EXTRA_VALUES),
         ]
-        | None
-    ) = None
+        | None,
+        None,
+    ),
+)
 
 
 @COMMON
@@ -265,7 +260,7 @@ def test_v12_read_identity_agrees_with_the_raw_identity_model(written: dict[str,
     assert isinstance(hand, Rejected) == (model is None), (hand, identity)
     if model is not None:
         assert not isinstance(hand, Rejected)
-        for name in ("uuid", "screenname", "firstname", "lastname", "company", "email", "avatar_url"):
+        for name in FIELDS:
             assert hand.get(name) == getattr(model, name)
         expected = {k: v for k, v in (model.extra_values or {}).items() if v is not None}
         assert set(hand["extra_values"]) == set(expected)
