@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
+from operator import is_
 from typing import Any, Final
 
 from worker.core.contracts import Reason
@@ -68,8 +70,12 @@ class Use(StrEnum):
     IGNORED = "ignored"  # never read, whatever it holds (so it can never choose a key)
 
 
-#: What `dict.get` gives for a parameter the header does not have (a `null` one is None).
+#: What a header gives for a parameter it does not have (one it has as `null` gives None).
 _ABSENT: Final = object()
+
+
+def _present(value: object) -> bool:
+    return value is not None and value is not _ABSENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,16 +85,16 @@ class HeaderParameter:
 
     name: str
     use: Use
-    reason: Reason | None = None
+    reason: Reason = Reason.INVALID_HEADER
     detail: str = ""
-    accepts: Callable[[object], bool] | None = None  # REQUIRED only: which values pass
+    #: REQUIRED: the values that pass (never None or absent); by default any present one.
+    accepts: Callable[[object], bool] = _present
 
-    def admits(self, value: object) -> bool:
+    def admits(self) -> Callable[[object], bool]:
+        """Whether the header's value (`_ABSENT` if missing) satisfies this parameter's rule."""
         if self.use is Use.FORBIDDEN:
-            return value is _ABSENT
-        if self.use is Use.IGNORED:
-            return True
-        return value is not _ABSENT and value is not None and (self.accepts is None or self.accepts(value))
+            return partial(is_, _ABSENT)
+        return self.accepts if self.use is Use.REQUIRED else bool  # IGNORED: never asked
 
 
 #: V5, checked in this order (the first failure decides); parameters not listed are ignored too.
@@ -107,22 +113,20 @@ HEADER_PARAMETERS: Final = (
         Use.REQUIRED,
         Reason.UNSUPPORTED_ALGORITHM,
         f"alg {{}} is not {listed(ALGORITHMS)}",
-        lambda alg: isinstance(alg, str) and alg in ALGORITHMS,  # `none` too (V5)
+        ALGORITHMS.__contains__,  # exactly one of these strings: `none` is not (V5)
     ),
     HeaderParameter("kid", Use.REQUIRED, Reason.MISSING_KID, "token header has no kid"),  # its value: V6
     *(HeaderParameter(name, Use.IGNORED) for name in ("jku", "x5u", "jwk", "x5c")),
 )
 # (name, admits, reason, detail) of the parameters V5 checks, for the per-token loop.
 _CHECKED: Final = tuple(
-    (p.name, p.admits, p.reason, p.detail) for p in HEADER_PARAMETERS if p.use is not Use.IGNORED
+    (p.name, p.admits(), p.reason, p.detail) for p in HEADER_PARAMETERS if p.use is not Use.IGNORED
 )
 
 
 def check_header(header: dict[Any, Any]) -> tuple[str, object] | Rejected:
     """V5 by `HEADER_PARAMETERS`: the token's alg and kid, or the first parameter's verdict."""
     for name, admits, reason, detail in _CHECKED:
-        value = header.get(name, _ABSENT)
-        if not admits(value):
-            assert reason is not None
-            return Rejected(reason, detail.format(short(None if value is _ABSENT else value)))
+        if not admits(header.get(name, _ABSENT)):
+            return Rejected(reason, detail.format(short(header.get(name))))
     return header["alg"], header["kid"]

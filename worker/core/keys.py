@@ -188,12 +188,11 @@ RSA_PUBLIC_KEY: Final = KeyKind(
 KEY_KINDS: Final = (HMAC_SECRET, RSA_PUBLIC_KEY)
 #: V5: the algorithms a token may name; each is one kind's, verified by that kind's object.
 ALGORITHMS: Final = tuple(kind.alg for kind in KEY_KINDS)
-KIND_OF_ALG: Final = {kind.alg: kind for kind in KEY_KINDS}
 
 
-def listed(names: tuple[str, ...], last: str = "or") -> str:
+def listed(names: tuple[str, ...]) -> str:
     """`HS256 or RS256`, `a, b or c`: a registry's names as messages list them."""
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def sign_token(claims: dict[str, Any], key: Any, alg: AlgName, kid: str) -> str:
