@@ -44,19 +44,24 @@ class Reason(StrEnum):
     """Every rejection reason of DESIGN §2.3, one member each; the rule that yields it."""
 
     rules: tuple[str, ...]  # the DESIGN §3 rules that yield it
-    in_require: Action  # the action of its rejection in a `require` community (or none known)
-    in_reject: Action  # ... and in a `reject` community
+    #: Its rejection's `action` (§2.3) as the record writes it, by the community's mode (None:
+    #: V1, V2, before a community is read, as in `require` mode).
+    actions: dict[Mode | None, str]
 
     def __new__(cls, value: str, rules: str, in_require: Action, in_reject: Action) -> Reason:
         member = str.__new__(cls, value)
         member._value_ = value
         member.rules = tuple(rules.split(", "))
-        member.in_require, member.in_reject = in_require, in_reject
+        member.actions = {
+            None: in_require.value,
+            Mode.REQUIRE: in_require.value,
+            Mode.REJECT: in_reject.value,
+        }
         return member
 
     def action(self, mode: Mode | None) -> Action:
         """DESIGN §2.3 `action`: by the community's mode (None: V1, V2, no community read)."""
-        return self.in_reject if mode is Mode.REJECT else self.in_require
+        return Action(self.actions[mode])
 
     # The table: value, rule(s), action in require and in reject mode.
     MALFORMED_EVENT = "malformed_event", "V1", *ALWAYS_BLOCK

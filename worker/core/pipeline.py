@@ -94,7 +94,7 @@ def process_event(
     if trace is not None:
         trace.append(Step("V2", True, f"community {community.id}"))
 
-    # V3: the community's mode; from here on the action follows it (`Reason.action`).
+    # V3: the community's mode; from here on the action follows it (`Reason.actions`).
     mode = community.mode
     signed = event.signed_identity is not None
     if mode is Mode.REQUIRE and not signed:

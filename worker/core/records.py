@@ -74,10 +74,11 @@ def raw_text(value: bytes | None) -> tuple[str | None, str | None]:
         return base64.b64encode(value).decode("ascii"), "base64"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per event, and a frozen __init__ costs 1 µs more
 class Envelope:
     """What every output says of its input: the value as received, its ids and receipt time
-    (epoch seconds; None when they cannot be read, §2.3) and where it was read (None offline)."""
+    (epoch seconds; None when they cannot be read, §2.3) and where it was read (None offline).
+    Read-only by convention."""
 
     value: bytes | None
     source: Source | None
@@ -205,12 +206,12 @@ def rejection(
     envelope: Envelope, verdict: Rejected, mode: Mode | None, now: float, kid: str | None = None
 ) -> Output:
     """DESIGN §2.3: `verdict` on the input `envelope` describes, its action by the community's
-    `mode` (`Reason.action`; None before V3). `kid`: the key used (L1), if not the verdict's."""
+    `mode` (`Reason.actions`; None before V3). `kid`: the key used (L1), if not the verdict's."""
     reason, received_at = verdict.reason, envelope.received_at
     fields = {
         "reason": reason.value,
         "detail": verdict.detail,
-        "action": reason.action(mode).value,
+        "action": reason.actions[mode],
         "received_at": format_time(received_at) if received_at is not None else None,
     }
     record = _echoing("rejected", envelope, fields, now)
