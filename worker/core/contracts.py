@@ -105,6 +105,7 @@ MAX_IDENTITY_FIELD_CHARS = 1024
 MAX_EXTRA_VALUES = 100
 MAX_EXTRA_KEY_CHARS = 64
 MAX_UUID_CHARS = 255
+MAX_EVENT_ID_CHARS = 128
 COMMUNITY_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 RFC3339_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
@@ -172,7 +173,7 @@ class RawEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    event_id: Annotated[str, Field(min_length=1, max_length=128, strict=True)]
+    event_id: Annotated[str, Field(min_length=1, max_length=MAX_EVENT_ID_CHARS, strict=True)]
     community_id: Annotated[str, Field(pattern=COMMUNITY_ID_PATTERN, strict=True)]
     received_at: Annotated[str, Field(strict=True), AfterValidator(_rfc3339)] = Field(
         json_schema_extra={"pattern": RFC3339_PATTERN}

@@ -24,6 +24,7 @@ from typing import Any
 from worker.core.config import Community
 from worker.core.contracts import (
     COMMUNITY_ID_PATTERN,
+    MAX_EVENT_ID_CHARS,
     Mode,
     Outcome,
     RawEvent,
@@ -102,7 +103,7 @@ class Envelope:
         if type(obj) is not dict:
             return cls(value, source)
         event_id = obj.get("event_id")
-        if not (isinstance(event_id, str) and 1 <= len(event_id) <= 128):
+        if not (isinstance(event_id, str) and 1 <= len(event_id) <= MAX_EVENT_ID_CHARS):
             event_id = None
         community_id = obj.get("community_id")
         if not (isinstance(community_id, str) and _COMMUNITY_ID.fullmatch(community_id)):
