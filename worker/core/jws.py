@@ -118,15 +118,24 @@ HEADER_PARAMETERS: Final = (
     HeaderParameter("kid", Use.REQUIRED, Reason.MISSING_KID, "token header has no kid"),  # its value: V6
     *(HeaderParameter(name, Use.IGNORED) for name in ("jku", "x5u", "jwk", "x5c")),
 )
-# (name, admits, reason, detail) of the parameters V5 checks, for the per-token loop.
+# (name, admits, reason, detail) of the parameters V5 checks, in order: the verdict's walk.
 _CHECKED: Final = tuple(
     (p.name, p.admits(), p.reason, p.detail) for p in HEADER_PARAMETERS if p.use is not Use.IGNORED
 )
+# The same rules as one test for the common header, which passes them all (per token, so cheap).
+_FORBIDDEN: Final = frozenset(p.name for p in HEADER_PARAMETERS if p.use is Use.FORBIDDEN)
+_REQUIRED: Final = tuple((p.name, p.accepts) for p in HEADER_PARAMETERS if p.use is Use.REQUIRED)
 
 
 def check_header(header: dict[Any, Any]) -> tuple[str, object] | Rejected:
     """V5 by `HEADER_PARAMETERS`: the token's alg and kid, or the first parameter's verdict."""
-    for name, admits, reason, detail in _CHECKED:
+    if _FORBIDDEN.isdisjoint(header):
+        for name, accepts in _REQUIRED:  # `accepts` refuses None: absent and null alike
+            if not accepts(header.get(name)):
+                break
+        else:
+            return header["alg"], header["kid"]
+    for name, admits, reason, detail in _CHECKED:  # which rule fails first decides the verdict
         if not admits(header.get(name, _ABSENT)):
             return Rejected(reason, detail.format(short(header.get(name))))
-    return header["alg"], header["kid"]
+    raise AssertionError("unreachable: a rule failed above")  # pragma: no cover
