@@ -63,7 +63,8 @@ def make_transform(args: argparse.Namespace) -> Any:
             return out, record.value
 
         return copy
-    from worker.core.pipeline import Source, process_event
+    from worker.core.contracts import Source
+    from worker.core.pipeline import process_event
     from worker.core.tokencache import TokenCache
     from worker.store.yaml_io import load_config_file
 
