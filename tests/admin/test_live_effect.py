@@ -26,15 +26,7 @@ async def test_a_key_removed_through_the_api_is_refused_within_a_second(
 ) -> None:
     topics = await new_topics(kafka_bootstrap, unique_topic("a6-admin"), 1)
     token = hs256(SECRET, "k1", uuid="rotated")
-    worker = start_worker(
-        tmp_path,
-        "a6",
-        bootstrap=kafka_bootstrap,
-        database_url=service.database_url,
-        topics=topics,
-        group=topics.raw,
-        batch_linger_ms="10",
-    )
+    worker = start_worker(tmp_path, "a6", kafka_bootstrap, service.database_url, topics, batch_linger_ms="10")
     sent: list[tuple[float, int]] = []  # (monotonic send time, offset)
 
     async def send(name: str) -> None:

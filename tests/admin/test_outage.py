@@ -13,8 +13,9 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support.admin import run_async, start_service
+from tests.support.admin import start_service
 from tests.support.private_pg import private_postgres
+from tests.support.store import run_async
 from worker.store import api_tokens
 from worker.store.migrate import migrate
 

@@ -46,14 +46,7 @@ async def test_broker_stopped_and_restarted_mid_stream_loses_nothing_and_resumes
     topics = await new_topics(bootstrap, unique_topic("k5-restart"), 3)
     values = stream_values(store.acme, 6000, time.time(), unique_tokens=3000)
     worker = start_worker(
-        tmp_path,
-        "restart",
-        bootstrap=bootstrap,
-        database_url=store.url,
-        topics=topics,
-        group=topics.raw,
-        batch_size="100",
-        retry_backoff_max_ms="2000",
+        tmp_path, "restart", bootstrap, store.url, topics, batch_size="100", retry_backoff_max_ms="2000"
     )
     try:
         await wait_ready(worker)

@@ -52,9 +52,7 @@ async def test_not_authorized_to_write_an_output_stops_the_worker_with_one_line_
         bootstrap, topics.raw, [(b"k", v, None) for v in stream_values(store.acme, 5, time.time())]
     )
     java_peer.deny(bootstrap, topics.enriched, "WRITE")
-    worker = start_worker(
-        tmp_path, "fatal", bootstrap=bootstrap, database_url=store.url, topics=topics, group=topics.raw
-    )
+    worker = start_worker(tmp_path, "fatal", bootstrap, store.url, topics)
     started = time.monotonic()
     code = _wait_exit(worker, 60)
     elapsed = time.monotonic() - started

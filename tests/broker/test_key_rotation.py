@@ -34,15 +34,7 @@ async def test_removing_a_key_turns_its_tokens_into_unknown_kid_within_a_second(
 ) -> None:
     topics = await new_topics(kafka_bootstrap, unique_topic("k5-rotation"), 1)
     token = sign({"uuid": "rotated", "exp": int(time.time()) + 7200}, OTHER_SECRET, kid="hs_2")
-    worker = start_worker(
-        tmp_path,
-        "rotation",
-        bootstrap=kafka_bootstrap,
-        database_url=store.url,
-        topics=topics,
-        group=topics.raw,
-        batch_linger_ms="10",
-    )
+    worker = start_worker(tmp_path, "rotation", kafka_bootstrap, store.url, topics, batch_linger_ms="10")
     sent: list[tuple[float, int]] = []  # (monotonic send time, offset)
 
     async def send(name: str) -> None:

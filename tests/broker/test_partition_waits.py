@@ -127,9 +127,7 @@ async def _waits_for_the_broken_community(
     now = time.time()
     waiting = [raw_event("w-0", broken, now, identity={"uuid": "v"})]
     await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in waiting], partition=0)
-    worker = start_worker(
-        tmp_path, "broken", bootstrap=kafka_bootstrap, database_url=store.url, topics=topics, group=topics.raw
-    )
+    worker = start_worker(tmp_path, "broken", kafka_bootstrap, store.url, topics)
     try:
         async with Outputs(kafka_bootstrap, topics) as outputs:
             flowing = await produce(
@@ -170,10 +168,9 @@ async def test_postgresql_down_one_uncached_community_waits_and_cached_ones_flow
         worker = start_worker(
             tmp_path,
             "pgdown",
-            bootstrap=kafka_bootstrap,
-            database_url=server.dsn,
-            topics=topics,
-            group=topics.raw,
+            kafka_bootstrap,
+            server.dsn,
+            topics,
             retry_backoff_initial_ms="200",
             retry_backoff_max_ms="4000",
         )

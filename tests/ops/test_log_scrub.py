@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 import structlog
 
+from worker import examples
 from worker.ops.logging import IDENTIFIER_KEYS, configure_logging, get_logger, scrub_event
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJ1dWlkIjoidmlzaXRvci03In0.c2lnbmF0dXJlLWJ5dGVz"
-SECRET = "0123456789abcdef01234567"
+SECRET = examples.HMAC_SECRET
 DOTTED = "acme-prod.identity.enriched"  # token-shaped: two 8+ character segments and a dot
 
 

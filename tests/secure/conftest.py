@@ -10,7 +10,6 @@ folder of its own (never the shared stack's), stopped at the end.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 from tests.support import stack
 from tests.support.kafka import Bootstrap
 from tests.support.secure import STACK_UP_TIMEOUT_S, SecureStack, profile, run_stack
-from tests.support.worker import Store, cli, community_yaml
+from tests.support.worker import Store, cli, own_store
 
 
 @pytest.fixture(scope="session")
@@ -58,9 +57,4 @@ def secure_database(secure_stack: SecureStack) -> Iterator[str]:
 @pytest.fixture
 def secure_store(secure_database: str, tmp_path: Path) -> Store:
     """Communities of this test's own (a rotation removes a key), loaded with `config apply`."""
-    suffix = uuid.uuid4().hex[:8]
-    store = Store(secure_database, f"tls-acme-{suffix}", f"tls-shop-{suffix}")
-    config = tmp_path / "communities.yaml"
-    config.write_text(community_yaml(store.acme, store.shop))
-    cli("config", "apply", str(config), env=store.env())
-    return store
+    return own_store(secure_database, "tls", tmp_path)

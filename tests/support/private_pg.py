@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from worker.demo import free_port  # the one definition; store tests import it from here
+from worker.demo import free_port
 
 ROLE = "identity"
 DATABASE = "postgres"
