@@ -1,7 +1,7 @@
 """The broker is stopped and restarted mid-stream (K8): no loss, no duplicate, the worker
 resumes by itself, and the outage shows in /readyz and the metrics meanwhile.
 
-Uses a private broker (never the shared one, see tests/support/private_broker.py).
+Uses a private broker (never the shared one, see tests/support/private_stack.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.private_broker import PrivateBroker
+from tests.support.private_stack import PrivateBroker
 from tests.support.worker import Outputs, Store, new_topics, produce, start_worker, stream_values, wait_ready
 
 pytestmark = pytest.mark.integration
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def broker(store: Store) -> Iterator[PrivateBroker]:
-    broker = PrivateBroker(store.url)
+    broker = PrivateBroker()
     broker.start()
     try:
         yield broker

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.java_peer import JavaPeer
-from tests.support.private_broker import PrivateBroker
+from tests.support.private_stack import PrivateBroker
 from tests.support.worker import Store, new_topics, produce, start_worker, stream_values
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ allow.everyone.if.no.acl.found=true"""
 
 @pytest.fixture
 def secured_broker(store: Store) -> Iterator[PrivateBroker]:
-    broker = PrivateBroker(store.url)
+    broker = PrivateBroker()
     broker.start()
     try:
         broker.stop()

@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.support.private_pg import private_postgres
+from tests.support.private_stack import private_postgres
 from tests.support.worker import (
     OTHER_SECRET,
     Case,

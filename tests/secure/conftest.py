@@ -17,14 +17,15 @@ import pytest
 
 from tests.support import stack
 from tests.support.kafka import Bootstrap
-from tests.support.secure import STACK_UP_TIMEOUT_S, SecureStack, profile, run_stack
+from tests.support.private_stack import run_stack
+from tests.support.secure import STACK_UP_TIMEOUT_S, SecureStack, profile
 from tests.support.worker import Store, cli, own_store
 
 
 @pytest.fixture(scope="session")
 def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     folder = tmp_path_factory.mktemp("secure-stack")
-    started = run_stack("up", folder, STACK_UP_TIMEOUT_S)
+    started = run_stack("up", folder, STACK_UP_TIMEOUT_S, "--secure")
     try:
         if started.returncode != 0:
             pytest.fail(f"`stack up --secure` failed:\n{started.stderr[-3000:]}", pytrace=False)
@@ -42,7 +43,7 @@ def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureSta
             profiles["plain"]["DATABASE_URL"],
         )
     finally:
-        run_stack("down", folder, 120)
+        run_stack("down", folder, 120, "--secure")
 
 
 @pytest.fixture(scope="session")

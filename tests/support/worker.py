@@ -21,7 +21,7 @@ import urllib.request
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -388,6 +388,43 @@ class Outputs:
         lost = len(set(inputs) - set(self.by_source))
         duplicated = sum(n - 1 for n in self.by_source.values() if n > 1)
         return lost, duplicated
+
+
+async def refusal_after_key_removal(
+    worker: WorkerProcess,
+    bootstrap: str,
+    topics: Topics,
+    event: tuple[str, str],
+    remove_key: Callable[[], Awaitable[None]],
+) -> float:
+    """C2, A6: once `worker` is ready, send 3 events (`event`: community id and a token signed
+    with the key about to go) and wait for their outputs (now in the verified-token cache, C4);
+    call `remove_key`, then send one event every 50 ms for 2 s; stop the worker (exit 0).
+    Returns how long after the removal the first `unknown_kid` event was sent (s), asserting
+    what `Outputs.first_refusal_after_removal` does."""
+    community_id, token = event
+    sent: list[tuple[float, int]] = []  # (monotonic send time, offset)
+
+    async def send(name: str) -> None:
+        value = raw_event(name, community_id, time.time(), signed_identity=token)
+        [(_, offset)] = await produce(bootstrap, topics.raw, [(None, value, None)])
+        sent.append((time.monotonic(), offset))
+
+    try:
+        async with Outputs(bootstrap, topics) as outputs:
+            await wait_ready(worker)
+            for i in range(3):
+                await send(f"before-{i}")
+            await outputs.wait_for(3, 60)
+            await remove_key()
+            removed = time.monotonic()
+            while time.monotonic() < removed + 2.0:
+                await send(f"after-{len(sent)}")
+                await asyncio.sleep(0.05)
+            await outputs.wait_for(len(sent), 60)
+    finally:
+        assert worker.stop() == 0, worker.tail()
+    return outputs.first_refusal_after_removal(sent, removed)
 
 
 # ----------------------------------------------------------------------- worker processes
