@@ -31,8 +31,9 @@ from tests.support.worker import (
 )
 from worker.kafka.topics import existing_topics
 from worker.runtime import commit
-from worker.runtime.member import Member, StartupError
+from worker.runtime.member import Member
 from worker.runtime.service import serve
+from worker.runtime.startup import StartupError
 from worker.settings import load_settings
 
 pytestmark = pytest.mark.integration

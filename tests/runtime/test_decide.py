@@ -4,20 +4,22 @@ that cannot answer (a wait, never a verdict: V2, C3, K8, K10) and a record whose
 raises (a dead letter, the others go on: K9, DESIGN §2.4).
 
 The store is the decider's two parameters: the community lookup the pipeline reads (a dict for
-offline use, the store cache in `run`) and `recheck_community`. `decide_batch` is the one place
-that knows how the member calls the decider.
+offline use, the store cache in `run`) and `recheck_community`. `decide_batch` hands one
+partition's batch to `Decider.decide`, as the member does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
+from aiokafka import ConsumerRecord, TopicPartition
 
 from tests.support.core import NOW, acme_config, build, event, make_token, validate_output
 from worker.core.config import Community, ConfigUnavailable
-from worker.core.pipeline import DEFAULT_LIMITS, Output, Source
+from worker.core.pipeline import DEFAULT_LIMITS, Output
 from worker.ops.metrics import Metrics
 from worker.runtime.decide import Decider, pipeline_processor
 
@@ -61,20 +63,19 @@ def decider(store: Store, processor: Callable[..., Output] | None = None) -> Dec
 
 
 async def decide_batch(decider: Decider, values: list[bytes]) -> list[Output | str]:
-    """One verdict per record, in order, or WAITS for a record that must wait (its partition is
-    held back and the record decided again later)."""
-    decided: list[Output | str] = []
-    for offset, value in enumerate(values):
-        source = Source("raw", 0, offset)
-        try:
-            output = decider.first_verdict(value, source)
-            if decider.needs_recheck(output):
-                output = await decider.recheck(output, value, source)
-        except ConfigUnavailable:
-            decided.append(WAITS)
-            continue
-        decided.append(output)
-    return decided
+    """One verdict per record, in order, or WAITS for the record where its partition must wait
+    (it and the rest of the partition are fetched and decided again later)."""
+    records = [
+        ConsumerRecord("raw", 0, offset, 0, 0, None, value, None, 0, len(value), ())
+        for offset, value in enumerate(values)
+    ]
+    decided, waiting = await decider.decide({TopicPartition("raw", 0): records})
+    outputs: list[Output | str] = [d.output for d in decided]
+    assert [d.record.offset for d in decided] == list(range(len(decided)))  # K3: in order
+    if waiting:
+        assert waiting[TopicPartition("raw", 0)].offset == len(decided)
+        outputs.append(WAITS)
+    return outputs
 
 
 def verdicts(decided: list[Output | str]) -> list[str]:
@@ -122,21 +123,29 @@ async def test_with_the_store_down_an_uncached_community_waits_and_a_cached_one_
     community_id: str,
 ) -> None:
     """V2, C3, K8, K10: an event of an uncached community waits (no verdict, not even
-    unknown_community); the cached community is served from the cache."""
+    unknown_community) and holds back the rest of its partition (K9); the cached community is
+    served from the cache."""
     store = Store(acme(), down=True)
-    decided = await decide_batch(decider(store), [event(make_token(), community_id=community_id)])
-    assert verdicts(decided) == ([WAITS] if community_id == "ghost" else ["enriched"])
+    values = [event(make_token()), event(make_token(), community_id=community_id), event(make_token())]
+    decided = await decide_batch(decider(store), values)
+    assert verdicts(decided) == (["enriched", WAITS] if community_id == "ghost" else ["enriched"] * 3)
 
 
 async def test_a_double_check_that_cannot_reach_the_store_waits() -> None:
-    """K10: the store adapter's own exception (here OSError) is infrastructure, not a verdict."""
-    store = Store(acme())
-    decide = decider(store)
-    value = event(make_token(), community_id="ghost")
-    first = decide.first_verdict(value, Source("raw", 0, 0))  # the cache says: no such community
-    store.down = True
-    with pytest.raises(ConfigUnavailable):
-        await decide.recheck(first, value, Source("raw", 0, 0))
+    """K10: the store adapter's own exception (here OSError) is infrastructure, not a verdict:
+    the cache says "no such community" but the double check cannot ask PostgreSQL."""
+
+    class Unreachable(Store):
+        async def recheck(self, community_id: str) -> bool:
+            self.rechecked.append(community_id)
+            raise OSError("connection refused")
+
+    store = Unreachable(acme())
+    decided = await decide_batch(
+        decider(store), [event(make_token()), event(make_token(), community_id="ghost")]
+    )
+    assert verdicts(decided) == ["enriched", WAITS]
+    assert store.rechecked == ["ghost"]
 
 
 async def test_a_record_whose_processing_raises_becomes_a_dead_letter_and_the_batch_goes_on() -> None:
@@ -145,7 +154,7 @@ async def test_a_record_whose_processing_raises_becomes_a_dead_letter_and_the_ba
     production = pipeline_processor(store, DEFAULT_LIMITS, None)
     calls: list[int] = []
 
-    def poison_at_offset_0(value: bytes | None, source: Source, now: float) -> Output:
+    def poison_at_offset_0(value: bytes | None, source: Any, now: float) -> Output:
         calls.append(source.offset)
         if source.offset == 0:
             raise ValueError("a bug")
