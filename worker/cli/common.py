@@ -7,17 +7,19 @@ import os
 import tempfile
 from typing import NoReturn
 
+from worker.exitcodes import EXIT_USAGE
+
 
 class CliError(Exception):
     """A bad argument or input: printed as one line on stderr, exit code `code`, nothing changed."""
 
-    def __init__(self, message: str, code: int = 2) -> None:
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise CliError(message, code)
 
 

@@ -22,6 +22,7 @@ from worker.core.explain import explain_token
 from worker.core.keys import RSA_MIN_BITS, InvalidKey, check_hmac_secret, check_kid, sign_token
 from worker.core.pipeline import DEFAULT_LIMITS, Limits, dead_letter, process_event
 from worker.core.tokencache import TokenCache
+from worker.exitcodes import EXIT_REJECTED
 
 
 def register(root: click.Group) -> None:
@@ -265,4 +266,4 @@ def verify(
         return
     kind = "dead letter" if explanation.output.reason is None else "rejected"
     click.echo(f"{kind}: {explanation.verdict}")
-    sys.exit(1)
+    sys.exit(EXIT_REJECTED)

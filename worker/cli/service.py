@@ -14,9 +14,8 @@ from typing import Any
 import click
 
 from worker.cli.common import CliError
+from worker.exitcodes import EXIT_STARTUP
 from worker.settings import Guarantee, SettingsError, load_settings, load_topic_names
-
-EXIT_STARTUP = 3  # the environment is not ready: topic missing, schema missing, broker down
 
 
 def _topic_options(command: Any) -> Any:

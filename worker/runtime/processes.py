@@ -21,15 +21,12 @@ import signal
 import sys
 from typing import Any
 
+from worker.exitcodes import EXIT_STARTUP, PROG, error_line
 from worker.kafka.security import KafkaMisconfiguration
 from worker.ops.logging import configure_logging, get_logger
 from worker.runtime.member import StartupError
 from worker.runtime.service import serve
 from worker.settings import Settings
-
-EXIT_STARTUP = 3
-PROG = "identity-worker"
-
 
 # Young-generation GC threshold of a worker process (CPython's default is 700 allocations).
 # Each event allocates dozens of short-lived containers, so the default runs a collection every
@@ -56,7 +53,7 @@ def run_one(settings: Settings, ready: Any = None, *, child: bool = False) -> in
     try:
         return asyncio.run(serve(settings, on_ready=on_ready))
     except (StartupError, KafkaMisconfiguration) as exc:  # K10: fatal, one line
-        print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
+        print(error_line(str(exc)), file=sys.stderr, flush=True)
         return EXIT_STARTUP
 
 
@@ -118,9 +115,7 @@ def run_processes(settings: Settings) -> int:
 
 
 def _start(context: Any, settings: Settings, ready: Any) -> Any:
-    process = context.Process(
-        target=_child, args=(settings, ready), name=f"identity-worker-{settings.member_index}"
-    )
+    process = context.Process(target=_child, args=(settings, ready), name=f"{PROG}-{settings.member_index}")
     process.start()
     return process
 
