@@ -6,7 +6,19 @@ import sys
 
 import click
 
-from worker.cli import access, admin, offline, report, service
+from worker.cli import (
+    access,
+    community,
+    config,
+    database,
+    db,
+    fields,
+    keys,
+    mappings,
+    offline,
+    report,
+    service,
+)
 from worker.cli.common import CliError
 from worker.exitcodes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, error_line
 
@@ -29,7 +41,15 @@ def cli() -> None:
 
 
 offline.register(cli)
-admin.register(cli)
+database.register(
+    cli,
+    db.db_group,
+    community.community_group,
+    keys.keys_group,
+    fields.fields_group,
+    mappings.mappings_group,
+    config.config_group,
+)
 report.register(cli)
 access.register(cli)
 service.register(cli)
