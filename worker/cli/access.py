@@ -14,13 +14,14 @@ import click
 from worker.cli import database
 from worker.cli.common import fail
 from worker.cli.database import database_url_option, run_store
-from worker.cli.output import Column, table, when
+from worker.cli.output import Column, print_changes, table, when
 from worker.exitcodes import PROG
 from worker.store import api_tokens, audit
 from worker.store.api_tokens import TokenRow
 from worker.store.audit import AuditEntry
 from worker.store.db import StoreError
 from worker.store.db import database_url as resolve_url
+from worker.store.sync import Change
 
 
 @click.group("admin")
@@ -121,7 +122,7 @@ def token_revoke(name: str, database_url: str | None) -> None:
         return await api_tokens.revoke(conn, name, actor=audit.os_actor())
 
     caller = run_store(database_url, action)
-    click.echo(f"- token {caller.name} ({caller.scope}) revoked")
+    print_changes([Change("-", f"token {caller.name} ({caller.scope}) revoked")])
 
 
 @click.group("audit")
