@@ -24,7 +24,7 @@ EXIT_UNCLEAN: Final = 1  # `run` left without committing the batch in flight
 EXIT_REJECTED: Final = 1  # `token verify`: the token is refused (or would be a dead letter)
 EXIT_USAGE: Final = 2  # a bad argument or input: nothing changed
 EXIT_BUG: Final = 2  # `run`: the worker failed with an error nobody classified
-EXIT_STARTUP: Final = 3  # K10: the environment is not ready (topic missing, not authorized, broker down)
+EXIT_FATAL: Final = 3  # K10: fatal misconfiguration, at start-up or run time (topic missing, not authorized)
 EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as shells report it
 
 

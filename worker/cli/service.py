@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from worker.cli.common import CliError
-from worker.exitcodes import EXIT_STARTUP
+from worker.exitcodes import EXIT_FATAL
 from worker.settings import Guarantee, SettingsError, load_settings, load_topic_names
 
 
@@ -84,7 +84,7 @@ def topics_create(partitions: int, replication_factor: int, timeout: float, **na
             )
         )
     except (TopicError, KafkaMisconfiguration) as exc:
-        raise CliError(str(exc), EXIT_STARTUP) from None
+        raise CliError(str(exc), EXIT_FATAL) from None
     for name in report.created:
         click.echo(f"created {name} ({partitions} partitions, replication factor {replication_factor})")
     for name in report.existing:

@@ -21,7 +21,7 @@ import signal
 import sys
 from typing import Any
 
-from worker.exitcodes import EXIT_STARTUP, PROG, error_line
+from worker.exitcodes import EXIT_FATAL, PROG, error_line
 from worker.kafka.security import KafkaMisconfiguration
 from worker.ops.logging import configure_logging, get_logger
 from worker.runtime.member import StartupError
@@ -54,7 +54,7 @@ def run_one(settings: Settings, ready: Any = None, *, child: bool = False) -> in
         return asyncio.run(serve(settings, on_ready=on_ready))
     except (StartupError, KafkaMisconfiguration) as exc:  # K10: fatal, one line
         print(error_line(str(exc)), file=sys.stderr, flush=True)
-        return EXIT_STARTUP
+        return EXIT_FATAL
 
 
 def _child(settings: Settings, ready: Any) -> None:
@@ -82,7 +82,7 @@ def run_processes(settings: Settings) -> int:
         children.append(_start(context, settings.for_member(0), first_ready))
         while not first_ready.wait(0.2):
             if not children[0].is_alive():
-                return int(children[0].exitcode or EXIT_STARTUP)
+                return int(children[0].exitcode or EXIT_FATAL)
         if not stopping:
             for index in range(1, settings.processes):
                 children.append(_start(context, settings.for_member(index), None))

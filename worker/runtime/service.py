@@ -15,13 +15,13 @@ from typing import Any
 
 from worker.core.config import CommunityLookup, ConfigUnavailable, load_config_file
 from worker.core.tokencache import TokenCache
-from worker.exitcodes import EXIT_BUG, EXIT_OK, EXIT_UNCLEAN
+from worker.exitcodes import EXIT_BUG, EXIT_FATAL, EXIT_OK, EXIT_UNCLEAN
 from worker.ops.health import Health
 from worker.ops.http import OpsServer
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
 from worker.runtime.decide import Decider, Processor, pipeline_processor
-from worker.runtime.faults import EXIT_FATAL, FatalFault
+from worker.runtime.faults import FatalFault
 from worker.runtime.member import Member, StartupError
 from worker.runtime.usage import UsageRecorder
 from worker.settings import Settings
