@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from aiokafka.structs import TopicPartition
 
@@ -39,9 +38,11 @@ REFRESH_SECONDS: Final = 60.0
 _log = get_logger("identity-worker.commit")
 
 
-@dataclass(frozen=True, slots=True)
-class Decided:
-    """One input record and its one output (K1)."""
+class Decided(NamedTuple):
+    """One input record and its one output (K1).
+
+    Immutable like the frozen dataclass it was, but made in half the time (one per record:
+    issue 11's per-event cost)."""
 
     record: Any  # aiokafka ConsumerRecord
     output: Output
@@ -158,28 +159,36 @@ async def _send_all(producer: Any, routing: Routing, batch: list[Decided]) -> li
     builders: dict[tuple[str, int], Any] = {}
     futures: list[asyncio.Future[Any]] = []
     room, compacted, caps = routing.room, routing.compacted, routing.batch_caps
+    # Per batch, not per record (issue 11): (outcome, input partition) → (topic, partition),
+    # and the smallest room of any output topic, below which no output needs measuring.
+    targets: dict[tuple[Outcome, int], tuple[str, int]] = {}
+    least_room = min(room.values(), default=0)
     for index, item in enumerate(batch):
         record = item.record
-        topic, partition = routing.target(item)
+        output = item.output
+        target = targets.get((output.outcome, record.partition))
+        if target is None:
+            target = targets[(output.outcome, record.partition)] = routing.target(item)
+        topic, partition = target
         key = record.key
-        value = item.output.to_json()
-        headers = list(record.headers) if record.headers else []
-        size = len(value) + (len(key) if key is not None else 0)
+        value = output.to_json()
+        raw_headers = record.headers
+        headers = list(raw_headers) if raw_headers else []
+        size = len(value) if key is None else len(value) + len(key)
         if headers:
             size += headers_bytes(headers)
-        if size > room[topic] or (key is None and topic in compacted):
+        if (size > least_room and size > room[topic]) or (key is None and compacted and topic in compacted):
             item, key, headers = _reshaped(item, routing)
             batch[index] = item
-            topic, partition = routing.target(item)
+            topic, partition = target = routing.target(item)
             value = item.output.to_json()
             size = len(value) + (len(key) if key is not None else 0) + headers_bytes(headers)
-        target = (topic, partition)
         builder = builders.get(target)
         if builder is None:
             if partition not in await producer.partitions_for(topic):
                 raise OutputTopicChanged(f"{topic} has no partition {partition} any more")
             builder = builders[target] = producer.create_batch()
-        elif topic in caps and builder.size() + size + FRAME > caps[topic]:
+        elif caps and topic in caps and builder.size() + size + FRAME > caps[topic]:
             futures.append(await producer.send_batch(builder, topic, partition=partition))
             builder = builders[target] = producer.create_batch()
         if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
