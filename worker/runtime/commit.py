@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from aiokafka.structs import TopicPartition
 
 from worker.core.contracts import Outcome
 from worker.core.fitting import MIN_OUTPUT_BYTES, CannotFit, derived_key, fit
-from worker.core.pipeline import Output, Source
+from worker.core.pipeline import Source
 from worker.kafka.clients import producer_max_request_size
+from worker.kafka.consumer import InputConsumer, Offsets
+from worker.kafka.producer import OutputProducer
 from worker.kafka.records import FRAME, headers_bytes, value_budget
 from worker.kafka.topics import (
     TOPIC_REFUSALS,
@@ -31,21 +33,12 @@ from worker.kafka.topics import (
     existing_topics,
 )
 from worker.ops.logging import get_logger
+from worker.runtime.decide import Decided
 from worker.settings import Settings
 
 # Output topics are read again this often (seconds) even when nothing failed.
 REFRESH_SECONDS: Final = 60.0
 _log = get_logger("identity-worker.commit")
-
-
-class Decided(NamedTuple):
-    """One input record and its one output (K1).
-
-    Immutable like the frozen dataclass it was, but made in half the time (one per record:
-    issue 11's per-event cost)."""
-
-    record: Any  # aiokafka ConsumerRecord
-    output: Output
 
 
 class MemberExpelled(Exception):
@@ -98,7 +91,7 @@ class Routing:
         topic = self.topics[decided.output.outcome]
         return topic, decided.record.partition % self.partition_counts[topic]
 
-    async def prepare(self, producer: Any) -> None:
+    async def prepare(self, producer: OutputProducer) -> None:
         """Before a batch: read the output topics again when stale or due (K9, issue 11 item 7).
 
         Raises OutputTopicMissing (retriable) while an output topic does not exist, and
@@ -116,7 +109,7 @@ class Routing:
         if self.problem is not None:
             raise OutputTopicUnusable(self.problem)
         if self.stale:  # the producer's own view of the partitions must agree with ours
-            await producer.client.force_metadata_update()
+            await producer.refresh_metadata()
         self.update(facts)
         self.stale = False
         self._refresh_at = time.monotonic() + REFRESH_SECONDS
@@ -135,7 +128,7 @@ def unusable_output(settings: Settings, facts: dict[str, TopicFacts]) -> str | N
     return None
 
 
-def next_offsets(batch: Sequence[Decided]) -> dict[TopicPartition, int]:
+def next_offsets(batch: Sequence[Decided]) -> Offsets:
     """The offsets to commit: one past the last decided record of each partition."""
     last: dict[tuple[str, int], int] = {}
     for item in batch:
@@ -144,7 +137,9 @@ def next_offsets(batch: Sequence[Decided]) -> dict[TopicPartition, int]:
     return {TopicPartition(topic, partition): offset + 1 for (topic, partition), offset in last.items()}
 
 
-async def _send_all(producer: Any, routing: Routing, batch: list[Decided]) -> list[asyncio.Future[Any]]:
+async def _send_all(
+    producer: OutputProducer, routing: Routing, batch: list[Decided]
+) -> list[asyncio.Future[Any]]:
     """Enqueue every output in batch order: same key, same headers as the input (K1, K3).
 
     Outputs are appended to one record batch per output partition (aiokafka's `create_batch` /
@@ -261,7 +256,7 @@ def _reshaped(item: Decided, routing: Routing) -> tuple[Decided, bytes | None, l
     )
 
 
-async def _delivered(producer: Any, futures: list[asyncio.Future[Any]]) -> None:
+async def _delivered(producer: OutputProducer, futures: list[asyncio.Future[Any]]) -> None:
     """Raise unless every output was acknowledged (K1): a failed send must never commit.
 
     `producer.flush()` waits for everything enqueued; the futures are then read without
@@ -279,7 +274,9 @@ async def _delivered(producer: Any, futures: list[asyncio.Future[Any]]) -> None:
         raise errors[0]
 
 
-async def _publish(producer: Any, routing: Routing, batch: list[Decided], then: Any = None) -> None:
+async def _publish(
+    producer: OutputProducer, routing: Routing, batch: list[Decided], then: Any = None
+) -> None:
     """Send the batch's outputs (after `then()`, awaited, while they fly) and wait for them.
 
     Any failure marks the routing stale, so the next attempt reads the output topics again. A
@@ -310,7 +307,7 @@ class TransactionalCommitter:
         self.is_member = is_member
 
     async def commit(
-        self, producer: Any, consumer: Any, batch: list[Decided], offsets: dict[TopicPartition, int]
+        self, producer: OutputProducer, consumer: InputConsumer, batch: list[Decided], offsets: Offsets
     ) -> None:
         """`offsets`: the next offset per input partition, past control records too (K11)."""
         await producer.begin_transaction()
@@ -335,7 +332,7 @@ class AcknowledgedCommitter:
         self.routing = routing
 
     async def commit(
-        self, producer: Any, consumer: Any, batch: list[Decided], offsets: dict[TopicPartition, int]
+        self, producer: OutputProducer, consumer: InputConsumer, batch: list[Decided], offsets: Offsets
     ) -> None:
         """`offsets`: the next offset per input partition, past control records too (K11)."""
         await _publish(producer, self.routing, batch)

@@ -24,8 +24,8 @@ from typing import Any
 from worker.exitcodes import EXIT_FATAL, PROG, error_line
 from worker.kafka.security import KafkaMisconfiguration
 from worker.ops.logging import configure_logging, get_logger
-from worker.runtime.member import StartupError
 from worker.runtime.service import serve
+from worker.runtime.startup import StartupError
 from worker.settings import Settings
 
 # Young-generation GC threshold of a worker process (CPython's default is 700 allocations).
