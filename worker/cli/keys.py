@@ -17,6 +17,7 @@ from worker.cli.common import fail, read_text
 from worker.cli.database import check_community_id, list_command, on_community, run_store, valid, write
 from worker.cli.output import Column, print_changes, when
 from worker.core.config import JwtKeySpec
+from worker.core.keys import HMAC_SECRET, RSA_PUBLIC_KEY
 from worker.store import repository as repo
 from worker.store.lifecycle import KeyInUse, KeyStillInUse, check_retirement
 from worker.store.repository import KeyRow
@@ -29,13 +30,13 @@ def key_options(command: Callable[..., None]) -> Callable[..., None]:
     command = click.option(
         "--rsa-public-key",
         metavar="FILE",
-        help="RS256: a PEM file with one BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY, at least 2048 bits "
-        "(`-` reads stdin). A private key is refused.",
+        help=f"{RSA_PUBLIC_KEY.alg}: a PEM file with {RSA_PUBLIC_KEY.rule} (`-` reads stdin). "
+        "A private key is refused.",
     )(command)
     return click.option(
         "--hmac-secret",
         metavar="SECRET",
-        help="HS256: exactly 24 characters 0-9a-f (the HMAC key is those 24 ASCII bytes). "
+        help=f"{HMAC_SECRET.alg}: {HMAC_SECRET.rule}. "
         "`-` reads it from stdin, which keeps it out of the process list and shell history.",
     )(command)
 
@@ -50,7 +51,8 @@ def _secret_from_stdin() -> str:
 def key_from_options(kid: str, hmac_secret: str | None, rsa_public_key: str | None) -> JwtKeySpec:
     """The key given by --hmac-secret or --rsa-public-key, validated like the YAML loader's."""
     if (hmac_secret is None) == (rsa_public_key is None):
-        fail("give exactly one of --hmac-secret (HS256) or --rsa-public-key FILE (RS256)")
+        hmac, rsa = HMAC_SECRET.alg, RSA_PUBLIC_KEY.alg
+        fail(f"give exactly one of --hmac-secret ({hmac}) or --rsa-public-key FILE ({rsa})")
     data: dict[str, Any] = {"kid": kid}
     if hmac_secret is not None:
         data["hmac_secret"] = _secret_from_stdin() if hmac_secret == "-" else hmac_secret
