@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from support import stack
+
+from tests.support import stack
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,11 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from support import stack
 
+from tests.support import stack
+from tests.support.admin import Service, seed, start_service
 from worker.store.db import connect
 from worker.store.migrate import migrate
-
-from .harness import Service, seed, start_service
 
 pytestmark = pytest.mark.integration
 

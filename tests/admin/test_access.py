@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .harness import SECRET_2, Service, hs256, snapshot
+from tests.support.admin import SECRET_2, Service, hs256, snapshot
 
 pytestmark = pytest.mark.integration
 

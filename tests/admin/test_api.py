@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .harness import (
+from tests.support.admin import (
     IDENTITY_WORKER,
     RSA_PRIVATE_PEM,
     RSA_PUBLIC_BODY,

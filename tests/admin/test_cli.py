@@ -9,9 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.support.admin import SECRET_2, Service, run_sql, snapshot
 from worker.cli.main import main
-
-from .harness import SECRET_2, Service, run_sql, snapshot
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.support.admin import SECRET_2, Service, add_health, hs256, mark_used, snapshot
 from worker.core.keys import hmac_key
-
-from .harness import SECRET_2, Service, add_health, hs256, mark_used, snapshot
 
 pytestmark = pytest.mark.integration
 

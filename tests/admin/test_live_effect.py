@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kafka.worker_harness import Outputs, new_topics, produce, raw_event, start_worker, wait_ready
 
-from .harness import SECRET, SECRET_2, Service, hs256
+from tests.support.admin import SECRET, SECRET_2, Service, hs256
+from tests.support.worker import Outputs, new_topics, produce, raw_event, start_worker, wait_ready
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Service
+from tests.support.admin import Service
 
 pytestmark = pytest.mark.integration
 

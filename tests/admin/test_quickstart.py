@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from support import stack
 
-from .harness import free_port
+from tests.support import stack
+from tests.support.admin import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
-from support.node import node_packages
 
+from tests.support.node import node_packages
 from worker.core.contracts import CONTRACT_MODELS, Reason
 from worker.settings import Settings, TopicNames
 

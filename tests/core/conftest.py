@@ -1,4 +1,4 @@
-"""Fixtures for the verification-core tests; the helpers they use live in `_support`."""
+"""Fixtures for the verification-core tests; the helpers they use live in `tests.support.core`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _support import NOW, RECEIVED_AT, base_communities, event, validate_output
 
+from tests.support.core import NOW, RECEIVED_AT, base_communities, event, validate_output
 from worker.core.config import Community
 from worker.core.pipeline import Limits, process_event
 

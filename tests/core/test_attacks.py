@@ -6,7 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from _support import (
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from tests.support.core import (
     HS_KID,
     OTHER_KID,
     OTHER_SECRET,
@@ -20,8 +23,6 @@ from _support import (
     rsa_private,
     sign_hs256,
 )
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 
 ATTACKER = rsa_private(2048, 2)
 

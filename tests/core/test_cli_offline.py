@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _support import (
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.core.test_properties import tokens
+from tests.support.core import (
     ANON_SECRET,
     HS_KID,
     NOW,
@@ -28,11 +33,6 @@ from _support import (
     rsa_private,
     validate_output,
 )
-from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from test_properties import tokens
-
 from worker.cli.offline import verify as verify_command
 from worker.core.explain import explain_token
 from worker.core.pipeline import process_event

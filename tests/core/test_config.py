@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 import yaml
-from _support import SECRET, acme_config, private_pem, public_pem, rsa_private
 
+from tests.support.core import SECRET, acme_config, private_pem, public_pem, rsa_private
 from worker.core.config import CommunitySpec, ConfigError, parse_yaml, prepare, validate_spec
 from worker.core.contracts import Mode
 

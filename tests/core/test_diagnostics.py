@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-from _support import (
+
+from tests.support.core import (
     HS_KID,
     NOW,
     RECEIVED_AT,
@@ -27,7 +28,6 @@ from _support import (
     make_token,
     sign_hs256,
 )
-
 from worker.core.config import Community, Tombstone
 from worker.core.diagnostics import diagnose
 from worker.core.pipeline import process_event

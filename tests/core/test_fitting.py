@@ -8,10 +8,10 @@ import json
 from typing import Any
 
 import pytest
-from _support import NOW, base_communities, event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.core import NOW, base_communities, event
 from worker.core.contracts import DeadLetter, EnrichedIdentity, Outcome, Rejection
 from worker.core.fitting import MIN_OUTPUT_BYTES, CannotFit, derived_key, fit
 from worker.core.pipeline import Output, Source, dead_letter, process_event

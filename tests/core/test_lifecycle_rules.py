@@ -7,7 +7,8 @@ import dataclasses
 from typing import Any
 
 import pytest
-from _support import (
+
+from tests.support.core import (
     HS_KID,
     NOW,
     RECEIVED_AT,
@@ -20,7 +21,6 @@ from _support import (
     make_token,
     validate_output,
 )
-
 from worker.core.config import ConfigError, Tombstone, parse_yaml
 from worker.core.contracts import Reason
 from worker.core.pipeline import process_event

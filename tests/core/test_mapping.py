@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 import re2
-from _support import build, event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.core import build, event
 from worker.core.config import ConfigError, compile_regex, parse_yaml
 
 
@@ -265,7 +265,7 @@ def test_m6_skips_are_listed_and_never_reject(run: Any) -> None:
 
 
 def test_mappings_apply_to_signed_identities_too(run: Any) -> None:
-    from _support import make_token
+    from tests.support.core import make_token
 
     record = run(event(make_token()))
     assert record["custom_fields"] == {"customer_id": "C123456"}

@@ -12,7 +12,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from _support import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from tests.support.core import (
     ANON_SECRET,
     HS_KID,
     NOW,
@@ -26,10 +30,6 @@ from _support import (
     make_token,
     validate_output,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from pydantic import ValidationError
-
 from worker.core.contracts import RawIdentity
 from worker.core.jsontext import read_object
 from worker.core.pipeline import Output, process_event

@@ -10,7 +10,8 @@ import json
 from typing import Any
 
 import pytest
-from _support import (
+
+from tests.support.core import (
     ANON_SECRET,
     HS_KID,
     NOW,
@@ -27,7 +28,6 @@ from _support import (
     make_token,
     rsa_private,
 )
-
 from worker.core.pipeline import Limits
 
 # ---------------------------------------------------------------- the happy path

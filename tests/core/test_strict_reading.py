@@ -12,7 +12,10 @@ import json
 from typing import Any
 
 import pytest
-from _support import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.support.core import (
     HS_KID,
     NOW,
     RS_KID,
@@ -28,9 +31,6 @@ from _support import (
     strict_json,
     validate_output,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from worker.core.jsontext import MAX_DEPTH, InvalidText, JsonFloat, LongInteger, integer_of, read_object
 from worker.core.jws import decode_segment
 from worker.core.pipeline import dead_letter, process_event

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from _support import (
+from tests.support.core import (
     NOW,
     OTHER_SECRET,
     T0,
@@ -16,7 +16,6 @@ from _support import (
     make_token,
     validate_output,
 )
-
 from worker.core.pipeline import process_event
 from worker.core.tokencache import TokenCache
 

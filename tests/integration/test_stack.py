@@ -18,7 +18,8 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from support.kafka import create_topics, read_all
+
+from tests.support.kafka import create_topics, read_all
 
 pytestmark = pytest.mark.integration
 

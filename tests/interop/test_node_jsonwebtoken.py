@@ -16,8 +16,8 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from support.node import node_packages
 
+from tests.support.node import node_packages
 from worker.core.config import Community, parse_yaml, prepare
 from worker.core.contracts import EnrichedIdentity, Rejection
 from worker.core.pipeline import process_event

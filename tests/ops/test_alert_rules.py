@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .promql import ALERTS, ROOT, SCRAPE_CONFIG, alert_rules, grouping, operands
+from tests.support.promql import ALERTS, ROOT, SCRAPE_CONFIG, alert_rules, grouping, operands
 
 HERE = Path(__file__).parent
 UNIT_TESTS = HERE / "alerts_test.yml"

@@ -3,7 +3,7 @@ tests/ops/test_real_scrape.py runs on a real Prometheus scraping a real worker."
 
 from __future__ import annotations
 
-from .promql import dashboard, dashboard_expressions, panels
+from tests.support.promql import dashboard, dashboard_expressions, panels
 
 
 def test_the_dashboard_shows_what_the_issue_asks_for() -> None:

@@ -25,10 +25,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.support.promql import ROOT
 from worker.cli.main import cli
 from worker.settings import Settings
-
-from .promql import ROOT
 
 # KEDA 2.16 supports Kubernetes 1.29-1.31: the manifests target the newest of those.
 KUBERNETES_VERSION = "1.31.0"

@@ -29,7 +29,17 @@ from typing import Any
 
 import pytest
 import yaml
-from kafka.worker_harness import (
+
+from tests.support.promql import (
+    ALERTS,
+    SCRAPE_CONFIG,
+    Expression,
+    alert_expressions,
+    dashboard_expressions,
+    grouping,
+    operands,
+)
+from tests.support.worker import (
     Outputs,
     Store,
     cli,
@@ -41,16 +51,6 @@ from kafka.worker_harness import (
     start_worker,
     stream_values,
     wait_ready,
-)
-
-from .promql import (
-    ALERTS,
-    SCRAPE_CONFIG,
-    Expression,
-    alert_expressions,
-    dashboard_expressions,
-    grouping,
-    operands,
 )
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,7 @@
 
 `_delivered` replaced `asyncio.gather` over one future per output (issue 6). These tests drive
 it with real asyncio futures and a stand-in whose `flush` resolves them the way aiokafka's
-batch does (no broker involved: the Kafka path is covered by tests/kafka).
+batch does (no broker involved: the Kafka path is covered by tests/broker).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What the worker counts per committed batch (L1, L5), without I/O: key uses, signature failures,
 outcomes per community (unconfigured ids under ''), and community-labelled metrics only for the
-allow-list (bounded cardinality). The store side is covered by tests/store/test_store_lifecycle.py
-and the whole path by tests/kafka/test_usage.py."""
+allow-list (bounded cardinality). The store side is covered by tests/store/test_lifecycle.py
+and the whole path by tests/broker/test_usage.py."""
 
 from __future__ import annotations
 

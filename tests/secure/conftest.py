@@ -10,58 +10,26 @@ folder of its own (never the shared stack's), stopped at the end.
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from kafka.worker_harness import Store, cli, community_yaml
-from support import stack
-from support.kafka import Bootstrap
 
-STACK_UP_TIMEOUT_S = 600
-
-
-@dataclass(frozen=True)
-class SecureStack:
-    folder: Path
-    sasl_ssl: Bootstrap  # SCRAM-SHA-512 user, CA
-    ssl: Bootstrap  # client certificate (encrypted key), CA
-    plain: str  # the same broker's PLAINTEXT listener
-    database_url: str  # verify-full, sslrootcert, sslcert, sslkey
-
-    @property
-    def tls(self) -> Path:
-        return self.folder / "tls"
-
-
-def _profile(path: Path) -> dict[str, str]:
-    return stack._parse_exports(path.read_text())
-
-
-def _stack(command: str, folder: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
-    return subprocess.run(
-        [str(stack.STACK), command, "--secure"],
-        env={**env, "STACK_DIR": str(folder)},
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+from tests.support import stack
+from tests.support.kafka import Bootstrap
+from tests.support.secure import STACK_UP_TIMEOUT_S, SecureStack, profile, run_stack
+from tests.support.worker import Store, cli, community_yaml
 
 
 @pytest.fixture(scope="session")
 def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     folder = tmp_path_factory.mktemp("secure-stack")
-    started = _stack("up", folder, STACK_UP_TIMEOUT_S)
+    started = run_stack("up", folder, STACK_UP_TIMEOUT_S)
     try:
         if started.returncode != 0:
             pytest.fail(f"`stack up --secure` failed:\n{started.stderr[-3000:]}", pytrace=False)
-        profiles = {name: _profile(folder / f"env.{name}") for name in ("sasl_ssl", "ssl", "plain")}
+        profiles = {name: profile(folder / f"env.{name}") for name in ("sasl_ssl", "ssl", "plain")}
 
         def listener(name: str) -> Bootstrap:
             env = {k: v for k, v in profiles[name].items() if k.startswith("KAFKA_")}
@@ -75,7 +43,7 @@ def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureSta
             profiles["plain"]["DATABASE_URL"],
         )
     finally:
-        _stack("down", folder, 120)
+        run_stack("down", folder, 120)
 
 
 @pytest.fixture(scope="session")

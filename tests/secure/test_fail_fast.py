@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kafka.worker_harness import CLI, Store
-from support.kafka import worker_env
 
-from .certs import self_signed
-from .conftest import SecureStack
+from tests.support.certs import self_signed
+from tests.support.kafka import worker_env
+from tests.support.secure import SecureStack
+from tests.support.worker import CLI, Store
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka.worker_harness import CLI
 
+from tests.support.secure import SecureStack
+from tests.support.worker import CLI
 from worker.kafka.security import FileTokenProvider
-
-from .conftest import SecureStack
 
 pytestmark = pytest.mark.integration
 

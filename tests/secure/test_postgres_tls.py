@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka.worker_harness import CLI, Store
 
+from tests.secure.test_fail_fast import FAST_S, other_ca
+from tests.support.secure import SecureStack
+from tests.support.worker import CLI, Store
 from worker.store.db import StoreMisconfigured, connect
-
-from .conftest import SecureStack
-from .test_fail_fast import FAST_S, other_ca
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
-from ops.test_k8s_manifests import BASE, render, validate
-from test_deploy_files import ROOT, env_names_read_by_settings
 
+from tests.ops.test_k8s_manifests import BASE, render, validate
+from tests.test_deploy_files import ROOT, env_names_read_by_settings
 from worker.security_settings import SaslMechanism, SecurityProtocol
 
 TLS_COMPONENT = BASE / "components/tls"

@@ -1,5 +1,5 @@
 """The worker over secured listeners (issue 17): the same end-to-end and key-rotation tests as
-tests/kafka, with the worker, its admin client and the test's own clients all speaking SASL_SSL
+tests/broker, with the worker, its admin client and the test's own clients all speaking SASL_SSL
 (SCRAM-SHA-512) or mutual TLS, and PostgreSQL over verify-full TLS with a client certificate
 (the store, its LISTEN connection and the admin commands). `topics create` over both listeners.
 """
@@ -13,19 +13,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kafka.test_end_to_end import (
+
+from tests.broker.test_end_to_end import (
     test_every_outcome_and_reason_reaches_its_topic_with_key_headers_and_order as end_to_end,
 )
-from kafka.test_key_rotation import (
+from tests.broker.test_key_rotation import (
     test_removing_a_key_turns_its_tokens_into_unknown_kid_within_a_second as key_rotation,
 )
-from kafka.worker_harness import CLI, Store, new_topics, start_worker, wait_ready
-from support.kafka import worker_env
-
+from tests.support.kafka import worker_env
+from tests.support.secure import SecureStack
+from tests.support.worker import CLI, Store, new_topics, start_worker, wait_ready
 from worker.kafka.topics import existing_topics
 from worker.settings import load_topic_names
-
-from .conftest import SecureStack
 
 pytestmark = pytest.mark.integration
 LISTENERS = ["sasl_ssl", "ssl"]

@@ -9,15 +9,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from kafka.worker_harness import CLI
 
+from tests.support.certs import self_signed
+from tests.support.worker import CLI
 from worker.core.redaction import redact_dsn
 from worker.kafka.security import KafkaMisconfiguration, security_options
 from worker.ops.logging import scrub
 from worker.security_settings import SecurityProtocol
 from worker.settings import SettingsError, load_topic_names
-
-from .certs import self_signed
 
 SECRET = "s3cret-Value-42"
 

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import stack
-from support.kafka import Bootstrap, worker_env
 
-from .conftest import SecureStack
+from tests.support import stack
+from tests.support.kafka import Bootstrap, worker_env
+from tests.support.secure import SecureStack
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,44 @@
+"""The secured stack of tests/secure (issue 17): `deploy/local/stack up --secure` in a folder of
+its own, its listeners as `Bootstrap`s and its TLS files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support import stack
+from tests.support.kafka import Bootstrap
+
+STACK_UP_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class SecureStack:
+    folder: Path
+    sasl_ssl: Bootstrap  # SCRAM-SHA-512 user, CA
+    ssl: Bootstrap  # client certificate (encrypted key), CA
+    plain: str  # the same broker's PLAINTEXT listener
+    database_url: str  # verify-full, sslrootcert, sslcert, sslkey
+
+    @property
+    def tls(self) -> Path:
+        return self.folder / "tls"
+
+
+def profile(path: Path) -> dict[str, str]:
+    return stack._parse_exports(path.read_text())
+
+
+def run_stack(command: str, folder: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
+    return subprocess.run(
+        [str(stack.STACK), command, "--secure"],
+        env={**env, "STACK_DIR": str(folder)},
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
