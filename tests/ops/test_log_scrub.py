@@ -69,9 +69,8 @@ def test_the_same_dotted_text_elsewhere_is_still_redacted() -> None:
     assert _scrubbed(detail=DOTTED)["detail"] == "<token>"
 
 
-def test_configured_logger_writes_scrubbed_json_lines(
-    monkeypatch: pytest.MonkeyPatch, restored_logging: None
-) -> None:
+@pytest.mark.usefixtures("restored_logging")
+def test_configured_logger_writes_scrubbed_json_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     stream = io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)
     configure_logging("info")
