@@ -23,8 +23,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from tests.support.worker import Outputs, Topics, community_yaml, raw_event, sign
 from worker.kafka.topics import existing_topics
 from worker.runtime import commit
-from worker.runtime.member import Member, StartupError
+from worker.runtime.member import Member
 from worker.runtime.service import serve
+from worker.runtime.startup import StartupError
 from worker.settings import load_settings
 
 pytestmark = pytest.mark.integration

@@ -25,6 +25,7 @@ from tests.support.worker import (
     produce,
     signed_events,
 )
+from worker.runtime.recovery import Redo
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +46,7 @@ async def test_a_rewind_right_after_each_commit_duplicates_nothing(
 
         async def commit_during_a_fetch_fault(*args: Any) -> None:
             nonlocal rewinds
-            member._needs_rewind = True  # what a fetch fault while this commit is in flight does
+            member.recovery.need(Redo.REWIND)  # what a fetch fault while this commit is in flight does
             rewinds += 1
             await asyncio.sleep(0.25)  # the commit outlasts the fetch backoff
             await commit(*args)

@@ -7,6 +7,7 @@ from aiokafka import errors as kafka
 from aiokafka.structs import TopicPartition
 
 from worker.core.config import ConfigUnavailable
+from worker.runtime.backoff import RetryPolicy
 from worker.runtime.commit import MemberExpelled
 from worker.runtime.faults import FATAL_ERRORS, FatalFault, Fault, classify, hint
 from worker.runtime.waits import Waits
@@ -77,7 +78,7 @@ def test_fatal_fault_is_one_line_naming_type_and_meaning() -> None:
 
 
 def test_waits_back_off_per_partition_and_release_on_a_decision() -> None:
-    waits = Waits(initial=1.0, maximum=4.0)
+    waits = Waits(RetryPolicy(initial=1.0, maximum=4.0))
     a, b = TopicPartition("raw", 0), TopicPartition("raw", 1)
     first = waits.hold(a, 7, ConfigUnavailable("store down"), now=100.0)
     assert 100.8 <= first.resume_at <= 101.0 and first.attempts == 1

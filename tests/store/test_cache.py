@@ -14,6 +14,7 @@ from tests.support import stack
 from tests.support.store import SECRET, SECRET_2, hs_key, wait_until, write
 from worker.core.config import Community, CommunitySpec, ConfigUnavailable, JwtKeySpec
 from worker.core.contracts import Mode
+from worker.runtime.backoff import RetryPolicy
 from worker.store import repository as repo
 from worker.store.cache import APPLICATION_NAME, ConfigCache
 from worker.store.db import SchemaMissing, StoreUnavailable
@@ -175,7 +176,7 @@ async def test_a_lost_listen_connection_reconnects_and_reloads_everything(
     """C1: after a lost connection the cache reconnects (capped backoff) and reads everything;
     changes made meanwhile are not missed even though their notification was."""
     await add(store_url, "acme", hs_key("k1", SECRET))
-    cache = await start_cache(reconnect_backoff=(0.05, 0.2))
+    cache = await start_cache(retry=RetryPolicy(0.05, 0.2))
     admin = await asyncpg.connect(store_url)
     try:
         await admin.execute("SET session_replication_role = replica")  # nobody is notified
@@ -209,7 +210,7 @@ async def test_start_gives_up_after_its_timeout() -> None:
     from tests.support.private_pg import free_port
 
     cache = ConfigCache(
-        f"postgresql://identity:hunter2@127.0.0.1:{free_port()}/x", reconnect_backoff=(0.05, 0.1)
+        f"postgresql://identity:hunter2@127.0.0.1:{free_port()}/x", retry=RetryPolicy(0.05, 0.1)
     )
     started = time.monotonic()
     with pytest.raises(StoreUnavailable) as failed:

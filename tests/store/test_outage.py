@@ -29,6 +29,7 @@ from tests.support.store import (
 from worker.core.config import CommunitySpec, ConfigUnavailable
 from worker.core.contracts import Mode, Outcome, Reason, parse_rfc3339
 from worker.core.pipeline import Output, process_event
+from worker.runtime.backoff import RetryPolicy
 from worker.store import repository as repo
 from worker.store.cache import ConfigCache
 
@@ -65,7 +66,7 @@ async def test_an_outage_is_served_from_the_cache_and_recovered(server: PrivateP
     await migrated(dsn)
     keys = [hs_key("k1", SECRET), hs_key("k9", SECRET_2)]  # k1 can be removed later: S1 keeps k9
     await write(dsn, lambda conn: repo.add_community(conn, CommunitySpec(id="acme", jwt_keys=keys)))
-    cache = ConfigCache(dsn, reconnect_backoff=(0.1, 1.0), health_interval=1.0)
+    cache = ConfigCache(dsn, retry=RetryPolicy(0.1, 1.0), health_interval=1.0)
     await cache.start(timeout=10)
     try:
         assert run("acme", OLD_TOKEN, cache).outcome is Outcome.ENRICHED
@@ -117,7 +118,7 @@ async def test_start_waits_for_a_store_that_is_down(server: PrivatePostgres) -> 
     spec = CommunitySpec(id="acme", signed_identities=Mode.REJECT)  # S1: no key, so reject mode
     await write(dsn, lambda conn: repo.add_community(conn, spec))
     await asyncio.to_thread(server.stop)
-    cache = ConfigCache(dsn, reconnect_backoff=(0.1, 0.5))
+    cache = ConfigCache(dsn, retry=RetryPolicy(0.1, 0.5))
     starting = asyncio.create_task(cache.start(timeout=30))
     try:
         await asyncio.sleep(1.0)

@@ -16,7 +16,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.structs import TopicPartition
 
 from worker.kafka import fetched
 from worker.kafka.security import security_options
@@ -82,17 +81,3 @@ def make_admin(settings: KafkaSettings) -> Any:
         request_timeout_ms=settings.request_timeout_ms,
         **security_options(settings),
     )
-
-
-def fetch_position(consumer: Any, tp: TopicPartition) -> int | None:
-    """The consumer's position on `tp` now, without a round trip; None while it is unknown.
-
-    It is past every record `getmany` returned and past the control records and aborted
-    batches that followed them (K11), never past a record not yet returned.
-    """
-    subscription = consumer._subscription.subscription  # aiokafka 0.14 internals
-    assignment = subscription.assignment if subscription is not None else None
-    if assignment is None or tp not in assignment.tps:
-        return None
-    state = assignment.state_value(tp)
-    return int(state.position) if state.has_valid_position else None

@@ -95,6 +95,10 @@ class TolerantPartitionRecords(_fetcher.PartitionRecords):  # type: ignore[misc]
         records = self._records
         data: bytes | None = getattr(records, "data", None)
         position = 0  # where the current batch starts in `data`
+        topic, partition = tp.topic, tp.partition
+        # No deserializers (the worker's consumer has none): records are built inline, the same
+        # ConsumerRecord aiokafka's `_consumer_record` builds (issue 11: per-record cost).
+        plain = self._key_deserializer is None and self._value_deserializer is None
         while records.has_next():
             batch = records.next_batch()
             size = _batch_size(data, position)
@@ -119,6 +123,29 @@ class TolerantPartitionRecords(_fetcher.PartitionRecords):  # type: ignore[misc]
                 decoded = list(_read_batch(tp, raw, batch, exc))
                 to_consumer_record = self._from_reread
             else:
+                if plain:  # the worker's case: built here, not per record through a method
+                    for record in decoded:
+                        offset = record.offset
+                        if offset < self.next_fetch_offset:
+                            continue  # before the fetch position (compressed legacy sets)
+                        key, value = record.key, record.value
+                        consumer_record = ConsumerRecord(
+                            topic,
+                            partition,
+                            offset,
+                            record.timestamp,
+                            record.timestamp_type,
+                            key,
+                            value,
+                            record.checksum,
+                            -1 if key is None else len(key),
+                            -1 if value is None else len(value),
+                            tuple(record.headers),
+                        )
+                        self.next_fetch_offset = offset + 1  # read by getmany when it stops here
+                        yield consumer_record
+                    self.next_fetch_offset = batch.next_offset
+                    continue
                 to_consumer_record = self._consumer_record
             for record in decoded:
                 if record.offset < self.next_fetch_offset:

@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 from aiokafka.structs import TopicPartition
 
 from worker.core.contracts import Outcome
 from worker.core.fitting import MIN_OUTPUT_BYTES, CannotFit, derived_key, fit
-from worker.core.pipeline import Output, Source
+from worker.core.pipeline import Source
 from worker.kafka.clients import producer_max_request_size
+from worker.kafka.consumer import InputConsumer, Offsets
+from worker.kafka.producer import OutputProducer
 from worker.kafka.records import FRAME, headers_bytes, value_budget
 from worker.kafka.topics import (
     TOPIC_REFUSALS,
@@ -32,19 +33,12 @@ from worker.kafka.topics import (
     existing_topics,
 )
 from worker.ops.logging import get_logger
+from worker.runtime.decide import Decided
 from worker.settings import Settings
 
 # Output topics are read again this often (seconds) even when nothing failed.
 REFRESH_SECONDS: Final = 60.0
 _log = get_logger("identity-worker.commit")
-
-
-@dataclass(frozen=True, slots=True)
-class Decided:
-    """One input record and its one output (K1)."""
-
-    record: Any  # aiokafka ConsumerRecord
-    output: Output
 
 
 class MemberExpelled(Exception):
@@ -97,7 +91,7 @@ class Routing:
         topic = self.topics[decided.output.outcome]
         return topic, decided.record.partition % self.partition_counts[topic]
 
-    async def prepare(self, producer: Any) -> None:
+    async def prepare(self, producer: OutputProducer) -> None:
         """Before a batch: read the output topics again when stale or due (K9, issue 11 item 7).
 
         Raises OutputTopicMissing (retriable) while an output topic does not exist, and
@@ -115,7 +109,7 @@ class Routing:
         if self.problem is not None:
             raise OutputTopicUnusable(self.problem)
         if self.stale:  # the producer's own view of the partitions must agree with ours
-            await producer.client.force_metadata_update()
+            await producer.refresh_metadata()
         self.update(facts)
         self.stale = False
         self._refresh_at = time.monotonic() + REFRESH_SECONDS
@@ -134,7 +128,7 @@ def unusable_output(settings: Settings, facts: dict[str, TopicFacts]) -> str | N
     return None
 
 
-def next_offsets(batch: Sequence[Decided]) -> dict[TopicPartition, int]:
+def next_offsets(batch: Sequence[Decided]) -> Offsets:
     """The offsets to commit: one past the last decided record of each partition."""
     last: dict[tuple[str, int], int] = {}
     for item in batch:
@@ -143,7 +137,9 @@ def next_offsets(batch: Sequence[Decided]) -> dict[TopicPartition, int]:
     return {TopicPartition(topic, partition): offset + 1 for (topic, partition), offset in last.items()}
 
 
-async def _send_all(producer: Any, routing: Routing, batch: list[Decided]) -> list[asyncio.Future[Any]]:
+async def _send_all(
+    producer: OutputProducer, routing: Routing, batch: list[Decided]
+) -> list[asyncio.Future[Any]]:
     """Enqueue every output in batch order: same key, same headers as the input (K1, K3).
 
     Outputs are appended to one record batch per output partition (aiokafka's `create_batch` /
@@ -158,28 +154,36 @@ async def _send_all(producer: Any, routing: Routing, batch: list[Decided]) -> li
     builders: dict[tuple[str, int], Any] = {}
     futures: list[asyncio.Future[Any]] = []
     room, compacted, caps = routing.room, routing.compacted, routing.batch_caps
+    # Per batch, not per record (issue 11): (outcome, input partition) → (topic, partition),
+    # and the smallest room of any output topic, below which no output needs measuring.
+    targets: dict[tuple[Outcome, int], tuple[str, int]] = {}
+    least_room = min(room.values(), default=0)
     for index, item in enumerate(batch):
         record = item.record
-        topic, partition = routing.target(item)
+        output = item.output
+        target = targets.get((output.outcome, record.partition))
+        if target is None:
+            target = targets[(output.outcome, record.partition)] = routing.target(item)
+        topic, partition = target
         key = record.key
-        value = item.output.to_json()
-        headers = list(record.headers) if record.headers else []
-        size = len(value) + (len(key) if key is not None else 0)
+        value = output.to_json()
+        raw_headers = record.headers
+        headers = list(raw_headers) if raw_headers else []
+        size = len(value) if key is None else len(value) + len(key)
         if headers:
             size += headers_bytes(headers)
-        if size > room[topic] or (key is None and topic in compacted):
+        if (size > least_room and size > room[topic]) or (key is None and compacted and topic in compacted):
             item, key, headers = _reshaped(item, routing)
             batch[index] = item
-            topic, partition = routing.target(item)
+            topic, partition = target = routing.target(item)
             value = item.output.to_json()
             size = len(value) + (len(key) if key is not None else 0) + headers_bytes(headers)
-        target = (topic, partition)
         builder = builders.get(target)
         if builder is None:
             if partition not in await producer.partitions_for(topic):
                 raise OutputTopicChanged(f"{topic} has no partition {partition} any more")
             builder = builders[target] = producer.create_batch()
-        elif topic in caps and builder.size() + size + FRAME > caps[topic]:
+        elif caps and topic in caps and builder.size() + size + FRAME > caps[topic]:
             futures.append(await producer.send_batch(builder, topic, partition=partition))
             builder = builders[target] = producer.create_batch()
         if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
@@ -252,7 +256,7 @@ def _reshaped(item: Decided, routing: Routing) -> tuple[Decided, bytes | None, l
     )
 
 
-async def _delivered(producer: Any, futures: list[asyncio.Future[Any]]) -> None:
+async def _delivered(producer: OutputProducer, futures: list[asyncio.Future[Any]]) -> None:
     """Raise unless every output was acknowledged (K1): a failed send must never commit.
 
     `producer.flush()` waits for everything enqueued; the futures are then read without
@@ -270,7 +274,9 @@ async def _delivered(producer: Any, futures: list[asyncio.Future[Any]]) -> None:
         raise errors[0]
 
 
-async def _publish(producer: Any, routing: Routing, batch: list[Decided], then: Any = None) -> None:
+async def _publish(
+    producer: OutputProducer, routing: Routing, batch: list[Decided], then: Any = None
+) -> None:
     """Send the batch's outputs (after `then()`, awaited, while they fly) and wait for them.
 
     Any failure marks the routing stale, so the next attempt reads the output topics again. A
@@ -301,7 +307,7 @@ class TransactionalCommitter:
         self.is_member = is_member
 
     async def commit(
-        self, producer: Any, consumer: Any, batch: list[Decided], offsets: dict[TopicPartition, int]
+        self, producer: OutputProducer, consumer: InputConsumer, batch: list[Decided], offsets: Offsets
     ) -> None:
         """`offsets`: the next offset per input partition, past control records too (K11)."""
         await producer.begin_transaction()
@@ -326,7 +332,7 @@ class AcknowledgedCommitter:
         self.routing = routing
 
     async def commit(
-        self, producer: Any, consumer: Any, batch: list[Decided], offsets: dict[TopicPartition, int]
+        self, producer: OutputProducer, consumer: InputConsumer, batch: list[Decided], offsets: Offsets
     ) -> None:
         """`offsets`: the next offset per input partition, past control records too (K11)."""
         await _publish(producer, self.routing, batch)

@@ -18,6 +18,7 @@ Three classes, decided by the exception's type (and aiokafka's `retriable`), nev
   (worker.runtime.partitions).
 
 Anything else (a bug) is not classified: it propagates and the worker exits 2.
+`Reporter` is what every `except` of the member calls: it counts, logs and shows the fault.
 docs/fault-model.md lists each failure with its class and the test that covers it.
 """
 
@@ -29,6 +30,9 @@ from aiokafka import errors as kafka
 
 from worker.core.config import ConfigUnavailable
 from worker.kafka.topics import OutputTopicUnusable
+from worker.ops.health import Health
+from worker.ops.logging import get_logger
+from worker.ops.metrics import Metrics
 from worker.runtime.commit import MemberExpelled
 
 EXIT_FATAL = 3  # fatal misconfiguration (K10); 1 = unclean stop, 2 = a bug
@@ -121,6 +125,34 @@ class FatalFault(Exception):
         self.error_type = type(cause).__name__
         self.hint = hint(cause)
         super().__init__(f"{what}: {self.error_type}: {self.hint}")
+
+
+class Reporter:
+    """Every fault the member meets goes through here (K10).
+
+    Infrastructure: counted (`identity_worker_infrastructure_retries{component,error}`), logged,
+    /readyz not ready (Kafka); the caller retries. Fatal: /readyz says why and `FatalFault` is
+    raised. A bug (unclassified) is raised as it is.
+    """
+
+    def __init__(self, metrics: Metrics, health: Health) -> None:
+        self.metrics = metrics
+        self.health = health
+        self._log = get_logger("identity-worker.runtime")
+
+    def __call__(self, component: str, exc: BaseException, what: str) -> None:
+        kind = classify(exc)
+        if kind is None:
+            raise exc
+        error = type(exc).__name__
+        if kind is Fault.FATAL:
+            fatal = exc if isinstance(exc, FatalFault) else FatalFault(what, exc)
+            self.health.fatal = str(fatal)
+            raise fatal from exc
+        self.metrics.infrastructure_retries.labels(component, error).inc()
+        if component == "kafka":
+            self.health.kafka_failed(f"{what}: {error}")
+        self._log.warning(what, component=component, error_type=error, error=str(exc)[:300])
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -5,10 +5,13 @@
   target of a rewind: right after a commit the coordinator may still answer the previous
   offset for a few ms (the transaction markers follow `commit_transaction`), so a rewind
   trusts what it committed itself (issue 11 item 10).
-- `hold` / `release` / `resume_due`: a partition held at a record that must wait
-  (`ConfigUnavailable`) is paused there and tried again on its own backoff (`Waits`), while
-  every other partition flows (K9); the log, `identity_worker_partitions_waiting` and
-  /readyz (`Health.waiting`) say which partition waits and why.
+- `after_decide` / `resume_due`: a partition held at a record that must wait
+  (`ConfigUnavailable`, as `Decider.decide` returns it) is paused there and tried again on its
+  own backoff (`Waits`), while every other partition flows (K9); the log,
+  `identity_worker_partitions_waiting` and /readyz (`Health.waiting`) say which partition
+  waits and why.
+- `rewind`: every owned partition sought back to its committed offset (K8); `lag`: what is
+  not committed yet per partition (`identity_worker_consumer_lag`).
 - `offsets`: what a batch commits — per partition its consumer position, which is past the
   control records and aborted batches after the last record returned, so a drained group
   shows lag 0 (K11).
@@ -16,22 +19,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
-from aiokafka.errors import IllegalStateError
 from aiokafka.structs import TopicPartition
 
 from worker.core.config import ConfigUnavailable
-from worker.kafka.clients import fetch_position
+from worker.kafka.consumer import InputConsumer, Offsets
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
-from worker.runtime.commit import Decided, next_offsets
+from worker.runtime.commit import next_offsets
+from worker.runtime.decide import Decided, Waiting
 from worker.runtime.waits import Waits
-
-Offsets = dict[TopicPartition, int]
 
 
 class Partitions:
@@ -41,11 +42,26 @@ class Partitions:
         self.committed: Offsets = {}
         self._log = get_logger("identity-worker.runtime")
 
-    def hold(self, consumer: Any, tp: TopicPartition, offset: int, error: ConfigUnavailable) -> None:
+    def after_decide(
+        self,
+        consumer: InputConsumer,
+        batch: Iterable[TopicPartition],
+        waiting: Mapping[TopicPartition, Waiting],
+    ) -> None:
+        """A batch was decided: each partition in `waiting` is held at its record, the others of
+        `batch` that waited flow again."""
+        for tp, wait in waiting.items():
+            self.hold(consumer, tp, wait.offset, wait.error)
+        if self.waits:
+            for tp in batch:
+                if tp not in waiting and tp in self.waits:
+                    self.release(tp)
+
+    def hold(
+        self, consumer: InputConsumer, tp: TopicPartition, offset: int, error: ConfigUnavailable
+    ) -> None:
         """K9: pause `tp` at the record that must wait; it is tried again on its own backoff."""
-        with contextlib.suppress(IllegalStateError):
-            consumer.seek(tp, offset)
-            consumer.pause(tp)
+        consumer.hold(tp, offset)
         wait = self.waits.hold(tp, offset, error, time.monotonic())
         self.metrics.infrastructure_retries.labels("store", type(error).__name__).inc()
         self.metrics.partitions_waiting.set(len(self.waits))
@@ -73,13 +89,12 @@ class Partitions:
                 attempts=wait.attempts,
             )
 
-    def resume_due(self, consumer: Any) -> None:
+    def resume_due(self, consumer: InputConsumer) -> None:
         """Resume the held partitions whose next try has come."""
         for tp in self.waits.due(time.monotonic()):
-            with contextlib.suppress(IllegalStateError):
-                consumer.resume(tp)
+            consumer.resume(tp)
 
-    def offsets(self, consumer: Any, decided: Sequence[Decided]) -> Offsets:
+    def offsets(self, consumer: InputConsumer, decided: Sequence[Decided]) -> Offsets:
         """The offsets this batch commits (K2, K11): per owned partition, its position now.
 
         A waiting partition commits only up to its waiting record (`next_offsets`); a
@@ -89,7 +104,7 @@ class Partitions:
         for tp in consumer.assignment():
             if tp in self.waits:
                 continue
-            position = fetch_position(consumer, tp)
+            position = consumer.position(tp)
             if position is None:
                 continue
             known = self.committed.get(tp)
@@ -103,6 +118,44 @@ class Partitions:
         if wait is not None and committed is not None:
             return min(committed, wait.offset)
         return committed
+
+    async def rewind(self, consumer: InputConsumer, *, ask_coordinator: bool, timeout: float) -> None:
+        """K8: seek every owned partition back to its committed offset, never past a waiting record.
+
+        The offset is the one this member committed itself (issue 11 item 10): the coordinator
+        may still answer the previous one for a few ms after a commit. With `ask_coordinator`
+        (after a failed commit, whose outcome is unknown, once the new producer has settled it)
+        the coordinator's answer is the truth. `timeout`: seconds per coordinator request.
+        """
+        for tp in consumer.assignment():
+            offset = None if ask_coordinator else self.committed.get(tp)
+            if offset is None:
+                offset = await asyncio.wait_for(consumer.committed(tp), timeout)
+                if offset is not None:
+                    self.committed[tp] = offset
+            offset = self.rewind_target(tp, offset)
+            if offset is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, offset)
+
+    async def lag(self, consumer: InputConsumer, ends: Offsets, *, timeout: float) -> int:
+        """Records not committed yet on the partitions of `ends` (their end offsets), per partition
+        in `identity_worker_consumer_lag`; a partition never committed by us asks the coordinator."""
+        total = 0
+        for tp, end in ends.items():
+            position = self.committed.get(tp)
+            if position is None:
+                try:
+                    position = await asyncio.wait_for(consumer.committed(tp), timeout)
+                except Exception:
+                    continue
+                position = position or 0
+                self.committed.setdefault(tp, position)
+            lag = max(0, end - position)
+            self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+            total += lag
+        return total
 
     def forget(self, revoked: set[TopicPartition]) -> None:
         """Revoked partitions: their next owner decides; their lag series goes."""

@@ -23,8 +23,8 @@ from typing import Any
 
 from worker.kafka.security import KafkaMisconfiguration
 from worker.ops.logging import configure_logging, get_logger
-from worker.runtime.member import StartupError
 from worker.runtime.service import serve
+from worker.runtime.startup import StartupError
 from worker.settings import Settings
 
 EXIT_STARTUP = 3

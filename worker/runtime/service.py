@@ -19,9 +19,11 @@ from worker.ops.health import Health
 from worker.ops.http import OpsServer
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
+from worker.runtime.backoff import RetryPolicy
 from worker.runtime.decide import Decider, Processor, pipeline_processor
 from worker.runtime.faults import EXIT_FATAL, FatalFault
-from worker.runtime.member import Member, StartupError
+from worker.runtime.member import Member
+from worker.runtime.startup import StartupError
 from worker.runtime.usage import UsageRecorder
 from worker.settings import Settings
 
@@ -53,6 +55,7 @@ class ConfigSource:
         cache = ConfigCache(
             dsn,
             refresh_interval=settings.config_refresh_seconds,
+            retry=RetryPolicy.from_settings(settings),
             on_keys_changed=token_cache_invalidator(token_cache),
         )
         try:

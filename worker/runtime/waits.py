@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from aiokafka.structs import TopicPartition
 
-from worker.runtime.backoff import Backoff
+from worker.runtime.backoff import Backoff, RetryPolicy
 
 
 @dataclass
@@ -32,16 +32,14 @@ class Wait:
 
 @dataclass
 class Waits:
-    initial: float  # seconds: first retry of a partition
-    maximum: float  # seconds: backoff cap (K8)
+    retry: RetryPolicy  # each partition's delays between tries (K8)
     held: dict[TopicPartition, Wait] = field(default_factory=dict)
 
     def hold(self, tp: TopicPartition, offset: int, error: BaseException, now: float) -> Wait:
         """`tp` must wait at `offset`; returns its wait (a new one, or the same one retried)."""
         wait = self.held.get(tp)
         if wait is None or wait.offset != offset:
-            backoff = Backoff(self.initial, self.maximum)
-            wait = Wait(offset, type(error).__name__, str(error)[:200], now, now, backoff, 0)
+            wait = Wait(offset, type(error).__name__, str(error)[:200], now, now, self.retry.backoff(), 0)
             self.held[tp] = wait
         wait.attempts += 1
         wait.error, wait.detail = type(error).__name__, str(error)[:200]

@@ -6,5 +6,5 @@
 - `repository.py` + `sync.py`: loading communities, and the admin mutations, each validated
   by the YAML loader's models and written as a difference in one transaction.
 - `yaml_io.py`: `config export`, and the guard against applying withheld secrets.
-- `cache.py`: the worker's `ConfigCache` (C1–C4).
+- `cache.py`: the worker's `ConfigCache` (C1–C4); `following.py`: its LISTEN connection.
 """
