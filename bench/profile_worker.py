@@ -28,7 +28,8 @@ from kbench import workload  # noqa: E402
 from kbench.procstat import self_cpu  # noqa: E402
 
 from worker.core.config import load_config_file  # noqa: E402
-from worker.core.pipeline import Source, process_event  # noqa: E402
+from worker.core.contracts import Source  # noqa: E402
+from worker.core.pipeline import process_event  # noqa: E402
 from worker.core.tokencache import TokenCache  # noqa: E402
 
 

@@ -64,7 +64,8 @@ def make_transform(args: argparse.Namespace) -> Any:
 
         return copy
     from worker.core.config import load_config_file
-    from worker.core.pipeline import Source, process_event
+    from worker.core.contracts import Source
+    from worker.core.pipeline import process_event
     from worker.core.tokencache import TokenCache
 
     communities = load_config_file(args.config)

@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.support.admin import SECRET_2, Service, add_health, hs256, mark_used, snapshot
-from worker.core.keys import hmac_key
+from worker.core.keys import HMAC_SECRET
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,7 @@ def test_a_community_administrator_rotates_a_key_in_the_console(
     keys.get_by_label("HMAC secret (HS256)").fill(SECRET_2)
     keys.get_by_role("button", name="Add key").click()
     expect(page.get_by_role("status")).to_have_text("key acme_2027 added")
-    fingerprint = hmac_key("acme_2027", SECRET_2).fingerprint
+    fingerprint = HMAC_SECRET.key("acme_2027", SECRET_2).fingerprint
     expect(keys.locator("tr", has_text="acme_2027")).to_contain_text(fingerprint)
     assert SECRET_2 not in page.content()
     keys.screenshot(path=shots / "keys.png")

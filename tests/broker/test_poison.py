@@ -21,7 +21,8 @@ from tests.support.worker import (
     sign,
 )
 from worker.core.config import ConfigUnavailable, load_config_file
-from worker.core.pipeline import Output, Source
+from worker.core.contracts import Source
+from worker.core.records import Output
 from worker.runtime.decide import pipeline_processor
 from worker.settings import load_settings
 

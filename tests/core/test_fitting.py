@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.core import NOW, base_communities, event
-from worker.core.contracts import DeadLetter, EnrichedIdentity, Outcome, Rejection
+from worker.core.contracts import DeadLetter, EnrichedIdentity, Outcome, Rejection, Source
 from worker.core.fitting import MIN_OUTPUT_BYTES, CannotFit, derived_key, fit
-from worker.core.pipeline import Output, Source, dead_letter, process_event
+from worker.core.pipeline import process_event
+from worker.core.records import Output, dead_letter
 
 SOURCE = Source("identity.raw", 3, 42)
 MODELS = {"enriched": EnrichedIdentity, "rejected": Rejection, "dead_letter": DeadLetter}

@@ -10,11 +10,11 @@ configured secret.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, create_model
 
 from tests.support.core import (
     ANON_SECRET,
@@ -30,9 +30,10 @@ from tests.support.core import (
     make_token,
     validate_output,
 )
-from worker.core.contracts import RawIdentity
+from worker.core.contracts import MAX_EXTRA_KEY_CHARS, MAX_EXTRA_VALUES, MAX_IDENTITY_FIELD_CHARS
 from worker.core.jsontext import read_object
-from worker.core.pipeline import Output, process_event
+from worker.core.pipeline import process_event
+from worker.core.records import Output
 from worker.core.verify import Rejected, read_identity
 
 SECRETS = (SECRET, OTHER_SECRET, ANON_SECRET)
@@ -118,9 +119,9 @@ def extra_values(draw: st.DrawFn) -> Any:
     return draw(st.dictionaries(extra_keys, st.one_of(extra_scalar, extra_value_any), max_size=6))
 
 
-field_names = st.sampled_from(
-    ["uuid", "screenname", "firstname", "lastname", "company", "email", "avatar_url"]
-)
+#: DESIGN §2.1's identity fields, as written there (the tests' own spelling, not the product's).
+FIELDS = ("uuid", "screenname", "firstname", "lastname", "company", "email", "avatar_url")
+field_names = st.sampled_from(FIELDS)
 
 
 @st.composite
@@ -222,6 +223,28 @@ def test_arbitrary_envelopes_at_any_clock_give_one_valid_output(value: dict[str,
 
 # ---------------------------------------------------------------- V12: hand-written check == the model
 
+IdentityText = Annotated[str, Field(max_length=MAX_IDENTITY_FIELD_CHARS, strict=True)]
+
+
+#: The oracle: DESIGN §2.1's identity object as a model, written from its words and independent
+#: of `verify.read_identity`, the product's one reading of V12 (issue 13).
+RawIdentity = create_model(
+    "RawIdentity",
+    __config__=ConfigDict(extra="ignore", frozen=True),
+    **{name: (IdentityText | None, None) for name in FIELDS},
+    extra_values=(
+        Annotated[
+            dict[
+                Annotated[str, Field(min_length=1, max_length=MAX_EXTRA_KEY_CHARS)],
+                StrictBool | StrictInt | StrictFloat | IdentityText | None,
+            ],
+            Field(max_length=MAX_EXTRA_VALUES),
+        ]
+        | None,
+        None,
+    ),
+)
+
 
 @COMMON
 @given(identities())
@@ -237,7 +260,7 @@ def test_v12_read_identity_agrees_with_the_raw_identity_model(written: dict[str,
     assert isinstance(hand, Rejected) == (model is None), (hand, identity)
     if model is not None:
         assert not isinstance(hand, Rejected)
-        for name in ("uuid", "screenname", "firstname", "lastname", "company", "email", "avatar_url"):
+        for name in FIELDS:
             assert hand.get(name) == getattr(model, name)
         expected = {k: v for k, v in (model.extra_values or {}).items() if v is not None}
         assert set(hand["extra_values"]) == set(expected)

@@ -33,7 +33,8 @@ from tests.support.core import (
 )
 from worker.core.jsontext import MAX_DEPTH, InvalidText, JsonFloat, LongInteger, integer_of, read_object
 from worker.core.jws import decode_segment
-from worker.core.pipeline import dead_letter, process_event
+from worker.core.pipeline import process_event
+from worker.core.records import dead_letter
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from worker.core.config import ConfigUnavailable
-from worker.core.contracts import Outcome, Reason
-from worker.core.pipeline import Output, Source
+from worker.core.contracts import Outcome, Reason, Source
+from worker.core.records import Output
 from worker.ops.metrics import Metrics
 from worker.runtime.decide import Decider, Waiting
 from worker.runtime.recovery import Recovery, Redo

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from worker.core.contracts import Outcome, Reason
-from worker.core.pipeline import Output
+from worker.core.records import Output
 from worker.ops.metrics import Metrics
 from worker.runtime.service import ConfigSource, usage_recorder
 from worker.runtime.usage import HealthTally, KeyTally, UsageRecorder

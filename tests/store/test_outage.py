@@ -28,7 +28,8 @@ from tests.support.store import (
 )
 from worker.core.config import CommunitySpec, ConfigUnavailable
 from worker.core.contracts import Mode, Outcome, Reason, parse_rfc3339
-from worker.core.pipeline import Output, process_event
+from worker.core.pipeline import process_event
+from worker.core.records import Output
 from worker.runtime.backoff import RetryPolicy
 from worker.store import repository as repo
 from worker.store.cache import ConfigCache

@@ -34,6 +34,7 @@ from worker.core.config import (
     validate_spec,
 )
 from worker.core.contracts import Mode
+from worker.core.keys import HMAC_SECRET, RSA_PUBLIC_KEY
 from worker.store import audit
 from worker.store import repository as repo
 from worker.store.db import TRANSIENT_ERRORS, StoreError, connect, translate
@@ -290,13 +291,13 @@ def key_options(command: Callable[..., None]) -> Callable[..., None]:
     command = click.option(
         "--rsa-public-key",
         metavar="FILE",
-        help="RS256: a PEM file with one BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY, at least 2048 bits "
-        "(`-` reads stdin). A private key is refused.",
+        help=f"{RSA_PUBLIC_KEY.alg}: a PEM file with {RSA_PUBLIC_KEY.rule} (`-` reads stdin). "
+        "A private key is refused.",
     )(command)
     return click.option(
         "--hmac-secret",
         metavar="SECRET",
-        help="HS256: exactly 24 characters 0-9a-f (the HMAC key is those 24 ASCII bytes). "
+        help=f"{HMAC_SECRET.alg}: {HMAC_SECRET.rule}. "
         "`-` reads it from stdin, which keeps it out of the process list and shell history.",
     )(command)
 
@@ -304,7 +305,8 @@ def key_options(command: Callable[..., None]) -> Callable[..., None]:
 def _key(kid: str, hmac_secret: str | None, rsa_public_key: str | None) -> JwtKeySpec:
     """The key given by --hmac-secret or --rsa-public-key, validated like the YAML loader's."""
     if (hmac_secret is None) == (rsa_public_key is None):
-        fail("give exactly one of --hmac-secret (HS256) or --rsa-public-key FILE (RS256)")
+        hmac, rsa = HMAC_SECRET.alg, RSA_PUBLIC_KEY.alg
+        fail(f"give exactly one of --hmac-secret ({hmac}) or --rsa-public-key FILE ({rsa})")
     data: dict[str, Any] = {"kid": kid}
     if hmac_secret is not None:
         data["hmac_secret"] = _secret_from_stdin() if hmac_secret == "-" else hmac_secret

@@ -19,8 +19,17 @@ from worker.core.config import Community, ConfigError, load_config_file
 from worker.core.contracts import rfc3339_seconds
 from worker.core.diagnostics import diagnose
 from worker.core.explain import explain_token
-from worker.core.keys import RSA_MIN_BITS, InvalidKey, check_hmac_secret, check_kid, sign_token
-from worker.core.pipeline import DEFAULT_LIMITS, Limits, dead_letter, process_event
+from worker.core.keys import (
+    HMAC_SECRET,
+    RSA_MIN_BITS,
+    RSA_PUBLIC_KEY,
+    InvalidKey,
+    check_hmac_secret,
+    check_kid,
+    sign_token,
+)
+from worker.core.pipeline import DEFAULT_LIMITS, Limits, process_event
+from worker.core.records import dead_letter
 from worker.core.tokencache import TokenCache
 
 
@@ -133,13 +142,13 @@ def token() -> None:
 @click.option(
     "--hmac-secret",
     envvar="IDENTITY_WORKER_HMAC_SECRET",
-    help="24 characters of 0-9a-f (HS256). Also read from IDENTITY_WORKER_HMAC_SECRET, "
+    help=f"24 characters of 0-9a-f ({HMAC_SECRET.alg}). Also read from IDENTITY_WORKER_HMAC_SECRET, "
     "which keeps it out of the process list.",
 )
 @click.option(
     "--rsa-private-key",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="PEM file of an RSA private key (RS256).",
+    help=f"PEM file of an RSA private key ({RSA_PUBLIC_KEY.alg}).",
 )
 @click.option("--claims", default="{}", help='JSON object of claims, e.g. \'{"uuid": "v-1"}\'.')
 @click.option("--ttl", type=click.IntRange(1), default=7200, show_default=True, help="Seconds until exp.")
@@ -173,10 +182,10 @@ def sign(
             key: Any = check_hmac_secret(hmac_secret)
         except InvalidKey as exc:
             fail(f"--hmac-secret: {exc}")
-        click.echo(sign_token(payload, key, "HS256", kid))
+        click.echo(sign_token(payload, key, HMAC_SECRET.alg, kid))
         return
     assert rsa_private_key is not None
-    click.echo(sign_token(payload, _read_private_key(rsa_private_key), "RS256", kid))
+    click.echo(sign_token(payload, _read_private_key(rsa_private_key), RSA_PUBLIC_KEY.alg, kid))
 
 
 def _read_private_key(path: Path) -> RSAPrivateKey:

@@ -36,12 +36,14 @@ from worker.core.contracts import (
     Mode,
 )
 from worker.core.keys import (
+    KEY_KINDS,
+    AlgName,
     JwtKey,
+    KeyKind,
     check_hmac_secret,
     check_kid,
-    hmac_key,
+    listed,
     load_rsa_public_key,
-    rsa_key,
 )
 
 FIELD_KEY_PATTERN = r"^[a-z0-9_]{1,64}$"
@@ -163,19 +165,28 @@ class JwtKeySpec(_Spec):
 
     @model_validator(mode="after")
     def _exactly_one_key(self) -> JwtKeySpec:
-        if (self.hmac_secret is None) == (self.rsa_public_key is None):
-            raise ValueError("give exactly one of hmac_secret (HS256) or rsa_public_key (RS256)")
+        if sum(self._text(kind) is not None for kind in KEY_KINDS) != 1:
+            raise ValueError(f"give exactly one of {listed(tuple(kind.title for kind in KEY_KINDS))}")
         return self
 
+    def _text(self, kind: KeyKind) -> str | None:
+        value: SecretStr | str | None = getattr(self, kind.name)
+        return value.get_secret_value() if isinstance(value, SecretStr) else value
+
     @property
-    def alg(self) -> Literal["HS256", "RS256"]:
-        return "HS256" if self.hmac_secret is not None else "RS256"
+    def kind(self) -> KeyKind:
+        """The entry of `keys.KEY_KINDS` whose field this key fills."""
+        return next(kind for kind in KEY_KINDS if self._text(kind) is not None)
+
+    @property
+    def alg(self) -> AlgName:
+        return self.kind.alg
 
     def prepare(self) -> JwtKey:
-        if self.hmac_secret is not None:
-            return hmac_key(self.kid, self.hmac_secret.get_secret_value())
-        assert self.rsa_public_key is not None
-        return rsa_key(self.kid, self.rsa_public_key)
+        kind = self.kind
+        text = self._text(kind)
+        assert text is not None
+        return kind.key(self.kid, text)
 
 
 class CustomFieldSpec(_Spec):

@@ -1,8 +1,9 @@
-"""The records of DESIGN §2 as pydantic models, and the closed sets of reasons and actions.
+"""The records of DESIGN §2 as pydantic models, written once, and the closed sets: reasons with
+their rule and action per mode (§2.3, §3), modes, the limits of an identity (V12), RFC 3339 times.
 
-The hot path builds plain dicts for speed; these models are the contract those dicts are
-checked against (tests validate every output) and the source of the JSON Schemas in
-`schemas/`.
+The models are the contract: the source of the JSON Schemas in `schemas/`. The hot path builds
+the output records as plain dicts for speed (`worker.core.records`); tests hold every output to
+its model, field for field and in the model's order (tests/support/core.py `validate_output`).
 """
 
 from __future__ import annotations
@@ -10,44 +11,14 @@ from __future__ import annotations
 import functools
 import math
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-
-class Reason(StrEnum):
-    """Every rejection reason of DESIGN §2.3, one member each; the rule that yields it."""
-
-    MALFORMED_EVENT = "malformed_event"  # V1
-    UNKNOWN_COMMUNITY = "unknown_community"  # V2
-    SIGNATURE_REQUIRED = "signature_required"  # V3
-    SIGNED_IDENTITY_REJECTED = "signed_identity_rejected"  # V3
-    MALFORMED_TOKEN = "malformed_token"  # V4
-    INVALID_HEADER = "invalid_header"  # V5
-    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"  # V5
-    MISSING_KID = "missing_kid"  # V5
-    UNKNOWN_KID = "unknown_kid"  # V6
-    ALGORITHM_KEY_MISMATCH = "algorithm_key_mismatch"  # V6
-    INVALID_SIGNATURE = "invalid_signature"  # V7
-    MISSING_EXP = "missing_exp"  # V8
-    INVALID_EXP = "invalid_exp"  # V8
-    TOKEN_EXPIRED = "token_expired"  # V9
-    EXPIRY_TOO_SOON = "expiry_too_soon"  # V9
-    EXPIRY_TOO_FAR = "expiry_too_far"  # V9 (max_validity_seconds)
-    TOKEN_NOT_YET_VALID = "token_not_yet_valid"  # V10
-    MISSING_UUID = "missing_uuid"  # V11
-    INVALID_CLAIMS = "invalid_claims"  # V10, V12
+from worker.core.keys import AlgName
 
 
 class Action(StrEnum):
@@ -57,12 +28,6 @@ class Action(StrEnum):
     ANONYMOUS = "anonymous"
 
 
-class Outcome(StrEnum):
-    ENRICHED = "enriched"
-    REJECTED = "rejected"
-    DEAD_LETTER = "dead_letter"
-
-
 class Mode(StrEnum):
     """A community's `signed_identities` setting (V3)."""
 
@@ -70,27 +35,77 @@ class Mode(StrEnum):
     REJECT = "reject"
 
 
+#: V3: "in require mode every later rejection is block; in reject mode anonymous" (require, reject).
+FOLLOWS_MODE: Final = (Action.BLOCK, Action.ANONYMOUS)
+ALWAYS_BLOCK: Final = (Action.BLOCK, Action.BLOCK)  # V1, V2: before the mode is known
+
+
+class Reason(StrEnum):
+    """Every rejection reason of DESIGN §2.3, one member each; the rule that yields it."""
+
+    rules: tuple[str, ...]  # the DESIGN §3 rules that yield it
+    #: Its rejection's `action` (§2.3) as the record writes it, by the community's mode (None:
+    #: V1, V2, before a community is read, as in `require` mode).
+    actions: dict[Mode | None, str]
+
+    def __new__(cls, value: str, rules: str, in_require: Action, in_reject: Action) -> Reason:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.rules = tuple(rules.split(", "))
+        member.actions = {
+            None: in_require.value,
+            Mode.REQUIRE: in_require.value,
+            Mode.REJECT: in_reject.value,
+        }
+        return member
+
+    def action(self, mode: Mode | None) -> Action:
+        """DESIGN §2.3 `action`: by the community's mode (None: V1, V2, no community read)."""
+        return Action(self.actions[mode])
+
+    # The table: value, rule(s), action in require and in reject mode.
+    MALFORMED_EVENT = "malformed_event", "V1", *ALWAYS_BLOCK
+    UNKNOWN_COMMUNITY = "unknown_community", "V2", *ALWAYS_BLOCK
+    SIGNATURE_REQUIRED = "signature_required", "V3", *ALWAYS_BLOCK  # require mode only
+    SIGNED_IDENTITY_REJECTED = (
+        "signed_identity_rejected",
+        "V3",
+        Action.ANONYMOUS,
+        Action.ANONYMOUS,
+    )  # reject only
+    MALFORMED_TOKEN = "malformed_token", "V4", *FOLLOWS_MODE
+    INVALID_HEADER = "invalid_header", "V5", *FOLLOWS_MODE
+    UNSUPPORTED_ALGORITHM = "unsupported_algorithm", "V5", *FOLLOWS_MODE
+    MISSING_KID = "missing_kid", "V5", *FOLLOWS_MODE
+    UNKNOWN_KID = "unknown_kid", "V6", *FOLLOWS_MODE
+    ALGORITHM_KEY_MISMATCH = "algorithm_key_mismatch", "V6", *FOLLOWS_MODE
+    INVALID_SIGNATURE = "invalid_signature", "V7", *FOLLOWS_MODE
+    MISSING_EXP = "missing_exp", "V8", *FOLLOWS_MODE
+    INVALID_EXP = "invalid_exp", "V8", *FOLLOWS_MODE
+    TOKEN_EXPIRED = "token_expired", "V9", *FOLLOWS_MODE
+    EXPIRY_TOO_SOON = "expiry_too_soon", "V9", *FOLLOWS_MODE
+    EXPIRY_TOO_FAR = "expiry_too_far", "V9", *FOLLOWS_MODE  # max_validity_seconds
+    TOKEN_NOT_YET_VALID = "token_not_yet_valid", "V10", *FOLLOWS_MODE
+    MISSING_UUID = "missing_uuid", "V11", *FOLLOWS_MODE
+    INVALID_CLAIMS = "invalid_claims", "V10, V12", *FOLLOWS_MODE  # V10: iat
+
+
+class Outcome(StrEnum):
+    ENRICHED = "enriched"
+    REJECTED = "rejected"
+    DEAD_LETTER = "dead_letter"
+
+
 class SkipReason(StrEnum):
     SOURCE_MISSING = "source_missing"  # M3
     REGEX_MISMATCH = "regex_mismatch"  # M4
 
 
-IDENTITY_FIELDS: tuple[str, ...] = (
-    "uuid",
-    "screenname",
-    "firstname",
-    "lastname",
-    "company",
-    "email",
-    "avatar_url",
-)
-GROUP_SCALAR_FIELDS: tuple[str, ...] = ("firstname", "lastname", "gender", "company", "notes")
-GROUP_LIST_FIELDS: tuple[str, ...] = ("emails", "home_phones", "mobile_phones")
-
 MAX_IDENTITY_FIELD_CHARS = 1024
 MAX_EXTRA_VALUES = 100
 MAX_EXTRA_KEY_CHARS = 64
 MAX_UUID_CHARS = 255
+MAX_EVENT_ID_CHARS = 128
 COMMUNITY_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 RFC3339_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
@@ -150,39 +165,7 @@ def _rfc3339(text: str) -> str:
     return text
 
 
-IdentityText = Annotated[str, Field(max_length=MAX_IDENTITY_FIELD_CHARS, strict=True)]
-ExtraValue = StrictBool | StrictInt | StrictFloat | IdentityText
-
-
-class _Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # ---------------------------------------------------------------- 2.1 raw identity event
-
-
-class RawIdentity(BaseModel):
-    """The unsigned `identity` object, or the identity claims of a signed payload (V12)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    uuid: IdentityText | None = None
-    screenname: IdentityText | None = None
-    firstname: IdentityText | None = None
-    lastname: IdentityText | None = None
-    company: IdentityText | None = None
-    email: IdentityText | None = None
-    avatar_url: IdentityText | None = None
-    extra_values: (
-        Annotated[
-            dict[
-                Annotated[str, Field(min_length=1, max_length=MAX_EXTRA_KEY_CHARS)],
-                ExtraValue | None,
-            ],
-            Field(max_length=MAX_EXTRA_VALUES),
-        ]
-        | None
-    ) = None
 
 
 class RawEvent(BaseModel):
@@ -190,7 +173,7 @@ class RawEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    event_id: Annotated[str, Field(min_length=1, max_length=128, strict=True)]
+    event_id: Annotated[str, Field(min_length=1, max_length=MAX_EVENT_ID_CHARS, strict=True)]
     community_id: Annotated[str, Field(pattern=COMMUNITY_ID_PATTERN, strict=True)]
     received_at: Annotated[str, Field(strict=True), AfterValidator(_rfc3339)] = Field(
         json_schema_extra={"pattern": RFC3339_PATTERN}
@@ -206,17 +189,29 @@ class RawEvent(BaseModel):
         return self
 
 
-# ---------------------------------------------------------------- outputs
+# ---------------------------------------------------------------- outputs (§2.2–§2.4)
 
 
-class Source(_Contract):
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Where the input was read (K1): the runtime makes one per record, so a slots dataclass, not a
+# model; pydantic reads it as the models' `source` all the same (no docstring: the schema has none).
+@dataclass(frozen=True, slots=True)
+class Source:
     topic: str
     partition: int
     offset: int
 
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
 
 class Verification(_Contract):
-    alg: Literal["HS256", "RS256"]
+    alg: AlgName  # keys.KEY_KINDS
     kid: str
     expires_at: str
 
@@ -243,6 +238,13 @@ class IdentityGroup(_Contract):
     emails: list[str]
     home_phones: list[str]
     mobile_phones: list[str]
+
+
+#: The identity's text fields (§2.1, V12) and the group's (M1–M6), as the models name them.
+IDENTITY_FIELDS: Final = tuple(name for name in EnrichedIdentityView.model_fields if name != "extra_values")
+_GROUP: Final = IdentityGroup.model_fields
+GROUP_SCALAR_FIELDS: Final = tuple(name for name, field in _GROUP.items() if field.annotation != list[str])
+GROUP_LIST_FIELDS: Final = tuple(name for name, field in _GROUP.items() if field.annotation == list[str])
 
 
 class SkippedMapping(_Contract):

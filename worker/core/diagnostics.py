@@ -26,9 +26,9 @@ from typing import Any, Final
 from worker.core.config import Community
 from worker.core.contracts import Reason, format_time
 from worker.core.jsontext import integer_of, read_object
-from worker.core.keys import JwtKey
-from worker.core.verdict import Rejected
-from worker.core.verify import CompactToken, parse_compact, seconds
+from worker.core.keys import HMAC_SECRET, JwtKey
+from worker.core.verdict import Rejected, seconds
+from worker.core.verify import CompactToken, parse_compact
 
 #: `exp` / 1000 within this many seconds of the clock counts as "looks like milliseconds".
 MILLISECONDS_PLAUSIBLE_SECONDS: Final = 10 * 366 * 86400
@@ -61,7 +61,7 @@ def diagnose(
         return found
     if reason is Reason.INVALID_SIGNATURE:
         key = _key(community, compact.header)
-        if key is not None and key.alg == "HS256" and _hex_decoded_verifies(key, compact):
+        if key is not None and key.alg == HMAC_SECRET.alg and _hex_decoded_verifies(key, compact):
             found.append(
                 Diagnostic(
                     "hex_decoded_secret",

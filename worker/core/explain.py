@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from worker.core.config import CommunityLookup, ConfigUnavailable
 from worker.core.contracts import Outcome, format_time
-from worker.core.pipeline import DEFAULT_LIMITS, Limits, Output, dead_letter, process_event
+from worker.core.pipeline import DEFAULT_LIMITS, Limits, process_event
+from worker.core.records import Output, dead_letter
 from worker.core.verdict import Step
 
 #: The event_id of the raw event a token is explained in.

@@ -30,8 +30,9 @@ import hashlib
 from json.encoder import encode_basestring_ascii
 from typing import Final
 
-from worker.core.contracts import Outcome
-from worker.core.pipeline import Output, Source, dead_letter
+# The smallest record budget an output topic must allow (bytes of JSON): a rejection or dead
+from worker.core.contracts import Outcome, Source
+from worker.core.records import Output, dead_letter
 
 # The smallest record budget an output topic must allow (bytes of JSON): a rejection or dead
 # letter without its `raw` echo (event_id ≤ 128 characters, bounded detail, 8 traceback frames)

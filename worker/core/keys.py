@@ -1,4 +1,9 @@
-"""JWT keys: the one verifier per algorithm, and key preparation (V6, V7).
+"""JWT keys: the table of key kinds, the one verifier per algorithm, key preparation (V6, V7).
+
+`KEY_KINDS` is the registry: each kind of key a community may hold (`hmac_secret` → HS256,
+`rsa_public_key` → RS256), its one algorithm and how its text is read. The supported
+algorithms (V5), the spec's `alg`, the output's `verification.alg`, the help texts and the
+store's CHECK values (a test holds the migrations to it) all derive from it.
 
 Keys are parsed and prepared once per configuration load, never per event. Verification
 uses PyJWT's algorithm objects directly, each restricted to its one algorithm; they carry
@@ -13,6 +18,7 @@ import binascii
 import hashlib
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -22,13 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import PublicFormat
 from jwt.algorithms import Algorithm, HMACAlgorithm, RSAAlgorithm
 
+#: The algorithms of `KEY_KINDS`, as a type (a test holds the two equal: mypy needs it spelt).
 AlgName = Literal["HS256", "RS256"]
-
-#: The registry: the one verifier object per algorithm, and nothing else (V5, V6, V7).
-VERIFIERS: Final[dict[AlgName, Algorithm]] = {
-    "HS256": HMACAlgorithm(HMACAlgorithm.SHA256),
-    "RS256": RSAAlgorithm(RSAAlgorithm.SHA256),
-}
 
 KID_PATTERN: Final = r"^[a-z0-9_]+$"
 KID_MAX_CHARS: Final = 64
@@ -133,16 +134,65 @@ class JwtKey:
         return bool(self.verifier.verify(signing_input, self.prepared, signature))
 
 
-def hmac_key(kid: str, secret: str) -> JwtKey:
+def _read_hmac_secret(secret: str) -> tuple[bytes, bytes]:
     material = check_hmac_secret(secret)
-    verifier = VERIFIERS["HS256"]
-    return JwtKey(check_kid(kid), "HS256", verifier, verifier.prepare_key(material), _digest(material))
+    return material, material
 
 
-def rsa_key(kid: str, pem: str) -> JwtKey:
+def _read_rsa_public_key(pem: str) -> tuple[RSAPublicKey, bytes]:
     public = load_rsa_public_key(pem)
-    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return JwtKey(check_kid(kid), "RS256", VERIFIERS["RS256"], public, _digest(der))
+    return public, public.public_bytes(serialization.Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyKind:
+    """One kind of key a community may hold (DESIGN §1, §5): the field that holds its text
+    (YAML, admin API and CLI, the `jwt_keys` column), the one algorithm it verifies (V6, V7)."""
+
+    name: str
+    alg: AlgName
+    verifier: Algorithm = field(repr=False)
+    #: text → (what the verifier takes, what the fingerprint hashes); raises InvalidKey.
+    read: Callable[[str], tuple[Any, bytes]] = field(repr=False)
+    #: What the text must be, for help texts (CLI, console); never a secret.
+    rule: str = ""
+
+    @property
+    def title(self) -> str:
+        """`hmac_secret (HS256)`: how messages name the kind."""
+        return f"{self.name} ({self.alg})"
+
+    def key(self, kid: str, text: str) -> JwtKey:
+        """The prepared key `kid` of this kind; InvalidKey (never quoting `text`) when unusable."""
+        readable, material = self.read(text)
+        return JwtKey(
+            check_kid(kid), self.alg, self.verifier, self.verifier.prepare_key(readable), _digest(material)
+        )
+
+
+HMAC_SECRET: Final = KeyKind(
+    "hmac_secret",
+    "HS256",
+    HMACAlgorithm(HMACAlgorithm.SHA256),
+    _read_hmac_secret,
+    "exactly 24 characters 0-9a-f (the HMAC key is those 24 ASCII bytes)",
+)
+RSA_PUBLIC_KEY: Final = KeyKind(
+    "rsa_public_key",
+    "RS256",
+    RSAAlgorithm(RSAAlgorithm.SHA256),
+    _read_rsa_public_key,
+    f"one BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY, at least {RSA_MIN_BITS} bits",
+)
+#: The registry (V5, V6, V7): every kind of key, in the order messages list them.
+KEY_KINDS: Final = (HMAC_SECRET, RSA_PUBLIC_KEY)
+#: V5: the algorithms a token may name; each is one kind's, verified by that kind's object.
+ALGORITHMS: Final = tuple(kind.alg for kind in KEY_KINDS)
+
+
+def listed(names: tuple[str, ...]) -> str:
+    """`HS256 or RS256`, `a, b or c`: a registry's names as messages list them."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def sign_token(claims: dict[str, Any], key: Any, alg: AlgName, kid: str) -> str:

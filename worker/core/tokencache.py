@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
+from worker.core.records import Derived
 from worker.core.verify import VerifiedToken
 
 DEFAULT_MAX_ENTRIES = 65536
@@ -25,16 +25,16 @@ def token_digest(token: str) -> bytes:
 
 @dataclass(slots=True)
 class Entry:
-    """One verified token, and what the pipeline derived from it for one configuration.
+    """One verified token, and the enriched record's part derived from it for one configuration.
 
-    `rendered` is the pipeline's memo (mapping result and output JSON fragment) for the
-    `Community` object it was made with; a reloaded configuration is a new object, so a
-    mapping or custom-field change is never served from an old memo.
+    `derived` (`records.Derived`: mapping result and output JSON fragment) is valid for the
+    `Community` object it names; a reloaded configuration is a new object, so a mapping or
+    custom-field change is never served from an old one.
     """
 
     keys_version: str
     verified: VerifiedToken
-    rendered: Any = None
+    derived: Derived | None = None
 
 
 class TokenCache:

@@ -14,9 +14,23 @@ from typing import Final
 from worker.core.contracts import Reason
 
 
-@dataclass(frozen=True, slots=True)
+def short(value: object, limit: int = 40) -> str:
+    """A bounded repr for details: attacker-sized values must not flood a rejection.
+
+    `repr` escapes what is not printable, a lone surrogate included (J2): no detail carries one."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def seconds(value: float) -> str:
+    """A duration for details: `1800`, `0.25` (seconds, at most three decimals)."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+@dataclass(slots=True)  # not frozen: one per rejected event, and a frozen __init__ costs 0.6 µs more
 class Rejected:
-    """A verdict: the first rule that failed and a detail for humans (never a secret)."""
+    """A verdict: the first rule that failed and a detail for humans (never a secret).
+    Read-only by convention."""
 
     reason: Reason
     detail: str

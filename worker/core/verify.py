@@ -24,13 +24,12 @@ from worker.core.contracts import (
 )
 from worker.core.jsontext import InvalidText, JsonFloat, number_text
 from worker.core.jsontext import integer_of as numeric_date
-from worker.core.jws import COMPACT, decode_segment, segment_object
+from worker.core.jws import COMPACT, check_header, decode_segment, segment_object
 from worker.core.keys import JwtKey, is_valid_kid
-from worker.core.verdict import Rejected, Step, Trace, failed
+from worker.core.verdict import Rejected, Step, Trace, failed, seconds, short
 
 #: exp beyond this cannot be shown as a date (year 9999); such a value is not a usable NumericDate.
 MAX_NUMERIC_DATE: Final = END_UTC_SECOND - 1
-SUPPORTED_ALGORITHMS: Final = ("HS256", "RS256")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,18 +53,6 @@ class VerifiedToken:
     nbf: object
     iat: object
     identity: dict[str, Any] | Rejected  # the V11/V12 outcome, applied after V9/V10
-
-
-def short(value: object, limit: int = 40) -> str:
-    """A bounded repr for details: attacker-sized values must not flood a rejection.
-
-    `repr` escapes what is not printable, a lone surrogate included (J2): no detail carries one."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def seconds(value: float) -> str:
-    return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
 # ---------------------------------------------------------------- V4 structure
@@ -94,27 +81,6 @@ def parse_compact(token: str, max_bytes: int) -> CompactToken | Rejected:
     if signature is None:
         return Rejected(Reason.MALFORMED_TOKEN, "token signature is not canonical base64url")
     return CompactToken(header, payload, f"{head}.{body}".encode("ascii"), signature)
-
-
-# ---------------------------------------------------------------- V5 header
-
-
-def check_header(header: dict[str, Any]) -> tuple[str, object] | Rejected:
-    """V5: typ JWT, no crit, no b64; alg HS256 or RS256; kid present. jku/x5u/jwk/x5c are ignored."""
-    typ = header.get("typ")
-    if not isinstance(typ, str) or typ.upper() != "JWT":
-        return Rejected(Reason.INVALID_HEADER, f"typ must be JWT, got {short(typ)}")
-    if "crit" in header:
-        return Rejected(Reason.INVALID_HEADER, "crit header is not supported")
-    if "b64" in header:
-        return Rejected(Reason.INVALID_HEADER, "b64 header is not supported")
-    alg = header.get("alg")
-    if not isinstance(alg, str) or alg not in SUPPORTED_ALGORITHMS:
-        return Rejected(Reason.UNSUPPORTED_ALGORITHM, f"alg {short(alg)} is not HS256 or RS256")
-    kid = header.get("kid")
-    if kid is None:
-        return Rejected(Reason.MISSING_KID, "token header has no kid")
-    return alg, kid
 
 
 # ---------------------------------------------------------------- V6 key
@@ -225,9 +191,8 @@ def read_identity(claims: dict[Any, Any]) -> dict[str, Any] | Rejected:
 
     Strings come from `jsontext.read_object`: an unpaired surrogate is an `InvalidText`,
     refused here like any non-string (J2). A number is carried as its text and its text counts
-    against the 1024 characters, however long it is (J4). Hand-written for the hot path;
-    `contracts.RawIdentity` states the same contract as a model (its JSON Schema is published)
-    and a property test holds the two in agreement.
+    against the 1024 characters, however long it is (J4). The one reading of V12, unsigned or
+    signed; a property test holds it to a model of DESIGN §2.1 (tests/core/test_properties.py).
     """
     identity: dict[str, Any] = {}
     for name in IDENTITY_FIELDS:

@@ -17,9 +17,8 @@ from typing import Any, Final
 
 from aiokafka.structs import TopicPartition
 
-from worker.core.contracts import Outcome
+from worker.core.contracts import Outcome, Source
 from worker.core.fitting import MIN_OUTPUT_BYTES, CannotFit, derived_key, fit
-from worker.core.pipeline import Source
 from worker.kafka.clients import producer_max_request_size
 from worker.kafka.consumer import InputConsumer, Offsets
 from worker.kafka.producer import OutputProducer

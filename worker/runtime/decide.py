@@ -26,8 +26,10 @@ from typing import NamedTuple, Protocol
 from aiokafka.structs import TopicPartition
 
 from worker.core.config import CommunityLookup, ConfigUnavailable
-from worker.core.contracts import Reason
-from worker.core.pipeline import Limits, Output, Source, dead_letter, process_event, redact, unreadable_event
+from worker.core.contracts import Reason, Source
+from worker.core.pipeline import Limits, process_event
+from worker.core.records import Output, dead_letter, unreadable_event
+from worker.core.redaction import redact
 from worker.core.tokencache import TokenCache
 from worker.kafka.consumer import Record
 from worker.kafka.fetched import UnreadableRecord

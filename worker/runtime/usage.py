@@ -30,7 +30,7 @@ from typing import Final
 import asyncpg
 
 from worker.core.contracts import Outcome, Reason
-from worker.core.pipeline import Output
+from worker.core.records import Output
 from worker.ops.logging import get_logger
 from worker.store.db import connect, describe, translate
 from worker.store.usage import HealthCounts, KeyCounts, prune, write_counts

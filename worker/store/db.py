@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from worker.core.config import Community
+from worker.core.keys import ALGORITHMS, KEY_KINDS, listed
 from worker.tlscheck import certificate_problem
 
 #: The channel the triggers notify with a community id, or `*` for "reload everything" (C1).
@@ -76,10 +77,12 @@ CONSTRAINT_RULES: Final[dict[str, str]] = {
     ),
     "communities_retirement_window_seconds_range": "retirement_window_seconds must be between 0 and 2592000",
     "jwt_keys_kid_format": "kid must match ^[a-z0-9_]+$ and be at most 64 characters",
-    "jwt_keys_alg_values": "alg must be HS256 or RS256",
+    "jwt_keys_alg_values": f"alg must be {listed(ALGORITHMS)}",
     "jwt_keys_hmac_secret_format": "hmac_secret must be exactly 24 characters of 0-9a-f",
     "jwt_keys_rsa_public_key_format": "rsa_public_key must be one PEM RSA public key of at least 2048 bits",
-    "jwt_keys_alg_matches_key": "HS256 needs an hmac_secret only, RS256 an rsa_public_key only",
+    "jwt_keys_alg_matches_key": ", ".join(  # "HS256 needs an hmac_secret only, RS256 an rsa_public_key only"
+        f"{kind.alg}{' needs' if n == 0 else ''} an {kind.name} only" for n, kind in enumerate(KEY_KINDS)
+    ),
     "jwt_keys_pkey": "a key with this kid already exists in the community",
     "custom_fields_key_format": "custom field key must match ^[a-z0-9_]{1,64}$",
     "custom_fields_label_length": "custom field label must be 1-255 characters",

@@ -1,0 +1,243 @@
+"""The output records of DESIGN §2.2–§2.4: the one place that builds them (K1: exactly one per
+event). Pure.
+
+Each record is a plain dict in the field order of its contract model (`contracts.EnrichedIdentity`,
+`Rejection`, `DeadLetter`, the one definition); the enriched record's JSON is assembled with it,
+by hand, on the per-event hot path. Tests hold every output to its model, field for field and
+in order, and its JSON to the dict byte for byte (tests/support/core.py `validate_output`).
+
+What a record says of its input comes from one `Envelope`: made from the `RawEvent` V1 read, or
+from a value V1 refused or a bug stopped (whatever of it can still be read).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
+from typing import Any
+
+from worker.core.config import Community
+from worker.core.contracts import (
+    COMMUNITY_ID_PATTERN,
+    MAX_EVENT_ID_CHARS,
+    Mode,
+    Outcome,
+    RawEvent,
+    Reason,
+    Source,
+    format_time,
+    rfc3339_seconds,
+)
+from worker.core.jsontext import read_object
+from worker.core.mapping import Mapped
+from worker.core.redaction import redact
+from worker.core.verdict import Rejected
+from worker.core.verify import VerifiedToken
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One output record: where it goes (by outcome), its JSON and, for metrics, its reason."""
+
+    outcome: Outcome
+    record: dict[str, Any]
+    reason: Reason | None = None
+    rendered: bytes | None = None  # the record's JSON when it was assembled with the record
+    #: The key whose signature check ran (V7): set on every signed-token verdict from V7 on,
+    #: cache hits included, so workers count key usage (L1) without reading the record.
+    kid: str | None = None
+
+    def to_json(self) -> bytes:
+        if self.rendered is not None:
+            return self.rendered
+        return _encode(self.record).encode("ascii")
+
+
+# ensure_ascii (the default) keeps the bytes valid UTF-8 even for lone surrogates a payload may carry.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+# What `_encode` does to a str, without its Python-level dispatch (per-event strings).
+_encode_str: Callable[[str], str] = encode_basestring_ascii
+_COMMUNITY_ID = re.compile(COMMUNITY_ID_PATTERN)
+
+
+def raw_text(value: bytes | None) -> tuple[str | None, str | None]:
+    """The original value, replayable: text when it is UTF-8, else base64 (DESIGN §2.3)."""
+    if value is None:
+        return None, None
+    try:
+        return value.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(value).decode("ascii"), "base64"
+
+
+@dataclass(slots=True)  # not frozen: one per event, and a frozen __init__ costs 1 µs more
+class Envelope:
+    """What every output says of its input: the value as received, its ids and receipt time
+    (epoch seconds; None when they cannot be read, §2.3) and where it was read (None offline).
+    Read-only by convention."""
+
+    value: bytes | None
+    source: Source | None
+    event_id: str | None = None
+    community_id: str | None = None
+    received_at: float | None = None
+
+    @classmethod
+    def of(cls, value: bytes, event: RawEvent, received_at: float, source: Source | None) -> Envelope:
+        """A value V1 read as `event` (`received_at`: its `received_at` in epoch seconds)."""
+        return cls(value, source, event.event_id, event.community_id, received_at)
+
+    @classmethod
+    def unreadable(cls, value: bytes | None, source: Source | None) -> Envelope:
+        """A value V1 refused, or one a bug stopped: whatever of event_id, community_id and
+        received_at can still be read from it."""
+        try:
+            obj = read_object(value.decode("utf-8")) if value is not None else None
+        except UnicodeDecodeError:
+            obj = None
+        if type(obj) is not dict:
+            return cls(value, source)
+        event_id = obj.get("event_id")
+        if not (isinstance(event_id, str) and 1 <= len(event_id) <= MAX_EVENT_ID_CHARS):
+            event_id = None
+        community_id = obj.get("community_id")
+        if not (isinstance(community_id, str) and _COMMUNITY_ID.fullmatch(community_id)):
+            community_id = None
+        received = obj.get("received_at")
+        try:
+            received_at = rfc3339_seconds(received) if isinstance(received, str) else None
+        except ValueError:
+            received_at = None
+        return cls(value, source, event_id, community_id, received_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """What an enriched output holds besides the envelope, fixed per token and configuration;
+    `fragment` is it as JSON (`"signed"` … `"mapping_skipped"`), kept by the token cache (C4) so
+    a cached token's output is assembled without encoding it again. Records are read-only."""
+
+    community: Community  # the configuration it was derived with: a reload makes a new one
+    signed: bool
+    verification: dict[str, Any] | None
+    identity: dict[str, Any]
+    mapped: Mapped
+    fragment: str
+    kid: str | None  # the verifying key (Output.kid)
+
+
+def derive(
+    verified: VerifiedToken | None, identity: dict[str, Any], mapped: Mapped, community: Community
+) -> Derived:
+    """§2.2's `signed` … `mapping_skipped` for an identity (V12's) and its mapping (M1–M6)."""
+    verification = (
+        {"alg": verified.alg, "kid": verified.kid, "expires_at": format_time(verified.exp)}
+        if verified is not None
+        else None
+    )
+    fragment = _encode(
+        {
+            "signed": verified is not None,
+            "verification": verification,
+            "identity": identity,
+            "identity_group": mapped.identity_group,
+            "custom_fields": mapped.custom_fields,
+            "mapping_skipped": mapped.skipped,
+        }
+    )[1:-1]
+    kid = verified.kid if verified is not None else None
+    return Derived(community, verified is not None, verification, identity, mapped, fragment, kid)
+
+
+def enriched(envelope: Envelope, derived: Derived, now: float) -> Output:
+    """DESIGN §2.2, built as the record and as its JSON at once (same keys, same order)."""
+    event_id, community_id, source = envelope.event_id, envelope.community_id, envelope.source
+    assert event_id is not None and community_id is not None and envelope.received_at is not None
+    received, processed = format_time(envelope.received_at), format_time(now)
+    mapped = derived.mapped
+    record = {
+        "outcome": "enriched",
+        "event_id": event_id,
+        "community_id": community_id,
+        "received_at": received,
+        "processed_at": processed,
+        "signed": derived.signed,
+        "verification": derived.verification,
+        "identity": derived.identity,
+        "identity_group": mapped.identity_group,
+        "custom_fields": mapped.custom_fields,
+        "mapping_skipped": mapped.skipped,
+        "source": source.as_dict() if source else None,
+    }
+    where = (
+        f'{{"topic":{_encode_str(source.topic)},"partition":{source.partition:d},"offset":{source.offset:d}}}'
+        if source
+        else "null"
+    )
+    text = (  # format_time's text is plain ASCII with nothing to escape
+        f'{{"outcome":"enriched","event_id":{_encode_str(event_id)},'
+        f'"community_id":{_encode_str(community_id)},"received_at":"{received}",'
+        f'"processed_at":"{processed}",{derived.fragment},"source":{where}}}'
+    )
+    return Output(Outcome.ENRICHED, record, rendered=text.encode("ascii"), kid=derived.kid)
+
+
+def _echoing(outcome: str, envelope: Envelope, fields: dict[str, Any], now: float) -> dict[str, Any]:
+    """A record that echoes its input (§2.3, §2.4): ids first, `fields`, then time, raw and source."""
+    raw, encoding = raw_text(envelope.value)
+    source = envelope.source
+    return {
+        "outcome": outcome,
+        "event_id": envelope.event_id,
+        "community_id": envelope.community_id,
+        **fields,
+        "processed_at": format_time(now),
+        "raw": raw,
+        "raw_encoding": encoding,
+        "source": source.as_dict() if source else None,
+    }
+
+
+def rejection(
+    envelope: Envelope, verdict: Rejected, mode: Mode | None, now: float, kid: str | None = None
+) -> Output:
+    """DESIGN §2.3: `verdict` on the input `envelope` describes, its action by the community's
+    `mode` (`Reason.actions`; None before V3). `kid`: the key used (L1), if not the verdict's."""
+    reason, received_at = verdict.reason, envelope.received_at
+    fields = {
+        "reason": reason.value,
+        "detail": verdict.detail,
+        "action": reason.actions[mode],
+        "received_at": format_time(received_at) if received_at is not None else None,
+    }
+    record = _echoing("rejected", envelope, fields, now)
+    return Output(Outcome.REJECTED, record, reason, kid=kid if kid is not None else verdict.kid)
+
+
+def unreadable_event(value: bytes | None, problem: str, *, now: float, source: Source | None) -> Output:
+    """K9: one `malformed_event` for a record the Kafka client could not decode (`problem`: why,
+    one line), echoing whatever of its value could be read."""
+    detail = f"the record cannot be decoded: {problem}"
+    return rejection(Envelope.unreadable(value, source), Rejected(Reason.MALFORMED_EVENT, detail), None, now)
+
+
+def dead_letter(
+    value: bytes | None, error: BaseException, *, now: float, source: Source | None, attempts: int
+) -> Output:
+    """DESIGN §2.4: the raw record plus what went wrong, for an unexpected exception (a bug)."""
+    frames = traceback.extract_tb(error.__traceback__)[-8:]
+    fields = {
+        "error_type": type(error).__name__,
+        # Exception text may quote data: never a lone surrogate in a record (J2).
+        "error_message": redact(str(error))[:1000].encode("utf-8", "backslashreplace").decode("utf-8"),
+        "traceback": [f"{frame.filename}:{frame.lineno} in {frame.name}" for frame in frames],
+        "attempts": attempts,
+    }
+    return Output(
+        Outcome.DEAD_LETTER, _echoing("dead_letter", Envelope.unreadable(value, source), fields, now)
+    )
