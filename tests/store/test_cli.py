@@ -484,6 +484,13 @@ def test_every_command_teaches_with_an_example(capsys: pytest.CaptureFixture[str
             assert done.value.code == 0, (group, name)
             assert "Example" in out and f"identity-worker {group} {name}" in out, (group, name)
             assert "--database-url" in out
+            assert EXIT_STATUS in " ".join(out.split()), (group, name)  # click wraps the epilog
+
+
+#: The epilog of every store command: the exit codes scripts rely on (worker/exitcodes.py).
+EXIT_STATUS = (
+    "Exit status: 0 done; 2 wrong input (nothing changed); 1 database unreachable or schema missing."
+)
 
 
 # ---------------------------------------------------------------- database errors are rephrased

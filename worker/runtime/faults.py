@@ -10,7 +10,7 @@ a third that never reaches this module:
 - `Fault.FATAL` (K10): a misconfiguration no retry can fix — not authorized or not
   authenticated, a request or batch larger than the broker allows, a protocol the broker
   does not speak, a setting it refuses. One clear log line, /readyz fails, the process
-  exits non-zero (`EXIT_FATAL`) without committing the batch in hand.
+  exits non-zero (`worker.exitcodes.EXIT_FATAL`) without committing the batch in hand.
 - A record fault (K9): a property of one record. Such faults never reach this module as
   exceptions: a record the client cannot decode is an `UnreadableRecord`
   (worker.kafka.fetched) and an exception while deciding one is a dead letter
@@ -35,8 +35,6 @@ from worker.ops.health import Health
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
 from worker.runtime.commit import MemberExpelled
-
-EXIT_FATAL = 3  # fatal misconfiguration (K10); 1 = unclean stop, 2 = a bug
 
 
 class Fault(enum.Enum):
@@ -118,7 +116,7 @@ def hint(exc: BaseException) -> str:
 
 
 class FatalFault(Exception):
-    """A fatal misconfiguration met at run time (K10): the worker stops, exit `EXIT_FATAL`."""
+    """A fatal misconfiguration met at run time (K10): the worker stops, exit `exitcodes.EXIT_FATAL`."""
 
     def __init__(self, what: str, cause: BaseException) -> None:
         self.what = what
