@@ -198,4 +198,3 @@ def snapshot(database_url: str) -> str:
 
 
 Request = tuple[str, str, dict[str, Any] | None]
-Call = Callable[[httpx.Client], httpx.Response]

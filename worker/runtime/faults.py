@@ -1,6 +1,7 @@
 """The fault model (K8, K9, K10): every failure the runtime sees is classified here, and only here.
 
-Three classes, decided by the exception's type (and aiokafka's `retriable`), never its text:
+Two classes, decided by the exception's type (and aiokafka's `retriable`), never its text, and
+a third that never reaches this module:
 
 - `Fault.INFRASTRUCTURE` (K8): the broker or the store cannot answer now, or our own session
   with them is broken (a fenced producer, an expelled member, a rebalance). Retried with
@@ -10,7 +11,7 @@ Three classes, decided by the exception's type (and aiokafka's `retriable`), nev
   authenticated, a request or batch larger than the broker allows, a protocol the broker
   does not speak, a setting it refuses. One clear log line, /readyz fails, the process
   exits non-zero (`worker.exitcodes.EXIT_FATAL`) without committing the batch in hand.
-- `Fault.RECORD` (K9): a property of one record. Such faults never reach this module as
+- A record fault (K9): a property of one record. Such faults never reach this module as
   exceptions: a record the client cannot decode is an `UnreadableRecord`
   (worker.kafka.fetched) and an exception while deciding one is a dead letter
   (worker.runtime.decide); both give that record its one output and the stream goes on.
@@ -39,7 +40,6 @@ from worker.runtime.commit import MemberExpelled
 class Fault(enum.Enum):
     INFRASTRUCTURE = "infrastructure"
     FATAL = "fatal"
-    RECORD = "record"
 
 
 # Misconfiguration, by type (K10): each needs an operator, not a retry.
