@@ -29,7 +29,7 @@ help:
 	@echo "make stack-up      start Kafka + PostgreSQL; prints the exports"
 	@echo "make stack-down    stop them and remove their data"
 	@echo "make stack-status  what runs where"
-	@echo "make lint          ruff check, ruff format --check, mypy"
+	@echo "make lint          ruff check, ruff format --check, mypy, vulture (dead code)"
 	@echo "make schemas       regenerate schemas/ from the models"
 	@echo "make bench         Kafka benchmark of the worker vs its references (docs/performance.md)"
 	@echo "make venv          (re)build .venv when pyproject.toml changed"
@@ -90,6 +90,7 @@ lint: venv
 	echo "$(PY) -m ruff check ." >&2; $(PY) -m ruff check . || rc=1; \
 	echo "$(PY) -m ruff format --check ." >&2; $(PY) -m ruff format --check . || rc=1; \
 	echo "$(PY) -m mypy" >&2; $(PY) -m mypy || rc=1; \
+	echo "$(PY) -m vulture" >&2; $(PY) -m vulture || rc=1; \
 	exit $$rc
 
 # Leaves the stack running (the worker runs until Ctrl-C); `make stack-down` stops it.

@@ -2,8 +2,8 @@
 
 For HS256 and RS256, in one run:
 - pipeline: `process_event(value, ...).to_json()` for a raw event carrying a unique, realistic
-  token (no verified-token cache hit is possible), for a community with a regex custom field
-  and three mappings;
+  token (no verified-token cache hit is possible), for the example community (worker/examples.py:
+  a regex custom field and three mappings);
 - reference: `jwt.decode(token, key, algorithms=[alg])` of the same tokens, exp verified, as
   users call it.
 
@@ -25,42 +25,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import jwt
-import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from worker import examples
 from worker.core.community import prepare
 from worker.core.pipeline import process_event
 from worker.store.yaml_io import parse_yaml
 
-SECRET = "0123456789abcdef01234567"
 # The real clock: the reference jwt.decode checks exp against it, so the pipeline uses it too.
 NOW = float(int(time.time()))
 RECEIVED_AT = datetime.fromtimestamp(NOW, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _community(public_pem: str) -> dict[str, object]:
-    return {
-        "communities": [
-            {
-                "id": "acme",
-                "signed_identities": "require",
-                "jwt_keys": [
-                    {"kid": "acme_2026", "hmac_secret": SECRET},
-                    {"kid": "acme_rsa", "rsa_public_key": public_pem},
-                ],
-                "custom_fields": [
-                    {"key": "customer_id", "label": "Customer ID", "regex": "C[0-9]{6}"},
-                    {"key": "plan", "label": "Plan"},
-                ],
-                "mappings": [
-                    {"from": "extra_values.customer_id", "to": "custom_fields.customer_id"},
-                    {"from": "uuid", "to": "identity_group.notes"},
-                    {"from": "extra_values.phone", "to": "identity_group.mobile_phones"},
-                ],
-            }
-        ]
-    }
 
 
 def _claims(i: int) -> dict[str, object]:
@@ -75,7 +48,7 @@ def _claims(i: int) -> dict[str, object]:
         "avatar_url": f"https://cdn.example.org/avatars/{i}.png",
         "iat": now - 5,
         "exp": now + 7200,
-        "extra_values": {"customer_id": f"C{i % 1_000_000:06d}", "phone": "+33612345678", "vip": True},
+        "extra_values": {"customer_id": f"C{i % 1_000_000:06d}", "mobile": "+33612345678", "vip": True},
     }
 
 
@@ -84,7 +57,7 @@ def _events(tokens: list[str]) -> list[bytes]:
         json.dumps(
             {
                 "event_id": f"e-{i}",
-                "community_id": "acme",
+                "community_id": examples.COMMUNITY_ID,
                 "received_at": RECEIVED_AT,
                 "signed_identity": token,
                 "gateway": {"name": "gw-eu-1", "version": "3.2.1"},
@@ -119,17 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-ratio", type=float, default=1.25)
     args = parser.parse_args(argv)
 
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public = private.public_key()
-    public_pem = public.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-    communities = prepare(parse_yaml(yaml.safe_dump(_community(public_pem))))
-    secret = SECRET.encode("ascii")
+    private = examples.rsa_key()
+    communities = prepare(parse_yaml(examples.config_yaml(examples.community())))
+    secret = examples.HMAC_SECRET.encode("ascii")
 
     cases = {
-        "HS256": ("acme_2026", secret, secret),
-        "RS256": ("acme_rsa", private, public),
+        "HS256": (examples.HS_KID, secret, secret),
+        "RS256": (examples.RS_KID, private, private.public_key()),
     }
     rows = []
     failed = False

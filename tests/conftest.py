@@ -7,6 +7,7 @@ that need it, with the reason.
     kafka_bootstrap: str          "127.0.0.1:PORT"
     admin_database_url: str       the server's DATABASE_URL (may create databases)
     database_url: str             a fresh database for this pytest session, dropped at the end
+    fresh_db: str                 an empty database (no schema) for one test, dropped after it
     unique_topic: (prefix) -> str a topic name no other test or session uses
 """
 
@@ -54,3 +55,11 @@ def database_url(admin_database_url: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def unique_topic() -> Callable[[str], str]:
     return stack.unique_topic
+
+
+@pytest.fixture
+def fresh_db(admin_database_url: str) -> Iterator[str]:
+    """An empty database of its own (no schema)."""
+    url = stack.create_database(admin_database_url)
+    yield url
+    stack.drop_database(admin_database_url, url)

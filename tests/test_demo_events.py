@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import time
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from worker.core.community import prepare
 from worker.core.pipeline import process_event
-from worker.demo import community_yaml, example_events
+from worker.demo import example_events
+from worker.examples import config_yaml, rsa_key
 from worker.store.yaml_io import parse_yaml
 
 
 def test_each_demo_event_gets_the_outcome_its_name_promises() -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    communities = prepare(parse_yaml(community_yaml(pem)))
+    communities = prepare(parse_yaml(config_yaml()))
     now = int(time.time())
     got = {
         name: (out.outcome.value, out.reason.value if out.reason else None)
-        for name, value in example_events(key, now)
+        for name, value in example_events(rsa_key(), now)
         for out in [process_event(value, lookup=communities, now=now + 1)]
     }
     assert got == {

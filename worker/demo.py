@@ -21,15 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from worker.core.contracts import format_time
 from worker.core.jws import segment_object
 from worker.core.keys import sign_token
+from worker.examples import (
+    COMMUNITY_ID,
+    HMAC_SECRET,
+    HS_KID,
+    RS_KID,
+    UNSIGNED_COMMUNITY_ID,
+    config_yaml,
+    rsa_key,
+)
 from worker.kafka.security import client_options
 
-HMAC_SECRET = "0123456789abcdef01234567"  # a demo value; real secrets come from the website's operator
 CLI = [sys.executable, "-m", "worker.cli.main"]
 
 
@@ -37,64 +43,28 @@ def say(text: str) -> None:
     print(f"demo: {text}", file=sys.stderr, flush=True)
 
 
-def community_yaml(public_pem: str) -> str:
-    indented = "\n".join("          " + line for line in public_pem.strip().splitlines())
-    return f"""communities:
-  - id: acme
-    signed_identities: require
-    jwt_keys:
-      - kid: acme_2026
-        hmac_secret: "{HMAC_SECRET}"
-      - kid: acme_rsa
-        rsa_public_key: |
-{indented}
-    custom_fields:
-      - key: customer_id
-        label: Customer ID
-        regex: "C[0-9]{{6}}"
-    mappings:
-      - from: extra_values.customer_id
-        to: custom_fields.customer_id
-      - from: uuid
-        to: identity_group.notes
-      - from: extra_values.mobile
-        to: identity_group.mobile_phones
-  - id: openshop
-    signed_identities: reject
-"""
-
-
-def example_rsa_key() -> tuple[rsa.RSAPrivateKey, str]:
-    """A fresh RS256 key of the example community: the private key (to sign) and its public PEM."""
-    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = (
-        private_key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private_key, public_pem
-
-
 def example_events(private_key: Any, now: int) -> list[tuple[str, bytes]]:
+    """The demo's nine raw events (key, value), one per case of issue 2, signed with the
+    example community's keys (worker.examples; `private_key`: its RS256 key)."""
     visitor = {"firstname": "Ada", "lastname": "Lovelace", "email": "ada@example.com"}
     extra = {"customer_id": "C123456", "mobile": "+44 7700 900123"}
     received = format_time(now)
 
     def event(event_id: str, **body: Any) -> tuple[str, bytes]:
-        value = {"event_id": event_id, "community_id": "acme", "received_at": received, **body}
+        value = {"event_id": event_id, "community_id": COMMUNITY_ID, "received_at": received, **body}
         return event_id, json.dumps(value).encode()
 
     good_hs = sign_token(
         {"uuid": "v-1", **visitor, "extra_values": extra, "exp": now + 7200},
         HMAC_SECRET,
         "HS256",
-        "acme_2026",
+        HS_KID,
     )
     good_rs = sign_token(
         {"uuid": "v-2", **visitor, "extra_values": {"customer_id": "X1"}, "exp": now + 7200},
         private_key,
         "RS256",
-        "acme_rsa",
+        RS_KID,
     )
     # Tampered: the payload now claims another visitor; header and signature are the original's.
     head, body, sig = good_hs.split(".")
@@ -107,11 +77,11 @@ def example_events(private_key: Any, now: int) -> list[tuple[str, bytes]]:
         event("valid-rs256", signed_identity=good_rs),
         event(
             "expired",
-            signed_identity=sign_token({"uuid": "v-3", "exp": now - 600}, HMAC_SECRET, "HS256", "acme_2026"),
+            signed_identity=sign_token({"uuid": "v-3", "exp": now - 600}, HMAC_SECRET, "HS256", HS_KID),
         ),
         event(
             "expires-soon",
-            signed_identity=sign_token({"uuid": "v-4", "exp": now + 1800}, HMAC_SECRET, "HS256", "acme_2026"),
+            signed_identity=sign_token({"uuid": "v-4", "exp": now + 1800}, HMAC_SECRET, "HS256", HS_KID),
         ),
         event("tampered", signed_identity=tampered),
         event(
@@ -124,7 +94,7 @@ def example_events(private_key: Any, now: int) -> list[tuple[str, bytes]]:
             json.dumps(
                 {
                     "event_id": "unsigned-openshop",
-                    "community_id": "openshop",
+                    "community_id": UNSIGNED_COMMUNITY_ID,
                     "received_at": received,
                     "identity": {"uuid": "v-7", "firstname": "Grace"},
                 }
@@ -229,10 +199,10 @@ def main() -> int:
         "IDENTITY_WORKER_GROUP_ID": f"demo-{suffix}",
         "IDENTITY_WORKER_METRICS_PORT": str(free_port()),
     }
-    private_key, public_pem = example_rsa_key()
+    private_key = rsa_key()
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp, "communities.yaml")
-        config.write_text(community_yaml(public_pem))
+        config.write_text(config_yaml())
         say("migrating the configuration store")
         run_cli("db", "migrate", env=env)
         say("loading the example communities (acme: HS256 + RS256 keys, a regex custom field, mappings)")

@@ -9,9 +9,10 @@ on. Secrets are `SecretStr` or a `…_FILE` path, read by `worker.kafka.security
 from __future__ import annotations
 
 import enum
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
-from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, AliasGenerator, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The prefix of every setting's environment variable (`IDENTITY_WORKER_GUARANTEE`, …).
@@ -44,11 +45,18 @@ class SaslMechanism(enum.StrEnum):
     OAUTHBEARER = "OAUTHBEARER"
 
 
-def kafka_property(name: str) -> AliasChoices:
-    """The environment names of Kafka client property `name` (`ssl.ca.location`): the field name,
-    `KAFKA_SSL_CA_LOCATION` and `IDENTITY_WORKER_KAFKA_SSL_CA_LOCATION` (the first one set wins)."""
-    env = "KAFKA_" + name.upper().replace(".", "_")
-    field = env.lower()
+_AliasFor = Callable[[str], AliasChoices]
+#: The settings named for a Kafka client property (`kafka_ssl_ca_location`: `ssl.ca.location`).
+KAFKA_PROPERTY_SETTINGS = ("kafka_security_", "kafka_ssl_", "kafka_sasl_")
+
+
+def kafka_property_names(field: str) -> AliasChoices | None:
+    """Where a setting named for a Kafka client property is read: the field name,
+    `KAFKA_SSL_CA_LOCATION` and `IDENTITY_WORKER_KAFKA_SSL_CA_LOCATION` (the first one set wins).
+    None for every other setting, which keeps pydantic-settings' own names."""
+    if not field.startswith(KAFKA_PROPERTY_SETTINGS):
+        return None
+    env = field.upper()
     return AliasChoices(field, env, f"{ENV_PREFIX}{env}")
 
 
@@ -59,44 +67,31 @@ class KafkaSecurity(BaseSettings):
     time a client is built, so a rotated secret file applies to the next client.
     """
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        # pydantic takes a None alias ("keep the default") though its hint leaves None out.
+        alias_generator=AliasGenerator(validation_alias=cast(_AliasFor, kafka_property_names)),
+    )
 
-    kafka_security_protocol: SecurityProtocol = Field(
-        SecurityProtocol.PLAINTEXT, validation_alias=kafka_property("security.protocol")
-    )
+    kafka_security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
     # PEM CA bundle trusted for the brokers' certificates; None: the system's CAs.
-    kafka_ssl_ca_location: FilePath | None = Field(None, validation_alias=kafka_property("ssl.ca.location"))
+    kafka_ssl_ca_location: FilePath | None = None
     # Mutual TLS: the client's PEM certificate (chain) and private key, the key's password if encrypted.
-    kafka_ssl_certificate_location: FilePath | None = Field(
-        None, validation_alias=kafka_property("ssl.certificate.location")
-    )
-    kafka_ssl_key_location: FilePath | None = Field(None, validation_alias=kafka_property("ssl.key.location"))
-    kafka_ssl_key_password: SecretStr | None = Field(
-        None, validation_alias=kafka_property("ssl.key.password")
-    )
-    kafka_ssl_key_password_file: FilePath | None = Field(
-        None, validation_alias=kafka_property("ssl.key.password.file")
-    )
+    kafka_ssl_certificate_location: FilePath | None = None
+    kafka_ssl_key_location: FilePath | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_key_password_file: FilePath | None = None
     # `https` (default): the broker's certificate must name the host the client connects to;
     # `none` turns that check off (the chain is still verified).
-    kafka_ssl_endpoint_identification_algorithm: str = Field(
-        "https", validation_alias=kafka_property("ssl.endpoint.identification.algorithm")
-    )
-    kafka_sasl_mechanism: SaslMechanism | None = Field(
-        None, validation_alias=kafka_property("sasl.mechanism")
-    )
-    kafka_sasl_username: str | None = Field(None, validation_alias=kafka_property("sasl.username"))
-    kafka_sasl_username_file: FilePath | None = Field(
-        None, validation_alias=kafka_property("sasl.username.file")
-    )
-    kafka_sasl_password: SecretStr | None = Field(None, validation_alias=kafka_property("sasl.password"))
-    kafka_sasl_password_file: FilePath | None = Field(
-        None, validation_alias=kafka_property("sasl.password.file")
-    )
+    kafka_ssl_endpoint_identification_algorithm: str = "https"
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_username_file: FilePath | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: FilePath | None = None
     # OAUTHBEARER: a file holding the access token, re-read whenever it changes.
-    kafka_sasl_oauthbearer_token_file: FilePath | None = Field(
-        None, validation_alias=kafka_property("sasl.oauthbearer.token.file")
-    )
+    kafka_sasl_oauthbearer_token_file: FilePath | None = None
 
     @field_validator("kafka_security_protocol", mode="before")
     @classmethod

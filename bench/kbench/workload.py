@@ -1,4 +1,5 @@
-"""The benchmark's raw events: one community, HS256/RS256 tokens, repeats and invalid events.
+"""The benchmark's raw events: the example community (worker/examples.py) under a name of the
+run's own, HS256/RS256 tokens, repeats and invalid events.
 
 Everything is generated once per workload and reused by every scenario that needs it, so the
 worker and the references see byte-identical tokens.
@@ -12,14 +13,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
+from worker import examples
 from worker.core.keys import sign_token
+from worker.examples import HMAC_SECRET, HS_KID, RS_KID
 
-HMAC_SECRET = "0123456789abcdef01234567"  # benchmark value: 24 hex characters (DESIGN §1)
-HS_KID = "bench_hs"
-RS_KID = "bench_rs"
 INVALID_KINDS = ("tampered", "expired", "unknown_kid", "not_json", "unsigned")
 
 
@@ -46,38 +43,14 @@ class Keys:
 
     @classmethod
     def generate(cls) -> Keys:
-        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = (
-            private.public_key()
-            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-            .decode()
-        )
-        return cls(private, private.public_key(), pem)
+        """The example community's RS256 key pair."""
+        private = examples.rsa_key()
+        return cls(private, private.public_key(), examples.public_pem(private))
 
 
 def community_yaml(community_id: str, keys: Keys) -> str:
-    indented = "\n".join("          " + line for line in keys.public_pem.strip().splitlines())
-    return f"""communities:
-  - id: {community_id}
-    signed_identities: require
-    jwt_keys:
-      - kid: {HS_KID}
-        hmac_secret: "{HMAC_SECRET}"
-      - kid: {RS_KID}
-        rsa_public_key: |
-{indented}
-    custom_fields:
-      - key: customer_id
-        label: Customer ID
-        regex: "C[0-9]{{6}}"
-    mappings:
-      - from: extra_values.customer_id
-        to: custom_fields.customer_id
-      - from: uuid
-        to: identity_group.notes
-      - from: extra_values.mobile
-        to: identity_group.mobile_phones
-"""
+    """The example community named `community_id` (its RS256 key: `keys`)."""
+    return examples.config_yaml(examples.community(community_id, rsa_public_pem=keys.public_pem))
 
 
 @dataclass

@@ -3,33 +3,20 @@ PostgreSQL database, one per test module, reseeded before each test."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support import stack
 from tests.support.admin import Service, seed, start_service
-from worker.store.db import connect
-from worker.store.migrate import migrate
+from tests.support.store import migrated_database
 
 pytestmark = pytest.mark.integration
 
 
-async def _migrate(url: str) -> None:
-    conn = await connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
 def admin_db(admin_database_url: str) -> Iterator[str]:
-    url = stack.create_database(admin_database_url)
-    asyncio.run(_migrate(url))
-    yield url
-    stack.drop_database(admin_database_url, url)
+    with migrated_database(admin_database_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

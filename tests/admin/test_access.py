@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.admin import SECRET_2, Service, hs256, snapshot
+from tests.support.admin import SECRET, SECRET_2, Service, hs256, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ PLATFORM_ROUTES: list[tuple[str, str, Any]] = [
 
 def _call(service: Service, who: str, method: str, path: str, body: Any) -> tuple[int, Any]:
     if body == {"token": "TOKEN"}:
-        body = {"token": hs256("0123456789abcdef01234567", "k1")}
+        body = {"token": hs256(SECRET, "k1")}
     with service.client(None if who == "none" else ("iwk_" + "x" * 43 if who == "bad" else who)) as client:
         response = client.request(method, path, json=body)
     data = response.json() if response.content else None

@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support.admin import SECRET_2, Service, run_sql, snapshot
+from tests.support.admin import SECRET_2, Service, snapshot
+from tests.support.store import run_sql
 from worker.cli.main import main
 
 pytestmark = pytest.mark.integration

@@ -32,7 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SECTIONS = ("handling", "keys", "mappings", "fields", "token-check", "audit")
 
 
 @pytest.fixture(scope="module")

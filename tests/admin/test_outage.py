@@ -1,7 +1,7 @@
 """The service and a PostgreSQL outage: 503 with one safe line (never a verdict, never a
 stack trace, never the URL's password), and it serves again once the server is back.
 
-Runs on a private PostgreSQL server (tests/support/private_pg.py): the shared one is never stopped.
+Runs on a private PostgreSQL server (tests/support/private_stack.py): the shared one is never stopped.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support.admin import run_async, start_service
-from tests.support.private_pg import private_postgres
+from tests.support.admin import start_service
+from tests.support.private_stack import private_postgres
+from tests.support.store import run_async
 from worker.store import api_tokens
 from worker.store.migrate import migrate
 

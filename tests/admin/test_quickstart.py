@@ -8,29 +8,20 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.support import stack
-from tests.support.admin import free_port
+from worker.demo import free_port
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def empty_db(admin_database_url: str) -> Iterator[str]:
-    url = stack.create_database(admin_database_url)
-    yield url
-    stack.drop_database(admin_database_url, url)
-
-
-def test_make_admin_prints_the_url_and_two_working_tokens(empty_db: str) -> None:
+def test_make_admin_prints_the_url_and_two_working_tokens(fresh_db: str) -> None:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "worker.admin.quickstart", "--port", str(port)],
-        env={**os.environ, "DATABASE_URL": empty_db},
+        env={**os.environ, "DATABASE_URL": fresh_db},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

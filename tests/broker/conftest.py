@@ -6,25 +6,16 @@ sessions) and its own community ids in the session's fresh database.
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
-
 import pytest
 
 from tests.support.java_peer import JavaPeer
-from tests.support.worker import Store, cli, community_yaml
+from tests.support.worker import Store, own_store
 
 
 @pytest.fixture(scope="session")
 def store(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Store:
     """The session's database, migrated, with two communities of this module's own."""
-    suffix = uuid.uuid4().hex[:8]
-    store = Store(database_url, f"k5-acme-{suffix}", f"k5-shop-{suffix}")
-    config: Path = tmp_path_factory.mktemp("k5") / "communities.yaml"
-    config.write_text(community_yaml(store.acme, store.shop))
-    cli("db", "migrate", env=store.env())
-    cli("config", "apply", str(config), env=store.env())
-    return store
+    return own_store(database_url, "k5", tmp_path_factory.mktemp("k5"))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """The broker is stopped and restarted mid-stream (K8): no loss, no duplicate, the worker
 resumes by itself, and the outage shows in /readyz and the metrics meanwhile.
 
-Uses a private broker (never the shared one, see tests/support/private_broker.py).
+Uses a private broker (never the shared one, see tests/support/private_stack.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.private_broker import PrivateBroker
+from tests.support.private_stack import PrivateBroker
 from tests.support.worker import Outputs, Store, new_topics, produce, start_worker, stream_values, wait_ready
 
 pytestmark = pytest.mark.integration
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def broker(store: Store) -> Iterator[PrivateBroker]:
-    broker = PrivateBroker(store.url)
+    broker = PrivateBroker()
     broker.start()
     try:
         yield broker
@@ -46,14 +46,7 @@ async def test_broker_stopped_and_restarted_mid_stream_loses_nothing_and_resumes
     topics = await new_topics(bootstrap, unique_topic("k5-restart"), 3)
     values = stream_values(store.acme, 6000, time.time(), unique_tokens=3000)
     worker = start_worker(
-        tmp_path,
-        "restart",
-        bootstrap=bootstrap,
-        database_url=store.url,
-        topics=topics,
-        group=topics.raw,
-        batch_size="100",
-        retry_backoff_max_ms="2000",
+        tmp_path, "restart", bootstrap, store.url, topics, batch_size="100", retry_backoff_max_ms="2000"
     )
     try:
         await wait_ready(worker)

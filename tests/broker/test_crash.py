@@ -40,15 +40,7 @@ async def test_sigkill_of_one_member_mid_stream_loses_and_duplicates_nothing(
     values = stream_values(store.acme, EVENTS, time.time(), unique_tokens=5000)
 
     def member(i: int) -> WorkerProcess:
-        return start_worker(
-            tmp_path,
-            f"member-{i}",
-            bootstrap=kafka_bootstrap,
-            database_url=store.url,
-            topics=topics,
-            group=topics.raw,
-            batch_size="200",
-        )
+        return start_worker(tmp_path, f"member-{i}", kafka_bootstrap, store.url, topics, batch_size="200")
 
     workers = [member(0), member(1)]
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.java_peer import JavaPeer
-from tests.support.private_broker import PrivateBroker
+from tests.support.private_stack import PrivateBroker
 from tests.support.worker import Store, new_topics, produce, start_worker, stream_values
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ allow.everyone.if.no.acl.found=true"""
 
 @pytest.fixture
 def secured_broker(store: Store) -> Iterator[PrivateBroker]:
-    broker = PrivateBroker(store.url)
+    broker = PrivateBroker()
     broker.start()
     try:
         broker.stop()
@@ -52,9 +52,7 @@ async def test_not_authorized_to_write_an_output_stops_the_worker_with_one_line_
         bootstrap, topics.raw, [(b"k", v, None) for v in stream_values(store.acme, 5, time.time())]
     )
     java_peer.deny(bootstrap, topics.enriched, "WRITE")
-    worker = start_worker(
-        tmp_path, "fatal", bootstrap=bootstrap, database_url=store.url, topics=topics, group=topics.raw
-    )
+    worker = start_worker(tmp_path, "fatal", bootstrap, store.url, topics)
     started = time.monotonic()
     code = _wait_exit(worker, 60)
     elapsed = time.monotonic() - started

@@ -44,7 +44,7 @@ async def test_every_codec_kafka_defines_is_read(
 ) -> None:
     """Item 1: kcat -z gzip|snappy|lz4|zstd, and a topic with compression.type=zstd (K9)."""
     raw_config = {"compression.type": topic_codec} if topic_codec else None
-    topics = await new_topics(kafka_bootstrap, unique_topic("i11-codec"), 1, raw_config=raw_config)
+    topics = await new_topics(kafka_bootstrap, unique_topic("i11-codec"), 1, raw=raw_config)
     expected: list[str] = []
     for codec in ("gzip", "snappy", "lz4", "zstd", "none"):
         values = signed_events(codec, 5)

@@ -12,15 +12,23 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.support.worker import Outputs, Topics, community_yaml, raw_event, sign
+from tests.support.worker import (
+    Outputs,
+    Topics,
+    communities_file,
+    in_process_worker,
+    new_topics,
+    raw_event,
+    sign,
+)
 from worker.kafka.topics import existing_topics
 from worker.runtime import commit
 from worker.runtime.member import Member
@@ -60,57 +68,13 @@ def kcat_lines(bootstrap: str, topic: str, lines: list[bytes], *, partition: int
     subprocess.run(args, input=b"\n".join(lines) + b"\n", check=True, timeout=30, capture_output=True)
 
 
-async def make_topics(bootstrap: str, prefix: str, partitions: int, **configs: dict[str, str]) -> Topics:
-    """Fresh topics; `configs` by role (raw, enriched, rejected, dlq) → topic settings."""
-    topics = Topics(f"{prefix}.raw", f"{prefix}.enriched", f"{prefix}.rejected", f"{prefix}.dlq")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [
-                NewTopic(getattr(topics, role), partitions, 1, topic_configs=configs.get(role, {}))
-                for role in ("raw", "enriched", "rejected", "dlq")
-            ]
-        )
-    finally:
-        await admin.close()
-    deadline = time.monotonic() + 30
-    settings = load_settings(bootstrap_servers=bootstrap, **topics.settings())
-    while len(await existing_topics(settings, settings.all())) < 4:
-        assert time.monotonic() < deadline, "topics not visible after 30 s"
-        await asyncio.sleep(0.1)
-    return topics
-
-
-@asynccontextmanager
-async def running(bootstrap: str, topics: Topics, config: Path, **overrides: Any) -> AsyncIterator[Member]:
-    """The real service in-process (file configuration); asserts it exits 0 when stopped."""
-    config.write_text(community_yaml("acme", "shop"))
-    settings = load_settings(
-        bootstrap_servers=bootstrap,
-        config_file=config,
-        group_id=topics.raw,
-        metrics_port=0,
-        progress_interval_seconds=0,
-        retry_backoff_max_ms=1000,
-        **topics.settings(),
-        **overrides,
+def running(
+    bootstrap: str, topics: Topics, folder: Path, **overrides: Any
+) -> AbstractAsyncContextManager[Member]:
+    """The real service in-process (file configuration), retries backed off 1 s at most."""
+    return in_process_worker(
+        bootstrap, topics, communities_file(folder), retry_backoff_max_ms=1000, **overrides
     )
-    members: list[Member] = []
-    stop = asyncio.Event()
-    worker = asyncio.create_task(
-        serve(settings, stop=stop, handle_signals=False, on_ready=lambda m, _: members.append(m))
-    )
-    try:
-        while not members:
-            assert not worker.done(), f"the worker ended: {worker.result()}"
-            await asyncio.sleep(0.05)
-        yield members[0]
-        assert not worker.done(), f"the worker ended while running: {worker.result()}"
-    finally:
-        stop.set()
-        code = await asyncio.wait_for(worker, 40)
-    assert code == 0
 
 
 def by_offset(outputs: Outputs, topic: str) -> dict[int, tuple[Any, dict[str, Any]]]:
@@ -127,7 +91,7 @@ async def test_outputs_larger_than_their_topic_takes_are_shortened_and_say_so(
     gets its one output within the topic's max.message.bytes as read from the broker, and the
     records after them flow — 400 small rejections too, whose record batch would be 4 times
     what the topic takes."""
-    topics = await make_topics(
+    topics = await new_topics(
         kafka_bootstrap,
         unique_topic("k9-size"),
         1,
@@ -144,7 +108,7 @@ async def test_outputs_larger_than_their_topic_takes_are_shortened_and_say_so(
     kcat(kafka_bootstrap, topics.raw, raw_event("after", "acme", now, signed_identity=token), tmp_path)
     kcat(kafka_bootstrap, topics.raw, b"long key", tmp_path, key=b"k" * 80_000)  # offset 4
     kcat_lines(kafka_bootstrap, topics.raw, [b"small %d " % i + b"x" * 500 for i in range(400)])
-    async with running(kafka_bootstrap, topics, tmp_path / "c.yaml"), Outputs(kafka_bootstrap, topics) as out:
+    async with running(kafka_bootstrap, topics, tmp_path), Outputs(kafka_bootstrap, topics) as out:
         await out.wait_for(405, 45)
         await out.settle(0.5)
     assert out.check_exactly_once([(0, offset) for offset in range(405)]) == (0, 0)
@@ -176,7 +140,7 @@ async def test_keyless_records_get_a_derived_key_on_compacted_output_topics(
     topic:partition:offset (unique, the same on every redo) and says key_derived; a keyed input
     keeps its key; the stream never stalls."""
     compact = {"cleanup.policy": "compact"}
-    topics = await make_topics(
+    topics = await new_topics(
         kafka_bootstrap, unique_topic("k9-compact"), 1, enriched=compact, rejected=compact
     )
     now = time.time()
@@ -185,7 +149,7 @@ async def test_keyless_records_get_a_derived_key_on_compacted_output_topics(
     kcat(kafka_bootstrap, topics.raw, b"not json either", tmp_path, key=b"visitor-2")
     kcat(kafka_bootstrap, topics.raw, raw_event("signed", "acme", now, signed_identity=token), tmp_path)
     async with (
-        running(kafka_bootstrap, topics, tmp_path / "c.yaml", guarantee=guarantee),
+        running(kafka_bootstrap, topics, tmp_path, guarantee=guarantee),
         Outputs(kafka_bootstrap, topics) as out,
     ):
         await out.wait_for(3, 45)
@@ -228,8 +192,8 @@ async def test_an_output_topic_recreated_with_fewer_partitions_is_read_again(
     """Item 7: the rejected topic is deleted and re-created with 1 partition instead of 4 while
     the worker runs: it reads the topic again, routes to the partition that exists and goes
     on (no `Unrecognized partition`, no exit 2, no stall); every input gets one output."""
-    topics = await make_topics(kafka_bootstrap, unique_topic("k9-shrink"), 4)
-    async with running(kafka_bootstrap, topics, tmp_path / "c.yaml") as member:
+    topics = await new_topics(kafka_bootstrap, unique_topic("k9-shrink"), 4)
+    async with running(kafka_bootstrap, topics, tmp_path) as member:
         async with Outputs(kafka_bootstrap, topics) as out:
             for partition in range(4):
                 kcat(kafka_bootstrap, topics.raw, b"before", tmp_path, partition=partition)
@@ -255,9 +219,9 @@ async def test_a_missing_output_topic_makes_records_wait_and_the_worker_not_read
     OutputTopicMissing — retriable by type (K10) — its records wait, /readyz names the topic;
     once the topic exists again they are answered, once, and the worker is ready."""
     monkeypatch.setattr(commit, "REFRESH_SECONDS", 0.2)  # read the topics before every batch
-    topics = await make_topics(kafka_bootstrap, unique_topic("k9-missing"), 1)
+    topics = await new_topics(kafka_bootstrap, unique_topic("k9-missing"), 1)
     settings = load_settings(bootstrap_servers=kafka_bootstrap, **topics.settings())
-    async with running(kafka_bootstrap, topics, tmp_path / "c.yaml") as member:
+    async with running(kafka_bootstrap, topics, tmp_path) as member:
         async with Outputs(kafka_bootstrap, topics) as out:
             kcat(kafka_bootstrap, topics.raw, b"before", tmp_path)
             await out.wait_for(1, 45)
@@ -288,9 +252,8 @@ async def test_an_output_topic_with_no_room_for_an_output_is_refused_at_start(
 ) -> None:
     """K10: a topic whose max.message.bytes cannot hold a rejection without its echo is a
     misconfiguration: one line naming it, before joining the group, nothing committed."""
-    topics = await make_topics(kafka_bootstrap, unique_topic("k9-tiny"), 1, dlq={"max.message.bytes": "4096"})
-    config = tmp_path / "c.yaml"
-    config.write_text(community_yaml("acme", "shop"))
+    topics = await new_topics(kafka_bootstrap, unique_topic("k9-tiny"), 1, dlq={"max.message.bytes": "4096"})
+    config = communities_file(tmp_path)
     settings = load_settings(
         bootstrap_servers=kafka_bootstrap, config_file=config, metrics_port=0, **topics.settings()
     )

@@ -18,10 +18,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.support.private_pg import private_postgres
+from tests.support.private_stack import private_postgres
 from tests.support.worker import (
     Outputs,
     Store,
+    Topics,
     cli,
     communities_file,
     in_process_worker,
@@ -41,6 +42,22 @@ from worker.settings import load_settings
 from worker.store.yaml_io import load_config_file
 
 pytestmark = pytest.mark.integration
+
+
+async def flowing_latencies(
+    bootstrap: str, topics: Topics, outputs: Outputs, rounds: int, prefix: str
+) -> list[float]:
+    """K9: once partition 0's backoff has grown to seconds, `rounds` rounds of 20 events on
+    partition 1 (`<prefix>-<round>-i`); how long each round took to be answered (s)."""
+    await asyncio.sleep(3.0)
+    latencies = []
+    for round_ in range(rounds):
+        sent = time.monotonic()
+        values = signed_events(f"{prefix}-{round_}", 20)
+        await produce(bootstrap, topics.raw, [(b"k", v, None) for v in values], partition=1)
+        latencies.append(await outputs.wait_for(20 * (round_ + 1), 30) - sent)
+        await asyncio.sleep(0.3)
+    return latencies
 
 
 async def test_a_waiting_record_holds_back_only_its_partition(
@@ -71,15 +88,7 @@ async def test_a_waiting_record_holds_back_only_its_partition(
         ) as member,
         Outputs(kafka_bootstrap, topics) as outputs,
     ):
-        await asyncio.sleep(3.0)  # the waiting partition's backoff has grown to seconds
-        latencies = []
-        for round_ in range(5):
-            sent = time.monotonic()
-            values = signed_events(f"flows-{round_}", 20)
-            await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in values], partition=1)
-            answered = await outputs.wait_for(20 * (round_ + 1), 30)
-            latencies.append(answered - sent)
-            await asyncio.sleep(0.3)
+        latencies = await flowing_latencies(kafka_bootstrap, topics, outputs, 5, "flows")
         print(
             f"\nlatency of the flowing partition while the other waits: {[round(t, 2) for t in latencies]} s"
         )
@@ -129,9 +138,7 @@ async def _waits_for_the_broken_community(
     now = time.time()
     waiting = [raw_event("w-0", broken, now, identity={"uuid": "v"})]
     await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in waiting], partition=0)
-    worker = start_worker(
-        tmp_path, "broken", bootstrap=kafka_bootstrap, database_url=store.url, topics=topics, group=topics.raw
-    )
+    worker = start_worker(tmp_path, "broken", kafka_bootstrap, store.url, topics)
     try:
         async with Outputs(kafka_bootstrap, topics) as outputs:
             flowing = await produce(
@@ -172,10 +179,9 @@ async def test_postgresql_down_one_uncached_community_waits_and_cached_ones_flow
         worker = start_worker(
             tmp_path,
             "pgdown",
-            bootstrap=kafka_bootstrap,
-            database_url=server.dsn,
-            topics=topics,
-            group=topics.raw,
+            kafka_bootstrap,
+            server.dsn,
+            topics,
             retry_backoff_initial_ms="200",
             retry_backoff_max_ms="4000",
         )
@@ -186,14 +192,7 @@ async def test_postgresql_down_one_uncached_community_waits_and_cached_ones_flow
                 now = time.time()
                 ghost = [raw_event("ghost-0", "never-cached", now, identity={"uuid": "v"})]
                 await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in ghost], partition=0)
-                await asyncio.sleep(3.0)  # the waiting partition's backoff has grown to seconds
-                latencies = []
-                for round_ in range(4):
-                    sent = time.monotonic()
-                    values = signed_events(f"cached-{round_}", 20)
-                    await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in values], partition=1)
-                    latencies.append(await outputs.wait_for(20 * (round_ + 1), 30) - sent)
-                    await asyncio.sleep(0.3)
+                latencies = await flowing_latencies(kafka_bootstrap, topics, outputs, 4, "cached")
                 print(
                     f"\nlatency of a cached community during the outage: {[round(t, 2) for t in latencies]} s"
                 )

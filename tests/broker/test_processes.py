@@ -35,15 +35,7 @@ async def test_processes_run_members_of_one_group_each_with_its_metrics_port(
 ) -> None:
     topics = await new_topics(kafka_bootstrap, unique_topic("k5-procs"), 4)
     values = stream_values(store.acme, 4000, time.time())
-    parent = start_worker(
-        tmp_path,
-        "parent",
-        bootstrap=kafka_bootstrap,
-        database_url=store.url,
-        topics=topics,
-        group=topics.raw,
-        processes="2",
-    )
+    parent = start_worker(tmp_path, "parent", kafka_bootstrap, store.url, topics, processes="2")
     second = WorkerProcess(parent.process, parent.log, parent.metrics_port + 1)
     try:
         await wait_ready(parent)
@@ -68,15 +60,7 @@ async def test_at_least_once_publishes_every_output_before_committing_offsets(
 ) -> None:
     topics = await new_topics(kafka_bootstrap, unique_topic("k5-alo"), 2)
     values = stream_values(store.acme, 2000, time.time())
-    worker = start_worker(
-        tmp_path,
-        "alo",
-        bootstrap=kafka_bootstrap,
-        database_url=store.url,
-        topics=topics,
-        group=topics.raw,
-        guarantee="at_least_once",
-    )
+    worker = start_worker(tmp_path, "alo", kafka_bootstrap, store.url, topics, guarantee="at_least_once")
     try:
         await wait_ready(worker)
         inputs = await produce(kafka_bootstrap, topics.raw, [(None, v, None) for v in values])
@@ -87,15 +71,7 @@ async def test_at_least_once_publishes_every_output_before_committing_offsets(
     lost, _ = outputs.check_exactly_once(inputs)
     assert lost == 0
     # A restarted member starts after the committed offsets: nothing is redone after a clean stop.
-    again = start_worker(
-        tmp_path,
-        "alo-again",
-        bootstrap=kafka_bootstrap,
-        database_url=store.url,
-        topics=topics,
-        group=topics.raw,
-        guarantee="at_least_once",
-    )
+    again = start_worker(tmp_path, "alo-again", kafka_bootstrap, store.url, topics, guarantee="at_least_once")
     try:
         await wait_ready(again)
         await asyncio.sleep(3)

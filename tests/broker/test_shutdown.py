@@ -24,9 +24,10 @@ async def test_sigterm_mid_batch_commits_it_and_exits_0_nothing_lost_or_duplicat
 ) -> None:
     topics = await new_topics(kafka_bootstrap, unique_topic("k5-sigterm"), 2)
     values = stream_values(store.acme, 4000, time.time(), unique_tokens=4000)
-    common = {"bootstrap": kafka_bootstrap, "database_url": store.url, "topics": topics, "group": topics.raw}
     # Batches close at 3000 records or 4 s after their first: SIGTERM lands inside one.
-    first = start_worker(tmp_path, "first", batch_size="3000", batch_linger_ms="4000", **common)
+    first = start_worker(
+        tmp_path, "first", kafka_bootstrap, store.url, topics, batch_size="3000", batch_linger_ms="4000"
+    )
     async with Outputs(kafka_bootstrap, topics) as outputs:
         await wait_ready(first)
         await asyncio.sleep(1.0)  # let it join the group
@@ -39,7 +40,7 @@ async def test_sigterm_mid_batch_commits_it_and_exits_0_nothing_lost_or_duplicat
         inputs += await produce(kafka_bootstrap, topics.raw, [(None, v, None) for v in values[1000:]])
         await outputs.settle(1.0)
         answered_by_first = len(outputs.by_source)
-        second = start_worker(tmp_path, "second", **common)
+        second = start_worker(tmp_path, "second", kafka_bootstrap, store.url, topics)
         try:
             await outputs.wait_for(len(values), 90)
             await outputs.settle(2.0)

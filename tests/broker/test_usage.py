@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -20,16 +19,17 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.support.private_pg import private_postgres
+from tests.support.private_stack import private_postgres
 from tests.support.worker import (
+    OTHER_SECRET,
     Case,
     Outputs,
     Store,
     WorkerProcess,
     cli,
-    community_yaml,
     every_reason,
     new_topics,
+    own_store,
     produce,
     raw_event,
     sign,
@@ -44,14 +44,8 @@ FLUSH_SECONDS = 5.0  # the default
 
 def own_communities(url: str, tmp: Path) -> tuple[str, str]:
     """Communities of this test alone (keys get removed here), applied with the real CLI."""
-    suffix = uuid.uuid4().hex[:8]
-    acme, shop = f"l1-acme-{suffix}", f"l1-shop-{suffix}"
-    config = tmp / f"{acme}.yaml"
-    config.write_text(community_yaml(acme, shop))
-    env = Store(url, acme, shop).env()
-    cli("db", "migrate", env=env)
-    cli("config", "apply", str(config), env=env)
-    return acme, shop
+    store = own_store(url, "l1", tmp)
+    return store.acme, store.shop
 
 
 def keys_list(url: str, community: str) -> dict[str, list[str]]:
@@ -89,15 +83,7 @@ async def test_uses_reach_keys_list_within_the_flush_interval_and_two_processes_
     now = time.time()
     cases: list[Case] = every_reason(acme, shop, now)
     extra = valid_values(acme, 2000, now)  # 50 tokens, mostly C4 cache hits
-    parent = start_worker(
-        tmp_path,
-        "usage",
-        bootstrap=kafka_bootstrap,
-        database_url=database_url,
-        topics=topics,
-        group=topics.raw,
-        processes="2",
-    )
+    parent = start_worker(tmp_path, "usage", kafka_bootstrap, database_url, topics, processes="2")
     second = WorkerProcess(parent.process, parent.log, parent.metrics_port + 1)
     try:
         await wait_ready(parent)
@@ -159,15 +145,8 @@ async def test_a_forced_removal_leaves_a_tombstone_the_running_worker_names(
     env = Store(database_url, acme, shop).env()
     topics = await new_topics(kafka_bootstrap, unique_topic("l3-tomb"), 1)
     now = time.time()
-    token = sign({"uuid": "v-1", "exp": int(now) + 7200}, kid="hs_2", key="fedcba9876543210fedcba98")
-    worker = start_worker(
-        tmp_path,
-        "tomb",
-        bootstrap=kafka_bootstrap,
-        database_url=database_url,
-        topics=topics,
-        group=topics.raw,
-    )
+    token = sign({"uuid": "v-1", "exp": int(now) + 7200}, kid="hs_2", key=OTHER_SECRET)
+    worker = start_worker(tmp_path, "tomb", kafka_bootstrap, database_url, topics)
     try:
         await wait_ready(worker)
         await produce(
@@ -213,14 +192,7 @@ async def test_postgresql_stopped_during_a_run(
     with private_postgres() as pg:
         acme, _ = own_communities(pg.dsn, tmp_path)
         topics = await new_topics(kafka_bootstrap, unique_topic("l1-outage"), 2)
-        worker = start_worker(
-            tmp_path,
-            "outage",
-            bootstrap=kafka_bootstrap,
-            database_url=pg.dsn,
-            topics=topics,
-            group=topics.raw,
-        )
+        worker = start_worker(tmp_path, "outage", kafka_bootstrap, pg.dsn, topics)
         try:
             await wait_ready(worker)
             first = valid_values(acme, 1000, time.time())

@@ -17,6 +17,7 @@ import yaml
 from tests.support.core import (
     HS_KID,
     NOW,
+    OTHER_SECRET,
     RECEIVED_AT,
     SECRET,
     T0,
@@ -75,7 +76,7 @@ def test_secret_hex_decoded_by_the_site() -> None:
 
 
 def test_another_wrong_secret_is_not_called_hex() -> None:
-    assert _codes(make_token(key=b"fedcba9876543210fedcba98")) == ("invalid_signature", [], [])
+    assert _codes(make_token(key=OTHER_SECRET.encode())) == ("invalid_signature", [], [])
 
 
 def test_standard_base64_with_padding_signed_over_the_text_as_sent() -> None:

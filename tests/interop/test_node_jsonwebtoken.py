@@ -18,13 +18,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.node import node_packages
+from worker import examples
 from worker.core.community import Community, prepare
 from worker.core.contracts import EnrichedIdentity, Rejection
 from worker.core.pipeline import process_event
 from worker.store.yaml_io import parse_yaml
 
 HERE = Path(__file__).parent
-SECRET = "0123456789abcdef01234567"  # 24 ASCII characters: the HMAC key is these bytes
+SECRET = examples.HMAC_SECRET  # 24 ASCII characters: the HMAC key is these bytes
 RECEIVED_AT = "2026-11-24T10:00:00Z"
 NOW = datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC).timestamp()
 T0 = int(NOW)
@@ -102,7 +103,7 @@ def node_tokens(node_signer: Path, rsa_keys: tuple[rsa.RSAPrivateKey, rsa.RSAPri
             "kid": "acme_2026",
             "payload": _payload(exp=T0 + 3589),
         },
-        {"name": "hs_wrong_key", "alg": "HS256", "key": "fedcba9876543210fedcba98", "kid": "acme_2026",
+        {"name": "hs_wrong_key", "alg": "HS256", "key": examples.OTHER_SECRET, "kid": "acme_2026",
          "payload": _payload()},
         {"name": "hs_no_kid", "alg": "HS256", "key": SECRET, "payload": _payload()},
         {"name": "rs_valid", "alg": "RS256", "key": good, "kid": "acme_rsa", "payload": _payload()},

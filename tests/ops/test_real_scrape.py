@@ -21,7 +21,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.processes import terminate
 from tests.support.promql import (
     ALERTS,
     SCRAPE_CONFIG,
@@ -42,16 +42,15 @@ from tests.support.promql import (
 from tests.support.worker import (
     Outputs,
     Store,
-    cli,
-    community_yaml,
     every_reason,
-    free_port,
     new_topics,
+    own_store,
     produce,
     start_worker,
     stream_values,
     wait_ready,
 )
+from worker.demo import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -124,12 +123,7 @@ class Prometheus:
         return data
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, 20)
 
 
 def shape_problem(expr: str, data: dict[str, Any]) -> str | None:
@@ -195,13 +189,7 @@ async def shape_problems(prometheus: Prometheus, expressions: list[Expression]) 
 
 @pytest.fixture
 def store(database_url: str, tmp_path: Path) -> Store:
-    suffix = uuid.uuid4().hex[:8]
-    store = Store(database_url, f"i16-acme-{suffix}", f"i16-shop-{suffix}")
-    config = tmp_path / "communities.yaml"
-    config.write_text(community_yaml(store.acme, store.shop))
-    cli("db", "migrate", env=store.env())
-    cli("config", "apply", str(config), env=store.env())
-    return store
+    return own_store(database_url, "i16", tmp_path)
 
 
 @contextlib.contextmanager
@@ -217,9 +205,7 @@ async def test_every_alert_and_dashboard_expression_returns_data_from_a_real_scr
 ) -> None:
     started = time.monotonic()
     topics = await new_topics(kafka_bootstrap, unique_topic("i16-scrape"), 2)
-    worker = start_worker(
-        tmp_path, "worker", bootstrap=kafka_bootstrap, database_url=store.url, topics=topics, group=topics.raw
-    )
+    worker = start_worker(tmp_path, "worker", kafka_bootstrap, store.url, topics)
     with running(worker.stop):
         await wait_ready(worker)
         prometheus = Prometheus(tmp_path, worker.metrics_port)

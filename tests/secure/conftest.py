@@ -10,7 +10,6 @@ folder of its own (never the shared stack's), stopped at the end.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,14 +17,15 @@ import pytest
 
 from tests.support import stack
 from tests.support.kafka import Bootstrap
-from tests.support.secure import STACK_UP_TIMEOUT_S, SecureStack, profile, run_stack
-from tests.support.worker import Store, cli, community_yaml
+from tests.support.private_stack import run_stack
+from tests.support.secure import STACK_UP_TIMEOUT_S, SecureStack, profile
+from tests.support.worker import Store, cli, own_store
 
 
 @pytest.fixture(scope="session")
 def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     folder = tmp_path_factory.mktemp("secure-stack")
-    started = run_stack("up", folder, STACK_UP_TIMEOUT_S)
+    started = run_stack("up", folder, STACK_UP_TIMEOUT_S, "--secure")
     try:
         if started.returncode != 0:
             pytest.fail(f"`stack up --secure` failed:\n{started.stderr[-3000:]}", pytrace=False)
@@ -43,7 +43,7 @@ def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureSta
             profiles["plain"]["DATABASE_URL"],
         )
     finally:
-        run_stack("down", folder, 120)
+        run_stack("down", folder, 120, "--secure")
 
 
 @pytest.fixture(scope="session")
@@ -58,9 +58,4 @@ def secure_database(secure_stack: SecureStack) -> Iterator[str]:
 @pytest.fixture
 def secure_store(secure_database: str, tmp_path: Path) -> Store:
     """Communities of this test's own (a rotation removes a key), loaded with `config apply`."""
-    suffix = uuid.uuid4().hex[:8]
-    store = Store(secure_database, f"tls-acme-{suffix}", f"tls-shop-{suffix}")
-    config = tmp_path / "communities.yaml"
-    config.write_text(community_yaml(store.acme, store.shop))
-    cli("config", "apply", str(config), env=store.env())
-    return store
+    return own_store(secure_database, "tls", tmp_path)

@@ -84,15 +84,7 @@ async def test_no_secret_reaches_logs_metrics_or_help(
     ]
     bootstrap = secure_stack.sasl_ssl
     topics = await new_topics(bootstrap, unique_topic("tls-secrets"), 1)
-    worker = start_worker(
-        tmp_path,
-        "secrets",
-        bootstrap=bootstrap,
-        database_url=secure_store.url,
-        topics=topics,
-        group=topics.raw,
-        log_level="debug",
-    )
+    worker = start_worker(tmp_path, "secrets", bootstrap, secure_store.url, topics, log_level="debug")
     try:
         await wait_ready(worker)
         status, metrics = await asyncio.to_thread(worker.http, "/metrics")

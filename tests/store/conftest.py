@@ -9,35 +9,23 @@ subprocess (`cli_subprocess`).
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.support import stack
-from tests.support.store import Cli, Result, migrated, run_sql
+from tests.support.store import Cli, Result, migrated_database, run_sql
 from worker.cli.main import main
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def fresh_db(admin_database_url: str) -> Iterator[str]:
-    """An empty database of its own (no schema)."""
-    url = stack.create_database(admin_database_url)
-    yield url
-    stack.drop_database(admin_database_url, url)
-
-
 @pytest.fixture(scope="module")
 def module_db(admin_database_url: str) -> Iterator[str]:
     """A migrated database shared by one test module (creating one costs ~0.3 s)."""
-    url = stack.create_database(admin_database_url)
-    asyncio.run(migrated(url))
-    yield url
-    stack.drop_database(admin_database_url, url)
+    with migrated_database(admin_database_url) as url:
+        yield url
 
 
 @pytest.fixture

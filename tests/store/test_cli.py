@@ -95,18 +95,8 @@ def test_community_add_list_set_remove(cli: Cli, store_url: str) -> None:
     ]
 
     listed = cli("community", "list").out.splitlines()
-    assert listed[0].split() == [
-        "ID",
-        "MODE",
-        "MIN_VALIDITY_S",
-        "LEEWAY_S",
-        "MAX_VALIDITY_S",
-        "RETIREMENT_S",
-        "KEYS",
-        "FIELDS",
-        "MAPPINGS",
-        "CREATED",
-    ]
+    header = "ID MODE MIN_VALIDITY_S LEEWAY_S MAX_VALIDITY_S RETIREMENT_S KEYS FIELDS MAPPINGS CREATED"
+    assert listed[0].split() == header.split()
     assert listed[1].split()[:9] == ["acme", "require", "3600", "10", "-", "86400", "1", "0", "0"]
     assert listed[2].split()[:9] == ["shop-2", "reject", "0", "3600", "-", "86400", "0", "0", "0"]
 
@@ -438,7 +428,7 @@ def test_an_invalid_database_url_is_a_usage_error(cli: Cli) -> None:
 
 
 def test_an_unreachable_database_is_one_line_exit_1_without_the_password(cli: Cli) -> None:
-    from tests.support.private_pg import free_port
+    from worker.demo import free_port
 
     url = f"postgresql://identity:hunter2@127.0.0.1:{free_port()}/identity"
     for args in (
@@ -485,6 +475,13 @@ def test_every_command_teaches_with_an_example(capsys: pytest.CaptureFixture[str
             assert done.value.code == 0, (group, name)
             assert "Example" in out and f"identity-worker {group} {name}" in out, (group, name)
             assert "--database-url" in out
+            assert EXIT_STATUS in " ".join(out.split()), (group, name)  # click wraps the epilog
+
+
+#: The epilog of every store command: the exit codes scripts rely on (worker/exitcodes.py).
+EXIT_STATUS = (
+    "Exit status: 0 done; 2 wrong input (nothing changed); 1 database unreachable or schema missing."
+)
 
 
 # ---------------------------------------------------------------- database errors are rephrased

@@ -13,6 +13,7 @@ import pytest
 
 from tests.support import stack
 from tests.support.store import SECRET, SECRET_2, SECRET_3, Cli, migrated, run_sql
+from worker import examples
 from worker.core.community import Community, prepare
 from worker.core.config import ConfigError
 from worker.store.db import connect
@@ -21,21 +22,9 @@ from worker.store.yaml_io import load_config_file, parse_yaml
 
 pytestmark = pytest.mark.integration
 
-RSA_PEM = """\
------BEGIN PUBLIC KEY-----
-MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAwu425IRtVDyfEXBNDMBy
-IOC8F+1/yASjUA33VqQTwEk5khmQ/yN8dpx5yEGS+09R21V3JM8lasTKrGIWjuDx
-wG8q6vJsBiJikSfP1b57TGLVJt2GuHF/GPg2g2rfzlOMVkYhsN1ShK6rKEP2+ZMZ
-3UFzMyZqEP7Xau7YffGjmO+JbOZ19Al7++MVQdTsLFrwvD7uc7dQNQyr5ZLMzZpH
-RbmGFKb/9Ur2+Gcsx/+ofnpOH+LYGUycmVAMtepXFhLNdA1L6dJcKLdMD/ABY0c1
-J3LjLVPnm5Wy5zsZqkp2rYWitFoYwJa3XbRDwtzkCbh1qWXE8Hby/+t3aOfANsHy
-dwIDAQAB
------END PUBLIC KEY-----
-"""
-
 
 def config_yaml(*, mode: str = "require", acme_secret: str = SECRET, extra: str = "") -> str:
-    pem = "".join(f"          {line}\n" for line in RSA_PEM.splitlines())
+    pem = "".join(f"          {line}\n" for line in examples.public_pem().splitlines())
     return f"""\
 communities:
   - id: acme

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import asyncpg
 import pytest
 
-from tests.support.private_pg import PrivatePostgres, private_postgres
+from tests.support.private_stack import PrivatePostgres, private_postgres
 from tests.support.store import (
     RECEIVED_AT,
     SECRET,

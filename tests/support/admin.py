@@ -8,64 +8,40 @@ custom field and a mapping), community `shop` (require, key `s1`), and four toke
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.support.processes import terminate
+from tests.support.store import run_async, run_sql
+from worker import examples
 from worker.core.config import CommunitySpec, validate_spec
-from worker.demo import free_port  # the one definition; admin tests import it from here
+from worker.demo import free_port
 from worker.store import api_tokens
 from worker.store import repository as repo
 
-T = TypeVar("T")
 IDENTITY_WORKER = str(Path(sys.executable).with_name("identity-worker"))
-SECRET = "0123456789abcdef01234567"
-SECRET_2 = "fedcba9876543210fedcba98"
-SHOP_SECRET = "00112233445566778899aabb"
-RSA_PRIVATE = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-RSA_PUBLIC_PEM = (
-    RSA_PRIVATE.public_key()
-    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    .decode()
-)
+SECRET = examples.HMAC_SECRET
+SECRET_2 = examples.OTHER_SECRET
+SHOP_SECRET = examples.THIRD_SECRET
+RSA_PRIVATE = examples.rsa_key()
+RSA_PUBLIC_PEM = examples.public_pem()
 RSA_PRIVATE_PEM = RSA_PRIVATE.private_bytes(
     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
 ).decode()
 #: The base64 body of the public key: what would show if the PEM leaked anywhere.
 RSA_PUBLIC_BODY = "".join(RSA_PUBLIC_PEM.strip().splitlines()[1:-1])
-
-
-def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to its end from sync code, even where a loop runs in this thread
-    (Playwright's sync API keeps one): on a thread of its own."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()
-
-
-def run_sql(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    async def go() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(url)
-        try:
-            return list(await conn.fetch(query, *args))
-        finally:
-            await conn.close()
-
-    return run_async(go)
 
 
 def mark_used(url: str, community_id: str, kid: str, uses: int, seconds_ago: int = 60) -> None:
@@ -130,12 +106,7 @@ class Service:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, 30)
 
 
 def start_service(database_url: str, log: Path, *, env: dict[str, str] | None = None) -> Service:
@@ -226,4 +197,3 @@ def snapshot(database_url: str) -> str:
 
 
 Request = tuple[str, str, dict[str, Any] | None]
-Call = Callable[[httpx.Client], httpx.Response]

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import BaseModel
 
+from worker import examples
 from worker.core.community import Community, prepare
 from worker.core.contracts import EnrichedIdentity, Rejection
 from worker.core.records import Output
@@ -27,11 +28,11 @@ from worker.store.yaml_io import parse_yaml
 RECEIVED_AT = "2026-11-24T10:00:00Z"
 NOW = datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC).timestamp()
 T0 = int(NOW)
-SECRET = "0123456789abcdef01234567"
-OTHER_SECRET = "fedcba9876543210fedcba98"
-ANON_SECRET = "00112233445566778899aabb"
-HS_KID = "acme_2026"
-RS_KID = "acme_rsa"
+SECRET = examples.HMAC_SECRET
+OTHER_SECRET = examples.OTHER_SECRET
+ANON_SECRET = examples.THIRD_SECRET
+HS_KID = examples.HS_KID
+RS_KID = examples.RS_KID
 OTHER_KID = "other_2026"
 
 
@@ -45,7 +46,10 @@ def b64json(obj: Any) -> str:
 
 @functools.cache
 def rsa_private(bits: int = 2048, n: int = 0) -> rsa.RSAPrivateKey:
-    """Deterministic per (bits, n) within one run: key generation is slow, so it is cached."""
+    """Deterministic per (bits, n) within one run: key generation is slow, so it is cached.
+    The default is the example community's key (worker.examples)."""
+    if (bits, n) == (2048, 0):
+        return examples.rsa_key()
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
@@ -125,23 +129,17 @@ def good_claims(**overrides: Any) -> dict[str, Any]:
 
 
 def acme_config(**overrides: Any) -> dict[str, Any]:
-    community: dict[str, Any] = {
-        "id": "acme",
-        "signed_identities": "require",
-        "jwt_keys": [
-            {"kid": HS_KID, "hmac_secret": SECRET},
-            {"kid": RS_KID, "rsa_public_key": public_pem(rsa_private())},
-        ],
-        "custom_fields": [
-            {"key": "customer_id", "label": "Customer ID", "regex": "C[0-9]{6}"},
-            {"key": "plan", "label": "Plan"},
-        ],
-        "mappings": [
-            {"from": "extra_values.customer_id", "to": "custom_fields.customer_id"},
-            {"from": "uuid", "to": "identity_group.notes"},
+    """The example community (worker.examples) with a second field `plan`, the phone mapped
+    instead of the mobile; `overrides` replace its entries."""
+    community = examples.community(
+        rsa_public_pem=public_pem(rsa_private()),
+        custom_fields=(examples.CUSTOMER_ID_FIELD, {"key": "plan", "label": "Plan"}),
+        mappings=(
+            examples.CUSTOMER_ID_MAPPING,
+            examples.NOTES_MAPPING,
             {"from": "extra_values.phone", "to": "identity_group.mobile_phones"},
-        ],
-    }
+        ),
+    )
     community.update(overrides)
     return community
 

@@ -30,8 +30,7 @@ def kafka_libs() -> Path:
 
 @dataclass(frozen=True)
 class JavaPeer:
-    classes: Path
-    classpath: str
+    classpath: str  # the compiled peer's folder, then the Kafka client's jars
 
     @classmethod
     def compile(cls, into: Path) -> JavaPeer:
@@ -43,7 +42,7 @@ class JavaPeer:
             capture_output=True,
             timeout=120,
         )
-        return cls(into, f"{into}:{classpath}")
+        return cls(f"{into}:{classpath}")
 
     def run(self, *args: str, stdin: bytes = b"") -> str:
         result = subprocess.run(

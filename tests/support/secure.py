@@ -3,8 +3,6 @@ its own, its listeners as `Bootstrap`s and its TLS files."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,16 +27,3 @@ class SecureStack:
 
 def profile(path: Path) -> dict[str, str]:
     return stack._parse_exports(path.read_text())
-
-
-def run_stack(command: str, folder: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
-    return subprocess.run(
-        [str(stack.STACK), command, "--secure"],
-        env={**env, "STACK_DIR": str(folder)},
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )

@@ -1,31 +1,36 @@
-"""Helpers of the configuration store tests (DESIGN §5, §7): SQL on a connection of its own,
-the admin commands as a subprocess (`cli_subprocess`), HS256 tokens and keys, polling.
-The fixtures that use them are in tests/store/conftest.py."""
+"""Helpers of the tests that use PostgreSQL (DESIGN §5, §7): SQL on a connection of its own
+from sync code, migrated databases, the admin commands as a subprocess (`cli_subprocess`),
+HS256 tokens and keys, polling. The store tests' fixtures are in tests/store/conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import jwt
 
+from tests.support import stack
+from worker import examples
 from worker.core.config import JwtKeySpec, validate_spec
 from worker.store.db import connect
 from worker.store.migrate import migrate
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 IDENTITY_WORKER = str(Path(sys.executable).with_name("identity-worker"))
-SECRET = "0123456789abcdef01234567"
-SECRET_2 = "fedcba9876543210fedcba98"
-SECRET_3 = "00112233445566778899aabb"
+SECRET = examples.HMAC_SECRET
+SECRET_2 = examples.OTHER_SECRET
+SECRET_3 = examples.THIRD_SECRET
 RECEIVED_AT = "2026-11-24T10:00:00Z"
 
 
@@ -43,8 +48,15 @@ class Result:
 Cli = Callable[..., Result]
 
 
+def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to its end from sync code, even where a loop runs in this thread
+    (Playwright's sync API keeps one): on a thread of its own."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
 def run_sql(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    """One statement on its own connection (sync tests: no loop is running)."""
+    """One statement on its own connection, from sync code."""
 
     async def go() -> list[asyncpg.Record]:
         conn = await asyncpg.connect(url)
@@ -53,7 +65,7 @@ def run_sql(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
         finally:
             await conn.close()
 
-    return asyncio.run(go())
+    return run_async(go)
 
 
 async def migrated(url: str) -> None:
@@ -62,6 +74,17 @@ async def migrated(url: str) -> None:
         await migrate(conn)
     finally:
         await conn.close()
+
+
+@contextlib.contextmanager
+def migrated_database(admin_database_url: str) -> Iterator[str]:
+    """A database of its own on the server, migrated; dropped on exit."""
+    url = stack.create_database(admin_database_url)
+    try:
+        run_async(lambda: migrated(url))
+        yield url
+    finally:
+        stack.drop_database(admin_database_url, url)
 
 
 def cli_subprocess(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:

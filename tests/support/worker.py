@@ -18,31 +18,25 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jwt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.kafka import client_options, create_topics, worker_env
+from worker import examples
 from worker.core.contracts import format_time
-from worker.demo import free_port  # the one definition; other tests import it from here
+from worker.demo import free_port
+from worker.examples import HMAC_SECRET, OTHER_SECRET
 
-HMAC_SECRET = "0123456789abcdef01234567"
-OTHER_SECRET = "fedcba9876543210fedcba98"
 CLI = [sys.executable, "-m", "worker.cli.main"]
-RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-RSA_PUBLIC_PEM = (
-    RSA_KEY.public_key()
-    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    .decode()
-)
+RSA_KEY = examples.rsa_key()
 
 
 # ------------------------------------------------------------------------------ topics
@@ -60,12 +54,8 @@ class Topics:
         return [self.enriched, self.rejected, self.dlq]
 
     def env(self) -> dict[str, str]:
-        return {
-            "IDENTITY_WORKER_INPUT_TOPIC": self.raw,
-            "IDENTITY_WORKER_ENRICHED_TOPIC": self.enriched,
-            "IDENTITY_WORKER_REJECTED_TOPIC": self.rejected,
-            "IDENTITY_WORKER_DLQ_TOPIC": self.dlq,
-        }
+        """The worker's environment variables naming these topics."""
+        return {f"IDENTITY_WORKER_{name.upper()}": topic for name, topic in self.settings().items()}
 
     def settings(self) -> dict[str, str]:
         return {
@@ -77,13 +67,15 @@ class Topics:
 
 
 async def new_topics(
-    bootstrap: str, prefix: str, partitions: int, *, raw_config: dict[str, str] | None = None
+    bootstrap: str, prefix: str, partitions: int, **configs: dict[str, str] | None
 ) -> Topics:
+    """Fresh topics `<prefix>.raw|enriched|rejected|dlq`, visible once this returns; `configs`
+    by role (raw, enriched, rejected, dlq): topic settings (e.g. `dlq={"max.message.bytes": …}`)."""
     topics = Topics(f"{prefix}.raw", f"{prefix}.enriched", f"{prefix}.rejected", f"{prefix}.dlq")
     await create_topics(
         bootstrap,
         {name: partitions for name in (topics.raw, *topics.outputs)},
-        {topics.raw: raw_config or {}},
+        {getattr(topics, role): config or {} for role, config in configs.items()},
     )
     return topics
 
@@ -104,31 +96,28 @@ class Store:
 def community_yaml(require_id: str, reject_id: str) -> str:
     """`require_id`: HS256 + RS256 keys, a regex custom field, mappings, tokens valid at most a day
     (V9 expiry_too_far); `reject_id`: reject mode."""
-    pem = "\n".join("          " + line for line in RSA_PUBLIC_PEM.strip().splitlines())
-    return f"""communities:
-  - id: {require_id}
-    signed_identities: require
-    max_validity_seconds: 86400
-    jwt_keys:
-      - kid: hs_1
-        hmac_secret: "{HMAC_SECRET}"
-      - kid: hs_2
-        hmac_secret: "{OTHER_SECRET}"
-      - kid: rs_1
-        rsa_public_key: |
-{pem}
-    custom_fields:
-      - key: customer_id
-        label: Customer ID
-        regex: "C[0-9]{{6}}"
-    mappings:
-      - from: extra_values.customer_id
-        to: custom_fields.customer_id
-      - from: uuid
-        to: identity_group.notes
-  - id: {reject_id}
-    signed_identities: reject
-"""
+    return examples.config_yaml(
+        examples.community(
+            require_id,
+            max_validity_seconds=86400,
+            hmac_keys={"hs_1": HMAC_SECRET, "hs_2": OTHER_SECRET},
+            rsa_kid="rs_1",
+            mappings=(examples.CUSTOMER_ID_MAPPING, examples.NOTES_MAPPING),
+        ),
+        examples.unsigned_community(reject_id),
+    )
+
+
+def own_store(url: str, prefix: str, folder: Path) -> Store:
+    """Two communities of the caller's own (`<prefix>-acme-<suffix>`, `<prefix>-shop-<suffix>`,
+    see `community_yaml`) in the database at `url`: migrated and applied with the real CLI."""
+    suffix = uuid.uuid4().hex[:8]
+    store = Store(url, f"{prefix}-acme-{suffix}", f"{prefix}-shop-{suffix}")
+    config = folder / f"{store.acme}.yaml"
+    config.write_text(community_yaml(store.acme, store.shop))
+    cli("db", "migrate", env=store.env())
+    cli("config", "apply", str(config), env=store.env())
+    return store
 
 
 def cli(*args: str, env: dict[str, str], stdin: str | None = None) -> str:
@@ -401,6 +390,43 @@ class Outputs:
         return lost, duplicated
 
 
+async def refusal_after_key_removal(
+    worker: WorkerProcess,
+    bootstrap: str,
+    topics: Topics,
+    event: tuple[str, str],
+    remove_key: Callable[[], Awaitable[None]],
+) -> float:
+    """C2, A6: once `worker` is ready, send 3 events (`event`: community id and a token signed
+    with the key about to go) and wait for their outputs (now in the verified-token cache, C4);
+    call `remove_key`, then send one event every 50 ms for 2 s; stop the worker (exit 0).
+    Returns how long after the removal the first `unknown_kid` event was sent (s), asserting
+    what `Outputs.first_refusal_after_removal` does."""
+    community_id, token = event
+    sent: list[tuple[float, int]] = []  # (monotonic send time, offset)
+
+    async def send(name: str) -> None:
+        value = raw_event(name, community_id, time.time(), signed_identity=token)
+        [(_, offset)] = await produce(bootstrap, topics.raw, [(None, value, None)])
+        sent.append((time.monotonic(), offset))
+
+    try:
+        async with Outputs(bootstrap, topics) as outputs:
+            await wait_ready(worker)
+            for i in range(3):
+                await send(f"before-{i}")
+            await outputs.wait_for(3, 60)
+            await remove_key()
+            removed = time.monotonic()
+            while time.monotonic() < removed + 2.0:
+                await send(f"after-{len(sent)}")
+                await asyncio.sleep(0.05)
+            await outputs.wait_for(len(sent), 60)
+    finally:
+        assert worker.stop() == 0, worker.tail()
+    return outputs.first_refusal_after_removal(sent, removed)
+
+
 # ----------------------------------------------------------------------- worker processes
 
 
@@ -438,15 +464,25 @@ class WorkerProcess:
 
 
 def start_worker(
-    tmp: Path, name: str, *, bootstrap: str, database_url: str, topics: Topics, group: str, **settings: str
+    tmp: Path,
+    name: str,
+    bootstrap: Any,
+    database_url: str,
+    topics: Topics,
+    *,
+    group: str | None = None,
+    **settings: str,
 ) -> WorkerProcess:
+    """`identity-worker run` on `topics` (group: `topics.raw` unless given), the store at
+    `database_url`, `settings` as IDENTITY_WORKER_* variables; `bootstrap`: "host:port" or a
+    `Bootstrap` of a secured listener. Wait for it with `wait_ready`."""
     port = free_port()
     env = {
         **os.environ,
         **worker_env(bootstrap),
         "DATABASE_URL": database_url,
         **topics.env(),
-        "IDENTITY_WORKER_GROUP_ID": group,
+        "IDENTITY_WORKER_GROUP_ID": group or topics.raw,
         "IDENTITY_WORKER_METRICS_PORT": str(port),
         "IDENTITY_WORKER_SESSION_TIMEOUT_MS": "6000",
         "IDENTITY_WORKER_HEARTBEAT_INTERVAL_MS": "1000",
@@ -515,9 +551,10 @@ async def in_process_worker(
         raise AssertionError(f"worker did not start: {worker.result() if worker.done() else 'timeout'}")
     try:
         yield ready.result()
+        assert not worker.done(), f"the worker ended while running: {worker.result()}"
     finally:
         stop.set()
-        code = await asyncio.wait_for(worker, 30)
+        code = await asyncio.wait_for(worker, 40)
     assert code == 0, f"worker exited {code}"
 
 

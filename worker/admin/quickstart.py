@@ -1,7 +1,7 @@
 """`make admin`: the configuration service ready to click through (issue 14).
 
 Expects DATABASE_URL (the Makefile starts the local stack). Migrates the store, applies the
-example community of `make demo` (worker/demo.py: `acme` with an HS256 and an RS256 key, a
+example community of `make demo` (worker/examples.py: `acme` with an HS256 and an RS256 key, a
 custom field and mappings; `openshop` in reject mode), creates a platform token and a token
 for `acme`, prints the console's URL and both tokens, then runs `admin serve` until Ctrl-C.
 Every step is a real command of the product.
@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from worker.demo import community_yaml, example_rsa_key
+from worker.examples import config_yaml
 
 CLI = [sys.executable, "-m", "worker.cli.main"]
 
@@ -37,10 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     if not os.environ.get("DATABASE_URL"):
         sys.exit("make admin: DATABASE_URL is not set (run it through `make admin`)")
     run("db", "migrate", capture=True)
-    _, public_pem = example_rsa_key()
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp, "communities.yaml")
-        config.write_text(community_yaml(public_pem))
+        config.write_text(config_yaml())
         run("config", "apply", str(config), capture=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     platform = run("admin", "token", "create", f"console-platform-{stamp}", "--platform", capture=True)

@@ -11,11 +11,17 @@ import asyncio
 import asyncpg
 import click
 
-from worker.cli.admin import EXIT_CODES, _run, _table, _when, database_url_option
+from worker.cli import database
 from worker.cli.common import fail
+from worker.cli.database import database_url_option, run_store
+from worker.cli.output import Column, print_changes, table, when
+from worker.exitcodes import PROG
 from worker.store import api_tokens, audit
+from worker.store.api_tokens import TokenRow
+from worker.store.audit import AuditEntry
 from worker.store.db import StoreError
 from worker.store.db import database_url as resolve_url
+from worker.store.sync import Change
 
 
 @click.group("admin")
@@ -45,10 +51,8 @@ def serve(host: str, port: int, database_url: str | None) -> None:
         url = resolve_url(database_url)
     except StoreError as exc:
         fail(exc.message, exc.exit_code)
-    _run(url, lambda conn: asyncio.sleep(0), write=False)  # reachable and migrated, or one line
-    click.echo(
-        f"identity-worker admin: console http://{host}:{port}/  API http://{host}:{port}/api/v1", err=True
-    )
+    run_store(url, lambda conn: asyncio.sleep(0), write=False)  # reachable and migrated, or one line
+    click.echo(f"{PROG} admin: console http://{host}:{port}/  API http://{host}:{port}/api/v1", err=True)
     configure_logging("info")  # JSON lines on stderr, as the worker's (DESIGN §7)
     app = create_app(url)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, server_header=False)
@@ -74,11 +78,21 @@ def token_create(name: str, community_id: str | None, platform: bool, database_u
     """
     if (community_id is None) != platform:
         fail("give exactly one of --community ID or --platform")
-    token, caller = _run(
+    token, caller = run_store(
         database_url, lambda conn: api_tokens.create(conn, name, community_id, actor=audit.os_actor())
     )
     click.echo(token)
     click.echo(f"token {caller.name} ({caller.scope}) created: it is shown only now, keep it safe", err=True)
+
+
+TOKEN_COLUMNS: list[Column[TokenRow]] = [
+    Column("NAME", lambda r: r.name),
+    Column("SCOPE", lambda r: r.scope),
+    Column("CREATED", lambda r: when(r.created_at)),
+    Column("CREATED_BY", lambda r: r.created_by),
+    Column("LAST_USED", lambda r: when(r.last_used_at)),
+    Column("REVOKED", lambda r: when(r.revoked_at)),
+]
 
 
 @token_group.command("list")
@@ -90,22 +104,7 @@ def token_list(database_url: str | None) -> None:
     Example:
       identity-worker admin token list
     """
-    rows = _run(database_url, api_tokens.list_tokens, write=False)
-    _table(
-        ("NAME", "SCOPE", "CREATED", "CREATED_BY", "LAST_USED", "REVOKED"),
-        [
-            (
-                r.name,
-                r.scope,
-                _when(r.created_at),
-                r.created_by,
-                _when(r.last_used_at) if r.last_used_at else "-",
-                _when(r.revoked_at) if r.revoked_at else "-",
-            )
-            for r in rows
-        ],
-        empty="no tokens",
-    )
+    table(TOKEN_COLUMNS, run_store(database_url, api_tokens.list_tokens, write=False), empty="no tokens")
 
 
 @token_group.command("revoke")
@@ -122,13 +121,22 @@ def token_revoke(name: str, database_url: str | None) -> None:
     async def action(conn: asyncpg.Connection) -> api_tokens.Caller:
         return await api_tokens.revoke(conn, name, actor=audit.os_actor())
 
-    caller = _run(database_url, action)
-    click.echo(f"- token {caller.name} ({caller.scope}) revoked")
+    caller = run_store(database_url, action)
+    print_changes([Change("-", f"token {caller.name} ({caller.scope}) revoked")])
 
 
 @click.group("audit")
 def audit_group() -> None:
     """The audit trail of configuration changes (API, console and commands alike)."""
+
+
+AUDIT_COLUMNS: list[Column[AuditEntry]] = [
+    Column("WHEN", lambda r: when(r.at)),
+    Column("WHO", lambda r: r.actor),
+    Column("COMMUNITY", lambda r: r.community_id or "-"),
+    Column("WHAT", lambda r: r.action),
+    Column("CHANGES", lambda r: " | ".join(r.changes)),
+]
 
 
 @audit_group.command("list")
@@ -145,15 +153,11 @@ def audit_list(community_id: str | None, limit: int, database_url: str | None) -
       identity-worker audit list
       identity-worker audit list --community acme --limit 20
     """
-    rows = _run(database_url, lambda conn: audit.list_entries(conn, community_id, limit=limit), write=False)
-    _table(
-        ("WHEN", "WHO", "COMMUNITY", "WHAT", "CHANGES"),
-        [(_when(r.at), r.actor, r.community_id or "-", r.action, " | ".join(r.changes)) for r in rows],
-        empty="no audit entries",
+    rows = run_store(
+        database_url, lambda conn: audit.list_entries(conn, community_id, limit=limit), write=False
     )
+    table(AUDIT_COLUMNS, rows, empty="no audit entries")
 
 
 def register(root: click.Group) -> None:
-    for group in (admin_group, audit_group):
-        group.epilog = EXIT_CODES
-        root.add_command(group)
+    database.register(root, admin_group, audit_group, commands_too=False)

@@ -1,24 +1,40 @@
-"""What every subcommand shares: one-line errors with exit 2, and the settings flags."""
+"""What every subcommand shares: one-line errors with exit 2, reading input files, writing private ones."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from typing import NoReturn
+
+from worker.exitcodes import EXIT_USAGE
 
 
 class CliError(Exception):
     """A bad argument or input: printed as one line on stderr, exit code `code`, nothing changed."""
 
-    def __init__(self, message: str, code: int = 2) -> None:
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise CliError(message, code)
+
+
+def read_text(path: str, what: str) -> str:
+    """A file's text, or stdin for `-`; one line naming `what` when it cannot be read."""
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        fail(f"cannot read {what} {path}: {exc.strerror}")
+    except UnicodeDecodeError:
+        fail(f"{what} {path} is not UTF-8 text")
 
 
 def write_private(path: str, text: str) -> None:

@@ -6,10 +6,21 @@ import sys
 
 import click
 
-from worker.cli import access, admin, offline, report, service
+from worker.cli import (
+    access,
+    community,
+    config,
+    database,
+    db,
+    fields,
+    keys,
+    mappings,
+    offline,
+    report,
+    service,
+)
 from worker.cli.common import CliError
-
-PROG = "identity-worker"
+from worker.exitcodes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, error_line
 
 
 @click.group(
@@ -30,7 +41,15 @@ def cli() -> None:
 
 
 offline.register(cli)
-admin.register(cli)
+database.register(
+    cli,
+    db.db_group,
+    community.community_group,
+    keys.keys_group,
+    fields.fields_group,
+    mappings.mappings_group,
+    config.config_group,
+)
 report.register(cli)
 access.register(cli)
 service.register(cli)
@@ -42,21 +61,21 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:
         print(exc.format_message(), file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     except click.UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
-        print(f"{PROG}: error: {exc.format_message()}{hint}", file=sys.stderr)
-        sys.exit(2)
+        print(error_line(exc.format_message() + hint), file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     except click.ClickException as exc:
-        print(f"{PROG}: error: {exc.format_message()}", file=sys.stderr)
+        print(error_line(exc.format_message()), file=sys.stderr)
         sys.exit(exc.exit_code)
     except CliError as exc:
-        print(f"{PROG}: error: {exc.message}", file=sys.stderr)
+        print(error_line(exc.message), file=sys.stderr)
         sys.exit(exc.code)
     except click.exceptions.Abort:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -32,6 +32,7 @@ from worker.core.keys import (
 from worker.core.pipeline import DEFAULT_LIMITS, Limits, process_event
 from worker.core.records import dead_letter
 from worker.core.tokencache import TokenCache
+from worker.exitcodes import EXIT_REJECTED
 from worker.store.yaml_io import load_config_file
 
 
@@ -55,6 +56,26 @@ class Rfc3339(click.ParamType[float]):
 
 
 RFC3339 = Rfc3339()
+
+
+def config_source_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--config FILE or --database-url URL: where `process` and `token verify` read communities."""
+    command = click.option(
+        "--database-url", metavar="URL", help="Read the configuration from PostgreSQL instead."
+    )(command)
+    return click.option("--config", "config", metavar="FILE", help="Configuration YAML (DESIGN §5).")(command)
+
+
+def limit_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--max-event-bytes (V1) and --max-token-bytes (V4), defaulting to the limits `run` applies."""
+    for name, default in reversed(
+        [
+            ("--max-event-bytes", DEFAULT_LIMITS.max_event_bytes),
+            ("--max-token-bytes", DEFAULT_LIMITS.max_token_bytes),
+        ]
+    ):
+        command = click.option(name, type=click.IntRange(1), default=default, show_default=True)(command)
+    return command
 
 
 def _load_communities(config: str | None, database_url: str | None) -> dict[str, Community]:
@@ -88,15 +109,9 @@ def _lines(stream: BinaryIO) -> Iterator[bytes]:
 
 
 @click.command()
-@click.option("--config", "config", metavar="FILE", help="Configuration YAML (DESIGN §5).")
-@click.option("--database-url", metavar="URL", help="Read the configuration from PostgreSQL instead.")
+@config_source_options
 @click.option("--now", type=RFC3339, help="Fixed processing clock (RFC 3339); default: the real clock.")
-@click.option(
-    "--max-event-bytes", type=click.IntRange(1), default=DEFAULT_LIMITS.max_event_bytes, show_default=True
-)
-@click.option(
-    "--max-token-bytes", type=click.IntRange(1), default=DEFAULT_LIMITS.max_token_bytes, show_default=True
-)
+@limit_options
 @click.option("--line-buffered", is_flag=True, help="Flush after every output line (for co-processes).")
 def process(
     config: str | None,
@@ -208,17 +223,11 @@ def _read_private_key(path: Path) -> RSAPrivateKey:
 
 
 @token.command("verify")
-@click.option("--config", "config", metavar="FILE", help="Configuration YAML (DESIGN §5).")
-@click.option("--database-url", metavar="URL", help="Read the configuration from PostgreSQL instead.")
+@config_source_options
 @click.option("--community", required=True, help="Community ID the token is presented to.")
 @click.option("--now", type=RFC3339, help="Processing clock (RFC 3339); default: the real clock.")
 @click.option("--received-at", type=RFC3339, help="When the gateway received it; default: --now.")
-@click.option(
-    "--max-event-bytes", type=click.IntRange(1), default=DEFAULT_LIMITS.max_event_bytes, show_default=True
-)
-@click.option(
-    "--max-token-bytes", type=click.IntRange(1), default=DEFAULT_LIMITS.max_token_bytes, show_default=True
-)
+@limit_options
 @click.argument("token_text", metavar="TOKEN")
 def verify(
     config: str | None,
@@ -277,4 +286,4 @@ def verify(
         return
     kind = "dead letter" if explanation.output.reason is None else "rejected"
     click.echo(f"{kind}: {explanation.verdict}")
-    sys.exit(1)
+    sys.exit(EXIT_REJECTED)

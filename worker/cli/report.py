@@ -11,8 +11,9 @@ import re
 import asyncpg
 import click
 
-from worker.cli.admin import _community_id, _run, _table, _when, database_url_option
 from worker.cli.common import fail
+from worker.cli.database import EXIT_CODES_READ, check_community_id, database_url_option, run_store
+from worker.cli.output import Column, table, when
 from worker.store.usage import HEALTH_RETENTION_DAYS, HealthRow, health_report
 
 _DURATION = re.compile(r"^([0-9]+)([smhd]?)$")
@@ -32,21 +33,19 @@ def parse_duration(text: str) -> int:
     return seconds
 
 
-def _rows(rows: list[HealthRow]) -> list[tuple[object, ...]]:
+def _columns(rows: list[HealthRow]) -> list[Column[HealthRow]]:
+    """The report's columns; SHARE is a row's part of its community's events in the window."""
     totals: dict[str, int] = {}
     for row in rows:
         totals[row.community_id] = totals.get(row.community_id, 0) + row.events
     return [
-        (
-            row.community_id or NO_COMMUNITY_LABEL,
-            row.outcome,
-            row.reason or "-",
-            row.events,
-            f"{100 * row.events / totals[row.community_id]:.1f}%",
-            _when(row.last_at),
-            (row.last_detail or "-").replace("\n", " "),
-        )
-        for row in rows
+        Column("COMMUNITY", lambda r: r.community_id or NO_COMMUNITY_LABEL),
+        Column("OUTCOME", lambda r: r.outcome),
+        Column("REASON", lambda r: r.reason or "-"),
+        Column("EVENTS", lambda r: r.events),
+        Column("SHARE", lambda r: f"{100 * r.events / totals[r.community_id]:.1f}%"),
+        Column("LAST_AT", lambda r: when(r.last_at)),
+        Column("LAST_DETAIL", lambda r: (r.last_detail or "-").replace("\n", " ")),
     ]
 
 
@@ -74,20 +73,16 @@ def report(community_id: str | None, since: str, database_url: str | None) -> No
       identity-worker report --community acme --since 24h
     """
     seconds = parse_duration(since)
-    cid = _community_id(community_id) if community_id is not None else None
+    cid = check_community_id(community_id) if community_id is not None else None
 
     async def fetch(conn: asyncpg.Connection) -> list[HealthRow]:
         return await health_report(conn, since_seconds=seconds, community_id=cid)
 
-    rows = _run(database_url, fetch, write=False)
+    rows = run_store(database_url, fetch, write=False)
     where = f" for community {cid}" if cid else ""
-    _table(
-        ("COMMUNITY", "OUTCOME", "REASON", "EVENTS", "SHARE", "LAST_AT", "LAST_DETAIL"),
-        _rows(rows),
-        empty=f"no events{where} in the last {since}",
-    )
+    table(_columns(rows), rows, empty=f"no events{where} in the last {since}")
 
 
 def register(root: click.Group) -> None:
-    report.epilog = "Exit status: 0 done; 2 wrong input; 1 database unreachable or schema missing."
+    report.epilog = EXIT_CODES_READ
     root.add_command(report)

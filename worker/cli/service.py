@@ -14,9 +14,8 @@ from typing import Any
 import click
 
 from worker.cli.common import CliError
+from worker.exitcodes import EXIT_FATAL
 from worker.settings import Guarantee, SettingsError, load_settings, load_topic_names
-
-EXIT_STARTUP = 3  # the environment is not ready: topic missing, schema missing, broker down
 
 
 def _topic_options(command: Any) -> Any:
@@ -85,7 +84,7 @@ def topics_create(partitions: int, replication_factor: int, timeout: float, **na
             )
         )
     except (TopicError, KafkaMisconfiguration) as exc:
-        raise CliError(str(exc), EXIT_STARTUP) from None
+        raise CliError(str(exc), EXIT_FATAL) from None
     for name in report.created:
         click.echo(f"created {name} ({partitions} partitions, replication factor {replication_factor})")
     for name in report.existing:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -64,13 +65,23 @@ async def _answer(writer: asyncio.StreamWriter, status: str, content_type: str, 
     await writer.drain()
 
 
+async def _refuse(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: str, body: bytes
+) -> None:
+    """Answer a request too large to read, then drop what the client still sends."""
+    await _answer(writer, status, "text/plain", body)
+    await _discard(reader)
+
+
+@dataclass(eq=False)  # a server is itself, not its settings
 class OpsServer:
-    def __init__(self, metrics: Metrics, health: Health, host: str, port: int) -> None:
-        self.metrics = metrics
-        self.health = health
-        self.host = host
-        self.port = port
-        self._server: asyncio.Server | None = None
+    """Serves `metrics` and `health` on host:port (port 0: any free one, known after `start`)."""
+
+    metrics: Metrics
+    health: Health
+    host: str
+    port: int
+    _server: asyncio.Server | None = field(default=None, init=False, repr=False)
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_LINE_BYTES)
@@ -87,14 +98,10 @@ class OpsServer:
             try:
                 request = await _line(reader)
             except _TooLong:
-                await _answer(writer, "414 URI Too Long", "text/plain", b"request line too long\n")
-                await _discard(reader)
+                await _refuse(reader, writer, "414 URI Too Long", b"request line too long\n")
                 return
             if not await _skip_headers(reader):
-                await _answer(
-                    writer, "431 Request Header Fields Too Large", "text/plain", b"headers too large\n"
-                )
-                await _discard(reader)
+                await _refuse(reader, writer, "431 Request Header Fields Too Large", b"headers too large\n")
                 return
             parts = request.decode("latin-1").split()
             path = parts[1].split("?", 1)[0] if len(parts) >= 2 else ""

@@ -29,16 +29,14 @@ class _Live:
     """Values read when scraped: token-cache counters, configuration age, health (C4, C3, K8)."""
 
     def __init__(self) -> None:
-        self.counters: dict[str, tuple[str, Callable[[], float]]] = {}
-        self.gauges: dict[str, tuple[str, Callable[[], float | None]]] = {}
+        # name -> (family: counter or gauge, documentation, read; a gauge read as None is left out)
+        self.values: dict[str, tuple[type[Any], str, Callable[[], float | None]]] = {}
 
     def collect(self) -> Iterator[Any]:
-        for name, (doc, read) in self.counters.items():
-            yield CounterMetricFamily(name, doc, value=read())
-        for name, (doc, read_gauge) in self.gauges.items():
-            value = read_gauge()
+        for name, (family, doc, read) in self.values.items():
+            value = read()
             if value is not None:
-                yield GaugeMetricFamily(name, doc, value=value)
+                yield family(name, doc, value=value)
 
     def describe(self) -> Iterator[Any]:
         return iter(())
@@ -88,91 +86,71 @@ class LoopHistogram:
 
 
 class Metrics:
+    """The worker's metrics, each named `identity_worker_<name>` (the names alerts and dashboards use)."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.events = Counter(
-            f"{PREFIX}_events",
-            "Output records committed, by outcome and rejection reason (K1)",
-            ["outcome", "reason"],
-            registry=r,
+        counter, gauge = self._counter, self._gauge
+        self.events = counter(
+            "events", "Output records committed, by outcome and rejection reason (K1)", "outcome", "reason"
         )
-        self.verification_seconds = LoopHistogram(
-            f"{PREFIX}_verification_seconds",
-            "Time to decide one event (V1-V12, M1-M6)",
-            VERIFICATION_BUCKETS,
-            registry=r,
+        self.verification_seconds = self._loop_histogram(
+            "verification_seconds", "Time to decide one event (V1-V12, M1-M6)", VERIFICATION_BUCKETS
         )
         self.batch_size = Histogram(
             f"{PREFIX}_batch_size",
             "Records per committed batch (K4)",
             buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
-            registry=r,
+            registry=self.registry,
         )
         self.batch_seconds = Histogram(
             f"{PREFIX}_batch_commit_seconds",
             "Time from the first decision of a batch to its commit (K2)",
-            registry=r,
+            registry=self.registry,
         )
-        self.transactions = Counter(
-            f"{PREFIX}_commits", "Batch commits by result (committed, aborted)", ["result"], registry=r
-        )
-        self.event_delay_seconds = LoopHistogram(
-            f"{PREFIX}_event_delay_seconds",
+        self.transactions = counter("commits", "Batch commits by result (committed, aborted)", "result")
+        self.event_delay_seconds = self._loop_histogram(
+            "event_delay_seconds",
             "Time from an input record's Kafka timestamp to the commit of its output (K2)",
             DELAY_BUCKETS,
-            registry=r,
         )
-        self.infrastructure_retries = Counter(
-            f"{PREFIX}_infrastructure_retries",
+        self.infrastructure_retries = counter(
+            "infrastructure_retries",
             "Retries after an infrastructure fault, by component and error type (K8)",
-            ["component", "error"],
-            registry=r,
+            "component",
+            "error",
         )
-        self.processing_errors = Counter(
-            f"{PREFIX}_processing_errors",
+        self.processing_errors = counter(
+            "processing_errors",
             "Unexpected exceptions while deciding one event (each attempt), by type",
-            ["error"],
-            registry=r,
+            "error",
         )
-        self.unreadable_records = Counter(
-            f"{PREFIX}_unreadable_records",
+        self.unreadable_records = counter(
+            "unreadable_records",
             "Input records the Kafka client could not decode, answered with malformed_event (K9)",
-            registry=r,
         )
-        self.partitions_waiting = Gauge(
-            f"{PREFIX}_partitions_waiting",
+        self.partitions_waiting = gauge(
+            "partitions_waiting",
             "Input partitions held at a record whose configuration cannot be read now (K9)",
-            registry=r,
         )
-        self.rewinds = Counter(
-            f"{PREFIX}_rewinds",
-            "Seeks of every owned partition back to the committed offsets (K8)",
-            registry=r,
+        self.rewinds = counter("rewinds", "Seeks of every owned partition back to the committed offsets (K8)")
+        self.rebalances = counter("rebalances", "Partition revocations (K5)")
+        self.consumer_lag = gauge(
+            "consumer_lag", "Records not yet committed per assigned input partition", "topic", "partition"
         )
-        self.rebalances = Counter(f"{PREFIX}_rebalances", "Partition revocations (K5)", registry=r)
-        self.consumer_lag = Gauge(
-            f"{PREFIX}_consumer_lag",
-            "Records not yet committed per assigned input partition",
-            ["topic", "partition"],
-            registry=r,
-        )
-        self.assigned_partitions = Gauge(
-            f"{PREFIX}_assigned_partitions", "Input partitions this member owns", registry=r
-        )
-        self.kafka_up = Gauge(f"{PREFIX}_kafka_up", "1 while Kafka answers (K8)", registry=r)
-        self.store_up = Gauge(
-            f"{PREFIX}_store_up", "1 while the configuration store is current (C3)", registry=r
-        )
+        self.assigned_partitions = gauge("assigned_partitions", "Input partitions this member owns")
+        self.kafka_up = gauge("kafka_up", "1 while Kafka answers (K8)")
+        self.store_up = gauge("store_up", "1 while the configuration store is current (C3)")
         # Only for the communities the `metrics_communities` setting names (bounded cardinality, L5).
-        self.community_events = Counter(
-            f"{PREFIX}_community_events",
+        self.community_events = counter(
+            "community_events",
             "Output records committed for the allow-listed communities, by outcome and reason",
-            ["community", "outcome", "reason"],
-            registry=r,
+            "community",
+            "outcome",
+            "reason",
         )
         self._live = _Live()
-        r.register(self._live)
+        self.registry.register(self._live)
         for result in ("committed", "aborted"):  # both exist from the start: alerts compare them
             self.transactions.labels(result)
         for outcome in Outcome:
@@ -181,11 +159,20 @@ class Metrics:
         for reason in Reason:
             self.events.labels(Outcome.REJECTED.value, reason.value)
 
+    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
+        return Counter(f"{PREFIX}_{name}", doc, labels, registry=self.registry)
+
+    def _gauge(self, name: str, doc: str, *labels: str) -> Gauge:
+        return Gauge(f"{PREFIX}_{name}", doc, labels, registry=self.registry)
+
+    def _loop_histogram(self, name: str, doc: str, buckets: Sequence[float]) -> LoopHistogram:
+        return LoopHistogram(f"{PREFIX}_{name}", doc, buckets, registry=self.registry)
+
     def live_counter(self, name: str, doc: str, read: Callable[[], float]) -> None:
-        self._live.counters[f"{PREFIX}_{name}"] = (doc, read)
+        self._live.values[f"{PREFIX}_{name}"] = (CounterMetricFamily, doc, read)
 
     def live_gauge(self, name: str, doc: str, read: Callable[[], float | None]) -> None:
-        self._live.gauges[f"{PREFIX}_{name}"] = (doc, read)
+        self._live.values[f"{PREFIX}_{name}"] = (GaugeMetricFamily, doc, read)
 
     def count_events(self, counts: dict[tuple[str, str], int]) -> None:
         for (outcome, reason), n in counts.items():

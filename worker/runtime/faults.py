@@ -1,6 +1,7 @@
 """The fault model (K8, K9, K10): every failure the runtime sees is classified here, and only here.
 
-Three classes, decided by the exception's type (and aiokafka's `retriable`), never its text:
+Two classes, decided by the exception's type (and aiokafka's `retriable`), never its text, and
+a third that never reaches this module:
 
 - `Fault.INFRASTRUCTURE` (K8): the broker or the store cannot answer now, or our own session
   with them is broken (a fenced producer, an expelled member, a rebalance). Retried with
@@ -9,8 +10,8 @@ Three classes, decided by the exception's type (and aiokafka's `retriable`), nev
 - `Fault.FATAL` (K10): a misconfiguration no retry can fix — not authorized or not
   authenticated, a request or batch larger than the broker allows, a protocol the broker
   does not speak, a setting it refuses. One clear log line, /readyz fails, the process
-  exits non-zero (`EXIT_FATAL`) without committing the batch in hand.
-- `Fault.RECORD` (K9): a property of one record. Such faults never reach this module as
+  exits non-zero (`worker.exitcodes.EXIT_FATAL`) without committing the batch in hand.
+- A record fault (K9): a property of one record. Such faults never reach this module as
   exceptions: a record the client cannot decode is an `UnreadableRecord`
   (worker.kafka.fetched) and an exception while deciding one is a dead letter
   (worker.runtime.decide); both give that record its one output and the stream goes on.
@@ -35,13 +36,10 @@ from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
 from worker.runtime.commit import MemberExpelled
 
-EXIT_FATAL = 3  # fatal misconfiguration (K10); 1 = unclean stop, 2 = a bug
-
 
 class Fault(enum.Enum):
     INFRASTRUCTURE = "infrastructure"
     FATAL = "fatal"
-    RECORD = "record"
 
 
 # Misconfiguration, by type (K10): each needs an operator, not a retry.
@@ -118,7 +116,7 @@ def hint(exc: BaseException) -> str:
 
 
 class FatalFault(Exception):
-    """A fatal misconfiguration met at run time (K10): the worker stops, exit `EXIT_FATAL`."""
+    """A fatal misconfiguration met at run time (K10): the worker stops, exit `exitcodes.EXIT_FATAL`."""
 
     def __init__(self, what: str, cause: BaseException) -> None:
         self.what = what

@@ -21,15 +21,12 @@ import signal
 import sys
 from typing import Any
 
+from worker.exitcodes import EXIT_FATAL, PROG, error_line
 from worker.kafka.security import KafkaMisconfiguration
 from worker.ops.logging import configure_logging, get_logger
 from worker.runtime.service import serve
 from worker.runtime.startup import StartupError
 from worker.settings import Settings
-
-EXIT_STARTUP = 3
-PROG = "identity-worker"
-
 
 # Young-generation GC threshold of a worker process (CPython's default is 700 allocations).
 # Each event allocates dozens of short-lived containers, so the default runs a collection every
@@ -56,8 +53,8 @@ def run_one(settings: Settings, ready: Any = None, *, child: bool = False) -> in
     try:
         return asyncio.run(serve(settings, on_ready=on_ready))
     except (StartupError, KafkaMisconfiguration) as exc:  # K10: fatal, one line
-        print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
-        return EXIT_STARTUP
+        print(error_line(str(exc)), file=sys.stderr, flush=True)
+        return EXIT_FATAL
 
 
 def _child(settings: Settings, ready: Any) -> None:
@@ -85,7 +82,7 @@ def run_processes(settings: Settings) -> int:
         children.append(_start(context, settings.for_member(0), first_ready))
         while not first_ready.wait(0.2):
             if not children[0].is_alive():
-                return int(children[0].exitcode or EXIT_STARTUP)
+                return int(children[0].exitcode or EXIT_FATAL)
         if not stopping:
             for index in range(1, settings.processes):
                 children.append(_start(context, settings.for_member(index), None))
@@ -118,9 +115,7 @@ def run_processes(settings: Settings) -> int:
 
 
 def _start(context: Any, settings: Settings, ready: Any) -> Any:
-    process = context.Process(
-        target=_child, args=(settings, ready), name=f"identity-worker-{settings.member_index}"
-    )
+    process = context.Process(target=_child, args=(settings, ready), name=f"{PROG}-{settings.member_index}")
     process.start()
     return process
 

@@ -15,21 +15,20 @@ from typing import Any
 
 from worker.core.community import CommunityLookup, ConfigUnavailable
 from worker.core.tokencache import TokenCache
+from worker.exitcodes import EXIT_BUG, EXIT_FATAL, EXIT_OK, EXIT_UNCLEAN
 from worker.ops.health import Health
 from worker.ops.http import OpsServer
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
 from worker.runtime.backoff import RetryPolicy
 from worker.runtime.decide import Decider, Processor, pipeline_processor
-from worker.runtime.faults import EXIT_FATAL, FatalFault
+from worker.runtime.faults import FatalFault
 from worker.runtime.member import Member
 from worker.runtime.startup import StartupError
 from worker.runtime.usage import UsageRecorder
 from worker.settings import Settings
 from worker.store.yaml_io import load_config_file
 
-EXIT_OK = 0
-EXIT_UNCLEAN = 1  # stopped without committing the last batch (it will be redone, not lost)
 #: At exit, the last usage flush may take this long; what it could not write is logged as pending.
 USAGE_SHUTDOWN_SECONDS = 5.0
 
@@ -252,7 +251,7 @@ async def _run_until_stopped(member: Member, stop: asyncio.Event, bound: float, 
         return EXIT_FATAL
     if exc is not None:
         log.error("worker failed", error_type=type(exc).__name__, error=str(exc)[:300], exc_info=exc)
-        return 2
+        return EXIT_BUG
     return EXIT_OK if member.clean else EXIT_UNCLEAN
 
 

@@ -241,7 +241,6 @@ class ConfigCache:
         self._confirmed_at = time.time()
 
     def _keys_changed(self, community_id: str) -> None:
-        self.stats.keys_changed += 1
         if self.on_keys_changed is None:
             return
         try:

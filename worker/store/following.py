@@ -53,7 +53,6 @@ class CacheStats:
     notifications: int = 0
     failures: int = 0
     reconnects: int = 0
-    keys_changed: int = 0
     negative_hits: int = 0
     direct_reads: int = 0
     direct_reads_limited: int = 0

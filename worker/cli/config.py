@@ -1,0 +1,107 @@
+"""`identity-worker config apply|export`: the store as one YAML file (DESIGN §5, §7).
+
+`apply` runs in one transaction, all or nothing (`--dry-run` rolls it back); `export` withholds
+HMAC secrets unless asked, and writes a file readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import click
+
+from worker.cli.common import fail, read_text, write_private
+from worker.cli.database import check_community_id, database_url_option, run_store
+from worker.cli.output import print_changes, totals
+from worker.core.config import ConfigError
+from worker.store import repository as repo
+from worker.store.sync import Change
+from worker.store.yaml_io import dump_config, parse_yaml, refuse_withheld_secrets
+
+
+class _DryRun(Exception):
+    """Rolls the transaction of `config apply --dry-run` back."""
+
+    def __init__(self, changes: list[Change]) -> None:
+        super().__init__("dry run")
+        self.changes = changes
+
+
+@click.group("config")
+def config_group() -> None:
+    """Apply a YAML configuration file to the store, or export the store as one (DESIGN §5)."""
+
+
+@config_group.command("apply")
+@click.argument("file", metavar="FILE")
+@click.option(
+    "--prune", is_flag=True, help="Also remove the communities of the store that the file does not list."
+)
+@click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
+@database_url_option
+def config_apply(file: str, prune: bool, dry_run: bool, database_url: str | None) -> None:
+    """Make the store hold FILE (`-`: stdin), in one transaction: all or nothing.
+
+    Each community in the file ends up exactly as written: its keys, custom fields and
+    mappings not in the file are removed. Communities the file does not list are left
+    alone, unless --prune. Prints each change (+ added, ~ changed, - removed), then totals.
+
+    \b
+    Examples:
+      identity-worker config apply communities.yaml --dry-run
+      identity-worker config apply communities.yaml
+      identity-worker config export --include-secrets > backup.yaml   # then, elsewhere:
+      identity-worker config apply backup.yaml --prune
+    """
+    text = read_text(file, "configuration file")
+    try:
+        refuse_withheld_secrets(text)
+        config = parse_yaml(text)
+    except ConfigError as exc:
+        fail(f"{file}: " + "; ".join(exc.problems))
+
+    async def action(conn: asyncpg.Connection) -> list[Change]:
+        changes = await repo.apply_config(conn, config, prune=prune)
+        if dry_run:
+            raise _DryRun(changes)
+        return changes
+
+    try:
+        changes = run_store(database_url, action)
+    except _DryRun as dry:
+        changes = dry.changes
+    print_changes(changes)
+    click.echo(f"{'dry run, nothing written: would apply' if dry_run else 'applied'}: {totals(changes)}")
+
+
+@config_group.command("export")
+@click.option("--community", "community_id", metavar="ID", help="Export this community only.")
+@click.option(
+    "--include-secrets",
+    is_flag=True,
+    help="Write HMAC secrets in clear. Without it each is a `<withheld sha256:…>` placeholder that "
+    "`config apply` refuses, so the file cannot be applied by mistake.",
+)
+@click.option(
+    "--output", "-o", metavar="FILE", help="Write to FILE (created with mode 0600) instead of stdout."
+)
+@database_url_option
+def config_export(
+    community_id: str | None, include_secrets: bool, output: str | None, database_url: str | None
+) -> None:
+    """Print the store's configuration as the YAML that `config apply` and `process --config` read.
+
+    \b
+    Examples:
+      identity-worker config export --community acme
+      identity-worker config export --include-secrets -o backup.yaml
+    """
+    cid = check_community_id(community_id) if community_id is not None else None
+    config = run_store(database_url, lambda conn: repo.export_config(conn, cid), write=False)
+    text = dump_config(config, include_secrets=include_secrets)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        write_private(output, text)  # may hold secrets: 0600 whatever the file was before
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror}")
