@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from worker.core.keys import ALGORITHMS, KEY_KINDS, listed
+from worker.exitcodes import EXIT_ENVIRONMENT, EXIT_USAGE
 from worker.tlscheck import certificate_problem
 
 #: The channel the triggers notify with a community id, or `*` for "reload everything" (C1).
@@ -31,7 +32,7 @@ MIGRATE_HINT: Final = "run `identity-worker db migrate`"
 class StoreError(Exception):
     """A store failure whose message is safe to print: no secret, no password, no row."""
 
-    exit_code = 1
+    exit_code = EXIT_ENVIRONMENT
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -54,7 +55,7 @@ class SchemaMissing(StoreError):
 class InputError(StoreError):
     """The request itself is wrong: an unknown id, a duplicate, a value the store refuses."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class NotFound(InputError):
