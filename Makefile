@@ -29,7 +29,7 @@ help:
 	@echo "make stack-up      start Kafka + PostgreSQL; prints the exports"
 	@echo "make stack-down    stop them and remove their data"
 	@echo "make stack-status  what runs where"
-	@echo "make lint          ruff check, ruff format --check, mypy, vulture (dead code)"
+	@echo "make lint          ruff check, ruff format --check, mypy, vulture (dead code), import contracts"
 	@echo "make schemas       regenerate schemas/ from the models"
 	@echo "make bench         Kafka benchmark of the worker vs its references (docs/performance.md)"
 	@echo "make chaos         broker restart campaign: RESTARTS=200 kills/stops/freezes, 1 and 3 brokers"
@@ -85,13 +85,15 @@ test: venv
 test-suite: venv prerequisites
 	$(call with_stack,$(PY) -m pytest -ra $(PYTEST_ARGS))
 
-# All three run, so one report shows every problem; non-zero when any failed.
+# All run, so one report shows every problem; non-zero when any failed. lint-imports checks the
+# layers of docs/architecture.md (pyproject.toml [tool.importlinter]).
 lint: venv
 	@rc=0; \
 	echo "$(PY) -m ruff check ." >&2; $(PY) -m ruff check . || rc=1; \
 	echo "$(PY) -m ruff format --check ." >&2; $(PY) -m ruff format --check . || rc=1; \
 	echo "$(PY) -m mypy" >&2; $(PY) -m mypy || rc=1; \
 	echo "$(PY) -m vulture" >&2; $(PY) -m vulture || rc=1; \
+	echo "$(VENV)/bin/lint-imports" >&2; $(VENV)/bin/lint-imports --no-cache --no-logo || rc=1; \
 	exit $$rc
 
 # Leaves the stack running (the worker runs until Ctrl-C); `make stack-down` stops it.
@@ -108,7 +110,7 @@ demo: venv
 # and a community token printed with the console's URL; runs until Ctrl-C, the stack stays up.
 admin: venv
 	@exports=$$($(STACK) up); eval "$$exports"; \
-	exec $(PY) -m worker.admin.quickstart --port $(ADMIN_PORT)
+	exec $(PY) -m worker.devtools.quickstart --port $(ADMIN_PORT)
 
 # Re-takes the console screenshots of the README (docs/console/) in headless chromium.
 console-screenshots: venv

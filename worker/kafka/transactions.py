@@ -39,14 +39,15 @@ import collections
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+import structlog
 from aiokafka import errors as kafka
 from aiokafka.structs import TopicPartition
 
 from worker.kafka.txn_requests import AbortMarkers, DescribeProducers, OpenTransaction, offsets_partition
-from worker.ops.logging import get_logger
 
 OFFSETS_TOPIC: Final = "__consumer_offsets"
 NO_TRANSACTION: Final = -1
+log = structlog.get_logger(__name__)
 
 
 class DanglingTransaction(kafka.KafkaError):  # type: ignore[misc]
@@ -131,7 +132,6 @@ class DanglingCheck:
         self.group_id = group_id
         self.bootstrap = bootstrap
         self.count = count
-        self._log = get_logger("identity-worker.transactions")
         self._reported: set[OpenTransaction] = set()
 
     async def settle(
@@ -155,7 +155,7 @@ class DanglingCheck:
             self.count(txn.tp.topic, txn.tp.partition)
         outcome = await self._outcome(found, group, failed, commit_sent, committed)
         if outcome == "committed":
-            self._log.warning(
+            log.warning(
                 "dangling transaction of our producer id was committed; our next commit completes it",
                 producer_id=producer_id,
                 partitions=[f"{t.tp.topic}[{t.tp.partition}]" for t in found],
@@ -169,7 +169,7 @@ class DanglingCheck:
                     found,
                     f"aborted by the coordinator, but the ABORT marker was refused: {type(exc).__name__}",
                 )
-            self._log.warning(
+            log.warning(
                 "dangling transaction of our producer id aborted (its ABORT marker was missing)",
                 producer_id=producer_id,
                 partitions=[f"{t.tp.topic}[{t.tp.partition}] from offset {t.start_offset}" for t in found],
@@ -200,7 +200,7 @@ class DanglingCheck:
         for txn in found:
             if txn not in self._reported:
                 self._reported.add(txn)
-                self._log.error(
+                log.error(
                     "dangling transaction: not producing until it is closed",
                     topic=txn.tp.topic,
                     partition=txn.tp.partition,

@@ -24,15 +24,17 @@ import contextlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
+import structlog
 from aiokafka.structs import TopicPartition
 
 from worker.core.community import ConfigUnavailable
 from worker.kafka.consumer import InputConsumer, Offsets
-from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
 from worker.runtime.commit import next_offsets
 from worker.runtime.decide import Decided, Waiting
 from worker.runtime.waits import Waits
+
+log = structlog.get_logger(__name__)
 
 
 class Partitions:
@@ -40,7 +42,6 @@ class Partitions:
         self.waits = waits
         self.metrics = metrics
         self.committed: Offsets = {}
-        self._log = get_logger("identity-worker.runtime")
 
     def after_decide(
         self,
@@ -66,7 +67,7 @@ class Partitions:
         self.metrics.infrastructure_retries.labels("store", type(error).__name__).inc()
         self.metrics.partitions_waiting.set(len(self.waits))
         if wait.attempts == 1:
-            self._log.warning(
+            log.warning(
                 "partition waits: configuration unavailable",
                 topic=tp.topic,
                 partition=tp.partition,
@@ -80,7 +81,7 @@ class Partitions:
         wait = self.waits.release(tp)
         self.metrics.partitions_waiting.set(len(self.waits))
         if wait is not None:
-            self._log.info(
+            log.info(
                 "partition resumed",
                 topic=tp.topic,
                 partition=tp.partition,
@@ -136,7 +137,7 @@ class Partitions:
                 answer = await asyncio.wait_for(consumer.committed(tp), timeout)
                 offset = answer if own is None or (answer is not None and answer >= own) else own
                 if answer is not None and own is not None and answer < own:
-                    self._log.warning(
+                    log.warning(
                         "coordinator answered an offset before our own commit; kept ours",
                         topic=tp.topic,
                         partition=tp.partition,
