@@ -46,7 +46,8 @@ $(VENV_STAMP): pyproject.toml
 	    echo "make: $(PYTHON3) cannot create virtual environments: apt-get install python3-venv" >&2; \
 	    exit 1; }
 	$(PYTHON3) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@echo "make venv: installing the package and its dev/bench dependencies into $(VENV) (about 2 min the first time; pip shows each package)" >&2
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e '.[dev,bench]'
 	@touch $@
 
 stack-up:
