@@ -19,13 +19,15 @@ KEEP_STACK ?=
 # The port of `make admin`'s configuration service.
 ADMIN_PORT ?= 8080
 
-.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench admin console-screenshots chaos
+.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench admin send-events console-screenshots chaos
 
 help:
 	@echo "make demo          example events through the real worker, printed as a table"
 	@echo "make test          the whole suite on a real Kafka + PostgreSQL, then lint"
 	@echo "make run           start the stack, migrate, create topics, run the worker"
-	@echo "make admin         the configuration service with the example community and two tokens"
+	@echo "make admin         the configuration service and a worker, with the example community, two tokens,"
+	@echo "                   the example secret, a sample token and the command that sends example events"
+	@echo "make send-events   example events through the worker that make admin runs"
 	@echo "make stack-up      start Kafka + PostgreSQL; prints the exports"
 	@echo "make stack-down    stop them and remove their data"
 	@echo "make stack-status  what runs where"
@@ -107,11 +109,17 @@ run: venv
 demo: venv
 	$(call with_stack,$(PY) -m worker.demo)
 
-# The configuration service (issue 14): stack, migrations, the example community, a platform
-# and a community token printed with the console's URL; runs until Ctrl-C, the stack stays up.
+# The configuration service and a worker: stack, migrations, the example community, topics, a
+# platform and a community token printed with the console's URL, the example secret, a sample
+# token and `make send-events`; runs until Ctrl-C, the stack stays up.
 admin: venv
 	@exports=$$($(STACK) up); eval "$$exports"; \
-	exec $(PY) -m worker.devtools.quickstart --port $(ADMIN_PORT)
+	exec $(PY) -m worker.devtools.quickstart --port $(ADMIN_PORT) --worker-log .stack/admin-worker.log
+
+# The example events through a running worker (`make admin` starts one): keys show usage, Health fills.
+send-events: venv
+	@exports=$$($(STACK) up); eval "$$exports"; \
+	$(PY) -m worker.devtools.send_events
 
 # Re-takes the console screenshots of the README (docs/console/) in headless chromium.
 console-screenshots: venv
