@@ -19,7 +19,7 @@ KEEP_STACK ?=
 # The port of `make admin`'s configuration service.
 ADMIN_PORT ?= 8080
 
-.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench admin send-events console-screenshots chaos
+.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench admin send-events settings-doc console-screenshots chaos
 
 help:
 	@echo "make demo          example events through the real worker, printed as a table"
@@ -33,6 +33,7 @@ help:
 	@echo "make stack-status  what runs where"
 	@echo "make lint          ruff check, ruff format --check, mypy, vulture (dead code), import contracts"
 	@echo "make schemas       regenerate schemas/ from the models"
+	@echo "make settings-doc  regenerate docs/settings.md from the settings model"
 	@echo "make bench         Kafka benchmark of the worker vs its references (docs/performance.md)"
 	@echo "make chaos         broker restart campaign: RESTARTS=200 kills/stops/freezes, 1 and 3 brokers"
 	@echo "make venv          (re)build .venv when pyproject.toml changed"
@@ -127,6 +128,10 @@ console-screenshots: venv
 
 schemas: venv
 	$(PY) -m worker.schemas
+
+# Regenerates docs/settings.md (the settings reference) from worker/settings.py.
+settings-doc: venv
+	$(PY) -m worker.devtools.settings_doc
 
 # The Kafka benchmark of issue 6 (docs/performance.md): leaves the stack running.
 bench: venv
