@@ -3,6 +3,10 @@ sign in, sign out, a session removed on the server, framing refused, the API doc
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -45,20 +49,44 @@ def test_a_session_removed_on_the_server_signs_the_browser_out(service: Service,
     expect(page.get_by_role("alert")).to_contain_text("session ended or expired")
 
 
-def test_the_console_refuses_to_be_framed(service: Service, page: Page) -> None:
-    """A9: a foreign page framing the console shows nothing of it (clickjacking)."""
+@pytest.fixture
+def attacker(service: Service) -> Iterator[str]:
+    """Another site (another port: another origin) whose page frames the console."""
+    page = (
+        "<h1>evil</h1>"
+        f'<iframe src="{service.url}/communities/acme"></iframe><iframe src="{service.url}/"></iframe>'
+    ).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_console_refuses_to_be_framed(service: Service, page: Page, attacker: str) -> None:
+    """A9: another site framing the console shows nothing of it (clickjacking)."""
     sign_in(page, service, "acme")
     expect(page.get_by_role("heading", name="Community acme")).to_be_visible()
-    # Another origin (a data: page is opaque) frames the community page and the sign-in page.
-    page.goto(
-        "data:text/html,<h1>evil</h1>"
-        f'<iframe id="a" src="{service.url}/communities/acme"></iframe>'
-        f'<iframe id="b" src="{service.url}/"></iframe>'
-    )
+    page.goto(attacker)
     expect(page.get_by_role("heading", name="evil")).to_be_visible()
     page.wait_for_timeout(1500)
-    for frame in page.frames[1:]:
-        assert "Community acme" not in frame.content() and "Sign in" not in frame.content(), frame.url
+    frames = page.frames[1:]
+    assert len(frames) == 2
+    for frame in frames:
+        text = frame.evaluate("document.documentElement.innerText")
+        assert "Community acme" not in text and "Sign in" not in text, (frame.url, text)
 
 
 def test_the_api_docs_render_without_internet(service: Service, page: Page) -> None:
