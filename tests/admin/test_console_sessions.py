@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -50,27 +52,16 @@ def test_a_session_removed_on_the_server_signs_the_browser_out(service: Service,
 
 
 @pytest.fixture
-def attacker(service: Service) -> Iterator[str]:
+def attacker(service: Service, tmp_path: Path) -> Iterator[str]:
     """Another site (another port: another origin) whose page frames the console."""
-    page = (
+    (tmp_path / "evil.html").write_text(
         "<h1>evil</h1>"
         f'<iframe src="{service.url}/communities/acme"></iframe><iframe src="{service.url}/"></iframe>'
-    ).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("content-type", "text/html")
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=tmp_path))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    yield f"http://127.0.0.1:{server.server_address[1]}/evil.html"
     server.shutdown()
     server.server_close()
 
