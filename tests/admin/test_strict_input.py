@@ -209,3 +209,19 @@ def test_an_unknown_member_is_counted_never_echoed(service: Service, pasted: str
             assert summary in response.json()["error"], (path, response.text)
             assert pasted not in response.text and pasted.lower() not in response.text.lower()
     assert snapshot(service.database_url) == before
+
+
+def test_a_repeated_query_parameter_is_refused(service: Service) -> None:
+    """A7 for the query string: the framework would take the last value, as it did for JSON."""
+    before = snapshot(service.database_url)
+    mapping = "from=uuid&from=extra_values.customer_id&to=custom_fields.customer_id"
+    secret = SECRET.upper()
+    with service.client("acme") as api:
+        removed = api.delete(f"{ACME}/mappings?{mapping}")
+        forced = api.delete(f"{ACME}/keys/k1?force=false&force=true")
+        pasted = api.get(f"{ACME}/audit?{secret}=1&{secret}=2")
+    assert removed.status_code == 400
+    assert removed.json() == {"error": "query parameter from is given twice; give it once"}
+    assert forced.json() == {"error": "query parameter force is given twice; give it once"}
+    assert pasted.json() == {"error": "query parameter (unknown) is given twice; give it once"}
+    assert snapshot(service.database_url) == before

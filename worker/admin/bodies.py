@@ -21,6 +21,7 @@ type naming json), so a body cannot be read loosely after being let through.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any, Final
 from urllib.parse import parse_qsl
@@ -34,6 +35,8 @@ from worker.admin.models import KNOWN_FIELD_NAMES
 #: Members whose text is several lines by nature: tab, CR and LF allowed there only.
 MULTI_LINE_FIELDS: Final = frozenset({"rsa_public_key", "token"})
 _LINE_CHARACTERS: Final = frozenset("\t\r\n")
+#: The shape of the API's query parameter names (`from`, `force`, `limit`, ...).
+_QUERY_NAME: Final = re.compile(r"^[a-z]{1,16}$")
 
 
 def _unstorable(text: str, multi_line: bool) -> str | None:
@@ -100,11 +103,21 @@ def check_form(body: bytes) -> None:
 
 
 def check_address(path: str, query: bytes) -> None:
-    """A7 for the path and the query string (400: the address itself is refused)."""
+    """A7 for the path and the query string (400: the address itself is refused).
+
+    A query parameter given twice is refused like a repeated JSON member: the framework
+    would take the last (`?force=false&force=true`). Query parameter names are named when
+    they have the shape of the API's own (lower-case words), never otherwise (A12).
+    """
     check_text(path, "the path", status=400)
+    seen: set[str] = set()
     for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True, encoding="utf-8"):
         check_text(name, "a query parameter's name", status=400)
-        check_text(value, f"query parameter {named(name)}", status=400)
+        shown = name if _QUERY_NAME.fullmatch(name) else "(unknown)"
+        if name in seen:
+            raise ApiError(400, f"query parameter {shown} is given twice; give it once")
+        seen.add(name)
+        check_text(value, f"query parameter {shown}", status=400)
 
 
 def _content_type(headers: Iterable[tuple[bytes, bytes]]) -> str:

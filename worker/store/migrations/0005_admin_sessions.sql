@@ -22,7 +22,6 @@ ALTER TABLE communities ADD CONSTRAINT communities_incarnation_unique UNIQUE (in
 
 ALTER TABLE audit_log ADD COLUMN incarnation bigint;
 UPDATE audit_log a SET incarnation = c.incarnation FROM communities c WHERE c.id = a.community_id;
-DROP INDEX audit_log_community;
 CREATE INDEX audit_log_incarnation ON audit_log (incarnation, id);
 
 ALTER TABLE api_tokens ADD COLUMN expires_at timestamptz;
