@@ -78,7 +78,7 @@ def _lifetime(ctx: click.Context, param: click.Parameter, text: str | None) -> t
     match = _LIFETIME.fullmatch(text.strip())
     lifetime = int(match[1]) * _LIFETIME_UNITS[match[2]] if match else None
     if lifetime is None or lifetime > MAX_LIFETIME:
-        raise click.BadParameter("a lifetime like 12h or 90d (hours or days, at most 3660d)")
+        fail(f"--expires must be a lifetime like 12h or 90d (hours or days, at most 3660d), got {text!r}")
     return lifetime
 
 

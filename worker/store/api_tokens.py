@@ -107,10 +107,15 @@ async def create(
         lifetime,
     )
     caller = Caller(name, community_id)
-    expiry = "" if lifetime is None else f", expires in {lifetime}"
+    expiry = "" if lifetime is None else f", expires after {_hours_or_days(lifetime)}"
     line = Change("+", f"token {name} ({caller.scope}{expiry})")
     await audit.record(conn, actor, "admin token create", [line], community_id)
     return token, caller
+
+
+def _hours_or_days(lifetime: timedelta) -> str:
+    hours = int(lifetime.total_seconds()) // 3600
+    return f"{hours // 24}d" if hours % 24 == 0 else f"{hours}h"
 
 
 async def revoke(conn: asyncpg.Connection, name: str, *, actor: str) -> Caller:
