@@ -235,5 +235,7 @@ def test_a_bad_expiry_is_one_line_and_a_usage_error(
             service, capsys, "admin", "token", "create", "temp", "--platform", "--expires", value
         )
         assert code == 2 and out == "", value
-        assert "--expires must be a lifetime like 12h or 90d" in err and len(err.strip().splitlines()) == 1, err
+        assert "--expires must be a lifetime like 12h or 90d" in err and len(err.strip().splitlines()) == 1, (
+            err
+        )
     assert not run_sql(service.database_url, "SELECT 1 FROM api_tokens WHERE name = 'temp'")
