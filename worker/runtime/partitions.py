@@ -137,7 +137,7 @@ class Partitions:
                 answer = await asyncio.wait_for(consumer.committed(tp), timeout)
                 offset = answer if own is None or (answer is not None and answer >= own) else own
                 if answer is not None and own is not None and answer < own:
-                    self._log.warning(
+                    log.warning(
                         "coordinator answered an offset before our own commit; kept ours",
                         topic=tp.topic,
                         partition=tp.partition,
