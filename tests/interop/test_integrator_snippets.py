@@ -6,6 +6,7 @@ fingerprint commands print what `keys list` shows."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -86,8 +87,8 @@ def test_the_snippet_s_token_is_accepted_by_the_worker(
     communities = prepare(parse_yaml(config_yaml(community(rsa_public_pem=public_pem(private_key)))))
     now = time.time()
     received = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-    value = f'{{"event_id": "e", "community_id": "acme", "received_at": "{received}", "signed_identity": "{token}"}}'
-    output = process_event(value.encode(), lookup=communities, now=now)
+    value = {"event_id": "e", "community_id": "acme", "received_at": received, "signed_identity": token}
+    output = process_event(json.dumps(value).encode(), lookup=communities, now=now)
     assert output.reason is None, output.record.get("detail")
     assert output.record["verification"]["kid"] == env["KID"]
 
