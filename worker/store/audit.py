@@ -19,10 +19,9 @@ from typing import Final
 import asyncpg
 
 from worker.core.contracts import COMMUNITY_ID_PATTERN
+from worker.store.pages import Order, Page, PageRequest
 from worker.store.sync import Change
 
-DEFAULT_LIMIT: Final = 100
-MAX_LIMIT: Final = 1000
 #: Every change line names its community second: `community ID …`, `key ID/kid …`,
 #: `field ID/key …`, `mapping ID: …` (worker/store/sync.py); ids hold no space, `/` or `:`.
 _COMMUNITY_OF_LINE = re.compile(
@@ -70,30 +69,22 @@ async def record(
     for change in changes:
         owner = community_id if community_id is not None else community_of(change)
         groups.setdefault(owner, []).append(str(change))
-    for owner, lines in groups.items():
-        await conn.execute(
-            "INSERT INTO audit_log (actor, action, community_id, changes) VALUES ($1, $2, $3, $4)",
-            actor,
-            action,
-            owner,
-            lines,
-        )
+    # One pipelined statement for all the rows (T4: a `config apply` of 100 000 communities).
+    await conn.executemany(
+        "INSERT INTO audit_log (actor, action, community_id, changes) VALUES ($1, $2, $3, $4)",
+        [(actor, action, owner, lines) for owner, lines in groups.items()],
+    )
+
+
+#: Newest first (T5); `prefix` filters the community id (the platform's view).
+ORDER: Final = Order((("id", "int"),), 'community_id COLLATE "C"', descending=True)
 
 
 async def list_entries(
-    conn: asyncpg.Connection,
-    community_id: str | None = None,
-    *,
-    limit: int = DEFAULT_LIMIT,
-    before_id: int | None = None,
-) -> list[AuditEntry]:
-    """The newest entries first: all (platform) or one community's; `before_id` pages back."""
-    rows = await conn.fetch(
-        "SELECT id, at, actor, action, community_id, changes FROM audit_log "
-        "WHERE ($1::text IS NULL OR community_id = $1) AND ($2::bigint IS NULL OR id < $2) "
-        "ORDER BY id DESC LIMIT $3",
-        community_id,
-        before_id,
-        min(max(limit, 1), MAX_LIMIT),
-    )
-    return [AuditEntry(**dict(r)) for r in rows]
+    conn: asyncpg.Connection, page: PageRequest, community_id: str | None = None
+) -> Page[AuditEntry]:
+    """One page of the trail, newest first: all (platform) or one community's (T5)."""
+    select = "SELECT id, at, actor, action, community_id, changes FROM audit_log"
+    equal = [] if community_id is None else [("community_id", community_id)]
+    rows = await ORDER.fetch(conn, select, page, equal)
+    return ORDER.page([AuditEntry(**dict(r)) for r in rows], page, lambda e: (e.id,))

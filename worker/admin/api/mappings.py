@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from worker.admin import actions
 from worker.admin.auth import ApiCaller, Connection
+from worker.admin.paging import ApiPage, PageQuery
 from worker.core.config import MappingSpec, validate_spec
 from worker.store import repository as repo
 from worker.store.repository import MappingRow
@@ -15,9 +16,12 @@ from worker.store.repository import MappingRow
 router = APIRouter(prefix="/communities/{community_id}/mappings", tags=["mappings"])
 
 
-@router.get("", summary="The community's mappings, in the order they apply (M2)")
-async def list_mappings(conn: Connection, caller: ApiCaller, community_id: str) -> list[MappingRow]:
-    return await repo.list_mappings(conn, community_id)
+@router.get("", summary="A page of the community's mappings, in the order they apply (M2)")
+async def list_mappings(
+    conn: Connection, caller: ApiCaller, community_id: str, page: PageQuery
+) -> ApiPage[MappingRow]:
+    """`prefix` filters `from` (T5); `position` is the rank among all the community's mappings."""
+    return ApiPage.of(await repo.list_mappings(conn, community_id, page))
 
 
 @router.post("", status_code=201, summary="Append a mapping {from, to} after the last one")
