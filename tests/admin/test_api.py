@@ -556,3 +556,43 @@ def test_an_api_change_and_its_audit_row_commit_together(service: Service) -> No
     finally:
         run_sql(service.database_url, "DROP TRIGGER test_refuse_audit ON audit_log")
         run_sql(service.database_url, "DROP FUNCTION test_refuse_audit()")
+
+
+def test_every_listing_is_paged_with_a_cursor_and_a_prefix(service: Service) -> None:
+    """T5: `limit` (default 100, at most 500), `after` (the page before's `next`), `prefix`;
+    the answer `{items, next}`. A community token pages through its own community only."""
+    with service.client("platform") as api:
+        for i in range(5):
+            created = api.post("/api/v1/communities", json={"id": f"p{i}", "signed_identities": "reject"})
+            assert created.status_code == 201, created.text
+        seen: list[str] = []
+        after = None
+        for _ in range(10):
+            page = api.get(
+                "/api/v1/communities",
+                params={"limit": 2, "prefix": "p"} | ({"after": after} if after else {}),
+            )
+            assert page.status_code == 200 and set(page.json()) == {"items", "next"}
+            seen += [c["id"] for c in page.json()["items"]]
+            after = page.json()["next"]
+            if after is None:
+                break
+        assert seen == ["p0", "p1", "p2", "p3", "p4"]
+        everything = api.get("/api/v1/communities").json()
+        assert ([c["id"] for c in everything["items"]], everything["next"]) == (
+            ["acme", "p0", "p1", "p2", "p3", "p4", "shop"],
+            None,
+        )
+        trail = api.get("/api/v1/audit", params={"limit": 3}).json()
+        assert [e["community_id"] for e in trail["items"]] == ["p4", "p3", "p2"] and trail["next"]
+        older = api.get("/api/v1/audit", params={"limit": 3, "after": trail["next"]}).json()
+        assert [e["community_id"] for e in older["items"]] == ["p1", "p0"] and older["next"] is None
+        assert api.get(f"{ACME}/keys", params={"prefix": "k"}).json()["items"][0]["kid"] == "k1"
+        assert api.get(f"{ACME}/keys", params={"prefix": "z"}).json() == {"items": [], "next": None}
+        assert [m["position"] for m in api.get(f"{ACME}/mappings", params={"limit": 1}).json()["items"]] == [
+            1
+        ]
+    with service.client("acme") as api:
+        own = api.get("/api/v1/communities", params={"limit": 1}).json()
+        assert ([c["id"] for c in own["items"]], own["next"]) == (["acme"], None)
+        assert api.get("/api/v1/communities", params={"prefix": "p"}).json() == {"items": [], "next": None}
