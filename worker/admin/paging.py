@@ -11,7 +11,7 @@ docs/api.md for the change.
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, Self, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel, Field
@@ -22,7 +22,8 @@ T = TypeVar("T")
 
 
 class ApiPage(BaseModel, Generic[T]):
-    """One page of a listing."""
+    """One page of a listing. Each listing names its own (`CommunityPage`, …: the OpenAPI
+    document's names)."""
 
     items: list[T] = Field(description="At most `limit` rows, in the listing's order.")
     next: str | None = Field(
@@ -30,7 +31,7 @@ class ApiPage(BaseModel, Generic[T]):
     )
 
     @classmethod
-    def of(cls, page: Page[T]) -> ApiPage[T]:
+    def of(cls, page: Page[Any]) -> Self:
         return cls(items=page.items, next=page.next)
 
 

@@ -12,11 +12,15 @@ from worker.store.audit import AuditEntry
 router = APIRouter(tags=["audit"])
 
 
+class AuditPage(ApiPage[AuditEntry]):
+    """A page of the audit trail."""
+
+
 @router.get("/audit", summary="A page of every community's audit trail, newest first (platform token)")
-async def all_entries(conn: Connection, caller: ApiCaller, page: PageQuery) -> ApiPage[AuditEntry]:
+async def all_entries(conn: Connection, caller: ApiCaller, page: PageQuery) -> AuditPage:
     """`prefix` filters the community id."""
     require_platform(caller, "the whole audit trail")
-    return ApiPage.of(await audit.list_entries(conn, page))
+    return AuditPage.of(await audit.list_entries(conn, page))
 
 
 @router.get(
@@ -24,6 +28,6 @@ async def all_entries(conn: Connection, caller: ApiCaller, page: PageQuery) -> A
 )
 async def community_entries(
     conn: Connection, caller: ApiCaller, community_id: str, page: PageQuery
-) -> ApiPage[AuditEntry]:
+) -> AuditPage:
     """`prefix` filters the community id (so it is this community's, or nothing)."""
-    return ApiPage.of(await audit.list_entries(conn, page, community_id))
+    return AuditPage.of(await audit.list_entries(conn, page, community_id))

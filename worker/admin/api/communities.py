@@ -14,10 +14,14 @@ from worker.store.repository import CommunityRow
 router = APIRouter(prefix="/communities", tags=["communities"])
 
 
+class CommunityPage(ApiPage[CommunityRow]):
+    """A page of communities."""
+
+
 @router.get("", summary="A page of communities in id order (a community token sees its own only)")
-async def list_communities(conn: Connection, caller: ApiCaller, page: PageQuery) -> ApiPage[CommunityRow]:
+async def list_communities(conn: Connection, caller: ApiCaller, page: PageQuery) -> CommunityPage:
     """`prefix` filters the community id (T5)."""
-    return ApiPage.of(await actions.communities(conn, caller, page))
+    return CommunityPage.of(await actions.communities(conn, caller, page))
 
 
 @router.post("", status_code=201, summary="Create a community (platform token)")

@@ -14,12 +14,14 @@ from worker.store.repository import FieldRow
 router = APIRouter(prefix="/communities/{community_id}/custom-fields", tags=["custom fields"])
 
 
+class FieldPage(ApiPage[FieldRow]):
+    """A page of a community's custom fields."""
+
+
 @router.get("", summary="A page of the community's custom fields, oldest first")
-async def list_fields(
-    conn: Connection, caller: ApiCaller, community_id: str, page: PageQuery
-) -> ApiPage[FieldRow]:
+async def list_fields(conn: Connection, caller: ApiCaller, community_id: str, page: PageQuery) -> FieldPage:
     """`prefix` filters the field's key (T5)."""
-    return ApiPage.of(await repo.list_fields(conn, community_id, page))
+    return FieldPage.of(await repo.list_fields(conn, community_id, page))
 
 
 @router.post("", status_code=201, summary="Declare a custom field {key, label, regex?} (RE2, whole value)")

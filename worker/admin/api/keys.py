@@ -14,16 +14,18 @@ from worker.store.repository import KeyRow
 router = APIRouter(prefix="/communities/{community_id}/keys", tags=["keys"])
 
 
+class KeyPage(ApiPage[KeyListed]):
+    """A page of a community's keys."""
+
+
 @router.get(
     "",
     summary="A page of the community's keys, oldest first: kid, algorithm, fingerprint, created, "
     "last used, uses in 24 h; never a secret",
 )
-async def list_keys(
-    conn: Connection, caller: ApiCaller, community_id: str, page: PageQuery
-) -> ApiPage[KeyListed]:
+async def list_keys(conn: Connection, caller: ApiCaller, community_id: str, page: PageQuery) -> KeyPage:
     """`prefix` filters the kid (T5)."""
-    return ApiPage.of(await actions.keys(conn, community_id, page))
+    return KeyPage.of(await actions.keys(conn, community_id, page))
 
 
 @router.post("", status_code=201, summary="Add a key: {kid, hmac_secret} (HS256) or {kid, rsa_public_key}")

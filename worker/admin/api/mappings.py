@@ -16,12 +16,16 @@ from worker.store.repository import MappingRow
 router = APIRouter(prefix="/communities/{community_id}/mappings", tags=["mappings"])
 
 
+class MappingPage(ApiPage[MappingRow]):
+    """A page of a community's mappings."""
+
+
 @router.get("", summary="A page of the community's mappings, in the order they apply (M2)")
 async def list_mappings(
     conn: Connection, caller: ApiCaller, community_id: str, page: PageQuery
-) -> ApiPage[MappingRow]:
+) -> MappingPage:
     """`prefix` filters `from` (T5); `position` is the rank among all the community's mappings."""
-    return ApiPage.of(await repo.list_mappings(conn, community_id, page))
+    return MappingPage.of(await repo.list_mappings(conn, community_id, page))
 
 
 @router.post("", status_code=201, summary="Append a mapping {from, to} after the last one")
