@@ -106,11 +106,13 @@ class Order:
         select: str,
         request: PageRequest,
         equal: Sequence[tuple[str, object]] = (),
+        where: Sequence[str] = (),
     ) -> list[asyncpg.Record]:
         """`select`'s rows of the page `request` asks for, with `equal`'s (column, value)
-        conditions too, in this order; one row more than the page (see `page`)."""
+        conditions and `where`'s (SQL without parameters) too, in this order; one row more
+        than the page (see `page`)."""
         args: list[object] = []
-        conditions = []
+        conditions = list(where)
         for column, value in equal:
             args.append(value)
             conditions.append(f"{column} = ${len(args)}")
