@@ -98,7 +98,10 @@ async def signin(request: Request, conn: Connection) -> Response:
         caller = await admit(conn, token, None)
     except ApiError as exc:
         return _signin(request, exc.message, exc.status)
+    previous = request.cookies.get(SESSION_COOKIE)
     async with conn.transaction():
+        if previous:  # signing in again replaces the browser's session, never adds to it
+            await sessions.close(conn, previous)
         session_id = await sessions.open_session(conn, caller)
     response = RedirectResponse("/", 303)
     response.set_cookie(
