@@ -105,7 +105,7 @@ run: venv
 demo: venv
 	$(call with_stack,$(PY) -m worker.demo)
 
-# The configuration service (issue 14): stack, migrations, the example community, a platform
+# The configuration service (DESIGN §10): stack, migrations, the example community, a platform
 # and a community token printed with the console's URL; runs until Ctrl-C, the stack stays up.
 admin: venv
 	@exports=$$($(STACK) up); eval "$$exports"; \
@@ -118,7 +118,7 @@ console-screenshots: venv
 schemas: venv
 	$(PY) -m worker.schemas
 
-# The Kafka benchmark of issue 6 (docs/performance.md): leaves the stack running.
+# The Kafka benchmark (docs/performance.md): leaves the stack running.
 bench: venv
 	eval "$$($(STACK) up)" && $(PY) bench/kafka_bench.py --events 100000 --hs-share 0.8 \
 	    --repeat-share 0.0 --invalid-share 0.05 --partitions 4

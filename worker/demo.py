@@ -44,8 +44,8 @@ def say(text: str) -> None:
 
 
 def example_events(private_key: Any, now: int) -> list[tuple[str, bytes]]:
-    """The demo's nine raw events (key, value), one per case of issue 2, signed with the
-    example community's keys (worker.examples; `private_key`: its RS256 key)."""
+    """The demo's nine raw events (key, value), one per kind of case the worker decides, signed
+    with the example community's keys (worker.examples; `private_key`: its RS256 key)."""
     visitor = {"firstname": "Ada", "lastname": "Lovelace", "email": "ada@example.com"}
     extra = {"customer_id": "C123456", "mobile": "+44 7700 900123"}
     received = format_time(now)
@@ -229,7 +229,7 @@ def main() -> int:
         say(f"expected {len(events)} results, got {len(results)}; worker log tail:")
         print(stderr.decode(errors="replace")[-3000:], file=sys.stderr)
         return 1
-    # L2: the worker wrote its usage counts as it went and once more on exit (issue 15).
+    # L2: the worker wrote its usage counts as it went and once more on exit (L1).
     for title, args in (
         ("keys of acme, with their use (L2)", ("keys", "list", "acme")),
         ("integration health of acme over the last hour (L5)", ("report", "--community", "acme")),

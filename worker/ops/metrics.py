@@ -46,7 +46,7 @@ class LoopHistogram:
     """A histogram for once-per-event observations made on the event loop's one thread.
 
     prometheus_client's `Histogram.observe` takes a lock for its sum and again for its bucket:
-    3.5 µs, 9 % of a cached token's whole cost in the worker (py-spy, issue 6). Here an
+    3.5 µs, 9 % of a cached token's whole cost in the worker (py-spy, docs/performance.md). Here an
     observation is a bisect and two additions; the exposition is a `Histogram`'s with the same
     buckets, less its `_created` timestamp series (tests/ops/test_metrics.py). Not for use from
     several threads: it is observed and scraped on the event loop's thread.

@@ -4,7 +4,7 @@ Loop, one `Checkpoint` (worker.runtime.checkpoint) at a time:
 
 1. **Collect** (K4): `getmany` until `batch_size` records or `batch_linger_ms` after the
    first record, or until SIGTERM (K6: stop fetching) or a revocation.
-   Records come through `worker.kafka.fetched`: one the client cannot decode is an
+   Records come through `worker.kafka.fetcher_fork`: one the client cannot decode is an
    `UnreadableRecord` (K9), never an exception. A fetch fault is classified
    (`worker.runtime.faults`, K10): fatal stops the worker; infrastructure keeps the records
    collected so far (nothing was consumed past them: no rewind) and backs off.
@@ -13,10 +13,10 @@ Loop, one `Checkpoint` (worker.runtime.checkpoint) at a time:
    not cached or unusable); `Partitions.after_decide` pauses each at its waiting record,
    retried on its own backoff; the records before it are still published and the other
    partitions go on (K9).
-3. **Commit** (K2): exactly_once — one transaction holding the outputs and the next input
-   offsets; at_least_once — outputs acknowledged, then offsets committed. The offsets are
-   the consumer's positions, past control records and aborted batches (K11: a drained group
-   shows lag 0), also when a fetch returned only those.
+3. **Commit** (K2): `Checkpoint.commit` (worker.runtime.checkpoint) owns publishing, delivery
+   and the commit protocol; the offsets are the consumer's positions, past control records
+   (K11: a drained group shows lag 0). The member then counts the batch (metrics, key usage:
+   L1, L5) or, on failure, starts a recovery.
 4. **Recover** (K8): `Recovery` (worker.runtime.recovery) holds what is left to redo after a
    fault — a new producer (same transactional id: it ends the open transaction), the
    coordinator's offsets, a seek of every partition — and `_rewind` does it before any
@@ -35,7 +35,8 @@ therefore never committed without its offset, nor an offset without its output.
 aiokafka limits (0.14): `TxnOffsetCommit` is version 0, without the group generation (no
 KIP-447 fencing), so the broker cannot refuse a commit from a member the group has expelled.
 Mitigations: the batch lock above; the coordinator's generation checked right before
-`commit_transaction` (`InputConsumer.in_group`, `MemberExpelled` → abort); a session timeout
+`commit_transaction` (`Checkpoint.commit` asks `InputConsumer.in_group`; `MemberExpelled` →
+abort); a session timeout
 far longer than a batch takes; a short transaction timeout, so a SIGKILLed member's open
 transaction (its transactional id is unique per process) is soon aborted by the broker.
 OffsetFetch has no `require_stable`: hence the settle on revocation and on shutdown, and a
@@ -47,23 +48,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
 
 import structlog
 from aiokafka.structs import TopicPartition
 
 from worker.backoff import RetryPolicy
+from worker.kafka import fetcher_fork
 from worker.kafka.consumer import InputConsumer
 from worker.kafka.producer import OutputProducer, quietly
 from worker.ops.health import Health
 from worker.ops.metrics import Metrics
 from worker.runtime.checkpoint import Checkpoint
-from worker.runtime.commit import AcknowledgedCommitter, Routing, TransactionalCommitter
-from worker.runtime.decide import Decided, Decider
+from worker.runtime.decide import Decider
 from worker.runtime.faults import FatalFault, Fault, Reporter, classify, hint
 from worker.runtime.partitions import Partitions
 from worker.runtime.recovery import Recovery, Redo
+from worker.runtime.routing import Routing
 from worker.runtime.startup import Startup, StartupError
+from worker.runtime.usage import UsageRecorder
 from worker.runtime.waits import Waits
 from worker.settings import Guarantee, Settings
 
@@ -76,14 +78,26 @@ PROBE_TIMEOUT = 3.0
 
 
 class Member:
-    def __init__(self, settings: Settings, decider: Decider, metrics: Metrics, health: Health) -> None:
+    """`usage`: what counts each committed batch's outputs (L1, L5), None to count nothing."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        decider: Decider,
+        metrics: Metrics,
+        health: Health,
+        *,
+        usage: UsageRecorder | None = None,
+    ) -> None:
         self.settings = settings
         self.decider = decider
         self.metrics = metrics
         self.health = health
-        self.transactional_id = (
-            settings.transactional_id() if settings.guarantee is Guarantee.EXACTLY_ONCE else None
-        )
+        self.usage = usage
+        exactly_once = settings.guarantee is Guarantee.EXACTLY_ONCE
+        self.transactional_id = settings.transactional_id() if exactly_once else None
+        # exactly_once commits the offsets inside the transaction, for this group (K2).
+        self._transaction_group = settings.group_id if exactly_once else None
         self.processed = 0  # records committed by this member (progress line)
         self.recovery = Recovery(transactional=self.transactional_id is not None)
         self._op_timeout = settings.request_timeout_ms / 1000 + 5
@@ -93,7 +107,7 @@ class Member:
         self._producer = OutputProducer(
             settings, transactional_id=self.transactional_id, timeout=self._op_timeout
         )
-        self._committer: TransactionalCommitter | AcknowledgedCommitter | None = None
+        self._routing: Routing | None = None
         self._lock = asyncio.Lock()
         self._generation = 0
         self.retry = RetryPolicy.from_settings(settings)
@@ -103,8 +117,6 @@ class Member:
         self.committed = self.partitions.committed  # next offset per owned partition (lag, rewind)
         self._fault = Reporter(metrics, health)  # every fault the member meets (K10)
         health.waiting = lambda: waits.describe(time.monotonic())
-        #: Called with each committed batch (L1: key usage and health counts, issue 15).
-        self.on_committed: Callable[[list[Decided]], None] | None = None
 
     @property
     def consumer(self) -> InputConsumer:
@@ -123,13 +135,10 @@ class Member:
         """Check the topics (fail fast), then join the group. Waits for Kafka up to the start-up timeout."""
         s = self.settings
         startup = Startup(s, self._fault, stop, request_timeout=self._op_timeout)
-        routing = Routing(s, await startup.topics())
+        routing = self._routing = Routing(s, await startup.topics())
         self.health.outputs_problem = lambda: routing.problem
-        if s.guarantee is Guarantee.EXACTLY_ONCE:
-            self._committer = TransactionalCommitter(s.group_id, routing, self._in_group)
-        else:
-            self._committer = AcknowledgedCommitter(routing)
         try:
+            fetcher_fork.install()  # K9: before any consumer, no record can raise out of getmany
             self._consumer = InputConsumer(s, on_revoked=self.on_revoked, on_assigned=self.on_assigned)
         except Exception as exc:
             if classify(exc) is not Fault.FATAL:
@@ -248,9 +257,11 @@ class Member:
                 self.recovery.need(Redo.REWIND)  # revoked while it was being decided: redo from the offsets
                 return
             try:
-                assert self._committer is not None
+                assert self._routing is not None, "start() first"
                 await asyncio.wait_for(
-                    self._committer.commit(self._producer, self.consumer, batch.decided, batch.offsets),
+                    batch.commit(
+                        self._producer, self.consumer, self._routing, group_id=self._transaction_group
+                    ),
                     self._commit_timeout,
                 )
             except Exception as exc:
@@ -275,8 +286,8 @@ class Member:
         if not batch.decided:
             return  # offsets only: past control records (K11)
         batch.observe(self.metrics)
-        if self.on_committed is not None:
-            self.on_committed(batch.decided)
+        if self.usage is not None:
+            self.usage.count([item.output for item in batch.decided], time.time())
         self.processed += len(batch.decided)
 
     async def _rewind(self, stop: asyncio.Event) -> None:
@@ -316,9 +327,6 @@ class Member:
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.metrics.assigned_partitions.set(len(assigned))
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
-
-    def _in_group(self) -> bool:
-        return self._consumer is not None and self._consumer.in_group()
 
     async def sample_lag(self) -> int | None:
         """Records not yet committed on the owned partitions; also a Kafka liveness probe."""

@@ -187,13 +187,11 @@ async def serve(
         max_attempts=settings.max_processing_attempts,
         recheck_community=source.recheck(),
     )
-    member = Member(settings, decider, metrics, health)
     usage = usage_recorder(settings, source, metrics)
+    member = Member(settings, decider, metrics, health, usage=usage)
     usage_stop = asyncio.Event()
     usage_task: asyncio.Task[None] | None = None
     if usage is not None:
-        count = usage.count
-        member.on_committed = lambda decided: count([item.output for item in decided], time.time())
         usage_task = asyncio.create_task(usage.run(usage_stop), name="usage-flush")
     server = None
     try:
