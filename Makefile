@@ -19,7 +19,7 @@ KEEP_STACK ?=
 # The port of `make admin`'s configuration service.
 ADMIN_PORT ?= 8080
 
-.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench admin console-screenshots
+.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench admin console-screenshots chaos
 
 help:
 	@echo "make demo          example events through the real worker, printed as a table"
@@ -32,6 +32,7 @@ help:
 	@echo "make lint          ruff check, ruff format --check, mypy, vulture (dead code), import contracts"
 	@echo "make schemas       regenerate schemas/ from the models"
 	@echo "make bench         Kafka benchmark of the worker vs its references (docs/performance.md)"
+	@echo "make chaos         broker restart campaign: RESTARTS=200 kills/stops/freezes, 1 and 3 brokers"
 	@echo "make venv          (re)build .venv when pyproject.toml changed"
 
 venv: $(VENV_STAMP)
@@ -122,3 +123,13 @@ schemas: venv
 bench: venv
 	eval "$$($(STACK) up)" && $(PY) bench/kafka_bench.py --events 100000 --hs-share 0.8 \
 	    --repeat-share 0.0 --invalid-share 0.05 --partitions 4
+
+# Broker restart campaigns (docs/fault-model.md): RESTARTS broker faults (graceful, SIGKILL,
+# SIGSTOP then SIGKILL) on private single-node and 3-node clusters, PER_RUN per worker stream;
+# one JSON line per run, a total at the end; non-zero when any run duplicated or lost.
+RESTARTS ?= 200
+PER_RUN ?= 10
+CHAOS_BROKERS ?= 1,3
+chaos: venv
+	$(call with_stack,$(PY) -m tests.support.chaos --restarts $(RESTARTS) --per-run $(PER_RUN) \
+	    --brokers $(CHAOS_BROKERS))

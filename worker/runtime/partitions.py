@@ -137,9 +137,21 @@ class Partitions:
         the coordinator's answer is the truth. `timeout`: seconds per coordinator request.
         """
         for tp in consumer.assignment():
-            offset = None if ask_coordinator else self.committed.get(tp)
+            own = self.committed.get(tp)
+            offset = None if ask_coordinator else own
             if offset is None:
-                offset = await asyncio.wait_for(consumer.committed(tp), timeout)
+                # A clean, stable answer only (worker.kafka.offsets); and never earlier than what
+                # this member itself committed and saw confirmed (K2: that would answer again).
+                answer = await asyncio.wait_for(consumer.committed(tp), timeout)
+                offset = answer if own is None or (answer is not None and answer >= own) else own
+                if answer is not None and own is not None and answer < own:
+                    log.warning(
+                        "coordinator answered an offset before our own commit; kept ours",
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        answered=answer,
+                        committed=own,
+                    )
                 if offset is not None:
                     self.committed[tp] = offset
             offset = self.rewind_target(tp, offset)
@@ -159,8 +171,10 @@ class Partitions:
                     position = await asyncio.wait_for(consumer.committed(tp), timeout)
                 except Exception:
                     continue
-                position = position or 0
-                self.committed.setdefault(tp, position)
+                if position is None:  # nothing committed (a clean answer): not a rewind target
+                    position = 0
+                else:
+                    self.committed.setdefault(tp, position)
             lag = max(0, end - position)
             self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
             total += lag
