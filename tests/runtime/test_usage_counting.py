@@ -12,7 +12,7 @@ from worker.core.contracts import Outcome, Reason
 from worker.core.records import Output
 from worker.ops.metrics import Metrics
 from worker.runtime.service import ConfigSource, usage_recorder
-from worker.runtime.usage import HealthTally, KeyTally, UsageRecorder
+from worker.runtime.usage_recorder import HealthTally, KeyTally, UsageRecorder
 from worker.settings import SettingsError, load_settings
 
 NOW = 1_764_496_800.0 + 125  # 2025-11-30T10:02:05Z: minute 10:02, hour 10:00

@@ -11,10 +11,10 @@ import asyncio
 import asyncpg
 import click
 
-from worker.cli import database
+from worker.cli import store_session
 from worker.cli.common import fail, fail_store
-from worker.cli.database import database_url_option, run_store
 from worker.cli.output import Column, print_changes, table, when
+from worker.cli.store_session import database_url_option, run_store
 from worker.exitcodes import PROG
 from worker.store import api_tokens, audit
 from worker.store.api_tokens import TokenRow
@@ -160,4 +160,4 @@ def audit_list(community_id: str | None, limit: int, database_url: str | None) -
 
 
 def register(root: click.Group) -> None:
-    database.register(root, admin_group, audit_group, commands_too=False)
+    store_session.register(root, admin_group, audit_group, commands_too=False)

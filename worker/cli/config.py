@@ -10,8 +10,8 @@ import asyncpg
 import click
 
 from worker.cli.common import fail, read_text, write_private
-from worker.cli.database import check_community_id, database_url_option, run_store
 from worker.cli.output import print_changes, totals
+from worker.cli.store_session import check_community_id, database_url_option, run_store
 from worker.core.config import ConfigError
 from worker.store import repository as repo
 from worker.store.sync import Change

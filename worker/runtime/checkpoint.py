@@ -32,8 +32,8 @@ from aiokafka.structs import TopicPartition
 
 from worker.core.contracts import Outcome
 from worker.kafka.consumer import InputConsumer, MemberExpelled, Offsets, Record
+from worker.kafka.framing import FRAME, headers_bytes
 from worker.kafka.producer import OutputProducer
-from worker.kafka.records import FRAME, headers_bytes
 from worker.kafka.topics import TOPIC_REFUSALS, OutputTopicChanged
 from worker.ops.metrics import Metrics
 from worker.runtime.decide import Decided
@@ -101,7 +101,7 @@ class Checkpoint:
 async def _publish(
     producer: OutputProducer,
     routing: Routing,
-    batch: list[Decided],
+    decided: list[Decided],
     then: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Send the batch's outputs (after `then()`, awaited, while they fly) and wait for them.
@@ -113,7 +113,7 @@ async def _publish(
     """
     try:
         await routing.prepare(producer)
-        futures = await _send_all(producer, routing, batch)
+        futures = await _send_all(producer, routing, decided)
         if then is not None:
             await then()
         await _delivered(producer, futures)
@@ -126,7 +126,7 @@ async def _publish(
 
 
 async def _send_all(
-    producer: OutputProducer, routing: Routing, batch: list[Decided]
+    producer: OutputProducer, routing: Routing, decided: list[Decided]
 ) -> list[asyncio.Future[Any]]:
     """Enqueue every output in batch order: same key, same headers as the input (K1, K3).
 
@@ -137,18 +137,18 @@ async def _send_all(
 
     An output that cannot be written as it is (larger than its topic takes, keyless on a
     compacted topic) is reshaped first (`worker.runtime.routing.reshaped`, K9) and replaces its
-    item in `batch`.
+    item in `decided`.
     Raises OutputTopicChanged when a target partition no longer exists.
     """
     builders: dict[tuple[str, int], Any] = {}
     futures: list[asyncio.Future[Any]] = []
     room, compacted, caps = routing.room, routing.compacted, routing.batch_caps
-    # Per batch, not per record (the routing is the same for the whole batch):
+    # Per decided, not per record (the routing is the same for the whole decided):
     # (outcome, input partition) → (topic, partition),
     # and the smallest room of any output topic, below which no output needs measuring.
     targets: dict[tuple[Outcome, int], tuple[str, int]] = {}
     least_room = min(room.values(), default=0)
-    for index, item in enumerate(batch):
+    for index, item in enumerate(decided):
         record = item.record
         output = item.output
         target = targets.get((output.outcome, record.partition))
@@ -164,7 +164,7 @@ async def _send_all(
             size += headers_bytes(headers)
         if (size > least_room and size > room[topic]) or (key is None and compacted and topic in compacted):
             item, key, headers = reshaped(item, routing)
-            batch[index] = item
+            decided[index] = item
             topic, partition = target = routing.target(item)
             value = item.output.to_json()
             size = len(value) + (len(key) if key is not None else 0) + headers_bytes(headers)

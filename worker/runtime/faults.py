@@ -33,8 +33,8 @@ from aiokafka import errors as kafka
 from worker.core.community import ConfigUnavailable
 from worker.kafka.consumer import MemberExpelled
 from worker.kafka.topics import OutputTopicUnusable
-from worker.ops.health import Health
 from worker.ops.metrics import Metrics
+from worker.ops.probes import Health
 
 log = structlog.get_logger(__name__)
 

@@ -26,21 +26,20 @@ Loop, one `Checkpoint` (worker.runtime.checkpoint) at a time:
    settled that transaction (a read right after a commit may return the previous offset for
    a few ms: a duplicate).
 
-Rebalance (K5): `on_revoked` bumps the generation (a batch collected before it is dropped: its
+Rebalance (K5): `on_revoked` bumps the generation (a checkpoint collected before it is dropped: its
 records are fetched again from the committed offsets) and takes the batch lock, so it returns
-only once the in-flight batch has committed or aborted; then it settles the last transaction
+only once the in-flight checkpoint has committed or aborted; then it settles the last transaction
 (`OutputProducer.settle`: the offsets are visible before the partitions move). An output is
 therefore never committed without its offset, nor an offset without its output.
 
 aiokafka limits (0.14): `TxnOffsetCommit` is version 0, without the group generation (no
 KIP-447 fencing), so the broker cannot refuse a commit from a member the group has expelled.
-Mitigations: the batch lock above; the coordinator's generation checked right before
-`commit_transaction` (`Checkpoint.commit` asks `InputConsumer.in_group`; `MemberExpelled` →
-abort); a session timeout
-far longer than a batch takes; a short transaction timeout, so a SIGKILLed member's open
-transaction (its transactional id is unique per process) is soon aborted by the broker.
-OffsetFetch has no `require_stable`: hence the settle on revocation and on shutdown, and a
-rewind to the offsets the member committed itself.
+Mitigations: the batch lock above; the group generation checked right before
+`commit_transaction` (`Checkpoint.commit`, `MemberExpelled` → abort); a session timeout far
+longer than a batch takes; a short transaction timeout, so a SIGKILLed member's open
+transaction (its transactional id is unique per process) is soon aborted by the broker. The
+settle on revocation and on shutdown, and a rewind to the offsets the member committed itself,
+keep a stale OffsetFetch answer from mattering (`worker.kafka.offsets` reads only clean ones).
 """
 
 from __future__ import annotations
@@ -56,8 +55,8 @@ from worker.backoff import RetryPolicy
 from worker.kafka import fetcher_fork
 from worker.kafka.consumer import InputConsumer
 from worker.kafka.producer import OutputProducer, quietly
-from worker.ops.health import Health
 from worker.ops.metrics import Metrics
+from worker.ops.probes import Health
 from worker.runtime.checkpoint import Checkpoint
 from worker.runtime.decide import Decider
 from worker.runtime.faults import FatalFault, Fault, Reporter, classify, hint
@@ -65,39 +64,34 @@ from worker.runtime.partitions import Partitions
 from worker.runtime.recovery import Recovery, Redo
 from worker.runtime.routing import Routing
 from worker.runtime.startup import Startup, StartupError
-from worker.runtime.usage import UsageRecorder
+from worker.runtime.usage_recorder import UsageRecorder
 from worker.runtime.waits import Waits
 from worker.settings import Guarantee, Settings
 
 log = structlog.get_logger(__name__)
 
-# While a transaction is in flight, a started batch checks this often whether it may close.
+# While a transaction is in flight, a started checkpoint checks this often whether it may close.
 IDLE_POLL = 0.005
 # The health probe answers within this: /readyz turns 503 a few seconds into an outage.
 PROBE_TIMEOUT = 3.0
 
 
-class Member:
-    """`usage`: what counts each committed batch's outputs (L1, L5), None to count nothing."""
+Usage = UsageRecorder | None  # what counts each committed batch's outputs (L1, L5); None: nothing
 
+
+class Member:
     def __init__(
-        self,
-        settings: Settings,
-        decider: Decider,
-        metrics: Metrics,
-        health: Health,
-        *,
-        usage: UsageRecorder | None = None,
+        self, settings: Settings, decider: Decider, metrics: Metrics, health: Health, usage: Usage
     ) -> None:
         self.settings = settings
         self.decider = decider
         self.metrics = metrics
         self.health = health
-        self.usage = usage
         exactly_once = settings.guarantee is Guarantee.EXACTLY_ONCE
         self.transactional_id = settings.transactional_id() if exactly_once else None
         # exactly_once commits the offsets inside the transaction, for this group (K2).
         self._transaction_group = settings.group_id if exactly_once else None
+        self.usage = usage
         self.processed = 0  # records committed by this member (progress line)
         self.recovery = Recovery(transactional=self.transactional_id is not None)
         self._op_timeout = settings.request_timeout_ms / 1000 + 5
@@ -126,7 +120,7 @@ class Member:
 
     @property
     def clean(self) -> bool:
-        """False when the last batch could not commit before exit (it is redone, not lost)."""
+        """False when the last checkpoint could not commit before exit (it is redone, not lost)."""
         return self.recovery.clean
 
     # ------------------------------------------------------------------ start and stop
@@ -170,12 +164,12 @@ class Member:
     # ---------------------------------------------------------------------- main loop
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Until `stop` (K6): stop fetching, finish and commit the current batch, return.
+        """Until `stop` (K6): stop fetching, finish and commit the current checkpoint, return.
 
-        Pipelined: while batch n's transaction is in flight (`inflight`), batch n+1 is
+        Pipelined: while checkpoint n's transaction is in flight (`inflight`), checkpoint n+1 is
         collected and decided; its transaction begins only once n's has ended, so one
         producer never holds two transactions and each partition's outputs stay in order (K3).
-        Raises `FatalFault` on a fatal misconfiguration (K10), after the batch in flight ended.
+        Raises `FatalFault` on a fatal misconfiguration (K10), after the checkpoint in flight ended.
         """
         inflight: asyncio.Task[None] | None = None
         consumer, partitions = self.consumer, self.partitions
@@ -187,23 +181,23 @@ class Member:
                     await self._rewind(stop)
                     continue
                 partitions.resume_due(consumer)
-                batch = await self._collect(stop, inflight)
-                batch.started = time.perf_counter()
-                if batch.records:
-                    batch.decided, waiting = await self.decider.decide(batch.records)
-                    partitions.after_decide(consumer, batch.records, waiting)
-                batch.offsets = partitions.offsets(consumer, batch.decided)
-                if batch.commits:
+                checkpoint = await self._collect(stop, inflight)
+                checkpoint.started = time.perf_counter()
+                if checkpoint.records:
+                    checkpoint.decided, waiting = await self.decider.decide(checkpoint.records)
+                    partitions.after_decide(consumer, checkpoint.records, waiting)
+                checkpoint.offsets = partitions.offsets(consumer, checkpoint.decided)
+                if checkpoint.commits:
                     await _finish(inflight)  # the previous transaction ends before this one begins
                     inflight = None
-                    if batch.generation != self._generation or self.recovery.pending:
+                    if checkpoint.generation != self._generation or self.recovery.pending:
                         # Revoked or failed meanwhile. Records fetched after the new assignment have
                         # already moved the consumer past them: seek back to the committed offsets, or
-                        # the next commit would skip this batch (K1, K5).
+                        # the next commit would skip this checkpoint (K1, K5).
                         self.recovery.need(Redo.REWIND)
                         continue
-                    inflight = asyncio.create_task(self._commit(batch, stop))
-                if batch.fetch_fault and not batch.records:
+                    inflight = asyncio.create_task(self._commit(checkpoint, stop))
+                if checkpoint.fetch_fault and not checkpoint.records:
                     # Nothing fetched at all: back off. A fault of one partition (aiokafka raises
                     # it only when no other partition has records ready) holds up nobody else.
                     await self._kafka_backoff.sleep(stop)
@@ -213,18 +207,18 @@ class Member:
     async def _collect(self, stop: asyncio.Event, inflight: asyncio.Task[None] | None) -> Checkpoint:
         """K4: up to batch_size records, closing batch_linger_ms after the first one.
 
-        A batch also closes as soon as there is nothing in flight to wait for: under light load
-        a record does not sit out the linger (delay), under backlog the batch fills while the
-        previous transaction commits (throughput). A fetch fault ends the batch with what was
+        A checkpoint also closes as soon as there is nothing in flight to wait for: under light load
+        a record does not sit out the linger (delay), under backlog the checkpoint fills while the
+        previous transaction commits (throughput). A fetch fault ends the checkpoint with what was
         collected (the consumer's positions never pass a record not returned) and marks it
         `fetch_fault`: the caller backs off. A fatal one raises `FatalFault`.
         """
         size = self.settings.batch_size
         linger = self.settings.batch_linger_ms / 1000
-        batch = Checkpoint(self._generation)
+        checkpoint = Checkpoint(self._generation)
         closes_at: float | None = None
         consumer = self.consumer
-        while batch.count < size and not stop.is_set() and batch.generation == self._generation:
+        while checkpoint.count < size and not stop.is_set() and checkpoint.generation == self._generation:
             if closes_at is None:
                 wait = 0.2
             elif inflight is None or inflight.done():
@@ -232,34 +226,34 @@ class Member:
             else:
                 wait = min(IDLE_POLL, max(0.0, closes_at - time.monotonic()))
             try:
-                got = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=size - batch.count)
+                got = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=size - checkpoint.count)
             except Exception as exc:
                 self._fault("kafka", exc, "fetch failed")
-                batch.fetch_fault = True
-                return batch
-            batch.add(got)
-            if batch.count and closes_at is None:
+                checkpoint.fetch_fault = True
+                return checkpoint
+            checkpoint.add(got)
+            if checkpoint.count and closes_at is None:
                 closes_at = time.monotonic() + linger
             if closes_at is not None and time.monotonic() >= closes_at:
                 break
-            if not batch.count:
+            if not checkpoint.count:
                 break  # idle: let the caller look at `stop`, the waits and the control records
-        return batch
+        return checkpoint
 
-    async def _commit(self, batch: Checkpoint, stop: asyncio.Event) -> None:
+    async def _commit(self, checkpoint: Checkpoint, stop: asyncio.Event) -> None:
         """One batch's transaction, under the batch lock that revocation waits for (K5).
 
         A failed commit's backoff is slept after the lock is released, so a rebalance never
         waits for it.
         """
         async with self._lock:
-            if batch.generation != self._generation or self.recovery.pending:
+            if checkpoint.generation != self._generation or self.recovery.pending:
                 self.recovery.need(Redo.REWIND)  # revoked while it was being decided: redo from the offsets
                 return
             try:
                 assert self._routing is not None, "start() first"
                 await asyncio.wait_for(
-                    batch.commit(
+                    checkpoint.commit(
                         self._producer, self.consumer, self._routing, group_id=self._transaction_group
                     ),
                     self._commit_timeout,
@@ -272,23 +266,23 @@ class Member:
                 self.recovery.commit_failed()
             else:
                 failed = None
-                self._committed(batch)
+                self._committed(checkpoint)
         if failed is not None:
             self._fault("kafka", failed, "commit failed")
             await self._kafka_backoff.sleep(stop)
 
-    def _committed(self, batch: Checkpoint) -> None:
+    def _committed(self, checkpoint: Checkpoint) -> None:
         self.recovery.committed()
         self.health.kafka_ok()
         self._kafka_backoff.reset()
-        self.committed.update(batch.offsets)
+        self.committed.update(checkpoint.offsets)
         self.metrics.transactions.labels("committed").inc()
-        if not batch.decided:
+        if not checkpoint.decided:
             return  # offsets only: past control records (K11)
-        batch.observe(self.metrics)
+        checkpoint.observe(self.metrics)
         if self.usage is not None:
-            self.usage.count([item.output for item in batch.decided], time.time())
-        self.processed += len(batch.decided)
+            self.usage.count([item.output for item in checkpoint.decided], time.time())
+        self.processed += len(checkpoint.decided)
 
     async def _rewind(self, stop: asyncio.Event) -> None:
         """What `Recovery` says is left: a new producer, then every owned partition sought back
@@ -314,7 +308,7 @@ class Member:
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         self._generation += 1
         self.metrics.rebalances.inc()
-        async with self._lock:  # waits for the in-flight batch to commit or abort (K5)
+        async with self._lock:  # waits for the in-flight checkpoint to commit or abort (K5)
             try:
                 await asyncio.wait_for(self._producer.settle(), self._op_timeout)
             except Exception as exc:

@@ -20,8 +20,8 @@ import structlog
 from worker.core.contracts import Outcome, Source
 from worker.core.fitting import MIN_OUTPUT_BYTES, CannotFit, derived_key, fit
 from worker.kafka.clients import producer_max_request_size
+from worker.kafka.framing import FRAME, value_budget
 from worker.kafka.producer import OutputProducer
-from worker.kafka.records import FRAME, value_budget
 from worker.kafka.topics import OutputTopicMissing, OutputTopicUnusable, TopicFacts, existing_topics
 from worker.runtime.decide import Decided
 from worker.settings import Settings

@@ -11,7 +11,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -19,16 +19,19 @@ from worker.backoff import RetryPolicy
 from worker.core.community import CommunityLookup, ConfigUnavailable
 from worker.core.tokencache import TokenCache
 from worker.exitcodes import EXIT_BUG, EXIT_FATAL, EXIT_OK, EXIT_UNCLEAN
-from worker.ops.health import Health
 from worker.ops.http import OpsServer
 from worker.ops.metrics import Metrics
+from worker.ops.probes import Health
 from worker.runtime.decide import Decider, Processor, pipeline_processor
 from worker.runtime.faults import FatalFault
 from worker.runtime.member import Member
 from worker.runtime.startup import StartupError
-from worker.runtime.usage import UsageRecorder
+from worker.runtime.usage_recorder import UsageRecorder
 from worker.settings import Settings
 from worker.store.yaml_io import load_config_file
+
+if TYPE_CHECKING:  # the store is optional at run time (--config FILE)
+    from worker.store.cache import ConfigCache
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +42,7 @@ USAGE_SHUTDOWN_SECONDS = 5.0
 class ConfigSource:
     """Where communities come from: the PostgreSQL cache (C1–C4) or a YAML file (no store)."""
 
-    def __init__(self, lookup: CommunityLookup, cache: Any = None) -> None:
+    def __init__(self, lookup: CommunityLookup, cache: ConfigCache | None = None) -> None:
         self.lookup = lookup
         self.cache = cache
 
@@ -188,7 +191,7 @@ async def serve(
         recheck_community=source.recheck(),
     )
     usage = usage_recorder(settings, source, metrics)
-    member = Member(settings, decider, metrics, health, usage=usage)
+    member = Member(settings, decider, metrics, health, usage)
     usage_stop = asyncio.Event()
     usage_task: asyncio.Task[None] | None = None
     if usage is not None:
