@@ -39,7 +39,7 @@ log = structlog.get_logger(__name__)
 USAGE_SHUTDOWN_SECONDS = 5.0
 
 
-class ConfigSource:
+class CommunitySource:
     """Where communities come from: the PostgreSQL cache (C1–C4) or a YAML file (no store)."""
 
     def __init__(self, lookup: CommunityLookup, cache: ConfigCache | None = None) -> None:
@@ -47,7 +47,7 @@ class ConfigSource:
         self.cache = cache
 
     @classmethod
-    async def open(cls, settings: Settings, token_cache: TokenCache) -> ConfigSource:
+    async def open(cls, settings: Settings, token_cache: TokenCache) -> CommunitySource:
         if settings.config_file is not None:
             try:
                 return cls(load_config_file(str(settings.config_file)))
@@ -109,7 +109,7 @@ def token_cache_invalidator(token_cache: TokenCache) -> Callable[[str], None]:
     return invalidate
 
 
-def usage_recorder(settings: Settings, source: ConfigSource, metrics: Metrics) -> UsageRecorder | None:
+def usage_recorder(settings: Settings, source: CommunitySource, metrics: Metrics) -> UsageRecorder | None:
     """L1, L5: counts for the store the configuration comes from; none with --config (no store)."""
     dsn = settings.dsn()
     if source.cache is None or dsn is None or not settings.usage_counting:
@@ -178,7 +178,7 @@ async def serve(
     token_cache = TokenCache(settings.token_cache_size)
     if handle_signals:
         _install_signals(stop)
-    source = await ConfigSource.open(settings, token_cache)
+    source = await CommunitySource.open(settings, token_cache)
     health.store_degraded = source.degraded
     metrics.live_counter("token_cache_hits", "Verified-token cache hits (C4)", lambda: token_cache.hits)
     metrics.live_counter("token_cache_misses", "Verified-token cache misses (C4)", lambda: token_cache.misses)
@@ -262,7 +262,7 @@ async def _monitor(
     member: Member,
     metrics: Metrics,
     health: Health,
-    source: ConfigSource,
+    source: CommunitySource,
     settings: Settings,
     stop: asyncio.Event,
 ) -> None:
