@@ -1,45 +1,36 @@
-"""One consumer-group member: the batch/transaction lifecycle (K1–K8), owned here and nowhere else.
+"""One consumer-group member: the loop, rebalances and recovery (K1–K8), owned here and nowhere else.
 
 Loop, one `Checkpoint` (worker.runtime.checkpoint) at a time:
 
-1. **Collect** (K4): `getmany` until `batch_size` records or `batch_linger_ms` after the
-   first record, or until SIGTERM (K6: stop fetching) or a revocation.
-   Records come through `worker.kafka.fetcher_fork`: one the client cannot decode is an
-   `UnreadableRecord` (K9), never an exception. A fetch fault is classified
-   (`worker.runtime.faults`, K10): fatal stops the worker; infrastructure keeps the records
-   collected so far (nothing was consumed past them: no rewind) and backs off.
-2. **Decide**: `Decider.decide` gives each record its one output in partition order (K1,
-   K3) and returns the partitions that must wait (`ConfigUnavailable`: store down, community
-   not cached or unusable); `Partitions.after_decide` pauses each at its waiting record,
-   retried on its own backoff; the records before it are still published and the other
-   partitions go on (K9).
-3. **Commit** (K2): `Checkpoint.commit` (worker.runtime.checkpoint) owns publishing, delivery
-   and the commit protocol; the offsets are the consumer's positions, past control records
-   (K11: a drained group shows lag 0). The member then counts the batch (metrics, key usage:
-   L1, L5) or, on failure, starts a recovery.
-4. **Recover** (K8): `Recovery` (worker.runtime.recovery) holds what is left to redo after a
-   fault — a new producer (same transactional id: it ends the open transaction), the
-   coordinator's offsets, a seek of every partition — and `_rewind` does it before any
-   further commit (nothing skipped), retried on the retry policy, its backoff slept outside
-   the batch lock. The offsets are the member's own last commit; only after a commit whose
-   outcome is unknown are they read from the group coordinator, once the new producer has
-   settled that transaction (a read right after a commit may return the previous offset for
-   a few ms: a duplicate).
+1. **Collect** (K4): `getmany` until `batch_size` records or `batch_linger_ms` after the first
+   record, or until SIGTERM (K6: stop fetching) or a revocation. A record the client cannot
+   decode is an `UnreadableRecord` (K9, `worker.kafka.fetcher_fork`), never an exception. A
+   fetch fault is classified (`worker.runtime.faults`, K10): fatal stops the worker;
+   infrastructure keeps the records collected so far (no rewind) and backs off.
+2. **Decide**: `Decider.decide` gives each record its one output in partition order (K1, K3)
+   and says which partitions must wait (`ConfigUnavailable`); `Partitions.after_decide` holds
+   each at its waiting record, retried on its own backoff, while the others go on (K9).
+3. **Commit** (K2): `Checkpoint.commit` owns publishing, delivery and the commit protocol;
+   the offsets are the consumer's positions, past control records (K11). The member then
+   counts the batch (metrics, key usage: L1, L5) or, on failure, starts a recovery.
+4. **Recover** (K8): `Recovery` (worker.runtime.recovery) says what is left to redo — a new
+   producer (same transactional id: it ends the open transaction), no dangling transaction of
+   ours (`worker.kafka.transactions`), the coordinator's offsets, a seek of every partition —
+   and `_rewind` does it before any further commit, its backoff slept outside the batch lock.
+   The offsets are the member's own last commit; only after a commit whose outcome is unknown
+   are they read from the coordinator, once the new producer has settled that transaction.
 
-Rebalance (K5): `on_revoked` bumps the generation (a checkpoint collected before it is dropped: its
-records are fetched again from the committed offsets) and takes the batch lock, so it returns
-only once the in-flight checkpoint has committed or aborted; then it settles the last transaction
-(`OutputProducer.settle`: the offsets are visible before the partitions move). An output is
-therefore never committed without its offset, nor an offset without its output.
+Rebalance (K5): `on_revoked` bumps the generation (a checkpoint collected before it is dropped:
+its records are fetched again) and takes the batch lock, so it returns only once the in-flight
+checkpoint has committed or aborted; then it settles the last transaction (the offsets are
+visible before the partitions move). No output is committed without its offset, nor the reverse.
 
-aiokafka limits (0.14): `TxnOffsetCommit` is version 0, without the group generation (no
-KIP-447 fencing), so the broker cannot refuse a commit from a member the group has expelled.
-Mitigations: the batch lock above; the group generation checked right before
-`commit_transaction` (`Checkpoint.commit`, `MemberExpelled` → abort); a session timeout far
-longer than a batch takes; a short transaction timeout, so a SIGKILLed member's open
-transaction (its transactional id is unique per process) is soon aborted by the broker. The
-settle on revocation and on shutdown, and a rewind to the offsets the member committed itself,
-keep a stale OffsetFetch answer from mattering (`worker.kafka.offsets` reads only clean ones).
+aiokafka 0.14's `TxnOffsetCommit` is version 0, without the group generation (no KIP-447
+fencing). Mitigations: the batch lock; the generation checked right before
+`commit_transaction` (`MemberExpelled` → abort); a session timeout far longer than a batch; a
+short transaction timeout (a SIGKILLed member's transaction is soon aborted by the broker); the
+settle on revocation and shutdown and the rewind to our own offsets, so a stale OffsetFetch
+answer cannot matter (`worker.kafka.offsets` reads only clean ones).
 """
 
 from __future__ import annotations
@@ -55,6 +46,7 @@ from worker.backoff import RetryPolicy
 from worker.kafka import fetcher_fork
 from worker.kafka.consumer import InputConsumer
 from worker.kafka.producer import OutputProducer, quietly
+from worker.kafka.transactions import DanglingCheck
 from worker.ops.metrics import Metrics
 from worker.ops.probes import Health
 from worker.runtime.checkpoint import Checkpoint
@@ -111,17 +103,18 @@ class Member:
         self.committed = self.partitions.committed  # next offset per owned partition (lag, rewind)
         self._fault = Reporter(metrics, health)  # every fault the member meets (K10)
         health.waiting = lambda: waits.describe(time.monotonic())
+        # K2, K8: after a failed commit, no transaction of ours left open by the broker.
+        self._dangling = DanglingCheck(
+            settings.group_id,
+            settings.bootstrap_servers,
+            lambda topic, partition: metrics.dangling_transactions.labels(topic, str(partition)).inc(),
+        )
 
     @property
     def consumer(self) -> InputConsumer:
         """The consumer, once `start` made it."""
         assert self._consumer is not None, "start() first"
         return self._consumer
-
-    @property
-    def clean(self) -> bool:
-        """False when the last checkpoint could not commit before exit (it is redone, not lost)."""
-        return self.recovery.clean
 
     # ------------------------------------------------------------------ start and stop
 
@@ -134,6 +127,7 @@ class Member:
         try:
             fetcher_fork.install()  # K9: before any consumer, no record can raise out of getmany
             self._consumer = InputConsumer(s, on_revoked=self.on_revoked, on_assigned=self.on_assigned)
+            self._consumer.on_reset(self.partitions.input_skipped)  # K8: skipped input is never silent
         except Exception as exc:
             if classify(exc) is not Fault.FATAL:
                 raise
@@ -159,7 +153,7 @@ class Member:
         if self._consumer is not None:
             await quietly(self._consumer.stop(), self._op_timeout)
         await self._producer.stop()
-        log.info("member stopped", processed=self.processed, clean=self.clean)
+        log.info("member stopped", processed=self.processed, clean=self.recovery.clean)
 
     # ---------------------------------------------------------------------- main loop
 
@@ -263,7 +257,7 @@ class Member:
                 # K8: whatever state the transaction is in, a fresh producer with the same id ends
                 # it; it may have committed after all: the coordinator is asked once it is settled.
                 self.metrics.transactions.labels("aborted").inc()
-                self.recovery.commit_failed()
+                self.recovery.commit_failed(checkpoint.offsets)
             else:
                 failed = None
                 self._committed(checkpoint)
@@ -293,6 +287,8 @@ class Member:
                 if recovery.renew_producer:
                     await self._producer.renew()
                     recovery.producer_renewed()
+                if recovery.ask_coordinator and self.transactional_id is not None:
+                    await self._close_dangling()  # before anything is produced again (K2)
                 await self.partitions.rewind(
                     self.consumer, ask_coordinator=recovery.ask_coordinator, timeout=self._op_timeout
                 )
@@ -302,6 +298,20 @@ class Member:
         except Exception as exc:
             self._fault("kafka", exc, "recovery failed; retrying")
             await self._kafka_backoff.sleep(stop)
+
+    async def _close_dangling(self) -> None:
+        """The failed commit's transaction is ended: none of ours may be left open (K2, K8)."""
+        assert self._routing is not None, "start() first"
+        producer, outputs = self._producer, self._routing.output_partitions()
+        settle = self._dangling.settle(
+            producer.client,
+            producer.producer_id,
+            outputs,
+            self.recovery.failed,
+            producer.commit_sent,
+            self.consumer.committed,
+        )
+        await asyncio.wait_for(settle, self._op_timeout)
 
     # --------------------------------------------------------------- K5, health, lag
 

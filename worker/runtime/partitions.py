@@ -180,6 +180,27 @@ class Partitions:
             total += lag
         return total
 
+    def input_skipped(self, tp: TopicPartition, lost: int, position: int) -> None:
+        """K8: the client reset a position it had (out of range): skipped input is never silent."""
+        if position > lost:
+            self.metrics.input_skipped.labels(tp.topic, str(tp.partition)).inc(position - lost)
+            log.warning(
+                "input skipped: records deleted before they were read",
+                topic=tp.topic,
+                partition=tp.partition,
+                first_offset=lost,
+                last_offset=position - 1,
+                records=position - lost,
+            )
+        else:
+            log.warning(
+                "input position reset backwards: records read again",
+                topic=tp.topic,
+                partition=tp.partition,
+                from_offset=lost,
+                to_offset=position,
+            )
+
     def forget(self, revoked: set[TopicPartition]) -> None:
         """Revoked partitions: their next owner decides; their lag series goes."""
         self.waits.drop(revoked)

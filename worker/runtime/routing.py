@@ -16,6 +16,7 @@ import time
 from typing import Any, Final
 
 import structlog
+from aiokafka.structs import TopicPartition
 
 from worker.core.contracts import Outcome, Source
 from worker.core.fitting import MIN_OUTPUT_BYTES, CannotFit, derived_key, fit
@@ -69,6 +70,10 @@ class Routing:
         self.batch_caps = {
             topic: limit for topic, limit in self.limits.items() if limit < self.settings.kafka_batch_bytes
         }
+
+    def output_partitions(self) -> list[TopicPartition]:
+        """Every partition of every output topic, as last read."""
+        return [TopicPartition(topic, p) for topic, n in self.partition_counts.items() for p in range(n)]
 
     def target(self, decided: Decided) -> tuple[str, int]:
         topic = self.topics[decided.output.outcome]
@@ -167,6 +172,8 @@ def reshaped(item: Decided, routing: Routing) -> tuple[Decided, bytes | None, li
                     key_derived=key_derived,
                 )
             return Decided(record, fitted), key, kept
-    raise OutputTopicUnusable(
-        f"an output of {source.topic}:{source.partition}:{source.offset} fits no record"
+    topic = routing.topics[item.output.outcome]
+    raise OutputTopicUnusable(  # K10: the topic and the sizes, in the one fatal line
+        f"an output of {source.topic}:{source.partition}:{source.offset} fits no record of {topic} "
+        f"(records of at most {routing.limits[topic]} bytes; max.message.bytes)"
     )

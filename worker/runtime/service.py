@@ -255,7 +255,7 @@ async def _run_until_stopped(member: Member, stop: asyncio.Event, bound: float) 
     if exc is not None:
         log.error("worker failed", error_type=type(exc).__name__, error=str(exc)[:300], exc_info=exc)
         return EXIT_BUG
-    return EXIT_OK if member.clean else EXIT_UNCLEAN
+    return EXIT_OK if member.recovery.clean else EXIT_UNCLEAN  # K6: the batch in hand redone
 
 
 async def _monitor(
