@@ -136,25 +136,14 @@ def usage_recorder(settings: Settings, source: CommunitySource, metrics: Metrics
         max_pending=settings.usage_max_pending,
         on_counts=allow_listed if allowed else None,
     )
-    metrics.live_counter(
-        "usage_dropped_events",
-        "Events whose usage counts were dropped: the buffer was full (L1)",
-        lambda: usage.dropped,
-    )
-    metrics.live_counter(
-        "usage_flushes", "Usage count flushes written to the store (L1)", lambda: usage.flushes
-    )
-    metrics.live_counter(
-        "usage_flush_failures",
-        "Usage count flushes the store did not take; retried (L1)",
-        lambda: usage.flush_failures,
-    )
-    metrics.live_counter(
-        "usage_rows_written", "Usage count rows added to the store (L1)", lambda: usage.rows_written
-    )
-    metrics.live_gauge(
-        "usage_pending_buckets", "Usage count buckets waiting to be written (L1)", lambda: usage.pending
-    )
+    for name, read in (
+        ("usage_dropped_events", lambda: usage.dropped),
+        ("usage_flushes", lambda: usage.flushes),
+        ("usage_flush_failures", lambda: usage.flush_failures),
+        ("usage_rows_written", lambda: usage.rows_written),
+        ("usage_pending_buckets", lambda: usage.pending),
+    ):
+        metrics.read_live(name, read)
     return usage
 
 
@@ -180,10 +169,10 @@ async def serve(
         _install_signals(stop)
     source = await CommunitySource.open(settings, token_cache)
     health.store_degraded = source.degraded
-    metrics.live_counter("token_cache_hits", "Verified-token cache hits (C4)", lambda: token_cache.hits)
-    metrics.live_counter("token_cache_misses", "Verified-token cache misses (C4)", lambda: token_cache.misses)
-    metrics.live_gauge("config_age_seconds", "Age of the loaded configuration (C1, C3)", source.age)
-    metrics.live_gauge("ready", "1 when /readyz answers 200", lambda: 1.0 if health.ready() else 0.0)
+    metrics.read_live("token_cache_hits", lambda: token_cache.hits)
+    metrics.read_live("token_cache_misses", lambda: token_cache.misses)
+    metrics.read_live("config_age_seconds", source.age)
+    metrics.read_live("ready", lambda: 1.0 if health.ready() else 0.0)
     decider = Decider(
         processor or pipeline_processor(source.lookup, settings.limits, token_cache),
         metrics=metrics,
