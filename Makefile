@@ -108,7 +108,7 @@ run: venv
 	exec $(VENV)/bin/identity-worker run
 
 demo: venv
-	$(call with_stack,$(PY) -m worker.demo)
+	$(call with_stack,$(PY) -m worker.devtools.demo)
 
 # The configuration service and a worker: stack, migrations, the example community, topics, a
 # platform and a community token printed with the console's URL, the example secret, a sample
@@ -127,7 +127,7 @@ console-screenshots: venv
 	$(call with_stack,CONSOLE_SCREENSHOTS_DIR=docs/console $(PY) -m pytest -q tests/admin/test_console.py)
 
 schemas: venv
-	$(PY) -m worker.schemas
+	$(PY) -m worker.devtools.schemas
 
 # Regenerates docs/settings.md (the settings reference) from worker/settings.py.
 settings-doc: venv
