@@ -95,11 +95,17 @@ def check_json(body: bytes) -> None:
                 check_text(item, "the body")
 
 
-def check_form(body: bytes) -> None:
-    """A7 for a console form (application/x-www-form-urlencoded)."""
-    for name, value in parse_qsl(body.decode("utf-8", "surrogateescape"), keep_blank_values=True):
+def check_fields(fields: Iterable[tuple[str, str]]) -> None:
+    """A7 for a console form's fields, however they were encoded (the console's `Form` calls
+    it for multipart posts too)."""
+    for name, value in fields:
         check_text(name, "a form field's name")
         check_text(value, named(name), multi_line=name in MULTI_LINE_FIELDS)
+
+
+def check_form(body: bytes) -> None:
+    """A7 for a console form (application/x-www-form-urlencoded)."""
+    check_fields(parse_qsl(body.decode("utf-8", "surrogateescape"), keep_blank_values=True))
 
 
 def check_address(path: str, query: bytes) -> None:

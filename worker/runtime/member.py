@@ -308,7 +308,7 @@ class Member:
             producer.producer_id,
             outputs,
             self.recovery.failed,
-            producer.commit_sent,
+            producer.history,
             self.consumer.committed,
         )
         await asyncio.wait_for(settle, self._op_timeout)
