@@ -14,8 +14,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.support.store import Cli
-from worker import examples
 from worker.core.config import ConfigSpec, validate_spec
+from worker.devtools import examples
 from worker.store import repository as repo
 from worker.store import yaml_io
 from worker.store.yaml_io import dump_communities, export_header, parse_yaml
