@@ -20,8 +20,9 @@ from worker.store.db import TRANSIENT_ERRORS, StoreError, connect, translate
 from worker.store.lifecycle import read_tombstones
 from worker.store.migrate import check_schema
 
-_SPEC_QUERY: Final = """
-SELECT c.id, c.signed_identities, c.min_validity_seconds, c.leeway_seconds,
+#: The columns of one community's spec, `c` being its `communities` row (also `worker.store.refresh`).
+SPEC_COLUMNS: Final = """
+c.id, c.signed_identities, c.min_validity_seconds, c.leeway_seconds,
     c.max_validity_seconds, c.retirement_window_seconds,
     (SELECT coalesce(json_agg(json_build_object(
                 'kid', k.kid, 'hmac_secret', k.hmac_secret, 'rsa_public_key', k.rsa_public_key)
@@ -32,8 +33,8 @@ SELECT c.id, c.signed_identities, c.min_validity_seconds, c.leeway_seconds,
         FROM custom_fields f WHERE f.community_id = c.id) AS custom_fields,
     (SELECT coalesce(json_agg(json_build_object('from', m.source, 'to', m.target) ORDER BY m.position), '[]')
         FROM mappings m WHERE m.community_id = c.id) AS mappings
-FROM communities c
 """
+_SPEC_QUERY: Final = f"SELECT {SPEC_COLUMNS} FROM communities c"
 
 
 class InvalidStoredConfig(StoreError):
@@ -81,11 +82,20 @@ async def read_specs(
     specs: dict[str, CommunitySpec] = {}
     invalid: dict[str, list[str]] = {}
     for row in rows:
-        try:
-            specs[row["id"]] = validate_spec(CommunitySpec, _spec_data(row), s1=False)  # rows before 0002
-        except ConfigError as exc:
-            invalid[row["id"]] = exc.problems
+        spec = spec_of_row(row)
+        if isinstance(spec, CommunitySpec):
+            specs[row["id"]] = spec
+        else:
+            invalid[row["id"]] = spec
     return specs, invalid
+
+
+def spec_of_row(row: asyncpg.Record) -> CommunitySpec | list[str]:
+    """One row of `SPEC_COLUMNS` as a validated spec, or the model's problems with it."""
+    try:
+        return validate_spec(CommunitySpec, _spec_data(row), s1=False)  # rows before 0002
+    except ConfigError as exc:
+        return exc.problems
 
 
 async def valid_specs(conn: asyncpg.Connection, community_id: str | None = None) -> dict[str, CommunitySpec]:
