@@ -6,6 +6,7 @@ Each `Metrics` owns its registry, so several runtimes in one test process never 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -17,11 +18,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import INF, floatToGoString
 
 from worker.core.contracts import Outcome, Reason
+from worker.ops.logging import get_logger
 
 PREFIX = "identity_worker"
 VERIFICATION_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
 # Event delay: p99 at half of the bench's maximum throughput is 100-160 ms (docs/performance.md);
 # the upper buckets tell a backlog (seconds to minutes) apart from a slow commit.
+#: T1: how long the event loop was held beyond a timer's due time; 0.05 s is the rule's bound.
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
 
@@ -109,6 +113,11 @@ class Metrics:
             registry=self.registry,
         )
         self.transactions = counter("commits", "Batch commits by result (committed, aborted)", "result")
+        self.event_loop_lag_seconds = self._loop_histogram(
+            "event_loop_lag_seconds",
+            "How late the event loop ran a timer: the pauses of event processing (T1)",
+            LOOP_LAG_BUCKETS,
+        )
         self.event_delay_seconds = self._loop_histogram(
             "event_delay_seconds",
             "Time from an input record's Kafka timestamp to the commit of its output (K2)",
@@ -188,3 +197,49 @@ class Metrics:
         self.event_delay_seconds.observe_all(
             max(0.0, now_ms - timestamp) / 1000.0 for timestamp in timestamps_ms if timestamp >= 0
         )
+
+
+class LoopLag:
+    """T1: the event loop's pauses, measured as a timer's lateness (nothing that grows with the
+    number of communities may hold the loop longer than `bound` seconds).
+
+    Every `interval` seconds a sleep ends; how late it ends is how long the loop was held by
+    something else. Each lateness goes to the `event_loop_lag_seconds` histogram, the longest
+    to the `event_loop_lag_max_seconds` gauge, and a pause over `bound` to a warning line (at
+    most one a second, counting those it did not print).
+    """
+
+    def __init__(self, metrics: Metrics, *, interval: float = 0.01, bound: float = 0.05) -> None:
+        self.interval, self.bound = interval, bound
+        self.longest = 0.0
+        self.over_bound = 0
+        self._histogram = metrics.event_loop_lag_seconds
+        self._log = get_logger("identity-worker.loop")
+        metrics.live_gauge(
+            "event_loop_lag_max_seconds",
+            "The longest pause of the event loop since start (T1)",
+            lambda: self.longest,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        unreported, reported_at = 0, 0.0
+        while not stop.is_set():
+            due = loop.time() + self.interval
+            await asyncio.sleep(self.interval)
+            now = loop.time()
+            lag = max(0.0, now - due)
+            self._histogram.observe(lag)
+            self.longest = max(self.longest, lag)
+            if lag <= self.bound:
+                continue
+            self.over_bound += 1
+            unreported += 1
+            if now - reported_at >= 1.0:
+                self._log.warning(
+                    "event loop paused longer than the bound (T1)",
+                    seconds=round(lag, 3),
+                    bound=self.bound,
+                    pauses=unreported,
+                )
+                unreported, reported_at = 0, now

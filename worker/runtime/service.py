@@ -19,7 +19,7 @@ from worker.exitcodes import EXIT_BUG, EXIT_FATAL, EXIT_OK, EXIT_UNCLEAN
 from worker.ops.health import Health
 from worker.ops.http import OpsServer
 from worker.ops.logging import get_logger
-from worker.ops.metrics import Metrics
+from worker.ops.metrics import LoopLag, Metrics
 from worker.runtime.backoff import RetryPolicy
 from worker.runtime.decide import Decider, Processor, pipeline_processor
 from worker.runtime.faults import FatalFault
@@ -173,7 +173,12 @@ async def serve(
     token_cache = TokenCache(settings.token_cache_size)
     if handle_signals:
         _install_signals(stop, log)
-    source = await ConfigSource.open(settings, token_cache)
+    loop_lag = asyncio.create_task(LoopLag(metrics).run(stop), name="loop-lag")  # T1, from start-up on
+    try:
+        source = await ConfigSource.open(settings, token_cache)
+    except BaseException:
+        loop_lag.cancel()
+        raise
     health.store_degraded = source.degraded
     metrics.live_counter("token_cache_hits", "Verified-token cache hits (C4)", lambda: token_cache.hits)
     metrics.live_counter("token_cache_misses", "Verified-token cache misses (C4)", lambda: token_cache.misses)
@@ -219,6 +224,7 @@ async def serve(
             await monitor
         return code
     finally:
+        loop_lag.cancel()
         await member.close()
         if usage is not None and usage_task is not None:
             usage_stop.set()  # one last flush of what the final batch counted, bounded (K6)

@@ -1,0 +1,34 @@
+"""T1's pause metric: a pause of the event loop shows in a histogram, a gauge and one log line."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from prometheus_client import generate_latest
+
+from worker.ops.metrics import LoopLag, Metrics
+
+
+async def test_a_pause_of_the_loop_is_measured_and_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    metrics = Metrics()
+    lag = LoopLag(metrics, interval=0.005, bound=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(lag.run(stop))
+    await asyncio.sleep(0.05)
+    assert lag.over_bound == 0
+    time.sleep(0.12)  # the loop is held: nothing else can run
+    await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 1)
+    assert 0.1 <= lag.longest < 1.0 and lag.over_bound == 1
+    text = generate_latest(metrics.registry).decode()
+    assert 'identity_worker_event_loop_lag_seconds_bucket{le="0.05"}' in text
+    over = [
+        line for line in text.splitlines() if line.startswith("identity_worker_event_loop_lag_seconds_bucket")
+    ]
+    below, above = (float(line.rsplit(" ", 1)[1]) for line in (over[5], over[-1]))  # le=0.05, le=+Inf
+    assert above - below == 1
+    assert f"identity_worker_event_loop_lag_max_seconds {lag.longest}" in text
+    assert "event loop paused longer than the bound" in capsys.readouterr().out
