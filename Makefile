@@ -19,7 +19,7 @@ KEEP_STACK ?=
 # The port of `make admin`'s configuration service.
 ADMIN_PORT ?= 8080
 
-.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench admin console-screenshots
+.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench bench-scale admin console-screenshots
 
 help:
 	@echo "make demo          example events through the real worker, printed as a table"
@@ -32,6 +32,7 @@ help:
 	@echo "make lint          ruff check, ruff format --check, mypy, vulture (dead code)"
 	@echo "make schemas       regenerate schemas/ from the models"
 	@echo "make bench         Kafka benchmark of the worker vs its references (docs/performance.md)"
+	@echo "make bench-scale   the worker with 1 000, 10 000, 100 000 communities (docs/scale.md, T1-T6)"
 	@echo "make venv          (re)build .venv when pyproject.toml changed"
 
 venv: $(VENV_STAMP)
@@ -120,3 +121,8 @@ schemas: venv
 bench: venv
 	eval "$$($(STACK) up)" && $(PY) bench/kafka_bench.py --events 100000 --hs-share 0.8 \
 	    --repeat-share 0.0 --invalid-share 0.05 --partitions 4
+
+# DESIGN §12 (T1-T6): N = 1 000, 10 000, 100 000 communities; about 15 minutes; docs/scale.md.
+SCALE_SIZES ?= 1000,10000,100000
+bench-scale: venv
+	eval "$$($(STACK) up)" && $(PY) bench/scale.py --sizes $(SCALE_SIZES)
