@@ -205,8 +205,9 @@ class LoopLag:
 
     Every `interval` seconds a sleep ends; how late it ends is how long the loop was held by
     something else. Each lateness goes to the `event_loop_lag_seconds` histogram, the longest
-    to the `event_loop_lag_max_seconds` gauge, and a pause over `bound` to a warning line (at
-    most one a second, counting those it did not print). On a machine short of cores a late
+    to the `event_loop_lag_max_seconds` gauge, and a pause over `bound` to a warning line (each
+    one the loop spent computing; of the others at most one a second, counting those it did
+    not print). On a machine short of cores a late
     timer may only mean the process was not scheduled: the part of a pause the loop's thread
     spent computing (its CPU time, at most the pause) is kept apart, `held` (the
     `event_loop_held_max_seconds` gauge): that part is the program's own doing.
@@ -247,7 +248,7 @@ class LoopLag:
                 continue
             self.over_bound += 1
             unreported += 1
-            if now - reported_at >= 1.0:
+            if held > self.bound or now - reported_at >= 1.0:  # the program's own pauses, each
                 self._log.warning(
                     "event loop paused longer than the bound (T1)",
                     seconds=round(lag, 3),
