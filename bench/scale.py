@@ -47,7 +47,7 @@ import asyncpg  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from kafka_bench import percentile, start_worker, stop_process  # noqa: E402
 from kbench import kafka_io  # noqa: E402
-from kbench.procstat import CpuSampler  # noqa: E402
+from kbench.procstat import CpuSampler, tree_cpu  # noqa: E402
 
 from worker import examples  # noqa: E402
 from worker.core.keys import sign_token  # noqa: E402
@@ -330,6 +330,7 @@ async def run_size(n: int, args: argparse.Namespace, admin_url: str, bootstrap: 
             await asyncio.sleep(0.2)
         ready = stamp(next(e for e in log_events(log) if e.get("event") == "worker ready"))
         row["startup_s"] = ready - started
+        row["startup_cpu_s"] = tree_cpu(proc.pid)  # what start-up costs without other load
         row["rss_ready_mib"] = rss.peak / 2**20
         warm = [f"w-{k}" for k in range(20)]
         for k in warm:
@@ -429,7 +430,7 @@ def fmt(x: float, unit: str = "", digits: int = 2) -> str:
 
 
 COLUMNS = (
-    "N", "load", "build (apply / COPY)", "export", "start-up", "RSS ready / peak",
+    "N", "load", "build (apply / COPY)", "export", "start-up (its CPU)", "RSS ready / peak",
     "longest loop pause (computing; computing after ready + 1 s)", "full read",
     "delay near reads p50/p99/max",
     "delay elsewhere p50/p99/max", "C2 applied / refusal seen, during a full read",
@@ -442,6 +443,7 @@ def cells(r: dict[str, Any]) -> list[str]:
         f"apply {fmt(r['apply_s'], ' s', 1)}" if "apply_s" in r else f"COPY {fmt(r['seed_copy_s'], ' s', 1)}"
     )
     c2, applied = r["c2_s"], r["c2_applied_s"]
+    startup = f"{fmt(r['startup_s'], ' s', 1)} ({fmt(r.get('startup_cpu_s', float('nan')), ' s', 1)})"
     after = r.get("loop_held_after_ready_s", float("nan"))
     after_text = "≤ 50 ms" if after == 0.0 else fmt(after * 1000, " ms", 0)
     pause = (
@@ -450,7 +452,7 @@ def cells(r: dict[str, Any]) -> list[str]:
     )
     ratio = r["cpu_spread_us"] / r["cpu_one_us"]
     return [
-        f"{r['n']:,}", f"{r['load']:.1f}", build, fmt(r["export_s"], " s", 1), fmt(r["startup_s"], " s", 1),
+        f"{r['n']:,}", f"{r['load']:.1f}", build, fmt(r["export_s"], " s", 1), startup,
         f"{r['rss_ready_mib']:.0f} / {r['rss_peak_mib']:.0f} MiB", pause, fmt(r["full_read_s"], " s", 1),
         " / ".join(fmt(v) for v in r["delay_near"]) + " s", " / ".join(fmt(v) for v in r["delay_far"]) + " s",
         f"{fmt(applied['during full read'])} / {fmt(c2['during full read'])} s",
