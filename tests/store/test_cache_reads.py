@@ -90,7 +90,7 @@ class SlowReads(ConfigCache):
     gate: asyncio.Event
     waiting: asyncio.Event
 
-    def slicer(self) -> Slicer:
+    def slicer(self, rest: float) -> Slicer:
         return GatedSlicer(self.gate, self.waiting)
 
 

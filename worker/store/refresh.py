@@ -93,10 +93,16 @@ def tombstones_of(row: asyncpg.Record) -> dict[str, Tombstone]:
 
 
 class Slicer:
-    """Gives the event loop back once a slice has run `seconds` (T1): call `tick` per unit of work."""
+    """Gives the event loop back once a slice has run `seconds` (T1): call `tick` per unit of work.
 
-    def __init__(self, seconds: float = SLICE_SECONDS) -> None:
+    `rest`: how long to stay away after each slice. A read beside running event processing
+    rests as long as it ran, so it takes at most half of the loop (events first, T2); the
+    read at start-up, before the worker is ready, does not rest.
+    """
+
+    def __init__(self, seconds: float = SLICE_SECONDS, rest: float = 0.0) -> None:
         self.seconds = seconds
+        self.rest = rest
         self._since = time.perf_counter()
         self.slices = 1
 
@@ -107,5 +113,5 @@ class Slicer:
             self._since = time.perf_counter()
 
     async def pause(self) -> None:
-        """One turn of the event loop (a test makes it slow on purpose)."""
-        await asyncio.sleep(0)
+        """One turn of the event loop, or `rest` seconds (a test makes it slow on purpose)."""
+        await asyncio.sleep(self.rest)
