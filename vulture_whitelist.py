@@ -58,3 +58,9 @@ indentless
 # bench: PacedResult fields read through dataclasses.asdict for the report (bench/kafka_bench.py).
 _.achieved_input
 _.max_ms
+
+# aiokafka's protocol classes: class attributes its connection reads (kafka/offsets.py,
+# kafka/transactions.py).
+_.API_VERSION
+_.FLEXIBLE_VERSION
+_.RESPONSE_TYPE

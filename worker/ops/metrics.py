@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
 from typing import Any
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import INF, floatToGoString
 
 from worker.core.contracts import Outcome, Reason
-from worker.ops.logging import get_logger
 
 PREFIX = "identity_worker"
 VERIFICATION_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
@@ -143,6 +143,23 @@ class Metrics:
             "Input partitions held at a record whose configuration cannot be read now (K9)",
         )
         self.rewinds = counter("rewinds", "Seeks of every owned partition back to the committed offsets (K8)")
+        self.fatal_errors = counter(
+            "fatal_errors",
+            "Fatal misconfigurations met at run time, by error type (K10): the worker exits 3",
+            "error",
+        )
+        self.input_skipped = counter(
+            "input_skipped_records",
+            "Input records skipped because the broker no longer had them (offset reset, K8)",
+            "topic",
+            "partition",
+        )
+        self.dangling_transactions = counter(
+            "dangling_transactions",
+            "Open transactions of our producer id the broker left after a failed commit (K2, K8)",
+            "topic",
+            "partition",
+        )
         self.rebalances = counter("rebalances", "Partition revocations (K5)")
         self.consumer_lag = gauge(
             "consumer_lag", "Records not yet committed per assigned input partition", "topic", "partition"
@@ -219,7 +236,7 @@ class LoopLag:
         self.longest_held = 0.0
         self.over_bound = 0
         self._histogram = metrics.event_loop_lag_seconds
-        self._log = get_logger("identity-worker.loop")
+        self._log = structlog.get_logger(__name__)
         metrics.live_gauge(
             "event_loop_lag_max_seconds",
             "The longest pause of the event loop since start (T1)",

@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import enum
 
+import structlog
 from aiokafka import errors as kafka
 
 from worker.core.community import ConfigUnavailable
 from worker.kafka.topics import OutputTopicUnusable
 from worker.ops.health import Health
-from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
 from worker.runtime.commit import MemberExpelled
+
+log = structlog.get_logger(__name__)
 
 
 class Fault(enum.Enum):
@@ -104,6 +106,11 @@ def classify(exc: BaseException) -> Fault | None:
     return None
 
 
+# Fatal faults whose own message is ours and says what the operator must know — the topic and
+# the sizes (issue 27 item 5) — and never holds record content: kept in the one line.
+_OWN_DETAIL: tuple[type[BaseException], ...] = (OutputTopicUnusable,)
+
+
 def hint(exc: BaseException) -> str:
     """What a fatal fault means for the operator (one line, no record content)."""
     if isinstance(exc, FatalFault):
@@ -111,7 +118,8 @@ def hint(exc: BaseException) -> str:
     for cause in _chain(exc):
         for kind, text in FATAL_ERRORS.items():
             if isinstance(cause, kind):
-                return text
+                detail = str(cause.args[0]) if isinstance(cause, _OWN_DETAIL) and cause.args else ""
+                return f"{text}: {detail}" if detail else text
     return type(exc).__name__
 
 
@@ -136,7 +144,6 @@ class Reporter:
     def __init__(self, metrics: Metrics, health: Health) -> None:
         self.metrics = metrics
         self.health = health
-        self._log = get_logger("identity-worker.runtime")
 
     def __call__(self, component: str, exc: BaseException, what: str) -> None:
         kind = classify(exc)
@@ -146,11 +153,12 @@ class Reporter:
         if kind is Fault.FATAL:
             fatal = exc if isinstance(exc, FatalFault) else FatalFault(what, exc)
             self.health.fatal = str(fatal)
+            self.metrics.fatal_errors.labels(fatal.error_type).inc()
             raise fatal from exc
         self.metrics.infrastructure_retries.labels(component, error).inc()
         if component == "kafka":
             self.health.kafka_failed(f"{what}: {error}")
-        self._log.warning(what, component=component, error_type=error, error=str(exc)[:300])
+        log.warning(what, component=component, error_type=error, error=str(exc)[:300])
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -49,14 +49,15 @@ import contextlib
 import time
 from collections.abc import Callable
 
+import structlog
 from aiokafka.structs import TopicPartition
 
+from worker.backoff import RetryPolicy
 from worker.kafka.consumer import InputConsumer
 from worker.kafka.producer import OutputProducer, quietly
+from worker.kafka.transactions import DanglingCheck
 from worker.ops.health import Health
-from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
-from worker.runtime.backoff import RetryPolicy
 from worker.runtime.checkpoint import Checkpoint
 from worker.runtime.commit import AcknowledgedCommitter, Routing, TransactionalCommitter
 from worker.runtime.decide import Decided, Decider
@@ -66,6 +67,8 @@ from worker.runtime.recovery import Recovery, Redo
 from worker.runtime.startup import Startup, StartupError
 from worker.runtime.waits import Waits
 from worker.settings import Guarantee, Settings
+
+log = structlog.get_logger(__name__)
 
 # While a transaction is in flight, a started batch checks this often whether it may close.
 IDLE_POLL = 0.005
@@ -99,11 +102,16 @@ class Member:
         waits = Waits(self.retry)
         self.partitions = Partitions(waits, metrics)
         self.committed = self.partitions.committed  # next offset per owned partition (lag, rewind)
-        self._log = get_logger("identity-worker.runtime")
         self._fault = Reporter(metrics, health)  # every fault the member meets (K10)
         health.waiting = lambda: waits.describe(time.monotonic())
         #: Called with each committed batch (L1: key usage and health counts, issue 15).
         self.on_committed: Callable[[list[Decided]], None] | None = None
+        # K2, K8 (issue 27): after a failed commit, no transaction of ours left open by the broker.
+        self._dangling = DanglingCheck(
+            settings.group_id,
+            settings.bootstrap_servers,
+            lambda topic, partition: metrics.dangling_transactions.labels(topic, str(partition)).inc(),
+        )
 
     @property
     def consumer(self) -> InputConsumer:
@@ -130,13 +138,14 @@ class Member:
             self._committer = AcknowledgedCommitter(routing)
         try:
             self._consumer = InputConsumer(s, on_revoked=self.on_revoked, on_assigned=self.on_assigned)
+            self._consumer.on_reset(self._input_skipped)  # K8: skipped input is never silent
         except Exception as exc:
             if classify(exc) is not Fault.FATAL:
                 raise
             raise StartupError(f"cannot read {s.input_topic}: {type(exc).__name__}: {hint(exc)}") from None
         await startup.retry_kafka("joining Kafka", self._start_clients)
         self.health.kafka_ok()
-        self._log.info(
+        log.info(
             "member started",
             group_id=s.group_id,
             input_topic=s.input_topic,
@@ -155,7 +164,7 @@ class Member:
         if self._consumer is not None:
             await quietly(self._consumer.stop(), self._op_timeout)
         await self._producer.stop()
-        self._log.info("member stopped", processed=self.processed, clean=self.clean)
+        log.info("member stopped", processed=self.processed, clean=self.clean)
 
     # ---------------------------------------------------------------------- main loop
 
@@ -257,7 +266,7 @@ class Member:
                 # K8: whatever state the transaction is in, a fresh producer with the same id ends
                 # it; it may have committed after all: the coordinator is asked once it is settled.
                 self.metrics.transactions.labels("aborted").inc()
-                self.recovery.commit_failed()
+                self.recovery.commit_failed(batch.offsets)
             else:
                 failed = None
                 self._committed(batch)
@@ -287,15 +296,55 @@ class Member:
                 if recovery.renew_producer:
                     await self._producer.renew()
                     recovery.producer_renewed()
+                if recovery.ask_coordinator and self.transactional_id is not None:
+                    await self._close_dangling()  # before anything is produced again (issue 27)
                 await self.partitions.rewind(
                     self.consumer, ask_coordinator=recovery.ask_coordinator, timeout=self._op_timeout
                 )
                 recovery.done()
             self.metrics.rewinds.inc()
-            self._log.info("resumed from the committed offsets")
+            log.info("resumed from the committed offsets")
         except Exception as exc:
             self._fault("kafka", exc, "recovery failed; retrying")
             await self._kafka_backoff.sleep(stop)
+
+    async def _close_dangling(self) -> None:
+        """The failed commit's transaction is ended: none of ours may be left open (transactions.py)."""
+        assert self._committer is not None
+        counts = self._committer.routing.partition_counts
+        outputs = [TopicPartition(topic, p) for topic, n in counts.items() for p in range(n)]
+        await asyncio.wait_for(
+            self._dangling.settle(
+                self._producer.client,
+                self._producer.producer_id,
+                outputs,
+                self.recovery.failed,
+                self._producer.commit_sent,
+                self.consumer.committed,
+            ),
+            self._op_timeout,
+        )
+
+    def _input_skipped(self, tp: TopicPartition, lost: int, position: int) -> None:
+        """K8: the client reset a position it had (out of range): skipped input is never silent."""
+        if position > lost:
+            self.metrics.input_skipped.labels(tp.topic, str(tp.partition)).inc(position - lost)
+            log.warning(
+                "input skipped: records deleted before they were read",
+                topic=tp.topic,
+                partition=tp.partition,
+                first_offset=lost,
+                last_offset=position - 1,
+                records=position - lost,
+            )
+        else:
+            log.warning(
+                "input position reset backwards: records read again",
+                topic=tp.topic,
+                partition=tp.partition,
+                from_offset=lost,
+                to_offset=position,
+            )
 
     # --------------------------------------------------------------- K5, health, lag
 
@@ -310,11 +359,11 @@ class Member:
                     self._fault("kafka", exc, "could not settle the last transaction")
                 self.recovery.need(Redo.RENEW)
             self.partitions.forget(revoked)
-        self._log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
+        log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.metrics.assigned_partitions.set(len(assigned))
-        self._log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+        log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
 
     def _in_group(self) -> bool:
         return self._consumer is not None and self._consumer.in_group()

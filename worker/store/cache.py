@@ -26,9 +26,9 @@ from collections.abc import Callable
 import asyncpg
 import structlog
 
+from worker.backoff import RetryPolicy
 from worker.core.community import Community, ConfigUnavailable
 from worker.core.config import CommunitySpec
-from worker.runtime.backoff import RetryPolicy
 from worker.store.db import describe
 from worker.store.following import APPLICATION_NAME, CacheStats, Following
 from worker.store.loading import spec_of_row

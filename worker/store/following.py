@@ -5,7 +5,7 @@ read: everything at start, after a reconnect and on a NOTIFY of every community;
 since the last read every `refresh_interval` (a safety net, T1); the communities a NOTIFY
 names, a few per statement. A ping every `health_interval` finds a connection that died
 silently. LISTEN starts before each full read, so no change falls between the two. A lost
-connection is retried on the worker's one retry policy (`worker.runtime.backoff`, K8);
+connection is retried on the worker's one retry policy (`worker.backoff`, K8);
 meanwhile the reader serves what it loaded (C3).
 
 T2: a notification never waits behind a read. Full and periodic reads run in a task of their
@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import asyncpg
 import structlog
 
-from worker.runtime.backoff import RetryPolicy, pause, retry_until
+from worker.backoff import RetryPolicy, pause, retry_until
 from worker.store.db import (
     NOTIFY_ALL,
     NOTIFY_CHANNEL,
