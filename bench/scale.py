@@ -13,8 +13,10 @@ For each N, on a database and topics of its own:
   3. a steady stream (--rate events/s for --seconds) spread over all N communities, each event a
      fresh HS256 token; a third of the way in, a NOTIFY '*' forces a full read (what a lost
      LISTEN connection causes); key removals (`keys remove --force`, the public path) during
-     that read and elsewhere, each followed by tokens of the removed key until one is refused:
-     C2 effect = first refusal seen − the command's end;
+     that read and elsewhere, each followed by tokens of the removed key until one is refused.
+     C2 "applied" = the worker's log line for that community − when the removal's notification
+     reached the bench's own LISTEN connection (the worker's share); "refusal seen" = first
+     refused output read back − the command's end (adds Kafka and the output's transaction);
   4. CPU per event (the worker's process, /proc) over a backlog of --backlog events spread over
      all N communities, then the same backlog on one community (T6's ratio);
   5. from /metrics: the longest event-loop pause (T1) and the usage rows written per second.
@@ -250,21 +252,23 @@ def metric(port: int, name: str) -> float:
 
 
 async def removal_probe(
-    db: str, i: int, producer: AIOKafkaProducer, topics: kafka_io.Topics, outputs: Outputs, label: str
+    db: str,
+    i: int,
+    producer: AIOKafkaProducer,
+    topics: kafka_io.Topics,
+    outputs: Outputs,
+    label: str,
+    notified: dict[str, float],
 ) -> tuple[float, float, int]:
-    """`keys remove` of community i's k2, then its tokens until one is refused: (when its transaction
-    began, seconds from the command's end to the first refusal seen, the community's index)."""
+    """`keys remove` of community i's k2, then its tokens until one is refused: (when the removal's
+    notification reached this process's own LISTEN connection, i.e. its commit as the worker
+    can first know it; seconds from the command's end to the first refusal seen; i)."""
+    notified.pop(cid(i), None)
     await asyncio.to_thread(cli, db, "keys", "remove", cid(i), "k2", "--force")
     ended = time.time()
-    conn = await asyncpg.connect(db)
-    try:  # the removal's transaction began at removed_at: its commit came after
-        removed = (
-            await conn.fetchval(
-                "SELECT removed_at FROM key_tombstones WHERE community_id = $1 AND kid = 'k2'", cid(i)
-            )
-        ).timestamp()
-    finally:
-        await conn.close()
+    while cid(i) not in notified and time.time() - ended < 10:
+        await asyncio.sleep(0.01)
+    removed = notified.get(cid(i), ended)
     return removed, await first_refusal(i, ended, producer, topics, outputs, label), i
 
 
@@ -321,6 +325,11 @@ async def run_size(n: int, args: argparse.Namespace, admin_url: str, bootstrap: 
     }  # fmt: skip
     outputs = Outputs(bootstrap, topics)
     await outputs.start()
+    notified: dict[str, float] = {}  # community id -> when its first notification reached us
+    listener = await asyncpg.connect(db)
+    await listener.add_listener(
+        "identity_config", lambda conn, pid, channel, payload: notified.setdefault(payload, time.time())
+    )
     producer = AIOKafkaProducer(**client_options(bootstrap), linger_ms=5)
     await producer.start()
     started = time.time()
@@ -358,17 +367,23 @@ async def run_size(n: int, args: argparse.Namespace, admin_url: str, bootstrap: 
                 conn = await asyncpg.connect(db)
                 await conn.execute("SELECT pg_notify('identity_config', '*')")
                 await conn.close()
-                args_probe = (db, n - 1, producer, topics, outputs, "during-full-read")
+                args_probe = (db, n - 1, producer, topics, outputs, "during-full-read", notified)
                 probes.append(("during full read", asyncio.create_task(removal_probe(*args_probe))))
             if k in (total // 6, (2 * total) // 3, (5 * total) // 6):
                 j = n - 2 - len(probes)
                 probes.append(
                     (
                         "elsewhere",
-                        asyncio.create_task(removal_probe(db, j, producer, topics, outputs, f"x{k}")),
+                        asyncio.create_task(
+                            removal_probe(db, j, producer, topics, outputs, f"x{k}", notified)
+                        ),
                     )
                 )
         await outputs.wait_for(list(sent), 120)
+        for _ in range(1500):  # the forced full read's end (its line says how long it took)
+            if any(e.get("event") == "config_loaded" and stamp(e) > begin for e in log_events(log)):
+                break
+            await asyncio.sleep(0.2)
         row["c2_s"], row["c2_applied_s"] = {}, {}
         for what, task in probes:
             removed, seen, i = await task
@@ -420,6 +435,7 @@ async def run_size(n: int, args: argparse.Namespace, admin_url: str, bootstrap: 
         row["rss_peak_mib"] = rss.peak / 2**20
     finally:
         rss.stop.set()
+        await listener.close()
         await producer.stop()
         await outputs.stop()
         stop_process(proc, log)
