@@ -17,7 +17,7 @@ async def test_a_pause_of_the_loop_is_measured_and_reported(capsys: pytest.Captu
     stop = asyncio.Event()
     task = asyncio.create_task(lag.run(stop))
     await asyncio.sleep(0.05)
-    assert lag.over_bound == 0
+    quiet = lag.over_bound  # 0 on a quiet machine; a loaded one may add late timers of its own
     time.sleep(0.12)  # the loop is held, though not computing: nothing else can run
     await asyncio.sleep(0.05)
     held_by_sleep = lag.longest_held
@@ -27,15 +27,15 @@ async def test_a_pause_of_the_loop_is_measured_and_reported(capsys: pytest.Captu
     await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(task, 1)
-    assert 0.1 <= lag.longest < 1.0 and lag.over_bound == 2
-    assert held_by_sleep < 0.05 <= lag.longest_held
+    assert lag.longest >= 0.1 and lag.over_bound >= quiet + 2
+    assert held_by_sleep < 0.05 <= lag.longest_held  # only the busy pause was the loop's computing
     text = generate_latest(metrics.registry).decode()
     assert 'identity_worker_event_loop_lag_seconds_bucket{le="0.05"}' in text
     over = [
         line for line in text.splitlines() if line.startswith("identity_worker_event_loop_lag_seconds_bucket")
     ]
     below, above = (float(line.rsplit(" ", 1)[1]) for line in (over[5], over[-1]))  # le=0.05, le=+Inf
-    assert above - below == 2
+    assert above - below == lag.over_bound
     assert f"identity_worker_event_loop_lag_max_seconds {lag.longest}" in text
     assert f"identity_worker_event_loop_held_max_seconds {lag.longest_held}" in text
     assert "event loop paused longer than the bound" in capsys.readouterr().out

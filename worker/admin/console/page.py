@@ -15,14 +15,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from worker.admin import actions
-from worker.admin.auth import SESSION_COOKIE, Connection, admit
-from worker.admin.console.session import CommunityVisit, Visit, csrf_token
+from worker.admin.auth import SESSION_COOKIE, Connection, admit, session_caller
+from worker.admin.console.session import CommunityVisit, Visit, csrf_token, same_origin
 from worker.admin.errors import ApiError
 from worker.admin.models import TokenCheckResult
 from worker.core import config as spec
 from worker.core.contracts import GROUP_LIST_FIELDS, GROUP_SCALAR_FIELDS, Mode
 from worker.core.keys import HMAC_SECRET_PATTERN, KID_MAX_CHARS, KID_PATTERN, RSA_MIN_BITS
-from worker.store import audit
+from worker.store import audit, sessions
 from worker.store import repository as repo
 
 ADMIN: Final = Path(__file__).resolve().parent.parent
@@ -71,10 +71,9 @@ def _signin(request: Request, error: str | None = None, status: int = 200) -> Re
 
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request, conn: Connection) -> Response:
-    session = request.cookies.get(SESSION_COOKIE)
-    if not session:
+    if not request.cookies.get(SESSION_COOKIE):
         return _signin(request)
-    caller = await admit(conn, session, None)
+    caller = await session_caller(conn, request)
     if caller.community_id is not None:
         return RedirectResponse(f"/communities/{caller.community_id}", 303)
     context = {"caller": caller, "communities": await actions.communities(conn, caller)}
@@ -83,22 +82,36 @@ async def home(request: Request, conn: Connection) -> Response:
 
 @router.post("/signin")
 async def signin(request: Request, conn: Connection) -> Response:
+    """Check the token, then open a session (A8): the browser gets the session's id, never the token."""
+    same_origin(request)  # login CSRF: another site must not sign this browser in as itself
     token = str((await request.form()).get("token", "")).strip()
     try:
-        await admit(conn, token, None)
+        caller = await admit(conn, token, None)
     except ApiError as exc:
         return _signin(request, exc.message, exc.status)
+    async with conn.transaction():
+        session_id = await sessions.open_session(conn, caller)
     response = RedirectResponse("/", 303)
     response.set_cookie(
-        SESSION_COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        SESSION_COOKIE,
+        session_id,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
     )
     return response
 
 
 @router.post("/signout")
-async def signout() -> Response:
+async def signout(request: Request, conn: Connection) -> Response:
+    """End the session on the server (A8), then ask the browser to forget its cookie."""
+    same_origin(request)
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id:
+        await sessions.close(conn, session_id)
     response = RedirectResponse("/", 303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response
 
 
