@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.support.store import Cli
-from worker.core.config import ConfigSpec, validate_spec
+from worker.core.config import ConfigError, ConfigSpec, validate_spec
+from worker.core.storable import unstorable
 from worker.devtools import examples
 from worker.store import repository as repo
 from worker.store import yaml_io
@@ -79,7 +81,11 @@ def test_the_streamed_export_is_the_text_pyyaml_writes(
         custom_fields=fields,
         mappings=[{"from": f"extra_values.{source}", "to": "custom_fields.f0"}, examples.NOTES_MAPPING],
     )
-    config = validate_spec(ConfigSpec, {"communities": [community, examples.unsigned_community("z")]})
+    # As the store reads its rows (FROM_STORE): text stored before the one text rule (A7) may
+    # still hold line breaks and control characters, and must export all the same.
+    config = validate_spec(
+        ConfigSpec, {"communities": [community, examples.unsigned_community("z")]}, stored=True
+    )
     streamed = dump_communities(config.communities, include_secrets=include_secrets)
     data = [yaml_io._community_data(c, include_secrets) for c in config.communities]
     assert "communities:\n" + streamed == yaml_io._dumped({"communities": data})
@@ -87,7 +93,13 @@ def test_the_streamed_export_is_the_text_pyyaml_writes(
     # exporter before T4 wrote the same text); every other text round-trips.
     if include_secrets and not any(ch in "".join([*labels, source]) for ch in "\x85\u2028\u2029"):
         text = export_header(has_hmac=True, include_secrets=True, empty=False) + streamed
-        assert parse_yaml(text) == config
+        if all(unstorable(t) is None for t in [*labels, source]) and (
+            regex is None or unstorable(regex, multi_line=True) is None
+        ):
+            assert parse_yaml(text) == config
+        else:  # text stored before the one text rule (A7) exports, but is refused back in
+            with pytest.raises(ConfigError, match="it cannot be stored"):
+                parse_yaml(text)
 
 
 def test_export_streams_batches_of_the_store(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,3 +118,20 @@ def test_export_streams_batches_of_the_store(cli: Cli, monkeypatch: pytest.Monke
     )
     again = cli("config", "apply", "-", stdin=exported.out)
     assert (again.code, again.out) == (0, "no changes\napplied: 0 added, 0 changed, 0 removed\n")
+
+
+def test_export_to_a_named_pipe_writes_into_it_and_leaves_it_a_pipe(cli: Cli, tmp_path: Path) -> None:
+    """`-o` naming what is not a regular file (a FIFO here; `/dev/null` and `/dev/stdout` alike)
+    is written as it is: the atomic rename of a private file once replaced `/dev/null` itself
+    with a regular file, breaking every program on the machine that wrote to it."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_text()), daemon=True)
+    reader.start()
+    result = cli("config", "export", "-o", str(pipe))
+    reader.join(timeout=30)
+    assert (result.code, result.err) == (0, "")
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode), "the pipe is still a pipe"
+    assert received == ["communities: []\n"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"], "no temporary file is left"

@@ -56,8 +56,14 @@ def private_file(path: str) -> Iterator[TextIO]:
 
     A temporary file in the same directory (created 0600) is renamed over `path`, so whatever
     was there — a world-readable file included — is replaced whole, mode and all, and a failed
-    write leaves it as it was. Raises OSError.
+    write leaves it as it was. A path that is not a regular file (`/dev/null`, `/dev/stdout`, a
+    named pipe) is written as it is: renaming over it would replace the device itself.
+    Raises OSError.
     """
+    if os.path.exists(path) and not os.path.isfile(path):
+        with open(path, "w", encoding="utf-8") as stream:
+            yield stream
+        return
     directory = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(dir=directory, prefix=".identity-worker-", suffix=".tmp")
     try:

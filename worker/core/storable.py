@@ -32,9 +32,9 @@ def unstorable(text: str, *, multi_line: bool = False) -> str | None:
     return None
 
 
-def check_storable(text: str) -> str:
-    """A pydantic validator: `text` unchanged, or ValueError naming the problem (A7)."""
-    problem = unstorable(text)
+def check_storable(text: str, *, multi_line: bool = False) -> str:
+    """`text` unchanged, or ValueError naming the problem (A7), for the spec models' validators."""
+    problem = unstorable(text, multi_line=multi_line)
     if problem is not None:
         raise ValueError(f"{problem}; it cannot be stored")
     return text
