@@ -58,3 +58,6 @@ indentless
 # bench: PacedResult fields read through dataclasses.asdict for the report (bench/kafka_bench.py).
 _.achieved_input
 _.max_ms
+
+# The console's templates read these (worker/admin/templates/communities.html).
+_.top_reason
