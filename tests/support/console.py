@@ -39,16 +39,20 @@ def sign_in(page: Page, service: Service, who: str) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
-def serious_violations(page: Page) -> list[dict[str, Any]]:
-    """axe-core's WCAG 2.x A/AA and best-practice rules over the whole page; the violations
-    of impact serious or critical, each with the elements it found."""
+def serious_violations(page: Page, rules: list[str] | None = None) -> list[dict[str, Any]]:
+    """axe-core's rules (all of them, or only `rules`) over the whole page; the violations of
+    impact serious or critical, each with the elements it found."""
     node_packages(ADMIN_TESTS, "axe-core/axe.min.js")
     if not page.evaluate("() => typeof window.axe !== 'undefined'"):
         page.add_script_tag(path=str(AXE))
+    options: dict[str, Any] = {"resultTypes": ["violations"]}
+    if rules is not None:
+        options["runOnly"] = {"type": "rule", "values": rules}
     found: list[dict[str, Any]] = page.evaluate(
-        """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+        """async (options) => (await axe.run(document, options)).violations
              .map(v => ({id: v.id, impact: v.impact, help: v.help,
-                         nodes: v.nodes.map(n => n.target.join(' '))}))"""
+                         nodes: v.nodes.map(n => n.target.join(' '))}))""",
+        options,
     )
     return [v for v in found if v["impact"] in ("serious", "critical")]
 
