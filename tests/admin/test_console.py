@@ -75,6 +75,7 @@ def test_a_community_administrator_rotates_a_key_in_the_console(
     keys.get_by_role("link", name="Remove key k1").click()
     expect(page.get_by_role("heading", name="Remove key k1?")).to_be_visible()
     expect(page.locator("ul.facts")).to_contain_text("Last verified a token: never")
+    assert focused_id(page) == "confirm-title"  # the question, not the button that removes
     page.screenshot(path=shots / "keys-remove-confirm.png")
     page.get_by_role("button", name="Remove key k1").click()
     expect(keys.get_by_role("status")).to_have_text("Key k1 removed.")
@@ -196,7 +197,6 @@ def test_removing_a_key_in_use_shows_the_refusal_and_offers_a_forced_removal(
 def test_every_removal_asks_first_and_works_without_javascript(service: Service, page: Page) -> None:
     """An unused custom field, a mapping, a key: Remove opens a confirmation page (no script
     runs); Cancel changes nothing; the confirmed removal's note sits in its section."""
-    page.context.set_extra_http_headers({})
     context = page.context.browser.new_context(java_script_enabled=False)  # type: ignore[union-attr]
     nojs = context.new_page()
     try:

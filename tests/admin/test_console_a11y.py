@@ -161,6 +161,7 @@ def test_every_console_page_fits_a_360_px_screen_in_dark_mode_too(
 
 def test_the_skip_link_comes_first_and_leads_to_the_content(service: Service, page: Page) -> None:
     sign_in(page, service, "acme")
+    expect(page.get_by_role("heading", name="Community acme")).to_be_visible()  # the new page, loaded
     page.keyboard.press("Tab")
     skip = page.get_by_role("link", name="Skip to content")
     expect(skip).to_be_focused()
