@@ -16,12 +16,10 @@ import asyncpg
 
 from worker.admin.auth import unknown_community
 from worker.admin.errors import ApiError
-from worker.admin.models import CheckStep, KeyListed, TokenCheckResult
+from worker.admin.models import CheckStep, KeyListed, PreviewShown, TokenCheckResult, TokenTimeShown
 from worker.core.config import CommunitySpec, CustomFieldSpec, JwtKeySpec, MappingSpec
 from worker.core.contracts import rfc3339_seconds
-from worker.core.diagnostics import diagnose
-from worker.core.explain import explain_token
-from worker.core.pipeline import DEFAULT_LIMITS
+from worker.core.debugger import debug_token
 from worker.store import audit
 from worker.store import repository as repo
 from worker.store.api_tokens import Caller
@@ -180,22 +178,12 @@ async def check_token(
         received = rfc3339_seconds(received_at) if received_at is not None else now
     except ValueError as exc:
         raise ApiError(422, f"received_at: {exc}") from None
-    # No trimming: the very text the worker would judge, through its own code path (DESIGN §7).
-    explanation = explain_token(token, community_id, {community_id: prepared}, received_at=received, now=now)
-    # L4: the usual integration mistakes behind the verdict, as `token verify` adds them (the
-    # same call, the same limits the verdict used); they never change it.
-    notes = explanation.notes + [
-        hint.message
-        for hint in diagnose(
-            token,
-            prepared,
-            explanation.output.reason,
-            received_at=received,
-            now=now,
-            max_token_bytes=DEFAULT_LIMITS.max_token_bytes,
-        )
-    ]
+    # No trimming: the very text the worker would judge, through its own code path (DESIGN §7);
+    # the debugger adds the decoded token, its dates, the L4 notes and the preview.
+    debug = debug_token(token, prepared, received_at=received, now=now)
+    explanation = debug.explanation
     rejected = explanation.output.reason is not None
+    preview = debug.preview
     return TokenCheckResult(
         accepted=explanation.accepted,
         reason=None if explanation.accepted else explanation.verdict,
@@ -204,5 +192,9 @@ async def check_token(
         steps=[
             CheckStep(rule=s.rule, title=s.title, passed=s.passed, detail=s.detail) for s in explanation.steps
         ],
-        notes=notes,
+        notes=debug.notes,
+        header=debug.header,
+        payload=debug.payload,
+        times=[TokenTimeShown(**asdict(t)) for t in debug.times],
+        preview=PreviewShown(**asdict(preview)) if preview is not None else None,
     )

@@ -47,8 +47,8 @@ def config_apply(file: str, prune: bool, dry_run: bool, database_url: str | None
 
     \b
     Examples:
-      identity-worker config apply communities.yaml --dry-run
-      identity-worker config apply communities.yaml
+      identity-worker config apply examples/communities.yaml --dry-run
+      identity-worker config apply examples/communities.yaml
       identity-worker config export --include-secrets > backup.yaml   # then, elsewhere:
       identity-worker config apply backup.yaml --prune
     """

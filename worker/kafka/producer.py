@@ -42,6 +42,9 @@ class OutputProducer:
         self.timeout = timeout  # seconds for a start or a stop
         #: A transaction committed since the producer was last renewed (`settle` renews it).
         self.unsettled = False
+        #: The current transaction's `EndTxn(commit)` may have reached the coordinator: if it
+        #: fails, its outcome may be a commit (worker.kafka.transactions decides by it).
+        self.commit_sent = False
         self._producer: Any = None
 
     @property
@@ -80,12 +83,14 @@ class OutputProducer:
     # -------------------------------------------------------------- transactions (exactly_once)
 
     async def begin_transaction(self) -> None:
+        self.commit_sent = False
         await self._producer.begin_transaction()
 
     async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int], group_id: str) -> None:
         await self._producer.send_offsets_to_transaction(offsets, group_id)
 
     async def commit_transaction(self) -> None:
+        self.commit_sent = True
         await self._producer.commit_transaction()
         self.unsettled = True
 
@@ -107,6 +112,17 @@ class OutputProducer:
     async def flush(self) -> None:
         """Wait until everything enqueued has been sent (acknowledged or failed)."""
         await self._producer.flush()
+
+    @property
+    def client(self) -> Any:
+        """aiokafka's client of the producer (requests aiokafka has no call for: transactions.py)."""
+        return self._producer.client
+
+    @property
+    def producer_id(self) -> int:
+        """The producer id InitProducerId gave (aiokafka internals); -1 before."""
+        manager = getattr(self._producer, "_txn_manager", None)
+        return -1 if manager is None or manager.producer_id is None else int(manager.producer_id)
 
     async def refresh_metadata(self) -> None:
         """Read the topics' partitions again (an output topic changed, K9)."""
