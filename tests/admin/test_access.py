@@ -128,7 +128,7 @@ def test_401_says_nothing_about_the_token(service: Service) -> None:
         with service.client("iwk_" + "x" * 43 if who == "bad" else who) as client:
             response = client.get("/api/v1/communities")
         assert response.status_code == 401
-        assert response.json() == {"error": "the token is unknown or revoked"}
+        assert response.json() == {"error": "the token is unknown, revoked or expired"}
 
 
 def test_every_route_of_the_openapi_document_refuses_a_request_without_a_token(service: Service) -> None:

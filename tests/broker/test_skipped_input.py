@@ -76,3 +76,38 @@ async def test_input_deleted_before_it_was_read_is_warned_with_its_range_and_cou
         2,
         5,
     )
+
+
+async def test_a_seek_to_the_beginning_of_our_own_is_not_reported_as_a_reset(
+    kafka_bootstrap: str, unique_topic: Callable[[str], str]
+) -> None:
+    """The rewind seeks a partition with nothing committed to its beginning: no warning, no count."""
+    from worker.kafka.consumer import InputConsumer
+    from worker.settings import load_settings
+
+    topics = await new_topics(kafka_bootstrap, unique_topic("i27-own-seek"), 1)
+    tp = TopicPartition(topics.raw, 0)
+    await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in signed_events("os", 5)])
+    settings = load_settings(
+        bootstrap_servers=kafka_bootstrap, group_id=topics.raw, input_topic=topics.raw, metrics_port=0
+    )
+
+    async def nothing(_: set[TopicPartition]) -> None:
+        return None
+
+    consumer = InputConsumer(settings, on_revoked=nothing, on_assigned=nothing)
+    resets: list[tuple[TopicPartition, int, int]] = []
+    consumer.on_reset(lambda *reset: resets.append(reset))
+    await consumer.start()
+    try:
+        read: list[int] = []
+        for _ in range(100):
+            read += [r.offset for r in (await consumer.getmany(200, 10)).get(tp, [])]
+            if len(read) >= 5 and read[-1] == 4:
+                if len(read) == 10:
+                    break
+                await consumer.seek_to_beginning(tp)
+    finally:
+        await consumer.stop()
+    assert read == [0, 1, 2, 3, 4] * 2, read
+    assert resets == [], resets

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Final, Optional, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -134,3 +134,21 @@ class TokenCheckResult(BaseModel):
     preview: PreviewShown | None = Field(
         default=None, description="What agents would see; null when the payload holds no readable identity."
     )
+
+
+def _names(model: type[BaseModel]) -> set[str]:
+    """A request model's member names (aliases as sent), its nested models' included."""
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        names.add(info.alias or name)
+        for inner in (info.annotation, *get_args(info.annotation)):
+            for kind in (inner, *get_args(inner)):
+                if isinstance(kind, type) and issubclass(kind, BaseModel):
+                    names |= _names(kind)
+    return names
+
+
+#: Every member name a request body may hold: the only ones a refusal may echo (A12).
+KNOWN_FIELD_NAMES: Final = frozenset(
+    set().union(*(_names(m) for m in (CommunitySpec, CommunitySettings, TokenCheck)))
+)

@@ -87,7 +87,13 @@ class InputConsumer:
             self._consumer.seek(tp, offset)
 
     async def seek_to_beginning(self, tp: TopicPartition) -> None:
+        """Fetch `tp` from its first record (nothing committed): our own reset, never reported."""
         with contextlib.suppress(IllegalStateError):
+            subscription = self._consumer._subscription.subscription  # aiokafka 0.14 internals
+            if subscription is not None and subscription.assignment is not None:
+                state = subscription.assignment.state_value(tp)
+                if state is not None:
+                    offsets.own_reset(state)
             await self._consumer.seek_to_beginning(tp)
 
     def hold(self, tp: TopicPartition, offset: int) -> None:

@@ -181,8 +181,17 @@ _original_reset_to = subscription_state.TopicPartitionState.reset_to
 
 
 def _await_reset(self: Any, strategy: int) -> None:
-    self._identity_worker_lost = self._position  # the position the reset abandons, if any
+    own = getattr(self, "_identity_worker_own_reset", False)
+    self._identity_worker_own_reset = False
+    # The position the reset abandons, if any — not when we asked for it (`own_reset`).
+    self._identity_worker_lost = None if own else self._position
     _original_await_reset(self, strategy)
+
+
+def own_reset(state: Any) -> None:
+    """The next reset of this partition state is the worker's own (a seek to the beginning
+    where nothing is committed): not one the client chose, nothing to report."""
+    state._identity_worker_own_reset = True
 
 
 def _reset_to(self: Any, position: int) -> None:
@@ -212,4 +221,4 @@ def install() -> None:
     subscription_state.TopicPartitionState.reset_to = _reset_to
 
 
-__all__ = ["StableOffsetFetch", "fetch_offsets", "install", "watch_resets"]
+__all__ = ["StableOffsetFetch", "fetch_offsets", "install", "own_reset", "watch_resets"]

@@ -19,14 +19,14 @@ from fastapi.templating import Jinja2Templates
 
 from worker.admin import actions
 from worker.admin.auth import SESSION_COOKIE, Connection, admit
-from worker.admin.console.session import CommunityVisit, Visit, csrf_token
+from worker.admin.console.session import CommunityVisit, Visit, csrf_token, same_origin
 from worker.admin.console.wording import FIELD_KEY_RULE, Refusal, ago, show_duration
 from worker.admin.errors import ApiError
 from worker.admin.models import TokenCheckResult
 from worker.core import config as spec
 from worker.core.contracts import GROUP_LIST_FIELDS, GROUP_SCALAR_FIELDS, Mode
 from worker.core.keys import KID_MAX_CHARS, RSA_MIN_BITS
-from worker.store import audit
+from worker.store import audit, sessions
 from worker.store import repository as repo
 
 ADMIN: Final = Path(__file__).resolve().parent.parent
@@ -98,22 +98,36 @@ def flash_redirect(url: str, section: str, text: str) -> Response:
 
 @router.post("/signin")
 async def signin(request: Request, conn: Connection) -> Response:
+    """Check the token, then open a session (A8): the browser gets the session's id, never the token."""
+    same_origin(request)  # login CSRF: another site must not sign this browser in as itself
     token = str((await request.form()).get("token", "")).strip()
     try:
-        await admit(conn, token, None)
+        caller = await admit(conn, token, None)
     except ApiError as exc:
         return signin_page(request, exc.message, exc.status)
+    async with conn.transaction():
+        session_id = await sessions.open_session(conn, caller)
     response = RedirectResponse("/", 303)
     response.set_cookie(
-        SESSION_COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        SESSION_COOKIE,
+        session_id,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
     )
     return response
 
 
 @router.post("/signout")
-async def signout() -> Response:
+async def signout(request: Request, conn: Connection) -> Response:
+    """End the session on the server (A8), then ask the browser to forget its cookie."""
+    same_origin(request)
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id:
+        await sessions.close(conn, session_id)
     response = RedirectResponse("/", 303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response
 
 

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from worker.admin import actions
-from worker.admin.auth import SESSION_COOKIE, Connection, admit, require_platform
+from worker.admin.auth import SESSION_COOKIE, Connection, ConsoleCaller, require_platform, session_caller
 from worker.admin.console.forms import GENERATED_SECRET_BYTES
 from worker.admin.console.page import (
     FLASH_COOKIE,
@@ -104,20 +104,18 @@ async def platform_page(
 
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request, conn: Connection) -> Response:
-    session = request.cookies.get(SESSION_COOKIE)
-    if not session:
+    if not request.cookies.get(SESSION_COOKIE):
         return signin_page(request)
-    caller = await admit(conn, session, None)
+    caller = await session_caller(conn, request)
     if caller.community_id is not None:
         return RedirectResponse(f"/communities/{caller.community_id}", 303)
     return await platform_page(request, conn, caller)
 
 
 @router.post("/communities", response_class=HTMLResponse)
-async def create_community(request: Request, conn: Connection, form: Form) -> Response:
+async def create_community(request: Request, conn: Connection, caller: ConsoleCaller, form: Form) -> Response:
     """A new community, in require mode with its first key (generated, pasted HMAC secret or
     RSA public key), or in reject mode with or without one."""
-    caller = await admit(conn, request.cookies.get(SESSION_COOKIE), None)
     require_platform(caller, "creating a community")
     community_id = form.get("id", "").strip()
     kid = form.get("kid", "").strip()
