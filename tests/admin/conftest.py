@@ -48,8 +48,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    # bypass_csp: axe-core is injected as a script the console's own policy would refuse.
-    context = browser.new_context(viewport={"width": 1100, "height": 900}, bypass_csp=True)
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
     context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = context.new_page()
     yield page

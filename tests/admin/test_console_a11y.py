@@ -109,6 +109,7 @@ def themed(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Callabl
     contexts = []
 
     def make(scheme: Literal["light", "dark"], width: int = 1100) -> Page:
+        # bypass_csp: axe-core is injected as a script the console's own policy (A9) refuses.
         context = browser.new_context(
             viewport={"width": width, "height": 800}, color_scheme=scheme, bypass_csp=True
         )
