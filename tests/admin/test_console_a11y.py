@@ -150,6 +150,7 @@ def test_every_console_page_fits_a_360_px_screen_in_dark_mode_too(
         if who is not None:
             sign_in(page, service, who)
         step(page, service)
+        page.wait_for_load_state("load")  # the stylesheet too (no-store: fetched again each page)
         if overflow(page) > 0:
             wide[name] = overflow(page)
         if name in ("community", "platform"):
