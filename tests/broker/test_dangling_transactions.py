@@ -22,6 +22,7 @@ from aiokafka.structs import TopicPartition
 
 from tests.support.kafka import client_options, create_topics
 from worker.kafka.transactions import DanglingCheck, DanglingTransaction, group_partition, open_transactions
+from worker.kafka.txn_requests import TxnHistory
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +71,8 @@ async def test_an_open_transaction_that_can_only_have_aborted_is_closed_with_its
         async def never(_: TopicPartition) -> int:
             raise AssertionError("no offsets needed: without EndTxn(commit) only an abort is possible")
 
-        await check.settle(client, pid, [out], {}, False, never)
+        failed = TxnHistory(targets={out}, offsets_sent=True)  # sent all, never EndTxn(commit)
+        await check.settle(client, pid, [out], {}, failed, never)
         assert await open_transactions(client, [out, group], pid) == []
         seen, stable = await _visible(kafka_bootstrap, out)
     finally:
@@ -94,8 +96,9 @@ async def test_an_open_transaction_of_unknown_outcome_is_refused_naming_partitio
             raise AssertionError("the group's offsets partition dangles too: its answer cannot decide")
 
         failed = {TopicPartition(f"{name}.in", 0): 5}
+        history = TxnHistory(targets={out}, offsets_sent=True, commit_sent=True)
         with pytest.raises(DanglingTransaction) as refused:
-            await check.settle(client, pid, [out], failed, True, committed)
+            await check.settle(client, pid, [out], failed, history, committed)
         still_open = await open_transactions(client, [out], pid)
     finally:
         await producer.stop()
@@ -103,3 +106,38 @@ async def test_an_open_transaction_of_unknown_outcome_is_refused_naming_partitio
     assert f"producer id {pid}" in message and f"{out.topic}[0]" in message, message
     assert "kafka-transactions.sh" in message and "abort" in message, message
     assert [t.tp for t in still_open] == [out], "nothing closed when the outcome is unknown"
+
+
+async def test_an_open_transaction_the_coordinator_had_confirmed_committed_gets_its_commit_marker(
+    kafka_bootstrap: str, unique_topic: Callable[[str], str]
+) -> None:
+    """Seen in `make chaos`: the broker killed right after confirming a commit skipped its COMMIT
+    markers; an ABORT there (ours, or the coordinator's of the next failed batch) drops committed
+    outputs and their offsets. The open range is exactly the confirmed transaction's and the
+    failed one sent nothing: COMMIT markers, the outputs visible and the offsets committed."""
+    name = unique_topic("i27-confirmed")
+    producer, out = await _open_transaction(kafka_bootstrap, name)
+    source = TopicPartition(f"{name}.in", 0)
+    try:
+        client = producer.client
+        pid = producer._txn_manager.producer_id
+        check = DanglingCheck(name, kafka_bootstrap, lambda topic, p: None)
+        history = TxnHistory(confirmed_starts={out: 0})  # then a batch that failed before sending
+
+        async def never(_: TopicPartition) -> int:
+            raise AssertionError("the confirmed transaction's decision is known: COMMIT")
+
+        await check.settle(client, pid, [out], {source: 9}, history, never)
+        group = await group_partition(client, name)
+        assert await open_transactions(client, [out, group], pid) == []
+        seen, stable = await _visible(kafka_bootstrap, out)
+    finally:
+        await producer.stop()
+    reader = AIOKafkaConsumer(**client_options(kafka_bootstrap), group_id=name, enable_auto_commit=False)
+    await reader.start()
+    try:
+        offset = await reader.committed(source)
+    finally:
+        await reader.stop()
+    assert (seen, stable) == (3, 4), "the committed transaction's outputs are visible"
+    assert offset == 5, "and its offsets are the group's"

@@ -3,45 +3,68 @@ worker.kafka.transactions): the coordinator's outcome, from what is certain only
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 from aiokafka.structs import TopicPartition
 
-from worker.kafka.transactions import DanglingCheck
-from worker.kafka.txn_requests import OpenTransaction, offsets_partition
+from worker.kafka.transactions import DanglingCheck, _decision
+from worker.kafka.txn_requests import OpenTransaction, TxnHistory, offsets_partition
 
 OUT = TopicPartition("acme.enriched", 1)
 GROUP = TopicPartition("__consumer_offsets", 3)
 IN = TopicPartition("acme.raw", 1)
 
 
-def _open(tp: TopicPartition) -> OpenTransaction:
-    return OpenTransaction(tp, producer_id=7, producer_epoch=2, coordinator_epoch=1, start_offset=40)
+def _open(tp: TopicPartition, start: int = 40) -> OpenTransaction:
+    return OpenTransaction(tp, producer_id=7, producer_epoch=2, coordinator_epoch=1, start_offset=start)
 
 
-def _answers(offset: int | None) -> object:
+def _answers(offset: int | None) -> Any:
     async def committed(_: TopicPartition) -> int | None:
         return offset
 
     return committed
 
 
+FAILED_SENT_ALL = TxnHistory(targets={OUT}, offsets_sent=True)
+
+
 @pytest.mark.parametrize(
-    ("found", "commit_sent", "committed", "outcome"),
+    ("found", "history", "committed", "outcome"),
     [
-        ([OUT, GROUP], False, None, "aborted"),  # no EndTxn(commit): only an abort is possible
-        ([OUT], True, 120, "committed"),  # the group's offsets are the batch's: it committed
-        ([OUT], True, 100, "aborted"),  # the offsets before the batch: it aborted
-        ([OUT, GROUP], True, 120, "unknown"),  # the offsets partition dangles too: cannot tell
+        ([OUT, GROUP], FAILED_SENT_ALL, None, "abort"),  # no EndTxn(commit): only an abort is possible
+        ([OUT], replace(FAILED_SENT_ALL, commit_sent=True), 120, "commit"),  # the group has its offsets
+        ([OUT], replace(FAILED_SENT_ALL, commit_sent=True), 100, "abort"),  # the offsets before it
+        ([OUT, GROUP], replace(FAILED_SENT_ALL, commit_sent=True), 120, None),  # the group dangles too
     ],
 )
-async def test_the_outcome_is_concluded_only_from_what_is_certain(
-    found: list[TopicPartition], commit_sent: bool, committed: int | None, outcome: str
+async def test_the_failed_transactions_decision_only_from_what_is_certain(
+    found: list[TopicPartition], history: TxnHistory, committed: int | None, outcome: str | None
 ) -> None:
     check = DanglingCheck("g", "b:9092", lambda topic, partition: None)
-    got = await check._outcome(
-        [_open(tp) for tp in found], GROUP, {IN: 120}, commit_sent, _answers(committed)
+    got = await check._failed_outcome(
+        [_open(tp) for tp in found], GROUP, {IN: 120}, history, _answers(committed)
     )
     assert got == outcome
+
+
+@pytest.mark.parametrize(
+    ("tp", "start", "history", "decision"),
+    [
+        (OUT, 40, TxnHistory(confirmed_starts={OUT: 40}), "commit"),  # the confirmed one: COMMIT
+        (GROUP, 0, TxnHistory(confirmed_starts={}), "commit"),  # its offsets (the failed one sent none)
+        (OUT, 40, TxnHistory(confirmed_starts={OUT: 40}, targets={OUT}), None),  # both in one range
+        (GROUP, 0, TxnHistory(confirmed_starts={}, offsets_sent=True), None),  # whose offsets?
+        (OUT, 55, TxnHistory(confirmed_starts={OUT: 40}, targets={OUT}), "abort"),  # after it: the failed one
+        (OUT, 40, TxnHistory(), None),  # nobody of ours wrote there since: an older one
+    ],
+)
+def test_each_open_range_is_attributed_to_the_confirmed_or_the_failed_transaction(
+    tp: TopicPartition, start: int, history: TxnHistory, decision: str | None
+) -> None:
+    assert _decision(_open(tp, start), GROUP, history, "abort") == decision
 
 
 @pytest.mark.parametrize(

@@ -1,35 +1,35 @@
 """Dangling transactions of the member's own producer id, found and closed or refused (K2, K5, K8).
 
-After an unclean broker restart the transaction coordinator may abort the member's open
-transaction (timed out) while its partitions have no leader yet; its marker sender takes "no
-leader" for "partition deleted" (Kafka's TransactionMarkerChannelManager) and completes the
-abort without writing the ABORT marker. The aborted batch then stays in the output partitions
-(and its offset commit in the group's `__consumer_offsets` partition) as an open transaction of
-our producer id. The member redoes the batch with the same producer id (a new epoch) and its
-next COMMIT marker commits the dangling records too: every input of the batch answered twice,
-and the group coordinator takes the dangling offset commit for committed for a moment.
+After an unclean broker restart the transaction coordinator completes transactions whose
+partitions have no leader yet — one it aborted (timed out) or one it had decided to commit
+before the crash — and its marker sender takes "no leader" for "partition deleted" (Kafka's
+TransactionMarkerChannelManager): it completes them **without writing the markers**. Their
+records stay in the output partitions (and their offset commit in the group's
+`__consumer_offsets` partition) as an open transaction of our producer id. Our next COMMIT
+marker (same producer id, new epoch) would commit an aborted batch's records too (every input
+answered twice); an ABORT — the coordinator's of our next failed batch, or ours — would drop a
+committed one's (inputs lost).
 
-`DanglingCheck.settle` runs once a new producer has ended the transaction of a failed commit
-(InitProducerId returned: the coordinator has completed it), before anything is produced
-again. It asks every output partition's leader and the group's offsets partition's leader
-(DescribeProducers, KIP-664: aiokafka has no such call, so the request is defined here) for an
-open transaction of our producer id — there can be none legitimately, we have not begun one.
-For each one found it decides what the coordinator decided:
+`DanglingCheck.settle` runs once a new producer has ended the transaction of a failed commit,
+before anything is produced again. It asks every output partition's leader and the group's
+offsets partition's leader (DescribeProducers, KIP-664: aiokafka has no such call,
+`worker.kafka.txn_requests` defines it) for an open transaction of our producer id — there can
+be none legitimately: we have not begun one. Only two of ours can be open: the last one the
+coordinator confirmed committed, and the failed one. `TxnHistory` (kept by the producer) tells
+them apart per partition — where the confirmed one started, where the failed one sent records,
+whether it sent its offsets — and says their decisions: the confirmed one COMMIT; the failed one
+ABORT when it never sent `EndTxn(commit)`, else what the group's stable committed offsets show
+when its offsets partition is clean.
 
-- the failed batch never sent `EndTxn(commit)` → only an abort is possible;
-- the offsets partition is clean → the group's committed offsets (a stable read) say it: the
-  batch's own offsets → committed (our next COMMIT marker rightly commits the dangling outputs;
-  the batch is not redone), the previous offsets → aborted;
-- else unknown.
-
-An aborted one is closed as `kafka-transactions.sh abort` / `Admin.abortTransaction` close
-it: an ABORT marker written with WriteTxnMarkers to the partition's leader, with the producer
-epoch and coordinator epoch DescribeProducers gave. That writes exactly the decision the
-coordinator took, so no record is exposed. The broker allows it only to a principal with
-`ClusterAction` (a broker's right): when refused, or when the decision is unknown or
-committed-but-offsets-dangling, the member does not produce: it raises `DanglingTransaction`
-(retriable: /readyz stays 503, the recovery tries again on its backoff), logs one line and
-counts `identity_worker_dangling_transactions{topic,partition}`, naming the partition, the
+Each is closed with the marker of its coordinator's decision, written with WriteTxnMarkers to
+the partition's leader as `kafka-transactions.sh abort` / `Admin.abortTransaction` write an
+ABORT (with the producer and coordinator epochs DescribeProducers gave): no record is exposed
+that the coordinator aborted, none dropped that it committed. The broker allows it only to a
+principal with `ClusterAction` (a broker's right). When refused, or when a decision is not
+certain (both transactions in one open range, one we cannot attribute), the member does not
+produce: it raises `DanglingTransaction` (retriable: /readyz stays 503, the recovery tries
+again on its backoff, so it goes on once an operator closed it), logs one line per partition
+and counts `identity_worker_dangling_transactions{topic,partition}`, naming the partition, the
 producer id and the operator's remedy.
 """
 
@@ -43,7 +43,13 @@ import structlog
 from aiokafka import errors as kafka
 from aiokafka.structs import TopicPartition
 
-from worker.kafka.txn_requests import AbortMarkers, DescribeProducers, OpenTransaction, offsets_partition
+from worker.kafka.txn_requests import (
+    DescribeProducers,
+    Markers,
+    OpenTransaction,
+    TxnHistory,
+    offsets_partition,
+)
 
 OFFSETS_TOPIC: Final = "__consumer_offsets"
 NO_TRANSACTION: Final = -1
@@ -103,15 +109,16 @@ async def open_transactions(
     return found
 
 
-async def abort(client: Any, transactions: list[OpenTransaction]) -> None:
-    """Write the ABORT marker of each transaction (WriteTxnMarkers to its leader).
+async def write_markers(client: Any, markers: list[tuple[OpenTransaction, bool]]) -> None:
+    """Write each transaction's marker, COMMIT (True) or ABORT (False), with WriteTxnMarkers to
+    its partition's leader, as `kafka-transactions.sh abort` writes an ABORT.
 
     Raises ClusterAuthorizationFailedError when the principal may not (it needs ClusterAction),
     another aiokafka error for a partition the broker refused.
     """
-    by_tp = {t.tp: t for t in transactions}
+    by_tp = {t.tp: (t, commit) for t, commit in markers}
     for leader, tps in (await _leaders(client, by_tp)).items():
-        response = await client.send(leader, AbortMarkers(by_tp[tp] for tp in tps))
+        response = await client.send(leader, Markers(by_tp[tp] for tp in tps))
         for _pid, topics, _ in response.markers:
             for topic, partitions, _ in topics:
                 for partition, code, _ in partitions:
@@ -140,61 +147,56 @@ class DanglingCheck:
         producer_id: int,
         outputs: Iterable[TopicPartition],
         failed: Mapping[TopicPartition, int],
-        commit_sent: bool,
+        history: TxnHistory,
         committed: Callable[[TopicPartition], Any],
     ) -> None:
-        """Close the dangling transactions of `producer_id` whose outcome was abort, or raise
-        `DanglingTransaction`. `failed`: the offsets the failed batch would have committed;
-        `commit_sent`: whether its `EndTxn(commit)` may have reached the coordinator;
-        `committed(tp)`: awaitable, the group's stable committed offset."""
+        """Close each dangling transaction of `producer_id` with the marker of the decision its
+        coordinator took, or raise `DanglingTransaction` when that decision is not certain.
+        `failed`: the offsets the failed batch would have committed; `history`: what our
+        transactions did; `committed(tp)`: awaitable, the group's stable committed offset."""
         group = await group_partition(client, self.group_id)
         found = await open_transactions(client, [*outputs, group], producer_id)
         if not found:
             return
         for txn in found:
             self.count(txn.tp.topic, txn.tp.partition)
-        outcome = await self._outcome(found, group, failed, commit_sent, committed)
-        if outcome == "committed":
-            log.warning(
-                "dangling transaction of our producer id was committed; our next commit completes it",
-                producer_id=producer_id,
-                partitions=[f"{t.tp.topic}[{t.tp.partition}]" for t in found],
-            )
-            return
-        if outcome == "aborted":
-            try:
-                await abort(client, found)
-            except kafka.KafkaError as exc:
-                self._refuse(
-                    found,
-                    f"aborted by the coordinator, but the ABORT marker was refused: {type(exc).__name__}",
-                )
-            log.warning(
-                "dangling transaction of our producer id aborted (its ABORT marker was missing)",
-                producer_id=producer_id,
-                partitions=[f"{t.tp.topic}[{t.tp.partition}] from offset {t.start_offset}" for t in found],
-            )
-            return
-        self._refuse(found, "its outcome is unknown")
+        failed_outcome = await self._failed_outcome(found, group, failed, history, committed)
+        decisions = [(txn, _decision(txn, group, history, failed_outcome)) for txn in found]
+        unknown = [txn for txn, decision in decisions if decision is None]
+        if unknown:
+            self._refuse(unknown, "the coordinator's decision is not certain")
+        markers = [(txn, bool(decision == "commit")) for txn, decision in decisions]
+        try:
+            await write_markers(client, markers)
+        except kafka.KafkaError as exc:
+            self._refuse(found, f"the marker was refused: {type(exc).__name__}")
+        log.warning(
+            "dangling transaction of our producer id closed with the marker the broker skipped",
+            producer_id=producer_id,
+            partitions=[
+                f"{t.tp.topic}[{t.tp.partition}] from offset {t.start_offset}: {d}" for t, d in decisions
+            ],
+        )
 
-    async def _outcome(
+    async def _failed_outcome(
         self,
         found: list[OpenTransaction],
         group: TopicPartition,
         failed: Mapping[TopicPartition, int],
-        commit_sent: bool,
+        history: TxnHistory,
         committed: Callable[[TopicPartition], Any],
-    ) -> str:
-        if not commit_sent:
-            return "aborted"  # without EndTxn(commit) the coordinator can only have aborted it
+    ) -> str | None:
+        """The decision on the failed transaction: "abort", "commit" or None (not certain)."""
+        if not history.commit_sent:
+            return "abort"  # without EndTxn(commit) the coordinator can only have aborted it
         if any(t.tp == group for t in found) or not failed:
-            return "unknown"
+            return None
         answers = {tp: await committed(tp) for tp in failed}
         if all(answers[tp] == offset for tp, offset in failed.items()):
-            return "committed"
+            return "commit"
         if all(answers[tp] is None or answers[tp] < offset for tp, offset in failed.items()):
-            return "aborted"
-        return "unknown"
+            return "abort"
+        return None
 
     def _refuse(self, found: list[OpenTransaction], why: str) -> None:
         for txn in found:
@@ -216,3 +218,25 @@ class DanglingCheck:
             f"dangling transaction of producer id {first.producer_id} on {where} ({why}); "
             f"remedy: {first.remedy(self.bootstrap)}"
         )
+
+
+def _decision(
+    txn: OpenTransaction, group: TopicPartition, history: TxnHistory, failed: str | None
+) -> str | None:
+    """Whose records one open transaction holds, hence its coordinator's decision.
+
+    Only two transactions of ours can be open: the last one the coordinator confirmed committed
+    (its markers may have been skipped too; decision COMMIT) and the failed one. A partition
+    holding records of both, or one we cannot attribute, is not certain (None).
+    """
+    confirmed = history.confirmed_starts
+    if txn.tp == group:
+        last, failing = confirmed is not None, history.offsets_sent
+    else:
+        last = confirmed is not None and txn.tp in confirmed and txn.start_offset <= confirmed[txn.tp]
+        failing = txn.tp in history.targets
+        if not last and not failing:
+            return None  # an older transaction of ours: nothing we know decides it
+    if last and failing:
+        return None  # the confirmed one and the failed one in one open range: no marker fits both
+    return "commit" if last else failed

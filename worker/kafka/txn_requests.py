@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.protocol.api import Request, RequestStruct, Response
@@ -53,6 +53,41 @@ class OpenTransaction:
             f"--partition {self.tp.partition} --start-offset {self.start_offset} "
             "(once `kafka-transactions.sh describe` shows the transaction was aborted)"
         )
+
+
+@dataclass
+class TxnHistory:
+    """What the member's transactions did (OutputProducer keeps it; no I/O), to tell which
+    transaction an open one of our producer id is (worker.kafka.transactions):
+
+    - `starts`: per output partition, the first offset the current transaction wrote there;
+    - `confirmed_starts`: the same for the last transaction whose commit the coordinator
+      confirmed (None before the first): its decision was COMMIT, whatever became of its markers;
+    - `targets`: the output partitions the current transaction sent records to (acknowledged
+      or not); `offsets_sent`: it sent its offsets; `commit_sent`: its `EndTxn(commit)` may
+      have reached the coordinator.
+    """
+
+    starts: dict[TopicPartition, int] = field(default_factory=dict)
+    confirmed_starts: dict[TopicPartition, int] | None = None
+    targets: set[TopicPartition] = field(default_factory=set)
+    offsets_sent: bool = False
+    commit_sent: bool = False
+
+    def begun(self) -> None:
+        self.starts, self.targets, self.offsets_sent, self.commit_sent = {}, set(), False, False
+
+    def appended(self, future: Any) -> None:
+        """A record batch's future is done: its base offset, where the transaction starts."""
+        if future.cancelled() or future.exception() is not None:
+            return
+        meta = future.result()
+        tp = TopicPartition(meta.topic, meta.partition)
+        if meta.offset < self.starts.get(tp, meta.offset + 1):
+            self.starts[tp] = meta.offset
+
+    def confirmed(self) -> None:
+        self.confirmed_starts = dict(self.starts)
 
 
 def _by_topic(tps: Iterable[TopicPartition]) -> dict[str, list[int]]:
@@ -169,12 +204,12 @@ class WriteTxnMarkersRequest_v1(RequestStruct):  # type: ignore[misc]
     )
 
 
-class AbortMarkers(Request[WriteTxnMarkersRequest_v1]):  # type: ignore[misc]
-    """ABORT markers for open transactions (version 1: the transaction version 2 field is not sent)."""
+class Markers(Request[WriteTxnMarkersRequest_v1]):  # type: ignore[misc]
+    """COMMIT or ABORT markers for open transactions (version 1: no transaction version field)."""
 
     API_KEY = 27
 
-    def __init__(self, transactions: Iterable[OpenTransaction]) -> None:
+    def __init__(self, transactions: Iterable[tuple[OpenTransaction, bool]]) -> None:
         self.transactions = list(transactions)
 
     def build(self, request_struct_class: type[WriteTxnMarkersRequest_v1]) -> WriteTxnMarkersRequest_v1:
@@ -185,11 +220,11 @@ class AbortMarkers(Request[WriteTxnMarkersRequest_v1]):  # type: ignore[misc]
             (
                 t.producer_id,
                 t.producer_epoch,
-                False,
+                commit,
                 [(t.tp.topic, [t.tp.partition], {})],
                 t.coordinator_epoch,
                 {},
             )
-            for t in self.transactions
+            for t, commit in self.transactions
         ]
         return request_struct_class(markers, {})

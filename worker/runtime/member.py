@@ -319,7 +319,7 @@ class Member:
                 self._producer.producer_id,
                 outputs,
                 self.recovery.failed,
-                self._producer.commit_sent,
+                self._producer.history,
                 self.consumer.committed,
             ),
             self._op_timeout,

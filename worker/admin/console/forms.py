@@ -16,7 +16,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse
 
 from worker.admin import actions
-from worker.admin.console.page import DURATION_HINT, flash_redirect, render
+from worker.admin.console.page import DURATION_HINT, flash_redirect, render, section_rows
 from worker.admin.console.session import CommunityVisit, Form, Visit
 from worker.admin.console.wording import DURATION_FIELDS, Refusal, explain, parse_duration
 from worker.admin.errors import ApiError
@@ -36,7 +36,7 @@ GENERATED_SECRET_BYTES: Final = 12
 
 async def refusal_of(visit: Visit, exc: BaseException, values: dict[str, str]) -> Refusal:
     """Any refusal a console change can meet, in plain words (unknown exceptions re-raised)."""
-    mappings = await repo.list_mappings(visit.conn, visit.community_id)
+    mappings = (await repo.list_mappings(visit.conn, visit.community_id, section_rows())).items
     return explain(exc, values, [(m.source, m.target) for m in mappings])
 
 

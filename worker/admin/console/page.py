@@ -28,6 +28,7 @@ from worker.core.contracts import GROUP_LIST_FIELDS, GROUP_SCALAR_FIELDS, Mode
 from worker.core.keys import KID_MAX_CHARS, RSA_MIN_BITS
 from worker.store import audit, sessions
 from worker.store import repository as repo
+from worker.store.pages import MAX_LIMIT, PageRequest
 
 ADMIN: Final = Path(__file__).resolve().parent.parent
 STATIC: Final = ADMIN / "static"
@@ -38,6 +39,7 @@ router = APIRouter(include_in_schema=False)
 #: The note a change leaves for the next page: "section|text" (one minute, then gone).
 FLASH_COOKIE: Final = "identity_worker_flash"
 AUDIT_ROWS: Final = 50
+SECTION_ROWS: Final = MAX_LIMIT
 #: The console's Health section: the last hour, as `GET …/health` by default (L5).
 HEALTH_SECONDS: Final = 3600
 #: What each field takes, in plain words, from the constants the validators use.
@@ -105,7 +107,10 @@ async def signin(request: Request, conn: Connection) -> Response:
         caller = await admit(conn, token, None)
     except ApiError as exc:
         return signin_page(request, exc.message, exc.status)
+    previous = request.cookies.get(SESSION_COOKIE)
     async with conn.transaction():
+        if previous:  # signing in again replaces the browser's session, never adds to it
+            await sessions.close(conn, previous)
         session_id = await sessions.open_session(conn, caller)
     response = RedirectResponse("/", 303)
     response.set_cookie(
@@ -139,6 +144,11 @@ async def community_page(visit: CommunityVisit) -> Response:
     return response
 
 
+def section_rows() -> PageRequest:
+    """The rows each section of a community's page shows (T5: bounded whatever it holds)."""
+    return PageRequest(SECTION_ROWS)
+
+
 def base_context(request: Request, **extra: Any) -> dict[str, Any]:
     """What every signed-in page shows: the CSRF value, the time (for "3 min ago")."""
     now = datetime.now(UTC)
@@ -160,16 +170,18 @@ async def render(
     beside each field, `values` what to show again, `flash` the note of an accepted change,
     `generated` a new key's secret, shown this once."""
     conn, community_id = visit.conn, visit.community_id
-    fields = await repo.list_fields(conn, community_id)
+    # Each section shows its first SECTION_ROWS rows (T5: bounded whatever the community holds).
+    rows = PageRequest(SECTION_ROWS)
+    fields = (await repo.list_fields(conn, community_id, rows)).items
     targets = [f"identity_group.{name}" for name in GROUP_SCALAR_FIELDS + GROUP_LIST_FIELDS]
     context = base_context(
         visit.request,
         caller=visit.caller,
         community=await actions.community(conn, community_id),
-        keys=[asdict(k) for k in await actions.keys(conn, community_id)],
+        keys=[asdict(k) for k in (await actions.keys(conn, community_id, rows)).items],
         fields=fields,
-        mappings=await repo.list_mappings(conn, community_id),
-        entries=await audit.list_entries(conn, community_id, limit=AUDIT_ROWS),
+        mappings=(await repo.list_mappings(conn, community_id, rows)).items,
+        entries=(await audit.list_entries(conn, PageRequest(AUDIT_ROWS), community_id)).items,
         health=await actions.health(conn, community_id, HEALTH_SECONDS),
         modes=[m.value for m in Mode],
         targets=targets + [f"custom_fields.{f.key}" for f in fields],

@@ -32,15 +32,17 @@ from worker.admin.console.page import (
 )
 from worker.admin.console.session import Form, Visit
 from worker.admin.console.wording import Refusal, explain
+from worker.admin.errors import ApiError
 from worker.core import config as spec
 from worker.core.contracts import Mode
 from worker.store.api_tokens import Caller
+from worker.store.pages import DEFAULT_LIMIT, BadPage, PageRequest
 from worker.store.usage import health_report
 
 router = APIRouter(include_in_schema=False)
 
 #: Communities per page of the platform view (the API's default page, T5).
-PAGE_SIZE: Final = 100
+PAGE_SIZE: Final = DEFAULT_LIMIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,17 +77,17 @@ async def platform_page(
     """The platform's list: `?prefix=` keeps the ids that start with it, `?after=` pages on."""
     prefix = request.query_params.get("prefix", "")
     after = request.query_params.get("after", "")
-    matching = [c for c in await actions.communities(conn, caller) if c.id.startswith(prefix)]
-    shown = [c for c in matching if c.id > after][:PAGE_SIZE]
-    more = bool(shown) and shown[-1].id != matching[-1].id
+    try:  # T5: one page from the store, by id prefix, `after` from the page's Next link
+        found = await actions.communities(conn, caller, PageRequest(PAGE_SIZE, after or None, prefix or None))
+    except BadPage as exc:
+        raise ApiError(422, exc.message) from None
     section, flash = take_flash(request, "communities")
     context: dict[str, Any] = base_context(
         request,
         caller=caller,
-        communities=shown,
-        total=len(matching),
+        communities=found.items,
         prefix=prefix,
-        next_after=shown[-1].id if more else None,
+        next_after=found.next,
         health=await _health(conn),
         modes=[m.value for m in Mode],
         rules=RULES,

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 from worker.admin import actions
 from worker.admin.auth import require_platform
 from worker.admin.console.forms import refusal_of
-from worker.admin.console.page import confirm, flash_redirect
+from worker.admin.console.page import confirm, flash_redirect, section_rows
 from worker.admin.console.session import CommunityVisit, Form, Visit
 from worker.admin.console.wording import Refusal, ago, show_duration
 from worker.core import config as spec
@@ -35,7 +35,7 @@ def _page(visit: Visit) -> str:
 
 
 async def _key_page(visit: Visit, kid: str, *, refusal: Refusal | None = None) -> Response:
-    listed = {k.kid: k for k in await actions.keys(visit.conn, visit.community_id)}
+    listed = {k.kid: k for k in (await actions.keys(visit.conn, visit.community_id, section_rows())).items}
     key = listed.get(kid)
     if key is None:
         raise NotFound(f"community {visit.community_id!r} has no key with kid {kid!r}")
@@ -76,10 +76,17 @@ async def remove_key(visit: CommunityVisit, form: Form, kid: str) -> Response:
 
 
 async def _field_page(visit: Visit, key: str, *, refusal: Refusal | None = None) -> Response:
-    field = next((f for f in await repo.list_fields(visit.conn, visit.community_id) if f.key == key), None)
+    field = next(
+        (
+            f
+            for f in (await repo.list_fields(visit.conn, visit.community_id, section_rows())).items
+            if f.key == key
+        ),
+        None,
+    )
     if field is None:
         raise NotFound(f"community {visit.community_id!r} has no custom field {key!r}")
-    mappings = await repo.list_mappings(visit.conn, visit.community_id)
+    mappings = (await repo.list_mappings(visit.conn, visit.community_id, section_rows())).items
     writers = [m for m in mappings if m.target == f"custom_fields.{key}"]
     facts = [f"Label: {field.label}." + (f" Pattern: {field.regex}." if field.regex else "")]
     facts += [f"Mapping {m.position} ({m.source} → {m.target}) writes this field." for m in writers]
@@ -108,7 +115,7 @@ async def remove_field(visit: CommunityVisit, form: Form, key: str) -> Response:
 async def _mapping_page(
     visit: Visit, source: str, target: str, *, refusal: Refusal | None = None
 ) -> Response:
-    rows = await repo.list_mappings(visit.conn, visit.community_id)
+    rows = (await repo.list_mappings(visit.conn, visit.community_id, section_rows())).items
     row = next((m for m in rows if (m.source, m.target) == (source, target)), None)
     if row is None:
         raise NotFound(f"community {visit.community_id!r} has no mapping {source} -> {target}")
