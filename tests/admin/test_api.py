@@ -416,7 +416,7 @@ REFUSED: list[tuple[str, str, Any, int, str]] = [
     # A cursor past a bigint, or with a time that is none: refused, never the driver's 503.
     ("GET", f"{ACME}/audit", {"after": _cursor([2**70])}, 422, "after: not a cursor of this listing"),
     ("GET", f"{ACME}/custom-fields", {"after": _cursor(["x", "y"])}, 422, "after: not a cursor"),
-    ("GET", "/api/v1/communities", {"prefix": "a\x00"}, 422, "prefix holds a character no id can hold"),
+    ("GET", "/api/v1/communities", {"prefix": "a\x00"}, 400, "query parameter prefix holds a NUL character"),
 ]
 
 

@@ -12,9 +12,9 @@ import asyncpg
 import pytest
 
 from tests.support.store import Cli, run_async, run_sql
-from worker import examples
 from worker.core.config import ConfigSpec, validate_spec
 from worker.core.contracts import Mode
+from worker.devtools import examples
 from worker.store import repository as repo
 from worker.store import sync
 from worker.store.loading import read_specs

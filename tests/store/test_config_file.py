@@ -13,9 +13,9 @@ import pytest
 
 from tests.support import stack
 from tests.support.store import SECRET, SECRET_2, SECRET_3, Cli, migrated, run_sql
-from worker import examples
 from worker.core.community import Community, prepare
 from worker.core.config import ConfigError
+from worker.devtools import examples
 from worker.store.db import connect
 from worker.store.loading import load_all_communities
 from worker.store.yaml_io import load_config_file, parse_yaml

@@ -14,10 +14,10 @@ from typing import Final
 import asyncpg
 import click
 
-from worker.cli import database
+from worker.cli import store_session
 from worker.cli.common import fail, fail_store
-from worker.cli.database import database_url_option, page_options, run_store
 from worker.cli.output import Column, print_changes, print_page, when
+from worker.cli.store_session import database_url_option, page_options, run_store
 from worker.exitcodes import PROG
 from worker.store import api_tokens, audit
 from worker.store.api_tokens import TokenRow
@@ -200,4 +200,4 @@ def audit_list(community_id: str | None, database_url: str | None, page: PageReq
 
 
 def register(root: click.Group) -> None:
-    database.register(root, admin_group, audit_group, commands_too=False)
+    store_session.register(root, admin_group, audit_group, commands_too=False)

@@ -12,9 +12,16 @@ from typing import Any
 import click
 
 from worker.cli.common import fail
-from worker.cli.database import check_community_id, database_url_option, page_options, run_store, valid, write
 from worker.cli.keys import key_from_options, key_options
 from worker.cli.output import Column, print_changes, print_page, when
+from worker.cli.store_session import (
+    check_community_id,
+    database_url_option,
+    page_options,
+    run_store,
+    valid,
+    write,
+)
 from worker.core.config import CommunitySpec, JwtKeySpec, lacks_required_key
 from worker.core.contracts import Mode
 from worker.store import repository as repo

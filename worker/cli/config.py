@@ -16,8 +16,8 @@ import asyncpg
 import click
 
 from worker.cli.common import fail, private_file, read_text
-from worker.cli.database import check_community_id, database_url_option, run_store
 from worker.cli.output import print_changes, totals
+from worker.cli.store_session import check_community_id, database_url_option, run_store
 from worker.core.config import ConfigError
 from worker.exitcodes import PROG
 from worker.store import repository as repo

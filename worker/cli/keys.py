@@ -14,8 +14,8 @@ import asyncpg
 import click
 
 from worker.cli.common import fail, read_text
-from worker.cli.database import check_community_id, list_command, on_community, run_store, valid, write
 from worker.cli.output import Column, print_changes, when
+from worker.cli.store_session import check_community_id, list_command, on_community, run_store, valid, write
 from worker.core.config import JwtKeySpec
 from worker.core.keys import HMAC_SECRET, RSA_PUBLIC_KEY
 from worker.store import repository as repo

@@ -10,7 +10,6 @@ from worker.cli import (
     access,
     community,
     config,
-    database,
     db,
     fields,
     keys,
@@ -18,6 +17,7 @@ from worker.cli import (
     offline,
     report,
     service,
+    store_session,
 )
 from worker.cli.common import CliError
 from worker.exitcodes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, error_line
@@ -43,7 +43,7 @@ def cli() -> None:
 
 
 offline.register(cli)
-database.register(
+store_session.register(
     cli,
     db.db_group,
     community.community_group,

@@ -234,19 +234,24 @@ _RESOLVER = yaml.resolver.Resolver()
 
 
 @functools.lru_cache(maxsize=4096)
-def _emitted(value: str, start: int) -> tuple[str, ...]:
-    """PyYAML's own lines for a value that starts at column `start` (its line folding counts
-    columns), continuation lines relative to the mapping the value belongs to."""
+def _emitted(value: str, start: int) -> str:
+    """PyYAML's own text for a value that starts at column `start` (its line folding counts
+    columns), lines after the first indented relative to the mapping the value belongs to."""
     key = "k" * (start - 2)  # `key: ` ends at `start`
-    first, *rest = _dumped({key: value}).removeprefix(f"{key}: ").splitlines()
-    return (first, *rest)
+    text = _dumped({key: value}).removeprefix(f"{key}: ")
+    return text.removesuffix("...\n")  # a kept (`|+`) block ends this small document only
 
 
-def _value_lines(value: str, start: int) -> tuple[str, ...]:
+#: A line break of YAML's (PyYAML writes each with the indentation after it), followed by
+#: text: where the value's lines take their column. An empty line stays empty.
+_NEW_LINE = re.compile("([\n\x85\u2028\u2029])(?=[^\n\x85\u2028\u2029])")
+
+
+def _value_text(value: str, start: int) -> str:
     if _PLAIN.fullmatch(value) and _resolve(_RESOLVER, yaml.ScalarNode, value, (True, False)) == _STR_TAG:
-        return (value,)
+        return value + "\n"
     if _PEM.fullmatch(value):
-        return ("|", *("  " + line for line in value.splitlines()))
+        return "|\n" + "".join(f"  {line}\n" for line in value.splitlines())
     return _emitted(value, start)
 
 
@@ -262,9 +267,8 @@ def _mapping_lines(pairs: dict[str, Any], indent: str, first: str) -> Iterator[s
         elif isinstance(value, int):
             yield f"{lead}{key}: {value}\n"
         else:
-            head, *rest = _value_lines(value, len(lead) + len(key) + 2)
-            yield f"{lead}{key}: {head}\n"
-            yield from (f"{column}{line}\n" for line in rest)
+            text = _value_text(value, len(lead) + len(key) + 2)
+            yield f"{lead}{key}: " + _NEW_LINE.sub(lambda m: m[1] + column, text)
         lead = column
 
 
