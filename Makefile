@@ -125,7 +125,7 @@ send-events: venv
 
 # Re-takes the console screenshots of the README (docs/console/) in headless chromium.
 console-screenshots: venv
-	$(call with_stack,CONSOLE_SCREENSHOTS_DIR=docs/console $(PY) -m pytest -q tests/admin/test_console.py)
+	$(call with_stack,CONSOLE_SCREENSHOTS_DIR=docs/console $(PY) -m pytest -q $(wildcard tests/admin/test_console*.py))
 
 schemas: venv
 	$(PY) -m worker.devtools.schemas

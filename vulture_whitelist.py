@@ -62,6 +62,9 @@ indentless
 _.achieved_input
 _.max_ms
 
+# The console's templates read these (worker/admin/templates/communities.html).
+_.top_reason
+
 # aiokafka's protocol classes: class attributes its connection reads (kafka/offsets.py,
 # kafka/transactions.py).
 _.API_VERSION

@@ -3,11 +3,15 @@ PostgreSQL database, one per test module, reseeded before each test."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.support.admin import Service, seed, start_service
+from tests.support.console import CHROMIUM, CHROMIUM_ARGS
 from tests.support.store import migrated_database
 
 pytestmark = pytest.mark.integration
@@ -31,3 +35,29 @@ def service(running: Service) -> Service:
     """The module's service, its database back at the seed state (see harness.SEED)."""
     seed(running)
     return running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless chromium per module (the console's tests, A5)."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: $CONSOLE_SCREENSHOTS_DIR (`make console-screenshots`: docs/console)."""
+    folder = Path(os.environ.get("CONSOLE_SCREENSHOTS_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -12,16 +12,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.admin import test_console
-from tests.admin.test_console import sign_in
 from tests.support.admin import Service
+from tests.support.console import sign_in
 from tests.support.store import run_sql
 
 pytestmark = pytest.mark.integration
-
-# The console tests' own browser (Debian's chromium, one per module) and page fixtures.
-browser = test_console.browser
-page = test_console.page
 
 
 def test_sign_in_holds_a_session_and_sign_out_ends_it(service: Service, page: Page) -> None:

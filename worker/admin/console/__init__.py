@@ -4,12 +4,15 @@ Sign in with an API token, which opens a server-side session (A8: the browser's 
 SameSite=Strict cookie holds the session's random id, never the token); a community's page
 has the seed's sections: Handling, JWT keys, Extra values mapping, Custom fields, Test a
 token, Health, Audit. Forms post to the server, which runs the same `actions` as the API and,
-on a refusal, shows the API's very message next to the field it is about. No JavaScript.
+on a refusal, says what is wrong in plain words next to the field it is about (`wording`).
+Works without JavaScript; `static/console.js` only adds copy buttons and focus.
 
 - `session`: who is signed in (`Visit`) and that a posted form is the console's (CSRF, `Form`,
   `same_origin`).
 - `page`: the templates and what a page shows: sign-in, error, a community's page.
-- `forms`: the changes the community page's forms post.
+- `forms`: the changes the community page's forms post; `removals`: each removal behind a
+  confirmation page; `platform`: the platform view (search, health, create a community).
+- `wording`: refusals and durations in plain words, in one place.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from worker.admin.console import forms, page
+from worker.admin.console import forms, page, platform, removals
 from worker.admin.console.page import STATIC, error_page
 
 __all__ = ["error_page", "mount"]
@@ -25,5 +28,5 @@ __all__ = ["error_page", "mount"]
 
 def mount(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.include_router(page.router)
-    app.include_router(forms.router)
+    for module in (platform, page, forms, removals):
+        app.include_router(module.router)

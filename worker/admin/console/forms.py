@@ -1,40 +1,43 @@
 """The changes the community page's forms post (DESIGN §10, A3, A5).
 
-Each runs the API's own action; on success the browser goes back to the page (303) with a
-note, on a refusal the page is shown again with the API's message beside the field it names.
-Secrets never come back in a form (a key's secret, a pasted token).
+Each runs the API's own action; on success the browser goes back to the section that changed
+(303) with a note there, on a refusal the page is shown again with, beside each field, what
+is wrong in plain words (`wording.explain`). Secrets never come back in a form (a key's
+secret, a pasted token); a secret the console generates is shown once, on the answer itself.
 """
 
 from __future__ import annotations
 
-import re
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-import asyncpg
 from fastapi import APIRouter, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import ValidationError
+from fastapi.responses import HTMLResponse
 
-from worker.admin import actions, errors
-from worker.admin.console.page import FLASH_COOKIE, render
+from worker.admin import actions
+from worker.admin.console.page import DURATION_HINT, flash_redirect, render, section_rows
 from worker.admin.console.session import CommunityVisit, Form, Visit
+from worker.admin.console.wording import DURATION_FIELDS, Refusal, explain, parse_duration
 from worker.admin.errors import ApiError
 from worker.admin.models import CommunitySettings
 from worker.core import config as spec
-from worker.store.api_tokens import Caller
+from worker.store import repository as repo
 
 router = APIRouter(prefix="/communities/{community_id}", include_in_schema=False)
 
 #: The Handling form's settings (the community's settings but its lists; DESIGN §5, L3).
-HANDLING: Final = (
-    "signed_identities",
-    "min_validity_seconds",
-    "leeway_seconds",
-    "max_validity_seconds",
-    "retirement_window_seconds",
-)
-_FIRST_NAME = re.compile(r"^([a-z_]+)")
+HANDLING: Final = ("signed_identities", *DURATION_FIELDS)
+#: Form fields whose value is never sent back to the browser.
+SECRET_FIELDS: Final = frozenset({"hmac_secret", "rsa_public_key", "token"})
+#: A generated HMAC secret: 12 random bytes as 24 hex characters, the platform's format (§1).
+GENERATED_SECRET_BYTES: Final = 12
+
+
+async def refusal_of(visit: Visit, exc: BaseException, values: dict[str, str]) -> Refusal:
+    """Any refusal a console change can meet, in plain words (unknown exceptions re-raised)."""
+    mappings = (await repo.list_mappings(visit.conn, visit.community_id, section_rows())).items
+    return explain(exc, values, [(m.source, m.target) for m in mappings])
 
 
 async def _submit(
@@ -45,32 +48,16 @@ async def _submit(
     values: dict[str, str],
     done: str,
 ) -> Response:
-    """Run a change; on success back to the page (303) with a note, else the page with the
-    API's message beside the field it names (or beside the form's button)."""
+    """Run a change; on success back to the section with `done` beside it, else the page with
+    what is wrong beside each field (the values typed shown again, secrets never)."""
     try:
         await change()
-    except ValidationError as exc:
-        failure = errors.invalid(exc)
-    except Exception as exc:  # the API's table decides; anything it does not know is re-raised
-        failure = errors.from_exception(exc)
+    except Exception as exc:  # `refusal_of` re-raises what is not a refusal
+        refusal = await refusal_of(visit, exc, values)
     else:
-        response = RedirectResponse(f"/communities/{visit.community_id}#{section}", 303)
-        response.set_cookie(FLASH_COOKIE, done, httponly=True, samesite="strict", max_age=60)
-        return response
-    named = _FIRST_NAME.match(failure.message)
-    field = named[1] if named and named[1] in values else None
-    return await render(
-        visit, status=failure.status, section=section, error=failure.message, field=field, values=values
-    )
-
-
-def _valid(model: type[spec.SpecT], data: dict[str, Any]) -> spec.SpecT:
-    return model.model_validate(data)
-
-
-def _number(text: str) -> int | str:
-    """Form fields are text; a whole number goes to the model as one, anything else as given."""
-    return int(text) if re.fullmatch(r"-?[0-9]{1,12}", text.strip()) else text
+        return flash_redirect(f"/communities/{visit.community_id}", section, done)
+    shown = {name: value for name, value in values.items() if name not in SECRET_FIELDS}
+    return await render(visit, status=refusal.status, section=section, refusal=refusal, values=shown)
 
 
 def _texts(form: dict[str, str], *names: str) -> dict[str, str]:
@@ -81,11 +68,21 @@ def _texts(form: dict[str, str], *names: str) -> dict[str, str]:
 @router.post("/handling")
 async def handling(visit: CommunityVisit, form: Form) -> Response:
     values = _texts(form, *HANDLING)
-    data: dict[str, object] = {
-        name: _number(value) if name != "signed_identities" else value for name, value in values.items()
-    }
-    if not values["max_validity_seconds"].strip():
-        data["max_validity_seconds"] = None  # empty: no maximum (V9)
+    data: dict[str, object] = {"signed_identities": values["signed_identities"]}
+    unreadable = Refusal(422)
+    for name in DURATION_FIELDS:
+        text = values[name]
+        seconds = parse_duration(text)
+        if seconds is not None:
+            data[name] = seconds
+        elif text.strip():
+            unreadable.add(name, f"Not a duration. {DURATION_HINT}")
+        elif name == "max_validity_seconds":
+            data[name] = None  # empty: no maximum (V9)
+        else:
+            unreadable.add(name, f"Required. {DURATION_HINT}")
+    if unreadable.fields:
+        return await render(visit, status=422, section="handling", refusal=unreadable, values=values)
 
     async def change() -> object:
         settings = CommunitySettings.model_validate(data)
@@ -93,37 +90,42 @@ async def handling(visit: CommunityVisit, form: Form) -> Response:
             visit.conn, visit.caller, visit.community_id, settings.model_dump(exclude_unset=True)
         )
 
-    return await _submit(visit, "handling", change, values=values, done="handling saved")
+    return await _submit(visit, "handling", change, values=values, done="Handling saved.")
 
 
-@router.post("/keys")
+@router.post("/keys", response_class=HTMLResponse)
 async def add_key(visit: CommunityVisit, form: Form) -> Response:
-    data = {
-        name: form[name] for name in ("kid", "hmac_secret", "rsa_public_key") if form.get(name, "").strip()
-    }
-    values = {"kid": form.get("kid", ""), "hmac_secret": "", "rsa_public_key": ""}  # secrets never come back
+    """Add a key: an HMAC secret the console generates (shown once, on this answer), one
+    pasted, or an RSA public key; `material` says which (generate, hmac, rsa)."""
+    material = form.get("material", "generate")
+    kid = form.get("kid", "").strip()
+    data: dict[str, Any] = {"kid": kid}
+    generated = None
+    if material == "generate":
+        generated = secrets.token_hex(GENERATED_SECRET_BYTES)
+        data["hmac_secret"] = generated
+    elif material == "hmac":
+        data["hmac_secret"] = form.get("hmac_secret", "")
+    elif material == "rsa":
+        data["rsa_public_key"] = form.get("rsa_public_key", "")
+    values = {"kid": kid, "material": material, **{k: v for k, v in data.items() if k != "kid"}}
 
     async def change() -> object:
         return await actions.add_key(
-            visit.conn, visit.caller, visit.community_id, _valid(spec.JwtKeySpec, data)
+            visit.conn, visit.caller, visit.community_id, spec.JwtKeySpec.model_validate(data)
         )
 
-    done = f"key {data.get('kid', '')} added"
-    return await _submit(visit, "keys", change, values=values, done=done)
-
-
-@router.post("/keys/{kid}/remove")
-async def remove_key(visit: CommunityVisit, form: Form, kid: str) -> Response:
-    force = form.get("force") == "true"
-
-    async def change() -> None:
-        await actions.remove_key(
-            visit.conn, visit.caller, visit.community_id, kid, force=force, how_to_force="use 'Remove anyway'"
-        )
-
-    # `refused_kid`: the refusal (L3) is shown beside that key, with its 'Remove anyway' button.
-    done = f"key {kid} removed" + (" (forced)" if force else "")
-    return await _submit(visit, "keys", change, values={"refused_kid": kid}, done=done)
+    if generated is None:
+        return await _submit(visit, "keys", change, values=values, done=f"Key {kid} added.")
+    try:
+        await change()
+    except Exception as exc:
+        refusal = await refusal_of(visit, exc, values)
+        shown = {"kid": kid, "material": material}
+        return await render(visit, status=refusal.status, section="keys", refusal=refusal, values=shown)
+    # No redirect: the secret exists nowhere else (the store keeps it, never shows it again).
+    note = f"Key {kid} added with a new secret. Copy it now: it is not shown again."
+    return await render(visit, section="keys", flash=note, generated={"kid": kid, "secret": generated})
 
 
 @router.post("/fields")
@@ -132,43 +134,23 @@ async def add_field(visit: CommunityVisit, form: Form) -> Response:
     data = {name: value for name, value in values.items() if name != "regex" or value}
 
     async def change() -> object:
-        field = _valid(spec.CustomFieldSpec, data)
+        field = spec.CustomFieldSpec.model_validate(data)
         return await actions.add_field(visit.conn, visit.caller, visit.community_id, field)
 
-    return await _submit(visit, "fields", change, values=values, done=f"custom field {values['key']} added")
-
-
-@router.post("/fields/{key}/remove")
-async def remove_field(visit: CommunityVisit, form: Form, key: str) -> Response:
-    async def change() -> None:
-        await actions.remove_field(visit.conn, visit.caller, visit.community_id, key)
-
-    return await _submit(visit, "fields", change, values={}, done=f"custom field {key} removed")
-
-
-#: `actions.add_mapping` or `actions.remove_mapping`.
-MappingAction = Callable[[asyncpg.Connection, Caller, str, spec.MappingSpec], Awaitable[object]]
-
-
-async def _mapping(visit: Visit, form: dict[str, str], action: MappingAction, *, added: bool) -> Response:
-    """Add or remove the mapping `from` -> `to` (M2); a refused addition keeps what was typed."""
-    values = _texts(form, "from", "to")
-
-    async def change() -> object:
-        return await action(visit.conn, visit.caller, visit.community_id, _valid(spec.MappingSpec, values))
-
-    done = f"mapping {values['from']} -> {values['to']} {'added' if added else 'removed'}"
-    return await _submit(visit, "mappings", change, values=values if added else {}, done=done)
+    return await _submit(visit, "fields", change, values=values, done=f"Custom field {values['key']} added.")
 
 
 @router.post("/mappings")
 async def add_mapping(visit: CommunityVisit, form: Form) -> Response:
-    return await _mapping(visit, form, actions.add_mapping, added=True)
+    """Add the mapping `from` -> `to` after the others (M2); a refusal keeps what was typed."""
+    values = _texts(form, "from", "to")
 
+    async def change() -> object:
+        mapping = spec.MappingSpec.model_validate(values)
+        return await actions.add_mapping(visit.conn, visit.caller, visit.community_id, mapping)
 
-@router.post("/mappings/remove")
-async def remove_mapping(visit: CommunityVisit, form: Form) -> Response:
-    return await _mapping(visit, form, actions.remove_mapping, added=False)
+    done = f"Mapping {values['from']} → {values['to']} added."
+    return await _submit(visit, "mappings", change, values=values, done=done)
 
 
 @router.post("/token-check", response_class=HTMLResponse)
@@ -182,12 +164,6 @@ async def token_check(visit: CommunityVisit, form: Form) -> Response:
     try:
         check = await actions.check_token(visit.conn, visit.community_id, token, received_at)
     except ApiError as exc:
-        return await render(
-            visit,
-            status=exc.status,
-            section="token-check",
-            error=exc.message,
-            field="received_at",
-            values=values,
-        )
+        refusal = explain(exc, values)
+        return await render(visit, status=exc.status, section="token-check", refusal=refusal, values=values)
     return await render(visit, section="token-check", check=check, values=values)

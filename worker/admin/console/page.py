@@ -1,92 +1,101 @@
-"""The console's pages (DESIGN §10, A5): sign-in, a refusal, and a community's page.
+"""The console's pages (DESIGN §10, A5): sign-in, a refusal, a community's page, a confirmation.
 
-A community's page shows every section with, beside each field, the format rule its
-validator applies (`RULES`) and, after a refused change, the API's message (`render`).
+A community's page shows every section with, beside each field, what it takes in plain words
+(`RULES`) and, after a refused change, what is wrong with the value given (`wording.explain`)
+next to that field; after an accepted change, the note sits in the section that changed.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from worker.admin import actions
-from worker.admin.auth import SESSION_COOKIE, Connection, admit, session_caller
+from worker.admin.auth import SESSION_COOKIE, Connection, admit
 from worker.admin.console.session import CommunityVisit, Visit, csrf_token, same_origin
+from worker.admin.console.wording import FIELD_KEY_RULE, Refusal, ago, show_duration
 from worker.admin.errors import ApiError
 from worker.admin.models import TokenCheckResult
 from worker.core import config as spec
 from worker.core.contracts import GROUP_LIST_FIELDS, GROUP_SCALAR_FIELDS, Mode
-from worker.core.keys import HMAC_SECRET_PATTERN, KID_MAX_CHARS, KID_PATTERN, RSA_MIN_BITS
+from worker.core.keys import KID_MAX_CHARS, RSA_MIN_BITS
 from worker.store import audit, sessions
 from worker.store import repository as repo
-from worker.store.pages import MAX_LIMIT, BadPage, PageRequest
+from worker.store.pages import MAX_LIMIT, PageRequest
 
 ADMIN: Final = Path(__file__).resolve().parent.parent
 STATIC: Final = ADMIN / "static"
 templates = Jinja2Templates(directory=ADMIN / "templates")
+templates.env.filters["duration"] = show_duration
 router = APIRouter(include_in_schema=False)
 
-#: The note a change leaves for the next page (one minute, then gone).
+#: The note a change leaves for the next page: "section|text" (one minute, then gone).
 FLASH_COOKIE: Final = "identity_worker_flash"
 AUDIT_ROWS: Final = 50
 SECTION_ROWS: Final = MAX_LIMIT
 #: The console's Health section: the last hour, as `GET …/health` by default (L5).
 HEALTH_SECONDS: Final = 3600
-#: The format rules shown beside each field: from the constants the validators use.
+#: What each field takes, in plain words, from the constants the validators use.
 RULES: Final = {
-    "kid": f"{KID_PATTERN}, at most {KID_MAX_CHARS} characters",
-    "hmac_secret": f"HS256: exactly 24 characters 0-9a-f ({HMAC_SECRET_PATTERN}); "
-    "the key is those 24 characters",
-    "rsa_public_key": f"RS256: PEM, BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY, at least {RSA_MIN_BITS} bits; "
-    "never a private key",
-    "min_validity_seconds": f"0-{spec.MAX_MIN_VALIDITY_SECONDS}: a token must stay valid this long",
-    "leeway_seconds": f"0-{spec.MAX_LEEWAY_SECONDS}: clock skew allowed on exp, nbf, iat",
-    "max_validity_seconds": f"empty (no maximum) or 1-{spec.MAX_MAX_VALIDITY_SECONDS}: "
-    "a token valid longer after the event is refused (expiry_too_far)",
-    "retirement_window_seconds": f"0-{spec.MAX_RETIREMENT_WINDOW_SECONDS}: removing a key that "
-    "verified a token this recently needs 'Remove anyway'",
-    "key": f"{spec.FIELD_KEY_PATTERN}",
-    "label": f"1-{spec.MAX_LABEL_CHARS} characters, what agents see",
-    "regex": f"optional; RE2 syntax, must match the whole value, at most {spec.MAX_REGEX_CHARS} characters",
-    "from": "uuid or extra_values.<key>",
-    "to": "identity_group.<field> or custom_fields.<key> of a declared field",
+    "kid": f"The kid your website puts in its tokens' header: lower-case letters, digits and _, "
+    f"at most {KID_MAX_CHARS} characters.",
+    "hmac_secret": "Exactly 24 characters 0-9 and a-f, as your website signs with them.",
+    "rsa_public_key": "The PEM text from -----BEGIN PUBLIC KEY----- to its END line, "
+    f"at least {RSA_MIN_BITS} bits. Never a private key.",
+    "min_validity_seconds": "A token must stay valid at least this long after the event "
+    f"(at most {show_duration(spec.MAX_MIN_VALIDITY_SECONDS)}).",
+    "leeway_seconds": "Clock difference allowed between your website and the platform "
+    f"(at most {show_duration(spec.MAX_LEEWAY_SECONDS)}).",
+    "max_validity_seconds": "Empty: no maximum. Otherwise a token valid longer than this after the "
+    f"event is refused (at most {show_duration(spec.MAX_MAX_VALIDITY_SECONDS)}).",
+    "retirement_window_seconds": "Removing a key that verified a token this recently asks you to "
+    f"confirm twice (at most {show_duration(spec.MAX_RETIREMENT_WINDOW_SECONDS)}).",
+    "key": f"{FIELD_KEY_RULE}; used in mappings as custom_fields.<key>.",
+    "label": f"What agents see, 1 to {spec.MAX_LABEL_CHARS} characters.",
+    "regex": "Optional. A value must match it whole (RE2 syntax), e.g. C[0-9]{6}.",
+    "from": "uuid, or extra_values. followed by the name of a value your website sends.",
+    "to": "identity_group.<field>, or custom_fields.<key> of a declared custom field.",
+    "id": "1 to 64 letters, digits, underscores and hyphens; cannot be changed later.",
 }
+DURATION_HINT: Final = "Seconds, or a duration such as 90 s, 15 min, 1 h or 2 d."
 
 
 def error_page(request: Request, error: ApiError) -> Response:
     """A refusal of a console page: sign in again (401), or say what is wrong."""
     if error.status == 401:
-        response = _signin(request, error.message, 401)
+        response = signin_page(request, error.message, 401)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
     return templates.TemplateResponse(request, "error.html", {"error": error.message}, error.status)
 
 
-def _signin(request: Request, error: str | None = None, status: int = 200) -> Response:
+def signin_page(request: Request, error: str | None = None, status: int = 200) -> Response:
     return templates.TemplateResponse(request, "signin.html", {"error": error}, status)
 
 
-@router.get("/", response_class=HTMLResponse)
-async def home(request: Request, conn: Connection) -> Response:
-    if not request.cookies.get(SESSION_COOKIE):
-        return _signin(request)
-    caller = await session_caller(conn, request)
-    if caller.community_id is not None:
-        return RedirectResponse(f"/communities/{caller.community_id}", 303)
-    # T5: a page at a time, searched by id prefix (`?q=`), `?after=` from the page's "Next" link.
-    query = request.query_params
-    try:
-        page = PageRequest(after=query.get("after") or None, prefix=query.get("q") or None)
-        found = await actions.communities(conn, caller, page)
-    except BadPage as exc:
-        raise ApiError(422, exc.message) from None
-    context = {"caller": caller, "communities": found.items, "search": page.prefix or "", "next": found.next}
-    return templates.TemplateResponse(request, "communities.html", context)
+def take_flash(request: Request, section: str) -> tuple[str | None, str | None]:
+    """The (section, text) a change left for this page, if any."""
+    note = request.cookies.get(FLASH_COOKIE)
+    if not note:
+        return None, None
+    where, _, text = unquote(note).partition("|")
+    return (where, text) if text else (section, where)
+
+
+def flash_redirect(url: str, section: str, text: str) -> Response:
+    """Back to `url`'s `section` (303) with `text` beside it."""
+    response = RedirectResponse(f"{url}#{section}", 303)
+    # Quoted: a cookie holds Latin-1 only, and the note may name a mapping with its arrow.
+    note = quote(f"{section}|{text}")
+    response.set_cookie(FLASH_COOKIE, note, httponly=True, samesite="strict", max_age=60)
+    return response
 
 
 @router.post("/signin")
@@ -97,7 +106,7 @@ async def signin(request: Request, conn: Connection) -> Response:
     try:
         caller = await admit(conn, token, None)
     except ApiError as exc:
-        return _signin(request, exc.message, exc.status)
+        return signin_page(request, exc.message, exc.status)
     previous = request.cookies.get(SESSION_COOKIE)
     async with conn.transaction():
         if previous:  # signing in again replaces the browser's session, never adds to it
@@ -129,9 +138,21 @@ async def signout(request: Request, conn: Connection) -> Response:
 
 @router.get("/communities/{community_id}", response_class=HTMLResponse)
 async def community_page(visit: CommunityVisit) -> Response:
-    response = await render(visit, flash=visit.request.cookies.get(FLASH_COOKIE))
+    section, text = take_flash(visit.request, "handling")
+    response = await render(visit, section=section, flash=text)
     response.delete_cookie(FLASH_COOKIE, path="/")
     return response
+
+
+def section_rows() -> PageRequest:
+    """The rows each section of a community's page shows (T5: bounded whatever it holds)."""
+    return PageRequest(SECTION_ROWS)
+
+
+def base_context(request: Request, **extra: Any) -> dict[str, Any]:
+    """What every signed-in page shows: the CSRF value, the time (for "3 min ago")."""
+    now = datetime.now(UTC)
+    return {"csrf": csrf_token(request), "now": now, "ago": lambda moment: ago(moment, now), **extra}
 
 
 async def render(
@@ -139,36 +160,75 @@ async def render(
     *,
     status: int = 200,
     section: str | None = None,
-    error: str | None = None,
-    field: str | None = None,
+    refusal: Refusal | None = None,
     values: dict[str, str] | None = None,
     check: TokenCheckResult | None = None,
     flash: str | None = None,
+    generated: dict[str, str] | None = None,
 ) -> Response:
-    """The community's page; after a change, `section` holds the form, `error` the API's
-    message beside `field` (None: beside the form's button), `values` what to show again."""
+    """The community's page; after a change, `section` holds the form, `refusal` what is wrong
+    beside each field, `values` what to show again, `flash` the note of an accepted change,
+    `generated` a new key's secret, shown this once."""
     conn, community_id = visit.conn, visit.community_id
     # Each section shows its first SECTION_ROWS rows (T5: bounded whatever the community holds).
     rows = PageRequest(SECTION_ROWS)
     fields = (await repo.list_fields(conn, community_id, rows)).items
     targets = [f"identity_group.{name}" for name in GROUP_SCALAR_FIELDS + GROUP_LIST_FIELDS]
-    context: dict[str, Any] = {
-        "caller": visit.caller,
-        "community": await actions.community(conn, community_id),
-        "keys": [asdict(k) for k in (await actions.keys(conn, community_id, rows)).items],
-        "fields": fields,
-        "mappings": (await repo.list_mappings(conn, community_id, rows)).items,
-        "entries": (await audit.list_entries(conn, PageRequest(AUDIT_ROWS), community_id)).items,
-        "health": await actions.health(conn, community_id, HEALTH_SECONDS),
-        "modes": [m.value for m in Mode],
-        "targets": targets + [f"custom_fields.{f.key}" for f in fields],
-        "rules": RULES,
-        "csrf": csrf_token(visit.request),
-        "section": section,
-        "error": error,
-        "error_field": field,
-        "values": values or {},
-        "check": check,
-        "flash": flash,
-    }
-    return templates.TemplateResponse(visit.request, "community.html", context, status)
+    context = base_context(
+        visit.request,
+        caller=visit.caller,
+        community=await actions.community(conn, community_id),
+        keys=[asdict(k) for k in (await actions.keys(conn, community_id, rows)).items],
+        fields=fields,
+        mappings=(await repo.list_mappings(conn, community_id, rows)).items,
+        entries=(await audit.list_entries(conn, PageRequest(AUDIT_ROWS), community_id)).items,
+        health=await actions.health(conn, community_id, HEALTH_SECONDS),
+        modes=[m.value for m in Mode],
+        targets=targets + [f"custom_fields.{f.key}" for f in fields],
+        rules=RULES,
+        duration_hint=DURATION_HINT,
+        section=section,
+        errors=refusal.fields if refusal else {},
+        general=refusal.general if refusal else [],
+        values=values or {},
+        check=check,
+        flash=flash,
+        generated=generated,
+    )
+    response = templates.TemplateResponse(visit.request, "community.html", context, status)
+    if generated:
+        response.headers["Cache-Control"] = "no-store"  # the secret is shown once, never kept
+    return response
+
+
+def confirm(
+    visit: Visit,
+    what: str,
+    path: str,
+    section: str,
+    facts: list[str],
+    *,
+    hidden: dict[str, str] | None = None,
+    refusal: Refusal | None = None,
+    force: bool = False,
+) -> Response:
+    """The confirmation page of removing `what` ("key k1") of the visit's community (no
+    JavaScript needed): the facts that matter, one button that posts to `path` (under the
+    community's page), and Cancel back to its `section`. After a refusal, the refusal and
+    (when the removal may be forced, L3) a "Remove … anyway" button."""
+    page = f"/communities/{visit.community_id}"
+    context = base_context(
+        visit.request,
+        caller=visit.caller,
+        title=f"Remove {what}?",
+        action=f"{page}/{path}",
+        button=f"Remove {what}",
+        back=f"{page}#{section}" if section else page,
+        facts=facts,
+        hidden=hidden or {},
+        general=refusal.general if refusal else [],
+        force=force,
+    )
+    return templates.TemplateResponse(
+        visit.request, "confirm.html", context, refusal.status if refusal else 200
+    )
