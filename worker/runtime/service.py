@@ -177,6 +177,7 @@ async def serve(
     health.store_degraded = source.degraded
     metrics.live_counter("token_cache_hits", "Verified-token cache hits (C4)", lambda: token_cache.hits)
     metrics.live_counter("token_cache_misses", "Verified-token cache misses (C4)", lambda: token_cache.misses)
+    metrics.watch_token_cache(token_cache)
     metrics.live_gauge("config_age_seconds", "Age of the loaded configuration (C1, C3)", source.age)
     metrics.live_gauge("ready", "1 when /readyz answers 200", lambda: 1.0 if health.ready() else 0.0)
     decider = Decider(
