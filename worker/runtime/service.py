@@ -18,7 +18,7 @@ from worker.core.tokencache import TokenCache
 from worker.exitcodes import EXIT_BUG, EXIT_FATAL, EXIT_OK, EXIT_UNCLEAN
 from worker.ops.health import Health
 from worker.ops.http import OpsServer
-from worker.ops.logging import get_logger
+from worker.ops.logging import ProgressGate, client_started, get_logger
 from worker.ops.metrics import Metrics
 from worker.runtime.backoff import RetryPolicy
 from worker.runtime.decide import Decider, Processor, pipeline_processor
@@ -210,6 +210,7 @@ async def serve(
         await member.start(stop)
         health.started = True
         log.info("worker ready", metrics_port=port or None, database=settings.redacted_dsn())
+        client_started()
         if on_ready is not None:
             on_ready(member, port)
         monitor = asyncio.create_task(_monitor(member, metrics, health, source, settings, stop))
@@ -267,6 +268,7 @@ async def _monitor(
     """Every few seconds: consumer lag (also a Kafka probe), store health, the progress line."""
     interval = settings.progress_interval_seconds or 5.0
     log = get_logger("identity-worker.progress")
+    gate = ProgressGate(idle_every=max(60.0, 12 * interval))  # idle: a line a minute, not every 5 s
     last_count, last_time = member.processed, time.monotonic()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -279,8 +281,8 @@ async def _monitor(
         now = time.monotonic()
         rate = (member.processed - last_count) / max(now - last_time, 1e-9)
         last_count, last_time = member.processed, now
-        if settings.progress_interval_seconds:
-            problems = health.problems()
+        problems = health.problems()
+        if settings.progress_interval_seconds and gate.due((member.processed, lag, problems), now):
             log.info(
                 f"progress: {rate:.0f} events/s, lag {lag if lag is not None else '?'}, "
                 f"{member.processed} processed" + (f"; not ready: {'; '.join(problems)}" if problems else ""),
