@@ -56,6 +56,7 @@ from worker.kafka.producer import OutputProducer, quietly
 from worker.ops.health import Health
 from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
+from worker.ops.tracing import traced
 from worker.runtime.backoff import RetryPolicy
 from worker.runtime.checkpoint import Checkpoint
 from worker.runtime.commit import AcknowledgedCommitter, Routing, TransactionalCommitter
@@ -128,6 +129,7 @@ class Member:
             self._committer = TransactionalCommitter(s.group_id, routing, self._in_group)
         else:
             self._committer = AcknowledgedCommitter(routing)
+        self._committer = traced(self._committer, s.group_id)  # spans per event and commit when on
         try:
             self._consumer = InputConsumer(s, on_revoked=self.on_revoked, on_assigned=self.on_assigned)
         except Exception as exc:
