@@ -19,7 +19,7 @@ KEEP_STACK ?=
 # The port of `make admin`'s configuration service.
 ADMIN_PORT ?= 8080
 
-.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench admin console-screenshots
+.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench admin console-screenshots chaos
 
 help:
 	@echo "make demo          example events through the real worker, printed as a table"
@@ -29,9 +29,10 @@ help:
 	@echo "make stack-up      start Kafka + PostgreSQL; prints the exports"
 	@echo "make stack-down    stop them and remove their data"
 	@echo "make stack-status  what runs where"
-	@echo "make lint          ruff check, ruff format --check, mypy, vulture (dead code)"
+	@echo "make lint          ruff check, ruff format --check, mypy, vulture (dead code), import contracts"
 	@echo "make schemas       regenerate schemas/ from the models"
 	@echo "make bench         Kafka benchmark of the worker vs its references (docs/performance.md)"
+	@echo "make chaos         broker restart campaign: RESTARTS=200 kills/stops/freezes, 1 and 3 brokers"
 	@echo "make venv          (re)build .venv when pyproject.toml changed"
 
 venv: $(VENV_STAMP)
@@ -84,13 +85,15 @@ test: venv
 test-suite: venv prerequisites
 	$(call with_stack,$(PY) -m pytest -ra $(PYTEST_ARGS))
 
-# All three run, so one report shows every problem; non-zero when any failed.
+# All run, so one report shows every problem; non-zero when any failed. lint-imports checks the
+# layers of docs/architecture.md (pyproject.toml [tool.importlinter]).
 lint: venv
 	@rc=0; \
 	echo "$(PY) -m ruff check ." >&2; $(PY) -m ruff check . || rc=1; \
 	echo "$(PY) -m ruff format --check ." >&2; $(PY) -m ruff format --check . || rc=1; \
 	echo "$(PY) -m mypy" >&2; $(PY) -m mypy || rc=1; \
 	echo "$(PY) -m vulture" >&2; $(PY) -m vulture || rc=1; \
+	echo "$(VENV)/bin/lint-imports" >&2; $(VENV)/bin/lint-imports --no-cache --no-logo || rc=1; \
 	exit $$rc
 
 # Leaves the stack running (the worker runs until Ctrl-C); `make stack-down` stops it.
@@ -107,7 +110,7 @@ demo: venv
 # and a community token printed with the console's URL; runs until Ctrl-C, the stack stays up.
 admin: venv
 	@exports=$$($(STACK) up); eval "$$exports"; \
-	exec $(PY) -m worker.admin.quickstart --port $(ADMIN_PORT)
+	exec $(PY) -m worker.devtools.quickstart --port $(ADMIN_PORT)
 
 # Re-takes the console screenshots of the README (docs/console/) in headless chromium.
 console-screenshots: venv
@@ -120,3 +123,13 @@ schemas: venv
 bench: venv
 	eval "$$($(STACK) up)" && $(PY) bench/kafka_bench.py --events 100000 --hs-share 0.8 \
 	    --repeat-share 0.0 --invalid-share 0.05 --partitions 4
+
+# Broker restart campaigns (docs/fault-model.md): RESTARTS broker faults (graceful, SIGKILL,
+# SIGSTOP then SIGKILL) on private single-node and 3-node clusters, PER_RUN per worker stream;
+# one JSON line per run, a total at the end; non-zero when any run duplicated or lost.
+RESTARTS ?= 200
+PER_RUN ?= 10
+CHAOS_BROKERS ?= 1,3
+chaos: venv
+	$(call with_stack,$(PY) -m tests.support.chaos --restarts $(RESTARTS) --per-run $(PER_RUN) \
+	    --brokers $(CHAOS_BROKERS))

@@ -62,3 +62,9 @@ _.max_ms
 # http.server: the request handler's hooks of tests/support/otlp.py's OTLP receiver (issue 26).
 _.do_POST
 _.log_message
+
+# aiokafka's protocol classes: class attributes its connection reads (kafka/offsets.py,
+# kafka/transactions.py).
+_.API_VERSION
+_.FLEXIBLE_VERSION
+_.RESPONSE_TYPE

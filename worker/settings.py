@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.backoff import DEFAULT_INITIAL_MS, DEFAULT_MAX_MS
 from worker.core.contracts import COMMUNITY_ID_PATTERN
 from worker.core.pipeline import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_TOKEN_BYTES, Limits
 from worker.core.redaction import redact_dsn
@@ -94,8 +95,8 @@ class Settings(KafkaSettings):
     heartbeat_interval_ms: int = Field(3_000, ge=100, le=100_000)
     max_poll_interval_ms: int = Field(300_000, ge=1000)
     # K8: capped exponential backoff of infrastructure retries.
-    retry_backoff_initial_ms: int = Field(200, ge=1, le=60_000)
-    retry_backoff_max_ms: int = Field(10_000, ge=1, le=600_000)
+    retry_backoff_initial_ms: int = Field(DEFAULT_INITIAL_MS, ge=1, le=60_000)
+    retry_backoff_max_ms: int = Field(DEFAULT_MAX_MS, ge=1, le=600_000)
     # aiokafka's own request retries (produce, AddOffsetsToTxn, EndTxn…). Short, because the
     # common retry is CONCURRENT_TRANSACTIONS right after a commit, which clears in milliseconds:
     # every retry sleeps this long inside a batch's delay (docs/performance.md). aiokafka has no

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def test_make_admin_prints_the_url_and_two_working_tokens(fresh_db: str) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker.admin.quickstart", "--port", str(port)],
+        [sys.executable, "-m", "worker.devtools.quickstart", "--port", str(port)],
         env={**os.environ, "DATABASE_URL": fresh_db},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

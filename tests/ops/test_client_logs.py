@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiokafka.consumer.group_coordinator as group_coordinator
 import pytest
+import structlog
 from aiokafka import errors
 
 from tests.support.worker import new_topics, own_store, start_worker, wait_ready
@@ -66,6 +67,19 @@ def test_a_line_made_info_is_dropped_below_the_configured_level(levels: ClientLe
     assert not levels.filter(record(ClientLevels.MARKED_DEAD, logging.WARNING, 1, "g"))
 
 
+@pytest.fixture
+def configured() -> Iterator[None]:
+    """Undoes the test's configure_logging (it writes to the test's captured stderr)."""
+    saved, root = structlog.get_config(), logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    aiokafka_level = logging.getLogger("aiokafka").level
+    yield
+    structlog.configure(**saved)
+    root.handlers[:], root.level = handlers, level
+    logging.getLogger("aiokafka").setLevel(aiokafka_level)
+
+
+@pytest.mark.usefixtures("configured")
 def test_client_lines_carry_their_logger_name_and_new_level(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("info")
     ops_logging._CLIENT_LEVELS.starting = True  # a new process
@@ -76,7 +90,8 @@ def test_client_lines_carry_their_logger_name_and_new_level(capsys: pytest.Captu
         logging.getLogger("aiokafka.conn").warning("Connection %s closed", "x")
     finally:
         ops_logging._CLIENT_LEVELS.starting = False
-    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    err = capsys.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert [(line["logger"], line["level"]) for line in lines] == [
         (COORDINATOR, "info"),
         ("aiokafka.conn", "warning"),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import structlog
 
-from worker.ops.logging import IDENTIFIER_KEYS, configure_logging, get_logger, scrub_event
+from worker.ops.logging import IDENTIFIER_KEYS, configure_logging, scrub_event
 from worker.settings import TopicNames
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJ1dWlkIjoidmlzaXRvci03In0.c2lnbmF0dXJlLWJ5dGVz"
@@ -75,7 +75,7 @@ def test_configured_logger_writes_scrubbed_json_lines(monkeypatch: pytest.Monkey
     stream = io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)
     configure_logging("info")
-    get_logger("test").info("member started", transactional_id=DOTTED, error=f"x {TOKEN}")
+    structlog.get_logger("test").info("member started", transactional_id=DOTTED, error=f"x {TOKEN}")
     logging.getLogger("aiokafka.test").warning("retrying %s", TOKEN)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert lines[0]["transactional_id"] == DOTTED and lines[0]["error"] == "x <token>"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from worker.runtime.backoff import STARTUP_MAX_SECONDS, RetryPolicy, retry_until
+from worker.backoff import STARTUP_MAX_SECONDS, RetryPolicy, retry_until
 from worker.settings import Settings
 
 

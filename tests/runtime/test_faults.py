@@ -6,8 +6,8 @@ import pytest
 from aiokafka import errors as kafka
 from aiokafka.structs import TopicPartition
 
+from worker.backoff import RetryPolicy
 from worker.core.community import ConfigUnavailable
-from worker.runtime.backoff import RetryPolicy
 from worker.runtime.commit import MemberExpelled
 from worker.runtime.faults import FATAL_ERRORS, FatalFault, Fault, classify, hint
 from worker.runtime.waits import Waits

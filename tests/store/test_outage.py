@@ -26,12 +26,12 @@ from tests.support.store import (
     wait_until,
     write,
 )
+from worker.backoff import RetryPolicy
 from worker.core.community import ConfigUnavailable
 from worker.core.config import CommunitySpec
 from worker.core.contracts import Mode, Outcome, Reason, parse_rfc3339
 from worker.core.pipeline import process_event
 from worker.core.records import Output
-from worker.runtime.backoff import RetryPolicy
 from worker.store import repository as repo
 from worker.store.cache import ConfigCache
 

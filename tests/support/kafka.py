@@ -39,17 +39,24 @@ def worker_env(bootstrap: str) -> dict[str, str]:
 
 
 async def create_topics(
-    bootstrap: str, topics: dict[str, int], configs: dict[str, dict[str, str]] | None = None
+    bootstrap: str,
+    topics: dict[str, int],
+    configs: dict[str, dict[str, str]] | None = None,
+    *,
+    replication_factor: int = 1,
 ) -> None:
-    """Create topics ({name: partitions}, replication factor 1, `configs` by name) and wait
-    until they exist."""
+    """Create topics ({name: partitions}, `replication_factor` (1: one broker), `configs` by
+    name) and wait until they exist."""
     admin = AIOKafkaAdminClient(**client_options(bootstrap))
     await admin.start()
     try:
         await admin.create_topics(
             [
                 NewTopic(
-                    name, num_partitions=n, replication_factor=1, topic_configs=(configs or {}).get(name)
+                    name,
+                    num_partitions=n,
+                    replication_factor=replication_factor,
+                    topic_configs=(configs or {}).get(name),
                 )
                 for name, n in topics.items()
             ]

@@ -13,13 +13,15 @@ from contextlib import asynccontextmanager
 from typing import Final
 
 import asyncpg
+import structlog
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.admin import api, console, errors
-from worker.ops.logging import get_logger
 from worker.store.db import connect
 from worker.store.migrate import check_schema
+
+log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES: Final = 64 * 1024
 POOL_SIZE: Final = 4
@@ -36,7 +38,6 @@ class RequestLog:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.log = get_logger("identity-worker.admin")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,7 +55,7 @@ class RequestLog:
         try:
             await self.app(scope, receive, remember)
         finally:
-            self.log.info(
+            log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],

@@ -12,7 +12,7 @@ import asyncpg
 import click
 
 from worker.cli import database
-from worker.cli.common import fail
+from worker.cli.common import fail, fail_store
 from worker.cli.database import database_url_option, run_store
 from worker.cli.output import Column, print_changes, table, when
 from worker.exitcodes import PROG
@@ -50,7 +50,7 @@ def serve(host: str, port: int, database_url: str | None) -> None:
     try:
         url = resolve_url(database_url)
     except StoreError as exc:
-        fail(exc.message, exc.exit_code)
+        fail_store(exc)
     run_store(url, lambda conn: asyncio.sleep(0), write=False)  # reachable and migrated, or one line
     click.echo(f"{PROG} admin: console http://{host}:{port}/  API http://{host}:{port}/api/v1", err=True)
     configure_logging("info")  # JSON lines on stderr, as the worker's (DESIGN §7)

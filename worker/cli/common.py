@@ -6,9 +6,12 @@ import contextlib
 import os
 import sys
 import tempfile
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from worker.exitcodes import EXIT_USAGE
+from worker.exitcodes import EXIT_ENVIRONMENT, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from worker.store.db import StoreError
 
 
 class CliError(Exception):
@@ -22,6 +25,14 @@ class CliError(Exception):
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise CliError(message, code)
+
+
+def fail_store(exc: StoreError) -> NoReturn:
+    """A store failure as one line: exit 2 for wrong input (nothing changed), 1 for the
+    environment (database unreachable, schema missing; DESIGN §7, `worker.exitcodes`)."""
+    from worker.store.db import InputError  # the offline commands never load the store
+
+    fail(exc.message, EXIT_USAGE if isinstance(exc, InputError) else EXIT_ENVIRONMENT)
 
 
 def read_text(path: str, what: str) -> str:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import asyncpg
 import click
 
-from worker.cli.common import fail
+from worker.cli.common import fail, fail_store
 from worker.cli.output import Column, print_changes, table
 from worker.core.config import CommunitySpec, ConfigError, SpecT, validate_spec
 from worker.exitcodes import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USAGE, PROG
@@ -68,7 +68,7 @@ def run_store(
     try:
         dsn = resolve_url(url)
     except StoreError as exc:
-        fail(exc.message, exc.exit_code)
+        fail_store(exc)
 
     async def go() -> T:
         conn = await connect(dsn)
@@ -90,10 +90,10 @@ def run_store(
     except ConfigError as exc:
         fail("refused, the result would be invalid: " + "; ".join(exc.problems))
     except StoreError as exc:
-        fail(exc.message, exc.exit_code)
+        fail_store(exc)
     except (asyncpg.PostgresError, *TRANSIENT_ERRORS) as exc:
         error = translate(exc, dsn)
-        fail(error.message, error.exit_code)
+        fail_store(error)
 
 
 def _command_name() -> str:

@@ -14,7 +14,7 @@ import click
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from worker.cli.common import fail
+from worker.cli.common import fail, fail_store
 from worker.core.community import Community
 from worker.core.config import ConfigError
 from worker.core.contracts import rfc3339_seconds
@@ -96,7 +96,7 @@ def _load_communities(config: str | None, database_url: str | None) -> dict[str,
     try:
         return asyncio.run(load_all_from_url(database_url))
     except StoreError as exc:
-        fail(exc.message, exc.exit_code)
+        fail_store(exc)
 
 
 def _lines(stream: BinaryIO) -> Iterator[bytes]:

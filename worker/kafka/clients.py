@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 
-from worker.kafka import fetched
+from worker.kafka import fetched, offsets
 from worker.kafka.security import security_options
 from worker.settings import Guarantee, KafkaSettings, Settings
 
@@ -25,6 +25,7 @@ from worker.settings import Guarantee, KafkaSettings, Settings
 def make_consumer(settings: Settings, *, listener: ConsumerRebalanceListener | None = None) -> Any:
     """A group member subscribed to the input topic (K7); offsets are committed by the runtime."""
     fetched.install()  # K9: no record the client cannot decode raises out of getmany
+    offsets.install()  # K2, K8: committed offsets only from a clean, stable answer
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.client_id}-{settings.member_index}",

@@ -19,13 +19,15 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeAlias
 
+import structlog
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import TopicPartition
 
 from worker.kafka.clients import make_consumer
-from worker.ops.logging import get_logger
 from worker.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 #: A record as `getmany` returns it; `worker.kafka.fetched.UnreadableRecord` is one too (K9).
 Record: TypeAlias = Any  # aiokafka's ConsumerRecord: topic, partition, offset, timestamp, key, value, headers
@@ -37,8 +39,7 @@ class InputConsumer:
     """One consumer-group member's consumer of the input topic (K7). Errors are aiokafka's own."""
 
     def __init__(self, settings: Settings, *, on_revoked: OnRebalance, on_assigned: OnRebalance) -> None:
-        self._log = get_logger("identity-worker.runtime")
-        self._consumer = make_consumer(settings, listener=_Listener(on_revoked, on_assigned, self._log))
+        self._consumer = make_consumer(settings, listener=_Listener(on_revoked, on_assigned))
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -105,17 +106,17 @@ class InputConsumer:
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, on_revoked: OnRebalance, on_assigned: OnRebalance, log: Any) -> None:
-        self._on_revoked, self._on_assigned, self._log = on_revoked, on_assigned, log
+    def __init__(self, on_revoked: OnRebalance, on_assigned: OnRebalance) -> None:
+        self._on_revoked, self._on_assigned = on_revoked, on_assigned
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         try:
             await self._on_revoked(set(revoked))
         except Exception as exc:  # aiokafka would swallow it; say it ourselves
-            self._log.error("revocation handling failed", error_type=type(exc).__name__)
+            log.error("revocation handling failed", error_type=type(exc).__name__)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         try:
             await self._on_assigned(set(assigned))
         except Exception as exc:
-            self._log.error("assignment handling failed", error_type=type(exc).__name__)
+            log.error("assignment handling failed", error_type=type(exc).__name__)

@@ -187,7 +187,3 @@ def configure_logging(level: str = "info", *, member: int | None = None) -> None
     root.handlers[:] = [handler]
     root.setLevel(numeric)
     logging.getLogger("aiokafka").setLevel(max(numeric, logging.WARNING))
-
-
-def get_logger(name: str = "identity-worker") -> Any:
-    return structlog.get_logger(name)

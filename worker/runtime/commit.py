@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+import structlog
 from aiokafka.structs import TopicPartition
 
 from worker.core.contracts import Outcome, Source
@@ -31,13 +32,13 @@ from worker.kafka.topics import (
     TopicFacts,
     existing_topics,
 )
-from worker.ops.logging import get_logger
 from worker.runtime.decide import Decided
 from worker.settings import Settings
 
+log = structlog.get_logger(__name__)
+
 # Output topics are read again this often (seconds) even when nothing failed.
 REFRESH_SECONDS: Final = 60.0
-_log = get_logger("identity-worker.commit")
 
 
 class MemberExpelled(Exception):
@@ -238,7 +239,7 @@ def _reshaped(item: Decided, routing: Routing) -> tuple[Decided, bytes | None, l
                 break
             truncated = bool(fitted.record.get("raw_truncated"))
             if truncated or len(kept) < len(headers) or fitted.outcome is not item.output.outcome:
-                _log.warning(  # a derived key alone is the steady state of its topic: not logged
+                log.warning(  # a derived key alone is the steady state of its topic: not logged
                     "output shortened to fit its topic",
                     topic=topic,
                     source_partition=source.partition,

@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import NamedTuple, Protocol
 
+import structlog
 from aiokafka.structs import TopicPartition
 
 from worker.core.community import CommunityLookup, ConfigUnavailable
@@ -33,8 +34,9 @@ from worker.core.redaction import redact
 from worker.core.tokencache import TokenCache
 from worker.kafka.consumer import Record
 from worker.kafka.fetched import UnreadableRecord
-from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
+
+log = structlog.get_logger(__name__)
 
 # `decide` lets the event loop run this often (records), so the in-flight commit advances.
 YIELD_EVERY = 50
@@ -87,7 +89,6 @@ class Decider:
         self.max_attempts = max_attempts
         self.recheck_community = recheck_community
         self.clock = clock
-        self._log = get_logger("identity-worker.decide")
         self._observe = metrics.verification_seconds.observe
 
     async def decide(
@@ -126,7 +127,7 @@ class Decider:
     def unreadable(self, value: bytes | None, problem: str, source: Source) -> Output:
         """K9: the one output of a record the client could not decode (worker.kafka.fetched)."""
         self.metrics.unreadable_records.inc()
-        self._log.warning(
+        log.warning(
             "record cannot be decoded",
             problem=problem,
             topic=source.topic,
@@ -155,7 +156,7 @@ class Decider:
             except Exception as exc:
                 error = exc
                 self.metrics.processing_errors.labels(type(exc).__name__).inc()
-                self._log.warning(
+                log.warning(
                     "processing raised",
                     error_type=type(exc).__name__,
                     error=redact(str(exc))[:300],
@@ -168,7 +169,7 @@ class Decider:
             self._observe(time.perf_counter() - started)
             return output
         assert error is not None
-        self._log.error(
+        log.error(
             "dead letter",
             error_type=type(error).__name__,
             attempts=self.max_attempts,

@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import enum
 
+import structlog
 from aiokafka import errors as kafka
 
 from worker.core.community import ConfigUnavailable
 from worker.kafka.topics import OutputTopicUnusable
 from worker.ops.health import Health
-from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
 from worker.runtime.commit import MemberExpelled
+
+log = structlog.get_logger(__name__)
 
 
 class Fault(enum.Enum):
@@ -136,7 +138,6 @@ class Reporter:
     def __init__(self, metrics: Metrics, health: Health) -> None:
         self.metrics = metrics
         self.health = health
-        self._log = get_logger("identity-worker.runtime")
 
     def __call__(self, component: str, exc: BaseException, what: str) -> None:
         kind = classify(exc)
@@ -150,7 +151,7 @@ class Reporter:
         self.metrics.infrastructure_retries.labels(component, error).inc()
         if component == "kafka":
             self.health.kafka_failed(f"{what}: {error}")
-        self._log.warning(what, component=component, error_type=error, error=str(exc)[:300])
+        log.warning(what, component=component, error_type=error, error=str(exc)[:300])
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

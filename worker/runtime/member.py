@@ -49,15 +49,15 @@ import contextlib
 import time
 from collections.abc import Callable
 
+import structlog
 from aiokafka.structs import TopicPartition
 
+from worker.backoff import RetryPolicy
 from worker.kafka.consumer import InputConsumer
 from worker.kafka.producer import OutputProducer, quietly
 from worker.ops.health import Health
-from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
 from worker.ops.tracing import traced
-from worker.runtime.backoff import RetryPolicy
 from worker.runtime.checkpoint import Checkpoint
 from worker.runtime.commit import AcknowledgedCommitter, Routing, TransactionalCommitter
 from worker.runtime.decide import Decided, Decider
@@ -67,6 +67,8 @@ from worker.runtime.recovery import Recovery, Redo
 from worker.runtime.startup import Startup, StartupError
 from worker.runtime.waits import Waits
 from worker.settings import Guarantee, Settings
+
+log = structlog.get_logger(__name__)
 
 # While a transaction is in flight, a started batch checks this often whether it may close.
 IDLE_POLL = 0.005
@@ -100,7 +102,6 @@ class Member:
         waits = Waits(self.retry)
         self.partitions = Partitions(waits, metrics)
         self.committed = self.partitions.committed  # next offset per owned partition (lag, rewind)
-        self._log = get_logger("identity-worker.runtime")
         self._fault = Reporter(metrics, health)  # every fault the member meets (K10)
         health.waiting = lambda: waits.describe(time.monotonic())
         #: Called with each committed batch (L1: key usage and health counts, issue 15).
@@ -138,7 +139,7 @@ class Member:
             raise StartupError(f"cannot read {s.input_topic}: {type(exc).__name__}: {hint(exc)}") from None
         await startup.retry_kafka("joining Kafka", self._start_clients)
         self.health.kafka_ok()
-        self._log.info(
+        log.info(
             "member started",
             group_id=s.group_id,
             input_topic=s.input_topic,
@@ -157,7 +158,7 @@ class Member:
         if self._consumer is not None:
             await quietly(self._consumer.stop(), self._op_timeout)
         await self._producer.stop()
-        self._log.info("member stopped", processed=self.processed, clean=self.clean)
+        log.info("member stopped", processed=self.processed, clean=self.clean)
 
     # ---------------------------------------------------------------------- main loop
 
@@ -294,7 +295,7 @@ class Member:
                 )
                 recovery.done()
             self.metrics.rewinds.inc()
-            self._log.info("resumed from the committed offsets")
+            log.info("resumed from the committed offsets")
         except Exception as exc:
             self._fault("kafka", exc, "recovery failed; retrying")
             await self._kafka_backoff.sleep(stop)
@@ -312,11 +313,11 @@ class Member:
                     self._fault("kafka", exc, "could not settle the last transaction")
                 self.recovery.need(Redo.RENEW)
             self.partitions.forget(revoked)
-        self._log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
+        log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.metrics.assigned_partitions.set(len(assigned))
-        self._log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+        log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
 
     def _in_group(self) -> bool:
         return self._consumer is not None and self._consumer.in_group()

@@ -24,15 +24,17 @@ import contextlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
+import structlog
 from aiokafka.structs import TopicPartition
 
 from worker.core.community import ConfigUnavailable
 from worker.kafka.consumer import InputConsumer, Offsets
-from worker.ops.logging import get_logger
 from worker.ops.metrics import Metrics
 from worker.runtime.commit import next_offsets
 from worker.runtime.decide import Decided, Waiting
 from worker.runtime.waits import Waits
+
+log = structlog.get_logger(__name__)
 
 
 class Partitions:
@@ -40,7 +42,6 @@ class Partitions:
         self.waits = waits
         self.metrics = metrics
         self.committed: Offsets = {}
-        self._log = get_logger("identity-worker.runtime")
 
     def after_decide(
         self,
@@ -66,7 +67,7 @@ class Partitions:
         self.metrics.infrastructure_retries.labels("store", type(error).__name__).inc()
         self.metrics.partitions_waiting.set(len(self.waits))
         if wait.attempts == 1:
-            self._log.warning(
+            log.warning(
                 "partition waits: configuration unavailable",
                 topic=tp.topic,
                 partition=tp.partition,
@@ -80,7 +81,7 @@ class Partitions:
         wait = self.waits.release(tp)
         self.metrics.partitions_waiting.set(len(self.waits))
         if wait is not None:
-            self._log.info(
+            log.info(
                 "partition resumed",
                 topic=tp.topic,
                 partition=tp.partition,
@@ -128,9 +129,21 @@ class Partitions:
         the coordinator's answer is the truth. `timeout`: seconds per coordinator request.
         """
         for tp in consumer.assignment():
-            offset = None if ask_coordinator else self.committed.get(tp)
+            own = self.committed.get(tp)
+            offset = None if ask_coordinator else own
             if offset is None:
-                offset = await asyncio.wait_for(consumer.committed(tp), timeout)
+                # A clean, stable answer only (worker.kafka.offsets); and never earlier than what
+                # this member itself committed and saw confirmed (K2: that would answer again).
+                answer = await asyncio.wait_for(consumer.committed(tp), timeout)
+                offset = answer if own is None or (answer is not None and answer >= own) else own
+                if answer is not None and own is not None and answer < own:
+                    log.warning(
+                        "coordinator answered an offset before our own commit; kept ours",
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        answered=answer,
+                        committed=own,
+                    )
                 if offset is not None:
                     self.committed[tp] = offset
             offset = self.rewind_target(tp, offset)
@@ -150,8 +163,10 @@ class Partitions:
                     position = await asyncio.wait_for(consumer.committed(tp), timeout)
                 except Exception:
                     continue
-                position = position or 0
-                self.committed.setdefault(tp, position)
+                if position is None:  # nothing committed (a clean answer): not a rewind target
+                    position = 0
+                else:
+                    self.committed.setdefault(tp, position)
             lag = max(0, end - position)
             self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
             total += lag

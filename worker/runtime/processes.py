@@ -21,12 +21,16 @@ import signal
 import sys
 from typing import Any
 
+import structlog
+
 from worker.exitcodes import EXIT_FATAL, PROG, error_line
 from worker.kafka.security import KafkaMisconfiguration
-from worker.ops.logging import configure_logging, get_logger
+from worker.ops.logging import configure_logging
 from worker.runtime.service import serve
 from worker.runtime.startup import StartupError
 from worker.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 # Young-generation GC threshold of a worker process (CPython's default is 700 allocations).
 # Each event allocates dozens of short-lived containers, so the default runs a collection every
@@ -64,7 +68,6 @@ def _child(settings: Settings, ready: Any) -> None:
 def run_processes(settings: Settings) -> int:
     """Supervise `settings.processes` children; returns the exit code of the group."""
     configure_logging(settings.log_level)
-    log = get_logger("identity-worker.processes")
     context = multiprocessing.get_context("spawn")
     children: list[Any] = []
     stopping = False

@@ -13,14 +13,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
+
+from worker.backoff import RetryPolicy
 from worker.core.community import CommunityLookup, ConfigUnavailable
 from worker.core.tokencache import TokenCache
 from worker.exitcodes import EXIT_BUG, EXIT_FATAL, EXIT_OK, EXIT_UNCLEAN
 from worker.ops.health import Health
 from worker.ops.http import OpsServer
-from worker.ops.logging import ProgressGate, client_started, get_logger
+from worker.ops.logging import ProgressGate, client_started
 from worker.ops.metrics import Metrics
-from worker.runtime.backoff import RetryPolicy
 from worker.runtime.decide import Decider, Processor, pipeline_processor
 from worker.runtime.faults import FatalFault
 from worker.runtime.member import Member
@@ -28,6 +30,8 @@ from worker.runtime.startup import StartupError
 from worker.runtime.usage import UsageRecorder
 from worker.settings import Settings
 from worker.store.yaml_io import load_config_file
+
+log = structlog.get_logger(__name__)
 
 #: At exit, the last usage flush may take this long; what it could not write is logged as pending.
 USAGE_SHUTDOWN_SECONDS = 5.0
@@ -166,13 +170,12 @@ async def serve(
     on_ready: Callable[[Member, int], None] | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or `stop`); returns the exit code. Raises StartupError."""
-    log = get_logger("identity-worker")
     stop = stop or asyncio.Event()
     metrics = Metrics()
     health = Health()
     token_cache = TokenCache(settings.token_cache_size)
     if handle_signals:
-        _install_signals(stop, log)
+        _install_signals(stop)
     source = await ConfigSource.open(settings, token_cache)
     health.store_degraded = source.degraded
     metrics.live_counter("token_cache_hits", "Verified-token cache hits (C4)", lambda: token_cache.hits)
@@ -214,7 +217,7 @@ async def serve(
         if on_ready is not None:
             on_ready(member, port)
         monitor = asyncio.create_task(_monitor(member, metrics, health, source, settings, stop))
-        code = await _run_until_stopped(member, stop, settings.shutdown_timeout_seconds, log)
+        code = await _run_until_stopped(member, stop, settings.shutdown_timeout_seconds)
         health.stopping = True
         monitor.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -232,7 +235,7 @@ async def serve(
             await server.close()
 
 
-async def _run_until_stopped(member: Member, stop: asyncio.Event, bound: float, log: Any) -> int:
+async def _run_until_stopped(member: Member, stop: asyncio.Event, bound: float) -> int:
     """K6: once stopped, the current batch has `bound` seconds to commit; then we leave regardless."""
     task = asyncio.create_task(member.run(stop))
     stopping = asyncio.create_task(stop.wait())
@@ -267,7 +270,6 @@ async def _monitor(
 ) -> None:
     """Every few seconds: consumer lag (also a Kafka probe), store health, the progress line."""
     interval = settings.progress_interval_seconds or 5.0
-    log = get_logger("identity-worker.progress")
     gate = ProgressGate(idle_every=max(60.0, 12 * interval))  # idle: a line a minute, not every 5 s
     last_count, last_time = member.processed, time.monotonic()
     while not stop.is_set():
@@ -293,7 +295,7 @@ async def _monitor(
             )
 
 
-def _install_signals(stop: asyncio.Event, log: Any) -> None:
+def _install_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
 
     def requested(signum: int) -> None:

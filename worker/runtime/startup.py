@@ -13,8 +13,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from worker.backoff import RetryPolicy, retry_until
 from worker.kafka.topics import TopicFacts, existing_topics
-from worker.runtime.backoff import RetryPolicy, retry_until
 from worker.runtime.commit import unusable_output
 from worker.runtime.faults import FatalFault, Reporter
 from worker.settings import Settings

@@ -28,12 +28,14 @@ from dataclasses import dataclass
 from typing import Final
 
 import asyncpg
+import structlog
 
 from worker.core.contracts import Outcome, Reason
 from worker.core.records import Output
-from worker.ops.logging import get_logger
 from worker.store.db import connect, describe, translate
 from worker.store.usage import HealthCounts, KeyCounts, prune, write_counts
+
+log = structlog.get_logger(__name__)
 
 DEFAULT_FLUSH_SECONDS: Final = 5.0
 DEFAULT_MAX_PENDING: Final = 100_000
@@ -93,7 +95,6 @@ class UsageRecorder:
         self._dropped_logged = 0
         self._conn: asyncpg.Connection | None = None
         self._next_prune = 0.0
-        self._log = get_logger("identity-worker.usage")
 
     @property
     def pending(self) -> int:
@@ -111,7 +112,7 @@ class UsageRecorder:
             self.dropped += len(outputs)
             self.errors += 1
             if self.errors == 1 or self.errors % 1000 == 0:
-                self._log.error("usage counting failed", error_type=type(exc).__name__, errors=self.errors)
+                log.error("usage counting failed", error_type=type(exc).__name__, errors=self.errors)
 
     def _count(self, outputs: Sequence[Output], now: float) -> None:
         per_batch: dict[tuple[str | None, Outcome, Reason | None, str | None], int] = {}
@@ -180,7 +181,7 @@ class UsageRecorder:
             try:
                 await self.flush()
             except Exception as exc:  # a bug: the task lives on, the next flush tries again
-                self._log.error("usage flush failed", error_type=type(exc).__name__)
+                log.error("usage flush failed", error_type=type(exc).__name__)
 
     async def flush(self) -> bool:
         """Write what is pending in one statement; True when written (or nothing to write).
@@ -211,7 +212,7 @@ class UsageRecorder:
             self._in_flight = 0
             self._merge_back(keys, health)
             error = translate(exc, self._dsn).message if self._dsn else describe(exc)
-            self._log.warning(
+            log.warning(
                 "usage counts not written; kept for the next flush",
                 error=error,
                 pending=self.pending,
@@ -243,7 +244,7 @@ class UsageRecorder:
 
     def _report_drops(self) -> None:
         if self.dropped > self._dropped_logged:
-            self._log.warning(
+            log.warning(
                 "usage buffer full: events not counted",
                 dropped_events=self.dropped - self._dropped_logged,
                 dropped_total=self.dropped,
@@ -274,7 +275,7 @@ class UsageRecorder:
         await prune(conn, timeout=self.query_timeout)
 
     async def close(self) -> None:
-        self._log.info(
+        log.info(
             "usage counts: totals",
             flushes=self.flushes,
             flush_failures=self.flush_failures,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from aiokafka.structs import TopicPartition
 
-from worker.runtime.backoff import Backoff, RetryPolicy
+from worker.backoff import Backoff, RetryPolicy
 
 
 @dataclass

@@ -26,8 +26,8 @@ from collections.abc import Callable
 import asyncpg
 import structlog
 
+from worker.backoff import RetryPolicy
 from worker.core.community import Community, ConfigUnavailable
-from worker.runtime.backoff import RetryPolicy
 from worker.store.db import describe
 from worker.store.following import APPLICATION_NAME, CacheStats, Following
 from worker.store.lifecycle import read_tombstones

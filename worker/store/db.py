@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from worker.core.keys import ALGORITHMS, KEY_KINDS, listed
-from worker.exitcodes import EXIT_ENVIRONMENT, EXIT_USAGE
 from worker.tlscheck import certificate_problem
 
 #: The channel the triggers notify with a community id, or `*` for "reload everything" (C1).
@@ -30,9 +29,11 @@ MIGRATE_HINT: Final = "run `identity-worker db migrate`"
 
 
 class StoreError(Exception):
-    """A store failure whose message is safe to print: no secret, no password, no row."""
+    """A store failure whose message is safe to print: no secret, no password, no row.
 
-    exit_code = EXIT_ENVIRONMENT
+    What a command exits with is the command's to say (`worker.cli.common.fail_store`): an
+    `InputError` is the caller's mistake, every other kind is the environment's.
+    """
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -54,8 +55,6 @@ class SchemaMissing(StoreError):
 
 class InputError(StoreError):
     """The request itself is wrong: an unknown id, a duplicate, a value the store refuses."""
-
-    exit_code = EXIT_USAGE
 
 
 class NotFound(InputError):

@@ -5,7 +5,7 @@ read: everything at start, after a reconnect, on a NOTIFY of every community and
 `refresh_interval` (a safety net); one community on a NOTIFY carrying its id. A ping every
 `health_interval` finds a connection that died silently. LISTEN starts before each full read,
 so no change falls between the two. A lost connection is retried on the worker's one retry
-policy (`worker.runtime.backoff`, K8); meanwhile the reader serves what it loaded (C3).
+policy (`worker.backoff`, K8); meanwhile the reader serves what it loaded (C3).
 
 Queries share the connection under `lock`; all of this runs in one background task.
 """
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import asyncpg
 import structlog
 
-from worker.runtime.backoff import RetryPolicy, pause, retry_until
+from worker.backoff import RetryPolicy, pause, retry_until
 from worker.store.db import (
     NOTIFY_ALL,
     NOTIFY_CHANNEL,

@@ -114,8 +114,8 @@ async def load_community(conn: asyncpg.Connection, community_id: str) -> Communi
 async def load_all_from_url(url: str) -> dict[str, Community]:
     """Every community of the store at `url`, prepared (`process --database-url`).
 
-    Raises StoreError (print its `.message`, exit with its `.exit_code`): the store cannot
-    be reached, its schema is missing, or a community's rows are invalid.
+    Raises StoreError (its `.message` is safe to print): the store cannot be reached, its
+    schema is missing, or a community's rows are invalid.
     """
     conn = await connect(url)
     try:

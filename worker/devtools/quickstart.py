@@ -1,4 +1,4 @@
-"""`make admin`: the configuration service ready to click through (issue 14).
+"""`make admin`: the configuration service ready to click through (DESIGN §10).
 
 Expects DATABASE_URL (the Makefile starts the local stack). Migrates the store, applies the
 example community of `make demo` (worker/examples.py: `acme` with an HS256 and an RS256 key, a
@@ -30,7 +30,7 @@ def run(*args: str, capture: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m worker.admin.quickstart", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m worker.devtools.quickstart", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)

@@ -2,7 +2,9 @@
 
 `RetryPolicy.from_settings` reads `retry_backoff_initial_ms` → `retry_backoff_max_ms` once; the
 member (fetch, commit, recovery, start-up), the waiting partitions (`worker.runtime.waits`) and
-the store cache (start-up, reconnect: `worker.store.cache`) all take their delays from it.
+the store cache (start-up, reconnect: `worker.store.cache`) all take their delays from it. It
+imports nothing of the worker, so every layer may use it (docs/architecture.md, the import
+contracts in pyproject.toml).
 
 - `RetryPolicy.backoff()`: the state of one sequence of retries (`next_delay`, `reset`, `sleep`).
 - `retry_until`: retry a step until it succeeds, a fault says stop, or a deadline passes
@@ -20,16 +22,27 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, TypeVar
-
-if TYPE_CHECKING:
-    from worker.settings import Settings
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
+
+#: The settings' defaults (`retry_backoff_initial_ms`, `retry_backoff_max_ms`), defined here so
+#: that every layer may take its policy from this module without importing the settings.
+DEFAULT_INITIAL_MS = 200
+DEFAULT_MAX_MS = 10_000
 
 #: Start-up retries are capped here: a start notices Kafka or the store within seconds of it
 #: answering, whatever the running worker's cap.
 STARTUP_MAX_SECONDS = 5.0
+
+
+class RetrySettings(Protocol):
+    """What `RetryPolicy.from_settings` reads (`worker.settings.Settings` has both, in ms)."""
+
+    @property
+    def retry_backoff_initial_ms(self) -> int: ...
+    @property
+    def retry_backoff_max_ms(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,17 +57,13 @@ class RetryPolicy:
     jitter: float = 0.2
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RetryPolicy:
+    def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
         return cls(settings.retry_backoff_initial_ms / 1000, settings.retry_backoff_max_ms / 1000)
 
     @classmethod
     def default(cls) -> RetryPolicy:
         """The settings' defaults, for a component built without settings (tests, tools)."""
-        from worker.settings import Settings
-
-        fields = Settings.model_fields
-        initial, maximum = fields["retry_backoff_initial_ms"].default, fields["retry_backoff_max_ms"].default
-        return cls(initial / 1000, maximum / 1000)
+        return cls(DEFAULT_INITIAL_MS / 1000, DEFAULT_MAX_MS / 1000)
 
     def capped(self, maximum: float) -> RetryPolicy:
         """The same policy with a lower cap (never a higher one)."""
