@@ -55,6 +55,12 @@ class ConfigSource:
         if dsn is None:
             raise StartupError("set DATABASE_URL (or --database-url), or give --config FILE")
         from worker.store.cache import ConfigCache  # the store is optional with --config
+        from worker.store.db import StoreError, check_url
+
+        try:
+            check_url(dsn)  # a typo is one line now, not retries until the start-up timeout
+        except StoreError as exc:
+            raise StartupError(f"configuration store at {settings.redacted_dsn()}: {exc.message}") from None
 
         cache = ConfigCache(
             dsn,
