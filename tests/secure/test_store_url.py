@@ -47,7 +47,9 @@ def test_good_urls_pass(database_url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["sslmode-typo", "missing-root-cert"])
-def test_run_and_db_migrate_give_the_same_one_line_at_once(database_url: str, tmp_path: Path, name: str) -> None:
+def test_run_and_db_migrate_give_the_same_one_line_at_once(
+    database_url: str, tmp_path: Path, name: str
+) -> None:
     url, says = variants(database_url, tmp_path)[name]
     env = {**os.environ, "DATABASE_URL": url, "IDENTITY_WORKER_STARTUP_TIMEOUT_SECONDS": "60",
            "IDENTITY_WORKER_METRICS_PORT": "0"}  # fmt: skip

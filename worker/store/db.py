@@ -212,7 +212,7 @@ def check_url(url: str) -> None:
         parts.port  # noqa: B018 (raises ValueError on a port that is not a number)
     except ValueError:
         raise InputError(_NOT_A_URL) from None
-    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname and "host" not in parts.query:
+    if parts.scheme not in ("postgresql", "postgres") or (not parts.hostname and "host" not in parts.query):
         raise InputError(_NOT_A_URL)
     query = parse_qs(parts.query, keep_blank_values=True)
     for mode in query.get("sslmode", []):
