@@ -19,18 +19,21 @@ KEEP_STACK ?=
 # The port of `make admin`'s configuration service.
 ADMIN_PORT ?= 8080
 
-.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench admin console-screenshots chaos
+.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench admin send-events settings-doc console-screenshots chaos
 
 help:
 	@echo "make demo          example events through the real worker, printed as a table"
 	@echo "make test          the whole suite on a real Kafka + PostgreSQL, then lint"
 	@echo "make run           start the stack, migrate, create topics, run the worker"
-	@echo "make admin         the configuration service with the example community and two tokens"
+	@echo "make admin         the configuration service and a worker, with the example community, two tokens,"
+	@echo "                   the example secret, a sample token and the command that sends example events"
+	@echo "make send-events   example events through the worker that make admin runs"
 	@echo "make stack-up      start Kafka + PostgreSQL; prints the exports"
 	@echo "make stack-down    stop them and remove their data"
 	@echo "make stack-status  what runs where"
 	@echo "make lint          ruff check, ruff format --check, mypy, vulture (dead code), import contracts"
 	@echo "make schemas       regenerate schemas/ from the models"
+	@echo "make settings-doc  regenerate docs/settings.md from the settings model"
 	@echo "make bench         Kafka benchmark of the worker vs its references (docs/performance.md)"
 	@echo "make chaos         broker restart campaign: RESTARTS=200 kills/stops/freezes, 1 and 3 brokers"
 	@echo "make venv          (re)build .venv when pyproject.toml changed"
@@ -47,7 +50,8 @@ $(VENV_STAMP): pyproject.toml
 	    echo "make: $(PYTHON3) cannot create virtual environments: apt-get install python3-venv" >&2; \
 	    exit 1; }
 	$(PYTHON3) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@echo "make venv: installing the package and its dev/bench dependencies into $(VENV) (about 2 min the first time; pip shows each package)" >&2
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e '.[dev,bench]'
 	@touch $@
 
 stack-up:
@@ -106,11 +110,17 @@ run: venv
 demo: venv
 	$(call with_stack,$(PY) -m worker.demo)
 
-# The configuration service (issue 14): stack, migrations, the example community, a platform
-# and a community token printed with the console's URL; runs until Ctrl-C, the stack stays up.
+# The configuration service and a worker: stack, migrations, the example community, topics, a
+# platform and a community token printed with the console's URL, the example secret, a sample
+# token and `make send-events`; runs until Ctrl-C, the stack stays up.
 admin: venv
 	@exports=$$($(STACK) up); eval "$$exports"; \
-	exec $(PY) -m worker.devtools.quickstart --port $(ADMIN_PORT)
+	exec $(PY) -m worker.devtools.quickstart --port $(ADMIN_PORT) --worker-log .stack/admin-worker.log
+
+# The example events through a running worker (`make admin` starts one): keys show usage, Health fills.
+send-events: venv
+	@exports=$$($(STACK) up); eval "$$exports"; \
+	$(PY) -m worker.devtools.send_events
 
 # Re-takes the console screenshots of the README (docs/console/) in headless chromium.
 console-screenshots: venv
@@ -118,6 +128,10 @@ console-screenshots: venv
 
 schemas: venv
 	$(PY) -m worker.schemas
+
+# Regenerates docs/settings.md (the settings reference) from worker/settings.py.
+settings-doc: venv
+	$(PY) -m worker.devtools.settings_doc
 
 # The Kafka benchmark of issue 6 (docs/performance.md): leaves the stack running.
 bench: venv

@@ -70,28 +70,43 @@ class KafkaSecurity(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         extra="ignore",
+        use_attribute_docstrings=True,  # each setting's docstring: its meaning (docs/settings.md)
         # pydantic takes a None alias ("keep the default") though its hint leaves None out.
         alias_generator=AliasGenerator(validation_alias=cast(_AliasFor, kafka_property_names)),
     )
 
     kafka_security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
     # PEM CA bundle trusted for the brokers' certificates; None: the system's CAs.
     kafka_ssl_ca_location: FilePath | None = None
+    """PEM CA bundle trusted for the brokers' certificates; unset: the system's CAs."""
     # Mutual TLS: the client's PEM certificate (chain) and private key, the key's password if encrypted.
     kafka_ssl_certificate_location: FilePath | None = None
+    """Mutual TLS: the client's PEM certificate (chain)."""
     kafka_ssl_key_location: FilePath | None = None
+    """Mutual TLS: the client's PEM private key."""
     kafka_ssl_key_password: SecretStr | None = None
+    """The private key's password (a secret: no flag)."""
     kafka_ssl_key_password_file: FilePath | None = None
+    """File holding the private key's password."""
     # `https` (default): the broker's certificate must name the host the client connects to;
     # `none` turns that check off (the chain is still verified).
     kafka_ssl_endpoint_identification_algorithm: str = "https"
+    """https: the broker's certificate must name its host; none: skip that check (the chain is still
+    verified)."""
     kafka_sasl_mechanism: SaslMechanism | None = None
+    """PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER."""
     kafka_sasl_username: str | None = None
+    """SASL user."""
     kafka_sasl_username_file: FilePath | None = None
+    """File holding the SASL user."""
     kafka_sasl_password: SecretStr | None = None
+    """SASL password (a secret: no flag)."""
     kafka_sasl_password_file: FilePath | None = None
+    """File holding the SASL password."""
     # OAUTHBEARER: a file holding the access token, re-read whenever it changes.
     kafka_sasl_oauthbearer_token_file: FilePath | None = None
+    """OAUTHBEARER: file holding the access token, re-read when it changes."""
 
     @field_validator("kafka_security_protocol", mode="before")
     @classmethod

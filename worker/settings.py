@@ -40,12 +40,17 @@ class Guarantee(enum.StrEnum):
 class TopicNames(BaseSettings):
     """The four topics of DESIGN §2 (shared by `topics create` and `run`)."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    # Each setting's docstring is its meaning: `run --help` and docs/settings.md read it.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", use_attribute_docstrings=True)
 
     input_topic: str = Field("identity.raw", min_length=1, max_length=249)
+    """Topic of raw identity events (DESIGN §2.1)."""
     enriched_topic: str = Field("identity.enriched", min_length=1, max_length=249)
+    """Topic of enriched identities (DESIGN §2.2)."""
     rejected_topic: str = Field("identity.rejected", min_length=1, max_length=249)
+    """Topic of rejections (DESIGN §2.3)."""
     dlq_topic: str = Field("identity.dlq", min_length=1, max_length=249)
+    """Topic of dead letters: processing bugs only (DESIGN §2.4)."""
 
     def all(self) -> list[str]:
         return [self.input_topic, self.enriched_topic, self.rejected_topic, self.dlq_topic]
@@ -62,8 +67,11 @@ class KafkaSettings(TopicNames, KafkaSecurity):
         ),
         min_length=1,
     )
+    """Kafka brokers, host:port[,host:port…]."""
     client_id: str = "identity-worker"
+    """Kafka client id of every client the worker makes."""
     request_timeout_ms: int = Field(15_000, ge=1000, le=300_000)
+    """Kafka request timeout, milliseconds."""
 
 
 class Settings(KafkaSettings):
@@ -72,36 +80,53 @@ class Settings(KafkaSettings):
     database_url: SecretStr | None = Field(
         None, validation_alias=AliasChoices("database_url", "DATABASE_URL", f"{ENV_PREFIX}DATABASE_URL")
     )
-    config_file: Path | None = Field(
-        None, description="YAML configuration instead of PostgreSQL (DESIGN §5, offline-style)"
-    )
+    """PostgreSQL URL of the configuration store; never logged whole."""
+    config_file: Path | None = None
+    """YAML configuration instead of PostgreSQL (DESIGN §5; no LISTEN/NOTIFY)."""
     group_id: str = Field("identity-worker", min_length=1, max_length=249)
+    """Kafka consumer group shared by every worker process (K7)."""
     guarantee: Guarantee = Guarantee.EXACTLY_ONCE
+    """exactly_once (transactions) or at_least_once (K2)."""
     # K4: a batch closes at batch_size records, batch_linger_ms after its first record, or as soon as
     # no transaction is in flight (member._collect). 2000: under backlog a batch takes longer to
     # decide than its predecessor takes to commit, so the commit latency is hidden (bench: +15-20 %
     # ev/s over 500, p99 at half of max unchanged); under light load batches stay small.
     batch_size: int = Field(2000, ge=1, le=100_000)
+    """Most records per batch; a batch closes early when no transaction is in flight (K4)."""
     batch_linger_ms: int = Field(100, ge=0, le=60_000)
+    """A batch closes this many milliseconds after its first record (K4)."""
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=64, le=16 * 1024 * 1024)
+    """Largest raw event value, bytes (V1)."""
     max_token_bytes: int = Field(DEFAULT_MAX_TOKEN_BYTES, ge=64, le=1024 * 1024)
+    """Largest token, bytes (V4)."""
     token_cache_size: int = Field(DEFAULT_MAX_ENTRIES, ge=1, le=10_000_000)
+    """Entries of the verified-token cache (C4)."""
     config_refresh_seconds: float = Field(60.0, gt=0, le=86_400)
+    """Safety-net refresh of the configuration from PostgreSQL, seconds (C1)."""
     # K2/K5: a short transaction timeout bounds how long a SIGKILLed member's open transaction
     # holds back read_committed readers (the broker aborts it after this).
     transaction_timeout_ms: int = Field(10_000, ge=1000, le=900_000)
+    """Kafka transaction timeout, milliseconds: bounds how long a killed member's open transaction holds
+    back read_committed readers (K2, K5)."""
     transactional_id_prefix: str = Field("identity-worker", min_length=1, max_length=120)
+    """Prefix of each member's transactional id (K2)."""
     session_timeout_ms: int = Field(10_000, ge=1000, le=300_000)
+    """Consumer group session timeout, milliseconds."""
     heartbeat_interval_ms: int = Field(3_000, ge=100, le=100_000)
+    """Consumer heartbeat interval, milliseconds (at most a third of the session timeout)."""
     max_poll_interval_ms: int = Field(300_000, ge=1000)
+    """Longest time between polls before the member leaves the group, milliseconds."""
     # K8: capped exponential backoff of infrastructure retries.
     retry_backoff_initial_ms: int = Field(DEFAULT_INITIAL_MS, ge=1, le=60_000)
+    """First wait of an infrastructure retry, milliseconds (K8)."""
     retry_backoff_max_ms: int = Field(DEFAULT_MAX_MS, ge=1, le=600_000)
+    """Longest wait of an infrastructure retry (capped exponential backoff), milliseconds (K8)."""
     # aiokafka's own request retries (produce, AddOffsetsToTxn, EndTxn…). Short, because the
     # common retry is CONCURRENT_TRANSACTIONS right after a commit, which clears in milliseconds:
     # every retry sleeps this long inside a batch's delay (docs/performance.md). aiokafka has no
     # exponential backoff; its retry warnings are rate-limited in the log (worker.ops.logging).
     kafka_retry_backoff_ms: int = Field(20, ge=1, le=10_000)
+    """Wait between the Kafka client's own request retries, milliseconds."""
     # Largest record batch the producer builds per output partition. aiokafka sends a partition's
     # next batch only once its previous one has left, one round trip later; a batch of 2000
     # outputs over 4 partitions (~350 KB each) fits in one at 512 KiB, so no commit waits on a
@@ -110,28 +135,43 @@ class Settings(KafkaSettings):
     # max.message.bytes is smaller are closed earlier (worker.runtime.commit, K9), and the
     # setting is capped under the broker's default (1 MB).
     kafka_batch_bytes: int = Field(DEFAULT_KAFKA_BATCH_BYTES, ge=16 * 1024, le=1_000_000)
+    """Largest record batch the producer builds per output partition, bytes."""
     # Bugs: attempts of the per-event processor before a dead letter (DESIGN §2.4).
     max_processing_attempts: int = Field(3, ge=1, le=100)
+    """Attempts at an event that raises an unexpected error before its dead letter (DESIGN §2.4)."""
     # K6: after SIGTERM the current batch gets this long to commit; then the process exits.
     shutdown_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    """After SIGTERM, how long the current batch has to commit, seconds (K6)."""
     # Start-up waits this long for Kafka before failing with one line.
     startup_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    """How long start-up waits for Kafka before failing with one line, seconds."""
     # L1, L5: key usage and integration health counts are written to the store every this many
     # seconds, one statement per flush; at most this many buckets wait during a store outage.
     # Off: no counts (a store the worker may only read; A/B measurements). `keys list` then
     # shows no use and `keys remove` never refuses on this worker's account.
     usage_counting: bool = True
+    """Count key usage and integration health in PostgreSQL (L1, L5); false: no counts."""
     usage_flush_seconds: float = Field(5.0, gt=0, le=3600)
+    """Usage and health counts are written to PostgreSQL every this many seconds (L1)."""
     usage_max_pending: int = Field(100_000, ge=100, le=10_000_000)
+    """Most count buckets kept waiting during a PostgreSQL outage; beyond, counted as dropped (L1)."""
     # Communities whose events also get a community-labelled metric (comma-separated ids). Only
     # these: a label per community on every event series would be unbounded cardinality (L5).
     metrics_communities: str = ""
+    """Comma-separated community ids that also get community-labelled metrics (bounded cardinality)."""
     metrics_host: str = "127.0.0.1"
-    metrics_port: int = Field(9108, ge=0, le=65_535, description="0 disables the HTTP endpoint")
-    progress_interval_seconds: float = Field(5.0, ge=0, description="0 disables the progress line")
+    """Address of the /metrics /healthz /readyz endpoint."""
+    metrics_port: int = Field(9108, ge=0, le=65_535)
+    """Port of the /metrics /healthz /readyz endpoint; 0 disables it (--processes N: one port per member
+    from this one)."""
+    progress_interval_seconds: float = Field(5.0, ge=0)
+    """Seconds between progress log lines (events/s, lag); 0 disables them."""
     processes: int = Field(1, ge=1, le=256)
-    member_index: int = Field(0, ge=0, description="set by --processes for each child (metrics port)")
+    """Worker processes on this machine, one consumer group (K7)."""
+    member_index: int = Field(0, ge=0)
+    """Set by --processes for each child (its metrics port); not set by hand."""
     log_level: str = "info"
+    """debug, info, warning, error or critical."""
 
     @field_validator("log_level")
     @classmethod
@@ -225,3 +265,27 @@ def load_settings(**overrides: Any) -> Settings:
 
 def load_topic_names(**overrides: Any) -> KafkaSettings:
     return _load(KafkaSettings, overrides)
+
+
+def env_names(name: str) -> list[str]:
+    """The environment variables setting `name` of `Settings` is read from, first one first
+    (`KAFKA_BOOTSTRAP_SERVERS`, `IDENTITY_WORKER_BOOTSTRAP_SERVERS`; `IDENTITY_WORKER_GROUP_ID`)."""
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices if choice != name]
+    return [f"{ENV_PREFIX}{name.upper()}"]
+
+
+def default_text(name: str) -> str | None:
+    """Setting `name`'s default as text; None when it is unset by default."""
+    default = Settings.model_fields[name].default
+    if isinstance(default, enum.Enum):
+        default = default.value
+    return None if default is None or default == "" else str(default)
+
+
+def setting_help(name: str) -> str:
+    """A flag's help from the model (the settings' docstrings), as docs/settings.md has it:
+    meaning, first environment variable, default."""
+    field = Settings.model_fields[name]
+    return f"{field.description} [env {env_names(name)[0]}; default {default_text(name) or 'unset'}]"

@@ -39,14 +39,15 @@ def test_an_outage_is_a_503_and_the_service_recovers(tmp_path: Path) -> None:
         service = start_service(server.dsn, tmp_path / "serve.log")
         headers = {"Authorization": f"Bearer {token}"}
         try:
-            with httpx.Client(base_url=service.url, headers=headers) as api:
+            service.tokens["ops"] = token
+            with (
+                httpx.Client(base_url=service.url, headers=headers) as api,
+                service.console("ops") as browser,
+            ):
                 assert api.get("/api/v1/communities").status_code == 200
                 server.stop()
                 down = api.get("/api/v1/communities")
-                with httpx.Client(
-                    base_url=service.url, cookies={"identity_worker_session": token}
-                ) as browser:
-                    console = browser.get("/")
+                console = browser.get("/")
                 server.start()
                 deadline = time.monotonic() + 30
                 while (back := api.get("/api/v1/communities")).status_code != 200:

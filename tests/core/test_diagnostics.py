@@ -131,11 +131,47 @@ def test_a_removed_kid_names_the_date_and_the_keys_left() -> None:
     )
 
 
-def test_diagnostics_never_reach_the_pipeline_outputs() -> None:
-    token = make_token(key=bytes.fromhex(SECRET))
+def _stored_detail(token: str) -> str:
     output = process_event(event(token), lookup={"acme": _acme()}, now=NOW)
-    assert output.record["reason"] == "invalid_signature"
-    assert "hex" not in output.to_json().decode()
+    return str(output.record["detail"])
+
+
+_MS_EXP = 1796426579000  # 2026-12-04T22:42:59Z in milliseconds
+
+
+@pytest.mark.parametrize(
+    "token,reason,says",
+    [
+        (make_token(key=bytes.fromhex(SECRET)), "invalid_signature", "hex-decoded into 12 bytes"),
+        (make_token(good_claims(exp=_MS_EXP)), "invalid_exp", "looks like milliseconds"),
+        (make_token(good_claims(exp=T0 + 1800)), "expiry_too_soon", "set exp at least 3600 s after signing"),
+        (make_token() + "\n", "malformed_token", "whitespace after it ('\\n')"),
+        ("Bearer " + make_token(), "malformed_token", "starts with 'Bearer '"),
+    ],
+)
+def test_the_stored_rejection_carries_the_l4_notes(token: str, reason: str, says: str) -> None:
+    """L4 in the worker's own output: Health and `report` show the stored detail, so it says
+    what `token verify` says ("; note: …"), never the secret or the token."""
+    output = process_event(event(token), lookup={"acme": _acme()}, now=_ms_clock(token))
+    detail = str(output.record["detail"])
+    assert output.record["reason"] == reason and "; note: " in detail and says in detail, detail
+    assert SECRET not in detail and token.strip() not in detail
+
+
+def _ms_clock(token: str) -> float:
+    """The milliseconds note needs a clock near the date it would be (the others: NOW)."""
+    return _MS_EXP / 1000 if str(_MS_EXP) in _claims_text(token) else NOW
+
+
+def _claims_text(token: str) -> str:
+    parts = token.strip().split(".")
+    return base64.urlsafe_b64decode(parts[1] + "==").decode() if len(parts) == 3 else ""
+
+
+def test_an_exp_in_milliseconds_is_not_called_a_non_integer() -> None:
+    """The stored detail no longer says "must be an integer" of an integer (issue 25)."""
+    detail = _stored_detail(make_token(good_claims(exp=_MS_EXP)))
+    assert "must be an integer" not in detail and "out of range" in detail, detail
 
 
 # ---------------------------------------------------------------- through `token verify`

@@ -98,3 +98,19 @@ def test_waits_back_off_per_partition_and_release_on_a_decision() -> None:
     assert waits.release(a) is first and a not in waits
     waits.drop({b})
     assert len(waits) == 0 and waits.describe(now=120.0) == []
+
+
+def test_the_fatal_line_of_an_output_topic_that_shrank_names_the_topic_and_the_sizes() -> None:
+    """Issue 27 item 5: max.message.bytes lowered while running — the exit-3 line says which
+    topic and which sizes (as the start-up check does), not only the kind of fault."""
+    from worker.kafka.topics import OutputTopicUnusable
+
+    problem = (
+        "output topic acme.dlq takes records of at most 900 bytes (max.message.bytes); "
+        "outputs need at least 1100"
+    )
+    wrapper = kafka.KafkaError("commit failed")
+    wrapper.__cause__ = OutputTopicUnusable(problem)
+    line = str(FatalFault("commit failed", wrapper))
+    assert classify(wrapper) is Fault.FATAL
+    assert "acme.dlq" in line and "900 bytes" in line and "1100" in line, line

@@ -102,6 +102,13 @@ class Service:
             headers["Authorization"] = f"Bearer {self.tokens.get(who, who)}"
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
+    def console(self, who: str) -> httpx.Client:
+        """A browser-like client signed in to the console as `who` (A8: it holds a session
+        cookie, never the token)."""
+        answer = httpx.post(f"{self.url}/signin", data={"token": self.tokens[who]}, timeout=30)
+        assert answer.status_code == 303, answer.text
+        return httpx.Client(base_url=self.url, cookies=answer.cookies, timeout=30)
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 

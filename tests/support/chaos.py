@@ -34,7 +34,7 @@ from tests.support.private_stack import PrivateBroker
 from tests.support.worker import Outputs, Store, Topics, produce, start_worker, stream_values, wait_ready
 
 MODES = ("graceful", "kill", "freeze")
-REFUSAL = "dangling transaction"  # the worker's log line when it stays not ready (transactions.py)
+REFUSAL = "dangling transaction: not producing"  # the worker's refusal line (kafka/transactions.py)
 
 
 @dataclass

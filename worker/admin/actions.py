@@ -16,17 +16,17 @@ import asyncpg
 
 from worker.admin.auth import unknown_community
 from worker.admin.errors import ApiError
-from worker.admin.models import CheckStep, KeyListed, TokenCheckResult
+from worker.admin.models import CheckStep, KeyListed, PreviewShown, TokenCheckResult, TokenTimeShown
 from worker.core.config import CommunitySpec, CustomFieldSpec, JwtKeySpec, MappingSpec
 from worker.core.contracts import rfc3339_seconds
-from worker.core.diagnostics import diagnose
-from worker.core.explain import explain_token
-from worker.core.pipeline import DEFAULT_LIMITS
+from worker.core.debugger import debug_token
 from worker.store import audit
 from worker.store import repository as repo
 from worker.store.api_tokens import Caller
+from worker.store.db import NotFound
 from worker.store.lifecycle import KeyStillInUse
 from worker.store.loading import load_community
+from worker.store.pages import MAX_LIMIT, Page, PageRequest
 from worker.store.repository import CommunityRow, FieldRow, KeyRow, MappingRow
 from worker.store.sync import Change
 from worker.store.usage import HealthRow, health_report, key_usage
@@ -47,15 +47,15 @@ async def _audited(
 
 
 async def community(conn: asyncpg.Connection, community_id: str) -> CommunityRow:
-    for row in await repo.list_communities(conn):
-        if row.id == community_id:
-            return row
-    raise unknown_community(community_id)
+    try:
+        return await repo.community_row(conn, community_id)
+    except NotFound:
+        raise unknown_community(community_id) from None
 
 
-async def communities(conn: asyncpg.Connection, caller: Caller) -> list[CommunityRow]:
-    rows = await repo.list_communities(conn)
-    return [r for r in rows if caller.community_id in (None, r.id)]
+async def communities(conn: asyncpg.Connection, caller: Caller, page: PageRequest) -> Page[CommunityRow]:
+    """One page of the communities the caller sees: all (platform) or its own (T5)."""
+    return await repo.list_communities(conn, page, only=caller.community_id)
 
 
 async def add_community(conn: asyncpg.Connection, caller: Caller, spec: CommunitySpec) -> CommunityRow:
@@ -85,20 +85,22 @@ async def remove_community(conn: asyncpg.Connection, caller: Caller, community_i
 # ---------------------------------------------------------------- keys, fields, mappings
 
 
-async def keys(conn: asyncpg.Connection, community_id: str) -> list[KeyListed]:
-    """The community's keys with their usage (L2): what the API and the console list."""
+async def keys(conn: asyncpg.Connection, community_id: str, page: PageRequest) -> Page[KeyListed]:
+    """A page of the community's keys with their usage (L2): what the API and the console list."""
     used = await key_usage(conn, community_id)
     listed = []
-    for key in await repo.list_keys(conn, community_id):
+    found = await repo.list_keys(conn, community_id, page)
+    for key in found.items:
         usage = used.get(key.kid)
         last = usage.last_verified_at if usage is not None else None
         listed.append(KeyListed(**asdict(key), last_used_at=last, uses_24h=usage.uses_24h if usage else 0))
-    return listed
+    return Page(listed, found.next)
 
 
 async def add_key(conn: asyncpg.Connection, caller: Caller, community_id: str, key: JwtKeySpec) -> KeyRow:
     await _audited(conn, caller, "keys add", community_id, lambda c: repo.add_key(c, community_id, key))
-    return next(k for k in await repo.list_keys(conn, community_id) if k.kid == key.kid)
+    found = await repo.list_keys(conn, community_id, PageRequest(MAX_LIMIT, prefix=key.kid))
+    return next(k for k in found.items if k.kid == key.kid)
 
 
 async def remove_key(
@@ -130,7 +132,8 @@ async def add_field(
     conn: asyncpg.Connection, caller: Caller, community_id: str, field: CustomFieldSpec
 ) -> FieldRow:
     await _audited(conn, caller, "fields add", community_id, lambda c: repo.add_field(c, community_id, field))
-    return next(f for f in await repo.list_fields(conn, community_id) if f.key == field.key)
+    found = await repo.list_fields(conn, community_id, PageRequest(MAX_LIMIT, prefix=field.key))
+    return next(f for f in found.items if f.key == field.key)
 
 
 async def remove_field(conn: asyncpg.Connection, caller: Caller, community_id: str, key: str) -> None:
@@ -145,7 +148,8 @@ async def add_mapping(
     await _audited(
         conn, caller, "mappings add", community_id, lambda c: repo.add_mapping(c, community_id, mapping)
     )
-    return (await repo.list_mappings(conn, community_id))[-1]  # appended last (M2)
+    found = await repo.list_mappings(conn, community_id, PageRequest(MAX_LIMIT, prefix=mapping.from_))
+    return next(m for m in found.items if (m.source, m.target) == (mapping.from_, mapping.to))
 
 
 async def remove_mapping(
@@ -180,22 +184,12 @@ async def check_token(
         received = rfc3339_seconds(received_at) if received_at is not None else now
     except ValueError as exc:
         raise ApiError(422, f"received_at: {exc}") from None
-    # No trimming: the very text the worker would judge, through its own code path (DESIGN §7).
-    explanation = explain_token(token, community_id, {community_id: prepared}, received_at=received, now=now)
-    # L4: the usual integration mistakes behind the verdict, as `token verify` adds them (the
-    # same call, the same limits the verdict used); they never change it.
-    notes = explanation.notes + [
-        hint.message
-        for hint in diagnose(
-            token,
-            prepared,
-            explanation.output.reason,
-            received_at=received,
-            now=now,
-            max_token_bytes=DEFAULT_LIMITS.max_token_bytes,
-        )
-    ]
+    # No trimming: the very text the worker would judge, through its own code path (DESIGN §7);
+    # the debugger adds the decoded token, its dates, the L4 notes and the preview.
+    debug = debug_token(token, prepared, received_at=received, now=now)
+    explanation = debug.explanation
     rejected = explanation.output.reason is not None
+    preview = debug.preview
     return TokenCheckResult(
         accepted=explanation.accepted,
         reason=None if explanation.accepted else explanation.verdict,
@@ -204,5 +198,9 @@ async def check_token(
         steps=[
             CheckStep(rule=s.rule, title=s.title, passed=s.passed, detail=s.detail) for s in explanation.steps
         ],
-        notes=notes,
+        notes=debug.notes,
+        header=debug.header,
+        payload=debug.payload,
+        times=[TokenTimeShown(**asdict(t)) for t in debug.times],
+        preview=PreviewShown(**asdict(preview)) if preview is not None else None,
     )

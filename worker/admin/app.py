@@ -1,8 +1,10 @@
 """The configuration service as one ASGI application (DESIGN §10): API, console, limits.
 
 `create_app(database_url)` opens a small asyncpg pool at start-up (after checking the schema
-is migrated) and closes it at shutdown. Bodies are limited to `MAX_BODY_BYTES` (A2): a PEM
-key of 4096 bits is ~800 bytes, a token a few KiB, so 64 KiB leaves room and stops abuse.
+is migrated) and closes it at shutdown. Every request passes one door (worker/admin/bodies.py:
+bodies limited to `MAX_BODY_BYTES`, A2 — a PEM key of 4096 bits is ~800 bytes, a token a few
+KiB, so 64 KiB leaves room and stops abuse —, strict JSON and the text rule, A7) and every
+answer gets the security headers (worker/admin/headers.py, A9).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import structlog
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.admin import api, console, errors
+from worker.admin import api, console, docs, errors
+from worker.admin.bodies import StrictInput
+from worker.admin.headers import AdminApp
 from worker.store.db import connect
 from worker.store.migrate import check_schema
 
@@ -64,48 +68,6 @@ class RequestLog:
             )
 
 
-class BodyLimit:
-    """Refuse a body over `limit` bytes with 413, whether it declares its length or streams."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._too_large(send)
-            return
-        # Read the whole body first (at most `limit` bytes), then hand it on: the framework
-        # turns any error raised while it reads into a 400, which would hide the 413.
-        chunks: list[Message] = []
-        seen = 0
-        while True:
-            message = await receive()
-            chunks.append(message)
-            if message["type"] != "http.request":
-                break
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                await self._too_large(send)
-                return
-            if not message.get("more_body", False):
-                break
-
-        async def replay() -> Message:
-            return chunks.pop(0) if chunks else await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, send: Send) -> None:
-        response = errors.json_error(errors.ApiError(413, f"the body is larger than {self.limit} bytes"))
-        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
-        await send({"type": "http.response.body", "body": response.body})
-
-
 def create_app(database_url: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -121,19 +83,20 @@ def create_app(database_url: str) -> FastAPI:
         finally:
             await app.state.pool.close()
 
-    app = FastAPI(
+    app = AdminApp(
         title=TITLE,
         version=VERSION,
         description="Configure communities: handling, JWT keys, custom fields, mappings; check a "
         "token; read the audit trail (DESIGN §10). Authenticate with `Authorization: Bearer <token>`.",
         openapi_url=f"{api.PREFIX}/openapi.json",
-        docs_url=f"{api.PREFIX}/docs",
+        docs_url=None,  # served with its own assets, not a CDN's (A9)
         redoc_url=None,
         lifespan=lifespan,
     )
     errors.install(app, api.PREFIX, console.error_page)
     app.include_router(api.router())
+    docs.mount(app, f"{api.PREFIX}/docs", f"{api.PREFIX}/openapi.json", TITLE)
     console.mount(app)
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(StrictInput, limit=MAX_BODY_BYTES)
     app.add_middleware(RequestLog)
     return app

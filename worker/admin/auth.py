@@ -3,9 +3,10 @@
 `admit` is the rule, written once: no token, an unknown one or a revoked one is 401; a
 route about `{community_id}` answers 404 when that community does not exist *or* is not the
 token's, with the same message either way, so a community token cannot even learn which
-other communities exist. `api_caller` (bearer header) and `console_caller` (the console's
-cookie) are the two ways a request brings its token; every route depends on one of them,
-and a test walks the routes to hold it so.
+other communities exist. `api_caller` (exactly one bearer header, A10) and `console_caller`
+(the console's session cookie, A8) are the two ways a request shows who it is from; every
+route depends on one of them, and a test walks the routes to hold it so. A session cookie is
+never an API credential, and a token is never kept by the console.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from worker.admin.errors import Forbidden, Unauthorized
-from worker.store import api_tokens
+from worker.admin.errors import ApiError, Forbidden, Unauthorized
+from worker.store import api_tokens, sessions
 from worker.store.api_tokens import Caller
 from worker.store.db import NotFound
 
-#: The console keeps the signed-in token in this cookie (HttpOnly, SameSite=Strict).
+#: The console's session id cookie (HttpOnly, SameSite=Strict, Secure behind https; A8).
 SESSION_COOKIE: Final = "identity_worker_session"
 #: The path parameter naming the community a route is about.
 COMMUNITY_PARAM: Final = "community_id"
@@ -56,7 +57,12 @@ async def admit(conn: asyncpg.Connection, token: str | None, community_id: str |
         )
     caller = await api_tokens.authenticate(conn, token)
     if caller is None:
-        raise Unauthorized("the token is unknown or revoked")
+        raise Unauthorized("the token is unknown, revoked or expired")
+    return await reach(conn, caller, community_id)
+
+
+async def reach(conn: asyncpg.Connection, caller: Caller, community_id: str | None) -> Caller:
+    """`caller`, if it may reach `community_id` (None: a route about no community); else 404."""
     if community_id is not None:
         if caller.community_id not in (None, community_id):
             raise unknown_community(community_id)
@@ -76,14 +82,29 @@ async def api_caller(
     conn: Connection,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    """The API's access dependency: the bearer token, scoped to the route's community."""
+    """The API's access dependency: the bearer token, scoped to the route's community.
+
+    Exactly one `Authorization` header (A10): with two, which one counts would depend on the
+    proxy in front, so neither does (400).
+    """
+    if len(request.headers.getlist("authorization")) > 1:
+        raise ApiError(400, "send one Authorization header, not several")
     token = credentials.credentials if credentials is not None else None
     return await admit(conn, token, request.path_params.get(COMMUNITY_PARAM))
 
 
+async def session_caller(conn: asyncpg.Connection, request: Request) -> Caller:
+    """Who the request's console session is from (A8); 401 without a live session."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    caller = await sessions.resume(conn, session_id) if session_id else None
+    if caller is None:
+        raise Unauthorized("sign in with an API token (your session ended or expired)")
+    return caller
+
+
 async def console_caller(request: Request, conn: Connection) -> Caller:
-    """The console's access dependency: the session cookie, scoped like the API."""
-    return await admit(conn, request.cookies.get(SESSION_COOKIE), request.path_params.get(COMMUNITY_PARAM))
+    """The console's access dependency: the session, scoped like the API."""
+    return await reach(conn, await session_caller(conn, request), request.path_params.get(COMMUNITY_PARAM))
 
 
 ApiCaller = Annotated[Caller, Depends(api_caller)]

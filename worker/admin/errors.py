@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
+from worker.admin.models import KNOWN_FIELD_NAMES
 from worker.core.config import ConfigError, format_error_items, format_validation_error
 from worker.store.db import (
     TRANSIENT_ERRORS,
@@ -70,13 +71,21 @@ _STATUS_BY_ERROR: Final[tuple[tuple[type[StoreError], int], ...]] = (
 ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     status: {"model": ErrorBody, "description": what}
     for status, what in (
-        (400, "The body is not JSON."),
+        (
+            400,
+            "The body is not JSON, two Authorization headers were sent, or the path or query holds "
+            "text that cannot be stored (NUL, a control character, a lone surrogate).",
+        ),
         (401, "No token, an unknown token or a revoked token."),
         (403, "The token's scope does not allow this (a community token on a platform resource)."),
         (404, "No such community (or not this token's), key, custom field or mapping."),
         (409, "It already exists, or something still depends on it."),
         (413, "The body is larger than the service accepts."),
-        (422, "A value breaks a rule of DESIGN §1/§5; nothing was written."),
+        (
+            422,
+            "A value breaks a rule of DESIGN §1/§5, a member is given twice, or text cannot be stored "
+            "(A7); nothing was written.",
+        ),
         (503, "The configuration store cannot be reached."),
     )
 }
@@ -109,7 +118,25 @@ def validation_message(items: Iterable[Mapping[str, Any]]) -> ApiError:
         {**item, "loc": tuple(item["loc"][1:]) or (() if item.get("type") == "value_error" else item["loc"])}
         for item in items
     ]
-    return ApiError(422, "; ".join(format_error_items(trimmed)))
+    return ApiError(422, "; ".join(format_error_items(_unknown_summarised(trimmed))))
+
+
+def _unknown_summarised(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Unknown members counted per object, never named (A12): a secret pasted as a member
+    name must not come back in the answer. A member the API knows elsewhere (`id` in a
+    PATCH) is named; other problems keep their place and message."""
+    unknown: dict[tuple[Any, ...], int] = {}
+    kept = []
+    for item in items:
+        if item.get("type") == "extra_forbidden" and item["loc"][-1] not in KNOWN_FIELD_NAMES:
+            parent = tuple(item["loc"][:-1])
+            unknown[parent] = unknown.get(parent, 0) + 1
+        else:
+            kept.append(item)
+    for parent, count in unknown.items():
+        what = "1 unknown field" if count == 1 else f"{count} unknown fields"
+        kept.append({"loc": parent, "msg": f"{what}; see the API's documentation for the accepted ones"})
+    return kept
 
 
 def invalid(exc: ValidationError) -> ApiError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Final, Optional, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -83,19 +83,72 @@ class TokenCheck(BaseModel):
 class CheckStep(BaseModel):
     """One rule as `token verify` shows it."""
 
-    rule: str = Field(description="The rule of DESIGN §3, e.g. V7.")
-    title: str
+    rule: str = Field(description="The rule's code, defined in docs/rules.md (DESIGN §3), e.g. V7.")
+    title: str = Field(description="What the rule checks, e.g. 'signature'.")
     passed: bool = Field(description="false: the rule that decided the rejection (the last step).")
-    detail: str
+    detail: str = Field(description="What the rule found; never a secret or the token.")
+
+
+class TokenTimeShown(BaseModel):
+    """A NumericDate claim of the payload (iat, nbf, exp) as a date."""
+
+    claim: str = Field(description="iat, nbf or exp.")
+    value: int = Field(description="The claim as sent: seconds since 1970.")
+    utc: str = Field(description="The same instant, RFC 3339 UTC.")
+    relative: str = Field(description="Relative to the check's clock, e.g. 'expired 32 min ago'.")
+
+
+class PreviewShown(BaseModel):
+    """What agents would see: the mapped part of the enriched record (DESIGN §2.2, M1–M6)."""
+
+    published: bool = Field(
+        description="true: the record the worker publishes for this token; false: the token is "
+        "rejected and this is what the mappings would give its identity once it is fixed."
+    )
+    identity_group: dict[str, Any] = Field(description="As in identity.enriched.")
+    custom_fields: dict[str, str] = Field(description="As in identity.enriched.")
+    mapping_skipped: list[dict[str, str]] = Field(description="As in identity.enriched (M6).")
 
 
 class TokenCheckResult(BaseModel):
-    """The `token verify` explanation: each rule in order, then the verdict."""
+    """The token debugger (`token verify`'s answer): the token decoded, each rule in order, the
+    verdict, the notes and a preview of the published record. The token itself is not echoed."""
 
     accepted: bool
     reason: str | None = Field(description="The rejection reason (DESIGN §2.3), null when accepted.")
-    detail: str | None
+    detail: str | None = Field(
+        description="The rejection's detail exactly as the worker stores it (Health, report), "
+        "its notes included; null when accepted."
+    )
     steps: list[CheckStep]
     notes: list[str] = Field(
-        default_factory=list, description="Further diagnostics; never change the verdict."
+        default_factory=list, description="Further diagnostics (L4); never change the verdict."
     )
+    header: dict[str, Any] | None = Field(
+        default=None, description="The JOSE header decoded (leniently); null when unreadable."
+    )
+    payload: dict[str, Any] | None = Field(
+        default=None, description="The claims decoded (leniently); null when unreadable."
+    )
+    times: list[TokenTimeShown] = Field(default_factory=list, description="iat, nbf, exp as dates.")
+    preview: PreviewShown | None = Field(
+        default=None, description="What agents would see; null when the payload holds no readable identity."
+    )
+
+
+def _names(model: type[BaseModel]) -> set[str]:
+    """A request model's member names (aliases as sent), its nested models' included."""
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        names.add(info.alias or name)
+        for inner in (info.annotation, *get_args(info.annotation)):
+            for kind in (inner, *get_args(inner)):
+                if isinstance(kind, type) and issubclass(kind, BaseModel):
+                    names |= _names(kind)
+    return names
+
+
+#: Every member name a request body may hold: the only ones a refusal may echo (A12).
+KNOWN_FIELD_NAMES: Final = frozenset(
+    set().union(*(_names(m) for m in (CommunitySpec, CommunitySettings, TokenCheck)))
+)

@@ -7,20 +7,24 @@ once at creation, stored as hashes only, scoped to a community or to the platfor
 from __future__ import annotations
 
 import asyncio
+import re
+from datetime import timedelta
+from typing import Final
 
 import asyncpg
 import click
 
 from worker.cli import database
 from worker.cli.common import fail, fail_store
-from worker.cli.database import database_url_option, run_store
-from worker.cli.output import Column, print_changes, table, when
+from worker.cli.database import database_url_option, page_options, run_store
+from worker.cli.output import Column, print_changes, print_page, when
 from worker.exitcodes import PROG
 from worker.store import api_tokens, audit
 from worker.store.api_tokens import TokenRow
 from worker.store.audit import AuditEntry
 from worker.store.db import StoreError
 from worker.store.db import database_url as resolve_url
+from worker.store.pages import PageRequest
 from worker.store.sync import Change
 
 
@@ -63,23 +67,49 @@ def token_group() -> None:
     """API tokens: each opens one community, or the platform (every community)."""
 
 
+#: A token's lifetime (A10): a whole number of hours or days, at most ten years.
+_LIFETIME = re.compile(r"^([1-9][0-9]{0,5})([hd])$")
+_LIFETIME_UNITS: Final = {"h": timedelta(hours=1), "d": timedelta(days=1)}
+MAX_LIFETIME: Final = timedelta(days=3660)
+
+
+def _lifetime(ctx: click.Context, param: click.Parameter, text: str | None) -> timedelta | None:
+    if text is None:
+        return None
+    match = _LIFETIME.fullmatch(text.strip())
+    lifetime = int(match[1]) * _LIFETIME_UNITS[match[2]] if match else None
+    if lifetime is None or lifetime > MAX_LIFETIME:
+        fail(f"--expires must be a lifetime like 12h or 90d (hours or days, at most 3660d), got {text!r}")
+    return lifetime
+
+
 @token_group.command("create")
 @click.argument("name")
 @click.option("--community", "community_id", metavar="ID", help="Scope the token to this community.")
 @click.option("--platform", is_flag=True, help="Scope the token to the platform: every community.")
+@click.option(
+    "--expires",
+    "lifetime",
+    metavar="DURATION",
+    callback=_lifetime,
+    help="Refuse the token this long from now, e.g. 12h or 90d (default: until revoked).",
+)
 @database_url_option
-def token_create(name: str, community_id: str | None, platform: bool, database_url: str | None) -> None:
+def token_create(
+    name: str, community_id: str | None, platform: bool, lifetime: timedelta | None, database_url: str | None
+) -> None:
     """Create token NAME (^[A-Za-z0-9_.-]{1,64}$) and print it, once: only its hash is kept.
 
     \b
     Examples:
-      identity-worker admin token create acme-admins --community acme
+      identity-worker admin token create acme-admins --community acme --expires 90d
       TOKEN=$(identity-worker admin token create operators --platform)
     """
     if (community_id is None) != platform:
         fail("give exactly one of --community ID or --platform")
     token, caller = run_store(
-        database_url, lambda conn: api_tokens.create(conn, name, community_id, actor=audit.os_actor())
+        database_url,
+        lambda conn: api_tokens.create(conn, name, community_id, actor=audit.os_actor(), lifetime=lifetime),
     )
     click.echo(token)
     click.echo(f"token {caller.name} ({caller.scope}) created: it is shown only now, keep it safe", err=True)
@@ -91,20 +121,24 @@ TOKEN_COLUMNS: list[Column[TokenRow]] = [
     Column("CREATED", lambda r: when(r.created_at)),
     Column("CREATED_BY", lambda r: r.created_by),
     Column("LAST_USED", lambda r: when(r.last_used_at)),
+    Column("EXPIRES", lambda r: when(r.expires_at, missing="never")),
     Column("REVOKED", lambda r: when(r.revoked_at)),
 ]
 
 
 @token_group.command("list")
 @database_url_option
-def token_list(database_url: str | None) -> None:
-    """List tokens: name, scope, created, last used, revoked. Never the token.
+@page_options
+def token_list(database_url: str | None, page: PageRequest) -> None:
+    """List tokens, a page at a time, oldest first: name, scope, created, last used, expiry,
+    revoked. Never the token. --prefix filters the name.
 
     \b
     Example:
       identity-worker admin token list
     """
-    table(TOKEN_COLUMNS, run_store(database_url, api_tokens.list_tokens, write=False), empty="no tokens")
+    found = run_store(database_url, lambda conn: api_tokens.list_tokens(conn, page), write=False)
+    print_page(TOKEN_COLUMNS, found, empty="no tokens")
 
 
 @token_group.command("revoke")
@@ -140,23 +174,29 @@ AUDIT_COLUMNS: list[Column[AuditEntry]] = [
 
 
 @audit_group.command("list")
-@click.option("--community", "community_id", metavar="ID", help="Only this community's entries.")
 @click.option(
-    "--limit", type=click.IntRange(1, audit.MAX_LIMIT), default=audit.DEFAULT_LIMIT, show_default=True
+    "--community",
+    "community_id",
+    metavar="ID",
+    help="Only this community's entries (every incarnation of the id: removed and re-created ones too).",
 )
 @database_url_option
-def audit_list(community_id: str | None, limit: int, database_url: str | None) -> None:
-    """Who changed what, when, before -> after (newest first). Never a secret.
+@page_options
+def audit_list(community_id: str | None, database_url: str | None, page: PageRequest) -> None:
+    """Who changed what, when, before -> after (newest first), a page at a time. Never a
+    secret. --prefix filters the community id.
 
     \b
     Examples:
       identity-worker audit list
       identity-worker audit list --community acme --limit 20
     """
-    rows = run_store(
-        database_url, lambda conn: audit.list_entries(conn, community_id, limit=limit), write=False
+    found = run_store(
+        database_url,
+        lambda conn: audit.list_entries(conn, page, community_id, every_incarnation=True),
+        write=False,
     )
-    table(AUDIT_COLUMNS, rows, empty="no audit entries")
+    print_page(AUDIT_COLUMNS, found, empty="no audit entries")
 
 
 def register(root: click.Group) -> None:

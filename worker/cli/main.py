@@ -37,6 +37,8 @@ def cli() -> None:
     Service:   topics create, run
     Console:   admin serve, admin token, audit list
     Run `identity-worker COMMAND --help` for each command's options and examples.
+    Rule codes in help texts, details and logs (V7, K2, C4, …): docs/rules.md.
+    Every setting of `run`: docs/settings.md.
     """
 
 

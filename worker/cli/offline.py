@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -18,8 +19,7 @@ from worker.cli.common import fail, fail_store
 from worker.core.community import Community
 from worker.core.config import ConfigError
 from worker.core.contracts import rfc3339_seconds
-from worker.core.diagnostics import diagnose
-from worker.core.explain import explain_token
+from worker.core.debugger import TokenDebug, debug_token
 from worker.core.keys import (
     HMAC_SECRET,
     RSA_MIN_BITS,
@@ -61,9 +61,17 @@ RFC3339 = Rfc3339()
 def config_source_options(command: Callable[..., None]) -> Callable[..., None]:
     """--config FILE or --database-url URL: where `process` and `token verify` read communities."""
     command = click.option(
-        "--database-url", metavar="URL", help="Read the configuration from PostgreSQL instead."
+        "--database-url",
+        metavar="URL",
+        help="Read the configuration from PostgreSQL instead (`token verify`: default $DATABASE_URL "
+        "unless --config).",
     )(command)
-    return click.option("--config", "config", metavar="FILE", help="Configuration YAML (DESIGN §5).")(command)
+    return click.option(
+        "--config",
+        "config",
+        metavar="FILE",
+        help="Configuration YAML (e.g. examples/communities.yaml).",
+    )(command)
 
 
 def limit_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -130,7 +138,7 @@ def process(
 
     \b
     Example:
-      identity-worker process --config communities.yaml --now 2026-11-24T10:00:00Z \\
+      identity-worker process --config examples/communities.yaml --now 2026-11-24T10:00:00Z \\
           < events.jsonl > results.jsonl
     """
     communities = _load_communities(config, database_url)
@@ -243,47 +251,63 @@ def verify(
 
     The verdict is the one `process` and `run` give for a raw event carrying exactly this text
     (nothing is trimmed: a stray space or newline is part of the token), from the same code
-    path; the lines are the rules that path ran, up to the one that decided. Put `--` before a
-    TOKEN that starts with `-`.
+    path; the lines are the rules that path ran, up to the one that decided (each rule code is
+    defined in docs/rules.md). Put `--` before a TOKEN that starts with `-`.
+
+    Before the rules: the header and payload decoded, and exp/nbf/iat in UTC and relative to
+    the clock. After them: what agents would see (identity_group, custom_fields,
+    mapping_skipped: the published record when accepted, else what the mappings would give
+    once the token is fixed), then notes on the usual mistakes (L4: secret hex-decoded,
+    standard base64, exp in milliseconds, too short a validity, a removed key, whitespace or
+    a `Bearer ` prefix around the token). The last line is the verdict.
 
     Exit status 0 when the token is accepted, 1 when it is rejected, 2 for bad arguments.
 
     \b
     Example:
-      identity-worker token verify --config communities.yaml --community acme "$TOKEN"
+      identity-worker token verify --config examples/communities.yaml --community acme "$TOKEN"
     """
+    if config is None and database_url is None:  # like `report` and `config export`
+        database_url = os.environ.get("DATABASE_URL") or None
     communities = _load_communities(config, database_url)
     if communities.get(community) is None:
         fail(f"--community: {community!r} is not in the configuration")
     clock = now if now is not None else time.time()
     received = received_at if received_at is not None else clock
     limits = Limits(max_event_bytes, max_token_bytes)
-    explanation = explain_token(
-        token_text, community, communities, received_at=received, now=clock, limits=limits
-    )
-    # L4: the usual integration mistakes behind the verdict; they never change it.
-    found = communities[community]
-    explanation.notes += [
-        hint.message
-        for hint in diagnose(
-            token_text,
-            found,
-            explanation.output.reason,
-            received_at=received,
-            now=clock,
-            max_token_bytes=max_token_bytes,
-        )
-    ]
-    width = max((len(f"{s.rule} {s.title}") for s in explanation.steps), default=0) + 2
-    for step in explanation.steps:
-        click.echo(
-            f"{'pass' if step.passed else 'FAIL'}  {f'{step.rule} {step.title}':<{width}} {step.detail}"
-        )
-    for note in explanation.notes:
-        click.echo(f"note  {note}")
+    debug = debug_token(token_text, communities[community], received_at=received, now=clock, limits=limits)
+    _print_debug(debug)
+    explanation = debug.explanation
     if explanation.accepted:
         click.echo("accepted")
         return
     kind = "dead letter" if explanation.output.reason is None else "rejected"
     click.echo(f"{kind}: {explanation.verdict}")
     sys.exit(EXIT_REJECTED)
+
+
+def _print_debug(debug: TokenDebug) -> None:
+    """The decoded token and its dates, the rules run (docs/rules.md), the preview, the notes;
+    the verdict line comes last (scripts read it)."""
+    for name, part in (("header", debug.header), ("payload", debug.payload)):
+        click.echo(
+            f"{name:<8}{json.dumps(part, ensure_ascii=False) if part is not None else '(not readable)'}"
+        )
+    for when in debug.times:
+        click.echo(f"{when.claim:<8}{when.value} = {when.utc} ({when.relative})")
+    steps = debug.explanation.steps
+    width = max((len(f"{s.rule} {s.title}") for s in steps), default=0) + 2
+    for step in steps:
+        click.echo(
+            f"{'pass' if step.passed else 'FAIL'}  {f'{step.rule} {step.title}':<{width}} {step.detail}"
+        )
+    preview = debug.preview
+    if preview is not None:
+        what = "published" if preview.published else "if accepted"
+        click.echo(
+            f"agents  ({what}) identity_group {json.dumps(preview.identity_group, ensure_ascii=False)}"
+        )
+        click.echo(f"agents  ({what}) custom_fields {json.dumps(preview.custom_fields, ensure_ascii=False)}")
+        click.echo(f"agents  ({what}) mapping_skipped {json.dumps(preview.mapping_skipped)}")
+    for note in debug.notes:
+        click.echo(f"note  {note}")

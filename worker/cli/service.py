@@ -15,45 +15,23 @@ import click
 
 from worker.cli.common import CliError
 from worker.exitcodes import EXIT_FATAL
-from worker.settings import Guarantee, SettingsError, load_settings, load_topic_names
+from worker.security_settings import KafkaSecurity
+from worker.settings import Guarantee, SettingsError, load_settings, load_topic_names, setting_help
 
 
 def _topic_options(command: Any) -> Any:
-    for name, env in reversed(
-        [
-            ("--input-topic", "INPUT_TOPIC"),
-            ("--enriched-topic", "ENRICHED_TOPIC"),
-            ("--rejected-topic", "REJECTED_TOPIC"),
-            ("--dlq-topic", "DLQ_TOPIC"),
-        ]
-    ):
-        command = click.option(name, help=f"[env IDENTITY_WORKER_{env}]")(command)
-    for flag, help_text in reversed(KAFKA_SECURITY_FLAGS):
-        env = flag[2:].upper().replace("-", "_")
-        command = click.option(flag, help=f"{help_text} [env {env}]")(command)
-    return click.option(
-        "--bootstrap-servers", help="Kafka brokers host:port[,…] [env KAFKA_BOOTSTRAP_SERVERS]"
-    )(command)
+    for name in reversed(["input_topic", "enriched_topic", "rejected_topic", "dlq_topic"]):
+        command = click.option(f"--{name.replace('_', '-')}", help=setting_help(name))(command)
+    for name in reversed(KAFKA_SECURITY_FLAGS):
+        command = click.option(f"--{name.replace('_', '-')}", help=setting_help(name))(command)
+    return click.option("--bootstrap-servers", help=setting_help("bootstrap_servers"))(command)
 
 
 # Issue 17: Kafka's client property names (`ssl.ca.location` → --kafka-ssl-ca-location,
 # KAFKA_SSL_CA_LOCATION or IDENTITY_WORKER_KAFKA_SSL_CA_LOCATION). Secrets have no flag (a command
 # line is visible to every user of the machine): KAFKA_SASL_PASSWORD / KAFKA_SSL_KEY_PASSWORD or a file.
-KAFKA_SECURITY_FLAGS: list[tuple[str, str]] = [
-    ("--kafka-security-protocol", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL [PLAINTEXT]"),
-    ("--kafka-ssl-ca-location", "PEM CA file trusted for the brokers [the system's CAs]"),
-    ("--kafka-ssl-certificate-location", "mutual TLS: the client's PEM certificate"),
-    ("--kafka-ssl-key-location", "mutual TLS: the client's PEM private key"),
-    ("--kafka-ssl-key-password-file", "file holding the key's password (or KAFKA_SSL_KEY_PASSWORD)"),
-    (
-        "--kafka-ssl-endpoint-identification-algorithm",
-        "https: the certificate must name the broker's host; none: skip that check [https]",
-    ),
-    ("--kafka-sasl-mechanism", "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"),
-    ("--kafka-sasl-username", "SASL user (or --kafka-sasl-username-file)"),
-    ("--kafka-sasl-username-file", "file holding the SASL user"),
-    ("--kafka-sasl-password-file", "file holding the SASL password (or KAFKA_SASL_PASSWORD)"),
-    ("--kafka-sasl-oauthbearer-token-file", "OAUTHBEARER token file, re-read when it changes"),
+KAFKA_SECURITY_FLAGS: list[str] = [
+    name for name in KafkaSecurity.model_fields if not name.endswith(("_password", "_key_password"))
 ]
 
 
@@ -91,39 +69,37 @@ def topics_create(partitions: int, replication_factor: int, timeout: float, **na
         click.echo(f"exists  {name}")
 
 
-@click.command("run")
+#: `run`'s flags beside the topics and Kafka security: each one setting of `Settings`, its help
+#: from the model (meaning, env, default: worker.settings.setting_help); docs/settings.md lists
+#: every setting, flags or not.
+RUN_FLAGS: list[tuple[str, str, Any]] = [
+    ("--database-url", "database_url", None),
+    ("--config", "config_file", click.Path(exists=True, dir_okay=False, path_type=Path)),
+    ("--group-id", "group_id", None),
+    ("--guarantee", "guarantee", click.Choice([g.value for g in Guarantee])),
+    ("--batch-size", "batch_size", int),
+    ("--batch-linger-ms", "batch_linger_ms", int),
+    ("--max-event-bytes", "max_event_bytes", int),
+    ("--max-token-bytes", "max_token_bytes", int),
+    ("--token-cache-size", "token_cache_size", int),
+    ("--transaction-timeout-ms", "transaction_timeout_ms", int),
+    ("--metrics-port", "metrics_port", int),
+    ("--metrics-host", "metrics_host", None),
+    ("--processes", "processes", int),
+    ("--log-level", "log_level", None),
+    ("--progress-interval", "progress_interval_seconds", float),
+]
+
+
+def _run_options(command: Any) -> Any:
+    for flag, name, kind in reversed(RUN_FLAGS):
+        command = click.option(flag, name, type=kind, help=setting_help(name))(command)
+    return command
+
+
+@click.command("run", epilog="Every setting, with or without a flag: docs/settings.md.")
 @_topic_options
-@click.option("--database-url", help="PostgreSQL DSN of the configuration store [env DATABASE_URL]")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML configuration instead of the store (no LISTEN/NOTIFY) [env IDENTITY_WORKER_CONFIG_FILE]",
-)
-@click.option("--group-id", help="consumer group [env IDENTITY_WORKER_GROUP_ID; identity-worker]")
-@click.option(
-    "--guarantee",
-    type=click.Choice([g.value for g in Guarantee]),
-    help="K2 [env IDENTITY_WORKER_GUARANTEE; exactly_once]",
-)
-@click.option(
-    "--batch-size",
-    type=int,
-    help="most records per batch; a batch closes early when no transaction is in flight "
-    "[env IDENTITY_WORKER_BATCH_SIZE; 2000]",
-)
-@click.option("--batch-linger-ms", type=int, help="batch closes this long after its first record [100]")
-@click.option("--max-event-bytes", type=int, help="V1 limit [env IDENTITY_WORKER_MAX_EVENT_BYTES; 65536]")
-@click.option("--max-token-bytes", type=int, help="V4 limit [env IDENTITY_WORKER_MAX_TOKEN_BYTES; 8192]")
-@click.option("--token-cache-size", type=int, help="C4 entries [env IDENTITY_WORKER_TOKEN_CACHE_SIZE; 65536]")
-@click.option(
-    "--transaction-timeout-ms", type=int, help="[env IDENTITY_WORKER_TRANSACTION_TIMEOUT_MS; 10000]"
-)
-@click.option("--metrics-port", type=int, help="/metrics /healthz /readyz; 0 = off [9108]")
-@click.option("--metrics-host", help="[env IDENTITY_WORKER_METRICS_HOST; 127.0.0.1]")
-@click.option("--processes", type=int, help="members on this machine (K7) [env IDENTITY_WORKER_PROCESSES; 1]")
-@click.option("--log-level", help="debug|info|warning|error [env IDENTITY_WORKER_LOG_LEVEL; info]")
-@click.option("--progress-interval", "progress_interval_seconds", type=float, help="seconds; 0 = off [5]")
+@_run_options
 def run(**flags: Any) -> None:
     """Consume raw identities, verify them and publish enriched identities, rejections or dead
     letters (exactly once by default). SIGTERM/SIGINT finish the current batch and exit 0;

@@ -1,9 +1,11 @@
 """Integrator diagnostics (DESIGN §11, L4): after the verdict, the usual mistakes behind it. Pure.
 
 `token verify` and the admin API's token check call `diagnose` with the reason of the verdict
-they already have (None: accepted); it never changes a verdict and never runs in `run` or
-`process`: Kafka outputs carry only the reason and the detail. Each finding says what the
-website most likely did and what to do instead; none repeats a secret or the token.
+they already have (None: accepted); it never changes a verdict. The pipeline calls `noted` on
+a rejection whose reason may have a finding (`DIAGNOSED`), so the stored rejection's `detail`
+— what Health and `report` show — carries the same findings as `token verify`'s notes. Each
+finding says what the website most likely did and what to do instead; none repeats a secret or
+the token.
 
 - `hex_decoded_secret`: the signature verifies with the 24-character secret hex-decoded into
   12 bytes (the HMAC key is the 24 ASCII characters themselves, DESIGN §1).
@@ -12,6 +14,8 @@ website most likely did and what to do instead; none repeats a secret or the tok
 - `exp_in_milliseconds`: `exp` read as milliseconds is a plausible time (NumericDate is seconds).
 - `below_min_validity`: by how many seconds the token misses the minimum validity (V9).
 - `removed_key`: the kid is a removed key's (tombstone), with the keys that remain.
+- `surrounding_whitespace`, `bearer_prefix`: the text around the token that made it unreadable
+  (a trailing newline, an HTTP `Bearer ` scheme): V4 judges the exact text, nothing is trimmed.
 """
 
 from __future__ import annotations
@@ -32,6 +36,15 @@ from worker.core.verify import CompactToken, parse_compact
 
 #: `exp` / 1000 within this many seconds of the clock counts as "looks like milliseconds".
 MILLISECONDS_PLAUSIBLE_SECONDS: Final = 10 * 366 * 86400
+#: The reasons `noted` adds findings to (the hot path looks no further for the others).
+DIAGNOSED: Final = frozenset(
+    {
+        Reason.MALFORMED_TOKEN,
+        Reason.INVALID_SIGNATURE,
+        Reason.INVALID_EXP,
+        Reason.EXPIRY_TOO_SOON,
+    }  # not unknown_kid: V6's detail already names a removed key and its date (L3)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +70,7 @@ def diagnose(
     compact = parse_compact(token, max_token_bytes)
     if isinstance(compact, Rejected):
         if reason is Reason.MALFORMED_TOKEN:
-            found += _base64_mistake(token, community, max_token_bytes)
+            found += _framing(token) + _base64_mistake(token, community, max_token_bytes)
         return found
     if reason is Reason.INVALID_SIGNATURE:
         key = _key(community, compact.header)
@@ -100,6 +113,57 @@ def diagnose(
     return found
 
 
+def noted(
+    verdict: Rejected,
+    token: str,
+    community: Community,
+    *,
+    received_at: float,
+    now: float,
+    max_token_bytes: int,
+) -> Rejected:
+    """`verdict` with `diagnose`'s findings appended to its detail ("; note: …"), so the stored
+    rejection says what `token verify` says (L4); the reason and the key are unchanged."""
+    if verdict.reason not in DIAGNOSED:
+        return verdict
+    found = diagnose(
+        token, community, verdict.reason, received_at=received_at, now=now, max_token_bytes=max_token_bytes
+    )
+    if not found:
+        return verdict
+    notes = "".join(f"; note: {finding.message}" for finding in found)
+    return Rejected(verdict.reason, verdict.detail + notes, verdict.kid)
+
+
+def _framing(token: str) -> list[Diagnostic]:
+    """What surrounds the token: whitespace (a textarea's or a template's newline) and the HTTP
+    `Bearer ` scheme are not part of a compact JWS (V4); only whitespace characters are quoted."""
+    found: list[Diagnostic] = []
+    stripped = token.strip()
+    if stripped != token:
+        before, after = token[: len(token) - len(token.lstrip())], token[len(token.rstrip()) :]
+        where = " and ".join(
+            f"{side} it ({text!r})" for side, text in (("before", before), ("after", after)) if text
+        )
+        found.append(
+            Diagnostic(
+                "surrounding_whitespace",
+                f"the token has whitespace {where}: the worker judges the exact text, so the token "
+                "is unreadable; send it without the whitespace (trim it where the website builds "
+                "the identity)",
+            )
+        )
+    if stripped[:7].lower() == "bearer ":
+        found.append(
+            Diagnostic(
+                "bearer_prefix",
+                "the token starts with 'Bearer ', the scheme of an HTTP Authorization header, which is "
+                "not part of the JWT: send the three dot-separated segments alone",
+            )
+        )
+    return found
+
+
 def _key(community: Community, header: dict[str, Any]) -> JwtKey | None:
     kid = header.get("kid")
     return community.keys.get(kid) if isinstance(kid, str) else None
@@ -133,7 +197,7 @@ def _milliseconds(raw: object, now: float) -> list[Diagnostic]:
     ]
 
 
-def _b64_any(segment: str) -> bytes | None:
+def lenient_b64(segment: str) -> bytes | None:
     """Standard or URL-safe base64, padded or not: what a lenient site may have written."""
     text = segment.replace("-", "+").replace("_", "/").rstrip("=")
     try:
@@ -151,7 +215,7 @@ def _base64_mistake(token: str, community: Community, max_token_bytes: int) -> l
     parts = token.split(".")
     if len(parts) != 3 or not any(c in token for c in "+/="):
         return []
-    decoded = [_b64_any(part) for part in parts]
+    decoded = [lenient_b64(part) for part in parts]
     if any(d is None for d in decoded):
         return []
     head, body, signature = (d for d in decoded if d is not None)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from worker.core.community import Community, CommunityLookup
 from worker.core.config import format_validation_error
 from worker.core.contracts import Mode, RawEvent, Reason, Source, rfc3339_seconds
+from worker.core.diagnostics import noted
 from worker.core.jsontext import has_surrogate_escape, holds_invalid_text, read_object
 from worker.core.mapping import apply_mappings
 from worker.core.records import Derived, Envelope, Output, derive, enriched, rejection
@@ -119,7 +120,16 @@ def process_event(
         else:
             checked = verify_token_signature(event.signed_identity, community, limits.max_token_bytes, trace)
             if isinstance(checked, Rejected):  # failures are never cached: they go the whole way
-                return rejection(envelope, checked, mode, now)
+                # L4: the integrator's likely mistake goes into the stored detail (Health, report).
+                why = noted(
+                    checked,
+                    event.signed_identity,
+                    community,
+                    received_at=received_at,
+                    now=now,
+                    max_token_bytes=limits.max_token_bytes,
+                )
+                return rejection(envelope, why, mode, now)
             verified = checked
             if token_cache is not None and key is not None:
                 token_cache.put(key, community.keys_version, verified)
@@ -127,7 +137,15 @@ def process_event(
             verified, received_at=received_at, now=now, community=community, trace=trace
         )
         if isinstance(identity, Rejected):  # V9/V10 (and V11/V12) run on every event, cached or not
-            return rejection(envelope, identity, mode, now, verified.kid)
+            why = noted(
+                identity,
+                event.signed_identity,
+                community,
+                received_at=received_at,
+                now=now,
+                max_token_bytes=limits.max_token_bytes,
+            )
+            return rejection(envelope, why, mode, now, verified.kid)
         if entry is None:
             return enriched(envelope, _derive(verified, identity, community), now)
         # Memoized from the second sighting on (a one-off token keeps no more), for the

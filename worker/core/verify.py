@@ -126,8 +126,14 @@ def read_exp(payload: dict[str, Any]) -> int | Rejected:
     if raw is None:
         return Rejected(Reason.MISSING_EXP, "token has no exp claim")
     exp = numeric_date(raw)
-    if exp is None or not 0 <= exp <= MAX_NUMERIC_DATE:
+    if exp is None:
         return Rejected(Reason.INVALID_EXP, f"exp must be an integer NumericDate, got {short(raw)}")
+    if not 0 <= exp <= MAX_NUMERIC_DATE:  # an integer, but no date in seconds (milliseconds?, L4)
+        return Rejected(
+            Reason.INVALID_EXP,
+            f"exp {short(raw)} is out of range: a NumericDate counts seconds since 1970, "
+            f"from 0 to {MAX_NUMERIC_DATE} (year 9999)",
+        )
     return exp
 
 

@@ -24,6 +24,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import TopicPartition
 
+from worker.kafka import offsets
 from worker.kafka.clients import make_consumer
 from worker.settings import Settings
 
@@ -40,13 +41,27 @@ class InputConsumer:
 
     def __init__(self, settings: Settings, *, on_revoked: OnRebalance, on_assigned: OnRebalance) -> None:
         self._consumer = make_consumer(settings, listener=_Listener(on_revoked, on_assigned))
+        self._unwatch: Callable[[], None] | None = None
 
     async def start(self) -> None:
         await self._consumer.start()
 
     async def stop(self) -> None:
         """Leave the group (no revocation callback) and close."""
+        if self._unwatch is not None:
+            self._unwatch()
         await self._consumer.stop()
+
+    def on_reset(self, callback: Callable[[TopicPartition, int, int], None]) -> None:
+        """Call `callback(tp, position it had, position now)` when the client resets a position of
+        ours (out of range: input deleted before it was read, K8). aiokafka internals."""
+
+        def mine(assignment: Any, tp: TopicPartition, lost: int, position: int) -> None:
+            subscription = self._consumer._subscription.subscription
+            if subscription is not None and subscription.assignment is assignment:
+                callback(tp, lost, position)
+
+        self._unwatch = offsets.watch_resets(mine)
 
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Record]]:
         result: dict[TopicPartition, list[Record]] = await self._consumer.getmany(
@@ -72,7 +87,13 @@ class InputConsumer:
             self._consumer.seek(tp, offset)
 
     async def seek_to_beginning(self, tp: TopicPartition) -> None:
+        """Fetch `tp` from its first record (nothing committed): our own reset, never reported."""
         with contextlib.suppress(IllegalStateError):
+            subscription = self._consumer._subscription.subscription  # aiokafka 0.14 internals
+            if subscription is not None and subscription.assignment is not None:
+                state = subscription.assignment.state_value(tp)
+                if state is not None:
+                    offsets.own_reset(state)
             await self._consumer.seek_to_beginning(tp)
 
     def hold(self, tp: TopicPartition, offset: int) -> None:

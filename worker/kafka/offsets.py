@@ -37,17 +37,10 @@ from aiokafka import errors as kafka
 from aiokafka.consumer import group_coordinator, subscription_state
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.commit import OffsetFetchRequest_v3
-from aiokafka.protocol.types import (
-    Boolean,
-    CompactArray,
-    CompactString,
-    Int16,
-    Int32,
-    Int64,
-    Schema,
-    TaggedFields,
-)
+from aiokafka.protocol.types import Boolean, CompactString, Int16, Int32, Int64
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+from worker.kafka.txn_requests import TOPIC_PARTITIONS, flexible, tagged
 
 _log = logging.getLogger("identity-worker.offsets")
 NO_OFFSET = -1
@@ -64,28 +57,25 @@ class UnstableOffsetCommit(kafka.BrokerResponseError):  # type: ignore[misc]
 class OffsetFetchResponse_v7(Response):  # type: ignore[misc]
     API_KEY = 9
     API_VERSION = 7
-    SCHEMA = Schema(
+    SCHEMA = flexible(
         ("throttle_time_ms", Int32),
         (
             "topics",
-            CompactArray(
+            tagged(
                 ("topic", CompactString("utf-8")),
                 (
                     "partitions",
-                    CompactArray(
+                    tagged(
                         ("partition", Int32),
                         ("offset", Int64),
                         ("leader_epoch", Int32),
                         ("metadata", CompactString("utf-8")),
                         ("error_code", Int16),
-                        ("tags", TaggedFields),
                     ),
                 ),
-                ("tags", TaggedFields),
             ),
         ),
         ("error_code", Int16),
-        ("tags", TaggedFields),
     )
 
 
@@ -94,16 +84,8 @@ class OffsetFetchRequest_v7(RequestStruct):  # type: ignore[misc]
     API_KEY = 9
     API_VERSION = 7
     RESPONSE_TYPE = OffsetFetchResponse_v7
-    SCHEMA = Schema(
-        ("group_id", CompactString("utf-8")),
-        (
-            "topics",
-            CompactArray(
-                ("topic", CompactString("utf-8")), ("partitions", CompactArray(Int32)), ("tags", TaggedFields)
-            ),
-        ),
-        ("require_stable", Boolean),
-        ("tags", TaggedFields),
+    SCHEMA = flexible(
+        ("group_id", CompactString("utf-8")), ("topics", TOPIC_PARTITIONS), ("require_stable", Boolean)
     )
 
 
@@ -190,17 +172,26 @@ async def _do_fetch_commit_offsets(self: Any, partitions: Any) -> dict[TopicPart
 
 # ------------------------------------------------------------------- positions reset by the client
 
-#: Called as (tp, position it had, position it was reset to) when aiokafka resets a position it
-#: had (OffsetOutOfRange: the records were deleted, or the log was truncated).
-ResetWatcher = Callable[[TopicPartition, int, int], None]
+#: Called as (assignment, tp, position it had, position it was reset to) when aiokafka resets a
+#: position it had (OffsetOutOfRange: the records were deleted, or the log was truncated).
+ResetWatcher = Callable[[Any, TopicPartition, int, int], None]
 _watchers: list[ResetWatcher] = []
 _original_await_reset = subscription_state.TopicPartitionState.await_reset
 _original_reset_to = subscription_state.TopicPartitionState.reset_to
 
 
 def _await_reset(self: Any, strategy: int) -> None:
-    self._identity_worker_lost = self._position  # the position the reset abandons, if any
+    own = getattr(self, "_identity_worker_own_reset", False)
+    self._identity_worker_own_reset = False
+    # The position the reset abandons, if any — not when we asked for it (`own_reset`).
+    self._identity_worker_lost = None if own else self._position
     _original_await_reset(self, strategy)
+
+
+def own_reset(state: Any) -> None:
+    """The next reset of this partition state is the worker's own (a seek to the beginning
+    where nothing is committed): not one the client chose, nothing to report."""
+    state._identity_worker_own_reset = True
 
 
 def _reset_to(self: Any, position: int) -> None:
@@ -212,13 +203,15 @@ def _reset_to(self: Any, position: int) -> None:
     tps = getattr(self._assignment, "_tp_state", {})
     tp = next((tp for tp, state in tps.items() if state is self), None)
     if tp is not None:
-        for watcher in _watchers:
-            watcher(tp, lost, position)
+        for watcher in list(_watchers):
+            watcher(self._assignment, tp, lost, position)
 
 
-def watch_resets(watcher: ResetWatcher) -> None:
-    """Call `watcher` whenever the client resets a position it had (process-wide)."""
+def watch_resets(watcher: ResetWatcher) -> Callable[[], None]:
+    """Call `watcher` whenever a client resets a position it had (process-wide); returns the
+    call that stops it."""
     _watchers.append(watcher)
+    return lambda: _watchers.remove(watcher) if watcher in _watchers else None
 
 
 def install() -> None:
@@ -228,4 +221,4 @@ def install() -> None:
     subscription_state.TopicPartitionState.reset_to = _reset_to
 
 
-__all__ = ["StableOffsetFetch", "fetch_offsets", "install", "watch_resets"]
+__all__ = ["StableOffsetFetch", "fetch_offsets", "install", "own_reset", "watch_resets"]

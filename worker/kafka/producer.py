@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from aiokafka.structs import TopicPartition
 
 from worker.kafka.clients import make_producer
+from worker.kafka.txn_requests import TxnHistory
 from worker.settings import Settings
 
 T = TypeVar("T")
@@ -42,6 +43,9 @@ class OutputProducer:
         self.timeout = timeout  # seconds for a start or a stop
         #: A transaction committed since the producer was last renewed (`settle` renews it).
         self.unsettled = False
+        #: What the transactions of this member did, for `worker.kafka.transactions` to tell
+        #: which transaction a dangling one is and what its coordinator decided (issue 27).
+        self.history = TxnHistory()
         self._producer: Any = None
 
     @property
@@ -80,13 +84,17 @@ class OutputProducer:
     # -------------------------------------------------------------- transactions (exactly_once)
 
     async def begin_transaction(self) -> None:
+        self.history.begun()
         await self._producer.begin_transaction()
 
     async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int], group_id: str) -> None:
+        self.history.offsets_sent = True
         await self._producer.send_offsets_to_transaction(offsets, group_id)
 
     async def commit_transaction(self) -> None:
+        self.history.commit_sent = True
         await self._producer.commit_transaction()
+        self.history.confirmed()
         self.unsettled = True
 
     # -------------------------------------------------------------- outputs
@@ -98,6 +106,9 @@ class OutputProducer:
     async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]:
         """Enqueue a record batch; the future is done once the broker acknowledged it."""
         future: asyncio.Future[Any] = await self._producer.send_batch(batch, topic, partition=partition)
+        if self.transactional_id is not None:
+            self.history.targets.add(TopicPartition(topic, partition))
+            future.add_done_callback(self.history.appended)  # one per record batch, not per record
         return future
 
     async def partitions_for(self, topic: str) -> set[int]:
@@ -107,6 +118,17 @@ class OutputProducer:
     async def flush(self) -> None:
         """Wait until everything enqueued has been sent (acknowledged or failed)."""
         await self._producer.flush()
+
+    @property
+    def client(self) -> Any:
+        """aiokafka's client of the producer (requests aiokafka has no call for: transactions.py)."""
+        return self._producer.client
+
+    @property
+    def producer_id(self) -> int:
+        """The producer id InitProducerId gave (aiokafka internals); -1 before."""
+        manager = getattr(self._producer, "_txn_manager", None)
+        return -1 if manager is None or manager.producer_id is None else int(manager.producer_id)
 
     async def refresh_metadata(self) -> None:
         """Read the topics' partitions again (an output topic changed, K9)."""

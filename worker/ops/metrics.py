@@ -149,6 +149,23 @@ class Metrics:
             "Input partitions held at a record whose configuration cannot be read now (K9)",
         )
         self.rewinds = counter("rewinds", "Seeks of every owned partition back to the committed offsets (K8)")
+        self.fatal_errors = counter(
+            "fatal_errors",
+            "Fatal misconfigurations met at run time, by error type (K10): the worker exits 3",
+            "error",
+        )
+        self.input_skipped = counter(
+            "input_skipped_records",
+            "Input records skipped because the broker no longer had them (offset reset, K8)",
+            "topic",
+            "partition",
+        )
+        self.dangling_transactions = counter(
+            "dangling_transactions",
+            "Open transactions of our producer id the broker left after a failed commit (K2, K8)",
+            "topic",
+            "partition",
+        )
         self.rebalances = counter("rebalances", "Partition revocations (K5)")
         self.consumer_lag = gauge(
             "consumer_lag", "Records not yet committed per assigned input partition", "topic", "partition"

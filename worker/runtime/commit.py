@@ -251,8 +251,10 @@ def _reshaped(item: Decided, routing: Routing) -> tuple[Decided, bytes | None, l
                     key_derived=key_derived,
                 )
             return Decided(record, fitted), key, kept
-    raise OutputTopicUnusable(
-        f"an output of {source.topic}:{source.partition}:{source.offset} fits no record"
+    topic = routing.topics[item.output.outcome]
+    raise OutputTopicUnusable(  # K10, issue 27 item 5: the topic and the sizes, in the one fatal line
+        f"an output of {source.topic}:{source.partition}:{source.offset} fits no record of {topic} "
+        f"(records of at most {routing.limits[topic]} bytes; max.message.bytes)"
     )
 
 

@@ -117,6 +117,11 @@ def classify(exc: BaseException) -> Fault | None:
     return None
 
 
+# Fatal faults whose own message is ours and says what the operator must know — the topic and
+# the sizes (issue 27 item 5) — and never holds record content: kept in the one line.
+_OWN_DETAIL: tuple[type[BaseException], ...] = (OutputTopicUnusable,)
+
+
 def hint(exc: BaseException) -> str:
     """What a fatal fault means for the operator (one line, no record content)."""
     if isinstance(exc, FatalFault):
@@ -124,7 +129,8 @@ def hint(exc: BaseException) -> str:
     for cause in _chain(exc):
         for kind, text in FATAL_ERRORS.items():
             if isinstance(cause, kind):
-                return text
+                detail = str(cause.args[0]) if isinstance(cause, _OWN_DETAIL) and cause.args else ""
+                return f"{text}: {detail}" if detail else text
     return type(exc).__name__
 
 
@@ -158,6 +164,7 @@ class Reporter:
         if kind is Fault.FATAL:
             fatal = exc if isinstance(exc, FatalFault) else FatalFault(what, exc)
             self.health.fatal = str(fatal)
+            self.metrics.fatal_errors.labels(fatal.error_type).inc()
             raise fatal from exc
         self.metrics.infrastructure_retries.labels(component, error).inc()
         if component == "kafka":

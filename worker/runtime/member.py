@@ -55,6 +55,7 @@ from aiokafka.structs import TopicPartition
 from worker.backoff import RetryPolicy
 from worker.kafka.consumer import InputConsumer
 from worker.kafka.producer import OutputProducer, quietly
+from worker.kafka.transactions import DanglingCheck
 from worker.ops.health import Health
 from worker.ops.metrics import Metrics
 from worker.ops.tracing import traced
@@ -106,6 +107,12 @@ class Member:
         health.waiting = lambda: waits.describe(time.monotonic())
         #: Called with each committed batch (L1: key usage and health counts, issue 15).
         self.on_committed: Callable[[list[Decided]], None] | None = None
+        # K2, K8 (issue 27): after a failed commit, no transaction of ours left open by the broker.
+        self._dangling = DanglingCheck(
+            settings.group_id,
+            settings.bootstrap_servers,
+            lambda topic, partition: metrics.dangling_transactions.labels(topic, str(partition)).inc(),
+        )
 
     @property
     def consumer(self) -> InputConsumer:
@@ -133,6 +140,7 @@ class Member:
         self._committer = traced(self._committer, s.group_id)  # spans per event and commit when on
         try:
             self._consumer = InputConsumer(s, on_revoked=self.on_revoked, on_assigned=self.on_assigned)
+            self._consumer.on_reset(self._input_skipped)  # K8: skipped input is never silent
         except Exception as exc:
             if classify(exc) is not Fault.FATAL:
                 raise
@@ -260,7 +268,7 @@ class Member:
                 # K8: whatever state the transaction is in, a fresh producer with the same id ends
                 # it; it may have committed after all: the coordinator is asked once it is settled.
                 self.metrics.transactions.labels("aborted").inc()
-                self.recovery.commit_failed()
+                self.recovery.commit_failed(batch.offsets)
             else:
                 failed = None
                 self._committed(batch)
@@ -290,6 +298,8 @@ class Member:
                 if recovery.renew_producer:
                     await self._producer.renew()
                     recovery.producer_renewed()
+                if recovery.ask_coordinator and self.transactional_id is not None:
+                    await self._close_dangling()  # before anything is produced again (issue 27)
                 await self.partitions.rewind(
                     self.consumer, ask_coordinator=recovery.ask_coordinator, timeout=self._op_timeout
                 )
@@ -299,6 +309,44 @@ class Member:
         except Exception as exc:
             self._fault("kafka", exc, "recovery failed; retrying")
             await self._kafka_backoff.sleep(stop)
+
+    async def _close_dangling(self) -> None:
+        """The failed commit's transaction is ended: none of ours may be left open (transactions.py)."""
+        assert self._committer is not None
+        counts = self._committer.routing.partition_counts
+        outputs = [TopicPartition(topic, p) for topic, n in counts.items() for p in range(n)]
+        await asyncio.wait_for(
+            self._dangling.settle(
+                self._producer.client,
+                self._producer.producer_id,
+                outputs,
+                self.recovery.failed,
+                self._producer.history,
+                self.consumer.committed,
+            ),
+            self._op_timeout,
+        )
+
+    def _input_skipped(self, tp: TopicPartition, lost: int, position: int) -> None:
+        """K8: the client reset a position it had (out of range): skipped input is never silent."""
+        if position > lost:
+            self.metrics.input_skipped.labels(tp.topic, str(tp.partition)).inc(position - lost)
+            log.warning(
+                "input skipped: records deleted before they were read",
+                topic=tp.topic,
+                partition=tp.partition,
+                first_offset=lost,
+                last_offset=position - 1,
+                records=position - lost,
+            )
+        else:
+            log.warning(
+                "input position reset backwards: records read again",
+                topic=tp.topic,
+                partition=tp.partition,
+                from_offset=lost,
+                to_offset=position,
+            )
 
     # --------------------------------------------------------------- K5, health, lag
 

@@ -6,7 +6,9 @@ them off as they succeed, in this order:
     NEW_PRODUCER  a new producer with the same transactional id: it ends whatever transaction
                   the old one left open (completed or aborted, K8) and settles the last one
     ASK           the group coordinator's offsets are the truth, not ours: a commit failed and
-                  its outcome is unknown (asked once the new producer has settled it)
+                  its outcome is unknown (asked once the new producer has settled it); first,
+                  no transaction of our producer id may be left open by the broker
+                  (worker.kafka.transactions: closed if it was aborted, else not ready)
     SEEK          every owned partition back to the committed offsets (nothing skipped, K1)
 
 The faults and what they need: a batch collected before a revocation or decided while the
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 import enum
 
+from aiokafka.structs import TopicPartition
+
 
 class Redo(enum.Flag):
     NOTHING = 0
@@ -35,11 +39,13 @@ class Redo(enum.Flag):
 
 
 class Recovery:
-    __slots__ = ("failing", "left", "resync")
+    __slots__ = ("failed", "failing", "left", "resync")
 
     def __init__(self, *, transactional: bool) -> None:
         self.left = Redo.NOTHING
         self.failing = False
+        #: The offsets the last failed commit would have committed (its outcome is unknown).
+        self.failed: dict[TopicPartition, int] = {}
         #: What a failed commit needs: exactly_once ends its transaction with a new producer.
         self.resync = Redo.ASK | Redo.SEEK | (Redo.NEW_PRODUCER if transactional else Redo.NOTHING)
 
@@ -47,9 +53,10 @@ class Recovery:
         """A fault asks for `steps` before the next batch (added to what is left)."""
         self.left |= steps
 
-    def commit_failed(self) -> None:
+    def commit_failed(self, offsets: dict[TopicPartition, int] | None = None) -> None:
         self.left |= self.resync
         self.failing = True
+        self.failed = dict(offsets or {})
 
     def committed(self) -> None:
         self.failing = False
@@ -60,6 +67,7 @@ class Recovery:
     def done(self) -> None:
         """The partitions were sought back: the next batch starts from the committed offsets."""
         self.left = Redo.NOTHING
+        self.failed = {}
 
     @property
     def pending(self) -> bool:

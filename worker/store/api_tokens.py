@@ -2,7 +2,9 @@
 
 A token is `iwk_` followed by 43 URL-safe characters (256 random bits). Only its SHA-256 is
 stored, so the database never holds what lets anyone in; the token itself is returned once,
-by `create`, and never again. Each token is scoped to one community or to the platform.
+by `create`, and never again. Each token is scoped to one community or to the platform, and
+may carry an expiry, after which it is refused like a revoked one (A10); revoking a token
+ends the console sessions it opened at once (A8, worker/store/sessions.py).
 Creating and revoking a token are changes like any other: they are audited in the same
 transaction (A4). Callers own the transaction.
 """
@@ -13,13 +15,14 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 import asyncpg
 
 from worker.store import audit
 from worker.store.db import Conflict, InputError, NotFound
+from worker.store.pages import Order, Page, PageRequest
 from worker.store.repository import require_community
 from worker.store.sync import Change
 
@@ -60,6 +63,7 @@ class TokenRow:
     created_at: datetime
     created_by: str
     last_used_at: datetime | None
+    expires_at: datetime | None
     revoked_at: datetime | None
 
 
@@ -74,10 +78,18 @@ def check_name(name: str) -> str:
 
 
 async def create(
-    conn: asyncpg.Connection, name: str, community_id: str | None, *, actor: str
+    conn: asyncpg.Connection,
+    name: str,
+    community_id: str | None,
+    *,
+    actor: str,
+    lifetime: timedelta | None = None,
 ) -> tuple[str, Caller]:
-    """A new token for `community_id` (None: the platform); returns it (show it once) and its caller."""
+    """A new token for `community_id` (None: the platform), valid for `lifetime` from now
+    (None: until revoked); returns it (show it once) and its caller."""
     check_name(name)
+    if lifetime is not None and lifetime <= timedelta(0):
+        raise InputError("a token's lifetime must be positive")
     if community_id is not None:
         await require_community(conn, community_id)
     if await conn.fetchval("SELECT revoked_at IS NOT NULL FROM api_tokens WHERE name = $1", name) is not None:
@@ -86,18 +98,25 @@ async def create(
         )
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     await conn.execute(
-        "INSERT INTO api_tokens (name, token_sha256, platform, community_id, created_by) "
-        "VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO api_tokens (name, token_sha256, platform, community_id, created_by, expires_at) "
+        "VALUES ($1, $2, $3, $4, $5, now() + $6::interval)",
         name,
         digest(token),
         community_id is None,
         community_id,
         actor,
+        lifetime,
     )
     caller = Caller(name, community_id)
-    line = Change("+", f"token {name} ({caller.scope})")
+    expiry = "" if lifetime is None else f", expires after {_hours_or_days(lifetime)}"
+    line = Change("+", f"token {name} ({caller.scope}{expiry})")
     await audit.record(conn, actor, "admin token create", [line], community_id)
     return token, caller
+
+
+def _hours_or_days(lifetime: timedelta) -> str:
+    hours = int(lifetime.total_seconds()) // 3600
+    return f"{hours // 24}d" if hours % 24 == 0 else f"{hours}h"
 
 
 async def revoke(conn: asyncpg.Connection, name: str, *, actor: str) -> Caller:
@@ -112,6 +131,9 @@ async def revoke(conn: asyncpg.Connection, name: str, *, actor: str) -> Caller:
         if known:
             raise Conflict(f"token {name!r} is already revoked")
         raise NotFound(f"no token named {name!r} (see `identity-worker admin token list`)")
+    # A8: the console sessions it opened end with it (resume() checks revoked_at too; this
+    # leaves no row that could outlive the check).
+    await conn.execute("DELETE FROM console_sessions WHERE token_name = $1", name)
     caller = Caller(name, row["community_id"])
     await audit.record(
         conn,
@@ -123,33 +145,42 @@ async def revoke(conn: asyncpg.Connection, name: str, *, actor: str) -> Caller:
     return caller
 
 
-async def list_tokens(conn: asyncpg.Connection) -> list[TokenRow]:
-    rows = await conn.fetch(
-        "SELECT name, community_id, created_at, created_by, last_used_at, revoked_at FROM api_tokens "
-        "ORDER BY created_at, name"
+#: Oldest first (T5); `prefix` filters the name.
+_ORDER: Final = Order((("created_at", "timestamptz"), ('name COLLATE "C"', "text")), 'name COLLATE "C"')
+
+
+async def list_tokens(conn: asyncpg.Connection, page: PageRequest) -> Page[TokenRow]:
+    """One page of the tokens, oldest first; never a token or its hash."""
+    select = (
+        "SELECT name, community_id, created_at, created_by, last_used_at, expires_at, revoked_at "
+        "FROM api_tokens"
     )
-    return [
+    rows = await _ORDER.fetch(conn, select, page)
+    listed = [
         TokenRow(
             r["name"],
             Caller(r["name"], r["community_id"]).scope,
             r["created_at"],
             r["created_by"],
             r["last_used_at"],
+            r["expires_at"],
             r["revoked_at"],
         )
         for r in rows
     ]
+    return _ORDER.page(listed, page, lambda t: (t.created_at, t.name))
 
 
 async def authenticate(conn: asyncpg.Connection, token: str) -> Caller | None:
-    """The caller a token stands for, None when it is unknown, malformed or revoked.
+    """The caller a token stands for, None when it is unknown, malformed, revoked or expired.
 
-    Records when it was last used (shown by `admin token list`).
+    Records when it was last used (shown by `admin token list`, A10).
     """
     if not _TOKEN_SHAPE.fullmatch(token):
         return None
     row = await conn.fetchrow(
         "UPDATE api_tokens SET last_used_at = now() WHERE token_sha256 = $1 AND revoked_at IS NULL "
+        "AND (expires_at IS NULL OR expires_at > now()) "
         "RETURNING name, community_id",
         digest(token),
     )

@@ -174,10 +174,12 @@ async def remove_mapping(visit: CommunityVisit, form: Form) -> Response:
 @router.post("/token-check", response_class=HTMLResponse)
 async def token_check(visit: CommunityVisit, form: Form) -> Response:
     received_at = form.get("received_at", "").strip() or None
-    values = {"token": "", "received_at": received_at or ""}  # the token is never sent back
+    # Judged exactly as pasted (DESIGN §7): whitespace or a `Bearer ` prefix around it gets a
+    # note and the verdict of the token alone. Kept in the box for the next try (the page is
+    # no-store, A9); never stored or logged.
+    token = form.get("token", "")
+    values = {"token": token, "received_at": received_at or ""}
     try:
-        # A pasted token's surrounding whitespace (a textarea adds line ends) is not part of it.
-        token = form.get("token", "").strip()
         check = await actions.check_token(visit.conn, visit.community_id, token, received_at)
     except ApiError as exc:
         return await render(

@@ -1,8 +1,11 @@
-"""Who a console request is from, and that a posted form is the console's own (DESIGN §10, A2).
+"""Who a console request is from, and that a posted form is the console's own (DESIGN §10, A2, A8).
 
-CSRF: every form carries a value derived from the session's token (HMAC), which another
-site cannot read; a post without it, or with a foreign `Origin`, is refused (403). The
-cookie's SameSite=Strict keeps it off cross-site requests in the first place.
+The browser holds a session id (worker/store/sessions.py), never the token. CSRF: every
+form carries a value derived from the session id (HMAC), which another site cannot read; a
+post without it is refused (403). Every post, sign-in included (login CSRF), must come from
+the console's own origin (`same_origin`): a foreign or `null` `Origin` is refused, and so is
+a browser's `Sec-Fetch-Site` naming another site. The cookie's SameSite=Strict keeps it off
+cross-site requests in the first place.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncpg
 from fastapi import Depends, Request
 
 from worker.admin.auth import SESSION_COOKIE, Connection, ConsoleCaller
+from worker.admin.bodies import check_fields
 from worker.admin.errors import Forbidden
 from worker.store.api_tokens import Caller
 
@@ -40,13 +44,26 @@ async def _visit(request: Request, conn: Connection, caller: ConsoleCaller, comm
     return Visit(request, conn, caller, community_id)
 
 
-async def _form(request: Request, caller: ConsoleCaller) -> dict[str, str]:
-    """The posted form, once the caller is admitted and the post is shown to be the console's."""
+def same_origin(request: Request) -> None:
+    """403 unless a posted form comes from the console's own pages (A8: sign-in too).
+
+    `Origin` when sent must be this service's (an opaque `null` origin, e.g. a sandboxed
+    frame's, is another site); `Sec-Fetch-Site`, which browsers send and pages cannot set,
+    must say the same. A client that sends neither (a script) has no browser to abuse.
+    """
     origin = request.headers.get("origin")
     if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
         raise Forbidden("this form was posted from another site")
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        raise Forbidden("this form was posted from another site")
+
+
+async def _form(request: Request, caller: ConsoleCaller) -> dict[str, str]:
+    """The posted form, once the caller is admitted and the post is shown to be the console's."""
+    same_origin(request)
     form = await request.form()
     data = {name: value for name, value in form.items() if isinstance(value, str)}
+    check_fields(data.items())  # A7 for a multipart post too (StrictInput reads urlencoded ones)
     if not hmac.compare_digest(data.pop("csrf", ""), csrf_token(request)):
         raise Forbidden("the form is stale or came from another site: reload the page and try again")
     return data

@@ -1,0 +1,230 @@
+"""The two transaction requests aiokafka 0.14 has no call for (KIP-664): DescribeProducers (61,
+version 0) and WriteTxnMarkers (27, version 1), as `kafka-transactions.sh` and the Java Admin's
+`describeProducers` / `abortTransaction` send them; used by `worker.kafka.transactions`.
+Schemas from Kafka's own message definitions (clients/src/main/resources/common/message).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import (
+    Boolean,
+    CompactArray,
+    CompactString,
+    Int16,
+    Int32,
+    Int64,
+    Schema,
+    TaggedFields,
+)
+from aiokafka.structs import TopicPartition
+
+
+def tagged(*fields: tuple[str, Any]) -> CompactArray:
+    """A compact array of structs of a flexible version: each ends with its tagged fields."""
+    return CompactArray(*fields, ("tags", TaggedFields))
+
+
+def flexible(*fields: tuple[str, Any]) -> Schema:
+    """The body of a flexible version: it ends with its tagged fields."""
+    return Schema(*fields, ("tags", TaggedFields))
+
+
+#: `[name [partition]]`, as every request naming partitions sends them.
+TOPIC_PARTITIONS = tagged(("name", CompactString("utf-8")), ("partitions", CompactArray(Int32)))
+
+
+@dataclass(frozen=True)
+class OpenTransaction:
+    tp: TopicPartition
+    producer_id: int
+    producer_epoch: int
+    coordinator_epoch: int
+    start_offset: int
+
+    def remedy(self, bootstrap: str) -> str:
+        return (
+            f"kafka-transactions.sh --bootstrap-server {bootstrap} abort --topic {self.tp.topic} "
+            f"--partition {self.tp.partition} --start-offset {self.start_offset} "
+            "(once `kafka-transactions.sh describe` shows the transaction was aborted)"
+        )
+
+
+@dataclass
+class TxnHistory:
+    """What the member's transactions did (OutputProducer keeps it; no I/O), to tell which
+    transaction an open one of our producer id is (worker.kafka.transactions):
+
+    - `starts`: per output partition, the first offset the current transaction wrote there;
+    - `confirmed_starts`: the same for the last transaction whose commit the coordinator
+      confirmed (None before the first): its decision was COMMIT, whatever became of its markers;
+    - `targets`: the output partitions the current transaction sent records to (acknowledged
+      or not); `offsets_sent`: it sent its offsets; `commit_sent`: its `EndTxn(commit)` may
+      have reached the coordinator.
+    """
+
+    starts: dict[TopicPartition, int] = field(default_factory=dict)
+    confirmed_starts: dict[TopicPartition, int] | None = None
+    targets: set[TopicPartition] = field(default_factory=set)
+    offsets_sent: bool = False
+    commit_sent: bool = False
+
+    def begun(self) -> None:
+        self.starts, self.targets, self.offsets_sent, self.commit_sent = {}, set(), False, False
+
+    def appended(self, future: Any) -> None:
+        """A record batch's future is done: its base offset, where the transaction starts."""
+        if future.cancelled() or future.exception() is not None:
+            return
+        meta = future.result()
+        tp = TopicPartition(meta.topic, meta.partition)
+        if meta.offset < self.starts.get(tp, meta.offset + 1):
+            self.starts[tp] = meta.offset
+
+    def confirmed(self) -> None:
+        self.confirmed_starts = dict(self.starts)
+
+
+def _by_topic(tps: Iterable[TopicPartition]) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = collections.defaultdict(list)
+    for tp in tps:
+        grouped[tp.topic].append(tp.partition)
+    return dict(grouped)
+
+
+def java_hash(text: str) -> int:
+    """Java's `String.hashCode` (UTF-16 code units, 32-bit overflow), as Kafka places a group."""
+    value = 0
+    encoded = text.encode("utf-16-be")
+    for i in range(0, len(encoded), 2):
+        value = (31 * value + int.from_bytes(encoded[i : i + 2], "big")) & 0xFFFFFFFF
+    return value
+
+
+def offsets_partition(group_id: str, partitions: int) -> int:
+    """The `__consumer_offsets` partition of `group_id` (Kafka: `Utils.abs(hashCode) % partitions`,
+    where `Utils.abs` maps Integer.MIN_VALUE to 0)."""
+    signed = java_hash(group_id)
+    signed = signed - (1 << 32) if signed >= 1 << 31 else signed
+    return (0 if signed == -(1 << 31) else abs(signed)) % partitions
+
+
+class DescribeProducersResponse_v0(Response):  # type: ignore[misc]
+    API_KEY = 61
+    API_VERSION = 0
+    SCHEMA = flexible(
+        ("throttle_time_ms", Int32),
+        (
+            "topics",
+            tagged(
+                ("name", CompactString("utf-8")),
+                (
+                    "partitions",
+                    tagged(
+                        ("partition", Int32),
+                        ("error_code", Int16),
+                        ("error_message", CompactString("utf-8")),
+                        (
+                            "producers",
+                            tagged(
+                                ("producer_id", Int64),
+                                ("producer_epoch", Int32),
+                                ("last_sequence", Int32),
+                                ("last_timestamp", Int64),
+                                ("coordinator_epoch", Int32),
+                                ("txn_start_offset", Int64),
+                            ),
+                        ),
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
+class DescribeProducersRequest_v0(RequestStruct):  # type: ignore[misc]
+    FLEXIBLE_VERSION = True
+    API_KEY = 61
+    API_VERSION = 0
+    RESPONSE_TYPE = DescribeProducersResponse_v0
+    SCHEMA = flexible(("topics", TOPIC_PARTITIONS))
+
+
+class DescribeProducers(Request[DescribeProducersRequest_v0]):  # type: ignore[misc]
+    API_KEY = 61
+
+    def __init__(self, tps: Iterable[TopicPartition]) -> None:
+        self.by_topic = _by_topic(tps)
+
+    def build(self, request_struct_class: type[DescribeProducersRequest_v0]) -> DescribeProducersRequest_v0:
+        return request_struct_class([(topic, parts, {}) for topic, parts in self.by_topic.items()], {})
+
+
+class WriteTxnMarkersResponse_v1(Response):  # type: ignore[misc]
+    API_KEY = 27
+    API_VERSION = 1
+    SCHEMA = flexible(
+        (
+            "markers",
+            tagged(
+                ("producer_id", Int64),
+                (
+                    "topics",
+                    tagged(
+                        ("name", CompactString("utf-8")),
+                        ("partitions", tagged(("partition", Int32), ("error_code", Int16))),
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
+class WriteTxnMarkersRequest_v1(RequestStruct):  # type: ignore[misc]
+    FLEXIBLE_VERSION = True
+    API_KEY = 27
+    API_VERSION = 1
+    RESPONSE_TYPE = WriteTxnMarkersResponse_v1
+    SCHEMA = flexible(
+        (
+            "markers",
+            tagged(
+                ("producer_id", Int64),
+                ("producer_epoch", Int16),
+                ("committed", Boolean),
+                ("topics", TOPIC_PARTITIONS),
+                ("coordinator_epoch", Int32),
+            ),
+        ),
+    )
+
+
+class Markers(Request[WriteTxnMarkersRequest_v1]):  # type: ignore[misc]
+    """COMMIT or ABORT markers for open transactions (version 1: no transaction version field)."""
+
+    API_KEY = 27
+
+    def __init__(self, transactions: Iterable[tuple[OpenTransaction, bool]]) -> None:
+        self.transactions = list(transactions)
+
+    def build(self, request_struct_class: type[WriteTxnMarkersRequest_v1]) -> WriteTxnMarkersRequest_v1:
+        markers: list[
+            tuple[int, int, bool, list[tuple[str, list[int], dict[int, bytes]]], int, dict[int, bytes]]
+        ]
+        markers = [
+            (
+                t.producer_id,
+                t.producer_epoch,
+                commit,
+                [(t.tp.topic, [t.tp.partition], {})],
+                t.coordinator_epoch,
+                {},
+            )
+            for t, commit in self.transactions
+        ]
+        return request_struct_class(markers, {})
