@@ -64,6 +64,9 @@ _.max_ms
 
 # The console's templates read these (worker/admin/templates/communities.html).
 _.top_reason
+# http.server: the request handler's hooks of tests/support/otlp.py's OTLP receiver.
+_.do_POST
+_.log_message
 
 # aiokafka's protocol classes: class attributes its connection reads (kafka/offsets.py,
 # kafka/transactions.py).

@@ -1,9 +1,9 @@
 """The deployment files parse and agree with the product (DESIGN sections 7 and 8).
 
-No Docker engine or cluster runs here, so these tests read docker-compose.yml,
-deploy/Dockerfile and deploy/k8s/*.yaml and check that they use the real commands of
-`identity-worker`, the environment variables its settings read and the probe paths its
-HTTP endpoint serves.
+No Docker engine or cluster runs here, so these tests read docker-compose.yml and
+deploy/Dockerfile and check that they use the real commands of `identity-worker`, the
+environment variables its settings read and the probe paths its HTTP endpoint serves. The Helm
+chart has its own tests (tests/ops/test_helm_chart.py).
 """
 
 from __future__ import annotations
@@ -33,15 +33,6 @@ WORKER_ENV = {
 
 def load_yaml(path: str) -> Any:
     return yaml.safe_load((ROOT / path).read_text())
-
-
-def k8s_documents() -> dict[str, dict[str, Any]]:
-    docs: dict[str, dict[str, Any]] = {}
-    for path in sorted((ROOT / "deploy/k8s").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc:
-                docs[doc["kind"]] = doc
-    return docs
 
 
 def resolve_command(args: list[str]) -> click.Command:
@@ -95,7 +86,12 @@ def test_compose_postgres_is_the_official_image_with_a_healthcheck(compose: dict
 
 @pytest.mark.parametrize(
     ("service", "command"),
-    [("migrate", ["db", "migrate"]), ("topics", ["topics", "create"]), ("worker", ["run"])],
+    [
+        ("migrate", ["db", "migrate"]),
+        ("topics", ["topics", "create"]),
+        ("worker", ["run"]),
+        ("console", ["admin", "serve", "--host", "0.0.0.0", "--port", "8080"]),
+    ],
 )
 def test_compose_services_run_real_identity_worker_commands(
     compose: dict[str, Any], service: str, command: list[str]
@@ -103,7 +99,9 @@ def test_compose_services_run_real_identity_worker_commands(
     spec = compose["services"][service]
     assert spec["build"]["dockerfile"] == "deploy/Dockerfile"
     assert spec["command"] == command
-    resolve_command(command)
+    words = [word for word in command if not word.startswith("--") and not word[0].isdigit()]
+    flags = {opt for param in resolve_command(words).params for opt in param.opts}
+    assert {word for word in command if word.startswith("--")} <= flags
     env = spec["environment"]
     assert set(env) >= WORKER_ENV
     assert set(env) <= env_names_read_by_settings(), "a variable the worker does not read"
@@ -122,6 +120,10 @@ def test_compose_worker_waits_for_the_one_shot_services_and_checks_readiness(
     assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert worker["depends_on"]["topics"]["condition"] == "service_completed_successfully"
     assert f"127.0.0.1:{METRICS_PORT}/readyz" in " ".join(worker["healthcheck"]["test"])
+    # The configuration service needs the schema only (issue 26), and answers its sign-in page.
+    console = services["console"]
+    assert console["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "127.0.0.1:8080/" in " ".join(console["healthcheck"]["test"])
     # Published on the host's loopback only (DESIGN section 8).
     for spec in services.values():
         for port in spec.get("ports", []):
@@ -138,41 +140,6 @@ def test_dockerfile_builds_a_non_root_image_whose_entrypoint_is_the_console_scri
     assert 'ENTRYPOINT ["identity-worker"]' in text
     assert "identity-worker" in script
     assert f"EXPOSE {METRICS_PORT}" in text
-
-
-def test_k8s_manifests_parse_and_wire_configmap_secret_and_probes() -> None:
-    docs = k8s_documents()
-    assert set(docs) >= {"ConfigMap", "Secret", "Deployment", "Service"}
-    config, secret = docs["ConfigMap"], docs["Secret"]
-    assert config["data"]["IDENTITY_WORKER_METRICS_PORT"] == str(METRICS_PORT)
-    assert {"KAFKA_BOOTSTRAP_SERVERS", "IDENTITY_WORKER_GUARANTEE"} <= set(config["data"])
-    assert set(config["data"]) <= env_names_read_by_settings()
-    assert "DATABASE_URL" not in config["data"], "the DSN may hold a password: Secret only"
-    assert set(secret["stringData"]) == {"DATABASE_URL"}
-
-    deployment = docs["Deployment"]
-    pod = deployment["spec"]["template"]
-    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
-    (container,) = pod["spec"]["containers"]
-    assert container["args"] == ["run"]
-    resolve_command(container["args"])
-    sources = {(kind, ref["name"]) for source in container["envFrom"] for kind, ref in source.items()}
-    assert sources == {
-        ("configMapRef", config["metadata"]["name"]),
-        ("secretRef", secret["metadata"]["name"]),
-    }
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
-        http = container[probe]["httpGet"]
-        assert http["path"] == path
-        assert ports.get(http["port"], http["port"]) == METRICS_PORT
-    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
-
-    service = docs["Service"]
-    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
-    (port,) = service["spec"]["ports"]
-    assert port["port"] == METRICS_PORT
-    assert ports.get(port["targetPort"], port["targetPort"]) == METRICS_PORT
 
 
 def test_the_worker_serves_the_probe_paths_the_manifests_use() -> None:

@@ -112,6 +112,12 @@ listener.name.ssl.ssl.client.auth=required
 listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,OAUTHBEARER
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="broker";
+# Deny by default (issue 26): only the ACLs kafka_secure_acls grants, as Kafka's documentation
+# sets up a secured cluster. The plain and controller listeners (User:ANONYMOUS) are the
+# stack's own administration and the brokers' traffic: super user.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:ANONYMOUS
 EOF
     chmod 600 "$KAFKA_DIR/server.properties"
 }
@@ -119,6 +125,21 @@ EOF
 # Extra arguments of `kafka-storage format`: the SCRAM user of the SASL_SSL listener.
 kafka_secure_format_args() {
     printf '%s\n' --add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$(cat "$TLS_DIR/sasl.password")]"
+}
+
+# The worker's ACLs (deploy/local/kafka/WorkerAcls.java, docs/security.md#acls) for its SCRAM
+# and OAUTHBEARER user and its mutual-TLS certificate, over the plain listener $1.
+kafka_secure_acls() {
+    local classes=$STACK_DIR/acl-classes
+    if [[ ! -f $classes/WorkerAcls.class ]]; then
+        mkdir -p "$classes"
+        javac -nowarn -cp "$KAFKA_HOME/libs/*" -d "$classes" "$HERE/kafka/WorkerAcls.java" >&2 ||
+            die "cannot compile deploy/local/kafka/WorkerAcls.java"
+    fi
+    # The last two: OAUTHBEARER subjects lacking one ACL each (tests/secure/test_deny_by_default.py).
+    java -cp "$KAFKA_HOME/libs/*:$classes" WorkerAcls "$1" "User:$SCRAM_USER" "User:CN=$SCRAM_USER" \
+        User:no-describe-configs-DESCRIBE_CONFIGS User:no-write-WRITE >&2 ||
+        die "cannot create the worker's ACLs"
 }
 
 # ------------------------------------------------------------------------ PostgreSQL
@@ -155,6 +176,7 @@ pg_secure_url() {
 # Write $STACK_DIR/env.{sasl_ssl,ssl,plain} (one profile each) and print the SASL_SSL one.
 secure_exports() {
     local pg=$1 plain=$2 sasl ssl
+    kafka_secure_acls "$plain"
     sasl=localhost:$(cat "$KAFKA_DIR/sasl_ssl_port")
     ssl=localhost:$(cat "$KAFKA_DIR/ssl_port")
     {

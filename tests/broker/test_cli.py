@@ -49,8 +49,9 @@ def test_run_fails_fast_when_the_input_topic_does_not_exist(
     result = run_cli("run", env=topic_env(topics, kafka_bootstrap, DATABASE_URL=store.url))
     assert result.returncode == 3
     assert result.stderr.strip().splitlines()[-1] == (
-        f"identity-worker: error: input topic {topics.raw} does not exist on {kafka_bootstrap} "
-        "(create it with `identity-worker topics create`)"
+        f"identity-worker: error: input topic {topics.raw} does not exist on {kafka_bootstrap}, or the "
+        "principal may not Describe it (create it with `identity-worker topics create`; ACLs: "
+        "docs/security.md#acls)"
     )
     assert "Traceback" not in result.stderr
 

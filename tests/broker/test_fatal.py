@@ -63,7 +63,7 @@ async def test_not_authorized_to_write_an_output_stops_the_worker_with_one_line_
     print(f"\nexit {code} after {elapsed:.1f} s: {fatal[0]['event'] if fatal else worker.tail()}")
     assert code == 3, worker.tail()
     assert len(fatal) == 1 and "TopicAuthorizationFailedError" in fatal[0]["event"], worker.tail()
-    assert "not authorized for a topic" in fatal[0]["event"]
+    assert f"not authorized to Write topic {topics.enriched}" in fatal[0]["event"]
     assert errors == [fatal[0]["event"]], f"one clear line, no other error once started: {errors}"
     lag = java_peer.lag(bootstrap, topics.raw, topics.raw)
     assert lag[0][0] == -1, f"nothing committed: {lag}"

@@ -17,6 +17,8 @@ def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
         "Batch commit time p50 / p99",
         "Token cache hit ratio",
         "Store health",
+        "CPU per worker (cores)",  # issue 26
+        "Memory per worker",
     ):
         assert wanted in titles
     assert len({panel["id"] for panel in panels(board)}) == len(titles)

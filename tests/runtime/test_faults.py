@@ -61,6 +61,11 @@ def test_a_retriable_wrapper_is_retried_whatever_it_wraps() -> None:
     changed = OutputTopicChanged("the broker refused an output: MessageSizeTooLargeError")
     changed.__cause__ = kafka.MessageSizeTooLargeError()
     assert classify(changed) is Fault.INFRASTRUCTURE
+    # An ACL refusal is fatal even when it comes wrapped as a changed topic (issue 26, K10).
+    denied = OutputTopicChanged("the broker refused an output: TopicAuthorizationFailedError")
+    denied.__cause__ = kafka.TopicAuthorizationFailedError({"acme.enriched"})
+    assert classify(denied) is Fault.FATAL
+    assert "not authorized to Write topic acme.enriched" in str(FatalFault("commit failed", denied))
 
 
 def test_a_bug_is_not_classified() -> None:
@@ -70,9 +75,9 @@ def test_a_bug_is_not_classified() -> None:
 
 def test_fatal_fault_is_one_line_naming_type_and_meaning() -> None:
     fatal = FatalFault("commit failed", kafka.TopicAuthorizationFailedError("secret-topic"))
-    assert (
-        str(fatal)
-        == "commit failed: TopicAuthorizationFailedError: not authorized for a topic (check the ACLs)"
+    assert str(fatal) == (
+        "commit failed: TopicAuthorizationFailedError: not authorized to Write topic secret-topic "
+        "(TopicAuthorizationFailedError): grant the principal this ACL (docs/security.md#acls)"
     )
     assert classify(fatal) is Fault.FATAL and "\n" not in str(fatal)
 

@@ -1,9 +1,9 @@
 """The secured deployment files agree with the product and with `stack certs` (issue 17).
 
-No Docker engine or cluster runs here: these tests read docker-compose.secure.yml and render
-deploy/k8s with its tls component, and check that every file a setting names is mounted from where it is made
-(`deploy/local/stack certs` for compose, the Secret identity-worker-tls for Kubernetes), and
-that the settings are names and values the worker reads.
+No Docker engine runs here: these tests read docker-compose.secure.yml and check that every
+file a setting names is mounted from where `deploy/local/stack certs` makes it, and that the
+settings are names and values the worker reads. The Helm chart's TLS mount is checked in
+tests/ops/test_helm_chart.py.
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from tests.ops.test_k8s_manifests import BASE, render, validate
 from tests.test_deploy_files import ROOT, env_names_read_by_settings
 from worker.security_settings import SaslMechanism, SecurityProtocol
 
-TLS_COMPONENT = BASE / "components/tls"
 PATH_SETTINGS = re.compile(r"^KAFKA_.*(_LOCATION|_FILE)$")
 
 
@@ -39,37 +37,6 @@ def check_security_values(env: dict[str, Any]) -> None:
     if "KAFKA_SASL_MECHANISM" in env:
         SaslMechanism(env["KAFKA_SASL_MECHANISM"])
     assert "KAFKA_SASL_PASSWORD" not in env, "a password belongs in a file (a Secret), not in the env"
-
-
-def test_k8s_tls_component_mounts_every_file_the_settings_name_and_renders_valid(tmp_path: Path) -> None:
-    """The base with components/tls, rendered by kustomize and validated strictly (issue 16's
-    helpers); every file a setting names is a key of the mounted Secret identity-worker-tls."""
-    docs = render(tmp_path, TLS_COMPONENT)
-    for doc in docs:
-        validate(doc)
-    named_docs = {(doc["kind"], doc["metadata"]["name"]): doc for doc in docs}
-    config = named_docs[("ConfigMap", "identity-worker")]["data"]
-    dsn = named_docs[("Secret", "identity-worker")]["stringData"]["DATABASE_URL"]
-    tls_secret = named_docs[("Secret", "identity-worker-tls")]
-    pod = named_docs[("Deployment", "identity-worker")]["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    volume = next(v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "identity-worker-tls")
-    mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
-    assert mount["readOnly"] is True
-    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"], "the base's mounts stay"
-    # Readable by the non-root user through its group, by nobody else.
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
-    assert volume["secret"]["defaultMode"] == 0o440
-
-    assert set(config) <= env_names_read_by_settings()
-    check_security_values(config)
-    assert "sslmode=verify-full" in dsn
-    named = files_named({**config, "DATABASE_URL": dsn})
-    assert len(named) >= 4
-    for path in named:
-        assert path.parent == PurePosixPath(mount["mountPath"]), path
-        assert path.name in tls_secret["stringData"], f"{path.name} is not a key of identity-worker-tls"
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +64,7 @@ def test_compose_override_names_only_files_stack_certs_makes(compose_certs: Path
         assert all(host == "./.compose-secure/tls" and mode == "ro" for host, _, mode in volumes), volumes
         return {PurePosixPath(inside) for _, inside, _ in volumes}
 
-    for service in ("migrate", "topics", "worker"):
+    for service in ("migrate", "topics", "worker", "console"):
         env = services[service]["environment"]
         assert set(env) <= env_names_read_by_settings(), f"{service}: a variable the worker does not read"
         check_security_values(env)

@@ -9,8 +9,10 @@ community's `keys_version`: after any key change the old entries no longer match
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import islice
 
 from worker.core.records import Derived
 from worker.core.verify import VerifiedToken
@@ -86,6 +88,14 @@ class TokenCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
         return entry
+
+    def newest(self, count: int) -> list[tuple[tuple[str, bytes], Entry]]:
+        """The `count` most recently used entries (a sample for estimating memory, issue 26)."""
+        return list(islice(reversed(self._entries.items()), count))
+
+    def table_bytes(self) -> int:
+        """The size of the table itself (its slots and links), without the keys and entries."""
+        return sys.getsizeof(self._entries)
 
     def invalidate(self, community_id: str) -> int:
         """Drop a community's entries (its keys changed); returns how many went."""

@@ -23,11 +23,13 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
     RecordListTooLargeError,
     RecordTooLargeError,
+    TopicAuthorizationFailedError,
     UnknownError,
     UnknownTopicOrPartitionError,
     for_code,
 )
 
+from worker.kafka.acls import AccessDenied
 from worker.kafka.clients import make_admin
 from worker.kafka.security import check_bootstrap
 from worker.settings import KafkaSettings
@@ -88,6 +90,7 @@ TOPIC_REFUSALS: Final = (
     MessageSizeTooLargeError,
     RecordListTooLargeError,
     RecordTooLargeError,
+    TopicAuthorizationFailedError,
     UnknownError,
     UnknownTopicOrPartitionError,
 )
@@ -123,23 +126,29 @@ async def existing_topics(settings: KafkaSettings, names: list[str]) -> dict[str
         }
         if not counts:
             return {}
+        # Kafka answers for each resource of DescribeConfigs; a refusal is not "missing" (K10).
         wanted = {_MAX_MESSAGE_BYTES: None, _CLEANUP_POLICY: None}
         responses = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, name, dict(wanted)) for name in counts]
         )
     found: dict[str, TopicFacts] = {}
-    for response in responses:
-        for resource in response.to_object()["resources"]:
-            name = resource["resource_name"]
-            if resource["error_code"] != 0 or name not in counts:
-                continue  # deleted between the two requests: missing
-            values = {entry["config_names"]: entry["config_value"] for entry in resource["config_entries"]}
-            policy = values.get(_CLEANUP_POLICY) or "delete"
-            found[name] = TopicFacts(
-                partitions=counts[name],
-                max_message_bytes=int(values.get(_MAX_MESSAGE_BYTES) or DEFAULT_MAX_MESSAGE_BYTES),
-                compacted="compact" in (part.strip() for part in policy.split(",")),
-            )
+    resources = [resource for response in responses for resource in response.to_object()["resources"]]
+    refused = [
+        r["resource_name"] for r in resources if for_code(r["error_code"]) is TopicAuthorizationFailedError
+    ]
+    if refused:
+        raise AccessDenied("DescribeConfigs", refused)
+    for resource in resources:
+        name = resource["resource_name"]
+        if resource["error_code"] != 0 or name not in counts:
+            continue  # deleted between the two requests: missing
+        values = {entry["config_names"]: entry["config_value"] for entry in resource["config_entries"]}
+        policy = values.get(_CLEANUP_POLICY) or "delete"
+        found[name] = TopicFacts(
+            partitions=counts[name],
+            max_message_bytes=int(values.get(_MAX_MESSAGE_BYTES) or DEFAULT_MAX_MESSAGE_BYTES),
+            compacted="compact" in (part.strip() for part in policy.split(",")),
+        )
     return found
 
 

@@ -2,7 +2,8 @@
 
 Every string value passes `scrub`: `core.redaction.redact` (token-shaped and HMAC-secret-shaped
 text is replaced) and `redact_dsn` (a URL/DSN loses its password and secret parameters).
-aiokafka's own stdlib logs go through the same renderer.
+aiokafka's own stdlib logs go through the same renderer, with a `logger` field naming the
+client's module, at the level they deserve (`ClientLevels`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ IDENTIFIER_KEYS: frozenset[str] = frozenset(
         "group_id",
         "transactional_id",
         "client_id",
+        "logger",  # a client library's module, e.g. aiokafka.consumer.group_coordinator
     }
 )
 
@@ -85,6 +87,73 @@ class RepeatLimit(logging.Filter):
         return False
 
 
+class ClientLevels(logging.Filter):
+    """aiokafka's lines at the level they deserve (issue 26).
+
+    A consumer's first contact with a new broker, or a new group, finds no group coordinator
+    until the broker has made `__consumer_offsets`: aiokafka logs each retry of the lookup as an
+    error and each coordinator it gives up as a warning, though nothing is wrong. Until the
+    member has started (`started`), a retriable coordinator lookup failure and a coordinator
+    marked dead are info; afterwards (a broker restart, a coordinator moving: K8, retried by
+    the client) they are warnings, not errors. Matched by logger, message template and the
+    error argument's type, never by the rendered text. A record below the root logger's
+    level after the change is dropped.
+    """
+
+    COORDINATOR = "aiokafka.consumer.group_coordinator"
+    LOOKUP_FAILED = "Group Coordinator Request failed: %s"
+    MARKED_DEAD = "Marking the coordinator dead (node %s)for group %s."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starting = True
+
+    def started(self) -> None:
+        self.starting = False
+
+    def level_of(self, record: logging.LogRecord) -> int:
+        if record.name != self.COORDINATOR:
+            return record.levelno
+        if record.msg == self.LOOKUP_FAILED:
+            error = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            if not getattr(error, "retriable", False):
+                return record.levelno
+        elif record.msg != self.MARKED_DEAD:
+            return record.levelno
+        return logging.INFO if self.starting else min(record.levelno, logging.WARNING)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        level = self.level_of(record)
+        if level != record.levelno:
+            record.levelno, record.levelname = level, logging.getLevelName(level)
+        return level >= logging.getLogger().getEffectiveLevel()
+
+
+#: The filter of the process's log handler; `client_started` ends its start-up phase.
+_CLIENT_LEVELS = ClientLevels()
+
+
+def client_started() -> None:
+    """The member has started: coordinator trouble from now on is a warning (ClientLevels)."""
+    _CLIENT_LEVELS.started()
+
+
+class ProgressGate:
+    """Whether the progress line is due: when what it says changed, or `idle_every` seconds after
+    the last one (an idle worker says it is alive without a line every few seconds)."""
+
+    def __init__(self, idle_every: float) -> None:
+        self.idle_every = idle_every
+        self._said: object = None
+        self._at = -float("inf")
+
+    def due(self, state: object, now: float) -> bool:
+        if state != self._said or now - self._at >= self.idle_every:
+            self._said, self._at = state, now
+            return True
+        return False
+
+
 def configure_logging(level: str = "info", *, member: int | None = None) -> None:
     numeric = getattr(logging, level.upper())
     shared: list[Any] = [
@@ -108,10 +177,11 @@ def configure_logging(level: str = "info", *, member: int | None = None) -> None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
         )
     )
+    handler.addFilter(_CLIENT_LEVELS)
     handler.addFilter(RepeatLimit())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -7,6 +7,7 @@ Each `Metrics` owns its registry, so several runtimes in one test process never 
 from __future__ import annotations
 
 import asyncio
+import platform
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -14,11 +15,25 @@ from itertools import accumulate
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import INF, floatToGoString
 
 from worker.core.contracts import Outcome, Reason
+from worker.core.tokencache import TokenCache
+from worker.exitcodes import PROG
+from worker.ops.memory import token_cache_bytes
+
+# Every counter and histogram of prometheus_client adds a `<name>_created` series (the Unix time
+# it was made): noise on every scrape that no alert or panel reads (issue 26).
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 PREFIX = "identity_worker"
 VERIFICATION_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
@@ -104,6 +119,11 @@ LIVE: dict[str, tuple[type[CounterMetricFamily] | type[GaugeMetricFamily], str]]
     "usage_flush_failures": (CounterMetricFamily, "Usage count flushes the store did not take; retried (L1)"),
     "usage_rows_written": (CounterMetricFamily, "Usage count rows added to the store (L1)"),
     "usage_pending_buckets": (GaugeMetricFamily, "Usage count buckets waiting to be written (L1)"),
+    "token_cache_entries": (GaugeMetricFamily, "Entries in the verified-token cache (C4)"),
+    "token_cache_bytes": (
+        GaugeMetricFamily,
+        "Estimated memory of the verified-token cache's entries (C4; a sample's deep size x entries)",
+    ),
     "event_loop_lag_max_seconds": (GaugeMetricFamily, "The longest pause of the event loop since start (T1)"),
     "event_loop_held_max_seconds": (
         GaugeMetricFamily,
@@ -200,6 +220,12 @@ class Metrics:
         )
         self._live = _Live()
         self.registry.register(self._live)
+        # process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, … (Linux's
+        # /proc; each `--processes` child reports itself), and what runs where.
+        ProcessCollector(registry=self.registry)
+        self._gauge(
+            "build_info", "Always 1: the version running and its runtime", "version", "python"
+        ).labels(_version(), platform.python_version()).set(1)
         for result in ("committed", "aborted"):  # both exist from the start: alerts compare them
             self.transactions.labels(result)
         for outcome in Outcome:
@@ -207,6 +233,11 @@ class Metrics:
                 self.events.labels(outcome.value, "")
         for reason in Reason:
             self.events.labels(Outcome.REJECTED.value, reason.value)
+
+    def watch_token_cache(self, cache: TokenCache) -> None:
+        """Scrape-time gauges of the verified-token cache (C4): its entries and estimated bytes."""
+        self.read_live("token_cache_entries", lambda: len(cache))
+        self.read_live("token_cache_bytes", lambda: token_cache_bytes(cache))
 
     def _counter(self, name: str, doc: str, *labels: str) -> Counter:
         return Counter(f"{PREFIX}_{name}", doc, labels, registry=self.registry)
@@ -288,3 +319,12 @@ class LoopLag:
                     pauses=unreported,
                 )
                 unreported, reported_at = 0, now
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(PROG)
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        return "unknown"

@@ -31,6 +31,7 @@ import structlog
 from aiokafka import errors as kafka
 
 from worker.core.community import ConfigUnavailable
+from worker.kafka.acls import denied
 from worker.kafka.consumer import MemberExpelled
 from worker.kafka.topics import OutputTopicUnusable
 from worker.ops.metrics import Metrics
@@ -82,6 +83,12 @@ FATAL_ERRORS: dict[type[BaseException], str] = {
 }
 
 _FATAL = tuple(FATAL_ERRORS)
+_NOT_AUTHORIZED: tuple[type[BaseException], ...] = (
+    kafka.TopicAuthorizationFailedError,
+    kafka.GroupAuthorizationFailedError,
+    kafka.TransactionalIdAuthorizationFailed,
+    kafka.ClusterAuthorizationFailedError,
+)
 # Transient by nature: time-outs, sockets, the store, a member the group has expelled.
 _INFRASTRUCTURE: tuple[type[BaseException], ...] = (TimeoutError, OSError, ConfigUnavailable, MemberExpelled)
 
@@ -89,6 +96,10 @@ _INFRASTRUCTURE: tuple[type[BaseException], ...] = (TimeoutError, OSError, Confi
 def classify(exc: BaseException) -> Fault | None:
     """The class of a failure, by type; None for an unexpected exception (a bug)."""
     if isinstance(exc, (FatalFault, *_FATAL)):
+        return Fault.FATAL
+    if any(isinstance(cause, _NOT_AUTHORIZED) for cause in _chain(exc)):
+        # Whatever wraps it (OutputTopicChanged, which would refit and retry): an ACL refusal
+        # needs an operator, and retrying it forever hides it (K10).
         return Fault.FATAL
     if isinstance(exc, kafka.KafkaError) and exc.retriable:
         # Retriable by its own type, whatever it wraps: e.g. OutputTopicChanged over a size
@@ -129,7 +140,7 @@ class FatalFault(Exception):
     def __init__(self, what: str, cause: BaseException) -> None:
         self.what = what
         self.error_type = type(cause).__name__
-        self.hint = hint(cause)
+        self.hint = denied(cause, what) or hint(cause)  # an ACL refusal names what to grant
         super().__init__(f"{what}: {self.error_type}: {self.hint}")
 
 

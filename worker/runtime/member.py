@@ -49,6 +49,7 @@ from worker.kafka.producer import OutputProducer, quietly
 from worker.kafka.transactions import DanglingCheck
 from worker.ops.metrics import Metrics
 from worker.ops.probes import Health
+from worker.ops.tracing import commit_tracer
 from worker.runtime.checkpoint import Checkpoint
 from worker.runtime.decide import Decider
 from worker.runtime.faults import FatalFault, Fault, Reporter, classify, hint
@@ -94,6 +95,7 @@ class Member:
             settings, transactional_id=self.transactional_id, timeout=self._op_timeout
         )
         self._routing: Routing | None = None
+        self._tracing = commit_tracer(settings.group_id)  # spans per event and commit; None when off
         self._lock = asyncio.Lock()
         self._generation = 0
         self.retry = RetryPolicy.from_settings(settings)
@@ -246,12 +248,12 @@ class Member:
                 return
             try:
                 assert self._routing is not None, "start() first"
-                await asyncio.wait_for(
-                    checkpoint.commit(
-                        self._producer, self.consumer, self._routing, group_id=self._transaction_group
-                    ),
-                    self._commit_timeout,
+                commit = checkpoint.commit(
+                    self._producer, self.consumer, self._routing, group_id=self._transaction_group
                 )
+                if self._tracing is not None:
+                    commit = self._tracing.around(checkpoint.decided, commit)
+                await asyncio.wait_for(commit, self._commit_timeout)
             except Exception as exc:
                 failed: Exception | None = exc
                 # K8: whatever state the transaction is in, a fresh producer with the same id ends

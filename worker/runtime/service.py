@@ -20,6 +20,7 @@ from worker.core.community import CommunityLookup, ConfigUnavailable
 from worker.core.tokencache import TokenCache
 from worker.exitcodes import EXIT_BUG, EXIT_FATAL, EXIT_OK, EXIT_UNCLEAN
 from worker.ops.http import OpsServer
+from worker.ops.logging import ProgressGate, client_started
 from worker.ops.metrics import LoopLag, Metrics
 from worker.ops.probes import Health
 from worker.runtime.decide import Decider, Processor, pipeline_processor
@@ -57,6 +58,12 @@ class CommunitySource:
         if dsn is None:
             raise StartupError("set DATABASE_URL (or --database-url), or give --config FILE")
         from worker.store.cache import ConfigCache  # the store is optional with --config
+        from worker.store.db import StoreError, check_url
+
+        try:
+            check_url(dsn)  # a typo is one line now, not retries until the start-up timeout
+        except StoreError as exc:
+            raise StartupError(f"configuration store at {settings.redacted_dsn()}: {exc.message}") from None
 
         cache = ConfigCache(
             dsn,
@@ -176,6 +183,7 @@ async def serve(
     health.store_degraded = source.degraded
     metrics.read_live("token_cache_hits", lambda: token_cache.hits)
     metrics.read_live("token_cache_misses", lambda: token_cache.misses)
+    metrics.watch_token_cache(token_cache)
     metrics.read_live("config_age_seconds", source.age)
     metrics.read_live("ready", lambda: 1.0 if health.ready() else 0.0)
     decider = Decider(
@@ -206,6 +214,7 @@ async def serve(
         await member.start(stop)
         health.started = True
         log.info("worker ready", metrics_port=port or None, database=settings.redacted_dsn())
+        client_started()
         if on_ready is not None:
             on_ready(member, port)
         monitor = asyncio.create_task(_monitor(member, metrics, health, source, settings, stop))
@@ -263,6 +272,7 @@ async def _monitor(
 ) -> None:
     """Every few seconds: consumer lag (also a Kafka probe), store health, the progress line."""
     interval = settings.progress_interval_seconds or 5.0
+    gate = ProgressGate(idle_every=max(60.0, 12 * interval))  # idle: a line a minute, not every 5 s
     last_count, last_time = member.processed, time.monotonic()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -275,8 +285,8 @@ async def _monitor(
         now = time.monotonic()
         rate = (member.processed - last_count) / max(now - last_time, 1e-9)
         last_count, last_time = member.processed, now
-        if settings.progress_interval_seconds:
-            problems = health.problems()
+        problems = health.problems()
+        if settings.progress_interval_seconds and gate.due((member.processed, lag, problems), now):
             log.info(
                 f"progress: {rate:.0f} events/s, lag {lag if lag is not None else '?'}, "
                 f"{member.processed} processed" + (f"; not ready: {'; '.join(problems)}" if problems else ""),

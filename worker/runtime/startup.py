@@ -66,17 +66,19 @@ class Startup:
         async def read() -> dict[str, TopicFacts]:
             return await asyncio.wait_for(existing_topics(s, s.all()), self.request_timeout)
 
-        facts = await self.retry_kafka("Kafka does not answer yet", read)
+        facts = await self.retry_kafka("reading the topics", read)
         missing = [name for name in s.all() if name not in facts]
         if s.input_topic in missing:
             raise StartupError(
-                f"input topic {s.input_topic} does not exist on {s.bootstrap_servers} "
-                "(create it with `identity-worker topics create`)"
+                f"input topic {s.input_topic} does not exist on {s.bootstrap_servers}, or the principal "
+                "may not Describe it (create it with `identity-worker topics create`; ACLs: "
+                "docs/security.md#acls)"
             )
         if missing:
             raise StartupError(
-                f"output topic(s) {', '.join(missing)} do not exist "
-                "(create them with `identity-worker topics create`)"
+                f"output topic(s) {', '.join(missing)} do not exist, or the principal may not "
+                "Describe them (create them with `identity-worker topics create`; ACLs: "
+                "docs/security.md#acls)"
             )
         problem = unusable_output(s, facts)  # K9/K10: no room for an output is a misconfiguration
         if problem is not None:

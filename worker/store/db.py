@@ -12,7 +12,7 @@ import asyncio
 import os
 import ssl
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -193,15 +193,45 @@ _CONNECTION_ERRORS: Final = (
 TRANSIENT_ERRORS: Final = (*_CONNECTION_ERRORS, asyncpg.InvalidCatalogNameError, asyncpg.QueryCanceledError)
 
 
+#: libpq's sslmode values, which asyncpg reads the same way.
+SSL_MODES: Final = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_NOT_A_URL: Final = "the database URL is not a valid PostgreSQL URL (postgresql://USER@HOST:PORT/DATABASE)"
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL no connection could use, before any attempt (InputError, one line).
+
+    Every connection goes through it (`connect`: `db migrate` and every admin command), and
+    `run` calls it before its first attempt, so a typo such as `sslmode=verify-fulll` is one line
+    at once instead of retries until the start-up timeout (K8 is for outages, not typos). The
+    line names the parameter and, for modes and paths (never secret: see core.redaction), the
+    value; never the password.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a port that is not a number)
+    except ValueError:
+        raise InputError(_NOT_A_URL) from None
+    if parts.scheme not in ("postgresql", "postgres") or (not parts.hostname and "host" not in parts.query):
+        raise InputError(_NOT_A_URL)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    for mode in query.get("sslmode", []):
+        if mode not in SSL_MODES:
+            raise InputError(f"the database URL's sslmode {mode!r} is not one of {', '.join(SSL_MODES)}")
+    for name in ("sslrootcert", "sslcert", "sslkey"):
+        for path in query.get(name, []):
+            if path != "system" and not os.path.isfile(path):
+                raise InputError(f"the database URL's {name} {path} is not a file that can be read")
+
+
 async def connect(url: str, *, timeout: float = DEFAULT_CONNECT_TIMEOUT, **kwargs: Any) -> asyncpg.Connection:
     """Open one connection; every failure becomes a StoreError with a safe message."""
+    check_url(url)
     try:
         return await asyncpg.connect(url, timeout=timeout, **kwargs)
     except ssl.SSLCertVerificationError as exc:  # a ValueError too: not "an invalid URL"
         raise translate(exc, url) from None
     except (ValueError, asyncpg.ClientConfigurationError):
-        raise InputError(
-            "the database URL is not a valid PostgreSQL URL (postgresql://USER@HOST:PORT/DATABASE)"
-        ) from None
+        raise InputError(_NOT_A_URL) from None
     except (asyncpg.PostgresError, *TRANSIENT_ERRORS) as exc:
         raise translate(exc, url) from None
