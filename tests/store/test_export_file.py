@@ -44,26 +44,24 @@ def test_an_export_that_cannot_be_written_changes_nothing(cli: Cli, tmp_path: Pa
 
 # ---------------------------------------------------------------- streamed text (T4)
 
-_LABELS = st.text(
-    st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), min_size=1, max_size=255
-)
-_REGEXES = st.sampled_from([None, "C[0-9]{6}", "^a|b$", "it's: #1", "a" * 600 + " b" * 200, "[\t ]+", "é|ü"])
+#: Text the store takes (core/storable.py: no control character, no surrogate).
+_STORABLE = st.characters(exclude_categories=("Cc", "Cs"))
+_LABELS = st.text(_STORABLE, min_size=1, max_size=255)
+_REGEXES = st.sampled_from([None, "C[0-9]{6}", "^a|b$", "it's: #1", "a" * 600 + " b" * 200, "[ ]+", "é|ü"])
 
 
 @given(
     labels=st.lists(_LABELS, min_size=1, max_size=3),
     regex=_REGEXES,
-    source=st.text(
-        st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), min_size=1, max_size=64
-    ),
+    source=st.text(_STORABLE, min_size=1, max_size=64),
     community_id=st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
     secret=st.from_regex(r"[0-9a-f]{24}", fullmatch=True),
     include_secrets=st.booleans(),
 )
-@example(["x\u2028y", "é\n\u2028", "a\x85b\n"], None, "a b", "c", "0" * 24, True)  # YAML's other line breaks
+@example(["x\u2028y", "é \u2029", " lead"], None, "a b", "c", "0" * 24, True)  # YAML's other line breaks
 @example(
-    ["a\n \n", " lead\nx\n", "\n"], "a" * 600 + " b" * 200, "k: v", "012", "0" * 24, False
-)  # |+, |2, folding
+    ['it\'s: #1 "q"', "- x", "~"], "a" * 600 + " b" * 200, "k: v", "012", "0" * 24, False
+)  # quoting, folding
 @settings(max_examples=150)
 def test_the_streamed_export_is_the_text_pyyaml_writes(
     labels: list[str], regex: str | None, source: str, community_id: str, secret: str, include_secrets: bool
