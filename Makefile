@@ -19,7 +19,7 @@ KEEP_STACK ?=
 # The port of `make admin`'s configuration service.
 ADMIN_PORT ?= 8080
 
-.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench admin send-events settings-doc console-screenshots chaos
+.PHONY: help prerequisites venv stack-up stack-down stack-status test test-suite lint run demo schemas bench bench-scale admin send-events settings-doc console-screenshots chaos
 
 help:
 	@echo "make demo          example events through the real worker, printed as a table"
@@ -35,6 +35,7 @@ help:
 	@echo "make schemas       regenerate schemas/ from the models"
 	@echo "make settings-doc  regenerate docs/settings.md from the settings model"
 	@echo "make bench         Kafka benchmark of the worker vs its references (docs/performance.md)"
+	@echo "make bench-scale   the worker with 1 000, 10 000, 100 000 communities (docs/scale.md, T1-T6)"
 	@echo "make chaos         broker restart campaign: RESTARTS=200 kills/stops/freezes, 1 and 3 brokers"
 	@echo "make venv          (re)build .venv when pyproject.toml changed"
 
@@ -137,6 +138,11 @@ settings-doc: venv
 bench: venv
 	eval "$$($(STACK) up)" && $(PY) bench/kafka_bench.py --events 100000 --hs-share 0.8 \
 	    --repeat-share 0.0 --invalid-share 0.05 --partitions 4
+
+# DESIGN §12 (T1-T6): N = 1 000, 10 000, 100 000 communities; about 15 minutes; docs/scale.md.
+SCALE_SIZES ?= 1000,10000,100000
+bench-scale: venv
+	eval "$$($(STACK) up)" && $(PY) bench/scale.py --sizes $(SCALE_SIZES)
 
 # Broker restart campaigns (docs/fault-model.md): RESTARTS broker faults (graceful, SIGKILL,
 # SIGSTOP then SIGKILL) on private single-node and 3-node clusters, PER_RUN per worker stream;

@@ -8,12 +8,14 @@ that cannot be known right now (C3).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal, Protocol
 
-from worker.core.config import CommunitySpec, ConfigSpec, MappingSpec
+from worker.core.config import CommunitySpec, ConfigSpec
 from worker.core.contracts import Mode
 from worker.core.keys import JwtKey
 from worker.core.patterns import WholeMatch, compile_regex
@@ -67,11 +69,8 @@ class Community:
     @classmethod
     def from_spec(cls, spec: CommunitySpec, tombstones: Mapping[str, Tombstone] | None = None) -> Community:
         keys = {k.kid: k.prepare() for k in spec.jwt_keys}
-        fields = {
-            f.key: CustomField(f.key, f.label, f.regex, compile_regex(f.regex) if f.regex else None)
-            for f in spec.custom_fields
-        }
-        mappings = tuple(_prepare_mapping(m) for m in spec.mappings)
+        fields = _shared_fields(tuple((f.key, f.label, f.regex) for f in spec.custom_fields))
+        mappings = _shared_mappings(tuple((m.from_, m.to) for m in spec.mappings))
         version = hashlib.sha256(
             "\n".join(
                 f"{k.kid}:{k.alg}:{k.digest}" for k in sorted(keys.values(), key=lambda k: k.kid)
@@ -87,15 +86,36 @@ class Community:
             fields,
             mappings,
             version,
-            tombstones or {},
+            tombstones or _NO_TOMBSTONES,
         )
 
 
-def _prepare_mapping(spec: MappingSpec) -> FieldMapping:
-    extra_key = None if spec.from_ == "uuid" else spec.from_.partition(".")[2]
-    kind, _, name = spec.to.partition(".")
+# T3: what many communities declare alike (the same fields, the same mappings) is prepared once
+# and shared: the prepared forms are immutable, and these tables are bounded (a shape asked
+# after falling out is prepared again; the communities holding the old one keep it).
+_SHARED_SHAPES = 16_384
+_NO_TOMBSTONES: Mapping[str, Tombstone] = MappingProxyType({})
+
+
+@functools.lru_cache(maxsize=_SHARED_SHAPES)
+def _shared_fields(fields: tuple[tuple[str, str, str | None], ...]) -> Mapping[str, CustomField]:
+    prepared = {
+        key: CustomField(key, label, regex, compile_regex(regex) if regex else None)
+        for key, label, regex in fields
+    }
+    return MappingProxyType(prepared)
+
+
+@functools.lru_cache(maxsize=_SHARED_SHAPES)
+def _shared_mappings(mappings: tuple[tuple[str, str], ...]) -> tuple[FieldMapping, ...]:
+    return tuple(_prepare_mapping(source, target) for source, target in mappings)
+
+
+def _prepare_mapping(source: str, target: str) -> FieldMapping:
+    extra_key = None if source == "uuid" else source.partition(".")[2]
+    kind, _, name = target.partition(".")
     assert kind in ("identity_group", "custom_fields")
-    return FieldMapping(spec.from_, spec.to, extra_key, kind, name)  # type: ignore[arg-type]
+    return FieldMapping(source, target, extra_key, kind, name)  # type: ignore[arg-type]
 
 
 def prepare(spec: ConfigSpec) -> dict[str, Community]:

@@ -6,12 +6,14 @@ Each `Metrics` owns its registry, so several runtimes in one test process never 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
 from typing import Any
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import INF, floatToGoString
@@ -22,6 +24,8 @@ PREFIX = "identity_worker"
 VERIFICATION_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
 # Event delay: p99 at half of the bench's maximum throughput is 100-160 ms (docs/performance.md);
 # the upper buckets tell a backlog (seconds to minutes) apart from a slow commit.
+#: T1: how long the event loop was held beyond a timer's due time; 0.05 s is the rule's bound.
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
 
@@ -100,6 +104,11 @@ LIVE: dict[str, tuple[type[CounterMetricFamily] | type[GaugeMetricFamily], str]]
     "usage_flush_failures": (CounterMetricFamily, "Usage count flushes the store did not take; retried (L1)"),
     "usage_rows_written": (CounterMetricFamily, "Usage count rows added to the store (L1)"),
     "usage_pending_buckets": (GaugeMetricFamily, "Usage count buckets waiting to be written (L1)"),
+    "event_loop_lag_max_seconds": (GaugeMetricFamily, "The longest pause of the event loop since start (T1)"),
+    "event_loop_held_max_seconds": (
+        GaugeMetricFamily,
+        "The longest pause of the event loop since start, counting only its thread's CPU time (T1)",
+    ),
 }
 
 
@@ -127,6 +136,11 @@ class Metrics:
             registry=self.registry,
         )
         self.transactions = counter("commits", "Batch commits by result (committed, aborted)", "result")
+        self.event_loop_lag_seconds = self._loop_histogram(
+            "event_loop_lag_seconds",
+            "How late the event loop ran a timer: the pauses of event processing (T1)",
+            LOOP_LAG_BUCKETS,
+        )
         self.event_delay_seconds = self._loop_histogram(
             "event_delay_seconds",
             "Time from an input record's Kafka timestamp to the commit of its output (K2)",
@@ -222,3 +236,55 @@ class Metrics:
         self.event_delay_seconds.observe_all(
             max(0.0, now_ms - timestamp) / 1000.0 for timestamp in timestamps_ms if timestamp >= 0
         )
+
+
+class LoopLag:
+    """T1: the event loop's pauses, measured as a timer's lateness (nothing that grows with the
+    number of communities may hold the loop longer than `bound` seconds).
+
+    Every `interval` seconds a sleep ends; how late it ends is how long the loop was held by
+    something else. Each lateness goes to the `event_loop_lag_seconds` histogram, the longest
+    to the `event_loop_lag_max_seconds` gauge, and a pause over `bound` to a warning line (each
+    one the loop spent computing; of the others at most one a second, counting those it did
+    not print). On a machine short of cores a late
+    timer may only mean the process was not scheduled: the part of a pause the loop's thread
+    spent computing (its CPU time, at most the pause) is kept apart, `held` (the
+    `event_loop_held_max_seconds` gauge): that part is the program's own doing.
+    """
+
+    def __init__(self, metrics: Metrics, *, interval: float = 0.01, bound: float = 0.05) -> None:
+        self.interval, self.bound = interval, bound
+        self.longest = 0.0
+        self.longest_held = 0.0
+        self.over_bound = 0
+        self._histogram = metrics.event_loop_lag_seconds
+        self._log = structlog.get_logger(__name__)
+        metrics.read_live("event_loop_lag_max_seconds", lambda: self.longest)
+        metrics.read_live("event_loop_held_max_seconds", lambda: self.longest_held)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        unreported, reported_at = 0, 0.0
+        while not stop.is_set():
+            due = loop.time() + self.interval
+            cpu = time.thread_time()
+            await asyncio.sleep(self.interval)
+            now = loop.time()
+            lag = max(0.0, now - due)
+            held = min(lag, time.thread_time() - cpu)
+            self._histogram.observe(lag)
+            self.longest = max(self.longest, lag)
+            self.longest_held = max(self.longest_held, held)
+            if lag <= self.bound:
+                continue
+            self.over_bound += 1
+            unreported += 1
+            if held > self.bound or now - reported_at >= 1.0:  # the program's own pauses, each
+                self._log.warning(
+                    "event loop paused longer than the bound (T1)",
+                    seconds=round(lag, 3),
+                    computing_seconds=round(held, 3),
+                    bound=self.bound,
+                    pauses=unreported,
+                )
+                unreported, reported_at = 0, now

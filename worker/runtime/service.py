@@ -20,7 +20,7 @@ from worker.core.community import CommunityLookup, ConfigUnavailable
 from worker.core.tokencache import TokenCache
 from worker.exitcodes import EXIT_BUG, EXIT_FATAL, EXIT_OK, EXIT_UNCLEAN
 from worker.ops.http import OpsServer
-from worker.ops.metrics import Metrics
+from worker.ops.metrics import LoopLag, Metrics
 from worker.ops.probes import Health
 from worker.runtime.decide import Decider, Processor, pipeline_processor
 from worker.runtime.faults import FatalFault
@@ -167,7 +167,12 @@ async def serve(
     token_cache = TokenCache(settings.token_cache_size)
     if handle_signals:
         _install_signals(stop)
-    source = await CommunitySource.open(settings, token_cache)
+    loop_lag = asyncio.create_task(LoopLag(metrics).run(stop), name="loop-lag")  # T1, from start-up on
+    try:
+        source = await CommunitySource.open(settings, token_cache)
+    except BaseException:
+        loop_lag.cancel()
+        raise
     health.store_degraded = source.degraded
     metrics.read_live("token_cache_hits", lambda: token_cache.hits)
     metrics.read_live("token_cache_misses", lambda: token_cache.misses)
@@ -211,6 +216,7 @@ async def serve(
             await monitor
         return code
     finally:
+        loop_lag.cancel()
         await member.close()
         if usage is not None and usage_task is not None:
             usage_stop.set()  # one last flush of what the final batch counted, bounded (K6)

@@ -19,7 +19,7 @@ negative cache of "community unknown", dropped as soon as the store says the com
 
 from __future__ import annotations
 
-import asyncio
+import gc
 import time
 from collections.abc import Callable
 
@@ -28,10 +28,19 @@ import structlog
 
 from worker.backoff import RetryPolicy
 from worker.core.community import Community, ConfigUnavailable
+from worker.core.config import CommunitySpec
 from worker.store.db import describe
 from worker.store.following import APPLICATION_NAME, CacheStats, Following
-from worker.store.lifecycle import read_tombstones
-from worker.store.loading import read_specs
+from worker.store.loading import spec_of_row
+from worker.store.refresh import (
+    SLICE_SECONDS,
+    WATERMARK_TRUSTED_SECONDS,
+    Slicer,
+    changes_since,
+    fetch_rows,
+    stored_rows,
+    tombstones_of,
+)
 
 __all__ = ["APPLICATION_NAME", "CacheStats", "ConfigCache"]
 
@@ -71,6 +80,14 @@ class ConfigCache:
         self._broken: set[str] = set()  # rows the model refuses, with no good version cached
         self._negative: dict[str, float] = {}  # community id -> monotonic expiry
         self._loaded = False
+        #: T1: the read that comes next asks for what changed from here (see `worker.store.refresh`).
+        self._watermark: int | None = None
+        self._watermark_at: float | None = None
+        #: T2: reloads by notification, numbered, so a slower full or periodic read that began
+        #: earlier never puts an older version back (id -> the reload's number; ids in flight).
+        self._reload_epoch = 0
+        self._reloaded: dict[str, int] = {}
+        self._reloading: set[str] = set()
         self._following = Following(
             dsn,
             self,
@@ -182,60 +199,151 @@ class ConfigCache:
 
     # ------------------------------------------------------------ reading
 
-    async def load_all(self, conn: asyncpg.Connection) -> None:
-        """Read every community (C1); a community whose rows fail the model keeps its last good version."""
+    async def refresh(self, conn: asyncpg.Connection, *, full: bool) -> None:
+        """Read what changed since the last read (T1), or everything (`full`: start, reconnect,
+        a TRUNCATE, or no trusted watermark; C1), on `conn`, a connection of the read's own.
+
+        Rows are prepared in slices (`Slicer`), so the event loop keeps serving events and
+        notifications meanwhile (T1, T2). A community reloaded by a notification after this read
+        began keeps what that reload found: it is at least as new as this read's snapshot. A
+        community whose rows fail the model keeps its last good version.
+        """
         started = time.monotonic()
-        specs, invalid = await asyncio.wait_for(read_specs(conn), self.query_timeout)
-        tombstones = await asyncio.wait_for(read_tombstones(conn), self.query_timeout)
-        previous = self._communities
-        fresh = {cid: Community.from_spec(spec, tombstones.get(cid)) for cid, spec in specs.items()}
-        broken = set()
+        epoch = self._reload_epoch
+        stale = self._watermark_at is None or time.time() - self._watermark_at > WATERMARK_TRUSTED_SECONDS
+        since = None if full or stale else self._watermark
+        prepared: dict[str, Community] = {}
+        invalid: dict[str, list[str]] = {}
+        keys_changed: list[str] = []
+        slicer = self.slicer(rest=SLICE_SECONDS if self._loaded else 0.0)
+        read_at = time.time()
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            changes = await changes_since(conn, since, self.query_timeout)
+            async for row in stored_rows(conn, changes.ids, self.query_timeout):
+                cid = row["id"]
+                spec = spec_of_row(row)
+                if isinstance(spec, CommunitySpec):
+                    new = prepared[cid] = Community.from_spec(spec, tombstones_of(row))
+                    old = self._communities.get(cid)
+                    if old is not None and old.keys_version != new.keys_version:
+                        keys_changed.append(cid)
+                else:
+                    invalid[cid] = spec
+                await slicer.tick()
+        read = len(prepared) + len(invalid)
+        self.stats.rows_read += read
+        self.stats.last_refresh_rows = read
+        fresher = {cid for cid, at in self._reloaded.items() if at > epoch} | self._reloading
+        if changes.ids is None:
+            gone = self._install_all(prepared, invalid, fresher)
+            self.stats.full_reloads += 1
+            # T1: 100 000 communities are millions of long-lived objects; a full collection
+            # walking them held the loop 0.1-0.3 s. They hold no reference cycles (refcounting
+            # frees them when replaced), so the collector is told to leave them alone.
+            gc.freeze()
+        else:
+            gone = self._install_some(changes.ids, prepared, invalid, fresher)
+            self.stats.refreshes += 1
+        self._reloaded.clear()  # one read at a time (`Following`): the next begins after these
+        self._watermark, self._watermark_at = changes.watermark, read_at
+        self._loaded = True
+        self.last_loaded_at = self._confirmed_at = read_at
+        for cid in [*keys_changed, *gone]:
+            if cid not in fresher:
+                self._keys_changed(cid)
         for cid, problems in invalid.items():
             log.error("config_community_invalid", community_id=cid, problems=problems)
-            if cid in previous:
-                fresh[cid] = previous[cid]  # keep the last good version
-            else:
-                broken.add(cid)
-        self._communities = fresh
-        self._broken = broken
-        self._negative.clear()
-        self._loaded = True
-        self.last_loaded_at = self._confirmed_at = time.time()
-        self.stats.full_reloads += 1
-        for cid, old in previous.items():
-            new = fresh.get(cid)
-            if new is None or new.keys_version != old.keys_version:
-                self._keys_changed(cid)
         log.info(
-            "config_loaded",
-            communities=len(fresh),
+            "config_loaded" if changes.ids is None else "config_refreshed",
+            communities=len(self._communities),
+            read=read,
             invalid=len(invalid),
+            slices=slicer.slices,
             seconds=round(time.monotonic() - started, 4),
         )
 
-    async def reload_one(self, conn: asyncpg.Connection, community_id: str) -> None:
-        """Read one community again (a NOTIFY carrying its id, or V2's direct read)."""
-        specs, invalid = await asyncio.wait_for(read_specs(conn, community_id), self.query_timeout)
-        self.stats.community_reloads += 1
+    def _install_all(
+        self, prepared: dict[str, Community], invalid: dict[str, list[str]], fresher: set[str]
+    ) -> list[str]:
+        """A full read replaces the cache (one step, no await); returns the ids that left."""
+        previous, broken = self._communities, self._broken
+        for cid in invalid:
+            if cid in previous:
+                prepared[cid] = previous[cid]  # keep the last good version
+        for cid in fresher:  # what a reload found after this read began stays
+            prepared.pop(cid, None)
+            if cid in previous:
+                prepared[cid] = previous[cid]
+        self._broken = {cid for cid in invalid if cid not in previous and cid not in fresher}
+        self._broken |= broken & fresher
+        self._communities = prepared
+        self._negative.clear()
+        return [cid for cid in previous if cid not in prepared]
+
+    def _install_some(
+        self, ids: list[str], prepared: dict[str, Community], invalid: dict[str, list[str]], fresher: set[str]
+    ) -> list[str]:
+        """An incremental read updates the communities it read; returns the ids that left."""
+        gone = []
+        for cid in ids:
+            if cid in fresher:
+                continue
+            self._negative.pop(cid, None)
+            if cid in invalid:
+                if cid not in self._communities:
+                    self._broken.add(cid)
+                continue
+            self._broken.discard(cid)
+            community = prepared.get(cid)
+            if community is not None:
+                self._communities[cid] = community
+            elif self._communities.pop(cid, None) is not None:
+                gone.append(cid)
+        return gone
+
+    async def reload_many(self, conn: asyncpg.Connection, ids: list[str]) -> None:
+        """Read a few communities again, in one statement (the ids of notifications, C1, C2; or
+        V2's direct read)."""
+        self._reload_epoch += 1
+        for cid in ids:
+            self._reloaded[cid] = self._reload_epoch
+        self._reloading.update(ids)
+        try:
+            rows = await fetch_rows(conn, ids, self.query_timeout)
+        finally:
+            self._reloading.difference_update(ids)
+        self.stats.community_reloads += len(ids)
         self._confirmed_at = time.time()
+        found = {row["id"]: row for row in rows}
+        for cid in ids:
+            self._reload_row(cid, found.get(cid))
+
+    def _reload_row(self, community_id: str, row: asyncpg.Record | None) -> None:
         old = self._communities.get(community_id)
-        if community_id in invalid:
-            log.error("config_community_invalid", community_id=community_id, problems=invalid[community_id])
+        spec = None if row is None else spec_of_row(row)
+        if isinstance(spec, list):
+            log.error("config_community_invalid", community_id=community_id, problems=spec)
             if old is None:
                 self._broken.add(community_id)
             return
         self._broken.discard(community_id)
-        spec = specs.get(community_id)
-        if spec is None:
+        if spec is None or row is None:
             self._communities.pop(community_id, None)
         else:
-            tombstones = await asyncio.wait_for(read_tombstones(conn, community_id), self.query_timeout)
-            self._communities[community_id] = Community.from_spec(spec, tombstones.get(community_id))
+            self._communities[community_id] = Community.from_spec(spec, tombstones_of(row))
             self._negative.pop(community_id, None)
         new = self._communities.get(community_id)
         log.info("config_community_reloaded", community_id=community_id, exists=new is not None)
         if old is not None and (new is None or new.keys_version != old.keys_version):
             self._keys_changed(community_id)
+
+    async def reload_one(self, conn: asyncpg.Connection, community_id: str) -> None:
+        """Read one community again (V2's direct read)."""
+        await self.reload_many(conn, [community_id])
+
+    def slicer(self, rest: float) -> Slicer:
+        """How a read gives the event loop back (T1); a test makes it slow on purpose."""
+        return Slicer(rest=rest)
 
     def confirmed(self) -> None:
         self._confirmed_at = time.time()

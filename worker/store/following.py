@@ -1,19 +1,25 @@
 """The one connection by which the worker's cache follows the configuration store (C1, C3).
 
 `Following` keeps a LISTEN connection open and tells its `Reader` (the `ConfigCache`) what to
-read: everything at start, after a reconnect, on a NOTIFY of every community and every
-`refresh_interval` (a safety net); one community on a NOTIFY carrying its id. A ping every
-`health_interval` finds a connection that died silently. LISTEN starts before each full read,
-so no change falls between the two. A lost connection is retried on the worker's one retry
-policy (`worker.backoff`, K8); meanwhile the reader serves what it loaded (C3).
+read: everything at start, after a reconnect and on a NOTIFY of every community; what changed
+since the last read every `refresh_interval` (a safety net, T1); the communities a NOTIFY
+names, a few per statement. A ping every `health_interval` finds a connection that died
+silently. LISTEN starts before each full read, so no change falls between the two. A lost
+connection is retried on the worker's one retry policy (`worker.backoff`, K8);
+meanwhile the reader serves what it loaded (C3).
 
-Queries share the connection under `lock`; all of this runs in one background task.
+T2: a notification never waits behind a read. Full and periodic reads run in a task of their
+own, on a connection of their own, prepared in slices; the LISTEN connection's task goes on
+reading the notified communities meanwhile (under `lock`, which it shares with V2's direct
+reads). Thousands of notifications at once (a bulk `config apply`) become one read of what
+changed, so the ones that follow are not queued behind them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,6 +48,12 @@ log = structlog.get_logger(__name__)
 _DB_ERRORS = (asyncpg.PostgresError, *TRANSIENT_ERRORS)
 #: How the cache's connection shows in pg_stat_activity.
 APPLICATION_NAME = "identity-worker-config-cache"
+#: The connection of a full or periodic read, while it runs.
+READER_NAME = "identity-worker-config-read"
+#: Notified ids read back in one statement; a notification waits behind at most this many (T2).
+RELOAD_BATCH = 64
+#: More notified ids than this (a bulk change) are read as "what changed" instead (T1).
+PENDING_AS_READ = 512
 
 
 @dataclass(slots=True)
@@ -56,14 +68,20 @@ class CacheStats:
     negative_hits: int = 0
     direct_reads: int = 0
     direct_reads_limited: int = 0
+    #: T1: periodic reads of what changed (`full_reloads` counts the reads of everything).
+    refreshes: int = 0
+    #: Community rows read by full and periodic reads, in all and by the last one.
+    rows_read: int = 0
+    last_refresh_rows: int = 0
 
 
 class Reader(Protocol):
-    """What `Following` keeps current; the queries run on the given connection under `lock`."""
+    """What `Following` keeps current. `reload_many` runs on the LISTEN connection under `lock`;
+    `refresh` on a connection of its own, beside the notifications (T2)."""
 
-    async def load_all(self, conn: asyncpg.Connection) -> None: ...
+    async def refresh(self, conn: asyncpg.Connection, *, full: bool) -> None: ...
 
-    async def reload_one(self, conn: asyncpg.Connection, community_id: str) -> None: ...
+    async def reload_many(self, conn: asyncpg.Connection, ids: list[str]) -> None: ...
 
     def confirmed(self) -> None:
         """The store answered: the configuration is current as of now."""
@@ -99,9 +117,12 @@ class Following:
         self.lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
-        self._pending: set[str] = set()
+        # Ids notified and not yet read, in the order they came (a dict keeps it).
+        self._pending: dict[str, None] = {}
         self._reload_all = False
         self._task: asyncio.Task[None] | None = None
+        self._read_task: asyncio.Task[None] | None = None
+        self._read_again: str | None = None  # "full" or "changes": asked while a read ran
 
     async def start(self, timeout: float | None) -> None:
         """Connect and load everything, retrying an unreachable store; then follow in the background.
@@ -132,11 +153,12 @@ class Following:
     async def close(self) -> None:
         self._closing.set()
         self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._read_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._read_task = None
         conn, self.conn = self.conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
@@ -162,17 +184,10 @@ class Following:
         self._wake.set()
 
     async def _connect_and_load(self) -> None:
-        conn = await connect(
-            self._dsn, timeout=self.query_timeout, server_settings={"application_name": APPLICATION_NAME}
-        )
+        """Start-up: LISTEN, then read everything (awaited: the worker is not ready before)."""
+        conn = await self._listen()
         try:
-            await check_schema(conn)
-            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-            conn.add_termination_listener(self._on_terminated)
-            self._pending.clear()
-            self._reload_all = False
-            async with self.lock:
-                await self._reader.load_all(conn)
+            await self._read(full=True)
         except BaseException as exc:
             conn.terminate()
             if isinstance(exc, _DB_ERRORS):
@@ -180,6 +195,64 @@ class Following:
             raise
         self.conn = conn
         log.info("config_store_following", where=self.where, communities=len(self._reader))
+
+    async def _listen(self) -> asyncpg.Connection:
+        """A new LISTEN connection. LISTEN starts before the full read that follows it, so no
+        change falls between the two (C1)."""
+        conn = await connect(
+            self._dsn, timeout=self.query_timeout, server_settings={"application_name": APPLICATION_NAME}
+        )
+        try:
+            await check_schema(conn)
+            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            conn.add_termination_listener(self._on_terminated)
+        except BaseException as exc:
+            conn.terminate()
+            if isinstance(exc, _DB_ERRORS):
+                raise translate(exc, self._dsn) from None
+            raise
+        self._pending.clear()
+        self._reload_all = False
+        return conn
+
+    async def _read(self, *, full: bool) -> None:
+        """One full or periodic read on a connection of its own: the LISTEN connection stays free
+        for notifications meanwhile (T2), and its transaction would hold them back."""
+        conn = await connect(
+            self._dsn, timeout=self.query_timeout, server_settings={"application_name": READER_NAME}
+        )
+        try:
+            await self._reader.refresh(conn, full=full)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=2)
+            conn.terminate()
+
+    def _start_read(self, *, full: bool) -> None:
+        """Read in the background; when a read runs already, once more after it (it may have
+        begun before the change that asks for this one)."""
+        if self._read_task is not None and not self._read_task.done():
+            self._read_again = "full" if full or self._read_again == "full" else "changes"
+            return
+        self._read_task = asyncio.create_task(self._reads(full), name="config-cache-read")
+
+    async def _reads(self, full: bool) -> None:
+        backoff = self.retry.backoff()
+        while not self._closing.is_set():
+            try:
+                await self._read(full=full)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the LISTEN connection's ping decides about an outage (C3)
+                self.stats.failures += 1
+                delay = backoff.next_delay()
+                error = translate(exc, self._dsn).message if isinstance(exc, _DB_ERRORS) else describe(exc)
+                log.warning("config_read_failed", where=self.where, full=full, error=error, retry_in=delay)
+                await pause(delay, self._closing)
+                continue
+            if self._read_again is None:
+                return
+            full, self._read_again = self._read_again == "full", None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -193,26 +266,33 @@ class Following:
                 next_ping = loop.time() + self.health_interval
                 continue
             wait = max(0.0, min(next_refresh, next_ping) - loop.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+            if not self._pending:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
             self._wake.clear()
             lost = self.conn is not conn  # (a bool: see `lose`)
             if lost:
                 continue  # lost meanwhile (termination listener)
+            if self._reload_all or loop.time() >= next_refresh:
+                self._start_read(full=self._reload_all)
+                self._reload_all = False
+                next_refresh = loop.time() + self.refresh_interval
             try:
-                async with self.lock:
-                    if self._reload_all or loop.time() >= next_refresh:
-                        self._reload_all = False
-                        self._pending.clear()
-                        await self._reader.load_all(conn)
-                        next_refresh = loop.time() + self.refresh_interval
-                    elif self._pending:
-                        ids, self._pending = self._pending, set()
-                        for community_id in sorted(ids):
-                            await self._reader.reload_one(conn, community_id)
-                    elif loop.time() >= next_ping:
+                if len(self._pending) > PENDING_AS_READ:
+                    # A bulk change (config apply): one sliced read of what changed, in the
+                    # background; the notifications that follow are served one by one (T2).
+                    self._pending.clear()
+                    self._start_read(full=False)
+                elif self._pending:
+                    ids = list(itertools.islice(self._pending, RELOAD_BATCH))
+                    for community_id in ids:
+                        del self._pending[community_id]
+                    async with self.lock:
+                        await self._reader.reload_many(conn, ids)
+                elif loop.time() >= next_ping:
+                    async with self.lock:
                         await conn.fetchval("SELECT 1", timeout=self.query_timeout)
-                        self._reader.confirmed()
+                    self._reader.confirmed()
                 next_ping = loop.time() + self.health_interval
             except asyncio.CancelledError:
                 raise
@@ -220,7 +300,8 @@ class Following:
                 self.lose(conn, exc)
 
     async def _reconnect(self) -> None:
-        """After a lost connection: backoff, then LISTEN and a full read (C1)."""
+        """After a lost connection: backoff, LISTEN, then a full read (C1) beside the
+        notifications that arrive meanwhile (T2)."""
         backoff = self.retry.backoff()
         delay = backoff.next_delay()
         while not self._closing.is_set():
@@ -228,7 +309,7 @@ class Following:
             if self._closing.is_set():
                 return
             try:
-                await self._connect_and_load()
+                conn = await self._listen()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -237,6 +318,8 @@ class Following:
                 error = exc.message if isinstance(exc, StoreError) else describe(exc)
                 log.warning("config_store_unreachable", where=self.where, error=error, retry_in=delay)
                 continue
+            self.conn = conn
+            self._start_read(full=True)
             self.stats.reconnects += 1
             log.info("config_store_reconnected", where=self.where)
             return
@@ -246,7 +329,7 @@ class Following:
         if payload == NOTIFY_ALL:
             self._reload_all = True
         else:
-            self._pending.add(str(payload))
+            self._pending[str(payload)] = None
         self._wake.set()
 
     def _on_terminated(self, conn: Any) -> None:

@@ -21,8 +21,9 @@ from worker.store.db import TRANSIENT_ERRORS, StoreError, connect, translate
 from worker.store.lifecycle import read_tombstones
 from worker.store.migrate import check_schema
 
-_SPEC_QUERY: Final = """
-SELECT c.id, c.signed_identities, c.min_validity_seconds, c.leeway_seconds,
+#: The columns of one community's spec, `c` being its `communities` row (also `worker.store.refresh`).
+SPEC_COLUMNS: Final = """
+c.id, c.signed_identities, c.min_validity_seconds, c.leeway_seconds,
     c.max_validity_seconds, c.retirement_window_seconds,
     (SELECT coalesce(json_agg(json_build_object(
                 'kid', k.kid, 'hmac_secret', k.hmac_secret, 'rsa_public_key', k.rsa_public_key)
@@ -33,8 +34,8 @@ SELECT c.id, c.signed_identities, c.min_validity_seconds, c.leeway_seconds,
         FROM custom_fields f WHERE f.community_id = c.id) AS custom_fields,
     (SELECT coalesce(json_agg(json_build_object('from', m.source, 'to', m.target) ORDER BY m.position), '[]')
         FROM mappings m WHERE m.community_id = c.id) AS mappings
-FROM communities c
 """
+_SPEC_QUERY: Final = f"SELECT {SPEC_COLUMNS} FROM communities c"
 
 
 class InvalidStoredConfig(StoreError):
@@ -103,8 +104,9 @@ async def stream_spec_data(
 
 def stored_spec(data: dict[str, Any]) -> CommunitySpec:
     """One community's stored data validated by the YAML loader's model; ConfigError with its
-    problems. S1 is left out: rows written before 0002 may break it (see WITHOUT_S1)."""
-    return validate_spec(CommunitySpec, data, s1=False)
+    problems. S1 and the text rule are left out: rows written before 0002, or before the text
+    rule, may break them (see WITHOUT_S1, FROM_STORE)."""
+    return validate_spec(CommunitySpec, data, stored=True)
 
 
 async def read_specs(
@@ -124,6 +126,14 @@ async def read_specs(
         except ConfigError as exc:
             invalid[cid] = exc.problems
     return specs, invalid
+
+
+def spec_of_row(row: asyncpg.Record) -> CommunitySpec | list[str]:
+    """One row of `SPEC_COLUMNS` as a validated spec, or the model's problems with it."""
+    try:
+        return stored_spec(_spec_data(row))
+    except ConfigError as exc:
+        return exc.problems
 
 
 async def valid_specs(conn: asyncpg.Connection, community_id: str | None = None) -> dict[str, CommunitySpec]:
