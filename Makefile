@@ -108,7 +108,7 @@ run: venv
 	exec $(VENV)/bin/identity-worker run
 
 demo: venv
-	$(call with_stack,$(PY) -m worker.demo)
+	$(call with_stack,$(PY) -m worker.devtools.demo)
 
 # The configuration service and a worker: stack, migrations, the example community, topics, a
 # platform and a community token printed with the console's URL, the example secret, a sample
@@ -127,13 +127,13 @@ console-screenshots: venv
 	$(call with_stack,CONSOLE_SCREENSHOTS_DIR=docs/console $(PY) -m pytest -q tests/admin/test_console.py)
 
 schemas: venv
-	$(PY) -m worker.schemas
+	$(PY) -m worker.devtools.schemas
 
 # Regenerates docs/settings.md (the settings reference) from worker/settings.py.
 settings-doc: venv
 	$(PY) -m worker.devtools.settings_doc
 
-# The Kafka benchmark of issue 6 (docs/performance.md): leaves the stack running.
+# The Kafka benchmark (docs/performance.md): leaves the stack running.
 bench: venv
 	eval "$$($(STACK) up)" && $(PY) bench/kafka_bench.py --events 100000 --hs-share 0.8 \
 	    --repeat-share 0.0 --invalid-share 0.05 --partitions 4

@@ -43,11 +43,14 @@ _.SCRAM_SHA_512
 # click: a ParamType's conversion hook (cli/offline.py).
 _.convert
 
-# aiokafka: the rebalance listener's callbacks (runtime/member.py) and the per-partition
-# record iterator's hook (kafka/fetched.py).
+# aiokafka: the rebalance listener's callbacks (kafka/consumer.py) and the per-partition
+# record iterator's hook (kafka/fetcher_fork.py).
 _.on_partitions_revoked
 _.on_partitions_assigned
 _._unpack_records
+
+# uvicorn: the flag its main loop reads to stop (ops/http.py `OpsServer.close`).
+_.should_exit
 
 # RE2: an option set on the options object (core/config.py).
 _.log_errors

@@ -2,7 +2,7 @@
 
 For HS256 and RS256, in one run:
 - pipeline: `process_event(value, ...).to_json()` for a raw event carrying a unique, realistic
-  token (no verified-token cache hit is possible), for the example community (worker/examples.py:
+  token (no verified-token cache hit is possible), for the example community (worker/devtools/examples.py:
   a regex custom field and three mappings);
 - reference: `jwt.decode(token, key, algorithms=[alg])` of the same tokens, exp verified, as
   users call it.
@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 
 import jwt
 
-from worker import examples
 from worker.core.community import prepare
 from worker.core.pipeline import process_event
+from worker.devtools import examples
 from worker.store.yaml_io import parse_yaml
 
 # The real clock: the reference jwt.decode checks exp against it, so the pipeline uses it too.

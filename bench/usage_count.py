@@ -28,7 +28,7 @@ import pipeline as bench
 from worker.core.community import prepare
 from worker.core.pipeline import process_event
 from worker.core.tokencache import TokenCache
-from worker.runtime.usage import UsageRecorder
+from worker.runtime.usage_recorder import UsageRecorder
 from worker.store.yaml_io import parse_yaml
 
 

@@ -6,8 +6,8 @@ import time
 
 from worker.core.community import prepare
 from worker.core.pipeline import process_event
-from worker.demo import example_events
-from worker.examples import config_yaml, rsa_key
+from worker.devtools.demo import example_events
+from worker.devtools.examples import config_yaml, rsa_key
 from worker.store.yaml_io import parse_yaml
 
 

@@ -1,4 +1,4 @@
-"""Kafka security settings (issue 17), part of every `KafkaSettings` (DESIGN §7).
+"""Kafka security settings (docs/security.md), part of every `KafkaSettings` (DESIGN §7).
 
 The names are Kafka's client property names (librdkafka's, which take PEM files), upper-cased:
 `security.protocol` is read from `KAFKA_SECURITY_PROTOCOL` or
@@ -61,7 +61,7 @@ def kafka_property_names(field: str) -> AliasChoices | None:
 
 
 class KafkaSecurity(BaseSettings):
-    """How every Kafka client of the product authenticates and encrypts (issue 17).
+    """How every Kafka client of the product authenticates and encrypts (docs/security.md).
 
     Paths only, and secrets as `SecretStr`: the files are read by `worker.kafka.security` each
     time a client is built, so a rotated secret file applies to the next client.

@@ -5,7 +5,7 @@ The environment uses the names operators already know — `KAFKA_BOOTSTRAP_SERVE
 `IDENTITY_WORKER_METRICS_PORT`, …). `database_url` is a `SecretStr`: it may hold a password and
 is never printed or logged whole (`redacted_dsn`).
 
-Kafka security (TLS, SASL) is `worker.security_settings.KafkaSecurity` (issue 17).
+Kafka security (TLS, SASL) is `worker.security_settings.KafkaSecurity` (docs/security.md).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ class Settings(KafkaSettings):
     # outputs over 4 partitions (~350 KB each) fits in one at 512 KiB, so no commit waits on a
     # second (bench: the worker busy 0.82-0.90 -> 0.97-0.98 of a core on repeated tokens). aiokafka
     # does not check a batch against max_request_size: batches to an output topic whose
-    # max.message.bytes is smaller are closed earlier (worker.runtime.commit, K9), and the
+    # max.message.bytes is smaller are closed earlier (worker.runtime.checkpoint, K9), and the
     # setting is capped under the broker's default (1 MB).
     kafka_batch_bytes: int = Field(DEFAULT_KAFKA_BATCH_BYTES, ge=16 * 1024, le=1_000_000)
     """Largest record batch the producer builds per output partition, bytes."""

@@ -1,4 +1,4 @@
-"""Which TLS certificate check failed, as one phrase for the operator (issue 17, K10).
+"""Which TLS certificate check failed, as one phrase for the operator (K10, docs/security.md).
 
 Shared by the Kafka clients (`worker.kafka.security`) and the configuration store
 (`worker.store.db`): decided by OpenSSL's verification code, never by message text.

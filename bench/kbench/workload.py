@@ -1,4 +1,4 @@
-"""The benchmark's raw events: the example community (worker/examples.py) under a name of the
+"""The benchmark's raw events: the example community (worker/devtools/examples.py) under a name of the
 run's own, HS256/RS256 tokens, repeats and invalid events.
 
 Everything is generated once per workload and reused by every scenario that needs it, so the
@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker import examples
 from worker.core.keys import sign_token
-from worker.examples import HMAC_SECRET, HS_KID, RS_KID
+from worker.devtools import examples
+from worker.devtools.examples import HMAC_SECRET, HS_KID, RS_KID
 
 INVALID_KINDS = ("tampered", "expired", "unknown_kid", "not_json", "unsigned")
 

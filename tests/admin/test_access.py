@@ -103,9 +103,9 @@ def test_the_authorization_matrix(service: Service, who: str) -> None:
 
 def test_a_community_token_lists_its_own_community_only(service: Service) -> None:
     with service.client("acme") as client:
-        assert [c["id"] for c in client.get("/api/v1/communities").json()] == ["acme"]
+        assert [c["id"] for c in client.get("/api/v1/communities").json()["items"]] == ["acme"]
     with service.client("platform") as client:
-        assert [c["id"] for c in client.get("/api/v1/communities").json()] == ["acme", "shop"]
+        assert [c["id"] for c in client.get("/api/v1/communities").json()["items"]] == ["acme", "shop"]
 
 
 def test_a_revoked_token_is_refused_at_once(service: Service, tmp_path: Any) -> None:

@@ -3,6 +3,8 @@ message, nothing written on a refusal, and no secret in any answer, log line or 
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import time
 from datetime import datetime
@@ -64,7 +66,7 @@ def test_communities_create_read_change_remove(service: Service) -> None:
         assert changed.json()["min_validity_seconds"] == 600  # not given: kept
         assert api.delete("/api/v1/communities/newco").status_code == 204
         assert api.get("/api/v1/communities/newco").status_code == 404
-        trail = api.get("/api/v1/audit").json()
+        trail = api.get("/api/v1/audit").json()["items"]
     assert [(e["action"], e["community_id"], e["actor"]) for e in trail] == [
         ("community remove", "newco", "token platform"),
         ("community set", "newco", "token platform"),
@@ -83,13 +85,13 @@ def test_keys_add_list_remove_show_fingerprints_never_secrets(service: Service) 
         assert {k: hs.json()[k] for k in ("kid", "alg")} == {"kid": "k2", "alg": "HS256"}
         assert hs.json()["fingerprint"].startswith("sha256:") and "created_at" in hs.json()
         assert rs.json()["alg"] == "RS256"
-        listed = api.get(f"{ACME}/keys").json()
+        listed = api.get(f"{ACME}/keys").json()["items"]
         assert [k["kid"] for k in listed] == ["k1", "k2", "r1"]
         assert all(set(k) >= {"kid", "alg", "fingerprint", "created_at"} for k in listed)
         assert not any(name in k for k in listed for name in ("hmac_secret", "rsa_public_key"))
         assert api.delete(f"{ACME}/keys/k2").status_code == 204
-        assert [k["kid"] for k in api.get(f"{ACME}/keys").json()] == ["k1", "r1"]
-        trail = api.get(f"{ACME}/audit").json()
+        assert [k["kid"] for k in api.get(f"{ACME}/keys").json()["items"]] == ["k1", "r1"]
+        trail = api.get(f"{ACME}/audit").json()["items"]
     assert [(e["action"], e["changes"][0][:12]) for e in trail] == [
         ("keys remove", "- key acme/k"),
         ("keys add", "+ key acme/r"),
@@ -103,7 +105,7 @@ def test_keys_list_shows_last_use_and_uses_in_24_hours(service: Service) -> None
     with service.client("acme") as api:
         assert api.post(f"{ACME}/keys", json={"kid": "k2", "hmac_secret": SECRET_2}).status_code == 201
         mark_used(service.database_url, "acme", "k1", 5, seconds_ago=120)
-        listed = {k["kid"]: k for k in api.get(f"{ACME}/keys").json()}
+        listed = {k["kid"]: k for k in api.get(f"{ACME}/keys").json()["items"]}
     assert listed["k1"]["uses_24h"] == 5
     used_at = datetime.fromisoformat(listed["k1"]["last_used_at"])
     assert 100 <= time.time() - used_at.timestamp() <= 300
@@ -147,8 +149,8 @@ def test_removing_a_key_in_use_is_refused_unless_forced(service: Service) -> Non
         assert snapshot(service.database_url) == before
         forced = api.delete(f"{ACME}/keys/k2", params={"force": "true"})
         assert forced.status_code == 204, forced.text
-        assert [k["kid"] for k in api.get(f"{ACME}/keys").json()] == ["k1"]
-        trail = api.get(f"{ACME}/audit").json()
+        assert [k["kid"] for k in api.get(f"{ACME}/keys").json()["items"]] == ["k1"]
+        trail = api.get(f"{ACME}/audit").json()["items"]
     assert trail[0]["action"] == "keys remove --force"
     assert trail[0]["changes"][0].startswith("- key acme/k2")
 
@@ -171,8 +173,8 @@ def test_custom_fields_and_mappings(service: Service) -> None:
             "source": "extra_values.plan",
             "target": "custom_fields.plan",
         }
-        assert [f["key"] for f in api.get(f"{ACME}/custom-fields").json()] == ["customer_id", "plan"]
-        assert [m["source"] for m in api.get(f"{ACME}/mappings").json()] == [
+        assert [f["key"] for f in api.get(f"{ACME}/custom-fields").json()["items"]] == ["customer_id", "plan"]
+        assert [m["source"] for m in api.get(f"{ACME}/mappings").json()["items"]] == [
             "extra_values.customer_id",
             "extra_values.plan",
         ]
@@ -181,7 +183,7 @@ def test_custom_fields_and_mappings(service: Service) -> None:
         )
         assert removed.status_code == 204
         assert api.delete(f"{ACME}/custom-fields/plan").status_code == 204
-        assert [f["key"] for f in api.get(f"{ACME}/custom-fields").json()] == ["customer_id"]
+        assert [f["key"] for f in api.get(f"{ACME}/custom-fields").json()["items"]] == ["customer_id"]
 
 
 def test_token_check_explains_like_token_verify(service: Service) -> None:
@@ -269,6 +271,11 @@ def _error(response: Any) -> str:
 
 
 #: (method, path, body or query, status, a piece of the message). Each is refused, writes nothing.
+def _cursor(values: list[object]) -> str:
+    """A cursor as the listings write them (worker/store/pages.py), with values of our choice."""
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
 REFUSED: list[tuple[str, str, Any, int, str]] = [
     ("POST", "/api/v1/communities", {"id": "bad id"}, 422, "id: String should match pattern"),
     (
@@ -403,8 +410,13 @@ REFUSED: list[tuple[str, str, Any, int, str]] = [
         "received_at: must be",
     ),
     ("GET", f"{ACME}/audit", {"limit": "0"}, 422, "limit: Input should be greater than or equal to 1"),
-    # Found by schemathesis: past a bigint the driver refused it and the answer was a 503.
-    ("GET", f"{ACME}/audit", {"before": str(2**70)}, 422, "before: Input should be less than or equal to"),
+    # T5: every listing's page is bounded, and a cursor is one the listing gave.
+    ("GET", "/api/v1/communities", {"limit": "501"}, 422, "limit: Input should be less than or equal to 500"),
+    ("GET", f"{ACME}/keys", {"after": "not-a-cursor"}, 422, "after: not a cursor of this listing"),
+    # A cursor past a bigint, or with a time that is none: refused, never the driver's 503.
+    ("GET", f"{ACME}/audit", {"after": _cursor([2**70])}, 422, "after: not a cursor of this listing"),
+    ("GET", f"{ACME}/custom-fields", {"after": _cursor(["x", "y"])}, 422, "after: not a cursor"),
+    ("GET", "/api/v1/communities", {"prefix": "a\x00"}, 400, "query parameter prefix holds a NUL character"),
 ]
 
 
@@ -539,8 +551,48 @@ def test_an_api_change_and_its_audit_row_commit_together(service: Service) -> No
         with service.client("acme") as api:
             refused = api.post(f"{ACME}/keys", json={"kid": "k2", "hmac_secret": SECRET_2})
             assert refused.status_code >= 500 and set(refused.json()) == {"error"}
-            assert [k["kid"] for k in api.get(f"{ACME}/keys").json()] == ["k1"]
+            assert [k["kid"] for k in api.get(f"{ACME}/keys").json()["items"]] == ["k1"]
         assert snapshot(service.database_url) == before
     finally:
         run_sql(service.database_url, "DROP TRIGGER test_refuse_audit ON audit_log")
         run_sql(service.database_url, "DROP FUNCTION test_refuse_audit()")
+
+
+def test_every_listing_is_paged_with_a_cursor_and_a_prefix(service: Service) -> None:
+    """T5: `limit` (default 100, at most 500), `after` (the page before's `next`), `prefix`;
+    the answer `{items, next}`. A community token pages through its own community only."""
+    with service.client("platform") as api:
+        for i in range(5):
+            created = api.post("/api/v1/communities", json={"id": f"p{i}", "signed_identities": "reject"})
+            assert created.status_code == 201, created.text
+        seen: list[str] = []
+        after = None
+        for _ in range(10):
+            page = api.get(
+                "/api/v1/communities",
+                params={"limit": 2, "prefix": "p"} | ({"after": after} if after else {}),
+            )
+            assert page.status_code == 200 and set(page.json()) == {"items", "next"}
+            seen += [c["id"] for c in page.json()["items"]]
+            after = page.json()["next"]
+            if after is None:
+                break
+        assert seen == ["p0", "p1", "p2", "p3", "p4"]
+        everything = api.get("/api/v1/communities").json()
+        assert ([c["id"] for c in everything["items"]], everything["next"]) == (
+            ["acme", "p0", "p1", "p2", "p3", "p4", "shop"],
+            None,
+        )
+        trail = api.get("/api/v1/audit", params={"limit": 3}).json()
+        assert [e["community_id"] for e in trail["items"]] == ["p4", "p3", "p2"] and trail["next"]
+        older = api.get("/api/v1/audit", params={"limit": 3, "after": trail["next"]}).json()
+        assert [e["community_id"] for e in older["items"]] == ["p1", "p0"] and older["next"] is None
+        assert api.get(f"{ACME}/keys", params={"prefix": "k"}).json()["items"][0]["kid"] == "k1"
+        assert api.get(f"{ACME}/keys", params={"prefix": "z"}).json() == {"items": [], "next": None}
+        assert [m["position"] for m in api.get(f"{ACME}/mappings", params={"limit": 1}).json()["items"]] == [
+            1
+        ]
+    with service.client("acme") as api:
+        own = api.get("/api/v1/communities", params={"limit": 1}).json()
+        assert ([c["id"] for c in own["items"]], own["next"]) == (["acme"], None)
+        assert api.get("/api/v1/communities", params={"prefix": "p"}).json() == {"items": [], "next": None}

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from worker.demo import free_port
-from worker.examples import HMAC_SECRET
+from tests.support.ports import free_port
+from worker.devtools.examples import HMAC_SECRET
 
 pytestmark = pytest.mark.integration
 

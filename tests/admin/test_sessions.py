@@ -239,3 +239,12 @@ def test_a_bad_expiry_is_one_line_and_a_usage_error(
             err
         )
     assert not run_sql(service.database_url, "SELECT 1 FROM api_tokens WHERE name = 'temp'")
+
+
+def test_signing_in_again_replaces_the_browser_s_session(service: Service) -> None:
+    with service.console("acme") as browser:
+        first = browser.cookies[COOKIE]
+        again = browser.post("/signin", data={"token": service.tokens["platform"]})
+        assert again.status_code == 303 and browser.cookies[COOKIE] != first
+        (row,) = _sessions(service)
+        assert row["token_name"] == "platform"

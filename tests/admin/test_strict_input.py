@@ -225,3 +225,17 @@ def test_a_repeated_query_parameter_is_refused(service: Service) -> None:
     assert forced.json() == {"error": "query parameter force is given twice; give it once"}
     assert pasted.json() == {"error": "query parameter (unknown) is given twice; give it once"}
     assert snapshot(service.database_url) == before
+
+
+def test_a_multipart_console_form_is_held_to_the_same_rule(service: Service) -> None:
+    """A7: the console's forms read multipart posts too; the text rule still applies."""
+    before = snapshot(service.database_url)
+    with service.console("acme") as browser:
+        page = browser.get("/communities/acme")
+        csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+        fields = {"key": (None, "plan"), "label": (None, "Pl\x00an"), "csrf": (None, csrf)}
+        response = browser.post("/communities/acme/fields", files=fields)
+    assert response.status_code == 422, response.text
+    assert "label holds a NUL character; it cannot be stored" in response.text
+    assert "SQLSTATE" not in response.text
+    assert snapshot(service.database_url) == before

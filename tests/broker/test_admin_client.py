@@ -12,7 +12,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 import worker.kafka.topics as topics
-from worker.demo import free_port
+from tests.support.ports import free_port
 from worker.settings import load_topic_names
 
 

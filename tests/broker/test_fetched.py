@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 
+import aiokafka
 import pytest
 from aiokafka import codec
 from aiokafka.consumer import fetcher
@@ -16,12 +17,15 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
 
-from worker.kafka.fetched import (
+from worker.kafka.fetched import UnreadableRecord
+from worker.kafka.fetcher_fork import (
+    MIRRORS,
     READ_COMMITTED,
+    UPSTREAM_SHA256,
     KeptRecords,
     TolerantPartitionRecords,
-    UnreadableRecord,
     install,
+    upstream_fingerprint,
 )
 
 TP = TopicPartition("raw", 0)
@@ -136,3 +140,16 @@ def test_install_puts_the_reader_in_aiokafkas_fetcher() -> None:
     install()
     assert fetcher.PartitionRecords is TolerantPartitionRecords
     assert fetcher.MemoryRecords is KeptRecords
+
+
+def test_the_fork_mirrors_the_installed_aiokafka() -> None:
+    """worker/kafka/fetcher_fork.py copies aiokafka's record walk: a new aiokafka (or a patched
+    one) fails here, loudly, until the fork is re-read against it."""
+    assert aiokafka.__version__ == MIRRORS, (
+        f"aiokafka {aiokafka.__version__} is installed; worker/kafka/fetcher_fork.py mirrors {MIRRORS}: "
+        "re-read PartitionRecords._unpack_records and Fetcher._proc_fetch_request, then update MIRRORS"
+    )
+    assert upstream_fingerprint() == UPSTREAM_SHA256, (
+        "aiokafka's PartitionRecords or Fetcher._proc_fetch_request changed under "
+        "worker/kafka/fetcher_fork.py: re-read them against the fork, then update UPSTREAM_SHA256"
+    )

@@ -30,7 +30,7 @@ from tests.support.worker import (
     sign,
 )
 from worker.kafka.topics import existing_topics
-from worker.runtime import commit
+from worker.runtime import routing
 from worker.runtime.member import Member
 from worker.runtime.service import serve
 from worker.runtime.startup import StartupError
@@ -218,7 +218,7 @@ async def test_a_missing_output_topic_makes_records_wait_and_the_worker_not_read
     never wrote to, so the broker does not re-create it by itself): the next batch fails with
     OutputTopicMissing — retriable by type (K10) — its records wait, /readyz names the topic;
     once the topic exists again they are answered, once, and the worker is ready."""
-    monkeypatch.setattr(commit, "REFRESH_SECONDS", 0.2)  # read the topics before every batch
+    monkeypatch.setattr(routing, "REFRESH_SECONDS", 0.2)  # read the topics before every batch
     topics = await new_topics(kafka_bootstrap, unique_topic("k9-missing"), 1)
     settings = load_settings(bootstrap_servers=kafka_bootstrap, **topics.settings())
     async with running(kafka_bootstrap, topics, tmp_path) as member:

@@ -29,12 +29,16 @@ from tests.support.worker import (
     produce,
     signed_events,
 )
+from worker.runtime.checkpoint import Checkpoint
 
 pytestmark = pytest.mark.integration
 
 
 async def test_a_commit_that_keeps_failing_keeps_the_worker_not_ready(
-    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path
+    kafka_bootstrap: str,
+    unique_topic: Callable[[str], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     topics = await new_topics(kafka_bootstrap, unique_topic("i11-ready"), 1)
     async with (
@@ -48,14 +52,14 @@ async def test_a_commit_that_keeps_failing_keeps_the_worker_not_ready(
         ) as member,
         Outputs(kafka_bootstrap, topics) as outputs,
     ):
-        commit, failing = member._committer.commit, True
+        commit, failing = Checkpoint.commit, True
 
-        async def commit_while_failing(*args: Any) -> None:
+        async def commit_while_failing(checkpoint: Checkpoint, *args: Any, **kwargs: Any) -> None:
             if failing:
                 raise KafkaConnectionError("the partition leader refuses writes")
-            await commit(*args)
+            await commit(checkpoint, *args, **kwargs)
 
-        member._committer.commit = commit_while_failing
+        monkeypatch.setattr(Checkpoint, "commit", commit_while_failing)
         inputs = await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in signed_events("e", 5)])
         deadline = time.monotonic() + 20
         while member.metrics.transactions.labels("aborted")._value.get() < 1:

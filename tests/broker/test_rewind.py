@@ -25,6 +25,7 @@ from tests.support.worker import (
     produce,
     signed_events,
 )
+from worker.runtime.checkpoint import Checkpoint
 from worker.runtime.recovery import Redo
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,10 @@ ROUNDS = 15
 
 
 async def test_a_rewind_right_after_each_commit_duplicates_nothing(
-    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path
+    kafka_bootstrap: str,
+    unique_topic: Callable[[str], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     topics = await new_topics(kafka_bootstrap, unique_topic("i11-rewind"), 1)
     inputs: list[tuple[int, int]] = []
@@ -41,17 +45,17 @@ async def test_a_rewind_right_after_each_commit_duplicates_nothing(
         in_process_worker(kafka_bootstrap, topics, communities_file(tmp_path)) as member,
         Outputs(kafka_bootstrap, topics) as outputs,
     ):
-        commit = member._committer.commit
+        commit = Checkpoint.commit
         rewinds = 0
 
-        async def commit_during_a_fetch_fault(*args: Any) -> None:
+        async def commit_during_a_fetch_fault(checkpoint: Checkpoint, *args: Any, **kwargs: Any) -> None:
             nonlocal rewinds
             member.recovery.need(Redo.REWIND)  # what a fetch fault while this commit is in flight does
             rewinds += 1
             await asyncio.sleep(0.25)  # the commit outlasts the fetch backoff
-            await commit(*args)
+            await commit(checkpoint, *args, **kwargs)
 
-        member._committer.commit = commit_during_a_fetch_fault
+        monkeypatch.setattr(Checkpoint, "commit", commit_during_a_fetch_fault)
         for round_ in range(ROUNDS):
             values = signed_events(f"r{round_}", 3)
             inputs += await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in values])

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from worker.core.contracts import CONTRACT_MODELS
-from worker.schemas import ASYNCAPI_MESSAGES, SCHEMA_DIR, asyncapi_with_examples
+from worker.devtools.schemas import ASYNCAPI_MESSAGES, SCHEMA_DIR, asyncapi_with_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 

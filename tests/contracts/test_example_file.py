@@ -1,4 +1,4 @@
-"""examples/communities.yaml is worker/examples.py's example, in sync (issue 25, kind 5), and it
+"""examples/communities.yaml is worker/devtools/examples.py's example, in sync (issue 25, kind 5), and it
 is a configuration every command accepts."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from worker.examples import HMAC_SECRET, HS_KID, example_file
+from worker.devtools.examples import HMAC_SECRET, HS_KID, example_file
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "communities.yaml"
 
 
 def test_the_example_file_is_generated_from_worker_examples() -> None:
     assert EXAMPLE.read_text(encoding="utf-8") == example_file(), (
-        "examples/communities.yaml is stale: python -m worker.examples > examples/communities.yaml"
+        "examples/communities.yaml is stale: python -m worker.devtools.examples > examples/communities.yaml"
     )
 
 

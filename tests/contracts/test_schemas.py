@@ -7,7 +7,7 @@ import json
 import jsonschema
 
 from worker.core.contracts import CONTRACT_MODELS
-from worker.schemas import OPENAPI_FILE, SCHEMA_DIR, openapi_document, render
+from worker.devtools.schemas import OPENAPI_FILE, SCHEMA_DIR, openapi_document, render
 
 
 def test_checked_in_schemas_match_the_models() -> None:

@@ -24,7 +24,7 @@ from worker.core.community import prepare
 from worker.core.keys import HMAC_SECRET as HMAC_KIND
 from worker.core.keys import RSA_PUBLIC_KEY
 from worker.core.pipeline import process_event
-from worker.examples import HMAC_SECRET, HS_KID, RS_KID, community, config_yaml, public_pem
+from worker.devtools.examples import HMAC_SECRET, HS_KID, RS_KID, community, config_yaml, public_pem
 from worker.store.yaml_io import parse_yaml
 
 HERE = Path(__file__).parent

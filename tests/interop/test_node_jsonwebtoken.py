@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.node import node_packages
-from worker import examples
 from worker.core.community import Community, prepare
 from worker.core.contracts import EnrichedIdentity, Rejection
 from worker.core.pipeline import process_event
+from worker.devtools import examples
 from worker.store.yaml_io import parse_yaml
 
 HERE = Path(__file__).parent

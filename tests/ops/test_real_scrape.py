@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.ports import free_port
 from tests.support.processes import terminate
 from tests.support.promql import (
     ALERTS,
@@ -50,7 +51,6 @@ from tests.support.worker import (
     stream_values,
     wait_ready,
 )
-from worker.demo import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 
-from worker.runtime.commit import _delivered
+from worker.runtime.checkpoint import _delivered
 
 
 class Flushing:

@@ -8,7 +8,7 @@ from aiokafka.structs import TopicPartition
 
 from worker.backoff import RetryPolicy
 from worker.core.community import ConfigUnavailable
-from worker.runtime.commit import MemberExpelled
+from worker.kafka.consumer import MemberExpelled
 from worker.runtime.faults import FATAL_ERRORS, FatalFault, Fault, classify, hint
 from worker.runtime.waits import Waits
 

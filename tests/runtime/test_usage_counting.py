@@ -11,8 +11,8 @@ from prometheus_client import generate_latest
 from worker.core.contracts import Outcome, Reason
 from worker.core.records import Output
 from worker.ops.metrics import Metrics
-from worker.runtime.service import ConfigSource, usage_recorder
-from worker.runtime.usage import HealthTally, KeyTally, UsageRecorder
+from worker.runtime.service import CommunitySource, usage_recorder
+from worker.runtime.usage_recorder import HealthTally, KeyTally, UsageRecorder
 from worker.settings import SettingsError, load_settings
 
 NOW = 1_764_496_800.0 + 125  # 2025-11-30T10:02:05Z: minute 10:02, hour 10:00
@@ -89,9 +89,9 @@ def test_batches_add_up_in_their_buckets_and_move_to_the_next_minute() -> None:
     assert [t.events for t in usage.health.values()] == [3, 1]
 
 
-def _source() -> ConfigSource:
+def _source() -> CommunitySource:
     """As `run` has it with the store: a lookup of the configured communities, and a cache."""
-    return ConfigSource(lookup={"acme": object(), "beta": object()}, cache=object())  # type: ignore[dict-item]
+    return CommunitySource(lookup={"acme": object(), "beta": object()}, cache=object())  # type: ignore[dict-item]
 
 
 @pytest.mark.parametrize(
@@ -125,7 +125,7 @@ def test_counting_can_be_switched_off_and_needs_a_store() -> None:
     off = load_settings(database_url="postgresql://identity@127.0.0.1:1/x", usage_counting=False)
     assert usage_recorder(off, _source(), Metrics()) is None
     no_store = load_settings(config_file="x.yaml")
-    assert usage_recorder(no_store, ConfigSource({}), Metrics()) is None
+    assert usage_recorder(no_store, CommunitySource({}), Metrics()) is None
 
 
 def test_the_allow_list_must_name_community_ids() -> None:

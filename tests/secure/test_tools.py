@@ -34,7 +34,7 @@ def test_demo_runs_over_mutual_tls_and_postgres_tls(secure_stack: SecureStack, d
         "DATABASE_URL": demo_database,
     }
     result = subprocess.run(
-        [sys.executable, "-m", "worker.demo"], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "worker.devtools.demo"], env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "demo: all 9 events answered; worker exited with 0" in result.stderr

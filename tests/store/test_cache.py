@@ -208,7 +208,7 @@ async def test_start_fails_fast_without_the_schema(admin_database_url: str) -> N
 
 
 async def test_start_gives_up_after_its_timeout() -> None:
-    from worker.demo import free_port
+    from tests.support.ports import free_port
 
     cache = ConfigCache(
         f"postgresql://identity:hunter2@127.0.0.1:{free_port()}/x", retry=RetryPolicy(0.05, 0.1)

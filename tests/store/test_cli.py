@@ -428,7 +428,7 @@ def test_an_invalid_database_url_is_a_usage_error(cli: Cli) -> None:
 
 
 def test_an_unreachable_database_is_one_line_exit_1_without_the_password(cli: Cli) -> None:
-    from worker.demo import free_port
+    from tests.support.ports import free_port
 
     url = f"postgresql://identity:hunter2@127.0.0.1:{free_port()}/identity"
     for args in (

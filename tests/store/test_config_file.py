@@ -13,9 +13,9 @@ import pytest
 
 from tests.support import stack
 from tests.support.store import SECRET, SECRET_2, SECRET_3, Cli, migrated, run_sql
-from worker import examples
 from worker.core.community import Community, prepare
 from worker.core.config import ConfigError
+from worker.devtools import examples
 from worker.store.db import connect
 from worker.store.loading import load_all_communities
 from worker.store.yaml_io import load_config_file, parse_yaml
@@ -175,7 +175,9 @@ def test_dry_run_writes_nothing(cli: Cli, store_url: str, write: WriteFile) -> N
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("communities: [", "line 1, column 15: "),
+        # libyaml's parser (T4) places an unclosed flow sequence where the text ends
+        ("communities: [", "line 2, column 1: did not find expected node content"),
+        ("communities:\n  - id: a\n\tsigned_identities: reject\n", "line 3, column 1: "),
         ("- just a list", "the file must hold a mapping with a 'communities' list"),
         (
             config_yaml(acme_secret=SECRET[:23]),
@@ -326,3 +328,33 @@ def test_export_of_an_empty_store(cli: Cli) -> None:
     result = cli("config", "export")
     assert result.out == "communities: []\n"
     assert parse_yaml(result.out).communities == []
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("label", r"Customer\0ID"),  # PostgreSQL cannot store a NUL (A7)
+        ("label", r"Customer ID\n+ key acme/forged (HS256 sha256:0)"),  # a forged audit line (A11)
+        ("regex", r"C[0-9]{6}\u0085"),
+        ("from", r"extra_values.customer_id\r\nx"),
+    ],
+)
+def test_apply_refuses_text_that_cannot_be_stored_in_one_line(
+    cli: Cli, store_url: str, write: WriteFile, field: str, text: str
+) -> None:
+    """A3, A7: the CLI and YAML hold text to the same rule as the admin API (core/storable.py):
+    one line naming the field, exit non-zero, nothing written, never a database message."""
+    yaml_text = config_yaml().replace(
+        "label: Customer ID", f'label: "{text}"' if field == "label" else "label: Customer ID"
+    )
+    if field == "regex":
+        yaml_text = yaml_text.replace('regex: "C[0-9]{6}"', f'regex: "{text}"')
+    if field == "from":
+        yaml_text = yaml_text.replace("- from: extra_values.customer_id", f'- from: "{text}"')
+    before = dump(store_url)
+    result = cli("config", "apply", write(yaml_text))
+    assert result.code != 0
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert "cannot be stored" in lines[0] and "SQLSTATE" not in lines[0]
+    assert dump(store_url) == before

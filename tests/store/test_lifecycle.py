@@ -14,7 +14,7 @@ import pytest
 from tests.support.store import SECRET, SECRET_2, Cli, cli_subprocess, hs256_token, run_sql
 from worker.core.contracts import Outcome, Reason
 from worker.core.records import Output
-from worker.runtime.usage import UsageRecorder
+from worker.runtime.usage_recorder import UsageRecorder
 from worker.store.lifecycle import read_tombstones
 from worker.store.loading import load_all_communities
 from worker.store.usage import health_report, key_usage, prune

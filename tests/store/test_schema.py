@@ -298,6 +298,17 @@ def test_a_database_from_a_newer_release_is_refused(fresh_db: str) -> None:
     assert "newer than this release" in done.err
 
 
+def test_a_database_missing_a_migration_below_the_highest_says_to_migrate(fresh_db: str, cli: Cli) -> None:
+    """Migrations are numbered as they are written and may land out of order (T5's 0007
+    before 0006): a database at the highest version that lacks a lower one is not ready."""
+    asyncio.run(migrated(fresh_db))
+    lowest_but_one = available_migrations()[1].version
+    run_sql(fresh_db, "DELETE FROM schema_migrations WHERE version = $1", lowest_but_one)
+    result = cli("community", "list", "--database-url", fresh_db)
+    assert (result.code, result.err.count("\n")) == (1, 1), result
+    assert "run `identity-worker db migrate`" in result.err
+
+
 def test_commands_on_an_unmigrated_database_say_to_migrate(admin_database_url: str, cli: Cli) -> None:
     empty = stack.create_database(admin_database_url)
     try:

@@ -11,8 +11,9 @@
     admin          the configuration service (`admin serve`) and its seed state
     core           hand-made tokens, events and configurations for the pure-core tests
     processes      stopping child processes; java_peer: the Kafka Java client as a peer
+    ports          a free TCP port
     certs, node, promql   TLS certificates; npm packages; the alert rules and dashboard's PromQL
 
-The example community itself (keys, secrets, fields, mappings) is `worker/examples.py`, shared
+The example community itself (keys, secrets, fields, mappings) is `worker/devtools/examples.py`, shared
 with the demo and the benchmarks.
 """

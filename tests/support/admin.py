@@ -23,11 +23,11 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 
+from tests.support.ports import free_port
 from tests.support.processes import terminate
 from tests.support.store import run_async, run_sql
-from worker import examples
 from worker.core.config import CommunitySpec, validate_spec
-from worker.demo import free_port
+from worker.devtools import examples
 from worker.store import api_tokens
 from worker.store import repository as repo
 

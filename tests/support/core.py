@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import BaseModel
 
-from worker import examples
 from worker.core.community import Community, prepare
 from worker.core.contracts import EnrichedIdentity, Rejection
 from worker.core.records import Output
+from worker.devtools import examples
 from worker.store.yaml_io import parse_yaml
 
 RECEIVED_AT = "2026-11-24T10:00:00Z"
@@ -47,7 +47,7 @@ def b64json(obj: Any) -> str:
 @functools.cache
 def rsa_private(bits: int = 2048, n: int = 0) -> rsa.RSAPrivateKey:
     """Deterministic per (bits, n) within one run: key generation is slow, so it is cached.
-    The default is the example community's key (worker.examples)."""
+    The default is the example community's key (worker.devtools.examples)."""
     if (bits, n) == (2048, 0):
         return examples.rsa_key()
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
@@ -129,7 +129,7 @@ def good_claims(**overrides: Any) -> dict[str, Any]:
 
 
 def acme_config(**overrides: Any) -> dict[str, Any]:
-    """The example community (worker.examples) with a second field `plan`, the phone mapped
+    """The example community (worker.devtools.examples) with a second field `plan`, the phone mapped
     instead of the mobile; `overrides` replace its entries."""
     community = examples.community(
         rsa_public_pem=public_pem(rsa_private()),

@@ -20,8 +20,8 @@ import asyncpg
 import jwt
 
 from tests.support import stack
-from worker import examples
 from worker.core.config import JwtKeySpec, validate_spec
+from worker.devtools import examples
 from worker.store.db import connect
 from worker.store.migrate import migrate
 

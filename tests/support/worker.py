@@ -30,10 +30,10 @@ import jwt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tests.support.kafka import client_options, create_topics, worker_env
-from worker import examples
+from tests.support.ports import free_port
 from worker.core.contracts import format_time
-from worker.demo import free_port
-from worker.examples import HMAC_SECRET, OTHER_SECRET
+from worker.devtools import examples
+from worker.devtools.examples import HMAC_SECRET, OTHER_SECRET
 
 CLI = [sys.executable, "-m", "worker.cli.main"]
 RSA_KEY = examples.rsa_key()

@@ -23,8 +23,10 @@ from worker.core.debugger import debug_token
 from worker.store import audit
 from worker.store import repository as repo
 from worker.store.api_tokens import Caller
+from worker.store.db import NotFound
 from worker.store.lifecycle import KeyStillInUse
 from worker.store.loading import load_community
+from worker.store.pages import MAX_LIMIT, Page, PageRequest
 from worker.store.repository import CommunityRow, FieldRow, KeyRow, MappingRow
 from worker.store.sync import Change
 from worker.store.usage import HealthRow, health_report, key_usage
@@ -45,15 +47,15 @@ async def _audited(
 
 
 async def community(conn: asyncpg.Connection, community_id: str) -> CommunityRow:
-    for row in await repo.list_communities(conn):
-        if row.id == community_id:
-            return row
-    raise unknown_community(community_id)
+    try:
+        return await repo.community_row(conn, community_id)
+    except NotFound:
+        raise unknown_community(community_id) from None
 
 
-async def communities(conn: asyncpg.Connection, caller: Caller) -> list[CommunityRow]:
-    rows = await repo.list_communities(conn)
-    return [r for r in rows if caller.community_id in (None, r.id)]
+async def communities(conn: asyncpg.Connection, caller: Caller, page: PageRequest) -> Page[CommunityRow]:
+    """One page of the communities the caller sees: all (platform) or its own (T5)."""
+    return await repo.list_communities(conn, page, only=caller.community_id)
 
 
 async def add_community(conn: asyncpg.Connection, caller: Caller, spec: CommunitySpec) -> CommunityRow:
@@ -83,20 +85,22 @@ async def remove_community(conn: asyncpg.Connection, caller: Caller, community_i
 # ---------------------------------------------------------------- keys, fields, mappings
 
 
-async def keys(conn: asyncpg.Connection, community_id: str) -> list[KeyListed]:
-    """The community's keys with their usage (L2): what the API and the console list."""
+async def keys(conn: asyncpg.Connection, community_id: str, page: PageRequest) -> Page[KeyListed]:
+    """A page of the community's keys with their usage (L2): what the API and the console list."""
     used = await key_usage(conn, community_id)
     listed = []
-    for key in await repo.list_keys(conn, community_id):
+    found = await repo.list_keys(conn, community_id, page)
+    for key in found.items:
         usage = used.get(key.kid)
         last = usage.last_verified_at if usage is not None else None
         listed.append(KeyListed(**asdict(key), last_used_at=last, uses_24h=usage.uses_24h if usage else 0))
-    return listed
+    return Page(listed, found.next)
 
 
 async def add_key(conn: asyncpg.Connection, caller: Caller, community_id: str, key: JwtKeySpec) -> KeyRow:
     await _audited(conn, caller, "keys add", community_id, lambda c: repo.add_key(c, community_id, key))
-    return next(k for k in await repo.list_keys(conn, community_id) if k.kid == key.kid)
+    found = await repo.list_keys(conn, community_id, PageRequest(MAX_LIMIT, prefix=key.kid))
+    return next(k for k in found.items if k.kid == key.kid)
 
 
 async def remove_key(
@@ -128,7 +132,8 @@ async def add_field(
     conn: asyncpg.Connection, caller: Caller, community_id: str, field: CustomFieldSpec
 ) -> FieldRow:
     await _audited(conn, caller, "fields add", community_id, lambda c: repo.add_field(c, community_id, field))
-    return next(f for f in await repo.list_fields(conn, community_id) if f.key == field.key)
+    found = await repo.list_fields(conn, community_id, PageRequest(MAX_LIMIT, prefix=field.key))
+    return next(f for f in found.items if f.key == field.key)
 
 
 async def remove_field(conn: asyncpg.Connection, caller: Caller, community_id: str, key: str) -> None:
@@ -143,7 +148,8 @@ async def add_mapping(
     await _audited(
         conn, caller, "mappings add", community_id, lambda c: repo.add_mapping(c, community_id, mapping)
     )
-    return (await repo.list_mappings(conn, community_id))[-1]  # appended last (M2)
+    found = await repo.list_mappings(conn, community_id, PageRequest(MAX_LIMIT, prefix=mapping.from_))
+    return next(m for m in found.items if (m.source, m.target) == (mapping.from_, mapping.to))
 
 
 async def remove_mapping(

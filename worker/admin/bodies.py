@@ -31,25 +31,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from worker.admin import errors
 from worker.admin.errors import ApiError
 from worker.admin.models import KNOWN_FIELD_NAMES
+from worker.core.storable import unstorable
 
 #: Members whose text is several lines by nature: tab, CR and LF allowed there only.
 MULTI_LINE_FIELDS: Final = frozenset({"rsa_public_key", "token"})
-_LINE_CHARACTERS: Final = frozenset("\t\r\n")
 #: The shape of the API's query parameter names (`from`, `force`, `limit`, ...).
 _QUERY_NAME: Final = re.compile(r"^[a-z]{1,16}$")
-
-
-def _unstorable(text: str, multi_line: bool) -> str | None:
-    """What is wrong with `text` under the text rule (A7), None when nothing."""
-    for ch in text:
-        code = ord(ch)
-        if code == 0:
-            return "holds a NUL character"
-        if 0xD800 <= code <= 0xDFFF:
-            return "holds a lone surrogate (not a Unicode character)"
-        if (code < 0x20 or 0x7F <= code <= 0x9F) and not (multi_line and ch in _LINE_CHARACTERS):
-            return f"holds a control character (U+{code:04X})"
-    return None
 
 
 def named(name: str) -> str:
@@ -59,7 +46,7 @@ def named(name: str) -> str:
 
 def check_text(text: str, where: str, *, multi_line: bool = False, status: int = 422) -> None:
     """The one text rule (A7): ApiError naming `where` (never the text) when `text` breaks it."""
-    problem = _unstorable(text, multi_line)
+    problem = unstorable(text, multi_line=multi_line)
     if problem is not None:
         raise ApiError(status, f"{where} {problem}; it cannot be stored")
 
@@ -95,11 +82,17 @@ def check_json(body: bytes) -> None:
                 check_text(item, "the body")
 
 
-def check_form(body: bytes) -> None:
-    """A7 for a console form (application/x-www-form-urlencoded)."""
-    for name, value in parse_qsl(body.decode("utf-8", "surrogateescape"), keep_blank_values=True):
+def check_fields(fields: Iterable[tuple[str, str]]) -> None:
+    """A7 for a console form's fields, however they were encoded (the console's `Form` calls
+    it for multipart posts too)."""
+    for name, value in fields:
         check_text(name, "a form field's name")
         check_text(value, named(name), multi_line=name in MULTI_LINE_FIELDS)
+
+
+def check_form(body: bytes) -> None:
+    """A7 for a console form (application/x-www-form-urlencoded)."""
+    check_fields(parse_qsl(body.decode("utf-8", "surrogateescape"), keep_blank_values=True))
 
 
 def check_address(path: str, query: bytes) -> None:

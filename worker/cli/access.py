@@ -14,16 +14,17 @@ from typing import Final
 import asyncpg
 import click
 
-from worker.cli import database
+from worker.cli import store_session
 from worker.cli.common import fail, fail_store
-from worker.cli.database import database_url_option, run_store
-from worker.cli.output import Column, print_changes, table, when
+from worker.cli.output import Column, print_changes, print_page, when
+from worker.cli.store_session import database_url_option, page_options, run_store
 from worker.exitcodes import PROG
 from worker.store import api_tokens, audit
 from worker.store.api_tokens import TokenRow
 from worker.store.audit import AuditEntry
 from worker.store.db import StoreError
 from worker.store.db import database_url as resolve_url
+from worker.store.pages import PageRequest
 from worker.store.sync import Change
 
 
@@ -127,14 +128,17 @@ TOKEN_COLUMNS: list[Column[TokenRow]] = [
 
 @token_group.command("list")
 @database_url_option
-def token_list(database_url: str | None) -> None:
-    """List tokens: name, scope, created, last used, expiry, revoked. Never the token.
+@page_options
+def token_list(database_url: str | None, page: PageRequest) -> None:
+    """List tokens, a page at a time, oldest first: name, scope, created, last used, expiry,
+    revoked. Never the token. --prefix filters the name.
 
     \b
     Example:
       identity-worker admin token list
     """
-    table(TOKEN_COLUMNS, run_store(database_url, api_tokens.list_tokens, write=False), empty="no tokens")
+    found = run_store(database_url, lambda conn: api_tokens.list_tokens(conn, page), write=False)
+    print_page(TOKEN_COLUMNS, found, empty="no tokens")
 
 
 @token_group.command("revoke")
@@ -176,25 +180,24 @@ AUDIT_COLUMNS: list[Column[AuditEntry]] = [
     metavar="ID",
     help="Only this community's entries (every incarnation of the id: removed and re-created ones too).",
 )
-@click.option(
-    "--limit", type=click.IntRange(1, audit.MAX_LIMIT), default=audit.DEFAULT_LIMIT, show_default=True
-)
 @database_url_option
-def audit_list(community_id: str | None, limit: int, database_url: str | None) -> None:
-    """Who changed what, when, before -> after (newest first). Never a secret.
+@page_options
+def audit_list(community_id: str | None, database_url: str | None, page: PageRequest) -> None:
+    """Who changed what, when, before -> after (newest first), a page at a time. Never a
+    secret. --prefix filters the community id.
 
     \b
     Examples:
       identity-worker audit list
       identity-worker audit list --community acme --limit 20
     """
-    rows = run_store(
+    found = run_store(
         database_url,
-        lambda conn: audit.list_entries(conn, community_id, limit=limit, every_incarnation=True),
+        lambda conn: audit.list_entries(conn, page, community_id, every_incarnation=True),
         write=False,
     )
-    table(AUDIT_COLUMNS, rows, empty="no audit entries")
+    print_page(AUDIT_COLUMNS, found, empty="no audit entries")
 
 
 def register(root: click.Group) -> None:
-    database.register(root, admin_group, audit_group, commands_too=False)
+    store_session.register(root, admin_group, audit_group, commands_too=False)

@@ -6,7 +6,8 @@ import contextlib
 import os
 import sys
 import tempfile
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from worker.exitcodes import EXIT_ENVIRONMENT, EXIT_USAGE
 
@@ -48,8 +49,10 @@ def read_text(path: str, what: str) -> str:
         fail(f"{what} {path} is not UTF-8 text")
 
 
-def write_private(path: str, text: str) -> None:
-    """Write `text` (UTF-8) to `path` readable by its owner only (mode 0600), atomically.
+@contextlib.contextmanager
+def private_file(path: str) -> Iterator[TextIO]:
+    """A file to write `path` with, readable by its owner only (mode 0600), put in place
+    atomically when the block ends without an exception.
 
     A temporary file in the same directory (created 0600) is renamed over `path`, so whatever
     was there — a world-readable file included — is replaced whole, mode and all, and a failed
@@ -59,7 +62,7 @@ def write_private(path: str, text: str) -> None:
     fd, temporary = tempfile.mkstemp(dir=directory, prefix=".identity-worker-", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

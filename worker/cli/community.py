@@ -12,12 +12,20 @@ from typing import Any
 import click
 
 from worker.cli.common import fail
-from worker.cli.database import check_community_id, database_url_option, run_store, valid, write
 from worker.cli.keys import key_from_options, key_options
-from worker.cli.output import Column, print_changes, table, when
+from worker.cli.output import Column, print_changes, print_page, when
+from worker.cli.store_session import (
+    check_community_id,
+    database_url_option,
+    page_options,
+    run_store,
+    valid,
+    write,
+)
 from worker.core.config import CommunitySpec, JwtKeySpec, lacks_required_key
 from worker.core.contracts import Mode
 from worker.store import repository as repo
+from worker.store.pages import PageRequest
 from worker.store.repository import CommunityRow
 
 MODES = "|".join(m.value for m in Mode)
@@ -201,16 +209,18 @@ COMMUNITY_COLUMNS: list[Column[CommunityRow]] = [
 
 @community_group.command("list")
 @database_url_option
-def community_list(database_url: str | None) -> None:
-    """List communities with their settings and how many keys, fields and mappings they have.
+@page_options
+def community_list(database_url: str | None, page: PageRequest) -> None:
+    """List communities in id order, a page at a time, with their settings and how many keys,
+    fields and mappings they have.
 
     \b
-    Example:
+    Examples:
       identity-worker community list
+      identity-worker community list --prefix acme --limit 500
     """
-    table(
-        COMMUNITY_COLUMNS, run_store(database_url, repo.list_communities, write=False), empty="no communities"
-    )
+    found = run_store(database_url, lambda conn: repo.list_communities(conn, page), write=False)
+    print_page(COMMUNITY_COLUMNS, found, empty="no communities")
 
 
 @community_group.command("remove")

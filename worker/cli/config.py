@@ -1,21 +1,50 @@
 """`identity-worker config apply|export`: the store as one YAML file (DESIGN §5, §7).
 
 `apply` runs in one transaction, all or nothing (`--dry-run` rolls it back); `export` withholds
-HMAC secrets unless asked, and writes a file readable by its owner only.
+HMAC secrets unless asked, and writes a file readable by its owner only. Both scale with the
+file (T4): `apply` writes one diff in batches and says how far it is on a long run (stderr);
+`export` streams, a batch of communities at a time.
 """
 
 from __future__ import annotations
 
+import sys
+import time
+from typing import Final, TextIO
+
 import asyncpg
 import click
 
-from worker.cli.common import fail, read_text, write_private
-from worker.cli.database import check_community_id, database_url_option, run_store
+from worker.cli.common import fail, private_file, read_text
 from worker.cli.output import print_changes, totals
+from worker.cli.store_session import check_community_id, database_url_option, run_store
 from worker.core.config import ConfigError
+from worker.exitcodes import PROG
 from worker.store import repository as repo
 from worker.store.sync import Change
-from worker.store.yaml_io import dump_config, parse_yaml, refuse_withheld_secrets
+from worker.store.yaml_io import dump_communities, export_header, parse_yaml, refuse_withheld_secrets
+
+#: A run longer than this says how far it is, on stderr, at most this often (seconds).
+PROGRESS_EVERY: Final = 2.0
+#: What a streamed export to stdout ends with when it fails midway: a line no YAML reader
+#: accepts, so an incomplete export can never be applied as if it were whole.
+INCOMPLETE: Final = "%INCOMPLETE export: it failed here, see its error\n"
+
+
+class _Progress:
+    """`config apply: …` lines on stderr, once the run is past PROGRESS_EVERY seconds."""
+
+    def __init__(self) -> None:
+        self.started = self.said = time.monotonic()
+
+    def say(self, text: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if now - self.started >= PROGRESS_EVERY and (force or now - self.said >= PROGRESS_EVERY):
+            click.echo(f"{PROG} config apply: {text} ({now - self.started:.0f} s)", err=True)
+            self.said = now
+
+    def rows(self, done: int, total: int) -> None:
+        self.say(f"{done} of {total} rows written", force=done == total)
 
 
 class _DryRun(Exception):
@@ -52,15 +81,18 @@ def config_apply(file: str, prune: bool, dry_run: bool, database_url: str | None
       identity-worker config export --include-secrets > backup.yaml   # then, elsewhere:
       identity-worker config apply backup.yaml --prune
     """
+    progress = _Progress()
     text = read_text(file, "configuration file")
     try:
         refuse_withheld_secrets(text)
         config = parse_yaml(text)
     except ConfigError as exc:
         fail(f"{file}: " + "; ".join(exc.problems))
+    del text
+    progress.say(f"{len(config.communities)} communities read and validated", force=True)
 
     async def action(conn: asyncpg.Connection) -> list[Change]:
-        changes = await repo.apply_config(conn, config, prune=prune)
+        changes = await repo.apply_config(conn, config, prune=prune, progress=progress.rows)
         if dry_run:
             raise _DryRun(changes)
         return changes
@@ -96,12 +128,27 @@ def config_export(
       identity-worker config export --include-secrets -o backup.yaml
     """
     cid = check_community_id(community_id) if community_id is not None else None
-    config = run_store(database_url, lambda conn: repo.export_config(conn, cid), write=False)
-    text = dump_config(config, include_secrets=include_secrets)
-    if output is None:
-        click.echo(text, nl=False)
+
+    started = False
+
+    async def export(conn: asyncpg.Connection, out: TextIO) -> None:
+        nonlocal started
+        async for has_hmac, batch in repo.export_config(conn, cid):
+            if not started:
+                out.write(export_header(has_hmac=has_hmac, include_secrets=include_secrets, empty=not batch))
+                started = True
+            out.write(dump_communities(batch, include_secrets=include_secrets))
+
+    if output is not None:
+        try:
+            with private_file(output) as handle:  # may hold secrets: 0600 whatever the file was before
+                run_store(database_url, lambda conn: export(conn, handle), write=False)
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror}")
         return
     try:
-        write_private(output, text)  # may hold secrets: 0600 whatever the file was before
-    except OSError as exc:
-        fail(f"cannot write {output}: {exc.strerror}")
+        run_store(database_url, lambda conn: export(conn, sys.stdout), write=False)
+    except BaseException:
+        if started:
+            sys.stdout.write(INCOMPLETE)
+        raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import click
 
-from worker.cli.database import database_url_option, run_store
+from worker.cli.store_session import database_url_option, run_store
 from worker.store.migrate import LATEST_VERSION, migrate
 
 

@@ -14,12 +14,13 @@ import asyncpg
 import click
 
 from worker.cli.common import fail, read_text
-from worker.cli.database import check_community_id, list_command, on_community, run_store, valid, write
 from worker.cli.output import Column, print_changes, when
+from worker.cli.store_session import check_community_id, list_command, on_community, run_store, valid, write
 from worker.core.config import JwtKeySpec
 from worker.core.keys import HMAC_SECRET, RSA_PUBLIC_KEY
 from worker.store import repository as repo
 from worker.store.lifecycle import KeyInUse, KeyStillInUse, check_retirement
+from worker.store.pages import Page, PageRequest
 from worker.store.repository import KeyRow
 from worker.store.sync import Change
 from worker.store.usage import KeyUsage, key_usage
@@ -100,10 +101,12 @@ def keys_add(
 KeyWithUsage = tuple[KeyRow, KeyUsage | None]
 
 
-async def _keys_with_usage(conn: asyncpg.Connection, community_id: str) -> list[KeyWithUsage]:
-    keys = await repo.list_keys(conn, community_id)
+async def _keys_with_usage(
+    conn: asyncpg.Connection, community_id: str, page: PageRequest
+) -> Page[KeyWithUsage]:
+    keys = await repo.list_keys(conn, community_id, page)
     used = await key_usage(conn, community_id)
-    return [(key, used.get(key.kid)) for key in keys]
+    return Page([(key, used.get(key.kid)) for key in keys.items], keys.next)
 
 
 def _last_used(row: KeyWithUsage) -> str:

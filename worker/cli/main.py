@@ -10,7 +10,6 @@ from worker.cli import (
     access,
     community,
     config,
-    database,
     db,
     fields,
     keys,
@@ -18,6 +17,7 @@ from worker.cli import (
     offline,
     report,
     service,
+    store_session,
 )
 from worker.cli.common import CliError
 from worker.exitcodes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PROG, error_line
@@ -37,11 +37,13 @@ def cli() -> None:
     Service:   topics create, run
     Console:   admin serve, admin token, audit list
     Run `identity-worker COMMAND --help` for each command's options and examples.
+    Rule codes in help texts, details and logs (V7, K2, C4, …): docs/rules.md.
+    Every setting of `run`: docs/settings.md.
     """
 
 
 offline.register(cli)
-database.register(
+store_session.register(
     cli,
     db.db_group,
     community.community_group,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from worker.cli.database import list_command, on_community, valid, write
 from worker.cli.output import Column, when
+from worker.cli.store_session import list_command, on_community, valid, write
 from worker.core.config import MappingSpec
 from worker.store import repository as repo
 from worker.store.repository import MappingRow

@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 
 import click
 
+from worker.store.pages import Page
 from worker.store.sync import Change
 
 R = TypeVar("R")
@@ -45,11 +46,21 @@ def table(columns: Sequence[Column[R]], rows: Iterable[R], *, empty: str) -> Non
         click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
 
 
+def print_page(columns: Sequence[Column[R]], page: Page[R], *, empty: str) -> None:
+    """`table` of one page's rows; when there are more, how to ask for them (on stderr, so
+    stdout stays the table): the same command with `--after CURSOR` (T5)."""
+    table(columns, page.items, empty=empty)
+    if page.next is not None:
+        ctx = click.get_current_context(silent=True)
+        again = ctx.command_path if ctx is not None else "the same command"
+        click.echo(f"more rows: {again} ... --after {page.next}", err=True)
+
+
 def print_changes(changes: Sequence[Change], *, nothing: str = "no changes") -> None:
     """One line per change (`+ …` added, `~ …` changed, `- …` removed), or `nothing`."""
-    for change in changes:
-        click.echo(str(change))
-    if not changes:
+    if changes:  # one write: a `config apply` may print a million lines
+        click.echo("\n".join(str(change) for change in changes))
+    else:
         click.echo(nothing)
 
 

@@ -1,7 +1,7 @@
 """`identity-worker report`: integration health per community over a time window (DESIGN §11, L5).
 
 The numbers are the workers' own counts (per community, outcome, reason and minute), written
-to the store every few seconds alongside key usage; see `worker.runtime.usage`.
+to the store every few seconds alongside key usage; see `worker.runtime.usage_recorder`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import asyncpg
 import click
 
 from worker.cli.common import fail
-from worker.cli.database import EXIT_CODES_READ, check_community_id, database_url_option, run_store
 from worker.cli.output import Column, table, when
+from worker.cli.store_session import EXIT_CODES_READ, check_community_id, database_url_option, run_store
 from worker.store.usage import HEALTH_RETENTION_DAYS, HealthRow, health_report
 
 _DURATION = re.compile(r"^([0-9]+)([smhd]?)$")

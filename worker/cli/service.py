@@ -1,4 +1,4 @@
-"""`topics create` and `run`: the Kafka service commands (DESIGN §7, issue 5). Wiring only.
+"""`topics create` and `run`: the Kafka service commands (DESIGN §7). Wiring only.
 
 Every option falls back to the environment (`KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL`,
 `IDENTITY_WORKER_<OPTION>`), then to the default shown by `--help`.

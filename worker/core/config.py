@@ -42,6 +42,7 @@ from worker.core.keys import (
     load_rsa_public_key,
 )
 from worker.core.patterns import compile_regex
+from worker.core.storable import check_storable
 
 FIELD_KEY_PATTERN = r"^[a-z0-9_]{1,64}$"
 DEFAULT_MIN_VALIDITY_SECONDS = 3600
@@ -69,6 +70,7 @@ class ConfigError(ValueError):
 
 
 def check_mapping_source(source: str) -> str:
+    check_storable(source)  # A7: a line break here would forge an audit line (A11)
     if source == "uuid":
         return source
     prefix, dot, key = source.partition(".")
@@ -150,10 +152,14 @@ class CustomFieldSpec(_Spec):
     label: Annotated[str, Field(strict=True, min_length=1, max_length=MAX_LABEL_CHARS)]
     regex: Annotated[str, Field(strict=True)] | None = None
 
+    # A3, A7: the one text rule, for the CLI and YAML as for the admin API.
+    _storable_label = field_validator("label")(check_storable)
+
     @field_validator("regex")
     @classmethod
     def _check_regex(cls, value: str | None) -> str | None:
         if value is not None:
+            check_storable(value)
             if len(value) > MAX_REGEX_CHARS:
                 raise ValueError(f"regex is longer than {MAX_REGEX_CHARS} characters")
             compile_regex(value)

@@ -15,7 +15,7 @@ from worker.core.community import CommunityLookup, ConfigUnavailable
 from worker.core.contracts import Outcome, format_time
 from worker.core.pipeline import DEFAULT_LIMITS, Limits, process_event
 from worker.core.records import Output, dead_letter
-from worker.core.verdict import Step
+from worker.core.verdict import Step, Trace
 
 #: The event_id of the raw event a token is explained in.
 EXPLAINED_EVENT_ID = "token-verify"
@@ -66,12 +66,12 @@ def explain_token(
     """Decide `token` for `community_id` as `process` does, recording the steps taken.
 
     `received_at` and `now` are epoch seconds. ConfigUnavailable propagates (not a verdict)."""
-    steps: list[Step] = []
+    trace = Trace()
     value = token_event(token, community_id, received_at)
     try:
-        output = process_event(value, lookup=lookup, now=now, limits=limits, trace=steps)
+        output = process_event(value, lookup=lookup, now=now, limits=limits, trace=trace)
     except ConfigUnavailable:
         raise
     except Exception as exc:  # a bug: the same dead letter `process` would write (DESIGN §2.4)
         output = dead_letter(value, exc, now=now, source=None, attempts=1)
-    return Explanation(output, steps)
+    return Explanation(output, trace.steps)

@@ -1,7 +1,7 @@
 """What an output becomes when it cannot be written as it is (K9). Pure.
 
 An output topic takes records up to its `max.message.bytes`; an output must also have a key on
-a compacted topic. The Kafka adapter (`worker.runtime.commit`) measures a record's framing and
+a compacted topic. The Kafka adapter (`worker.runtime.routing`) measures a record's framing and
 gives the JSON value a budget in bytes; this module changes the record only when it must, and
 every change is said in the record itself (DESIGN §2.2–§2.4, optional fields):
 

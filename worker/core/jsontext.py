@@ -15,7 +15,7 @@ token header and token payload, in `run`, `process` and `token verify` alike.
 Cost: the common document (no backslash, no integer of thousands of digits, no container in a
 container in the object) takes one pass of the C scanner, a `memchr` and a look at the object's
 members (about 1 µs for a 700-character event); the bracket count and the walk of J3 run only
-when those say they might find something. Measured with `bench/pipeline.py` (issues 11, 12).
+when those say they might find something. Measured with `bench/pipeline.py` (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ _scan_once: Callable[[str, int], tuple[Any, int]] = vars(_fast_decoder)["scan_on
 def _fast(text: str) -> Any:
     """`_fast_decode(text)`: the same value or the same error, but a document that is an object
     from its first character to its last (every event, every token segment) goes to the C
-    scanner straight, without `decode`'s two whitespace matches and two calls (issue 11)."""
+    scanner straight, without `decode`'s two whitespace matches and two calls."""
     if text[:1] == "{":
         try:
             value, end = _scan_once(text, 0)

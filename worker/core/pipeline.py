@@ -22,7 +22,7 @@ from worker.core.jsontext import has_surrogate_escape, holds_invalid_text, read_
 from worker.core.mapping import apply_mappings
 from worker.core.records import Derived, Envelope, Output, derive, enriched, rejection
 from worker.core.tokencache import TokenCache
-from worker.core.verdict import Rejected, Step, Trace, failed
+from worker.core.verdict import NO_TRACE, Rejected, Trace
 from worker.core.verify import VerifiedToken, finish_verification, read_identity, verify_token_signature
 
 DEFAULT_MAX_EVENT_BYTES: Final = 64 * 1024
@@ -73,42 +73,39 @@ def process_event(
     source: Source | None = None,
     limits: Limits = DEFAULT_LIMITS,
     token_cache: TokenCache | None = None,
-    trace: Trace = None,
+    trace: Trace = NO_TRACE,
 ) -> Output:
     """Decide one raw event. `now` is the processing clock in epoch seconds.
 
-    With a `trace` (`token verify`), each rule run is written to it as it runs."""
+    Each rule run is written to `trace` as it runs (`token verify`; `NO_TRACE` records nothing)."""
     event = read_event(value, limits)
     if type(event) is str:
         malformed = Rejected(Reason.MALFORMED_EVENT, event)
-        return rejection(Envelope.unreadable(value, source), failed(trace, "V1", malformed), None, now)
+        return rejection(Envelope.unreadable(value, source), trace.failed("V1", malformed), None, now)
     assert isinstance(event, RawEvent) and value is not None
     received_at = rfc3339_seconds(event.received_at)  # parsed once, by V1's validation
     envelope = Envelope.of(value, event, received_at, source)
-    if trace is not None:
-        trace.append(Step("V1", True, f"event {event.event_id!r}, received_at {event.received_at}"))
+    trace.passed("V1", "event {!r}, received_at {}", event.event_id, event.received_at)
 
     # V2: the community exists (an unreachable store raises ConfigUnavailable: no verdict).
     community = lookup.get(event.community_id)
     if community is None:
         unknown = Rejected(Reason.UNKNOWN_COMMUNITY, f"community {event.community_id} is not configured")
-        return rejection(envelope, failed(trace, "V2", unknown), None, now)
-    if trace is not None:
-        trace.append(Step("V2", True, f"community {community.id}"))
+        return rejection(envelope, trace.failed("V2", unknown), None, now)
+    trace.passed("V2", "community {}", community.id)
 
     # V3: the community's mode; from here on the action follows it (`Reason.actions`).
     mode = community.mode
     signed = event.signed_identity is not None
     if mode is Mode.REQUIRE and not signed:
         unsigned = Rejected(Reason.SIGNATURE_REQUIRED, f"community {community.id} requires a signed identity")
-        return rejection(envelope, failed(trace, "V3", unsigned), mode, now)
+        return rejection(envelope, trace.failed("V3", unsigned), mode, now)
     if mode is Mode.REJECT and signed:
         refused = Rejected(
             Reason.SIGNED_IDENTITY_REJECTED, f"community {community.id} does not accept signed identities"
         )
-        return rejection(envelope, failed(trace, "V3", refused), mode, now)
-    if trace is not None:
-        trace.append(Step("V3", True, f"community {community.id} is in {mode} mode"))
+        return rejection(envelope, trace.failed("V3", refused), mode, now)
+    trace.passed("V3", "community {} is in {} mode", community.id, mode)
 
     if event.signed_identity is not None:
         entry = key = None
@@ -148,16 +145,14 @@ def process_event(
             return rejection(envelope, why, mode, now, verified.kid)
         if entry is None:
             return enriched(envelope, _derive(verified, identity, community), now)
-        # Memoized from the second sighting on (a one-off token keeps no more), for the
-        # `Community` object it was made with: a reloaded configuration is a new object.
-        derived = entry.derived
-        if derived is None or derived.community is not community:
-            derived = entry.derived = _derive(verified, identity, community)
+        derived = entry.derived_for(community)  # C4: the cache's memo (`tokencache.Entry`)
+        if derived is None:
+            derived = entry.keep(_derive(verified, identity, community))
         return enriched(envelope, derived, now)
     assert event.identity is not None  # RawEvent guarantees exactly one of the two
     plain = read_identity(event.identity)
     if isinstance(plain, Rejected):
-        return rejection(envelope, failed(trace, "V12", plain), mode, now)
+        return rejection(envelope, trace.failed("V12", plain), mode, now)
     return enriched(envelope, _derive(None, plain, community), now)
 
 

@@ -27,14 +27,26 @@ def token_digest(token: str) -> bytes:
 class Entry:
     """One verified token, and the enriched record's part derived from it for one configuration.
 
-    `derived` (`records.Derived`: mapping result and output JSON fragment) is valid for the
-    `Community` object it names; a reloaded configuration is a new object, so a mapping or
+    The memo policy is this class's: an entry is made (`TokenCache.put`) without a memo, so a
+    token seen once keeps nothing more; from its first hit on, `derived_for` / `keep` hold one
+    `records.Derived` (mapping result and output JSON fragment), valid for the `Community`
+    object it names only: a reloaded configuration is a new object, so a mapping or
     custom-field change is never served from an old one.
     """
 
     keys_version: str
     verified: VerifiedToken
     derived: Derived | None = None
+
+    def derived_for(self, community: object) -> Derived | None:
+        """The memo made for this very `community` object, else None (make it, then `keep` it)."""
+        derived = self.derived
+        return derived if derived is not None and derived.community is community else None
+
+    def keep(self, derived: Derived) -> Derived:
+        """Remember `derived` (replacing a memo of an older configuration); returns it."""
+        self.derived = derived
+        return derived
 
 
 class TokenCache:

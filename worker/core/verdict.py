@@ -8,6 +8,7 @@ decided, never a second copy of the rule order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -66,12 +67,40 @@ class Step:
         return RULE_TITLES[self.rule]
 
 
-#: Where the code path writes its steps when asked to (`token verify`); None on the hot path.
-Trace = list[Step] | None
+class Trace:
+    """The steps one decision ran, in the order it ran them, written by the verdict's own code
+    path (`token verify`, L4: the same verdict, not a second copy of the rule order).
+
+    `NO_TRACE`, the default on the hot path, records nothing: its methods return at once, and a
+    passed step's detail is only made when it is recorded (`describe(*values)`, or
+    `describe.format(*values)` for a template), so tracing costs no formatting when off.
+    """
+
+    __slots__ = ("steps",)
+
+    def __init__(self) -> None:
+        self.steps: list[Step] = []
+
+    def passed(self, rule: str, describe: str | Callable[..., str], *values: object) -> None:
+        """`rule` passed; its detail is `describe` applied to `values`."""
+        detail = describe.format(*values) if isinstance(describe, str) else describe(*values)
+        self.steps.append(Step(rule, True, detail))
+
+    def failed(self, rule: str, verdict: Rejected) -> Rejected:
+        """Return `verdict`, written down as `rule`'s failure."""
+        self.steps.append(Step(rule, False, f"{verdict.reason}: {verdict.detail}"))
+        return verdict
 
 
-def failed(trace: Trace, rule: str, verdict: Rejected) -> Rejected:
-    """Return `verdict`, writing it down as `rule`'s failure when there is a trace."""
-    if trace is not None:
-        trace.append(Step(rule, False, f"{verdict.reason}: {verdict.detail}"))
-    return verdict
+class _NoTrace(Trace):
+    __slots__ = ()
+
+    def passed(self, rule: str, describe: str | Callable[..., str], *values: object) -> None:
+        return None
+
+    def failed(self, rule: str, verdict: Rejected) -> Rejected:
+        return verdict
+
+
+#: The trace of a decision nobody explains (every event of the worker): records nothing.
+NO_TRACE: Final[Trace] = _NoTrace()

@@ -26,7 +26,7 @@ from worker.core.jsontext import InvalidText, JsonFloat, number_text
 from worker.core.jsontext import integer_of as numeric_date
 from worker.core.jws import COMPACT, check_header, decode_segment, segment_object
 from worker.core.keys import JwtKey, is_valid_kid
-from worker.core.verdict import Rejected, Step, Trace, failed, seconds, short
+from worker.core.verdict import NO_TRACE, Rejected, Trace, seconds, short
 
 #: exp beyond this cannot be shown as a date (year 9999); such a value is not a usable NumericDate.
 MAX_NUMERIC_DATE: Final = END_UTC_SECOND - 1
@@ -278,38 +278,33 @@ def _named(value: object) -> object:
 
 
 def verify_token_signature(
-    token: str, community: Community, max_token_bytes: int, trace: Trace = None
+    token: str, community: Community, max_token_bytes: int, trace: Trace = NO_TRACE
 ) -> VerifiedToken | Rejected:
     """V4–V8 (and the deferred V11/V12 result): everything that a cache hit may skip (C4).
 
-    With a `trace`, each rule run is written to it as it runs (`token verify`); the verdict is
-    the same either way."""
+    Each rule run is written to `trace` as it runs (`token verify`); the verdict is the same
+    either way."""
     compact = parse_compact(token, max_token_bytes)
     if isinstance(compact, Rejected):
-        return failed(trace, "V4", compact)
-    if trace is not None:
-        trace.append(Step("V4", True, f"header {_shown(compact.header)}"))
+        return trace.failed("V4", compact)
+    trace.passed("V4", _header_detail, compact.header)
     header = check_header(compact.header)
     if isinstance(header, Rejected):
-        return failed(trace, "V5", header)
+        return trace.failed("V5", header)
     alg, kid = header
-    if trace is not None:
-        trace.append(Step("V5", True, f"alg {alg}, kid {short(kid)}"))
+    trace.passed("V5", _alg_detail, alg, kid)
     key = find_key(community, kid, alg)
     if isinstance(key, Rejected):
-        return failed(trace, "V6", key)
-    if trace is not None:
-        trace.append(Step("V6", True, f"key {key.kid!r} ({key.alg}, {key.fingerprint})"))
+        return trace.failed("V6", key)
+    trace.passed("V6", "key {!r} ({}, {})", key.kid, key.alg, key.fingerprint)
     bad_signature = check_signature(key, compact)
     if bad_signature is not None:
-        return failed(trace, "V7", bad_signature)
-    if trace is not None:
-        trace.append(Step("V7", True, "verifies"))
+        return trace.failed("V7", bad_signature)
+    trace.passed("V7", "verifies")
     exp = read_exp(compact.payload)
     if isinstance(exp, Rejected):  # after a good signature: the key was used (L1)
-        return failed(trace, "V8", Rejected(exp.reason, exp.detail, key.kid))
-    if trace is not None:
-        trace.append(Step("V8", True, f"exp {exp}"))
+        return trace.failed("V8", Rejected(exp.reason, exp.detail, key.kid))
+    trace.passed("V8", "exp {}", exp)
     payload = compact.payload
     return VerifiedToken(
         alg, key.kid, exp, payload.get("nbf"), payload.get("iat"), read_signed_identity(payload)
@@ -317,18 +312,38 @@ def verify_token_signature(
 
 
 def finish_verification(
-    verified: VerifiedToken, *, received_at: float, now: float, community: Community, trace: Trace = None
+    verified: VerifiedToken,
+    *,
+    received_at: float,
+    now: float,
+    community: Community,
+    trace: Trace = NO_TRACE,
 ) -> dict[str, Any] | Rejected:
     """V9, V10, then the V11/V12 outcome: the part that runs on every event."""
     late = check_times(
         verified.exp, verified.nbf, verified.iat, received_at=received_at, now=now, community=community
     )
     if late is not None:
-        return failed(trace, "V9-V10", late)
-    if trace is not None:
-        valid_for = f"valid for {seconds(verified.exp - now)} more s (leeway {community.leeway_seconds} s)"
-        trace.append(Step("V9-V10", True, valid_for))
-        if isinstance(verified.identity, Rejected):
-            return failed(trace, "V11-V12", verified.identity)
-        trace.append(Step("V11-V12", True, f"uuid {short(verified.identity['uuid'])}"))
-    return verified.identity
+        return trace.failed("V9-V10", late)
+    trace.passed("V9-V10", _time_detail, verified.exp - now, community.leeway_seconds)
+    identity = verified.identity
+    if isinstance(identity, Rejected):
+        return trace.failed("V11-V12", identity)
+    trace.passed("V11-V12", _uuid_detail, identity)
+    return identity
+
+
+def _header_detail(header: dict[Any, Any]) -> str:
+    return f"header {_shown(header)}"
+
+
+def _alg_detail(alg: str, kid: object) -> str:
+    return f"alg {alg}, kid {short(kid)}"
+
+
+def _time_detail(left: float, leeway: int) -> str:
+    return f"valid for {seconds(left)} more s (leeway {leeway} s)"
+
+
+def _uuid_detail(identity: dict[str, Any]) -> str:
+    return f"uuid {short(identity['uuid'])}"

@@ -2,7 +2,7 @@
 (DESIGN §10; the newcomer's first hour).
 
 Expects DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS (the Makefile starts the local stack).
-Migrates the store, applies the example community of `make demo` (worker/examples.py: `acme`
+Migrates the store, applies the example community of `make demo` (worker/devtools/examples.py: `acme`
 with an HS256 and an RS256 key, a custom field and mappings; `openshop` in reject mode),
 creates the topics, a platform token and a token for `acme`, starts a worker (`run`, its log in
 a file) and `admin serve`, and prints the console's URL, both tokens, the example HS256 secret,
@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from worker.core.keys import sign_token
-from worker.demo import free_port
-from worker.examples import COMMUNITY_ID, HMAC_SECRET, HS_KID, config_yaml
+from worker.devtools.demo import free_port
+from worker.devtools.examples import COMMUNITY_ID, HMAC_SECRET, HS_KID, config_yaml
 
 CLI = [sys.executable, "-m", "worker.cli.main"]
 #: The sample token's claims: what a website would put in it (DESIGN §2.1).

@@ -18,7 +18,7 @@ import time
 
 from aiokafka import AIOKafkaProducer
 
-from worker.demo import example_events
+from worker.devtools.demo import example_events
 from worker.kafka.security import client_options
 
 

@@ -1,12 +1,13 @@
 """Factories of the aiokafka clients the worker uses, configured for K2 from `Settings`.
 
 - The consumer never auto-commits; it reads `read_committed` in every mode (K11), so records
-  of an aborted upstream transaction are never answered, and it reads every record through
-  `worker.kafka.fetched` (K9: a record the client cannot decode becomes an `UnreadableRecord`).
+  of an aborted upstream transaction are never answered; the member installs
+  `worker.kafka.fetcher_fork` before making it (K9: a record the client cannot decode becomes
+  an `UnreadableRecord`).
 - exactly_once: a transactional producer (idempotent by construction), one unique
   `transactional_id` per member (K5), a short `transaction_timeout_ms`.
 - at_least_once: an idempotent producer, acks=all.
-- Every client gets the security options of `worker.kafka.security` (TLS, SASL: issue 17).
+- Every client gets the security options of `worker.kafka.security` (TLS, SASL: docs/security.md).
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 
-from worker.kafka import fetched, offsets
+from worker.kafka import offsets
 from worker.kafka.security import security_options
 from worker.settings import Guarantee, KafkaSettings, Settings
 
 
 def make_consumer(settings: Settings, *, listener: ConsumerRebalanceListener | None = None) -> Any:
     """A group member subscribed to the input topic (K7); offsets are committed by the runtime."""
-    fetched.install()  # K9: no record the client cannot decode raises out of getmany
     offsets.install()  # K2, K8: committed offsets only from a clean, stable answer
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,

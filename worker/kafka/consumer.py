@@ -141,3 +141,12 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._on_assigned(set(assigned))
         except Exception as exc:
             log.error("assignment handling failed", error_type=type(exc).__name__)
+
+
+class MemberExpelled(Exception):
+    """The group no longer counts this member (session timed out): its batch must not commit.
+
+    aiokafka's TxnOffsetCommit is version 0, without the group generation (KIP-447), so the
+    broker would accept a commit from an expelled member; the checkpoint
+    asks `InputConsumer.in_group` right before committing and aborts instead (K5).
+    """

@@ -1,21 +1,13 @@
-"""Reading fetched record batches so that no record can stop the stream (K9, K10, K11).
+"""Reading a fetched record batch that aiokafka's C reader refuses, one record at a time (K9).
 
-aiokafka 0.14 decodes a fetched partition in `aiokafka.consumer.fetcher.PartitionRecords`:
-one iterator over the whole fetch, where a record it cannot decode raises out of `getmany`
-— a header name that is not UTF-8 (`UnicodeDecodeError` from the C record reader), a batch
-whose CRC fails (`CorruptRecordException`), a codec the client lacks (`UnsupportedCodecError`)
-— and the records already read, of that partition and of every other, are lost with it.
+A record the client cannot decode — a header name that is not UTF-8, a batch whose CRC fails,
+a codec the client lacks, a truncated or corrupt batch — becomes an `UnreadableRecord`
+carrying what could be read and why, which the runtime answers with one `malformed_event`
+(K1, K9). A batch whose records can be located but not all decoded is re-read record by
+record (`read_batch`), so only the faulty record is unreadable.
 
-`TolerantPartitionRecords` takes its place (installed by `install()`, once per process): the
-same batch walk (aborted transactions and control batches skipped, K11), but each batch is
-read on its own and a failure is a property of the records it concerns: each becomes an
-`UnreadableRecord` carrying what could be read and why, which the runtime answers with one
-`malformed_event` (K1, K9). A batch whose records can be located but not all decoded is
-re-read record by record (`_read_batch`), so only the faulty record is unreadable.
-
-The fetcher is reached through two module globals (`MemoryRecords`, `PartitionRecords`),
-pinned by the exact aiokafka version in pyproject.toml; tests/kafka/test_input_records.py
-fails if a new aiokafka stops calling them.
+Own code on aiokafka's public record types; the fork of aiokafka's fetcher that calls it is
+`worker.kafka.fetcher_fork`.
 """
 
 from __future__ import annotations
@@ -25,26 +17,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiokafka.consumer.fetcher as _fetcher
 from aiokafka import codec
-from aiokafka.errors import UnsupportedCodecError
-from aiokafka.record.control_record import ABORT_MARKER, ControlRecord
 from aiokafka.record.util import decode_varint
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-READ_COMMITTED = 1  # aiokafka's isolation level constant
 _BATCH_HEADER = 61  # bytes of a v2 record batch header (KIP-98)
 _LOG_APPEND_TIME = 0x08
 # A corrupt header could claim any offset range: never make more placeholders than this.
 MAX_PLACEHOLDERS = 100_000
 _DECODERS = {1: codec.gzip_decode, 2: codec.snappy_decode, 3: codec.lz4_decode, 4: codec.zstd_decode}
 _CODEC_NAMES = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
-_CODECS_PRESENT = {
-    "gzip": codec.has_gzip,
-    "snappy": codec.has_snappy,
-    "lz4": codec.has_lz4,
-    "zstd": codec.has_zstd,
-}
 
 
 @dataclass
@@ -68,111 +50,7 @@ def unreadable_records(tp: TopicPartition, first: int, end: int, problem: str) -
     ]
 
 
-class KeptRecords:
-    """aiokafka's MemoryRecords plus the fetched bytes, for `TolerantPartitionRecords`."""
-
-    __slots__ = ("_records", "data")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self._records = _MEMORY_RECORDS(data)
-
-    def has_next(self) -> bool:
-        return bool(self._records.has_next())
-
-    def size_in_bytes(self) -> int:
-        return int(self._records.size_in_bytes())
-
-    def next_batch(self) -> Any:
-        return self._records.next_batch()
-
-
-class TolerantPartitionRecords(_fetcher.PartitionRecords):  # type: ignore[misc]
-    """aiokafka's per-partition record iterator, where no record can raise (see module doc)."""
-
-    def _unpack_records(self) -> Iterator[ConsumerRecord]:
-        tp: TopicPartition = self._tp
-        records = self._records
-        data: bytes | None = getattr(records, "data", None)
-        position = 0  # where the current batch starts in `data`
-        topic, partition = tp.topic, tp.partition
-        # No deserializers (the worker's consumer has none): records are built inline, the same
-        # ConsumerRecord aiokafka's `_consumer_record` builds (issue 11: per-record cost).
-        plain = self._key_deserializer is None and self._value_deserializer is None
-        while records.has_next():
-            batch = records.next_batch()
-            size = _batch_size(data, position)
-            raw = data[position : position + size] if data is not None and size else None
-            position += size
-            if self._check_crcs and not batch.validate_crc():
-                yield from self._placeholders(batch, "its record batch fails the CRC check")
-                continue
-            if self._isolation_level == READ_COMMITTED and batch.producer_id is not None:
-                self._consume_aborted_up_to(batch.base_offset)
-                if batch.is_control_batch and self._contains_abort_marker(batch):
-                    self._aborted_producers.discard(batch.producer_id)
-                if batch.is_transactional and batch.producer_id in self._aborted_producers:
-                    self.next_fetch_offset = batch.next_offset  # aborted upstream: never answered
-                    continue
-            if batch.is_control_batch:  # commit and abort markers are not records (K11)
-                self.next_fetch_offset = batch.next_offset
-                continue
-            try:
-                decoded = list(batch)  # the C reader: fast, but all or nothing per batch
-            except Exception as exc:
-                decoded = list(_read_batch(tp, raw, batch, exc))
-                to_consumer_record = self._from_reread
-            else:
-                if plain:  # the worker's case: built here, not per record through a method
-                    for record in decoded:
-                        offset = record.offset
-                        if offset < self.next_fetch_offset:
-                            continue  # before the fetch position (compressed legacy sets)
-                        key, value = record.key, record.value
-                        consumer_record = ConsumerRecord(
-                            topic,
-                            partition,
-                            offset,
-                            record.timestamp,
-                            record.timestamp_type,
-                            key,
-                            value,
-                            record.checksum,
-                            -1 if key is None else len(key),
-                            -1 if value is None else len(value),
-                            tuple(record.headers),
-                        )
-                        self.next_fetch_offset = offset + 1  # read by getmany when it stops here
-                        yield consumer_record
-                    self.next_fetch_offset = batch.next_offset
-                    continue
-                to_consumer_record = self._consumer_record
-            for record in decoded:
-                if record.offset < self.next_fetch_offset:
-                    continue  # before the fetch position (compressed legacy sets)
-                consumer_record = to_consumer_record(tp, record)
-                self.next_fetch_offset = record.offset + 1
-                yield consumer_record
-            self.next_fetch_offset = batch.next_offset
-
-    def _from_reread(self, tp: TopicPartition, record: Any) -> Any:
-        return record if isinstance(record, UnreadableRecord) else self._consumer_record(tp, record)
-
-    def _contains_abort_marker(self, batch: Any) -> bool:
-        try:
-            return bool(ControlRecord.parse(next(batch).key) == ABORT_MARKER)
-        except Exception:
-            return False
-
-    def _placeholders(self, batch: Any, problem: str) -> Iterator[UnreadableRecord]:
-        first = max(batch.base_offset, self.next_fetch_offset)
-        for record in unreadable_records(self._tp, first, batch.next_offset, problem):
-            self.next_fetch_offset = record.offset + 1
-            yield record
-        self.next_fetch_offset = batch.next_offset
-
-
-def _batch_size(data: bytes | None, position: int) -> int:
+def batch_size(data: bytes | None, position: int) -> int:
     """Bytes of the batch starting at `position` (offset, length, then `length` bytes)."""
     if data is None or position + 12 > len(data):
         return 0
@@ -180,7 +58,7 @@ def _batch_size(data: bytes | None, position: int) -> int:
     return 12 + int(length)
 
 
-def _read_batch(tp: TopicPartition, raw: bytes | None, batch: Any, error: Exception) -> Iterator[Any]:
+def read_batch(tp: TopicPartition, raw: bytes | None, batch: Any, error: Exception) -> Iterator[Any]:
     """Re-read a v2 batch the C reader refused, one record at a time (K9).
 
     Yields aiokafka-shaped records (`_Record`) for what decodes and `UnreadableRecord`s for
@@ -298,19 +176,3 @@ def _read_bytes(body: bytes, pos: int) -> tuple[bytes | None, int]:
     if pos + length > len(body):
         raise ValueError("field runs past the record")
     return body[pos : pos + length], pos + length
-
-
-_MEMORY_RECORDS = _fetcher.MemoryRecords
-
-
-def install() -> None:
-    """Make aiokafka's fetcher read through this module (idempotent; process-wide).
-
-    Raises UnsupportedCodecError when a codec Kafka defines has no library here: a broken
-    installation, not a property of the records it would make unreadable (K10).
-    """
-    missing = [name for name, present in _CODECS_PRESENT.items() if not present()]
-    if missing:
-        raise UnsupportedCodecError(f"no library for the {', '.join(missing)} codec(s) (cramjam)")
-    _fetcher.MemoryRecords = KeptRecords
-    _fetcher.PartitionRecords = TolerantPartitionRecords

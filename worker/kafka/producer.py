@@ -15,7 +15,7 @@ calls the runtime makes, and keeps aiokafka's internals here:
   `require_stable`) would show the next owner the previous offsets in that gap. A renewed
   producer is answered only once the previous transaction has completed. One round trip.
 - Record batches (`create_batch`, `send_batch`): outputs are appended to one batch per output
-  partition (`worker.runtime.commit`), not sent one by one.
+  partition (`worker.runtime.checkpoint`), not sent one by one.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Kafka security (issue 17): the TLS context and SASL options of every aiokafka client, and
+"""Kafka security (docs/security.md): the TLS context and SASL options of every aiokafka client, and
 which start-up connection failures are misconfiguration rather than an outage (K10).
 
 - `security_options(settings)`: the keyword arguments to spread into `AIOKafkaConsumer`,

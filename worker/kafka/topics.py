@@ -3,7 +3,7 @@
 `existing_topics` reads, per topic, what writing to it depends on (`TopicFacts`): its partition
 count (K3 routing), its `max.message.bytes` (K9: every output must fit) and whether it is
 compacted (K9: every output then needs a key). The runtime reads them at start and again when
-an output topic changes under it (worker.runtime.commit). Every admin client is closed, a
+an output topic changes under it (worker.runtime.routing). Every admin client is closed, a
 failed or cancelled start included.
 """
 

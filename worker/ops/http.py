@@ -1,127 +1,110 @@
-"""A tiny HTTP/1.1 server on the worker's event loop: /metrics, /healthz, /readyz.
+"""The ops endpoint (DESIGN §7): /metrics, /healthz, /readyz, a Starlette app served by uvicorn.
 
-On the event loop on purpose: when the loop is stuck, /healthz stops answering, which is
-what a liveness probe should see.
+On the worker's event loop on purpose: when the loop is stuck, /healthz stops answering, which
+is what a liveness probe should see (tests/ops/test_http.py). uvicorn runs through its
+`startup` / `main_loop` / `shutdown` steps, not `serve`: `serve` would take SIGTERM and SIGINT
+from the worker, whose own handlers finish the batch in flight first (K6).
+
+A request line and headers past `MAX_REQUEST_BYTES` still unparsed after one read are refused
+by uvicorn's HTTP parser (h11: 400, or a reset while the client still writes); no request
+stops the server.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from dataclasses import dataclass, field
+import logging
+import socket
 from typing import Any
 
+import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
-from worker.ops.health import Health
 from worker.ops.metrics import Metrics
+from worker.ops.probes import Health
 
-# Longest request or header line read (bytes), and most header lines: probes send a few short
-# ones. Past them the client gets 414 / 431 and the server goes on (asyncio's readline raises).
-MAX_LINE_BYTES = 8192
-MAX_HEADER_LINES = 100
-
-
-class _TooLong(Exception):
-    """A request line or header line longer than MAX_LINE_BYTES."""
+# The most a request line plus its headers may take (bytes): probes send a few short ones.
+MAX_REQUEST_BYTES = 8192
+_JSON = "application/json"
 
 
-async def _line(reader: asyncio.StreamReader) -> bytes:
-    """One line within 5 s; raises _TooLong past MAX_LINE_BYTES (what remains is not read)."""
-    try:
-        return await asyncio.wait_for(reader.readline(), 5)
-    except ValueError:  # asyncio.LimitOverrunError, re-raised by readline as ValueError
-        raise _TooLong from None
+def ops_app(metrics: Metrics, health: Health) -> Starlette:
+    """/metrics (Prometheus text), /healthz (alive while the loop answers), /readyz (`Health`)."""
 
+    async def scrape(_: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-async def _skip_headers(reader: asyncio.StreamReader) -> bool:
-    """Read the header lines up to the blank one; False when one is too long or too many."""
-    for _ in range(MAX_HEADER_LINES):
-        try:
-            if await _line(reader) in (b"\r\n", b"\n", b""):
-                return True
-        except _TooLong:
-            return False
-    return False
+    async def alive(_: Request) -> Response:
+        return Response(b'{"status":"alive"}\n', media_type=_JSON)
 
+    async def ready(_: Request) -> Response:
+        problems = health.problems()
+        body: dict[str, Any] = {"status": "ready" if not problems else "not ready", "problems": problems}
+        return Response(json.dumps(body).encode() + b"\n", 200 if not problems else 503, media_type=_JSON)
 
-async def _discard(reader: asyncio.StreamReader) -> None:
-    """Read (and drop) what the client is still sending, briefly: closing a socket with unread
-    input resets the connection, and the client could lose the answer it was sent."""
-    with contextlib.suppress(TimeoutError, ConnectionError):
-        async with asyncio.timeout(1):
-            for _ in range(256):
-                if not await reader.read(65536):
-                    break
+    async def not_found(_: Request, __: Exception) -> Response:
+        return PlainTextResponse("not found: try /metrics, /healthz or /readyz\n", 404)
 
+    async def not_allowed(_: Request, __: Exception) -> Response:
+        return PlainTextResponse("method not allowed\n", 405)
 
-async def _answer(writer: asyncio.StreamWriter, status: str, content_type: str, body: bytes) -> None:
-    head = (
-        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    methods = ["GET", "HEAD"]
+    return Starlette(
+        routes=[
+            Route("/metrics", scrape, methods=methods),
+            Route("/healthz", alive, methods=methods),
+            Route("/readyz", ready, methods=methods),
+        ],
+        exception_handlers={404: not_found, 405: not_allowed},
     )
-    writer.write(head.encode("latin-1") + body)
-    await writer.drain()
 
 
-async def _refuse(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: str, body: bytes
-) -> None:
-    """Answer a request too large to read, then drop what the client still sends."""
-    await _answer(writer, status, "text/plain", body)
-    await _discard(reader)
-
-
-@dataclass(eq=False)  # a server is itself, not its settings
 class OpsServer:
     """Serves `metrics` and `health` on host:port (port 0: any free one, known after `start`)."""
 
-    metrics: Metrics
-    health: Health
-    host: str
-    port: int
-    _server: asyncio.Server | None = field(default=None, init=False, repr=False)
+    def __init__(self, metrics: Metrics, health: Health, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        config = uvicorn.Config(
+            ops_app(metrics, health),
+            lifespan="off",
+            http="h11",
+            h11_max_incomplete_event_size=MAX_REQUEST_BYTES,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            date_header=False,
+        )
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # no start/stop chatter
+        self._server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_LINE_BYTES)
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        """Listen; returns the port. Raises OSError when host:port cannot be bound."""
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        config = self._server.config
+        config.load()
+        self._server.lifespan = config.lifespan_class(config)  # "off": what `serve` would set
+        await self._server.startup(sockets=[sock])
+        self.port = int(sock.getsockname()[1])
+        self._task = asyncio.create_task(self._server.main_loop(), name="ops-http")
         return self.port
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            try:
-                request = await _line(reader)
-            except _TooLong:
-                await _refuse(reader, writer, "414 URI Too Long", b"request line too long\n")
-                return
-            if not await _skip_headers(reader):
-                await _refuse(reader, writer, "431 Request Header Fields Too Large", b"headers too large\n")
-                return
-            parts = request.decode("latin-1").split()
-            path = parts[1].split("?", 1)[0] if len(parts) >= 2 else ""
-            status, content_type, body = self._route(parts[0] if parts else "", path)
-            await _answer(writer, status, content_type, body)
-        except (TimeoutError, ConnectionError, UnicodeDecodeError):
-            pass
-        finally:
-            writer.close()
-
-    def _route(self, method: str, path: str) -> tuple[str, str, bytes]:
-        if method not in ("GET", "HEAD"):
-            return "405 Method Not Allowed", "text/plain", b"method not allowed\n"
-        if path == "/metrics":
-            return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self.metrics.registry)
-        if path == "/healthz":
-            return "200 OK", "application/json", b'{"status":"alive"}\n'
-        if path == "/readyz":
-            problems = self.health.problems()
-            body: dict[str, Any] = {"status": "ready" if not problems else "not ready", "problems": problems}
-            status = "200 OK" if not problems else "503 Service Unavailable"
-            return status, "application/json", json.dumps(body).encode() + b"\n"
-        return "404 Not Found", "text/plain", b"not found: try /metrics, /healthz or /readyz\n"
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        await self._task
+        await self._server.shutdown()
+        self._task = None

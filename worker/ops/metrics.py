@@ -46,7 +46,7 @@ class LoopHistogram:
     """A histogram for once-per-event observations made on the event loop's one thread.
 
     prometheus_client's `Histogram.observe` takes a lock for its sum and again for its bucket:
-    3.5 µs, 9 % of a cached token's whole cost in the worker (py-spy, issue 6). Here an
+    3.5 µs, 9 % of a cached token's whole cost in the worker (py-spy, docs/performance.md). Here an
     observation is a bisect and two additions; the exposition is a `Histogram`'s with the same
     buckets, less its `_created` timestamp series (tests/ops/test_metrics.py). Not for use from
     several threads: it is observed and scraped on the event loop's thread.
@@ -83,6 +83,24 @@ class LoopHistogram:
 
     def describe(self) -> Iterator[HistogramMetricFamily]:
         yield HistogramMetricFamily(self.name, self.documentation)
+
+
+#: The metrics read from another component at each scrape, declared here like every other one;
+#: the runtime binds each to its reader (`Metrics.read_live`).
+LIVE: dict[str, tuple[type[CounterMetricFamily] | type[GaugeMetricFamily], str]] = {
+    "token_cache_hits": (CounterMetricFamily, "Verified-token cache hits (C4)"),
+    "token_cache_misses": (CounterMetricFamily, "Verified-token cache misses (C4)"),
+    "config_age_seconds": (GaugeMetricFamily, "Age of the loaded configuration (C1, C3)"),
+    "ready": (GaugeMetricFamily, "1 when /readyz answers 200"),
+    "usage_dropped_events": (
+        CounterMetricFamily,
+        "Events whose usage counts were dropped: the buffer was full (L1)",
+    ),
+    "usage_flushes": (CounterMetricFamily, "Usage count flushes written to the store (L1)"),
+    "usage_flush_failures": (CounterMetricFamily, "Usage count flushes the store did not take; retried (L1)"),
+    "usage_rows_written": (CounterMetricFamily, "Usage count rows added to the store (L1)"),
+    "usage_pending_buckets": (GaugeMetricFamily, "Usage count buckets waiting to be written (L1)"),
+}
 
 
 class Metrics:
@@ -185,11 +203,10 @@ class Metrics:
     def _loop_histogram(self, name: str, doc: str, buckets: Sequence[float]) -> LoopHistogram:
         return LoopHistogram(f"{PREFIX}_{name}", doc, buckets, registry=self.registry)
 
-    def live_counter(self, name: str, doc: str, read: Callable[[], float]) -> None:
-        self._live.values[f"{PREFIX}_{name}"] = (CounterMetricFamily, doc, read)
-
-    def live_gauge(self, name: str, doc: str, read: Callable[[], float | None]) -> None:
-        self._live.values[f"{PREFIX}_{name}"] = (GaugeMetricFamily, doc, read)
+    def read_live(self, name: str, read: Callable[[], float | None]) -> None:
+        """Serve `LIVE[name]` (declared there, with its help) from `read()` at each scrape."""
+        kind, doc = LIVE[name]
+        self._live.values[f"{PREFIX}_{name}"] = (kind, doc, read)
 
     def count_events(self, counts: dict[tuple[str, str], int]) -> None:
         for (outcome, reason), n in counts.items():

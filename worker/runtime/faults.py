@@ -31,10 +31,10 @@ import structlog
 from aiokafka import errors as kafka
 
 from worker.core.community import ConfigUnavailable
+from worker.kafka.consumer import MemberExpelled
 from worker.kafka.topics import OutputTopicUnusable
-from worker.ops.health import Health
 from worker.ops.metrics import Metrics
-from worker.runtime.commit import MemberExpelled
+from worker.ops.probes import Health
 
 log = structlog.get_logger(__name__)
 
@@ -107,7 +107,7 @@ def classify(exc: BaseException) -> Fault | None:
 
 
 # Fatal faults whose own message is ours and says what the operator must know — the topic and
-# the sizes (issue 27 item 5) — and never holds record content: kept in the one line.
+# the sizes (K10) — and never holds record content: kept in the one line.
 _OWN_DETAIL: tuple[type[BaseException], ...] = (OutputTopicUnusable,)
 
 

@@ -4,7 +4,7 @@
   first commit there, as the group coordinator had it). It is the base of the lag and the
   target of a rewind: right after a commit the coordinator may still answer the previous
   offset for a few ms (the transaction markers follow `commit_transaction`), so a rewind
-  trusts what it committed itself (issue 11 item 10).
+  trusts what it committed itself (K8).
 - `after_decide` / `resume_due`: a partition held at a record that must wait
   (`ConfigUnavailable`, as `Decider.decide` returns it) is paused there and tried again on its
   own backoff (`Waits`), while every other partition flows (K9); the log,
@@ -30,11 +30,19 @@ from aiokafka.structs import TopicPartition
 from worker.core.community import ConfigUnavailable
 from worker.kafka.consumer import InputConsumer, Offsets
 from worker.ops.metrics import Metrics
-from worker.runtime.commit import next_offsets
 from worker.runtime.decide import Decided, Waiting
 from worker.runtime.waits import Waits
 
 log = structlog.get_logger(__name__)
+
+
+def next_offsets(batch: Sequence[Decided]) -> Offsets:
+    """The offsets to commit: one past the last decided record of each partition."""
+    last: dict[tuple[str, int], int] = {}
+    for item in batch:
+        record = item.record
+        last[(record.topic, record.partition)] = record.offset
+    return {TopicPartition(topic, partition): offset + 1 for (topic, partition), offset in last.items()}
 
 
 class Partitions:
@@ -123,7 +131,7 @@ class Partitions:
     async def rewind(self, consumer: InputConsumer, *, ask_coordinator: bool, timeout: float) -> None:
         """K8: seek every owned partition back to its committed offset, never past a waiting record.
 
-        The offset is the one this member committed itself (issue 11 item 10): the coordinator
+        The offset is the one this member committed itself: the coordinator
         may still answer the previous one for a few ms after a commit. With `ask_coordinator`
         (after a failed commit, whose outcome is unknown, once the new producer has settled it)
         the coordinator's answer is the truth. `timeout`: seconds per coordinator request.
@@ -171,6 +179,27 @@ class Partitions:
             self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
             total += lag
         return total
+
+    def input_skipped(self, tp: TopicPartition, lost: int, position: int) -> None:
+        """K8: the client reset a position it had (out of range): skipped input is never silent."""
+        if position > lost:
+            self.metrics.input_skipped.labels(tp.topic, str(tp.partition)).inc(position - lost)
+            log.warning(
+                "input skipped: records deleted before they were read",
+                topic=tp.topic,
+                partition=tp.partition,
+                first_offset=lost,
+                last_offset=position - 1,
+                records=position - lost,
+            )
+        else:
+            log.warning(
+                "input position reset backwards: records read again",
+                topic=tp.topic,
+                partition=tp.partition,
+                from_offset=lost,
+                to_offset=position,
+            )
 
     def forget(self, revoked: set[TopicPartition]) -> None:
         """Revoked partitions: their next owner decides; their lag series goes."""

@@ -11,7 +11,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -19,16 +19,19 @@ from worker.backoff import RetryPolicy
 from worker.core.community import CommunityLookup, ConfigUnavailable
 from worker.core.tokencache import TokenCache
 from worker.exitcodes import EXIT_BUG, EXIT_FATAL, EXIT_OK, EXIT_UNCLEAN
-from worker.ops.health import Health
 from worker.ops.http import OpsServer
 from worker.ops.metrics import Metrics
+from worker.ops.probes import Health
 from worker.runtime.decide import Decider, Processor, pipeline_processor
 from worker.runtime.faults import FatalFault
 from worker.runtime.member import Member
 from worker.runtime.startup import StartupError
-from worker.runtime.usage import UsageRecorder
+from worker.runtime.usage_recorder import UsageRecorder
 from worker.settings import Settings
 from worker.store.yaml_io import load_config_file
+
+if TYPE_CHECKING:  # the store is optional at run time (--config FILE)
+    from worker.store.cache import ConfigCache
 
 log = structlog.get_logger(__name__)
 
@@ -36,15 +39,15 @@ log = structlog.get_logger(__name__)
 USAGE_SHUTDOWN_SECONDS = 5.0
 
 
-class ConfigSource:
+class CommunitySource:
     """Where communities come from: the PostgreSQL cache (C1–C4) or a YAML file (no store)."""
 
-    def __init__(self, lookup: CommunityLookup, cache: Any = None) -> None:
+    def __init__(self, lookup: CommunityLookup, cache: ConfigCache | None = None) -> None:
         self.lookup = lookup
         self.cache = cache
 
     @classmethod
-    async def open(cls, settings: Settings, token_cache: TokenCache) -> ConfigSource:
+    async def open(cls, settings: Settings, token_cache: TokenCache) -> CommunitySource:
         if settings.config_file is not None:
             try:
                 return cls(load_config_file(str(settings.config_file)))
@@ -106,7 +109,7 @@ def token_cache_invalidator(token_cache: TokenCache) -> Callable[[str], None]:
     return invalidate
 
 
-def usage_recorder(settings: Settings, source: ConfigSource, metrics: Metrics) -> UsageRecorder | None:
+def usage_recorder(settings: Settings, source: CommunitySource, metrics: Metrics) -> UsageRecorder | None:
     """L1, L5: counts for the store the configuration comes from; none with --config (no store)."""
     dsn = settings.dsn()
     if source.cache is None or dsn is None or not settings.usage_counting:
@@ -133,25 +136,14 @@ def usage_recorder(settings: Settings, source: ConfigSource, metrics: Metrics) -
         max_pending=settings.usage_max_pending,
         on_counts=allow_listed if allowed else None,
     )
-    metrics.live_counter(
-        "usage_dropped_events",
-        "Events whose usage counts were dropped: the buffer was full (L1)",
-        lambda: usage.dropped,
-    )
-    metrics.live_counter(
-        "usage_flushes", "Usage count flushes written to the store (L1)", lambda: usage.flushes
-    )
-    metrics.live_counter(
-        "usage_flush_failures",
-        "Usage count flushes the store did not take; retried (L1)",
-        lambda: usage.flush_failures,
-    )
-    metrics.live_counter(
-        "usage_rows_written", "Usage count rows added to the store (L1)", lambda: usage.rows_written
-    )
-    metrics.live_gauge(
-        "usage_pending_buckets", "Usage count buckets waiting to be written (L1)", lambda: usage.pending
-    )
+    for name, read in (
+        ("usage_dropped_events", lambda: usage.dropped),
+        ("usage_flushes", lambda: usage.flushes),
+        ("usage_flush_failures", lambda: usage.flush_failures),
+        ("usage_rows_written", lambda: usage.rows_written),
+        ("usage_pending_buckets", lambda: usage.pending),
+    ):
+        metrics.read_live(name, read)
     return usage
 
 
@@ -175,25 +167,23 @@ async def serve(
     token_cache = TokenCache(settings.token_cache_size)
     if handle_signals:
         _install_signals(stop)
-    source = await ConfigSource.open(settings, token_cache)
+    source = await CommunitySource.open(settings, token_cache)
     health.store_degraded = source.degraded
-    metrics.live_counter("token_cache_hits", "Verified-token cache hits (C4)", lambda: token_cache.hits)
-    metrics.live_counter("token_cache_misses", "Verified-token cache misses (C4)", lambda: token_cache.misses)
-    metrics.live_gauge("config_age_seconds", "Age of the loaded configuration (C1, C3)", source.age)
-    metrics.live_gauge("ready", "1 when /readyz answers 200", lambda: 1.0 if health.ready() else 0.0)
+    metrics.read_live("token_cache_hits", lambda: token_cache.hits)
+    metrics.read_live("token_cache_misses", lambda: token_cache.misses)
+    metrics.read_live("config_age_seconds", source.age)
+    metrics.read_live("ready", lambda: 1.0 if health.ready() else 0.0)
     decider = Decider(
         processor or pipeline_processor(source.lookup, settings.limits, token_cache),
         metrics=metrics,
         max_attempts=settings.max_processing_attempts,
         recheck_community=source.recheck(),
     )
-    member = Member(settings, decider, metrics, health)
     usage = usage_recorder(settings, source, metrics)
+    member = Member(settings, decider, metrics, health, usage)
     usage_stop = asyncio.Event()
     usage_task: asyncio.Task[None] | None = None
     if usage is not None:
-        count = usage.count
-        member.on_committed = lambda decided: count([item.output for item in decided], time.time())
         usage_task = asyncio.create_task(usage.run(usage_stop), name="usage-flush")
     server = None
     try:
@@ -254,14 +244,14 @@ async def _run_until_stopped(member: Member, stop: asyncio.Event, bound: float) 
     if exc is not None:
         log.error("worker failed", error_type=type(exc).__name__, error=str(exc)[:300], exc_info=exc)
         return EXIT_BUG
-    return EXIT_OK if member.clean else EXIT_UNCLEAN
+    return EXIT_OK if member.recovery.clean else EXIT_UNCLEAN  # K6: the batch in hand redone
 
 
 async def _monitor(
     member: Member,
     metrics: Metrics,
     health: Health,
-    source: ConfigSource,
+    source: CommunitySource,
     settings: Settings,
     stop: asyncio.Event,
 ) -> None:

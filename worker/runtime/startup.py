@@ -15,8 +15,8 @@ from typing import TypeVar
 
 from worker.backoff import RetryPolicy, retry_until
 from worker.kafka.topics import TopicFacts, existing_topics
-from worker.runtime.commit import unusable_output
 from worker.runtime.faults import FatalFault, Reporter
+from worker.runtime.routing import unusable_output
 from worker.settings import Settings
 
 T = TypeVar("T")

@@ -22,6 +22,7 @@ import asyncpg
 
 from worker.store import audit
 from worker.store.db import Conflict, InputError, NotFound
+from worker.store.pages import Order, Page, PageRequest
 from worker.store.repository import require_community
 from worker.store.sync import Change
 
@@ -144,13 +145,18 @@ async def revoke(conn: asyncpg.Connection, name: str, *, actor: str) -> Caller:
     return caller
 
 
-async def list_tokens(conn: asyncpg.Connection) -> list[TokenRow]:
-    rows = await conn.fetch(
+#: Oldest first (T5); `prefix` filters the name.
+_ORDER: Final = Order((("created_at", "timestamptz"), ('name COLLATE "C"', "text")), 'name COLLATE "C"')
+
+
+async def list_tokens(conn: asyncpg.Connection, page: PageRequest) -> Page[TokenRow]:
+    """One page of the tokens, oldest first; never a token or its hash."""
+    select = (
         "SELECT name, community_id, created_at, created_by, last_used_at, expires_at, revoked_at "
-        "FROM api_tokens "
-        "ORDER BY created_at, name"
+        "FROM api_tokens"
     )
-    return [
+    rows = await _ORDER.fetch(conn, select, page)
+    listed = [
         TokenRow(
             r["name"],
             Caller(r["name"], r["community_id"]).scope,
@@ -162,6 +168,7 @@ async def list_tokens(conn: asyncpg.Connection) -> list[TokenRow]:
         )
         for r in rows
     ]
+    return _ORDER.page(listed, page, lambda t: (t.created_at, t.name))
 
 
 async def authenticate(conn: asyncpg.Connection, token: str) -> Caller | None:

@@ -24,10 +24,9 @@ from typing import Final
 import asyncpg
 
 from worker.core.contracts import COMMUNITY_ID_PATTERN
+from worker.store.pages import Order, Page, PageRequest
 from worker.store.sync import Change
 
-DEFAULT_LIMIT: Final = 100
-MAX_LIMIT: Final = 1000
 #: Every change line names its community second: `community ID …`, `key ID/kid …`,
 #: `field ID/key …`, `mapping ID: …` (worker/store/sync.py); ids hold no space, `/` or `:`.
 _COMMUNITY_OF_LINE = re.compile(
@@ -91,44 +90,42 @@ async def record(
     for change in changes:
         owner = community_id if community_id is not None else community_of(change)
         groups.setdefault(owner, []).append(plain(str(change)))
-    for owner, lines in groups.items():
-        # The incarnation the community has now (A11); none once it is removed (its removal
-        # row is then the platform's to see).
-        await conn.execute(
-            "INSERT INTO audit_log (actor, action, community_id, incarnation, changes) "
-            "VALUES ($1, $2, $3, (SELECT incarnation FROM communities WHERE id = $3), $4)",
-            plain(actor),
-            plain(action),
-            owner,
-            lines,
-        )
+    # One pipelined statement for all the rows (T4: a `config apply` of 100 000 communities),
+    # each with the incarnation its community has now (A11); none once it is removed (its
+    # removal row is then the platform's to see).
+    await conn.executemany(
+        "INSERT INTO audit_log (actor, action, community_id, incarnation, changes) "
+        "VALUES ($1, $2, $3, (SELECT incarnation FROM communities WHERE id = $3), $4)",
+        [(plain(actor), plain(action), owner, lines) for owner, lines in groups.items()],
+    )
+
+
+#: Newest first (T5); `prefix` filters the community id (the platform's view).
+ORDER: Final = Order((("id", "int"),), 'community_id COLLATE "C"', descending=True)
+#: A11: a community's entries of its current incarnation only.
+_CURRENT_INCARNATION: Final = (
+    "incarnation = (SELECT c.incarnation FROM communities c WHERE c.id = audit_log.community_id)"
+)
 
 
 async def list_entries(
     conn: asyncpg.Connection,
+    page: PageRequest,
     community_id: str | None = None,
     *,
-    limit: int = DEFAULT_LIMIT,
-    before_id: int | None = None,
     every_incarnation: bool = False,
-) -> list[AuditEntry]:
-    """The newest entries first: all (platform) or one community's; `before_id` pages back.
+) -> Page[AuditEntry]:
+    """One page of the trail, newest first: all (platform) or one community's (T5).
 
     A community's entries are those of its current incarnation (A11: what its owner may
     see); `every_incarnation` (the platform's operators) adds those of earlier ones.
     """
-    rows = await conn.fetch(
-        "SELECT id, at, actor, action, community_id, changes FROM audit_log "
-        "WHERE ($1::text IS NULL OR community_id = $1) AND ($2::bigint IS NULL OR id < $2) "
-        "AND ($1::text IS NULL OR $4 OR incarnation = (SELECT incarnation FROM communities WHERE id = $1)) "
-        "ORDER BY id DESC LIMIT $3",
-        community_id,
-        before_id,
-        min(max(limit, 1), MAX_LIMIT),
-        every_incarnation,
-    )
+    select = "SELECT id, at, actor, action, community_id, changes FROM audit_log"
+    equal = [] if community_id is None else [("community_id", community_id)]
+    where = [_CURRENT_INCARNATION] if community_id is not None and not every_incarnation else []
+    rows = await ORDER.fetch(conn, select, page, equal, where)
     # Rows written before A11's escaping are escaped on the way out too.
-    return [
+    entries = [
         AuditEntry(
             r["id"],
             r["at"],
@@ -139,3 +136,4 @@ async def list_entries(
         )
         for r in rows
     ]
+    return ORDER.page(entries, page, lambda e: (e.id,))

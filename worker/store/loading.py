@@ -10,6 +10,7 @@ rows the model refuses is reported apart (`InvalidStoredConfig`), never hidden b
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final
 
 import asyncpg
@@ -66,6 +67,46 @@ def _spec_data(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+async def read_spec_data(
+    conn: asyncpg.Connection, community_ids: Sequence[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every community (or those of `community_ids`) as the data a `CommunitySpec` validates,
+    unvalidated, in id order, in one statement (one consistent snapshot)."""
+    if community_ids is None:
+        rows = await conn.fetch(_SPEC_QUERY + " ORDER BY c.id")
+    else:
+        rows = await conn.fetch(
+            _SPEC_QUERY + " WHERE c.id = ANY($1::text[]) ORDER BY c.id", list(community_ids)
+        )
+    return {row["id"]: _spec_data(row) for row in rows}
+
+
+async def stream_spec_data(
+    conn: asyncpg.Connection, community_id: str | None, batch: int
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """`read_spec_data` of every community (or one) in id order, `batch` at a time, through a
+    cursor: constant memory whatever the store's size (T4). Run it inside a transaction."""
+    query, args = (
+        (_SPEC_QUERY + " ORDER BY c.id", [])
+        if community_id is None
+        else (_SPEC_QUERY + " WHERE c.id = $1", [community_id])
+    )
+    rows: list[dict[str, Any]] = []
+    async for row in conn.cursor(query, *args, prefetch=batch):
+        rows.append(_spec_data(row))
+        if len(rows) == batch:
+            yield rows
+            rows = []
+    if rows:
+        yield rows
+
+
+def stored_spec(data: dict[str, Any]) -> CommunitySpec:
+    """One community's stored data validated by the YAML loader's model; ConfigError with its
+    problems. S1 is left out: rows written before 0002 may break it (see WITHOUT_S1)."""
+    return validate_spec(CommunitySpec, data, s1=False)
+
+
 async def read_specs(
     conn: asyncpg.Connection, community_id: str | None = None
 ) -> tuple[dict[str, CommunitySpec], dict[str, list[str]]]:
@@ -74,17 +115,14 @@ async def read_specs(
     Returns the valid specs and, apart, the problems of rows the model refuses, so that one
     bad community never hides the others.
     """
-    if community_id is None:
-        rows = await conn.fetch(_SPEC_QUERY + " ORDER BY c.id")
-    else:
-        rows = await conn.fetch(_SPEC_QUERY + " WHERE c.id = $1", community_id)
+    data = await read_spec_data(conn, None if community_id is None else [community_id])
     specs: dict[str, CommunitySpec] = {}
     invalid: dict[str, list[str]] = {}
-    for row in rows:
+    for cid, item in data.items():
         try:
-            specs[row["id"]] = validate_spec(CommunitySpec, _spec_data(row), s1=False)  # rows before 0002
+            specs[cid] = stored_spec(item)
         except ConfigError as exc:
-            invalid[row["id"]] = exc.problems
+            invalid[cid] = exc.problems
     return specs, invalid
 
 

@@ -106,10 +106,13 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
 async def check_schema(conn: asyncpg.Connection) -> int:
     """The applied schema version; SchemaMissing when the database is not (fully) migrated."""
     try:
-        version = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+        applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
     except asyncpg.UndefinedTableError:
         raise SchemaMissing(f"the configuration schema is missing in this database: {MIGRATE_HINT}") from None
-    if version is None or version < LATEST_VERSION:
+    version = max(applied, default=None)
+    # Every shipped migration, not only the highest: versions are numbered as they are written
+    # and may land out of order (a database at 0007 may still lack 0006).
+    if version is None or any(m.version not in applied for m in available_migrations()):
         raise SchemaMissing(
             f"the configuration schema is at version {version or 0}, this release needs "
             f"{LATEST_VERSION}: {MIGRATE_HINT}"

@@ -9,9 +9,10 @@ files. Callers own the transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 import asyncpg
 
@@ -27,8 +28,26 @@ from worker.core.config import (
 )
 from worker.store.db import Conflict, NotFound
 from worker.store.lifecycle import refuse_if_in_use
-from worker.store.loading import InvalidStoredConfig, read_specs, valid_specs
-from worker.store.sync import Change, mapping_label, sync_community
+from worker.store.loading import (
+    InvalidStoredConfig,
+    read_spec_data,
+    stored_spec,
+    stream_spec_data,
+    valid_specs,
+)
+from worker.store.pages import Order, Page, PageRequest
+from worker.store.sync import (
+    Change,
+    Progress,
+    Writes,
+    mapping_label,
+    mapping_positions,
+    plan,
+    stored_form,
+    sync_community,
+    write,
+    written_form,
+)
 
 # ---------------------------------------------------------------- listing
 
@@ -73,18 +92,43 @@ class MappingRow:
     created_at: datetime
 
 
-async def list_communities(conn: asyncpg.Connection) -> list[CommunityRow]:
-    rows = await conn.fetch(
-        """
-        SELECT c.id, c.signed_identities, c.min_validity_seconds, c.leeway_seconds, c.created_at,
-            c.max_validity_seconds, c.retirement_window_seconds,
-            (SELECT count(*) FROM jwt_keys k WHERE k.community_id = c.id) AS keys,
-            (SELECT count(*) FROM custom_fields f WHERE f.community_id = c.id) AS custom_fields,
-            (SELECT count(*) FROM mappings m WHERE m.community_id = c.id) AS mappings
-        FROM communities c ORDER BY c.id
-        """
-    )
+_COMMUNITY_SELECT: Final = """
+    SELECT c.id, c.signed_identities, c.min_validity_seconds, c.leeway_seconds, c.created_at,
+        c.max_validity_seconds, c.retirement_window_seconds,
+        (SELECT count(*) FROM jwt_keys k WHERE k.community_id = c.id) AS keys,
+        (SELECT count(*) FROM custom_fields f WHERE f.community_id = c.id) AS custom_fields,
+        (SELECT count(*) FROM mappings m WHERE m.community_id = c.id) AS mappings
+    FROM communities c
+"""
+#: Listing orders (T5): byte-wise ids, so that a prefix is an index range (migration 0007).
+COMMUNITY_ORDER: Final = Order((('c.id COLLATE "C"', "text"),), 'c.id COLLATE "C"')
+_KEY_ORDER: Final = Order((("created_at", "timestamptz"), ('kid COLLATE "C"', "text")), 'kid COLLATE "C"')
+_FIELD_ORDER: Final = Order((("created_at", "timestamptz"), ('key COLLATE "C"', "text")), 'key COLLATE "C"')
+_MAPPING_ORDER: Final = Order((("position", "int"),), 'source COLLATE "C"')
+
+
+async def _community_rows(conn: asyncpg.Connection, where: str, *args: object) -> list[CommunityRow]:
+    rows = await conn.fetch(f"{_COMMUNITY_SELECT} {where} ORDER BY {COMMUNITY_ORDER.order_by()}", *args)
     return [CommunityRow(**dict(r)) for r in rows]
+
+
+async def list_communities(
+    conn: asyncpg.Connection, page: PageRequest, *, only: str | None = None
+) -> Page[CommunityRow]:
+    """One page of communities in id order (T5); `only`: that community's row alone, if it
+    matches (a community token's view)."""
+    found = await COMMUNITY_ORDER.fetch(
+        conn, _COMMUNITY_SELECT, page, [] if only is None else [("c.id", only)]
+    )
+    return COMMUNITY_ORDER.page([CommunityRow(**dict(r)) for r in found], page, lambda r: (r.id,))
+
+
+async def community_row(conn: asyncpg.Connection, community_id: str) -> CommunityRow:
+    """One community's settings and counts; NotFound for an unknown one."""
+    rows = await _community_rows(conn, "WHERE c.id = $1", community_id)
+    if not rows:
+        raise NotFound(f"unknown community {community_id!r} (see `identity-worker community list`)")
+    return rows[0]
 
 
 async def require_community(conn: asyncpg.Connection, community_id: str, *, lock: bool = False) -> None:
@@ -93,16 +137,20 @@ async def require_community(conn: asyncpg.Connection, community_id: str, *, lock
         raise NotFound(f"unknown community {community_id!r} (see `identity-worker community list`)")
 
 
-async def _rows(conn: asyncpg.Connection, community_id: str, select: str, order: str) -> list[asyncpg.Record]:
-    """`SELECT {select}` of one community's rows, in `order`; NotFound for an unknown community."""
+async def _rows(
+    conn: asyncpg.Connection, community_id: str, select: str, order: Order, page: PageRequest
+) -> list[asyncpg.Record]:
+    """One page of `select`'s rows of one community, in `order` (one row more than the page,
+    see `Order.page`); NotFound for an unknown community."""
     await require_community(conn, community_id)
-    return list(await conn.fetch(f"{select} WHERE community_id = $1 ORDER BY {order}", community_id))
+    return await order.fetch(conn, select, page, [("community_id", community_id)])
 
 
-async def list_keys(conn: asyncpg.Connection, community_id: str) -> list[KeyRow]:
+async def list_keys(conn: asyncpg.Connection, community_id: str, page: PageRequest) -> Page[KeyRow]:
+    """One page of a community's keys, oldest first, never a secret; `prefix` on the kid."""
     select = "SELECT kid, hmac_secret, rsa_public_key, created_at FROM jwt_keys"
     listed = []
-    for row in await _rows(conn, community_id, select, "created_at, kid"):
+    for row in await _rows(conn, community_id, select, _KEY_ORDER, page):
         # The fingerprint is computed from the key, so it can never disagree with it.
         data = {k: row[k] for k in ("kid", "hmac_secret", "rsa_public_key") if row[k] is not None}
         try:
@@ -112,19 +160,27 @@ async def list_keys(conn: asyncpg.Connection, community_id: str) -> list[KeyRow]
                 {community_id: [f"key {row['kid']}: {p}" for p in exc.problems]}
             ) from None
         listed.append(KeyRow(key.kid, key.alg, key.fingerprint, row["created_at"]))
-    return listed
+    return _KEY_ORDER.page(listed, page, lambda r: (r.created_at, r.kid))
 
 
-async def list_fields(conn: asyncpg.Connection, community_id: str) -> list[FieldRow]:
-    rows = await _rows(
-        conn, community_id, "SELECT key, label, regex, created_at FROM custom_fields", "created_at, key"
+async def list_fields(conn: asyncpg.Connection, community_id: str, page: PageRequest) -> Page[FieldRow]:
+    """One page of a community's custom fields, oldest first; `prefix` on the key."""
+    select = "SELECT key, label, regex, created_at FROM custom_fields"
+    rows = await _rows(conn, community_id, select, _FIELD_ORDER, page)
+    return _FIELD_ORDER.page([FieldRow(**dict(r)) for r in rows], page, lambda r: (r.created_at, r.key))
+
+
+async def list_mappings(conn: asyncpg.Connection, community_id: str, page: PageRequest) -> Page[MappingRow]:
+    """One page of a community's mappings in the order they apply (M2); `prefix` on `from`.
+    Each row's `position` is its 1-based rank among all the community's mappings."""
+    select = (
+        "SELECT * FROM (SELECT community_id, position, source, target, created_at, "
+        "row_number() OVER (ORDER BY position) AS rank FROM mappings WHERE community_id = $1) AS m"
     )
-    return [FieldRow(**dict(r)) for r in rows]
-
-
-async def list_mappings(conn: asyncpg.Connection, community_id: str) -> list[MappingRow]:
-    rows = await _rows(conn, community_id, "SELECT source, target, created_at FROM mappings", "position")
-    return [MappingRow(i, r["source"], r["target"], r["created_at"]) for i, r in enumerate(rows, 1)]
+    rows = await _rows(conn, community_id, select, _MAPPING_ORDER, page)
+    listed = [MappingRow(r["rank"], r["source"], r["target"], r["created_at"]) for r in rows]
+    stored = {id(row): r["position"] for row, r in zip(listed, rows, strict=True)}
+    return _MAPPING_ORDER.page(listed, page, lambda row: (stored[id(row)],))
 
 
 # ---------------------------------------------------------------- mutations
@@ -187,16 +243,14 @@ async def update_community(
 
 
 async def remove_community(conn: asyncpg.Connection, community_id: str) -> list[Change]:
-    old = await _current(conn, community_id)
+    await _current(conn, community_id)
+    row = await community_row(conn, community_id)
     await conn.execute("DELETE FROM communities WHERE id = $1", community_id)  # cascades
-    return [Change("-", f"community {community_id} ({_contents(old)})")]
+    return [Change("-", f"community {community_id} ({_counts(row)})")]
 
 
-def _contents(spec: CommunitySpec) -> str:
-    return (
-        f"{len(spec.jwt_keys)} key(s), {len(spec.custom_fields)} custom field(s), "
-        f"{len(spec.mappings)} mapping(s)"
-    )
+def _counts(row: CommunityRow) -> str:
+    return f"{row.keys} key(s), {row.custom_fields} custom field(s), {row.mappings} mapping(s)"
 
 
 async def add_key(conn: asyncpg.Connection, community_id: str, key: JwtKeySpec) -> list[Change]:
@@ -268,32 +322,89 @@ async def remove_mapping(conn: asyncpg.Connection, community_id: str, mapping: M
 # ---------------------------------------------------------------- config apply / export
 
 
-async def apply_config(conn: asyncpg.Connection, config: ConfigSpec, *, prune: bool = False) -> list[Change]:
+async def apply_config(
+    conn: asyncpg.Connection, config: ConfigSpec, *, prune: bool = False, progress: Progress | None = None
+) -> list[Change]:
     """Make the store hold `config`: each community in it exactly as written (keys, fields
     and mappings not in the file are removed); communities absent from the file are left
-    alone unless `prune`. Run it inside one transaction: all or nothing."""
+    alone unless `prune`. Run it inside one transaction: all or nothing.
+
+    T4: one diff, written in batches. Only the file's communities are read; one whose rows
+    already equal the file's entry (`written_form`) is neither validated again nor written,
+    so the cost follows the file and its changes, not the store. `progress` hears the rows
+    written (`sync.write`)."""
     # EXCLUSIVE: other writers wait, readers (workers) do not.
     await conn.execute("LOCK TABLE communities IN EXCLUSIVE MODE")
-    current, invalid = await read_specs(conn)
-    wanted = {c.id for c in config.communities}
-    broken = {cid: p for cid, p in invalid.items() if cid not in wanted and not prune}
-    if broken:
-        raise InvalidStoredConfig(broken)
+    stored = await read_spec_data(conn, [spec.id for spec in config.communities])
+    differing = [
+        spec
+        for spec in config.communities
+        if spec.id in stored and written_form(spec) != stored_form(stored[spec.id])
+    ]
+    positions = await mapping_positions(conn, [spec.id for spec in differing])
+    olds: dict[str, CommunitySpec | None] = {}
+    replaced: list[str] = []
+    for spec in differing:
+        try:
+            olds[spec.id] = stored_spec(stored[spec.id])
+        except ConfigError:  # rows the model refuses (written around it): replaced whole
+            olds[spec.id] = None
+            replaced.append(spec.id)
+    writes = Writes()
     changes: list[Change] = []
     for spec in config.communities:
-        if spec.id in invalid:
-            await conn.execute("DELETE FROM communities WHERE id = $1", spec.id)
-            changes.append(Change("~", f"community {spec.id}: replaced rows the model refused"))
-        changes += await sync_community(conn, current.get(spec.id), spec)
+        if spec.id not in stored:
+            changes += plan(writes, None, spec, [])
+        elif spec.id in olds:
+            if spec.id in replaced:
+                changes.append(Change("~", f"community {spec.id}: replaced rows the model refused"))
+            changes += plan(writes, olds[spec.id], spec, positions.get(spec.id, []))
+    removed = replaced
     if prune:
-        for cid in sorted((set(current) | set(invalid)) - wanted):
-            await conn.execute("DELETE FROM communities WHERE id = $1", cid)
-            what = _contents(current[cid]) if cid in current else "invalid rows"
-            changes.append(Change("-", f"community {cid} ({what})"))
+        for row in await _community_rows(
+            conn, "WHERE NOT (c.id = ANY($1::text[]))", [s.id for s in config.communities]
+        ):
+            removed.append(row.id)
+            changes.append(Change("-", f"community {row.id} ({_counts(row)})"))
+    if removed:
+        await conn.execute("DELETE FROM communities WHERE id = ANY($1::text[])", removed)  # cascades
+    await write(conn, writes, progress)
     return changes
 
 
-async def export_config(conn: asyncpg.Connection, community_id: str | None = None) -> ConfigSpec:
-    if community_id is not None:
-        await require_community(conn, community_id)
-    return ConfigSpec(communities=list((await valid_specs(conn, community_id)).values()))
+#: Communities validated and written per step of `config export`.
+EXPORT_BATCH: Final = 1000
+
+
+async def export_config(
+    conn: asyncpg.Connection, community_id: str | None = None
+) -> AsyncIterator[tuple[bool, list[CommunitySpec]]]:
+    """Every community (or one), validated by the model, in id order, `EXPORT_BATCH` at a time
+    from one snapshot (T4: streamed, constant memory). Each item: whether the export holds an
+    HMAC secret anywhere (for the header), and a batch; the first batch is empty for an empty
+    store. InvalidStoredConfig, from the batch that holds it, for rows the model refuses."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        if community_id is not None:
+            await require_community(conn, community_id)
+        has_hmac = bool(
+            await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM jwt_keys WHERE hmac_secret IS NOT NULL "
+                "AND ($1::text IS NULL OR community_id = $1))",
+                community_id,
+            )
+        )
+        empty = True
+        async for batch in stream_spec_data(conn, community_id, EXPORT_BATCH):
+            specs: list[CommunitySpec] = []
+            invalid: dict[str, list[str]] = {}
+            for data in batch:
+                try:
+                    specs.append(stored_spec(data))
+                except ConfigError as exc:
+                    invalid[data["id"]] = exc.problems
+            if invalid:
+                raise InvalidStoredConfig(invalid)
+            empty = False
+            yield has_hmac, specs
+        if empty:
+            yield has_hmac, []

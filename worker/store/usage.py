@@ -179,7 +179,7 @@ async def key_usage(conn: asyncpg.Connection, community_id: str) -> dict[str, Ke
     """L2: usage of every kid the community's workers have counted, present keys or not.
 
     `uses_24h` sums the hour buckets that overlap the last 24 h, so it may include up to one
-    hour more. The repository function the admin API calls (issue 14).
+    hour more. The repository function the admin API calls (§10).
     """
     rows = await conn.fetch(_USAGE, community_id, float(DAY_SECONDS))
     return {

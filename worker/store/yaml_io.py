@@ -2,7 +2,8 @@
 
 Reading (`parse_yaml`, `load_config_file`: `--config` files and `config apply`): safe tags
 only, no key repeated in any mapping (DESIGN §5), then the `core/config.py` models'
-validation. Writing (`dump_config`: `config export`): the same shape back.
+validation. Writing (`export_header`, `dump_communities`: `config export`, streamed a batch
+of communities at a time): the same shape back, the text PyYAML's emitter writes.
 
 Without `--include-secrets` an HMAC secret is exported as the placeholder
 `<withheld sha256:…>` (its fingerprint): it fails the secret's format check in every
@@ -13,8 +14,10 @@ not secrets and are always exported.
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final, cast
 
 import yaml
 
@@ -45,8 +48,12 @@ HEADER_SECRETS: Final = """\
 # ---------------------------------------------------------------- reading
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(yaml.CSafeLoader):
     """PyYAML's safe loader, except that a key repeated in one mapping is an error (DESIGN §5).
+
+    On libyaml's parser (`CSafeLoader`: the same safe constructor and YAML 1.1 resolver over C
+    scanning), with each plain scalar's tag resolved once per distinct text: a file of 100 000
+    communities holds millions of scalars, mostly the same few keys (T4).
 
     PyYAML keeps the last silently: a `signed_identities: reject` pasted under a `require` line
     would switch signatures off without a word. Merge keys (`<<`) keep YAML's meaning: a key
@@ -58,6 +65,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._checked: set[int] = set()  # mapping nodes already checked (flattening mutates them)
+        self._tags: dict[tuple[str, bool, bool], str] = {}
+
+    def resolve(self, kind: type[yaml.Node], value: str, implicit: tuple[bool, bool]) -> str:
+        # Resolver.resolve is a function of these three alone (no path resolvers are registered).
+        if kind is not yaml.ScalarNode:
+            return _resolve(self, kind, value, implicit)
+        key = (value, *implicit)
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = self._tags[key] = _resolve(self, kind, value, implicit)
+        return tag
 
     def flatten_mapping(self, node: yaml.MappingNode) -> None:
         # Every mapping comes here first, before flattening splices merged pairs into it: the ones
@@ -73,7 +91,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in pairs:
             # A merge key (`<<`) is not constructed; it may appear once like any other key.
             merge = key_node.tag == _MERGE_TAG
-            key = "<<" if merge else self.construct_object(key_node, deep=True)
+            if merge:
+                key: Any = "<<"
+            elif key_node.tag == _STR_TAG and isinstance(key_node, yaml.ScalarNode):
+                key = key_node.value  # what construct_yaml_str gives, without constructing it twice
+            else:
+                key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             try:
                 earlier = first_line.get(key)
@@ -106,7 +129,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     raise ConfigError([f"{where} comes from more than one merged mapping; keep one"])
 
 
+#: PyYAML's own resolution (untyped in its stubs): the tag YAML 1.1 gives a node's text.
+_resolve = cast(
+    Callable[[Any, type[yaml.Node], str, tuple[bool, bool]], str], yaml.resolver.BaseResolver.resolve
+)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 def _key_name(key: object) -> str:
@@ -192,14 +220,71 @@ def _community_data(spec: CommunitySpec, include_secrets: bool) -> dict[str, Any
     }
 
 
-def dump_config(config: ConfigSpec, *, include_secrets: bool = False) -> str:
-    """The YAML `config apply` and `process --config` read (placeholders aside, see above)."""
-    data = {"communities": [_community_data(c, include_secrets) for c in config.communities]}
-    body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
-    has_hmac = any(k.hmac_secret is not None for c in config.communities for k in c.jwt_keys)
-    if not has_hmac:
-        return body
-    return (HEADER_SECRETS if include_secrets else HEADER_WITHHELD) + body
+def _dumped(data: dict[str, Any]) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
+
+
+#: Text PyYAML's emitter writes plain after `key: ` when the resolver reads it back as text:
+#: ids, kids, hex secrets, withheld placeholders, mapping paths. Anything else goes through
+#: the emitter itself (`_value_lines`); tests hold the two equal.
+_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*|<withheld sha256:[0-9a-f]{16}>")
+#: A PEM key as the store holds it (one block, one final newline): a literal block.
+_PEM = re.compile(r"-----BEGIN [A-Z ]+-----\n(?:[A-Za-z0-9+/=]{1,76}\n)+-----END [A-Z ]+-----\n")
+_RESOLVER = yaml.resolver.Resolver()
+
+
+@functools.lru_cache(maxsize=4096)
+def _emitted(value: str, start: int) -> str:
+    """PyYAML's own text for a value that starts at column `start` (its line folding counts
+    columns), lines after the first indented relative to the mapping the value belongs to."""
+    key = "k" * (start - 2)  # `key: ` ends at `start`
+    text = _dumped({key: value}).removeprefix(f"{key}: ")
+    return text.removesuffix("...\n")  # a kept (`|+`) block ends this small document only
+
+
+#: A line break of YAML's (PyYAML writes each with the indentation after it), followed by
+#: text: where the value's lines take their column. An empty line stays empty.
+_NEW_LINE = re.compile("([\n\x85\u2028\u2029])(?=[^\n\x85\u2028\u2029])")
+
+
+def _value_text(value: str, start: int) -> str:
+    if _PLAIN.fullmatch(value) and _resolve(_RESOLVER, yaml.ScalarNode, value, (True, False)) == _STR_TAG:
+        return value + "\n"
+    if _PEM.fullmatch(value):
+        return "|\n" + "".join(f"  {line}\n" for line in value.splitlines())
+    return _emitted(value, start)
+
+
+def _mapping_lines(pairs: dict[str, Any], indent: str, first: str) -> Iterator[str]:
+    """One block mapping at `indent`; its first line starts with `first` (e.g. `- `)."""
+    column = indent + " " * len(first)  # where this mapping's keys start
+    lead = indent + first
+    for key, value in pairs.items():
+        if isinstance(value, list):
+            yield f"{lead}{key}: []\n" if not value else f"{lead}{key}:\n"
+            for item in value:  # sequences indented under their key (`_Dumper`)
+                yield from _mapping_lines(item, column + "  ", "- ")
+        elif isinstance(value, int):
+            yield f"{lead}{key}: {value}\n"
+        else:
+            text = _value_text(value, len(lead) + len(key) + 2)
+            yield f"{lead}{key}: " + _NEW_LINE.sub(lambda m: m[1] + column, text)
+        lead = column
+
+
+def export_header(*, has_hmac: bool, include_secrets: bool, empty: bool) -> str:
+    """What comes before the first community: the secrets warning when the export holds HMAC
+    keys, then `communities:` (`communities: []` for none)."""
+    header = (HEADER_SECRETS if include_secrets else HEADER_WITHHELD) if has_hmac else ""
+    return header + ("communities: []\n" if empty else "communities:\n")
+
+
+def dump_communities(specs: Iterable[CommunitySpec], *, include_secrets: bool = False) -> str:
+    """The list items of `specs` under `communities:`, as `config export` streams them (T4):
+    the text PyYAML writes for the whole file, one community at a time."""
+    return "".join(
+        line for spec in specs for line in _mapping_lines(_community_data(spec, include_secrets), "  ", "- ")
+    )
 
 
 def refuse_withheld_secrets(text: str) -> None:

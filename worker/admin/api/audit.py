@@ -1,38 +1,33 @@
-"""`/audit` (platform) and `/communities/{id}/audit`: the audit trail, newest first (A4)."""
+"""`/audit` (platform) and `/communities/{id}/audit`: the audit trail, newest first (A4), in pages (T5)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from worker.admin.auth import ApiCaller, Connection, require_platform
+from worker.admin.paging import ApiPage, PageQuery
 from worker.store import audit
 from worker.store.audit import AuditEntry
 
 router = APIRouter(tags=["audit"])
 
-Limit = Annotated[int, Query(ge=1, le=audit.MAX_LIMIT, description="At most this many entries.")]
-#: Entry ids are PostgreSQL bigints: a larger `before` is refused here, not by the driver.
-Before = Annotated[
-    int | None, Query(ge=1, le=2**63 - 1, description="Only entries older than this id (paging).")
-]
+
+class AuditPage(ApiPage[AuditEntry]):
+    """A page of the audit trail."""
 
 
-@router.get("/audit", summary="Every community's audit trail (platform token)")
-async def all_entries(
-    conn: Connection, caller: ApiCaller, limit: Limit = audit.DEFAULT_LIMIT, before: Before = None
-) -> list[AuditEntry]:
+@router.get("/audit", summary="A page of every community's audit trail, newest first (platform token)")
+async def all_entries(conn: Connection, caller: ApiCaller, page: PageQuery) -> AuditPage:
+    """`prefix` filters the community id."""
     require_platform(caller, "the whole audit trail")
-    return await audit.list_entries(conn, limit=limit, before_id=before)
+    return AuditPage.of(await audit.list_entries(conn, page))
 
 
-@router.get("/communities/{community_id}/audit", summary="One community's audit trail")
+@router.get(
+    "/communities/{community_id}/audit", summary="A page of one community's audit trail, newest first"
+)
 async def community_entries(
-    conn: Connection,
-    caller: ApiCaller,
-    community_id: str,
-    limit: Limit = audit.DEFAULT_LIMIT,
-    before: Before = None,
-) -> list[AuditEntry]:
-    return await audit.list_entries(conn, community_id, limit=limit, before_id=before)
+    conn: Connection, caller: ApiCaller, community_id: str, page: PageQuery
+) -> AuditPage:
+    """`prefix` filters the community id (so it is this community's, or nothing)."""
+    return AuditPage.of(await audit.list_entries(conn, page, community_id))

@@ -7,15 +7,21 @@ from fastapi import APIRouter, Response
 from worker.admin import actions
 from worker.admin.auth import ApiCaller, Connection, require_platform
 from worker.admin.models import CommunitySettings
+from worker.admin.paging import ApiPage, PageQuery
 from worker.core.config import CommunitySpec
 from worker.store.repository import CommunityRow
 
 router = APIRouter(prefix="/communities", tags=["communities"])
 
 
-@router.get("", summary="List communities (a community token sees its own only)")
-async def list_communities(conn: Connection, caller: ApiCaller) -> list[CommunityRow]:
-    return await actions.communities(conn, caller)
+class CommunityPage(ApiPage[CommunityRow]):
+    """A page of communities."""
+
+
+@router.get("", summary="A page of communities in id order (a community token sees its own only)")
+async def list_communities(conn: Connection, caller: ApiCaller, page: PageQuery) -> CommunityPage:
+    """`prefix` filters the community id (T5)."""
+    return CommunityPage.of(await actions.communities(conn, caller, page))
 
 
 @router.post("", status_code=201, summary="Create a community (platform token)")

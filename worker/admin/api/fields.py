@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 
 from worker.admin import actions
 from worker.admin.auth import ApiCaller, Connection
+from worker.admin.paging import ApiPage, PageQuery
 from worker.core.config import CustomFieldSpec
 from worker.store import repository as repo
 from worker.store.repository import FieldRow
@@ -13,9 +14,14 @@ from worker.store.repository import FieldRow
 router = APIRouter(prefix="/communities/{community_id}/custom-fields", tags=["custom fields"])
 
 
-@router.get("", summary="The community's custom fields")
-async def list_fields(conn: Connection, caller: ApiCaller, community_id: str) -> list[FieldRow]:
-    return await repo.list_fields(conn, community_id)
+class FieldPage(ApiPage[FieldRow]):
+    """A page of a community's custom fields."""
+
+
+@router.get("", summary="A page of the community's custom fields, oldest first")
+async def list_fields(conn: Connection, caller: ApiCaller, community_id: str, page: PageQuery) -> FieldPage:
+    """`prefix` filters the field's key (T5)."""
+    return FieldPage.of(await repo.list_fields(conn, community_id, page))
 
 
 @router.post("", status_code=201, summary="Declare a custom field {key, label, regex?} (RE2, whole value)")

@@ -7,19 +7,25 @@ from fastapi import APIRouter, Response
 from worker.admin import actions
 from worker.admin.auth import ApiCaller, Connection
 from worker.admin.models import KeyListed
+from worker.admin.paging import ApiPage, PageQuery
 from worker.core.config import JwtKeySpec
 from worker.store.repository import KeyRow
 
 router = APIRouter(prefix="/communities/{community_id}/keys", tags=["keys"])
 
 
+class KeyPage(ApiPage[KeyListed]):
+    """A page of a community's keys."""
+
+
 @router.get(
     "",
-    summary="The community's keys: kid, algorithm, fingerprint, created, last used, uses in 24 h; "
-    "never a secret",
+    summary="A page of the community's keys, oldest first: kid, algorithm, fingerprint, created, "
+    "last used, uses in 24 h; never a secret",
 )
-async def list_keys(conn: Connection, caller: ApiCaller, community_id: str) -> list[KeyListed]:
-    return await actions.keys(conn, community_id)
+async def list_keys(conn: Connection, caller: ApiCaller, community_id: str, page: PageQuery) -> KeyPage:
+    """`prefix` filters the kid (T5)."""
+    return KeyPage.of(await actions.keys(conn, community_id, page))
 
 
 @router.post("", status_code=201, summary="Add a key: {kid, hmac_secret} (HS256) or {kid, rsa_public_key}")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from worker.admin import actions
 from worker.admin.auth import ApiCaller, Connection
+from worker.admin.paging import ApiPage, PageQuery
 from worker.core.config import MappingSpec, validate_spec
 from worker.store import repository as repo
 from worker.store.repository import MappingRow
@@ -15,9 +16,16 @@ from worker.store.repository import MappingRow
 router = APIRouter(prefix="/communities/{community_id}/mappings", tags=["mappings"])
 
 
-@router.get("", summary="The community's mappings, in the order they apply (M2)")
-async def list_mappings(conn: Connection, caller: ApiCaller, community_id: str) -> list[MappingRow]:
-    return await repo.list_mappings(conn, community_id)
+class MappingPage(ApiPage[MappingRow]):
+    """A page of a community's mappings."""
+
+
+@router.get("", summary="A page of the community's mappings, in the order they apply (M2)")
+async def list_mappings(
+    conn: Connection, caller: ApiCaller, community_id: str, page: PageQuery
+) -> MappingPage:
+    """`prefix` filters `from` (T5); `position` is the rank among all the community's mappings."""
+    return MappingPage.of(await repo.list_mappings(conn, community_id, page))
 
 
 @router.post("", status_code=201, summary="Append a mapping {from, to} after the last one")

@@ -24,6 +24,7 @@ from worker.core.contracts import GROUP_LIST_FIELDS, GROUP_SCALAR_FIELDS, Mode
 from worker.core.keys import HMAC_SECRET_PATTERN, KID_MAX_CHARS, KID_PATTERN, RSA_MIN_BITS
 from worker.store import audit, sessions
 from worker.store import repository as repo
+from worker.store.pages import MAX_LIMIT, BadPage, PageRequest
 
 ADMIN: Final = Path(__file__).resolve().parent.parent
 STATIC: Final = ADMIN / "static"
@@ -33,6 +34,7 @@ router = APIRouter(include_in_schema=False)
 #: The note a change leaves for the next page (one minute, then gone).
 FLASH_COOKIE: Final = "identity_worker_flash"
 AUDIT_ROWS: Final = 50
+SECTION_ROWS: Final = MAX_LIMIT
 #: The console's Health section: the last hour, as `GET …/health` by default (L5).
 HEALTH_SECONDS: Final = 3600
 #: The format rules shown beside each field: from the constants the validators use.
@@ -76,7 +78,14 @@ async def home(request: Request, conn: Connection) -> Response:
     caller = await session_caller(conn, request)
     if caller.community_id is not None:
         return RedirectResponse(f"/communities/{caller.community_id}", 303)
-    context = {"caller": caller, "communities": await actions.communities(conn, caller)}
+    # T5: a page at a time, searched by id prefix (`?q=`), `?after=` from the page's "Next" link.
+    query = request.query_params
+    try:
+        page = PageRequest(after=query.get("after") or None, prefix=query.get("q") or None)
+        found = await actions.communities(conn, caller, page)
+    except BadPage as exc:
+        raise ApiError(422, exc.message) from None
+    context = {"caller": caller, "communities": found.items, "search": page.prefix or "", "next": found.next}
     return templates.TemplateResponse(request, "communities.html", context)
 
 
@@ -89,7 +98,10 @@ async def signin(request: Request, conn: Connection) -> Response:
         caller = await admit(conn, token, None)
     except ApiError as exc:
         return _signin(request, exc.message, exc.status)
+    previous = request.cookies.get(SESSION_COOKIE)
     async with conn.transaction():
+        if previous:  # signing in again replaces the browser's session, never adds to it
+            await sessions.close(conn, previous)
         session_id = await sessions.open_session(conn, caller)
     response = RedirectResponse("/", 303)
     response.set_cookie(
@@ -136,15 +148,17 @@ async def render(
     """The community's page; after a change, `section` holds the form, `error` the API's
     message beside `field` (None: beside the form's button), `values` what to show again."""
     conn, community_id = visit.conn, visit.community_id
-    fields = await repo.list_fields(conn, community_id)
+    # Each section shows its first SECTION_ROWS rows (T5: bounded whatever the community holds).
+    rows = PageRequest(SECTION_ROWS)
+    fields = (await repo.list_fields(conn, community_id, rows)).items
     targets = [f"identity_group.{name}" for name in GROUP_SCALAR_FIELDS + GROUP_LIST_FIELDS]
     context: dict[str, Any] = {
         "caller": visit.caller,
         "community": await actions.community(conn, community_id),
-        "keys": [asdict(k) for k in await actions.keys(conn, community_id)],
+        "keys": [asdict(k) for k in (await actions.keys(conn, community_id, rows)).items],
         "fields": fields,
-        "mappings": await repo.list_mappings(conn, community_id),
-        "entries": await audit.list_entries(conn, community_id, limit=AUDIT_ROWS),
+        "mappings": (await repo.list_mappings(conn, community_id, rows)).items,
+        "entries": (await audit.list_entries(conn, PageRequest(AUDIT_ROWS), community_id)).items,
         "health": await actions.health(conn, community_id, HEALTH_SECONDS),
         "modes": [m.value for m in Mode],
         "targets": targets + [f"custom_fields.{f.key}" for f in fields],

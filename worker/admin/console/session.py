@@ -19,6 +19,7 @@ import asyncpg
 from fastapi import Depends, Request
 
 from worker.admin.auth import SESSION_COOKIE, Connection, ConsoleCaller
+from worker.admin.bodies import check_fields
 from worker.admin.errors import Forbidden
 from worker.store.api_tokens import Caller
 
@@ -62,6 +63,7 @@ async def _form(request: Request, caller: ConsoleCaller) -> dict[str, str]:
     same_origin(request)
     form = await request.form()
     data = {name: value for name, value in form.items() if isinstance(value, str)}
+    check_fields(data.items())  # A7 for a multipart post too (StrictInput reads urlencoded ones)
     if not hmac.compare_digest(data.pop("csrf", ""), csrf_token(request)):
         raise Forbidden("the form is stale or came from another site: reload the page and try again")
     return data

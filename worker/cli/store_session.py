@@ -14,6 +14,7 @@ the setup, retry).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -21,13 +22,14 @@ import asyncpg
 import click
 
 from worker.cli.common import fail, fail_store
-from worker.cli.output import Column, print_changes, table
+from worker.cli.output import Column, print_changes, print_page
 from worker.core.config import CommunitySpec, ConfigError, SpecT, validate_spec
 from worker.exitcodes import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USAGE, PROG
 from worker.store import audit
 from worker.store.db import TRANSIENT_ERRORS, StoreError, connect, translate
 from worker.store.db import database_url as resolve_url
 from worker.store.migrate import check_schema
+from worker.store.pages import DEFAULT_LIMIT, MAX_LIMIT, BadPage, Page, PageRequest
 from worker.store.sync import Change
 
 T = TypeVar("T")
@@ -124,21 +126,53 @@ def write(
     print_changes(run_store(url, lambda conn: op(conn, cid)))
 
 
+def page_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--limit, --after and --prefix: the page a list command prints (T5); the command gets
+    them as one `page` (a PageRequest), checked before any connection."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, limit: int, after: str | None, prefix: str | None, **kwargs: Any) -> None:
+        try:
+            page = PageRequest(limit, after, prefix)
+        except BadPage as exc:
+            fail(exc.message)
+        command(*args, page=page, **kwargs)
+
+    for option in reversed(
+        (
+            click.option(
+                "--limit",
+                type=click.IntRange(1, MAX_LIMIT),
+                default=DEFAULT_LIMIT,
+                show_default=True,
+                help=f"At most this many rows (1-{MAX_LIMIT}).",
+            ),
+            click.option(
+                "--after", metavar="CURSOR", help="Start after this cursor (the hint below a page)."
+            ),
+            click.option("--prefix", metavar="TEXT", help="Only rows whose id starts with TEXT."),
+        )
+    ):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 def list_command(
     group: click.Group,
     what: str,
-    fetch: Callable[[asyncpg.Connection, str], Awaitable[Sequence[R]]],
+    fetch: Callable[[asyncpg.Connection, str, PageRequest], Awaitable[Page[R]]],
     columns: Sequence[Column[R]],
     doc: str,
 ) -> None:
-    """Register `GROUP list COMMUNITY`: a table of one community's keys, fields or mappings."""
+    """Register `GROUP list COMMUNITY`: a page of one community's keys, fields or mappings."""
 
     @group.command("list", help=doc)
     @on_community
-    def command(community_id: str, database_url: str | None) -> None:
+    @page_options
+    def command(community_id: str, database_url: str | None, page: PageRequest) -> None:
         cid = check_community_id(community_id)
-        rows = run_store(database_url, lambda conn: fetch(conn, cid), write=False)
-        table(columns, rows, empty=f"community {cid} has no {what}")
+        found = run_store(database_url, lambda conn: fetch(conn, cid, page), write=False)
+        print_page(columns, found, empty=f"community {cid} has no {what}")
 
 
 def register(root: click.Group, *groups: click.Group, commands_too: bool = True) -> None:

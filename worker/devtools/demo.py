@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from worker.core.contracts import format_time
 from worker.core.jws import segment_object
 from worker.core.keys import sign_token
-from worker.examples import (
+from worker.devtools.examples import (
     COMMUNITY_ID,
     HMAC_SECRET,
     HS_KID,
@@ -44,9 +44,9 @@ def say(text: str) -> None:
 
 
 def example_events(private_key: Any, now: int) -> list[tuple[str, bytes]]:
-    """The demo's nine raw events (key, value), one per case of issue 2, signed with the
-    example community's keys (worker.examples; `private_key`: its RS256 key; None: the RS256
-    event is left out, for a sender that does not hold the key the store was given)."""
+    """The demo's nine raw events (key, value), one per kind of case the worker decides, signed
+    with the example community's keys (worker.devtools.examples; `private_key`: its RS256 key; None: the
+    RS256 event is left out, for a sender that does not hold the key the store was given)."""
     visitor = {"firstname": "Ada", "lastname": "Lovelace", "email": "ada@example.com"}
     extra = {"customer_id": "C123456", "mobile": "+44 7700 900123"}
     received = format_time(now)
@@ -102,7 +102,7 @@ def example_events(private_key: Any, now: int) -> list[tuple[str, bytes]]:
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now: the one helper of the demo, bench and tests."""
+    """A TCP port free on 127.0.0.1 right now, for the development tools (tests: tests.support.ports)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -226,7 +226,7 @@ def main() -> int:
         say(f"expected {len(events)} results, got {len(results)}; worker log tail:")
         print(stderr.decode(errors="replace")[-3000:], file=sys.stderr)
         return 1
-    # L2: the worker wrote its usage counts as it went and once more on exit (issue 15).
+    # L2: the worker wrote its usage counts as it went and once more on exit (L1).
     for title, args in (
         ("keys of acme, with their use (L2)", ("keys", "list", "acme")),
         ("integration health of acme over the last hour (L5)", ("report", "--community", "acme")),

@@ -2,7 +2,7 @@
 OpenAPI document (DESIGN §10, A1); `--check` fails when stale.
 
 Each JSON Schema carries `examples`: records the pipeline itself makes from the example
-community (worker/examples.py) at a fixed clock — so they are what the worker publishes, and a
+community (worker/devtools/examples.py) at a fixed clock — so they are what the worker publishes, and a
 test validates them against their schema. The same examples are written into the AsyncAPI
 document's messages, between its `# examples of <message>` marker lines."""
 
@@ -21,7 +21,7 @@ from worker.core.contracts import CONTRACT_MODELS, Source, rfc3339_seconds
 from worker.core.keys import sign_token
 from worker.core.pipeline import process_event
 from worker.core.records import dead_letter
-from worker.examples import (
+from worker.devtools.examples import (
     COMMUNITY_ID,
     HMAC_SECRET,
     HS_KID,
@@ -32,7 +32,7 @@ from worker.examples import (
 )
 from worker.store.yaml_io import parse_yaml
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 OPENAPI_FILE = "admin-api.openapi.json"
 
 
@@ -126,7 +126,7 @@ def openapi_document() -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m worker.schemas", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m worker.devtools.schemas", description=__doc__)
     parser.add_argument("--check", action="store_true", help="exit 1 if schemas/ differs from the models")
     parser.add_argument("--out", type=Path, default=SCHEMA_DIR)
     args = parser.parse_args(argv)
