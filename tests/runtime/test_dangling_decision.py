@@ -51,20 +51,28 @@ async def test_the_failed_transactions_decision_only_from_what_is_certain(
 
 
 @pytest.mark.parametrize(
-    ("tp", "start", "history", "decision"),
+    ("tp", "start", "history", "confirmed_dangles", "decision"),
     [
-        (OUT, 40, TxnHistory(confirmed_starts={OUT: 40}), "commit"),  # the confirmed one: COMMIT
-        (GROUP, 0, TxnHistory(confirmed_starts={}), "commit"),  # its offsets (the failed one sent none)
-        (OUT, 40, TxnHistory(confirmed_starts={OUT: 40}, targets={OUT}), None),  # both in one range
-        (GROUP, 0, TxnHistory(confirmed_starts={}, offsets_sent=True), None),  # whose offsets?
-        (OUT, 55, TxnHistory(confirmed_starts={OUT: 40}, targets={OUT}), "abort"),  # after it: the failed one
-        (OUT, 40, TxnHistory(), None),  # nobody of ours wrote there since: an older one
+        (OUT, 40, TxnHistory(confirmed_starts={OUT: 40}), True, "commit"),  # the confirmed one: COMMIT
+        (GROUP, 0, TxnHistory(confirmed_starts={OUT: 40}), True, "commit"),  # its offsets (none failing)
+        (OUT, 40, TxnHistory(confirmed_starts={OUT: 40}, targets={OUT}), True, None),  # both in one range
+        (GROUP, 0, TxnHistory(confirmed_starts={OUT: 40}, offsets_sent=True), True, None),  # both offsets
+        (GROUP, 0, TxnHistory(confirmed_starts={}, offsets_sent=True), False, None),  # offsets-only one too
+        (
+            GROUP,
+            0,
+            TxnHistory(confirmed_starts={OUT: 40}, offsets_sent=True),
+            False,
+            "abort",
+        ),  # the failed one's
+        (OUT, 55, TxnHistory(confirmed_starts={OUT: 40}, targets={OUT}), False, "abort"),  # after it: failed
+        (OUT, 40, TxnHistory(), False, None),  # nobody of ours wrote there since: an older one
     ],
 )
 def test_each_open_range_is_attributed_to_the_confirmed_or_the_failed_transaction(
-    tp: TopicPartition, start: int, history: TxnHistory, decision: str | None
+    tp: TopicPartition, start: int, history: TxnHistory, confirmed_dangles: bool, decision: str | None
 ) -> None:
-    assert _decision(_open(tp, start), GROUP, history, "abort") == decision
+    assert _decision(_open(tp, start), GROUP, history, "abort", confirmed_dangles) == decision
 
 
 @pytest.mark.parametrize(

@@ -161,7 +161,10 @@ class DanglingCheck:
         for txn in found:
             self.count(txn.tp.topic, txn.tp.partition)
         failed_outcome = await self._failed_outcome(found, group, failed, history, committed)
-        decisions = [(txn, _decision(txn, group, history, failed_outcome)) for txn in found]
+        confirmed_dangles = any(_holds_confirmed(txn, history) for txn in found if txn.tp != group)
+        decisions = [
+            (txn, _decision(txn, group, history, failed_outcome, confirmed_dangles)) for txn in found
+        ]
         unknown = [txn for txn, decision in decisions if decision is None]
         if unknown:
             self._refuse(unknown, "the coordinator's decision is not certain")
@@ -220,8 +223,18 @@ class DanglingCheck:
         )
 
 
+def _holds_confirmed(txn: OpenTransaction, history: TxnHistory) -> bool:
+    """An output partition's open range starts at or before the confirmed transaction's records."""
+    confirmed = history.confirmed_starts
+    return confirmed is not None and txn.tp in confirmed and txn.start_offset <= confirmed[txn.tp]
+
+
 def _decision(
-    txn: OpenTransaction, group: TopicPartition, history: TxnHistory, failed: str | None
+    txn: OpenTransaction,
+    group: TopicPartition,
+    history: TxnHistory,
+    failed: str | None,
+    confirmed_dangles: bool,
 ) -> str | None:
     """Whose records one open transaction holds, hence its coordinator's decision.
 
@@ -231,9 +244,15 @@ def _decision(
     """
     confirmed = history.confirmed_starts
     if txn.tp == group:
-        last, failing = confirmed is not None, history.offsets_sent
+        # The confirmed one's offsets dangle there when its outputs do (their markers go out
+        # together), or when it wrote no outputs; the failed one's when it sent them. Should
+        # the confirmed one's offsets dangle alone (markers written on some partitions only),
+        # the ABORT meant for the failed one drops them too and the rewind keeps our own
+        # confirmed offsets (Partitions.rewind): its outputs stand, nothing is redone.
+        last = confirmed is not None and (confirmed_dangles or not confirmed)
+        failing = history.offsets_sent
     else:
-        last = confirmed is not None and txn.tp in confirmed and txn.start_offset <= confirmed[txn.tp]
+        last = _holds_confirmed(txn, history)
         failing = txn.tp in history.targets
         if not last and not failing:
             return None  # an older transaction of ours: nothing we know decides it
