@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -77,8 +78,8 @@ def test_make_admin_prints_the_url_tokens_secret_sample_and_runs_a_worker(
         base = f"http://127.0.0.1:{port}/api/v1/communities"
         auth = {"Authorization": f"Bearer {platform[1]}"}
         answer = _until(lambda: httpx.get(base, headers=auth), 30, "the service never answered")
-        assert [c["id"] for c in answer.json()] == ["acme", "openshop"]
-        mine = httpx.get(base, headers={"Authorization": f"Bearer {acme[1]}"}).json()
+        assert [c["id"] for c in answer.json()["items"]] == ["acme", "openshop"]  # one page (T5)
+        mine = httpx.get(base, headers={"Authorization": f"Bearer {acme[1]}"}).json()["items"]
         assert [(c["id"], c["keys"], c["custom_fields"], c["mappings"]) for c in mine] == [("acme", 2, 1, 3)]
         check = httpx.post(f"{base}/acme/token-check", headers=auth, json={"token": sample[1]}).json()
         assert check["accepted"], check
@@ -89,7 +90,7 @@ def test_make_admin_prints_the_url_tokens_secret_sample_and_runs_a_worker(
         assert sent.returncode == 0 and sent.stdout.startswith("sent 8 example events"), sent.stderr
 
         def used() -> bool:
-            keys = httpx.get(f"{base}/acme/keys", headers=auth).json()
+            keys = httpx.get(f"{base}/acme/keys", headers=auth).json()["items"]
             return any(k["kid"] == "acme_2026" and k["uses_24h"] > 0 for k in keys)
 
         _until(used, 60, f"no usage counted; worker log: {log.read_text()[-2000:]}")
@@ -103,3 +104,32 @@ def test_make_admin_prints_the_url_tokens_secret_sample_and_runs_a_worker(
         process.terminate()
         process.wait(60)
     assert process.returncode == 0
+
+
+def test_make_admin_fails_when_the_console_s_port_is_taken(fresh_db: str, kafka_bootstrap: str) -> None:
+    """The service's failure is the command's: a taken port once printed the whole banner and
+    still exited 0 (found by a newcomer's run of the README)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        suffix = f"qs{time.time_ns()}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": fresh_db,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "IDENTITY_WORKER_GROUP_ID": suffix,
+            **{
+                f"IDENTITY_WORKER_{t.upper()}_TOPIC": f"{suffix}.{t}"
+                for t in ("input", "enriched", "rejected", "dlq")
+            },
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "worker.devtools.quickstart", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert done.returncode != 0, done.stdout[-2000:]
+    assert "configuration service stopped" in done.stderr and "ADMIN_PORT" in done.stderr

@@ -105,6 +105,12 @@ def _wait(worker: subprocess.Popen[bytes], service: subprocess.Popen[bytes]) -> 
                 child.wait(30)
             except subprocess.TimeoutExpired:
                 child.kill()
+    # Either child's failure is the command's (a taken port once left `make admin` exiting 0).
+    if service.returncode not in (0, None, -signal.SIGTERM):
+        sys.exit(
+            f"make admin: the configuration service stopped with exit status {service.returncode}"
+            " (its port taken? ADMIN_PORT=... chooses another)"
+        )
     if worker.returncode not in (0, None, -signal.SIGTERM):
         sys.exit(f"make admin: the worker stopped with exit status {worker.returncode}; see its log")
 
