@@ -95,15 +95,15 @@ def test_a_re_created_community_starts_with_an_empty_trail(
     with service.client("acme") as old_owner:
         mapping = {"from": "extra_values.secret_plan", "to": "identity_group.notes"}
         assert old_owner.post("/api/v1/communities/acme/mappings", json=mapping).status_code == 201
-        assert len(old_owner.get("/api/v1/communities/acme/audit").json()) == 2
+        assert len(old_owner.get("/api/v1/communities/acme/audit").json()["items"]) == 2
     with service.client("platform") as platform:
         assert platform.delete("/api/v1/communities/acme").status_code == 204
         body = {"id": "acme", "jwt_keys": [{"kid": "new1", "hmac_secret": SECRET_2}]}
         assert platform.post("/api/v1/communities", json=body).status_code == 201
-        everything = platform.get("/api/v1/audit").json()
+        everything = platform.get("/api/v1/audit").json()["items"]
     new_token = _cli(service, capsys, "admin", "token", "create", "newowner", "--community", "acme").strip()
     with httpx.Client(base_url=service.url, headers={"authorization": f"Bearer {new_token}"}) as new_owner:
-        trail = new_owner.get("/api/v1/communities/acme/audit").json()
+        trail = new_owner.get("/api/v1/communities/acme/audit").json()["items"]
     assert [e["action"] for e in trail] == ["admin token create", "community add"]
     assert "secret_plan" not in str(trail) and "-> 20" not in str(trail)
     # The platform still sees the old incarnation's entries, in the API and the CLI.
@@ -136,6 +136,6 @@ def test_a_stored_value_cannot_forge_an_audit_line(
     listing = _cli(service, capsys, "audit", "list")
     assert len(listing.splitlines()) == 2  # the header and one row
     with service.client("acme") as api:
-        (entry,) = api.get("/api/v1/communities/acme/audit").json()
+        (entry,) = api.get("/api/v1/communities/acme/audit").json()["items"]
     assert "\\n" in entry["changes"][0] and "\n" not in entry["changes"][0]
     assert SECRET not in listing
