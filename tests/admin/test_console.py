@@ -25,10 +25,6 @@ pytestmark = pytest.mark.integration
 BASE64_SECRET = "QUJDREVGR0hJSktMTU5PUFFS"
 
 
-def focused_id(page: Page) -> str:
-    return str(page.evaluate("() => document.activeElement && document.activeElement.id"))
-
-
 def test_a_community_administrator_rotates_a_key_in_the_console(
     service: Service, page: Page, shots: Path
 ) -> None:
@@ -46,7 +42,7 @@ def test_a_community_administrator_rotates_a_key_in_the_console(
     expect(keys.get_by_label("Generate an HMAC secret for me (HS256; shown once)")).to_be_checked()
     keys.get_by_role("button", name="Add key").click()
     expect(keys.get_by_role("status")).to_contain_text("Key acme_2027 added with a new secret")
-    assert focused_id(page) == "keys-note"  # the note of what changed has the focus
+    expect(page.locator("#keys-note")).to_be_focused()  # the note of what changed has the focus
     secret = keys.locator("#new-secret").inner_text().strip()
     assert len(secret) == 24 and all(c in "0123456789abcdef" for c in secret)
     keys.get_by_role("button", name="Copy").click()
@@ -74,7 +70,7 @@ def test_a_community_administrator_rotates_a_key_in_the_console(
     keys.get_by_role("link", name="Remove key k1").click()
     expect(page.get_by_role("heading", name="Remove key k1?")).to_be_visible()
     expect(page.locator("ul.facts")).to_contain_text("Last verified a token: never")
-    assert focused_id(page) == "confirm-title"  # the question, not the button that removes
+    expect(page.locator("#confirm-title")).to_be_focused()  # the question, not the button that removes
     page.screenshot(path=shots / "keys-remove-confirm.png")
     page.get_by_role("button", name="Remove key k1").click()
     expect(keys.get_by_role("status")).to_have_text("Key k1 removed.")
@@ -118,7 +114,7 @@ def test_each_refusal_is_in_plain_words_beside_its_own_field(
     expect(keys.get_by_label("HMAC secret", exact=True)).to_have_attribute(
         "aria-describedby", "keys-hmac_secret-rule keys-hmac_secret-error"
     )
-    assert focused_id(page) == "keys-kid"
+    expect(page.locator("#keys-kid")).to_be_focused()
     expect(keys.get_by_label("Key ID (kid)")).to_have_value("Acme-2027")  # kept; the secret is not
     expect(keys.get_by_label("Paste an HMAC secret (HS256)")).to_be_checked()
     assert BASE64_SECRET not in page.content()
@@ -157,7 +153,7 @@ def test_a_mapping_to_an_undeclared_field_names_the_row_the_table_shows(service:
     expect(page.locator("#mappings-to-error")).to_have_text(
         "There is no custom field plan (mapping 2): declare it under Custom fields first."
     )
-    assert focused_id(page) == "mappings-to"
+    expect(page.locator("#mappings-to")).to_be_focused()
     expect(mappings.get_by_label("From", exact=True)).to_have_value("extra_values.plan")
 
 
@@ -182,7 +178,7 @@ def test_removing_a_key_in_use_shows_the_refusal_and_offers_a_forced_removal(
     refusal = page.get_by_role("alert")
     expect(refusal).to_contain_text("Key acme/k2 last verified a token at ")
     expect(refusal).to_contain_text("3 token(s) in the last 24 h")
-    assert focused_id(page) == "confirm-error"
+    expect(page.locator("#confirm-error")).to_be_focused()
     assert snapshot(service.database_url) == before
     page.screenshot(path=shots / "keys-remove-refused.png")
     page.get_by_role("button", name="Remove key k2 anyway").click()
@@ -286,7 +282,7 @@ def test_handling_shows_and_takes_readable_durations(service: Service, page: Pag
     expect(page.locator("#handling-max_validity_seconds-error")).to_have_text(
         "Must be at least the minimum validity (1 h), or every token would be refused."
     )
-    assert focused_id(page) == "handling-max_validity_seconds"
+    expect(page.locator("#handling-max_validity_seconds")).to_be_focused()
     save_handling(page, {"Maximum validity": "soon"})
     expect(page.locator("#handling-max_validity_seconds-error")).to_contain_text("Not a duration.")
     save_handling(page, {"Maximum validity": "2 h", "Key retirement window": "3600"})
