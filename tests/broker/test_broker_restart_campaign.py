@@ -25,5 +25,8 @@ async def test_unclean_broker_restarts_mid_stream_answer_every_input_exactly_onc
     print(f"\nrestart campaign: {result.line()}")
     assert result.restarts and set(result.restarts) <= {"kill", "freeze"}
     assert result.duplicates == 0, result.line()
+    # Where the broker left a transaction no client may safely close, the worker stops producing
+    # to it and says so (docs/fault-model.md): then the inputs behind it wait, and its stop
+    # cannot commit that batch (exit 1, unclean). Anything else must be exactly once, exit 0.
     assert result.refused or result.missing == 0, result.line()
-    assert result.exit_code == 0, result.line()
+    assert result.refused or result.exit_code == 0, result.line()
