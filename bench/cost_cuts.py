@@ -51,7 +51,7 @@ def _records(values: list[bytes], batch: int) -> list[dict[TopicPartition, list[
     return [{tp: records[i : i + batch]} for i in range(0, len(records), batch)]
 
 
-def _run(batches: list[dict[TopicPartition, list[Any]]], lookup: Any) -> float:
+def _run(batches: list[dict[TopicPartition, list[Any]]], lookup: Any, *, collect: bool = True) -> float:
     """CPU seconds to decide, encode and count every batch, on a fresh cache."""
     metrics = Metrics()
     cache = TokenCache()
@@ -62,6 +62,8 @@ def _run(batches: list[dict[TopicPartition, list[Any]]], lookup: Any) -> float:
         gc.set_threshold(GC_GEN0_THRESHOLD, 10, 10)  # as `run_one` sets it
         gc.collect()
         gc.freeze()  # as the worker does at start-up
+        if not collect:
+            gc.disable()
         started = time.process_time()
         for batch in batches:
             decided, _ = loop.run_until_complete(decider.decide(batch))
@@ -71,6 +73,7 @@ def _run(batches: list[dict[TopicPartition, list[Any]]], lookup: Any) -> float:
         elapsed = time.process_time() - started
     finally:
         loop.close()
+        gc.enable()
         gc.unfreeze()
     return elapsed
 
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-gc", action="store_true", help="the collector off while timing (diagnosis)")
     parser.add_argument("--only", default="unique,repeat90", help="comma list: unique, repeat90")
     args = parser.parse_args(argv)
 
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only.split(","):
         work = workload.build(specs[name], COMMUNITY, keys)
         batches = _records(work.values, args.batch)
-        runs = [_run(batches, lookup) for _ in range(args.repeats)]
+        runs = [_run(batches, lookup, collect=not args.no_gc) for _ in range(args.repeats)]
         per_event = [run / args.events * 1e6 for run in runs]
         shown = " ".join(f"{us:.1f}" for us in per_event)
         print(f"{name:<9} CPU µs/event min {min(per_event):.1f}  (runs: {shown})")
