@@ -32,7 +32,7 @@ from worker.exitcodes import PROG
 from worker.ops.memory import token_cache_bytes
 
 # Every counter and histogram of prometheus_client adds a `<name>_created` series (the Unix time
-# it was made): noise on every scrape that no alert or panel reads (issue 26).
+# it was made): noise on every scrape that no alert or panel reads (docs/operations.md).
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 PREFIX = "identity_worker"
