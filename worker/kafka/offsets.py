@@ -28,10 +28,10 @@ worker can warn with the partition and the skipped range (DESIGN K8: never lose 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
+import structlog
 from aiokafka import errors as kafka
 from aiokafka.consumer import group_coordinator, subscription_state
 from aiokafka.protocol.api import Request, Response
@@ -48,7 +48,7 @@ from worker.kafka.txn_requests import (
     topic_partitions,
 )
 
-_log = logging.getLogger("identity-worker.offsets")
+log = structlog.get_logger(__name__)
 NO_OFFSET = -1
 
 
@@ -128,7 +128,7 @@ async def fetch_offsets(coordinator: Any, partitions: Iterable[TopicPartition]) 
         for partition, offset, *_, metadata, error_code, _tags in _rows(answered):
             tp = TopicPartition(topic, partition)
             if error_code == kafka.UnknownTopicOrPartitionError.errno:
-                _log.warning("OffsetFetch: unknown topic %s", topic)
+                log.warning("OffsetFetch: unknown topic", topic=topic)
                 continue
             _check(coordinator, error_code, tp)
             if offset != NO_OFFSET:
