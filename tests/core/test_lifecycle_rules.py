@@ -1,4 +1,4 @@
-"""Issue 15 in the pure core: V9 `expiry_too_far` (max_validity_seconds), the L3 tombstone in an
+"""In the pure core: V9 `expiry_too_far` (max_validity_seconds), the L3 tombstone in an
 `unknown_kid` detail, and the key each verdict names for usage counts (L1)."""
 
 from __future__ import annotations

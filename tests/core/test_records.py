@@ -1,4 +1,4 @@
-"""The output records (DESIGN §2.2–§2.4) written once (issue 13, item 2): `worker.core.records`
+"""The output records (DESIGN §2.2–§2.4) written once: `worker.core.records`
 builds every record from one `Envelope`, and each record — the hand-assembled enriched JSON of
 the hot path included — is its contract model's, field for field and in the model's order.
 """
