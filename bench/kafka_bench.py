@@ -55,7 +55,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import jwt  # noqa: E402
-from kbench import kafka_io, workload  # noqa: E402
+from kbench import floor_report, kafka_io, workload  # noqa: E402
 from kbench.procstat import CpuSampler, self_cpu  # noqa: E402
 
 CLI = [sys.executable, "-m", "worker.cli.main"]
@@ -209,6 +209,7 @@ class BacklogResult:
     cpu_utilisation: float  # CPU seconds per wall second in the window (1.0 = one core)
     machine_utilisation: float = float("nan")  # the same for every process on the machine
     by_topic: dict[str, int] = field(default_factory=dict)
+    loadavg: float = float("nan")  # the machine's 1-minute load average when the run started
 
 
 async def backlog_run(
@@ -225,6 +226,7 @@ async def backlog_run(
     """The raw topic already holds `expected` records: start the process, time the drain."""
     collector = kafka_io.Collector(bootstrap, output_topics)
     await collector.start()
+    load = os.getloadavg()[0]
     proc, log = start_worker(name, argv, env)
     try:
         with CpuSampler(proc.pid) as sampler:
@@ -258,11 +260,12 @@ async def backlog_run(
         machine_utilisation=(sampler.at(res.last, sampler.machine) - sampler.at(start, sampler.machine))
         / window,
         by_topic={t.rsplit(".", 1)[-1]: n for t, n in res.by_topic.items()},
+        loadavg=load,
     )
     say(
-        f"{name}: {result.throughput:,.0f} events/s, {result.cpu_per_event * 1e6:,.0f} µs CPU/event, "
+        f"{name}: {result.throughput:,.0f} events/s, {result.cpu_per_event * 1e6:,.1f} µs CPU/event, "
         f"{result.cpu_utilisation:.2f} cores busy ({result.machine_utilisation:.2f} of "
-        f"{os.cpu_count()} on the machine), outputs {result.by_topic}"
+        f"{os.cpu_count()} on the machine), outputs {result.by_topic}, load {load:.2f} at start"
     )
     return result
 
@@ -278,6 +281,7 @@ class PacedResult:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    loadavg: float = float("nan")  # 1-minute load average when the level started
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -316,6 +320,7 @@ async def paced_runs(
             phase = [values[(cursor + i) % len(values)] for i in range(n)]
             cursor += n
             first = key
+            load = os.getloadavg()[0]
             start = time.time()
             produce = asyncio.create_task(
                 kafka_io.produce_paced(bootstrap, topics.raw, phase, rate, sent, first_key=first)
@@ -335,6 +340,7 @@ async def paced_runs(
                 p95_ms=percentile(delays, 95),
                 p99_ms=percentile(delays, 99),
                 max_ms=max(delays) if delays else float("nan"),
+                loadavg=load,
             )
             say(
                 f"paced {rate:,.0f}/s: output {r.throughput:,.0f}/s, delay p50 {r.p50_ms:.0f} ms, "
@@ -526,13 +532,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="pass-through/stand-in producer retry backoff (aiokafka's 100 ms default stalls each "
         "transaction after a commit: CONCURRENT_TRANSACTIONS retries)",
     )
-    p.add_argument(
-        "--loads", default="0.25,0.5,0.75,0.9,1.1", help="paced loads as fractions of max throughput"
-    )
+    p.add_argument("--loads", default="0.1,0.25,0.5,0.75", help="paced loads as fractions of max throughput")
     p.add_argument("--phase-seconds", type=float, default=8.0, help="seconds per paced load level")
     p.add_argument("--worker", choices=["auto", "cli", "standin"], default="auto")
     p.add_argument(
-        "--only", default="", help="comma list of scenarios to run (mix,unique,repeat90,p2,alo,paced)"
+        "--only",
+        default="",
+        help="comma list of scenarios to run (mix,unique,repeat90,rs256,p2,alo,floor,paced)",
     )
     p.add_argument(
         "--quick",
@@ -546,7 +552,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     stem = "latest"
     if args.quick:
         args.events = min(args.events, 3000)
-        args.loads = "0.25,0.5,0.9"
+        args.loads = "0.1,0.25,0.5"
         args.phase_seconds = 3.0
         stem = "quick"
     if args.plot is None:
@@ -596,44 +602,81 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     mix = workload.build(mix_spec, community, keys)
     unique = workload.build(unique_spec, community, keys)
     repeat = workload.build(repeat_spec, community, keys)
-    say(f"generated workloads in {time.time() - t0:.1f} s; mix: {mix.kinds}")
+    rs256 = workload.rs256_only(mix, community, args.events)  # the mix's RS256 tokens, re-enveloped
+    say(f"generated workloads in {time.time() - t0:.1f} s; mix: {mix.kinds}; RS256 only: {len(rs256.values)}")
+    pem_path = Path(tmp.name, "rs256-public.pem")
+    pem_path.write_text(keys.public_pem)
 
     # Fresh topics: one raw topic per workload, fresh output topics per scenario.
-    raw_topics = {name: f"{prefix}.{name}.identity.raw" for name in ("mix", "unique", "repeat")}
+    data = {"mix": mix, "unique": unique, "repeat": repeat, "rs256": rs256}
+    raw_topics = {name: f"{prefix}.{name}.identity.raw" for name, work in data.items() if work.values}
     scenarios = [
         ("mix", "mix", "exactly_once", 1, mix_spec.label() + ", exactly-once, 1 process"),
         ("unique", "unique", "exactly_once", 1, "unique HS256 tokens, exactly-once, 1 process"),
         ("repeat90", "repeat", "exactly_once", 1, "90% repeated HS256 tokens, exactly-once, 1 process"),
+        ("rs256", "rs256", "exactly_once", 1, "unique RS256 tokens (the mix's), exactly-once, 1 process"),
         ("unique-p2", "unique", "exactly_once", 2, "unique HS256 tokens, exactly-once, --processes 2"),
         ("unique-alo", "unique", "at_least_once", 1, "unique HS256 tokens, at-least-once, 1 process"),
     ]
     selected = {"unique-p2": "p2", "unique-alo": "alo"}
-    scenarios = [s for s in scenarios if wanted(selected.get(s[0], s[0]))]
+    scenarios = [s for s in scenarios if wanted(selected.get(s[0], s[0])) and s[1] in raw_topics]
+    # The floor reference (issue 24) runs over each workload a 1-process exactly-once scenario used.
+    floors = [d for d in ("mix", "unique", "repeat", "rs256") if wanted("floor") and d in raw_topics]
+    floors = [d for d in floors if any(s[1] == d and s[3] == 1 and s[2] == "exactly_once" for s in scenarios)]
     paced_topics = kafka_io.Topics.fresh(f"{prefix}.paced")
     names = list(raw_topics.values())
     for s in scenarios:
         t = kafka_io.Topics.fresh(f"{prefix}.{s[0]}")
         names += t.outputs()
     names += [f"{prefix}.passthrough.copy", paced_topics.raw, *paced_topics.outputs()]
+    names += [f"{prefix}.floor-{d}.{outcome}" for d in floors for outcome in ("enriched", "rejected")]
     await kafka_io.create_topics(bootstrap, names, args.partitions)
     await asyncio.sleep(1.0)  # let the partition leaders settle before producing
     say(f"created {len(names)} topics {prefix}.* with {args.partitions} partitions")
-    data = {"mix": mix, "unique": unique, "repeat": repeat}
     for name, topic in raw_topics.items():
         await kafka_io.produce_backlog(bootstrap, topic, data[name].values)
-    say(f"produced {args.events} raw events to each of {', '.join(raw_topics.values())}")
+    say(f"produced the raw events to {', '.join(raw_topics.values())}")
 
     timeout = max(120.0, args.events / 200)
     backlog: list[BacklogResult] = []
+    problems: list[str] = []
+
+    def check(result: BacklogResult, data_name: str | None) -> None:
+        work = data[data_name] if data_name else unique
+        found = floor_report.output_problems(
+            asdict(result), len(work.values), len(work.good_tokens) if data_name else None
+        )
+        for problem in found:
+            say(f"WRONG OUTPUT: {problem}")
+        problems.extend(found)
+
     for name, data_name, guarantee, processes, description in scenarios:
         t = kafka_io.Topics.fresh(f"{prefix}.{name}")
         topics = kafka_io.Topics(raw_topics[data_name], t.enriched, t.rejected, t.dlq, t.passthrough)
         argv, env = launcher.command(topics, f"{prefix}-{name}", guarantee, processes)
-        backlog.append(
-            await backlog_run(
-                name, description, bootstrap, topics, args.events, argv, env, topics.outputs(), timeout
-            )
+        expected = len(data[data_name].values)
+        result = await backlog_run(
+            name, description, bootstrap, topics, expected, argv, env, topics.outputs(), timeout
         )
+        backlog.append(result)
+        check(result, data_name)
+        if data_name in floors:  # right after the worker, so drift of the machine hits both alike
+            floors.remove(data_name)
+            out = f"{prefix}.floor-{data_name}"
+            fl_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT)]))
+            fl_argv = [
+                sys.executable, "-m", "kbench.floor", "--bootstrap", bootstrap,
+                "--input", raw_topics[data_name], "--output", out, "--group", f"{out}-group",
+                "--public-pem", str(pem_path),
+                "--batch-size", str(args.batch_size), "--linger-ms", str(args.linger_ms),
+                "--partitions", str(args.partitions), "--retry-backoff-ms", str(args.retry_backoff_ms),
+            ]  # fmt: skip
+            result = await backlog_run(
+                f"floor-{data_name}", f"floor reference (lean consumer→verify→producer, EOS), {data_name}",
+                bootstrap, topics, expected, fl_argv, fl_env, [f"{out}.enriched", f"{out}.rejected"], timeout,
+            )  # fmt: skip
+            backlog.append(result)
+            check(result, data_name)
 
     # References, same run, same machine.
     say("reference: pass-through consumer→transactional producer over the unique-HS256 raw records")
@@ -650,10 +693,18 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         bootstrap, kafka_io.Topics.fresh("unused"), args.events, pt_argv, pt_env, [copy_topic], timeout,
     )  # fmt: skip
     backlog.append(pt)
+    check(pt, None)
     say("reference: bare jwt.decode loop")
     jwt_cpu = jwt_decode_reference(unique.good_tokens, keys)
     jwt_cpu_mix = jwt_decode_reference(mix.good_tokens, keys) if mix.good_tokens else float("nan")
     say(f"jwt.decode: {jwt_cpu * 1e6:.1f} µs CPU/token (unique HS256), {jwt_cpu_mix * 1e6:.1f} µs (mix)")
+
+    rsa_cpu = hs_cpu = None
+    if rs256.good_tokens:
+        rsa_cpu = floor_report.rsa_verify_cpu([t for t, _ in rs256.good_tokens[:2000]], keys.public_rsa)
+    hs_cpu = floor_report.hmac_cpu([t for t, _ in unique.good_tokens[:5000]], workload.HMAC_SECRET.encode())
+    say(f"primitives: HMAC-SHA256 {hs_cpu * 1e6:.2f} µs, RSA-2048 verify "
+        f"{rsa_cpu * 1e6 if rsa_cpu else float('nan'):.1f} µs CPU/token")  # fmt: skip
 
     by = {r.name: r for r in backlog}
     max_tp = by["mix"].throughput if "mix" in by else (by["unique"].throughput if "unique" in by else 1000.0)
@@ -666,6 +717,11 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         argv, env = launcher.command(paced_topics, f"{prefix}-paced", "exactly_once", 1)
         say(f"paced loads (events/s): {', '.join(f'{r:,.0f}' for r in rates)}, {args.phase_seconds:g} s each")
         paced = await paced_runs(bootstrap, paced_topics, mix.values, rates, args.phase_seconds, argv, env)
+        problems += [
+            f"paced {p.offered:,.0f}/s: {p.received} of {p.sent} answered"
+            for p in paced
+            if p.received != p.sent
+        ]
 
     targets = []
     if "unique" in by:
@@ -715,7 +771,12 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         "max_throughput": max_tp,
         "paced": [asdict(p) for p in paced],
         "targets": targets,
+        "primitives": {"hmac_sha256_cpu": hs_cpu, "rsa_verify_cpu": rsa_cpu},
+        "problems": problems,
     }
+    rows = floor_report.floor_rows({r.name: asdict(r) for r in backlog}, rsa_cpu)
+    delays = floor_report.delay_rows(report["paced"], max_tp)
+    report["floor"] = {"rows": rows, "delays": delays, "markdown": floor_report.markdown(rows, delays)}
     tmp.cleanup()
     return report
 
@@ -726,12 +787,21 @@ def main(argv: list[str] | None = None) -> int:
     report = asyncio.run(amain(args))
     report["wall_seconds"] = time.time() - started
     print_report(report)
+    print(
+        f"\nIssue 24 targets (CPU time of the processes; load = 1-min load average at each run's start; "
+        f"max rate = the mix's {report['max_throughput']:,.0f} ev/s):\n"
+    )
+    print(report["floor"]["markdown"])
     if report["paced"]:
         plot(report, Path(args.plot))
         say(f"plot written to {args.plot}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2))
     say(f"figures written to {args.json}; total {report['wall_seconds']:.0f} s")
+    if report["problems"]:
+        for problem in report["problems"]:
+            say(f"FAILED: {problem}")
+        return 1
     return 0
 
 
