@@ -2,8 +2,8 @@
 
     eval "$(deploy/local/stack up)"
     .venv/bin/python bench/kafka_bench.py --events 100000 --hs-share 0.8 --repeat-share 0.0 \
-        --invalid-share 0.05 --partitions 4          # full run (`make bench`), ~2 min on 2 cores
-    .venv/bin/python bench/kafka_bench.py --quick    # ~30 s smoke run, bench/results/quick.*
+        --invalid-share 0.05 --partitions 4          # full run (`make bench`), ~4-5 min on 2 cores
+    .venv/bin/python bench/kafka_bench.py --quick    # ~1 min smoke run, bench/results/quick.*
 
 What one run does (all topics fresh, named bench-<stamp>-...; nothing else on the broker is
 touched):
@@ -19,13 +19,21 @@ touched):
        repeat90   90% repeated HS256 tokens, exactly-once, 1 process     target b
        unique-p2  unique HS256, --processes 2                            target c
        unique-alo unique HS256, at-least-once                            target d
+       rs256      unique RS256 tokens (the mix's), exactly-once, 1 process   issue 24
   3. references on the same machine, same run: a bare jwt.decode loop over the unique tokens
      (CPU/event in this process) and a pass-through aiokafka consumer→transactional producer
      copying the same raw records (CPU/event of its process, same batch/transaction settings);
-  4. paced scenario: the mix workload produced at fractions of the measured maximum; delay =
-     output consumption time by a read_committed consumer − raw record timestamp (the output's
-     commit time is approximated by its consumption time); p50/p95/p99 per load level;
-  5. prints the table of figures and target ratios, writes docs/performance.png and a JSON file.
+     the floor (kbench/floor.py, issue 24): a lean consumer → verify → producer over the same
+     raw records, run right after the worker on each of mix, unique, repeat90 and rs256; the
+     bare HMAC-SHA256 and RSA-2048 verify costs (kbench/floor_report.py);
+  4. paced scenario: the mix workload produced at fractions of the measured maximum (default
+     10, 25, 50, 75 %); delay = output consumption time by a read_committed consumer − raw record
+     timestamp (send time; the consumption time is the commit time plus one fetch round trip);
+     p50/p95/p99 per load level;
+  5. prints the table of figures and target ratios and issue 24's tables (markdown, as
+     docs/performance.md takes them), writes docs/performance.png and a JSON file;
+  6. exits 1 when any run's outputs are missing, duplicated or wrongly enriched (every run is
+     counted against its workload: inputs answered, valid tokens enriched).
 
 `--worker auto` runs `identity-worker run`; `--worker standin` runs bench/kbench/relay.py
 --mode standin (the pure pipeline in a plain exactly-once loop), kept to compare runtimes.
@@ -480,7 +488,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax2 = ax1.twinx()
     ax2.plot(offered, [p["p99_ms"] for p in paced], "s-", color="tab:red", label="p99 delay")
     ax2.plot(offered, [p["p50_ms"] for p in paced], "^--", color="tab:orange", label="p50 delay")
-    ax2.axhline(250, color="tab:red", linestyle=":", linewidth=1)
+    for fraction, goal in floor_report.DELAY_TARGETS_MS.items():  # issue 24's p99 targets
+        ax2.plot([fraction * report["max_throughput"]], [goal], "x", color="tab:red", markersize=9)
     ax2.set_ylabel("end-to-end delay (ms)", color="tab:red")
     ax2.set_yscale("log")
     max_tp = report["max_throughput"]
