@@ -218,6 +218,7 @@ class BacklogResult:
     machine_utilisation: float = float("nan")  # the same for every process on the machine
     by_topic: dict[str, int] = field(default_factory=dict)
     loadavg: float = float("nan")  # the machine's 1-minute load average when the run started
+    counted: int = 0  # outputs inside the measured window (the CPU/event is over these)
 
 
 async def backlog_run(
@@ -269,6 +270,7 @@ async def backlog_run(
         / window,
         by_topic={t.rsplit(".", 1)[-1]: n for t, n in res.by_topic.items()},
         loadavg=load,
+        counted=counted,
     )
     say(
         f"{name}: {result.throughput:,.0f} events/s, {result.cpu_per_event * 1e6:,.1f} µs CPU/event, "

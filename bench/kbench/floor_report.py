@@ -29,6 +29,8 @@ RS256_MARGIN = 1.10
 # p99 delay targets (ms) by fraction of the measured maximum rate.
 DELAY_TARGETS_MS = {0.25: 50.0, 0.5: 100.0}
 DELAY_LEVELS = (0.1, 0.25, 0.5)
+# Fewer outputs than this in a run's measured window (a few batches: --quick) give no verdict.
+MIN_COUNTED = 5000
 
 # (worker scenario, floor run, label, ratio target or None = reported only)
 WORKLOADS = (
@@ -117,7 +119,10 @@ def floor_rows(by: Mapping[str, Mapping[str, Any]], rsa_cpu: float | None) -> li
         floor_us = by[floor]["cpu_per_event"] * 1e6
         ratio = worker_us / floor_us if floor_us > 0 else float("nan")
         target, met = "reported", None
-        if goal is not None:
+        too_few = min(by[scenario].get("counted", 0), by[floor].get("counted", 0)) < MIN_COUNTED
+        if too_few:
+            target = f"no verdict: under {MIN_COUNTED} outputs in a window"
+        elif goal is not None:
             target, met = f"≤ {goal:.1f}× floor", ratio <= goal
         elif scenario == "rs256" and rsa_cpu is not None and "unique" in by:
             hs_us = by["unique"]["cpu_per_event"] * 1e6

@@ -73,6 +73,7 @@ def backlog(name: str, cpu_us: float, received: int = 10, duplicates: int = 0, e
         "duplicates": duplicates,
         "by_topic": {"enriched": enriched, "rejected": received - enriched},
         "loadavg": 0.5,
+        "counted": 10_000,
     }
 
 
@@ -117,6 +118,13 @@ def test_the_rs256_bound_is_rsa_verify_plus_the_hs256_figure_plus_ten_percent() 
     assert row["target"] == "≤ (18.0 RSA + 40.0 HS256) × 1.10 = 63.8 µs" and row["met"] is True
     by["rs256"] = backlog("rs256", 63.9)
     assert floor_report.floor_rows(by, rsa_cpu=18e-6)[0]["met"] is False
+
+
+def test_a_window_of_too_few_outputs_gives_no_verdict() -> None:
+    by = {"unique": backlog("unique", 40.0), "floor-unique": backlog("floor-unique", 30.0)}
+    by["floor-unique"]["counted"] = floor_report.MIN_COUNTED - 1
+    (row,) = floor_report.floor_rows(by, rsa_cpu=None)
+    assert row["met"] is None and row["target"].startswith("no verdict")
 
 
 def test_delay_rows_take_the_nearest_levels_and_miss_on_unanswered_events() -> None:
