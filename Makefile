@@ -136,10 +136,12 @@ settings-doc: venv
 
 # The Kafka benchmark (docs/performance.md): the worker, the floor reference, the pass-through and
 # jwt.decode references, delay at 10/25/50/75 % of max; about 4-5 minutes on 2 cores; exits 1 on any
-# missing, duplicated or wrongly decided output. Leaves the stack running.
+# missing, duplicated or wrongly decided output. Leaves the stack running. BENCH_ARGS adds options,
+# e.g. BENCH_ARGS="--only mix,unique,repeat90,rs256,floor" (no delay levels, no p2/alo).
+BENCH_ARGS ?=
 bench: venv
 	eval "$$($(STACK) up)" && $(PY) bench/kafka_bench.py --events 100000 --hs-share 0.8 \
-	    --repeat-share 0.0 --invalid-share 0.05 --partitions 4
+	    --repeat-share 0.0 --invalid-share 0.05 --partitions 4 $(BENCH_ARGS)
 
 # DESIGN §12 (T1-T6): N = 1 000, 10 000, 100 000 communities; about 15 minutes; docs/scale.md.
 SCALE_SIZES ?= 1000,10000,100000
