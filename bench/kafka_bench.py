@@ -63,6 +63,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import jwt  # noqa: E402
+from aiokafka.errors import KafkaConnectionError  # noqa: E402
 from kbench import floor_report, kafka_io, workload  # noqa: E402
 from kbench.procstat import CpuSampler, self_cpu  # noqa: E402
 
@@ -641,7 +642,10 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         names += t.outputs()
     names += [f"{prefix}.passthrough.copy", paced_topics.raw, *paced_topics.outputs()]
     names += [f"{prefix}.floor-{d}.{outcome}" for d in floors for outcome in ("enriched", "rejected")]
-    await kafka_io.create_topics(bootstrap, names, args.partitions)
+    try:
+        await kafka_io.create_topics(bootstrap, names, args.partitions)
+    except KafkaConnectionError as exc:  # a missing stack: one line, exit 1
+        raise SystemExit(f"bench: no Kafka broker at {bootstrap} ({exc}); start it: make stack-up") from None
     await asyncio.sleep(1.0)  # let the partition leaders settle before producing
     say(f"created {len(names)} topics {prefix}.* with {args.partitions} partitions")
     for name, topic in raw_topics.items():
