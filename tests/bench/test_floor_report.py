@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+# Appended, not prepended: bench/ holds scripts (pipeline.py, scale.py) no import may find first.
+sys.path.append(str(Path(__file__).resolve().parents[2] / "bench"))
 
 from kbench import floor_report, workload
 from kbench.floor import Verifier
