@@ -229,36 +229,39 @@ def print_report(report: dict[str, Any]) -> None:
         file=out,
     )
     print(
-        f"\n{'scenario':<12} {'events':>7} {'events/s':>10} {'CPU µs/ev':>10} {'cores':>6} {'machine':>8}  "
-        "description",
+        f"\n{'scenario':<12} {'events':>7} {'events/s':>10} {'CPU µs/ev':>10} {'cores':>6} {'machine':>8} "
+        f"{'load':>6}  description",
         file=out,
     )
-    print("-" * 100, file=out)
+    print("-" * 107, file=out)
     for r in report["backlog"]:
         print(
             f"{r['name']:<12} {r['received']:>7} {r['throughput']:>10,.0f} "
             f"{r['cpu_per_event'] * 1e6:>10,.0f} "
-            f"{r['cpu_utilisation']:>6.2f} {r.get('machine_utilisation', float('nan')):>8.2f}  "
+            f"{r['cpu_utilisation']:>6.2f} {r.get('machine_utilisation', float('nan')):>8.2f} "
+            f"{r.get('loadavg', float('nan')):>6.2f}  "
             f"{r['description']}",
             file=out,
         )
     ref = report["references"]
     print(f"{'jwt.decode':<12} {ref['jwt_tokens']:>7} {1 / ref['jwt_decode_cpu']:>10,.0f} "
-          f"{ref['jwt_decode_cpu'] * 1e6:>10,.1f} {'1.00':>6} {'':>8}  "
+          f"{ref['jwt_decode_cpu'] * 1e6:>10,.1f} {'1.00':>6} {'':>8} {'':>6}  "
           "bare jwt.decode loop, unique HS256 tokens (in-process)", file=out)  # fmt: skip
     if "jwt_decode_cpu_mix" in ref:
         print(f"{'jwt.dec mix':<12} {ref['jwt_tokens_mix']:>7} {1 / ref['jwt_decode_cpu_mix']:>10,.0f} "
-              f"{ref['jwt_decode_cpu_mix'] * 1e6:>10,.1f} {'1.00':>6} {'':>8}  "
+              f"{ref['jwt_decode_cpu_mix'] * 1e6:>10,.1f} {'1.00':>6} {'':>8} {'':>6}  "
               "bare jwt.decode loop, the mix workload's valid tokens", file=out)  # fmt: skip
     if report["paced"]:
         print(
-            f"\n{'offered/s':>10} {'output/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}",
+            f"\n{'offered/s':>10} {'output/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+            f"{'load':>6}",
             file=out,
         )
-        print("-" * 58, file=out)
+        print("-" * 65, file=out)
         for p in report["paced"]:
             print(f"{p['offered']:>10,.0f} {p['throughput']:>10,.0f} {p['p50_ms']:>8.0f} {p['p95_ms']:>8.0f} "
-                  f"{p['p99_ms']:>8.0f} {p['max_ms']:>8.0f}", file=out)  # fmt: skip
+                  f"{p['p99_ms']:>8.0f} {p['max_ms']:>8.0f} {p.get('loadavg', float('nan')):>6.2f}",
+                  file=out)  # fmt: skip
     print(f"\n{'target':<58} {'ratio':>8} {'goal':>8}  result", file=out)
     print("-" * 90, file=out)
     for t in report["targets"]:
