@@ -1,4 +1,4 @@
-"""schemas/asyncapi.yaml (issue 16, item 5): valid for the official AsyncAPI parser, and in step
+"""schemas/asyncapi.yaml: valid for the official AsyncAPI parser, and in step
 with the models and settings it describes.
 
 The parser is `@asyncapi/parser` from npm, pinned in package-lock.json beside this file, run by
@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from tests.support.node import node_packages
-from worker.core.contracts import CONTRACT_MODELS, Reason
+from worker.core.contracts import CONTRACT_MODELS
+from worker.core.reasons import Reason
 from worker.settings import Settings, TopicNames
 
 HERE = Path(__file__).parent

@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.core import NOW, base_communities, event, strict_json
-from worker.core.contracts import DeadLetter, EnrichedIdentity, Outcome, Rejection, Source
+from worker.core.contracts import DeadLetter, EnrichedIdentity, Rejection, Source
 from worker.core.fitting import MIN_OUTPUT_BYTES, CannotFit, derived_key, fit
 from worker.core.pipeline import process_event
+from worker.core.reasons import Outcome
 from worker.core.records import Output, dead_letter
 
 SOURCE = Source("identity.raw", 3, 42)
@@ -39,7 +40,7 @@ def test_an_output_that_fits_is_unchanged() -> None:
 
 
 def test_200_kb_of_nul_bytes_is_echoed_as_a_prefix_with_its_length_and_digest() -> None:
-    """The example of issue 11: valid UTF-8 whose echo is 1.2 MB once JSON-escaped."""
+    """The first example K9 met: valid UTF-8 whose echo is 1.2 MB once JSON-escaped."""
     value = b"\x00" * 200_000
     output = decide(value)
     assert len(output.to_json()) > 1_000_000

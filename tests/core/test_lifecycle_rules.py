@@ -1,4 +1,4 @@
-"""Issue 15 in the pure core: V9 `expiry_too_far` (max_validity_seconds), the L3 tombstone in an
+"""In the pure core: V9 `expiry_too_far` (max_validity_seconds), the L3 tombstone in an
 `unknown_kid` detail, and the key each verdict names for usage counts (L1)."""
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from tests.support.core import (
 )
 from worker.core.community import Tombstone
 from worker.core.config import ConfigError
-from worker.core.contracts import Reason
 from worker.core.pipeline import process_event
+from worker.core.reasons import Reason
 from worker.core.tokencache import TokenCache
 from worker.store.yaml_io import parse_yaml
 

@@ -1,5 +1,5 @@
 """`/metrics` shows the process, the build and the token cache's memory, without `_created`
-series (issue 26, item 2; DESIGN §7, C4)."""
+series (DESIGN §7, C4)."""
 
 from __future__ import annotations
 

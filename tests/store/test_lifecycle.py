@@ -1,4 +1,4 @@
-"""Key lifecycle in the store (DESIGN §11, issue 15), on the real PostgreSQL: the lifecycle
+"""Key lifecycle in the store (DESIGN §11), on the real PostgreSQL: the lifecycle
 settings (CLI, CHECKs), tombstones (L3), usage counts written by the worker's recorder (L1)
 as `keys list` shows them (L2), retirement refused or forced (L3), and `report` (L5)."""
 
@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from tests.support.store import SECRET, SECRET_2, Cli, cli_subprocess, hs256_token, run_sql
-from worker.core.contracts import Outcome, Reason
+from worker.core.reasons import Outcome, Reason
 from worker.core.records import Output
 from worker.runtime.usage_recorder import UsageRecorder
 from worker.store.lifecycle import read_tombstones

@@ -222,7 +222,7 @@ RESHAPING_FIELDS = ("key_derived", "headers_dropped", "raw_truncated", "raw_byte
 
 def in_contract(record: dict[str, Any], model: type[BaseModel]) -> None:
     """The record is its contract model's (DESIGN §2.2–§2.4, `worker.core.contracts`, the one
-    definition): it validates, and has the model's fields in the model's order (issue 13: the
+    definition): it validates, and has the model's fields in the model's order (the
     hand-built records and JSON are checked against it), K9's reshaping fields aside."""
     model.model_validate(record)
     fields = [field.alias or name for name, field in model.model_fields.items()]

@@ -14,7 +14,7 @@ from worker.security_settings import KafkaSecurity
 
 
 class Bootstrap(str):
-    """Bootstrap servers of a secured listener (tests/secure, issue 17): the `str` every helper
+    """Bootstrap servers of a secured listener (tests/secure): the `str` every helper
     takes, plus the worker's environment for that listener (`KAFKA_SECURITY_PROTOCOL`, …).
     Test clients built with `client_options` speak the same protocol as the worker."""
 

@@ -1,4 +1,4 @@
-"""Helpers of the Kafka worker tests (issue 5): topics, events for every reason, worker processes,
+"""Helpers of the Kafka worker tests: topics, events for every reason, worker processes,
 and a read_committed reader that counts outputs by their input position (K1).
 
 An input record is identified by its (partition, offset): every output carries it in
@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tests.support.kafka import client_options, create_topics, worker_env
 from tests.support.ports import free_port
-from worker.core.contracts import format_time
+from worker.core.times import format_time
 from worker.devtools import examples
 from worker.devtools.examples import HMAC_SECRET, OTHER_SECRET
 

@@ -29,7 +29,8 @@ from __future__ import annotations
 import hashlib
 from typing import Final
 
-from worker.core.contracts import Outcome, Source
+from worker.core.contracts import Source
+from worker.core.reasons import Outcome
 from worker.core.records import Output, dead_letter, dumps
 
 # The smallest record budget an output topic must allow (bytes of JSON): a rejection or dead

@@ -2,11 +2,10 @@
 
 Loop, one `Checkpoint` (worker.runtime.checkpoint) at a time:
 
-1. **Collect** (K4): `getmany` until `batch_size` records or `batch_linger_ms` after the first
-   record, or until SIGTERM (K6: stop fetching) or a revocation. A record the client cannot
-   decode is an `UnreadableRecord` (K9, `worker.kafka.fetcher_fork`), never an exception. A
-   fetch fault is classified (`worker.runtime.faults`, K10): fatal stops the worker;
-   infrastructure keeps the records collected so far (no rewind) and backs off.
+1. **Collect** (K4, `worker.runtime.collect`): up to `batch_size` records, closing
+   `batch_linger_ms` after the first one. A fetch fault is classified (`worker.runtime.faults`,
+   K10): fatal stops the worker; infrastructure keeps the records collected so far (no rewind)
+   and backs off.
 2. **Decide**: `Decider.decide` gives each record its one output in partition order (K1, K3)
    and says which partitions must wait (`ConfigUnavailable`); `Partitions.after_decide` holds
    each at its waiting record, retried on its own backoff, while the others go on (K9).
@@ -38,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 import structlog
 from aiokafka.structs import TopicPartition
@@ -51,6 +51,7 @@ from worker.ops.metrics import Metrics
 from worker.ops.probes import Health
 from worker.ops.tracing import commit_tracer
 from worker.runtime.checkpoint import Checkpoint
+from worker.runtime.collect import Collector, Generation
 from worker.runtime.decide import Decider
 from worker.runtime.faults import FatalFault, Fault, Reporter, classify, hint
 from worker.runtime.partitions import Partitions
@@ -63,8 +64,6 @@ from worker.settings import Guarantee, Settings
 
 log = structlog.get_logger(__name__)
 
-# While a transaction is in flight, a started checkpoint checks this often whether it may close.
-IDLE_POLL = 0.005
 # The health probe answers within this: /readyz turns 503 a few seconds into an outage.
 PROBE_TIMEOUT = 3.0
 
@@ -74,12 +73,18 @@ Usage = UsageRecorder | None  # what counts each committed batch's outputs (L1, 
 
 class Member:
     def __init__(
-        self, settings: Settings, decider: Decider, metrics: Metrics, health: Health, usage: Usage
+        self,
+        settings: Settings,
+        decider: Decider,
+        metrics: Metrics,
+        usage: Usage,
+        store_degraded: Callable[[], bool],
     ) -> None:
+        """`store_degraded`: whether the configuration source serves its last loaded communities
+        (C3), for /readyz (`health`, built here with everything it reads)."""
         self.settings = settings
         self.decider = decider
         self.metrics = metrics
-        self.health = health
         exactly_once = settings.guarantee is Guarantee.EXACTLY_ONCE
         self.transactional_id = settings.transactional_id() if exactly_once else None
         # exactly_once commits the offsets inside the transaction, for this group (K2).
@@ -97,14 +102,15 @@ class Member:
         self._routing: Routing | None = None
         self._tracing = commit_tracer(settings.group_id)  # spans per event and commit; None when off
         self._lock = asyncio.Lock()
-        self._generation = 0
+        self._generation = Generation()
+        self._collector: Collector | None = None
         self.retry = RetryPolicy.from_settings(settings)
         self._kafka_backoff = self.retry.backoff()
-        waits = Waits(self.retry)
-        self.partitions = Partitions(waits, metrics)
+        self._waits = Waits(self.retry)
+        self.partitions = Partitions(self._waits, metrics)
         self.committed = self.partitions.committed  # next offset per owned partition (lag, rewind)
-        self._fault = Reporter(metrics, health)  # every fault the member meets (K10)
-        health.waiting = lambda: waits.describe(time.monotonic())
+        self.health = Health(store_degraded, self._waiting, self._outputs_problem)
+        self._fault = Reporter(metrics, self.health)  # every fault the member meets (K10)
         # K2, K8: after a failed commit, no transaction of ours left open by the broker.
         self._dangling = DanglingCheck(
             settings.group_id,
@@ -118,18 +124,24 @@ class Member:
         assert self._consumer is not None, "start() first"
         return self._consumer
 
+    @property
+    def collector(self) -> Collector:
+        """What collects each checkpoint's records (K4), once `start` made the consumer."""
+        assert self._collector is not None, "start() first"
+        return self._collector
+
     # ------------------------------------------------------------------ start and stop
 
     async def start(self, stop: asyncio.Event) -> None:
         """Check the topics (fail fast), then join the group. Waits for Kafka up to the start-up timeout."""
         s = self.settings
         startup = Startup(s, self._fault, stop, request_timeout=self._op_timeout)
-        routing = self._routing = Routing(s, await startup.topics())
-        self.health.outputs_problem = lambda: routing.problem
+        self._routing = Routing(s, await startup.topics())
         try:
             fetcher_fork.install()  # K9: before any consumer, no record can raise out of getmany
             self._consumer = InputConsumer(s, on_revoked=self.on_revoked, on_assigned=self.on_assigned)
             self._consumer.on_reset(self.partitions.input_skipped)  # K8: skipped input is never silent
+            self._collector = Collector(self._consumer, s, self._generation, self._fault)
         except Exception as exc:
             if classify(exc) is not Fault.FATAL:
                 raise
@@ -168,7 +180,7 @@ class Member:
         Raises `FatalFault` on a fatal misconfiguration (K10), after the checkpoint in flight ended.
         """
         inflight: asyncio.Task[None] | None = None
-        consumer, partitions = self.consumer, self.partitions
+        consumer, partitions, collector = self.consumer, self.partitions, self.collector
         try:
             while not stop.is_set():
                 if self.recovery.pending:
@@ -177,7 +189,7 @@ class Member:
                     await self._rewind(stop)
                     continue
                 partitions.resume_due(consumer)
-                checkpoint = await self._collect(stop, inflight)
+                checkpoint = await collector.collect(stop, inflight)
                 checkpoint.started = time.perf_counter()
                 if checkpoint.records:
                     checkpoint.decided, waiting = await self.decider.decide(checkpoint.records)
@@ -186,7 +198,7 @@ class Member:
                 if checkpoint.commits:
                     await _finish(inflight)  # the previous transaction ends before this one begins
                     inflight = None
-                    if checkpoint.generation != self._generation or self.recovery.pending:
+                    if collector.revoked(checkpoint) or self.recovery.pending:
                         # Revoked or failed meanwhile. Records fetched after the new assignment have
                         # already moved the consumer past them: seek back to the committed offsets, or
                         # the next commit would skip this checkpoint (K1, K5).
@@ -200,42 +212,6 @@ class Member:
         finally:
             await _finish(inflight)
 
-    async def _collect(self, stop: asyncio.Event, inflight: asyncio.Task[None] | None) -> Checkpoint:
-        """K4: up to batch_size records, closing batch_linger_ms after the first one.
-
-        A checkpoint also closes as soon as there is nothing in flight to wait for: under light load
-        a record does not sit out the linger (delay), under backlog the checkpoint fills while the
-        previous transaction commits (throughput). A fetch fault ends the checkpoint with what was
-        collected (the consumer's positions never pass a record not returned) and marks it
-        `fetch_fault`: the caller backs off. A fatal one raises `FatalFault`.
-        """
-        size = self.settings.batch_size
-        linger = self.settings.batch_linger_ms / 1000
-        checkpoint = Checkpoint(self._generation)
-        closes_at: float | None = None
-        consumer = self.consumer
-        while checkpoint.count < size and not stop.is_set() and checkpoint.generation == self._generation:
-            if closes_at is None:
-                wait = 0.2
-            elif inflight is None or inflight.done():
-                break
-            else:
-                wait = min(IDLE_POLL, max(0.0, closes_at - time.monotonic()))
-            try:
-                got = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=size - checkpoint.count)
-            except Exception as exc:
-                self._fault("kafka", exc, "fetch failed")
-                checkpoint.fetch_fault = True
-                return checkpoint
-            checkpoint.add(got)
-            if checkpoint.count and closes_at is None:
-                closes_at = time.monotonic() + linger
-            if closes_at is not None and time.monotonic() >= closes_at:
-                break
-            if not checkpoint.count:
-                break  # idle: let the caller look at `stop`, the waits and the control records
-        return checkpoint
-
     async def _commit(self, checkpoint: Checkpoint, stop: asyncio.Event) -> None:
         """One batch's transaction, under the batch lock that revocation waits for (K5).
 
@@ -243,7 +219,7 @@ class Member:
         waits for it.
         """
         async with self._lock:
-            if checkpoint.generation != self._generation or self.recovery.pending:
+            if self.collector.revoked(checkpoint) or self.recovery.pending:
                 self.recovery.need(Redo.REWIND)  # revoked while it was being decided: redo from the offsets
                 return
             try:
@@ -317,8 +293,16 @@ class Member:
 
     # --------------------------------------------------------------- K5, health, lag
 
+    def _waiting(self) -> list[str]:
+        """The partitions held at a record that must wait, one line each (K9; /readyz)."""
+        return self._waits.describe(time.monotonic())
+
+    def _outputs_problem(self) -> str | None:
+        """Why outputs cannot be written, from the output topics as last read (K9; /readyz)."""
+        return None if self._routing is None else self._routing.problem
+
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._generation += 1
+        self._generation.current += 1
         self.metrics.rebalances.inc()
         async with self._lock:  # waits for the in-flight checkpoint to commit or abort (K5)
             try:
