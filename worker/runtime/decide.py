@@ -139,7 +139,7 @@ class Decider:
 
     async def _recheck(self, output: Output, value: bytes | None, source: Source) -> Output:
         """V2 double check of an `unknown_community` verdict against the store."""
-        community_id = output.record.get("community_id")
+        community_id = output.community_id
         if isinstance(community_id, str) and await self._may_exist(community_id):
             return self._attempts(value, source)
         return output
