@@ -433,8 +433,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     names = list(raw_topics.values())
     for s in scenarios:
         t = kafka_io.Topics.fresh(f"{prefix}.{s[0]}")
-        names += t.outputs()
-    names += [f"{prefix}.passthrough.copy", paced_topics.raw, *paced_topics.outputs()]
+        names += t.outputs
+    names += [f"{prefix}.passthrough.copy", paced_topics.raw, *paced_topics.outputs]
     names += [f"{prefix}.floor-{d}.{outcome}" for d in floors for outcome in ("enriched", "rejected")]
     try:
         await kafka_io.create_topics(bootstrap, names, args.partitions)
@@ -465,7 +465,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         argv, env = launcher.command(topics, f"{prefix}-{name}", guarantee, processes)
         expected = len(data[data_name].values)
         result = await backlog_run(
-            name, description, bootstrap, topics, expected, argv, env, topics.outputs(), timeout
+            name, description, bootstrap, topics, expected, argv, env, topics.outputs, timeout
         )
         backlog.append(result)
         check(result, data_name)
