@@ -38,6 +38,9 @@ FAILED_SENT_ALL = TxnHistory(targets={OUT}, offsets_sent=True)
         ([OUT], replace(FAILED_SENT_ALL, commit_sent=True), 120, "commit"),  # the group has its offsets
         ([OUT], replace(FAILED_SENT_ALL, commit_sent=True), 100, "abort"),  # the offsets before it
         ([OUT, GROUP], replace(FAILED_SENT_ALL, commit_sent=True), 120, None),  # the group dangles too
+        # ... unless its coordinator said, before our InitProducerId (worker.kafka.txn_outcome)
+        ([OUT, GROUP], replace(FAILED_SENT_ALL, commit_sent=True, outcome="commit"), None, "commit"),
+        ([OUT, GROUP], replace(FAILED_SENT_ALL, commit_sent=True, outcome="abort"), None, "abort"),
     ],
 )
 async def test_the_failed_transactions_decision_only_from_what_is_certain(
@@ -73,6 +76,22 @@ def test_each_open_range_is_attributed_to_the_confirmed_or_the_failed_transactio
     tp: TopicPartition, start: int, history: TxnHistory, confirmed_dangles: bool, decision: str | None
 ) -> None:
     assert _decision(_open(tp, start), GROUP, history, "abort", confirmed_dangles) == decision
+
+
+@pytest.mark.parametrize(
+    ("tp", "history"),
+    [
+        (OUT, TxnHistory(confirmed_starts={OUT: 40}, targets={OUT})),
+        (GROUP, TxnHistory(confirmed_starts={OUT: 40}, offsets_sent=True)),
+    ],
+)
+def test_the_confirmed_and_the_failed_one_in_one_range_take_one_commit_marker_when_both_committed(
+    tp: TopicPartition, history: TxnHistory
+) -> None:
+    start = 40 if tp == OUT else 0
+    assert _decision(_open(tp, start), GROUP, history, "commit", True) == "commit"
+    assert _decision(_open(tp, start), GROUP, history, "abort", True) is None  # no marker fits both
+    assert _decision(_open(tp, start), GROUP, history, None, True) is None
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,11 @@ class TxnHistory:
       confirmed (None before the first): its decision was COMMIT, whatever became of its markers;
     - `targets`: the output partitions the current transaction sent records to (acknowledged
       or not); `offsets_sent`: it sent its offsets; `commit_sent`: its `EndTxn(commit)` may
-      have reached the coordinator.
+      have reached the coordinator;
+    - `producer`: (producer id, epoch) of the producer running the current transaction;
+      `outcome`: its coordinator's decision once known, "commit" or "abort" (confirmed, or
+      asked before the next InitProducerId: `worker.kafka.txn_outcome`); `asked`: asked, and
+      the coordinator could not say.
     """
 
     starts: dict[TopicPartition, int] = field(default_factory=dict)
@@ -73,9 +77,18 @@ class TxnHistory:
     targets: set[TopicPartition] = field(default_factory=set)
     offsets_sent: bool = False
     commit_sent: bool = False
+    producer: tuple[int, int] | None = None
+    outcome: str | None = None
+    asked: bool = False
 
-    def begun(self) -> None:
+    def begun(self, producer: tuple[int, int] | None = None) -> None:
         self.starts, self.targets, self.offsets_sent, self.commit_sent = {}, set(), False, False
+        self.producer, self.outcome, self.asked = producer, None, False
+
+    @property
+    def undecided(self) -> bool:
+        """The current transaction's `EndTxn(commit)` was sent, its answer lost: ask its coordinator."""
+        return self.commit_sent and self.outcome is None and not self.asked and self.producer is not None
 
     def appended(self, future: Any) -> None:
         """A record batch's future is done: its base offset, where the transaction starts."""
@@ -88,6 +101,7 @@ class TxnHistory:
 
     def confirmed(self) -> None:
         self.confirmed_starts = dict(self.starts)
+        self.outcome = "commit"
 
 
 def _by_topic(tps: Iterable[TopicPartition]) -> dict[str, list[int]]:
