@@ -23,7 +23,10 @@ pytestmark = pytest.mark.integration
 async def test_unclean_broker_restarts_mid_stream_answer_every_input_exactly_once(
     store: Store, tmp_path: Path
 ) -> None:
-    result = await run_campaign(store, tmp_path, brokers=1, restarts=3, seed=27, events=1500, unclean=True)
+    # Short outages (1-2 s down, 1-2 s frozen) keep it fast for CI; `make chaos` goes to 5 and 6 s.
+    result = await run_campaign(
+        store, tmp_path, brokers=1, restarts=3, seed=27, events=1500, unclean=True, down=(1, 2), frozen=(1, 2)
+    )
     print(f"\nrestart campaign: {result.line()}")
     assert result.restarts and set(result.restarts) <= {"kill", "freeze"}
     assert result.duplicates == 0, result.line()

@@ -101,3 +101,15 @@ def test_the_confirmed_and_the_failed_one_in_one_range_take_one_commit_marker_wh
 )
 def test_the_group_lands_on_the_offsets_partition_kafka_puts_it_on(group: str, partition: int) -> None:
     assert offsets_partition(group, 50) == partition
+
+
+def test_the_remedy_follows_the_coordinators_decision_when_only_the_marker_was_refused() -> None:
+    txn = _open(OUT, 40)
+    unknown, aborted, committed = (txn.remedy("b:9092", d) for d in (None, "abort", "commit"))
+    assert "kafka-transactions.sh --bootstrap-server b:9092 abort --topic acme.enriched" in unknown
+    assert "--partition 1 --start-offset 40" in unknown and "once `kafka-transactions.sh describe`" in unknown
+    assert (
+        "abort --topic acme.enriched --partition 1 --start-offset 40 (the coordinator aborted it)" in aborted
+    )
+    assert "abort" not in committed.split("(")[0] and "ClusterAction" in committed, committed
+    assert "never abort this one" in committed

@@ -175,7 +175,7 @@ class DanglingCheck:
         try:
             await write_markers(client, markers)
         except kafka.KafkaError as exc:
-            self._refuse(found, f"the marker was refused: {type(exc).__name__}")
+            self._refuse(found, f"the marker was refused: {type(exc).__name__}", dict(decisions))
         log.warning(
             "dangling transaction of our producer id closed with the marker the broker skipped",
             producer_id=producer_id,
@@ -206,7 +206,13 @@ class DanglingCheck:
             return "abort"
         return None
 
-    def _refuse(self, found: list[OpenTransaction], why: str) -> None:
+    def _refuse(
+        self,
+        found: list[OpenTransaction],
+        why: str,
+        decisions: Mapping[OpenTransaction, str | None] | None = None,
+    ) -> None:
+        decided = decisions or {}
         for txn in found:
             if txn not in self._reported:
                 self._reported.add(txn)
@@ -218,13 +224,13 @@ class DanglingCheck:
                     producer_epoch=txn.producer_epoch,
                     start_offset=txn.start_offset,
                     why=why,
-                    remedy=txn.remedy(self.bootstrap),
+                    remedy=txn.remedy(self.bootstrap, decided.get(txn)),
                 )
         first = found[0]
         where = f"{first.tp.topic}[{first.tp.partition}] from offset {first.start_offset}"
         raise DanglingTransaction(
             f"dangling transaction of producer id {first.producer_id} on {where} ({why}); "
-            f"remedy: {first.remedy(self.bootstrap)}"
+            f"remedy: {first.remedy(self.bootstrap, decided.get(first))}"
         )
 
 

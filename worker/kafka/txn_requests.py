@@ -47,11 +47,22 @@ class OpenTransaction:
     coordinator_epoch: int
     start_offset: int
 
-    def remedy(self, bootstrap: str) -> str:
+    def remedy(self, bootstrap: str, decision: str | None = None) -> str:
+        """What the operator does: `decision` is the coordinator's when known (the marker was
+        refused): a COMMIT only the worker (given ClusterAction) or a broker can write."""
+        if decision == "commit":
+            return (
+                "grant the worker's principal ClusterAction on the cluster: it then writes the COMMIT "
+                "marker itself (never abort this one: the coordinator committed it)"
+            )
         return (
             f"kafka-transactions.sh --bootstrap-server {bootstrap} abort --topic {self.tp.topic} "
             f"--partition {self.tp.partition} --start-offset {self.start_offset} "
-            "(once `kafka-transactions.sh describe` shows the transaction was aborted)"
+            + (
+                "(the coordinator aborted it)"
+                if decision == "abort"
+                else "(once `kafka-transactions.sh describe` shows the transaction was aborted)"
+            )
         )
 
 
