@@ -44,7 +44,7 @@ from tests.support.worker import Outputs, Store, Topics, produce, start_worker, 
 
 MODES = ("graceful", "kill", "freeze")
 REFUSAL = "dangling transaction: not producing"  # the worker's refusal line (kafka/transactions.py)
-STALL_SECONDS = 90.0  # no new output for this long: the worker is not coming (it is reported)
+STALL_SECONDS = 120.0  # no new output for this long: the worker is not coming (it is reported)
 WAIT_CAP_SECONDS = 900.0
 PARTITIONS = 3
 
