@@ -33,11 +33,11 @@ from typing import Any, Final
 
 import structlog
 from aiokafka.client import CoordinationType
-from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.api import Request, Response
 from aiokafka.protocol.transaction import EndTxnRequest
 from aiokafka.protocol.types import CompactArray, CompactString, Int16, Int32, Int64
 
-from worker.kafka.txn_requests import flexible, tagged
+from worker.kafka.txn_requests import TOPIC_PARTITIONS, FlexibleRequest, flexible, tagged
 
 COMMITTED: Final = frozenset({"PrepareCommit", "CompleteCommit"})
 ABORTED: Final = frozenset({"PrepareAbort", "CompleteAbort"})
@@ -62,19 +62,13 @@ class DescribeTransactionsResponse_v0(Response):  # type: ignore[misc]
                 ("transaction_start_time_ms", Int64),
                 ("producer_id", Int64),
                 ("producer_epoch", Int16),  # int16 on the wire (Kafka 4.4)
-                (
-                    "topics",
-                    tagged(("name", CompactString("utf-8")), ("partitions", CompactArray(Int32))),
-                ),
+                ("topics", TOPIC_PARTITIONS),
             ),
         ),
     )
 
 
-class DescribeTransactionsRequest_v0(RequestStruct):  # type: ignore[misc]
-    FLEXIBLE_VERSION = True
-    API_KEY = 65
-    API_VERSION = 0
+class DescribeTransactionsRequest_v0(FlexibleRequest):
     RESPONSE_TYPE = DescribeTransactionsResponse_v0
     SCHEMA = flexible(("transactional_ids", CompactArray(CompactString("utf-8"))))
 
