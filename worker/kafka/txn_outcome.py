@@ -94,8 +94,8 @@ async def describe(client: Any, transactional_id: str) -> tuple[int, str, int, i
 
 
 async def coordinator_outcome(client: Any, transactional_id: str, producer_id: int, epoch: int) -> str | None:
-    """ "commit", "abort" or None (no decision to be had): the coordinator's decision on the
-    transaction producer (`producer_id`, `epoch`) was running (see the module).
+    """The coordinator's decision on the transaction producer (`producer_id`, `epoch`) was
+    running: "commit", "abort", or None when there is none to be had (see the module).
 
     Raises a retriable aiokafka error when the coordinator cannot be reached (the caller retries);
     loops while the coordinator is deciding (the caller bounds it)."""
