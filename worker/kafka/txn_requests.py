@@ -71,11 +71,22 @@ class OpenTransaction:
     coordinator_epoch: int
     start_offset: int
 
-    def remedy(self, bootstrap: str) -> str:
+    def remedy(self, bootstrap: str, decision: str | None = None) -> str:
+        """What the operator does: `decision` is the coordinator's when known (the marker was
+        refused): a COMMIT only the worker (given ClusterAction) or a broker can write."""
+        if decision == "commit":
+            return (
+                "grant the worker's principal ClusterAction on the cluster: it then writes the COMMIT "
+                "marker itself (never abort this one: the coordinator committed it)"
+            )
         return (
             f"kafka-transactions.sh --bootstrap-server {bootstrap} abort --topic {self.tp.topic} "
             f"--partition {self.tp.partition} --start-offset {self.start_offset} "
-            "(once `kafka-transactions.sh describe` shows the transaction was aborted)"
+            + (
+                "(the coordinator aborted it)"
+                if decision == "abort"
+                else "(once `kafka-transactions.sh describe` shows the transaction was aborted)"
+            )
         )
 
 
@@ -89,7 +100,11 @@ class TxnHistory:
       confirmed (None before the first): its decision was COMMIT, whatever became of its markers;
     - `targets`: the output partitions the current transaction sent records to (acknowledged
       or not); `offsets_sent`: it sent its offsets; `commit_sent`: its `EndTxn(commit)` may
-      have reached the coordinator.
+      have reached the coordinator;
+    - `producer`: (producer id, epoch) of the producer running the current transaction;
+      `outcome`: its coordinator's decision once known, "commit" or "abort" (confirmed, or
+      asked before the next InitProducerId: `worker.kafka.txn_outcome`); `asked`: asked, and
+      the coordinator could not say.
     """
 
     starts: dict[TopicPartition, int] = field(default_factory=dict)
@@ -97,9 +112,18 @@ class TxnHistory:
     targets: set[TopicPartition] = field(default_factory=set)
     offsets_sent: bool = False
     commit_sent: bool = False
+    producer: tuple[int, int] | None = None
+    outcome: str | None = None
+    asked: bool = False
 
-    def begun(self) -> None:
+    def begun(self, producer: tuple[int, int] | None = None) -> None:
         self.starts, self.targets, self.offsets_sent, self.commit_sent = {}, set(), False, False
+        self.producer, self.outcome, self.asked = producer, None, False
+
+    @property
+    def undecided(self) -> bool:
+        """The current transaction's `EndTxn(commit)` was sent, its answer lost: ask its coordinator."""
+        return self.commit_sent and self.outcome is None and not self.asked and self.producer is not None
 
     def appended(self, future: Any) -> None:
         """A record batch's future is done: its base offset, where the transaction starts."""
@@ -112,6 +136,7 @@ class TxnHistory:
 
     def confirmed(self) -> None:
         self.confirmed_starts = dict(self.starts)
+        self.outcome = "commit"
 
 
 def by_topic(tps: Iterable[TopicPartition]) -> dict[str, list[int]]:
