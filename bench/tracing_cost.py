@@ -27,7 +27,7 @@ from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 
-from worker.core.contracts import Outcome
+from worker.core.reasons import Outcome
 from worker.core.records import Output
 
 

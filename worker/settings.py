@@ -88,7 +88,7 @@ class Settings(KafkaSettings):
     guarantee: Guarantee = Guarantee.EXACTLY_ONCE
     """exactly_once (transactions) or at_least_once (K2)."""
     # K4: a batch closes at batch_size records, batch_linger_ms after its first record, or as soon as
-    # no transaction is in flight (member._collect). 2000: under backlog a batch takes longer to
+    # no transaction is in flight (runtime/collect.py). 2000: under backlog a batch takes longer to
     # decide than its predecessor takes to commit, so the commit latency is hidden (bench: +15-20 %
     # ev/s over 500, p99 at half of max unchanged); under light load batches stay small.
     batch_size: int = Field(2000, ge=1, le=100_000)

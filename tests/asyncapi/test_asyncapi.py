@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from tests.support.node import node_packages
-from worker.core.contracts import CONTRACT_MODELS, Reason
+from worker.core.contracts import CONTRACT_MODELS
+from worker.core.reasons import Reason
 from worker.settings import Settings, TopicNames
 
 HERE = Path(__file__).parent

@@ -27,7 +27,7 @@ from tests.support.worker import (
     stream_values,
     wait_ready,
 )
-from worker.core.contracts import Reason
+from worker.core.reasons import Reason
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ other spelling of it is derived from, or held to, that one table.
 - `keys.KEY_KINDS`: the algorithms (V5), the spec's fields and `alg`, the output's
   `verification.alg`, the migrations' CHECK values (migrations are immutable, so they are
   compared here rather than generated), the store's messages and the CLI's help.
-- `contracts.Reason`: each reason's rule and action per mode (DESIGN §2.3, §3), and the table
+- `reasons.Reason`: each reason's rule and action per mode (DESIGN §2.3, §3), and the table
   docs/operations.md shows.
 - `jws.HEADER_PARAMETERS`: V5's header rules.
 """
@@ -20,9 +20,10 @@ from click.testing import CliRunner
 
 from worker.cli.main import cli
 from worker.core.config import JwtKeySpec
-from worker.core.contracts import Action, EnrichedIdentity, Mode, Reason
+from worker.core.contracts import EnrichedIdentity
 from worker.core.jws import HEADER_PARAMETERS, Use, check_header
 from worker.core.keys import ALGORITHMS, KEY_KINDS, AlgName
+from worker.core.reasons import Action, Mode, Reason
 from worker.store.db import CONSTRAINT_RULES
 
 ROOT = Path(__file__).resolve().parents[2]

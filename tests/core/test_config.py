@@ -10,7 +10,7 @@ import yaml
 from tests.support.core import SECRET, acme_config, private_pem, public_pem, rsa_private
 from worker.core.community import prepare
 from worker.core.config import CommunitySpec, ConfigError, validate_spec
-from worker.core.contracts import Mode
+from worker.core.reasons import Mode
 from worker.store.yaml_io import parse_yaml
 
 

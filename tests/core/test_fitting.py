@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.core import NOW, base_communities, event
-from worker.core.contracts import DeadLetter, EnrichedIdentity, Outcome, Rejection, Source
+from worker.core.contracts import DeadLetter, EnrichedIdentity, Rejection, Source
 from worker.core.fitting import MIN_OUTPUT_BYTES, CannotFit, derived_key, fit
 from worker.core.pipeline import process_event
+from worker.core.reasons import Outcome
 from worker.core.records import Output, dead_letter
 
 SOURCE = Source("identity.raw", 3, 42)

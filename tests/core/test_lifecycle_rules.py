@@ -23,8 +23,8 @@ from tests.support.core import (
 )
 from worker.core.community import Tombstone
 from worker.core.config import ConfigError
-from worker.core.contracts import Reason
 from worker.core.pipeline import process_event
+from worker.core.reasons import Reason
 from worker.core.tokencache import TokenCache
 from worker.store.yaml_io import parse_yaml
 

@@ -14,9 +14,11 @@ import pytest
 from tests.support.core import NOW, RECEIVED_AT, in_contract, make_token, validate_output
 from tests.support.core import event as raw_event
 from worker.core.community import Community
-from worker.core.contracts import DeadLetter, Mode, RawEvent, Reason, Rejection, Source, rfc3339_seconds
+from worker.core.contracts import DeadLetter, RawEvent, Rejection, Source
 from worker.core.pipeline import process_event
+from worker.core.reasons import Mode, Reason
 from worker.core.records import Envelope, dead_letter, rejection, unreadable_event
+from worker.core.times import rfc3339_seconds
 from worker.core.tokencache import TokenCache
 from worker.core.verdict import Rejected
 

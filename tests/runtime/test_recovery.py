@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from worker.core.community import ConfigUnavailable
-from worker.core.contracts import Outcome, Reason, Source
+from worker.core.contracts import Source
+from worker.core.reasons import Outcome, Reason
 from worker.core.records import Output
 from worker.ops.metrics import Metrics
 from worker.runtime.decide import Decider, Waiting

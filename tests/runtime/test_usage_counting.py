@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import generate_latest
 
-from worker.core.contracts import Outcome, Reason
+from worker.core.reasons import Outcome, Reason
 from worker.core.records import Output
 from worker.ops.metrics import Metrics
 from worker.runtime.service import CommunitySource, usage_recorder

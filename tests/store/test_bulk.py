@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.store import Cli, run_async, run_sql
 from worker.core.config import ConfigSpec, validate_spec
-from worker.core.contracts import Mode
+from worker.core.reasons import Mode
 from worker.devtools import examples
 from worker.store import repository as repo
 from worker.store import sync

@@ -15,7 +15,7 @@ from tests.support.store import SECRET, SECRET_2, hs_key, wait_until, write
 from worker.backoff import RetryPolicy
 from worker.core.community import Community, ConfigUnavailable
 from worker.core.config import CommunitySpec, JwtKeySpec
-from worker.core.contracts import Mode
+from worker.core.reasons import Mode
 from worker.store import repository as repo
 from worker.store.cache import APPLICATION_NAME, ConfigCache
 from worker.store.db import SchemaMissing, StoreUnavailable

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from tests.support.store import SECRET, SECRET_2, Cli, cli_subprocess, hs256_token, run_sql
-from worker.core.contracts import Outcome, Reason
+from worker.core.reasons import Outcome, Reason
 from worker.core.records import Output
 from worker.runtime.usage_recorder import UsageRecorder
 from worker.store.lifecycle import read_tombstones

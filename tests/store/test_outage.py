@@ -29,9 +29,10 @@ from tests.support.store import (
 from worker.backoff import RetryPolicy
 from worker.core.community import ConfigUnavailable
 from worker.core.config import CommunitySpec
-from worker.core.contracts import Mode, Outcome, Reason, parse_rfc3339
 from worker.core.pipeline import process_event
+from worker.core.reasons import Mode, Outcome, Reason
 from worker.core.records import Output
+from worker.core.times import parse_rfc3339
 from worker.store import repository as repo
 from worker.store.cache import ConfigCache
 

@@ -26,9 +26,10 @@ from tests.support.store import (
     write,
 )
 from worker.core.config import CommunitySpec, JwtKeySpec
-from worker.core.contracts import Outcome, Reason, parse_rfc3339
 from worker.core.pipeline import process_event
+from worker.core.reasons import Outcome, Reason
 from worker.core.records import Output
+from worker.core.times import parse_rfc3339
 from worker.core.tokencache import TokenCache
 from worker.store import repository as repo
 from worker.store.cache import ConfigCache

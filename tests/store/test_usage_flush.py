@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.support.store import run_sql
-from worker.core.contracts import Outcome
+from worker.core.reasons import Outcome
 from worker.core.records import Output
 from worker.runtime.usage_recorder import FLUSH_CHUNK, UsageRecorder
 

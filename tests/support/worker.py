@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tests.support.kafka import client_options, create_topics, worker_env
 from tests.support.ports import free_port
-from worker.core.contracts import format_time
+from worker.core.times import format_time
 from worker.devtools import examples
 from worker.devtools.examples import HMAC_SECRET, OTHER_SECRET
 

@@ -18,8 +18,8 @@ from worker.admin.auth import unknown_community
 from worker.admin.errors import ApiError
 from worker.admin.models import CheckStep, KeyListed, PreviewShown, TokenCheckResult, TokenTimeShown
 from worker.core.config import CommunitySpec, CustomFieldSpec, JwtKeySpec, MappingSpec
-from worker.core.contracts import rfc3339_seconds
 from worker.core.debugger import debug_token
+from worker.core.times import rfc3339_seconds
 from worker.store import audit
 from worker.store import repository as repo
 from worker.store.api_tokens import Caller

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Optional, get_args
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from worker.core.config import CommunitySpec
-from worker.core.contracts import RFC3339_PATTERN
+from worker.core.times import RFC3339_PATTERN
 from worker.store.repository import KeyRow
 
 #: The spec's list sections; every other field but `id` is a setting that PATCH may change.

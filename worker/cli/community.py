@@ -23,7 +23,7 @@ from worker.cli.store_session import (
     write,
 )
 from worker.core.config import CommunitySpec, JwtKeySpec, lacks_required_key
-from worker.core.contracts import Mode
+from worker.core.reasons import Mode
 from worker.store import repository as repo
 from worker.store.pages import PageRequest
 from worker.store.repository import CommunityRow

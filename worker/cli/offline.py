@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from worker.cli.common import fail, fail_store
 from worker.core.community import Community
 from worker.core.config import ConfigError
-from worker.core.contracts import rfc3339_seconds
 from worker.core.debugger import TokenDebug, debug_token
 from worker.core.keys import (
     HMAC_SECRET,
@@ -31,6 +30,7 @@ from worker.core.keys import (
 )
 from worker.core.pipeline import DEFAULT_LIMITS, Limits, process_event
 from worker.core.records import dead_letter
+from worker.core.times import rfc3339_seconds
 from worker.core.tokencache import TokenCache
 from worker.exitcodes import EXIT_REJECTED
 from worker.store.yaml_io import load_config_file

@@ -16,9 +16,9 @@ from types import MappingProxyType
 from typing import Literal, Protocol
 
 from worker.core.config import CommunitySpec, ConfigSpec
-from worker.core.contracts import Mode
 from worker.core.keys import JwtKey
 from worker.core.patterns import WholeMatch, compile_regex
+from worker.core.reasons import Mode
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,6 @@ from worker.core.contracts import (
     GROUP_LIST_FIELDS,
     GROUP_SCALAR_FIELDS,
     MAX_EXTRA_KEY_CHARS,
-    Mode,
 )
 from worker.core.keys import (
     KEY_KINDS,
@@ -42,6 +41,7 @@ from worker.core.keys import (
     load_rsa_public_key,
 )
 from worker.core.patterns import compile_regex
+from worker.core.reasons import Mode
 from worker.core.storable import check_storable
 
 FIELD_KEY_PATTERN = r"^[a-z0-9_]{1,64}$"

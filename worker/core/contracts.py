@@ -1,5 +1,6 @@
-"""The records of DESIGN §2 as pydantic models, written once, and the closed sets: reasons with
-their rule and action per mode (§2.3, §3), modes, the limits of an identity (V12), RFC 3339 times.
+"""The records of DESIGN §2 as pydantic models, written once, and the limits of an identity (V12).
+The closed sets the fields take (reasons, modes, outcomes) are in `worker.core.reasons`; the
+RFC 3339 times in `worker.core.times`.
 
 The models are the contract: the source of the JSON Schemas in `schemas/`. The hot path builds
 the output records as plain dicts for speed (`worker.core.records`); tests hold every output to
@@ -8,98 +9,14 @@ its model, field for field and in the model's order (tests/support/core.py `vali
 
 from __future__ import annotations
 
-import functools
-import math
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from worker.core.keys import AlgName
-
-
-class Action(StrEnum):
-    """What the chat does with a rejected identity (DESIGN §2.3)."""
-
-    BLOCK = "block"
-    ANONYMOUS = "anonymous"
-
-
-class Mode(StrEnum):
-    """A community's `signed_identities` setting (V3)."""
-
-    REQUIRE = "require"
-    REJECT = "reject"
-
-
-#: V3: "in require mode every later rejection is block; in reject mode anonymous" (require, reject).
-FOLLOWS_MODE: Final = (Action.BLOCK, Action.ANONYMOUS)
-ALWAYS_BLOCK: Final = (Action.BLOCK, Action.BLOCK)  # V1, V2: before the mode is known
-
-
-class Reason(StrEnum):
-    """Every rejection reason of DESIGN §2.3, one member each; the rule that yields it."""
-
-    rules: tuple[str, ...]  # the DESIGN §3 rules that yield it
-    #: Its rejection's `action` (§2.3) as the record writes it, by the community's mode (None:
-    #: V1, V2, before a community is read, as in `require` mode).
-    actions: dict[Mode | None, str]
-
-    def __new__(cls, value: str, rules: str, in_require: Action, in_reject: Action) -> Reason:
-        member = str.__new__(cls, value)
-        member._value_ = value
-        member.rules = tuple(rules.split(", "))
-        member.actions = {
-            None: in_require.value,
-            Mode.REQUIRE: in_require.value,
-            Mode.REJECT: in_reject.value,
-        }
-        return member
-
-    def action(self, mode: Mode | None) -> Action:
-        """DESIGN §2.3 `action`: by the community's mode (None: V1, V2, no community read)."""
-        return Action(self.actions[mode])
-
-    # The table: value, rule(s), action in require and in reject mode.
-    MALFORMED_EVENT = "malformed_event", "V1", *ALWAYS_BLOCK
-    UNKNOWN_COMMUNITY = "unknown_community", "V2", *ALWAYS_BLOCK
-    SIGNATURE_REQUIRED = "signature_required", "V3", *ALWAYS_BLOCK  # require mode only
-    SIGNED_IDENTITY_REJECTED = (
-        "signed_identity_rejected",
-        "V3",
-        Action.ANONYMOUS,
-        Action.ANONYMOUS,
-    )  # reject only
-    MALFORMED_TOKEN = "malformed_token", "V4", *FOLLOWS_MODE
-    INVALID_HEADER = "invalid_header", "V5", *FOLLOWS_MODE
-    UNSUPPORTED_ALGORITHM = "unsupported_algorithm", "V5", *FOLLOWS_MODE
-    MISSING_KID = "missing_kid", "V5", *FOLLOWS_MODE
-    UNKNOWN_KID = "unknown_kid", "V6", *FOLLOWS_MODE
-    ALGORITHM_KEY_MISMATCH = "algorithm_key_mismatch", "V6", *FOLLOWS_MODE
-    INVALID_SIGNATURE = "invalid_signature", "V7", *FOLLOWS_MODE
-    MISSING_EXP = "missing_exp", "V8", *FOLLOWS_MODE
-    INVALID_EXP = "invalid_exp", "V8", *FOLLOWS_MODE
-    TOKEN_EXPIRED = "token_expired", "V9", *FOLLOWS_MODE
-    EXPIRY_TOO_SOON = "expiry_too_soon", "V9", *FOLLOWS_MODE
-    EXPIRY_TOO_FAR = "expiry_too_far", "V9", *FOLLOWS_MODE  # max_validity_seconds
-    TOKEN_NOT_YET_VALID = "token_not_yet_valid", "V10", *FOLLOWS_MODE
-    MISSING_UUID = "missing_uuid", "V11", *FOLLOWS_MODE
-    INVALID_CLAIMS = "invalid_claims", "V10, V12", *FOLLOWS_MODE  # V10: iat
-
-
-class Outcome(StrEnum):
-    ENRICHED = "enriched"
-    REJECTED = "rejected"
-    DEAD_LETTER = "dead_letter"
-
-
-class SkipReason(StrEnum):
-    SOURCE_MISSING = "source_missing"  # M3
-    REGEX_MISMATCH = "regex_mismatch"  # M4
-
+from worker.core.reasons import Action, Reason, SkipReason
+from worker.core.times import RFC3339_PATTERN, rfc3339_seconds
 
 MAX_IDENTITY_FIELD_CHARS = 1024
 MAX_EXTRA_VALUES = 100
@@ -107,57 +24,6 @@ MAX_EXTRA_KEY_CHARS = 64
 MAX_UUID_CHARS = 255
 MAX_EVENT_ID_CHARS = 128
 COMMUNITY_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-RFC3339_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
-)
-_RFC3339 = re.compile(RFC3339_PATTERN)
-
-
-def parse_rfc3339(text: str) -> datetime:
-    """RFC 3339 with an offset, nothing looser (no bare dates, no naive times, no numbers)."""
-    if not _RFC3339.fullmatch(text):
-        raise ValueError("must be an RFC 3339 time with an offset, e.g. 2026-11-24T10:00:00Z")
-    head, _, rest = text.partition(".")
-    if rest:  # Python keeps microseconds only; drop finer digits rather than fail.
-        digits = re.match(r"[0-9]+", rest)
-        assert digits is not None
-        frac = digits.group(0)
-        text = f"{head}.{frac[:6].ljust(6, '0')}{rest[len(frac) :]}"
-    return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
-
-
-# The instants every output can write back as RFC 3339 UTC: 0001-01-01T00:00:00Z up to, not
-# including, 10000-01-01T00:00:00Z. An offset can push a valid-looking text outside them.
-FIRST_UTC_SECOND: Final = -62135596800
-END_UTC_SECOND: Final = 253402300800
-
-
-@functools.lru_cache(maxsize=256)
-def rfc3339_seconds(text: str) -> float:
-    """`parse_rfc3339` as epoch seconds, memoized: V1 validates `received_at` and the pipeline
-    then needs its value, so each event's second call is a lookup (an invalid text raises and
-    is not kept). Instants `format_time` cannot write are refused here, as malformed input."""
-    seconds = parse_rfc3339(text).timestamp()
-    if not FIRST_UTC_SECOND <= seconds < END_UTC_SECOND:
-        raise ValueError("must be a time from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z in UTC")
-    return seconds
-
-
-@functools.lru_cache(maxsize=4096)
-def _utc_second(second: int) -> str:
-    t = datetime.fromtimestamp(second, UTC)  # strftime's %Y drops the zeros of years before 1000
-    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
-
-
-def format_time(ts: float) -> str:
-    """Output times are RFC 3339 UTC strings (DESIGN §2); whole seconds repeat, so they are memoized."""
-    second = math.floor(ts)
-    micros = round((ts - second) * 1_000_000)
-    if micros >= 1_000_000:
-        second, micros = second + 1, 0
-    if micros:
-        return f"{_utc_second(second)}.{micros:06d}Z"
-    return f"{_utc_second(second)}Z"
 
 
 def _rfc3339(text: str) -> str:

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from worker.core.community import Community
-from worker.core.contracts import format_time
 from worker.core.diagnostics import diagnose, lenient_b64
 from worker.core.explain import Explanation, explain_token
 from worker.core.jsontext import read_object
 from worker.core.mapping import apply_mappings
 from worker.core.pipeline import DEFAULT_LIMITS, Limits
+from worker.core.times import format_time
 from worker.core.verify import MAX_NUMERIC_DATE, read_signed_identity
 
 #: The NumericDate claims shown as dates, in the order a token's life runs.

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from worker.core.community import Community
-from worker.core.contracts import Reason, format_time
 from worker.core.jsontext import integer_of, read_object
 from worker.core.keys import HMAC_SECRET, JwtKey
+from worker.core.reasons import Reason
+from worker.core.times import format_time
 from worker.core.verdict import Rejected, seconds
 from worker.core.verify import CompactToken, parse_compact
 

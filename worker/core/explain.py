@@ -12,9 +12,10 @@ import json
 from dataclasses import dataclass, field
 
 from worker.core.community import CommunityLookup, ConfigUnavailable
-from worker.core.contracts import Outcome, format_time
 from worker.core.pipeline import DEFAULT_LIMITS, Limits, process_event
+from worker.core.reasons import Outcome
 from worker.core.records import Output, dead_letter
+from worker.core.times import format_time
 from worker.core.verdict import Step, Trace
 
 #: The event_id of the raw event a token is explained in.

@@ -31,7 +31,8 @@ from json.encoder import encode_basestring_ascii
 from typing import Final
 
 # The smallest record budget an output topic must allow (bytes of JSON): a rejection or dead
-from worker.core.contracts import Outcome, Source
+from worker.core.contracts import Source
+from worker.core.reasons import Outcome
 from worker.core.records import Output, dead_letter
 
 # The smallest record budget an output topic must allow (bytes of JSON): a rejection or dead

@@ -20,9 +20,9 @@ from functools import partial
 from operator import is_
 from typing import Any, Final
 
-from worker.core.contracts import Reason
 from worker.core.jsontext import read_object
 from worker.core.keys import ALGORITHMS, listed
+from worker.core.reasons import Reason
 from worker.core.verdict import Rejected, short
 
 #: Three segments of the base64url alphabet; the signature may be empty (an unsigned JWS).

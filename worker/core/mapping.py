@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.core.community import Community
-from worker.core.contracts import GROUP_LIST_FIELDS, SkipReason
+from worker.core.contracts import GROUP_LIST_FIELDS
+from worker.core.reasons import SkipReason
 
 
 @dataclass(slots=True)

@@ -16,11 +16,13 @@ from pydantic import ValidationError
 
 from worker.core.community import Community, CommunityLookup
 from worker.core.config import format_validation_error
-from worker.core.contracts import Mode, RawEvent, Reason, Source, rfc3339_seconds
+from worker.core.contracts import RawEvent, Source
 from worker.core.diagnostics import noted
 from worker.core.jsontext import has_surrogate_escape, holds_invalid_text, read_object
 from worker.core.mapping import apply_mappings
+from worker.core.reasons import Mode, Reason
 from worker.core.records import Derived, Envelope, Output, derive, enriched, rejection
+from worker.core.times import rfc3339_seconds
 from worker.core.tokencache import TokenCache
 from worker.core.verdict import NO_TRACE, Rejected, Trace
 from worker.core.verify import VerifiedToken, finish_verification, read_identity, verify_token_signature

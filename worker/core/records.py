@@ -22,20 +22,12 @@ from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from worker.core.community import Community
-from worker.core.contracts import (
-    COMMUNITY_ID_PATTERN,
-    MAX_EVENT_ID_CHARS,
-    Mode,
-    Outcome,
-    RawEvent,
-    Reason,
-    Source,
-    format_time,
-    rfc3339_seconds,
-)
+from worker.core.contracts import COMMUNITY_ID_PATTERN, MAX_EVENT_ID_CHARS, RawEvent, Source
 from worker.core.jsontext import read_object
 from worker.core.mapping import Mapped
+from worker.core.reasons import Mode, Outcome, Reason
 from worker.core.redaction import redact
+from worker.core.times import format_time, rfc3339_seconds
 from worker.core.verdict import Rejected
 from worker.core.verify import VerifiedToken
 

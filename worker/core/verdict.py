@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from worker.core.contracts import Reason
+from worker.core.reasons import Reason
 
 
 def short(value: object, limit: int = 40) -> str:

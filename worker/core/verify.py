@@ -13,19 +13,18 @@ from typing import Any, Final
 
 from worker.core.community import Community
 from worker.core.contracts import (
-    END_UTC_SECOND,
     IDENTITY_FIELDS,
     MAX_EXTRA_KEY_CHARS,
     MAX_EXTRA_VALUES,
     MAX_IDENTITY_FIELD_CHARS,
     MAX_UUID_CHARS,
-    Reason,
-    format_time,
 )
 from worker.core.jsontext import InvalidText, JsonFloat, number_text
 from worker.core.jsontext import integer_of as numeric_date
 from worker.core.jws import COMPACT, check_header, decode_segment, segment_object
 from worker.core.keys import JwtKey, is_valid_kid
+from worker.core.reasons import Reason
+from worker.core.times import END_UTC_SECOND, format_time
 from worker.core.verdict import NO_TRACE, Rejected, Trace, seconds, short
 
 #: exp beyond this cannot be shown as a date (year 9999); such a value is not a usable NumericDate.

@@ -22,9 +22,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from worker.core.contracts import format_time
 from worker.core.jws import segment_object
 from worker.core.keys import sign_token
+from worker.core.times import format_time
 from worker.devtools.examples import (
     COMMUNITY_ID,
     HMAC_SECRET,

@@ -17,10 +17,11 @@ from typing import Any, Final
 import yaml
 
 from worker.core.community import prepare
-from worker.core.contracts import CONTRACT_MODELS, Source, rfc3339_seconds
+from worker.core.contracts import CONTRACT_MODELS, Source
 from worker.core.keys import sign_token
 from worker.core.pipeline import process_event
 from worker.core.records import dead_letter
+from worker.core.times import rfc3339_seconds
 from worker.devtools.examples import (
     COMMUNITY_ID,
     HMAC_SECRET,

@@ -26,7 +26,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import INF, floatToGoString
 
-from worker.core.contracts import Outcome, Reason
+from worker.core.reasons import Outcome, Reason
 from worker.core.tokencache import TokenCache
 from worker.exitcodes import PROG
 from worker.ops.memory import token_cache_bytes

@@ -1,9 +1,9 @@
 """One batch, from its first fetch to its commit (K1, K2, K4, K5, K11): after Quix Streams' `Checkpoint`.
 
-A `Checkpoint` is made by `Member._collect` under the assignment's generation and filled with
-the records fetched (K4), then with what `Decider.decide` made of them (`decided`, one output
-per record, K1) and the offsets `Partitions.offsets` says it commits (K11). `commit` then owns
-the rest of its life, in one place:
+A `Checkpoint` is made by `Collector.collect` (worker.runtime.collect) under the assignment's
+generation and filled with the records fetched (K4), then with what `Decider.decide` made of
+them (`decided`, one output per record, K1) and the offsets `Partitions.offsets` says it
+commits (K11). `commit` then owns the rest of its life, in one place:
 
 1. **Publishing** (K1, K3): the routing's view of the output topics refreshed when stale
    (`worker.runtime.routing`), every output appended to one record batch per output partition
@@ -30,7 +30,7 @@ from typing import Any
 
 from aiokafka.structs import TopicPartition
 
-from worker.core.contracts import Outcome
+from worker.core.reasons import Outcome
 from worker.kafka.consumer import InputConsumer, MemberExpelled, Offsets, Record
 from worker.kafka.framing import FRAME, headers_bytes
 from worker.kafka.producer import OutputProducer

@@ -27,8 +27,9 @@ import structlog
 from aiokafka.structs import TopicPartition
 
 from worker.core.community import CommunityLookup, ConfigUnavailable
-from worker.core.contracts import Reason, Source
+from worker.core.contracts import Source
 from worker.core.pipeline import Limits, process_event
+from worker.core.reasons import Reason
 from worker.core.records import Output, dead_letter, unreadable_event
 from worker.core.redaction import redact
 from worker.core.tokencache import TokenCache

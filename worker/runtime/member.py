@@ -2,11 +2,10 @@
 
 Loop, one `Checkpoint` (worker.runtime.checkpoint) at a time:
 
-1. **Collect** (K4): `getmany` until `batch_size` records or `batch_linger_ms` after the first
-   record, or until SIGTERM (K6: stop fetching) or a revocation. A record the client cannot
-   decode is an `UnreadableRecord` (K9, `worker.kafka.fetcher_fork`), never an exception. A
-   fetch fault is classified (`worker.runtime.faults`, K10): fatal stops the worker;
-   infrastructure keeps the records collected so far (no rewind) and backs off.
+1. **Collect** (K4, `worker.runtime.collect`): up to `batch_size` records, closing
+   `batch_linger_ms` after the first one. A fetch fault is classified (`worker.runtime.faults`,
+   K10): fatal stops the worker; infrastructure keeps the records collected so far (no rewind)
+   and backs off.
 2. **Decide**: `Decider.decide` gives each record its one output in partition order (K1, K3)
    and says which partitions must wait (`ConfigUnavailable`); `Partitions.after_decide` holds
    each at its waiting record, retried on its own backoff, while the others go on (K9).
@@ -51,6 +50,7 @@ from worker.ops.metrics import Metrics
 from worker.ops.probes import Health
 from worker.ops.tracing import commit_tracer
 from worker.runtime.checkpoint import Checkpoint
+from worker.runtime.collect import Collector, Generation
 from worker.runtime.decide import Decider
 from worker.runtime.faults import FatalFault, Fault, Reporter, classify, hint
 from worker.runtime.partitions import Partitions
@@ -63,8 +63,6 @@ from worker.settings import Guarantee, Settings
 
 log = structlog.get_logger(__name__)
 
-# While a transaction is in flight, a started checkpoint checks this often whether it may close.
-IDLE_POLL = 0.005
 # The health probe answers within this: /readyz turns 503 a few seconds into an outage.
 PROBE_TIMEOUT = 3.0
 
@@ -97,7 +95,8 @@ class Member:
         self._routing: Routing | None = None
         self._tracing = commit_tracer(settings.group_id)  # spans per event and commit; None when off
         self._lock = asyncio.Lock()
-        self._generation = 0
+        self._generation = Generation()
+        self._collector: Collector | None = None
         self.retry = RetryPolicy.from_settings(settings)
         self._kafka_backoff = self.retry.backoff()
         waits = Waits(self.retry)
@@ -118,6 +117,12 @@ class Member:
         assert self._consumer is not None, "start() first"
         return self._consumer
 
+    @property
+    def collector(self) -> Collector:
+        """What collects each checkpoint's records (K4), once `start` made the consumer."""
+        assert self._collector is not None, "start() first"
+        return self._collector
+
     # ------------------------------------------------------------------ start and stop
 
     async def start(self, stop: asyncio.Event) -> None:
@@ -130,6 +135,7 @@ class Member:
             fetcher_fork.install()  # K9: before any consumer, no record can raise out of getmany
             self._consumer = InputConsumer(s, on_revoked=self.on_revoked, on_assigned=self.on_assigned)
             self._consumer.on_reset(self.partitions.input_skipped)  # K8: skipped input is never silent
+            self._collector = Collector(self._consumer, s, self._generation, self._fault)
         except Exception as exc:
             if classify(exc) is not Fault.FATAL:
                 raise
@@ -168,7 +174,7 @@ class Member:
         Raises `FatalFault` on a fatal misconfiguration (K10), after the checkpoint in flight ended.
         """
         inflight: asyncio.Task[None] | None = None
-        consumer, partitions = self.consumer, self.partitions
+        consumer, partitions, collector = self.consumer, self.partitions, self.collector
         try:
             while not stop.is_set():
                 if self.recovery.pending:
@@ -177,7 +183,7 @@ class Member:
                     await self._rewind(stop)
                     continue
                 partitions.resume_due(consumer)
-                checkpoint = await self._collect(stop, inflight)
+                checkpoint = await collector.collect(stop, inflight)
                 checkpoint.started = time.perf_counter()
                 if checkpoint.records:
                     checkpoint.decided, waiting = await self.decider.decide(checkpoint.records)
@@ -186,7 +192,7 @@ class Member:
                 if checkpoint.commits:
                     await _finish(inflight)  # the previous transaction ends before this one begins
                     inflight = None
-                    if checkpoint.generation != self._generation or self.recovery.pending:
+                    if collector.revoked(checkpoint) or self.recovery.pending:
                         # Revoked or failed meanwhile. Records fetched after the new assignment have
                         # already moved the consumer past them: seek back to the committed offsets, or
                         # the next commit would skip this checkpoint (K1, K5).
@@ -200,42 +206,6 @@ class Member:
         finally:
             await _finish(inflight)
 
-    async def _collect(self, stop: asyncio.Event, inflight: asyncio.Task[None] | None) -> Checkpoint:
-        """K4: up to batch_size records, closing batch_linger_ms after the first one.
-
-        A checkpoint also closes as soon as there is nothing in flight to wait for: under light load
-        a record does not sit out the linger (delay), under backlog the checkpoint fills while the
-        previous transaction commits (throughput). A fetch fault ends the checkpoint with what was
-        collected (the consumer's positions never pass a record not returned) and marks it
-        `fetch_fault`: the caller backs off. A fatal one raises `FatalFault`.
-        """
-        size = self.settings.batch_size
-        linger = self.settings.batch_linger_ms / 1000
-        checkpoint = Checkpoint(self._generation)
-        closes_at: float | None = None
-        consumer = self.consumer
-        while checkpoint.count < size and not stop.is_set() and checkpoint.generation == self._generation:
-            if closes_at is None:
-                wait = 0.2
-            elif inflight is None or inflight.done():
-                break
-            else:
-                wait = min(IDLE_POLL, max(0.0, closes_at - time.monotonic()))
-            try:
-                got = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=size - checkpoint.count)
-            except Exception as exc:
-                self._fault("kafka", exc, "fetch failed")
-                checkpoint.fetch_fault = True
-                return checkpoint
-            checkpoint.add(got)
-            if checkpoint.count and closes_at is None:
-                closes_at = time.monotonic() + linger
-            if closes_at is not None and time.monotonic() >= closes_at:
-                break
-            if not checkpoint.count:
-                break  # idle: let the caller look at `stop`, the waits and the control records
-        return checkpoint
-
     async def _commit(self, checkpoint: Checkpoint, stop: asyncio.Event) -> None:
         """One batch's transaction, under the batch lock that revocation waits for (K5).
 
@@ -243,7 +213,7 @@ class Member:
         waits for it.
         """
         async with self._lock:
-            if checkpoint.generation != self._generation or self.recovery.pending:
+            if self.collector.revoked(checkpoint) or self.recovery.pending:
                 self.recovery.need(Redo.REWIND)  # revoked while it was being decided: redo from the offsets
                 return
             try:
@@ -318,7 +288,7 @@ class Member:
     # --------------------------------------------------------------- K5, health, lag
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._generation += 1
+        self._generation.current += 1
         self.metrics.rebalances.inc()
         async with self._lock:  # waits for the in-flight checkpoint to commit or abort (K5)
             try:

@@ -18,8 +18,9 @@ from typing import Any, Final
 import structlog
 from aiokafka.structs import TopicPartition
 
-from worker.core.contracts import Outcome, Source
+from worker.core.contracts import Source
 from worker.core.fitting import MIN_OUTPUT_BYTES, CannotFit, derived_key, fit
+from worker.core.reasons import Outcome
 from worker.kafka.clients import producer_max_request_size
 from worker.kafka.framing import FRAME, value_budget
 from worker.kafka.producer import OutputProducer

@@ -32,7 +32,7 @@ from typing import Final
 import asyncpg
 import structlog
 
-from worker.core.contracts import Outcome, Reason
+from worker.core.reasons import Outcome, Reason
 from worker.core.records import Output
 from worker.store.db import connect, describe, translate
 from worker.store.usage import HealthCounts, KeyCounts, prune, write_counts

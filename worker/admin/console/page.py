@@ -24,8 +24,9 @@ from worker.admin.console.wording import FIELD_KEY_RULE, Refusal, ago, show_dura
 from worker.admin.errors import ApiError
 from worker.admin.models import TokenCheckResult
 from worker.core import config as spec
-from worker.core.contracts import GROUP_LIST_FIELDS, GROUP_SCALAR_FIELDS, Mode
+from worker.core.contracts import GROUP_LIST_FIELDS, GROUP_SCALAR_FIELDS
 from worker.core.keys import KID_MAX_CHARS, RSA_MIN_BITS
+from worker.core.reasons import Mode
 from worker.store import audit, sessions
 from worker.store import repository as repo
 from worker.store.pages import MAX_LIMIT, PageRequest

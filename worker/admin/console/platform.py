@@ -34,7 +34,7 @@ from worker.admin.console.session import Form, Visit
 from worker.admin.console.wording import Refusal, explain
 from worker.admin.errors import ApiError
 from worker.core import config as spec
-from worker.core.contracts import Mode
+from worker.core.reasons import Mode
 from worker.store.api_tokens import Caller
 from worker.store.pages import DEFAULT_LIMIT, BadPage, PageRequest
 from worker.store.usage import health_report
