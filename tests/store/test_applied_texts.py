@@ -58,7 +58,10 @@ def _read(reading: Reading) -> list[str]:
     return [spec.id for spec in reading.config.communities]
 
 
-def test_a_file_that_changes_one_community_reads_that_one(store_url: str) -> None:
+def test_a_file_that_changes_one_community_reads_that_one(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(applied_texts, "READ_BATCH", 7)  # the texts read, 7 per YAML document
     communities = [_community(i) for i in range(30)]
     first, _ = _apply(store_url, _text(communities))
     assert len(_read(first)) == 30 and first.unchanged == []

@@ -23,7 +23,7 @@ from worker.exitcodes import PROG
 from worker.store import applied_texts
 from worker.store import repository as repo
 from worker.store.sync import Change
-from worker.store.yaml_io import dump_communities, export_header, refuse_withheld_secrets
+from worker.store.yaml_io import dump_communities, export_header
 
 #: A run longer than this says how far it is, on stderr, at most this often (seconds).
 PROGRESS_EVERY: Final = 2.0
@@ -92,10 +92,6 @@ def config_apply(file: str, prune: bool, dry_run: bool, database_url: str | None
     """
     progress = _Progress()
     text = read_text(file, "configuration file")
-    try:
-        refuse_withheld_secrets(text)
-    except ConfigError as exc:
-        fail(f"{file}: " + "; ".join(exc.problems))
 
     async def action(conn: asyncpg.Connection) -> list[Change]:
         # T4: under the apply's lock, so that what is skipped as unchanged is what is written over.

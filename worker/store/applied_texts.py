@@ -21,18 +21,20 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 
-from worker.core.config import ConfigError, ConfigSpec
-from worker.store.yaml_io import parse_yaml
+from worker.core.config import ConfigError, ConfigSpec, validate_spec
+from worker.store.yaml_io import no_collector, parse_yaml, read_mapping, refuse_withheld_secrets
 
 #: Part of every digest: a change in how texts are read (this module, the models) can start
 #: again from nothing by changing it.
 _PERSON: Final = b"iw-apply-v1"
 #: `communities:` alone on its line (a comment may follow).
 _LIST_KEY = re.compile(r"communities:[ \t]*(?:#.*)?\r?")
+#: Items read per YAML document (see `_read_items`).
+READ_BATCH: Final = 2000
 #: An alias (`*name`) anywhere: an item could name an anchor defined in another one.
 _ALIAS = re.compile(r"(?:^|[ \t\[{,])\*[^ \t\r\n]", re.MULTILINE)
 
@@ -101,21 +103,42 @@ async def read_file(conn: asyncpg.Connection, text: str) -> Reading:
     ConfigError: the whole file's problems."""
     items = split_items(text)
     if items is None:
-        return Reading(parse_yaml(text))
+        return _whole(text)
     known = await _known(conn)
     digests = [digest(item) for item in items]
     if len(set(digests)) != len(digests):  # an item written twice: the whole file says so
-        return Reading(parse_yaml(text))
+        return _whole(text)
     unchanged = [known[d] for d in digests if d in known]
     fresh = [(item, d) for item, d in zip(items, digests, strict=True) if d not in known]
     try:
-        config = parse_yaml("communities:\n" + "".join(item for item, _ in fresh)) if fresh else ConfigSpec()
+        config = _read_items([item for item, _ in fresh])
     except ConfigError:
-        return Reading(parse_yaml(text))  # raises with the file's own lines, or reads it whole
-    ids = [spec.id for spec in config.communities]
-    if len(ids) != len(fresh) or not set(ids).isdisjoint(unchanged):
-        return Reading(parse_yaml(text))  # not one community per text, or an id twice
+        return _whole(text)  # raises with the file's own lines and indexes
+    ids = [spec.id for spec in config.communities] if config is not None else []
+    if config is None or len(ids) != len(fresh) or not set(ids).isdisjoint(unchanged):
+        return _whole(text)  # not one community per text, or an id twice
     return Reading(config, unchanged, {cid: d for cid, (_, d) in zip(ids, fresh, strict=True)})
+
+
+def _whole(text: str) -> Reading:
+    refuse_withheld_secrets(text)
+    return Reading(parse_yaml(text))
+
+
+def _read_items(items: list[str]) -> ConfigSpec | None:
+    """The items' communities, validated as one file; None when the texts are not one
+    community each. Read `READ_BATCH` items per YAML document: the node tree of a whole file of
+    100 000 communities took ~3 GB; a batch's is dropped once its data is made."""
+    data: list[Any] = []
+    with no_collector():
+        refuse_withheld_secrets("".join(items))
+        for start in range(0, len(items), READ_BATCH):
+            batch = items[start : start + READ_BATCH]
+            read = read_mapping("communities:\n" + "".join(batch)).get("communities")
+            if not isinstance(read, list) or len(read) != len(batch):
+                return None
+            data += read
+        return validate_spec(ConfigSpec, {"communities": data})
 
 
 async def _known(conn: asyncpg.Connection) -> dict[bytes, str]:

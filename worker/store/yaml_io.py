@@ -149,23 +149,29 @@ def _key_name(key: object) -> str:
 def parse_yaml(text: str) -> ConfigSpec:
     """The one reader of configuration YAML (`--config` files and `config apply`): safe tags
     only, no repeated key in any mapping, then the models' validation."""
-    with _no_collector():
-        try:
-            data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe tags only
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            problem = getattr(exc, "problem", None) or "not valid YAML"
-            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-            raise ConfigError([f"{where}{problem}"]) from None
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(["the file must hold a mapping with a 'communities' list"])
-        return validate_spec(ConfigSpec, data)
+    with no_collector():
+        return validate_spec(ConfigSpec, read_mapping(text))
+
+
+def read_mapping(text: str) -> dict[Any, Any]:
+    """`parse_yaml`'s first half: the file's data, unvalidated. ConfigError: not YAML, a key
+    repeated, or not a mapping."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe tags only
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError([f"{where}{problem}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["the file must hold a mapping with a 'communities' list"])
+    return data
 
 
 @contextlib.contextmanager
-def _no_collector() -> Iterator[None]:
+def no_collector() -> Iterator[None]:
     """The cyclic collector off while a file is read (T4): reading builds millions of objects
     that all live on, and the collector's passes over them grew with the file (a file of
     100 000 communities: 64 s of CPU with it, 16 s without). Reading makes no cycles to collect."""
