@@ -58,9 +58,11 @@ _.log_errors
 # PyYAML: `increase_indent`'s parameter, kept for the overridden signature (store/yaml_io.py).
 indentless
 
-# bench: PacedResult fields read through dataclasses.asdict for the report (bench/kafka_bench.py).
+# bench: PacedResult/BacklogResult fields read through dataclasses.asdict for the report
+# (bench/kafka_bench.py, bench/kbench/floor_report.py).
 _.achieved_input
 _.max_ms
+_.loadavg
 
 # The console's templates read these (worker/admin/templates/communities.html).
 _.top_reason

@@ -2,8 +2,8 @@
 
     eval "$(deploy/local/stack up)"
     .venv/bin/python bench/kafka_bench.py --events 100000 --hs-share 0.8 --repeat-share 0.0 \
-        --invalid-share 0.05 --partitions 4          # full run (`make bench`), ~2 min on 2 cores
-    .venv/bin/python bench/kafka_bench.py --quick    # ~30 s smoke run, bench/results/quick.*
+        --invalid-share 0.05 --partitions 4          # full run (`make bench`), ~4-5 min on 2 cores
+    .venv/bin/python bench/kafka_bench.py --quick    # ~1 min smoke run, bench/results/quick.*
 
 What one run does (all topics fresh, named bench-<stamp>-...; nothing else on the broker is
 touched):
@@ -19,13 +19,21 @@ touched):
        repeat90   90% repeated HS256 tokens, exactly-once, 1 process     target b
        unique-p2  unique HS256, --processes 2                            target c
        unique-alo unique HS256, at-least-once                            target d
+       rs256      unique RS256 tokens (the mix's), exactly-once, 1 process   issue 24
   3. references on the same machine, same run: a bare jwt.decode loop over the unique tokens
      (CPU/event in this process) and a pass-through aiokafka consumer→transactional producer
      copying the same raw records (CPU/event of its process, same batch/transaction settings);
-  4. paced scenario: the mix workload produced at fractions of the measured maximum; delay =
-     output consumption time by a read_committed consumer − raw record timestamp (the output's
-     commit time is approximated by its consumption time); p50/p95/p99 per load level;
-  5. prints the table of figures and target ratios, writes docs/performance.png and a JSON file.
+     the floor (kbench/floor.py, issue 24): a lean consumer → verify → producer over the same
+     raw records, run right after the worker on each of mix, unique, repeat90 and rs256; the
+     bare HMAC-SHA256 and RSA-2048 verify costs (kbench/floor_report.py);
+  4. paced scenario: the mix workload produced at fractions of the measured maximum (default
+     10, 25, 50, 75 %); delay = output consumption time by a read_committed consumer − raw record
+     timestamp (send time; the consumption time is the commit time plus one fetch round trip);
+     p50/p95/p99 per load level;
+  5. prints the table of figures and target ratios and issue 24's tables (markdown, as
+     docs/performance.md takes them), writes docs/performance.png and a JSON file;
+  6. exits 1 when any run's outputs are missing, duplicated or wrongly enriched (every run is
+     counted against its workload: inputs answered, valid tokens enriched).
 
 `--worker auto` runs `identity-worker run`; `--worker standin` runs bench/kbench/relay.py
 --mode standin (the pure pipeline in a plain exactly-once loop), kept to compare runtimes.
@@ -39,14 +47,12 @@ import asyncio
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +61,12 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import jwt  # noqa: E402
-from kbench import kafka_io, workload  # noqa: E402
-from kbench.procstat import CpuSampler, self_cpu  # noqa: E402
+from aiokafka.errors import KafkaConnectionError  # noqa: E402
+from kbench import floor_report, kafka_io, workload  # noqa: E402
+from kbench.procstat import self_cpu  # noqa: E402
+from kbench.runs import BacklogResult, PacedResult, backlog_run, paced_runs, say  # noqa: E402
 
 CLI = [sys.executable, "-m", "worker.cli.main"]
-
-
-def say(text: str) -> None:
-    print(f"bench: {text}", file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------ the worker
@@ -154,202 +158,6 @@ class WorkerLauncher:
         return argv, env
 
 
-def start_worker(name: str, argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
-    """The worker's stderr goes to bench/results/<name>-worker.stderr.log, never to a pipe.
-
-    A pipe nobody reads fills at 64 KiB; the worker's next log write then blocks its event loop
-    (a retry-warning burst did exactly that: a 40 s "stall" that was the harness's).
-    """
-    log = HERE / "results" / f"{name}-worker.stderr.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=sink)
-    return proc, log
-
-
-def last_assignment(log: Path) -> float | None:
-    """Epoch time of the worker's last "partitions assigned" log line (its JSON `timestamp`)."""
-    last = None
-    for line in log.read_text(errors="replace").splitlines():
-        if '"partitions assigned"' not in line:
-            continue
-        try:
-            stamp = datetime.fromisoformat(json.loads(line)["timestamp"]).timestamp()
-        except (ValueError, KeyError, TypeError):
-            continue
-        last = stamp if last is None else max(last, stamp)
-    return last
-
-
-def stop_process(proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> str:
-    """SIGTERM, wait (kill after `timeout`); returns the tail of the worker's log."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    return log.read_text(errors="replace")[-2000:]
-
-
-# ------------------------------------------------------------------------------ scenarios
-
-
-@dataclass
-class BacklogResult:
-    name: str
-    description: str
-    events: int
-    received: int
-    duplicates: int
-    seconds: float
-    throughput: float
-    cpu_per_event: float
-    cpu_utilisation: float  # CPU seconds per wall second in the window (1.0 = one core)
-    machine_utilisation: float = float("nan")  # the same for every process on the machine
-    by_topic: dict[str, int] = field(default_factory=dict)
-
-
-async def backlog_run(
-    name: str,
-    description: str,
-    bootstrap: str,
-    topics: kafka_io.Topics,
-    expected: int,
-    argv: list[str],
-    env: dict[str, str],
-    output_topics: list[str],
-    timeout: float,
-) -> BacklogResult:
-    """The raw topic already holds `expected` records: start the process, time the drain."""
-    collector = kafka_io.Collector(bootstrap, output_topics)
-    await collector.start()
-    proc, log = start_worker(name, argv, env)
-    try:
-        with CpuSampler(proc.pid) as sampler:
-            res = await collector.until(expected, timeout=timeout, idle_timeout=30)
-            await asyncio.sleep(0.1)
-    finally:
-        await collector.stop()
-        tail = stop_process(proc, log)
-    received = len(res.received)
-    if received < expected:
-        say(f"{name}: only {received}/{expected} outputs; full worker stderr in {log}; tail:\n{tail}")
-    # Steady state: from the group's last assignment (with --processes 2 the first child takes all
-    # partitions, then the second joins and the group rebalances) or the first output, whichever is
-    # later, to the last output. Outputs received at the window's start are not counted.
-    start = max(res.first, last_assignment(log) or 0.0)
-    if start >= res.last:
-        start = res.first
-    counted = max(sum(1 for t in res.received.values() if t > start), 1)
-    window = max(res.last - start, 1e-6)
-    cpu = sampler.at(res.last) - sampler.at(start)
-    result = BacklogResult(
-        name=name,
-        description=description,
-        events=expected,
-        received=received,
-        duplicates=res.duplicates,
-        seconds=window,
-        throughput=counted / window,
-        cpu_per_event=cpu / counted,
-        cpu_utilisation=cpu / window,
-        machine_utilisation=(sampler.at(res.last, sampler.machine) - sampler.at(start, sampler.machine))
-        / window,
-        by_topic={t.rsplit(".", 1)[-1]: n for t, n in res.by_topic.items()},
-    )
-    say(
-        f"{name}: {result.throughput:,.0f} events/s, {result.cpu_per_event * 1e6:,.0f} µs CPU/event, "
-        f"{result.cpu_utilisation:.2f} cores busy ({result.machine_utilisation:.2f} of "
-        f"{os.cpu_count()} on the machine), outputs {result.by_topic}"
-    )
-    return result
-
-
-@dataclass
-class PacedResult:
-    offered: float
-    achieved_input: float
-    throughput: float
-    received: int
-    sent: int
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
-async def paced_runs(
-    bootstrap: str,
-    topics: kafka_io.Topics,
-    values: list[bytes],
-    rates: list[float],
-    seconds: float,
-    argv: list[str],
-    env: dict[str, str],
-) -> list[PacedResult]:
-    """One worker on fresh topics; successive phases at each offered rate; delays per phase."""
-    collector = kafka_io.Collector(bootstrap, topics.outputs())
-    await collector.start()
-    proc, log = start_worker("paced", argv, env)
-    results: list[PacedResult] = []
-    sent: dict[int, float] = {}
-    key = 0
-    try:
-        # warm-up: until the worker has joined the group and answered a few events
-        warm = values[:200]
-        await kafka_io.produce_paced(bootstrap, topics.raw, warm, 200, sent, first_key=key)
-        await collector.until(len(warm), timeout=120)
-        key += len(warm)
-        cursor = 0
-        for rate in rates:
-            n = max(50, int(rate * seconds))
-            phase = [values[(cursor + i) % len(values)] for i in range(n)]
-            cursor += n
-            first = key
-            start = time.time()
-            produce = asyncio.create_task(
-                kafka_io.produce_paced(bootstrap, topics.raw, phase, rate, sent, first_key=first)
-            )
-            await collector.until(first + n, timeout=seconds * 4 + 30, idle_timeout=20)
-            achieved = await produce
-            got = {k: t for k, t in collector.result.received.items() if first <= k < first + n}
-            delays = [(t - sent[k]) * 1000 for k, t in got.items()]
-            end = max(got.values()) if got else time.time()
-            r = PacedResult(
-                offered=rate,
-                achieved_input=achieved,
-                throughput=len(got) / max(end - start, 1e-6),
-                received=len(got),
-                sent=n,
-                p50_ms=percentile(delays, 50),
-                p95_ms=percentile(delays, 95),
-                p99_ms=percentile(delays, 99),
-                max_ms=max(delays) if delays else float("nan"),
-            )
-            say(
-                f"paced {rate:,.0f}/s: output {r.throughput:,.0f}/s, delay p50 {r.p50_ms:.0f} ms, "
-                f"p95 {r.p95_ms:.0f} ms, p99 {r.p99_ms:.0f} ms ({r.received}/{n})"
-            )
-            results.append(r)
-            key += n
-    finally:
-        await collector.stop()
-        tail = stop_process(proc, log)
-        if any(r.received < r.sent for r in results):
-            say(f"paced: missing outputs; full worker stderr in {log}; tail:\n{tail}")
-    return results
-
-
 # ------------------------------------------------------------------------------ references
 
 
@@ -421,36 +229,39 @@ def print_report(report: dict[str, Any]) -> None:
         file=out,
     )
     print(
-        f"\n{'scenario':<12} {'events':>7} {'events/s':>10} {'CPU µs/ev':>10} {'cores':>6} {'machine':>8}  "
-        "description",
+        f"\n{'scenario':<12} {'events':>7} {'events/s':>10} {'CPU µs/ev':>10} {'cores':>6} {'machine':>8} "
+        f"{'load':>6}  description",
         file=out,
     )
-    print("-" * 100, file=out)
+    print("-" * 107, file=out)
     for r in report["backlog"]:
         print(
             f"{r['name']:<12} {r['received']:>7} {r['throughput']:>10,.0f} "
             f"{r['cpu_per_event'] * 1e6:>10,.0f} "
-            f"{r['cpu_utilisation']:>6.2f} {r.get('machine_utilisation', float('nan')):>8.2f}  "
+            f"{r['cpu_utilisation']:>6.2f} {r.get('machine_utilisation', float('nan')):>8.2f} "
+            f"{r.get('loadavg', float('nan')):>6.2f}  "
             f"{r['description']}",
             file=out,
         )
     ref = report["references"]
     print(f"{'jwt.decode':<12} {ref['jwt_tokens']:>7} {1 / ref['jwt_decode_cpu']:>10,.0f} "
-          f"{ref['jwt_decode_cpu'] * 1e6:>10,.1f} {'1.00':>6} {'':>8}  "
+          f"{ref['jwt_decode_cpu'] * 1e6:>10,.1f} {'1.00':>6} {'':>8} {'':>6}  "
           "bare jwt.decode loop, unique HS256 tokens (in-process)", file=out)  # fmt: skip
     if "jwt_decode_cpu_mix" in ref:
         print(f"{'jwt.dec mix':<12} {ref['jwt_tokens_mix']:>7} {1 / ref['jwt_decode_cpu_mix']:>10,.0f} "
-              f"{ref['jwt_decode_cpu_mix'] * 1e6:>10,.1f} {'1.00':>6} {'':>8}  "
+              f"{ref['jwt_decode_cpu_mix'] * 1e6:>10,.1f} {'1.00':>6} {'':>8} {'':>6}  "
               "bare jwt.decode loop, the mix workload's valid tokens", file=out)  # fmt: skip
     if report["paced"]:
         print(
-            f"\n{'offered/s':>10} {'output/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}",
+            f"\n{'offered/s':>10} {'output/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+            f"{'load':>6}",
             file=out,
         )
-        print("-" * 58, file=out)
+        print("-" * 65, file=out)
         for p in report["paced"]:
             print(f"{p['offered']:>10,.0f} {p['throughput']:>10,.0f} {p['p50_ms']:>8.0f} {p['p95_ms']:>8.0f} "
-                  f"{p['p99_ms']:>8.0f} {p['max_ms']:>8.0f}", file=out)  # fmt: skip
+                  f"{p['p99_ms']:>8.0f} {p['max_ms']:>8.0f} {p.get('loadavg', float('nan')):>6.2f}",
+                  file=out)  # fmt: skip
     print(f"\n{'target':<58} {'ratio':>8} {'goal':>8}  result", file=out)
     print("-" * 90, file=out)
     for t in report["targets"]:
@@ -474,7 +285,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax2 = ax1.twinx()
     ax2.plot(offered, [p["p99_ms"] for p in paced], "s-", color="tab:red", label="p99 delay")
     ax2.plot(offered, [p["p50_ms"] for p in paced], "^--", color="tab:orange", label="p50 delay")
-    ax2.axhline(250, color="tab:red", linestyle=":", linewidth=1)
+    for fraction, goal in floor_report.DELAY_TARGETS_MS.items():  # issue 24's p99 targets
+        ax2.plot([fraction * report["max_throughput"]], [goal], "x", color="tab:red", markersize=9)
     ax2.set_ylabel("end-to-end delay (ms)", color="tab:red")
     ax2.set_yscale("log")
     max_tp = report["max_throughput"]
@@ -526,13 +338,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="pass-through/stand-in producer retry backoff (aiokafka's 100 ms default stalls each "
         "transaction after a commit: CONCURRENT_TRANSACTIONS retries)",
     )
-    p.add_argument(
-        "--loads", default="0.25,0.5,0.75,0.9,1.1", help="paced loads as fractions of max throughput"
-    )
+    p.add_argument("--loads", default="0.1,0.25,0.5,0.75", help="paced loads as fractions of max throughput")
     p.add_argument("--phase-seconds", type=float, default=8.0, help="seconds per paced load level")
     p.add_argument("--worker", choices=["auto", "cli", "standin"], default="auto")
     p.add_argument(
-        "--only", default="", help="comma list of scenarios to run (mix,unique,repeat90,p2,alo,paced)"
+        "--only",
+        default="",
+        help="comma list of scenarios to run (mix,unique,repeat90,rs256,p2,alo,floor,paced)",
     )
     p.add_argument(
         "--quick",
@@ -546,7 +358,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     stem = "latest"
     if args.quick:
         args.events = min(args.events, 3000)
-        args.loads = "0.25,0.5,0.9"
+        args.loads = "0.1,0.25,0.5"
         args.phase_seconds = 3.0
         stem = "quick"
     if args.plot is None:
@@ -596,44 +408,84 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     mix = workload.build(mix_spec, community, keys)
     unique = workload.build(unique_spec, community, keys)
     repeat = workload.build(repeat_spec, community, keys)
-    say(f"generated workloads in {time.time() - t0:.1f} s; mix: {mix.kinds}")
+    rs256 = workload.rs256_only(mix, community, args.events)  # the mix's RS256 tokens, re-enveloped
+    say(f"generated workloads in {time.time() - t0:.1f} s; mix: {mix.kinds}; RS256 only: {len(rs256.values)}")
+    pem_path = Path(tmp.name, "rs256-public.pem")
+    pem_path.write_text(keys.public_pem)
 
     # Fresh topics: one raw topic per workload, fresh output topics per scenario.
-    raw_topics = {name: f"{prefix}.{name}.identity.raw" for name in ("mix", "unique", "repeat")}
+    data = {"mix": mix, "unique": unique, "repeat": repeat, "rs256": rs256}
+    raw_topics = {name: f"{prefix}.{name}.identity.raw" for name, work in data.items() if work.values}
     scenarios = [
         ("mix", "mix", "exactly_once", 1, mix_spec.label() + ", exactly-once, 1 process"),
         ("unique", "unique", "exactly_once", 1, "unique HS256 tokens, exactly-once, 1 process"),
         ("repeat90", "repeat", "exactly_once", 1, "90% repeated HS256 tokens, exactly-once, 1 process"),
+        ("rs256", "rs256", "exactly_once", 1, "unique RS256 tokens (the mix's), exactly-once, 1 process"),
         ("unique-p2", "unique", "exactly_once", 2, "unique HS256 tokens, exactly-once, --processes 2"),
         ("unique-alo", "unique", "at_least_once", 1, "unique HS256 tokens, at-least-once, 1 process"),
     ]
     selected = {"unique-p2": "p2", "unique-alo": "alo"}
-    scenarios = [s for s in scenarios if wanted(selected.get(s[0], s[0]))]
+    scenarios = [s for s in scenarios if wanted(selected.get(s[0], s[0])) and s[1] in raw_topics]
+    # The floor reference (issue 24) runs over each workload a 1-process exactly-once scenario used.
+    floors = [d for d in ("mix", "unique", "repeat", "rs256") if wanted("floor") and d in raw_topics]
+    floors = [d for d in floors if any(s[1] == d and s[3] == 1 and s[2] == "exactly_once" for s in scenarios)]
     paced_topics = kafka_io.Topics.fresh(f"{prefix}.paced")
     names = list(raw_topics.values())
     for s in scenarios:
         t = kafka_io.Topics.fresh(f"{prefix}.{s[0]}")
         names += t.outputs()
     names += [f"{prefix}.passthrough.copy", paced_topics.raw, *paced_topics.outputs()]
-    await kafka_io.create_topics(bootstrap, names, args.partitions)
+    names += [f"{prefix}.floor-{d}.{outcome}" for d in floors for outcome in ("enriched", "rejected")]
+    try:
+        await kafka_io.create_topics(bootstrap, names, args.partitions)
+    except KafkaConnectionError as exc:  # a missing stack: one line, exit 1
+        raise SystemExit(f"bench: no Kafka broker at {bootstrap} ({exc}); start it: make stack-up") from None
     await asyncio.sleep(1.0)  # let the partition leaders settle before producing
     say(f"created {len(names)} topics {prefix}.* with {args.partitions} partitions")
-    data = {"mix": mix, "unique": unique, "repeat": repeat}
     for name, topic in raw_topics.items():
         await kafka_io.produce_backlog(bootstrap, topic, data[name].values)
-    say(f"produced {args.events} raw events to each of {', '.join(raw_topics.values())}")
+    say(f"produced the raw events to {', '.join(raw_topics.values())}")
 
     timeout = max(120.0, args.events / 200)
     backlog: list[BacklogResult] = []
+    problems: list[str] = []
+
+    def check(result: BacklogResult, data_name: str | None) -> None:
+        work = data[data_name] if data_name else unique
+        found = floor_report.output_problems(
+            asdict(result), len(work.values), len(work.good_tokens) if data_name else None
+        )
+        for problem in found:
+            say(f"WRONG OUTPUT: {problem}")
+        problems.extend(found)
+
     for name, data_name, guarantee, processes, description in scenarios:
         t = kafka_io.Topics.fresh(f"{prefix}.{name}")
         topics = kafka_io.Topics(raw_topics[data_name], t.enriched, t.rejected, t.dlq, t.passthrough)
         argv, env = launcher.command(topics, f"{prefix}-{name}", guarantee, processes)
-        backlog.append(
-            await backlog_run(
-                name, description, bootstrap, topics, args.events, argv, env, topics.outputs(), timeout
-            )
+        expected = len(data[data_name].values)
+        result = await backlog_run(
+            name, description, bootstrap, topics, expected, argv, env, topics.outputs(), timeout
         )
+        backlog.append(result)
+        check(result, data_name)
+        if data_name in floors:  # right after the worker, so drift of the machine hits both alike
+            floors.remove(data_name)
+            out = f"{prefix}.floor-{data_name}"
+            fl_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT)]))
+            fl_argv = [
+                sys.executable, "-m", "kbench.floor", "--bootstrap", bootstrap,
+                "--input", raw_topics[data_name], "--output", out, "--group", f"{out}-group",
+                "--public-pem", str(pem_path),
+                "--batch-size", str(args.batch_size), "--linger-ms", str(args.linger_ms),
+                "--partitions", str(args.partitions), "--retry-backoff-ms", str(args.retry_backoff_ms),
+            ]  # fmt: skip
+            result = await backlog_run(
+                f"floor-{data_name}", f"floor reference (lean consumer→verify→producer, EOS), {data_name}",
+                bootstrap, topics, expected, fl_argv, fl_env, [f"{out}.enriched", f"{out}.rejected"], timeout,
+            )  # fmt: skip
+            backlog.append(result)
+            check(result, data_name)
 
     # References, same run, same machine.
     say("reference: pass-through consumer→transactional producer over the unique-HS256 raw records")
@@ -650,10 +502,18 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         bootstrap, kafka_io.Topics.fresh("unused"), args.events, pt_argv, pt_env, [copy_topic], timeout,
     )  # fmt: skip
     backlog.append(pt)
+    check(pt, None)
     say("reference: bare jwt.decode loop")
     jwt_cpu = jwt_decode_reference(unique.good_tokens, keys)
     jwt_cpu_mix = jwt_decode_reference(mix.good_tokens, keys) if mix.good_tokens else float("nan")
     say(f"jwt.decode: {jwt_cpu * 1e6:.1f} µs CPU/token (unique HS256), {jwt_cpu_mix * 1e6:.1f} µs (mix)")
+
+    rsa_cpu = hs_cpu = None
+    if rs256.good_tokens:
+        rsa_cpu = floor_report.rsa_verify_cpu([t for t, _ in rs256.good_tokens[:2000]], keys.public_rsa)
+    hs_cpu = floor_report.hmac_cpu([t for t, _ in unique.good_tokens[:5000]], workload.HMAC_SECRET.encode())
+    say(f"primitives: HMAC-SHA256 {hs_cpu * 1e6:.2f} µs, RSA-2048 verify "
+        f"{rsa_cpu * 1e6 if rsa_cpu else float('nan'):.1f} µs CPU/token")  # fmt: skip
 
     by = {r.name: r for r in backlog}
     max_tp = by["mix"].throughput if "mix" in by else (by["unique"].throughput if "unique" in by else 1000.0)
@@ -666,6 +526,11 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         argv, env = launcher.command(paced_topics, f"{prefix}-paced", "exactly_once", 1)
         say(f"paced loads (events/s): {', '.join(f'{r:,.0f}' for r in rates)}, {args.phase_seconds:g} s each")
         paced = await paced_runs(bootstrap, paced_topics, mix.values, rates, args.phase_seconds, argv, env)
+        problems += [
+            f"paced {p.offered:,.0f}/s: {p.received} of {p.sent} answered"
+            for p in paced
+            if p.received != p.sent
+        ]
 
     targets = []
     if "unique" in by:
@@ -715,7 +580,12 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         "max_throughput": max_tp,
         "paced": [asdict(p) for p in paced],
         "targets": targets,
+        "primitives": {"hmac_sha256_cpu": hs_cpu, "rsa_verify_cpu": rsa_cpu},
+        "problems": problems,
     }
+    rows = floor_report.floor_rows({r.name: asdict(r) for r in backlog}, rsa_cpu)
+    delays = floor_report.delay_rows(report["paced"], max_tp)
+    report["floor"] = {"rows": rows, "delays": delays, "markdown": floor_report.markdown(rows, delays)}
     tmp.cleanup()
     return report
 
@@ -726,12 +596,21 @@ def main(argv: list[str] | None = None) -> int:
     report = asyncio.run(amain(args))
     report["wall_seconds"] = time.time() - started
     print_report(report)
+    print(
+        f"\nIssue 24 targets (CPU time of the processes; load = 1-min load average at each run's start; "
+        f"max rate = the mix's {report['max_throughput']:,.0f} ev/s):\n"
+    )
+    print(report["floor"]["markdown"])
     if report["paced"]:
         plot(report, Path(args.plot))
         say(f"plot written to {args.plot}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2))
     say(f"figures written to {args.json}; total {report['wall_seconds']:.0f} s")
+    if report["problems"]:
+        for problem in report["problems"]:
+            say(f"FAILED: {problem}")
+        return 1
     return 0
 
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -85,10 +86,10 @@ def make_transform(args: argparse.Namespace) -> Any:
     return verify
 
 
-async def run(args: argparse.Namespace) -> None:
-    transform = make_transform(args)
-    eos = args.guarantee == "exactly_once"
-    consumer = AIOKafkaConsumer(
+def input_consumer(args: argparse.Namespace) -> AIOKafkaConsumer:
+    """The input consumer of the relay and of the floor (kbench.floor): read_committed, no
+    auto-commit, batches of --batch-size records, --linger-ms fetch wait."""
+    return AIOKafkaConsumer(
         args.input,
         **client_options(args.bootstrap),
         group_id=args.group,
@@ -99,36 +100,65 @@ async def run(args: argparse.Namespace) -> None:
         fetch_max_wait_ms=args.linger_ms,
     )
 
-    from worker.settings import DEFAULT_KAFKA_BATCH_BYTES  # the worker's producer batch, for fairness
 
-    def new_producer() -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            **client_options(args.bootstrap),
-            enable_idempotence=True,
-            transactional_id=f"{args.group}-{uuid.uuid4().hex[:8]}" if eos else None,
-            linger_ms=0,
-            max_batch_size=DEFAULT_KAFKA_BATCH_BYTES,
-            retry_backoff_ms=args.retry_backoff_ms,
-        )
+def output_producer(args: argparse.Namespace, eos: bool = True) -> AIOKafkaProducer:
+    """A producer with the worker's record batch size (for fairness); transactional when `eos`."""
+    from worker.settings import DEFAULT_KAFKA_BATCH_BYTES
 
-    producer = new_producer()
+    return AIOKafkaProducer(
+        **client_options(args.bootstrap),
+        enable_idempotence=True,
+        transactional_id=f"{args.group}-{uuid.uuid4().hex[:8]}" if eos else None,
+        linger_ms=0,
+        max_batch_size=DEFAULT_KAFKA_BATCH_BYTES,
+        retry_backoff_ms=args.retry_backoff_ms,
+    )
+
+
+async def after_fence(
+    args: argparse.Namespace, producer: AIOKafkaProducer, consumer: Any
+) -> AIOKafkaProducer:
+    """A fenced producer (seen with aiokafka 0.14 + Kafka 4.x after ~20 s of steady
+    transactions): a new transactional producer, and the input re-read from the committed offsets."""
+    await producer.stop()
+    producer = output_producer(args)
+    await producer.start()
+    for tp in consumer.assignment():
+        committed = await consumer.committed(tp)
+        if committed is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, committed)
+    return producer
+
+
+async def fetched(
+    args: argparse.Namespace, consumer: Any
+) -> AsyncIterator[tuple[dict[Any, Any], dict[Any, Any]]]:
+    """(records by partition, offsets to commit) per fetched batch, until SIGTERM/SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    while not stop.is_set():
+        batches = await consumer.getmany(timeout_ms=args.linger_ms, max_records=args.batch_size)
+        if batches:
+            yield (
+                batches,
+                {tp: OffsetAndMetadata(recs[-1].offset + 1, "") for tp, recs in batches.items() if recs},
+            )
+
+
+async def run(args: argparse.Namespace) -> None:
+    transform = make_transform(args)
+    eos = args.guarantee == "exactly_once"
+    consumer = input_consumer(args)
+    producer = output_producer(args, eos)
     fences = 0
     await producer.start()
     await consumer.start()
     try:
-        while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=args.linger_ms, max_records=args.batch_size)
-            if not batches:
-                continue
-            offsets = {
-                tp: OffsetAndMetadata(records[-1].offset + 1, "")
-                for tp, records in batches.items()
-                if records
-            }
+        async for batches, offsets in fetched(args, consumer):
             if eos:
                 try:
                     async with producer.transaction():
@@ -138,19 +168,9 @@ async def run(args: argparse.Namespace) -> None:
                                 await producer.send(topic, value, key=record.key, headers=record.headers)
                         await producer.send_offsets_to_transaction(offsets, args.group)
                 except ProducerFenced:
-                    # Seen with aiokafka 0.14 + Kafka 4.x after ~20 s of steady transactions: start
-                    # a new transactional producer and re-read from the committed offsets.
                     fences += 1
                     print(f"relay: producer fenced ({fences}); restarting it", file=sys.stderr, flush=True)
-                    await producer.stop()
-                    producer = new_producer()
-                    await producer.start()
-                    for tp in consumer.assignment():
-                        committed = await consumer.committed(tp)
-                        if committed is None:
-                            await consumer.seek_to_beginning(tp)
-                        else:
-                            consumer.seek(tp, committed)
+                    producer = await after_fence(args, producer, consumer)
             else:
                 futures = []
                 for records in batches.values():

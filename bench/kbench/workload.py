@@ -128,3 +128,29 @@ def build(spec: WorkloadSpec, community_id: str, keys: Keys, now: int | None = N
         work.good_tokens.append((token, alg))
         work.values.append(envelope(i, signed_identity=token))
     return work
+
+
+def rs256_only(mix: Workload, community_id: str, limit: int) -> Workload:
+    """Up to `limit` events, each with a distinct valid RS256 token taken from `mix`.
+
+    Signing RS256 costs about 1 ms a token, so the RS256-only workload reuses the mix's
+    tokens (already signed) in fresh envelopes instead of signing its own: the worker and the
+    floor of the RS256 scenario run in their own processes, so no cache of the mix's run helps.
+    """
+    work = Workload(WorkloadSpec(0, 0.0, 0.0, 0.0, seed=mix.spec.seed), community_id)
+    received = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    seen: set[str] = set()
+    for token, alg in mix.good_tokens:
+        if alg != "RS256" or token in seen:
+            continue
+        seen.add(token)
+        i = len(work.values)
+        body = {"event_id": f"r-{i}", "community_id": community_id, "received_at": received}
+        body |= {"gateway": {"name": "bench"}, "signed_identity": token}
+        work.values.append(json.dumps(body, separators=(",", ":")).encode())
+        work.good_tokens.append((token, alg))
+        if len(work.values) >= limit:
+            break
+    work.kinds = {"unique_RS256": len(work.values)}
+    work.spec = WorkloadSpec(len(work.values), 0.0, 0.0, 0.0, seed=mix.spec.seed)
+    return work

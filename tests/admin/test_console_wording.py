@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from worker.admin.console.wording import explain, parse_duration, show_duration
+from worker.admin.console.durations import parse_duration, show_duration
+from worker.admin.console.wording import explain
 from worker.admin.errors import ApiError
 from worker.core import config as spec
 from worker.core.config import ConfigError

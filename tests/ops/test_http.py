@@ -19,6 +19,11 @@ from worker.ops.metrics import Metrics
 from worker.ops.probes import Health
 
 
+def quiet_health() -> Health:
+    """A worker's health with nothing degraded, waiting or unwritable."""
+    return Health(store_degraded=lambda: False, waiting=list, outputs_problem=lambda: None)
+
+
 async def exchange(port: int, request: bytes) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -45,7 +50,7 @@ async def test_an_oversized_request_never_stops_the_server(
     """A request up to what one read takes is answered; past `MAX_REQUEST_BYTES` unread, the
     parser refuses it (400, or a reset while the client still writes); either way no handler
     raises and the next request is answered."""
-    server = OpsServer(Metrics(), Health(), "127.0.0.1", 0)
+    server = OpsServer(Metrics(), quiet_health(), "127.0.0.1", 0)
     port = await server.start()
     try:
         with caplog.at_level(logging.ERROR):
@@ -65,7 +70,7 @@ async def test_an_oversized_request_never_stops_the_server(
 
 
 async def test_the_routes_answer_as_probes_and_prometheus_expect() -> None:
-    health = Health()
+    health = quiet_health()
     server = OpsServer(Metrics(), health, "127.0.0.1", 0)
     port = await server.start()
 
@@ -95,7 +100,7 @@ async def test_the_routes_answer_as_probes_and_prometheus_expect() -> None:
 async def test_a_stuck_event_loop_fails_healthz() -> None:
     """The endpoint runs on the worker's event loop: while the loop is blocked, /healthz gives no
     answer within a probe's timeout; once the loop runs again it answers 200."""
-    server = OpsServer(Metrics(), Health(), "127.0.0.1", 0)
+    server = OpsServer(Metrics(), quiet_health(), "127.0.0.1", 0)
     port = await server.start()
     url = f"http://127.0.0.1:{port}/healthz"
     outcome: list[str] = []

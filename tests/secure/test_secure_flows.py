@@ -30,26 +30,21 @@ pytestmark = pytest.mark.integration
 LISTENERS = ["sasl_ssl", "ssl"]
 
 
+#: tests/broker's flows, each run again over every secured listener.
+FLOWS = {"end_to_end": end_to_end, "key_rotation": key_rotation}
+
+
+@pytest.mark.parametrize("flow", FLOWS)
 @pytest.mark.parametrize("listener", LISTENERS)
-async def test_end_to_end_over_a_secured_listener(
+async def test_broker_flows_over_a_secured_listener(
+    flow: str,
     listener: str,
     secure_stack: SecureStack,
     secure_store: Store,
     unique_topic: Callable[[str], str],
     tmp_path: Path,
 ) -> None:
-    await end_to_end(getattr(secure_stack, listener), secure_store, unique_topic, tmp_path)
-
-
-@pytest.mark.parametrize("listener", LISTENERS)
-async def test_key_rotation_over_a_secured_listener(
-    listener: str,
-    secure_stack: SecureStack,
-    secure_store: Store,
-    unique_topic: Callable[[str], str],
-    tmp_path: Path,
-) -> None:
-    await key_rotation(getattr(secure_stack, listener), secure_store, unique_topic, tmp_path)
+    await FLOWS[flow](getattr(secure_stack, listener), secure_store, unique_topic, tmp_path)
 
 
 @pytest.mark.parametrize("listener", LISTENERS)

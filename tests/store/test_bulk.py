@@ -15,8 +15,8 @@ from tests.support.store import Cli, run_async, run_sql
 from worker.core.config import ConfigSpec, validate_spec
 from worker.core.reasons import Mode
 from worker.devtools import examples
+from worker.store import listings, sync
 from worker.store import repository as repo
-from worker.store import sync
 from worker.store.loading import read_specs
 from worker.store.pages import PageRequest
 from worker.store.sync import Change
@@ -169,7 +169,7 @@ def test_pages_are_stable_while_communities_are_added(store_url: str) -> None:
         after: str | None = None
         try:
             for step in range(100):
-                page = await repo.list_communities(conn, PageRequest(limit=4, after=after))
+                page = await listings.list_communities(conn, PageRequest(limit=4, after=after))
                 seen += [row.id for row in page.items]
                 # Others write meanwhile: before the cursor, after it, and at its very end.
                 for new_id in (f"a{step:03d}", f"c{step * 2:03d}x", f"z{step:03d}"):

@@ -73,14 +73,13 @@ async def test_start_loads_everything(store_url: str, start_cache: StartCache) -
     await add(store_url, "beta", mode="reject")
     before = time.time()
     cache = await start_cache()
-    assert cache.community_ids() == ["acme", "beta"]
+    assert len(cache) == 2 and cache.get("beta") is not None
     acme = cache.get("acme")
     assert acme is not None and list(acme.keys) == ["k1"] and acme.mode is Mode.REQUIRE
     assert cache.get("nobody") is None  # loaded and following: certainly unknown (V2)
-    assert not cache.degraded and cache.loaded
-    assert cache.last_loaded_at is not None and cache.last_loaded_at >= before
+    assert not cache.degraded
     age = cache.config_age_seconds()
-    assert age is not None and 0 <= age < 5
+    assert age is not None and 0 <= age <= time.time() - before
     assert cache.stats.full_reloads == 1 and cache.stats.failures == 0
 
 

@@ -20,14 +20,14 @@ from worker.admin.models import CheckStep, KeyListed, PreviewShown, TokenCheckRe
 from worker.core.config import CommunitySpec, CustomFieldSpec, JwtKeySpec, MappingSpec
 from worker.core.debugger import debug_token
 from worker.core.times import rfc3339_seconds
-from worker.store import audit
+from worker.store import audit, listings
 from worker.store import repository as repo
 from worker.store.api_tokens import Caller
 from worker.store.db import NotFound
 from worker.store.lifecycle import KeyStillInUse
+from worker.store.listings import CommunityRow, FieldRow, KeyRow, MappingRow
 from worker.store.loading import load_community
 from worker.store.pages import MAX_LIMIT, Page, PageRequest
-from worker.store.repository import CommunityRow, FieldRow, KeyRow, MappingRow
 from worker.store.sync import Change
 from worker.store.usage import HealthRow, health_report, key_usage
 
@@ -48,14 +48,14 @@ async def _audited(
 
 async def community(conn: asyncpg.Connection, community_id: str) -> CommunityRow:
     try:
-        return await repo.community_row(conn, community_id)
+        return await listings.community_row(conn, community_id)
     except NotFound:
         raise unknown_community(community_id) from None
 
 
 async def communities(conn: asyncpg.Connection, caller: Caller, page: PageRequest) -> Page[CommunityRow]:
     """One page of the communities the caller sees: all (platform) or its own (T5)."""
-    return await repo.list_communities(conn, page, only=caller.community_id)
+    return await listings.list_communities(conn, page, only=caller.community_id)
 
 
 async def add_community(conn: asyncpg.Connection, caller: Caller, spec: CommunitySpec) -> CommunityRow:
@@ -89,7 +89,7 @@ async def keys(conn: asyncpg.Connection, community_id: str, page: PageRequest) -
     """A page of the community's keys with their usage (L2): what the API and the console list."""
     used = await key_usage(conn, community_id)
     listed = []
-    found = await repo.list_keys(conn, community_id, page)
+    found = await listings.list_keys(conn, community_id, page)
     for key in found.items:
         usage = used.get(key.kid)
         last = usage.last_verified_at if usage is not None else None
@@ -99,7 +99,7 @@ async def keys(conn: asyncpg.Connection, community_id: str, page: PageRequest) -
 
 async def add_key(conn: asyncpg.Connection, caller: Caller, community_id: str, key: JwtKeySpec) -> KeyRow:
     await _audited(conn, caller, "keys add", community_id, lambda c: repo.add_key(c, community_id, key))
-    found = await repo.list_keys(conn, community_id, PageRequest(MAX_LIMIT, prefix=key.kid))
+    found = await listings.list_keys(conn, community_id, PageRequest(MAX_LIMIT, prefix=key.kid))
     return next(k for k in found.items if k.kid == key.kid)
 
 
@@ -132,7 +132,7 @@ async def add_field(
     conn: asyncpg.Connection, caller: Caller, community_id: str, field: CustomFieldSpec
 ) -> FieldRow:
     await _audited(conn, caller, "fields add", community_id, lambda c: repo.add_field(c, community_id, field))
-    found = await repo.list_fields(conn, community_id, PageRequest(MAX_LIMIT, prefix=field.key))
+    found = await listings.list_fields(conn, community_id, PageRequest(MAX_LIMIT, prefix=field.key))
     return next(f for f in found.items if f.key == field.key)
 
 
@@ -148,7 +148,7 @@ async def add_mapping(
     await _audited(
         conn, caller, "mappings add", community_id, lambda c: repo.add_mapping(c, community_id, mapping)
     )
-    found = await repo.list_mappings(conn, community_id, PageRequest(MAX_LIMIT, prefix=mapping.from_))
+    found = await listings.list_mappings(conn, community_id, PageRequest(MAX_LIMIT, prefix=mapping.from_))
     return next(m for m in found.items if (m.source, m.target) == (mapping.from_, mapping.to))
 
 

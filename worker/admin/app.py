@@ -17,9 +17,10 @@ from typing import Final
 import asyncpg
 import structlog
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from worker.admin import api, console, docs, errors
+from worker.admin.asgi import HttpMiddleware
 from worker.admin.bodies import StrictInput
 from worker.admin.headers import AdminApp
 from worker.store.db import connect
@@ -33,20 +34,14 @@ TITLE: Final = "identity-worker configuration service"
 VERSION: Final = "1"
 
 
-class RequestLog:
+class RequestLog(HttpMiddleware):
     """One JSON log line per request: method, path (never the query or a body), status, time.
 
     The server's own access log is off: this line goes through the project's logging
     (worker/ops/logging.py: JSON, scrubbed), and bodies, which carry secrets, never reach it.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 500  # what the client gets if the application fails before answering
 

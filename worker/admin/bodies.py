@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.admin import errors
+from worker.admin.asgi import HttpMiddleware
 from worker.admin.errors import ApiError
 from worker.admin.models import KNOWN_FIELD_NAMES
 from worker.core.storable import unstorable
@@ -120,17 +121,14 @@ def _content_type(headers: Iterable[tuple[bytes, bytes]]) -> str:
     return ""
 
 
-class StrictInput:
+class StrictInput(HttpMiddleware):
     """The door of every HTTP request: body size, strict JSON and forms, the text rule."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.limit = limit
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await _refuse(send, ApiError(413, f"the body is larger than {self.limit} bytes"))

@@ -20,7 +20,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from worker.admin.models import KNOWN_FIELD_NAMES
-from worker.core.config import ConfigError, format_error_items, format_validation_error
+from worker.core.config import ConfigError
+from worker.core.problems import format_error_items, format_validation_error
 from worker.store.db import (
     TRANSIENT_ERRORS,
     Conflict,

@@ -21,6 +21,8 @@ from typing import Final
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from worker.admin.asgi import HttpMiddleware
+
 #: Swagger UI draws its icons from data: URIs; nothing else needs more than 'self'.
 CONTENT_SECURITY_POLICY: Final = (
     "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
@@ -36,17 +38,10 @@ SECURITY_HEADERS: Final[tuple[tuple[bytes, bytes], ...]] = (
 _NAMES: Final = frozenset(name for name, _ in SECURITY_HEADERS)
 
 
-class SecurityHeaders:
+class SecurityHeaders(HttpMiddleware):
     """Set `SECURITY_HEADERS` on every HTTP answer, replacing any a route set itself."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _NAMES]

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from worker.core.config import CommunitySpec
 from worker.core.times import RFC3339_PATTERN
-from worker.store.repository import KeyRow
+from worker.store.listings import KeyRow
 
 #: The spec's list sections; every other field but `id` is a setting that PATCH may change.
 _SECTIONS: Final = ("id", "jwt_keys", "custom_fields", "mappings")

@@ -24,9 +24,10 @@ from worker.cli.store_session import (
 )
 from worker.core.config import CommunitySpec, JwtKeySpec, lacks_required_key
 from worker.core.reasons import Mode
+from worker.store import listings
 from worker.store import repository as repo
+from worker.store.listings import CommunityRow
 from worker.store.pages import PageRequest
-from worker.store.repository import CommunityRow
 
 MODES = "|".join(m.value for m in Mode)
 
@@ -219,7 +220,7 @@ def community_list(database_url: str | None, page: PageRequest) -> None:
       identity-worker community list
       identity-worker community list --prefix acme --limit 500
     """
-    found = run_store(database_url, lambda conn: repo.list_communities(conn, page), write=False)
+    found = run_store(database_url, lambda conn: listings.list_communities(conn, page), write=False)
     print_page(COMMUNITY_COLUMNS, found, empty="no communities")
 
 

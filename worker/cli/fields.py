@@ -7,8 +7,9 @@ import click
 from worker.cli.output import Column, when
 from worker.cli.store_session import list_command, on_community, valid, write
 from worker.core.config import CustomFieldSpec
+from worker.store import listings
 from worker.store import repository as repo
-from worker.store.repository import FieldRow
+from worker.store.listings import FieldRow
 
 
 @click.group("fields")
@@ -42,7 +43,7 @@ FIELD_COLUMNS: list[Column[FieldRow]] = [
 list_command(
     fields_group,
     "custom fields",
-    repo.list_fields,
+    listings.list_fields,
     FIELD_COLUMNS,
     """List a community's custom fields.
 

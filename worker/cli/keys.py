@@ -18,10 +18,11 @@ from worker.cli.output import Column, print_changes, when
 from worker.cli.store_session import check_community_id, list_command, on_community, run_store, valid, write
 from worker.core.config import JwtKeySpec
 from worker.core.keys import HMAC_SECRET, RSA_PUBLIC_KEY
+from worker.store import listings
 from worker.store import repository as repo
 from worker.store.lifecycle import KeyInUse, KeyStillInUse, check_retirement
+from worker.store.listings import KeyRow
 from worker.store.pages import Page, PageRequest
-from worker.store.repository import KeyRow
 from worker.store.sync import Change
 from worker.store.usage import KeyUsage, key_usage
 
@@ -104,7 +105,7 @@ KeyWithUsage = tuple[KeyRow, KeyUsage | None]
 async def _keys_with_usage(
     conn: asyncpg.Connection, community_id: str, page: PageRequest
 ) -> Page[KeyWithUsage]:
-    keys = await repo.list_keys(conn, community_id, page)
+    keys = await listings.list_keys(conn, community_id, page)
     used = await key_usage(conn, community_id)
     return Page([(key, used.get(key.kid)) for key in keys.items], keys.next)
 

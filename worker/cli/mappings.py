@@ -7,8 +7,9 @@ import click
 from worker.cli.output import Column, when
 from worker.cli.store_session import list_command, on_community, valid, write
 from worker.core.config import MappingSpec
+from worker.store import listings
 from worker.store import repository as repo
-from worker.store.repository import MappingRow
+from worker.store.listings import MappingRow
 
 
 @click.group("mappings")
@@ -49,7 +50,7 @@ MAPPING_COLUMNS: list[Column[MappingRow]] = [
 list_command(
     mappings_group,
     "mappings",
-    repo.list_mappings,
+    listings.list_mappings,
     MAPPING_COLUMNS,
     """List a community's mappings in the order they apply (M2).
 

@@ -27,7 +27,7 @@ def _topic_options(command: Any) -> Any:
     return click.option("--bootstrap-servers", help=setting_help("bootstrap_servers"))(command)
 
 
-# Issue 17: Kafka's client property names (`ssl.ca.location` → --kafka-ssl-ca-location,
+# docs/security.md: Kafka's client property names (`ssl.ca.location` → --kafka-ssl-ca-location,
 # KAFKA_SSL_CA_LOCATION or IDENTITY_WORKER_KAFKA_SSL_CA_LOCATION). Secrets have no flag (a command
 # line is visible to every user of the machine): KAFKA_SASL_PASSWORD / KAFKA_SSL_KEY_PASSWORD or a file.
 KAFKA_SECURITY_FLAGS: list[str] = [

@@ -15,11 +15,11 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from worker.core.community import Community, CommunityLookup
-from worker.core.config import format_validation_error
 from worker.core.contracts import RawEvent, Source
 from worker.core.diagnostics import noted
 from worker.core.jsontext import has_surrogate_escape, holds_invalid_text, read_object
 from worker.core.mapping import apply_mappings
+from worker.core.problems import format_validation_error
 from worker.core.reasons import Mode, Reason
 from worker.core.records import Derived, Envelope, Output, derive, enriched, rejection
 from worker.core.times import rfc3339_seconds

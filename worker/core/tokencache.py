@@ -90,7 +90,7 @@ class TokenCache:
         return entry
 
     def newest(self, count: int) -> list[tuple[tuple[str, bytes], Entry]]:
-        """The `count` most recently used entries (a sample for estimating memory, issue 26)."""
+        """The `count` most recently used entries (a sample for estimating memory, DESIGN §7)."""
         return list(islice(reversed(self._entries.items()), count))
 
     def table_bytes(self) -> int:

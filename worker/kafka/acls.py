@@ -1,4 +1,4 @@
-"""What an authorization failure was about: the operation and the resource (K10, issue 26).
+"""What an authorization failure was about: the operation and the resource (K10).
 
 Kafka refuses a request the principal has no ACL for with an error per resource type; aiokafka
 raises it with the resource's name(s) as its argument (a topic, a list of topics, the group, the

@@ -28,21 +28,27 @@ worker can warn with the partition and the skipped range (DESIGN K8: never lose 
 
 from __future__ import annotations
 
-import collections
-import logging
 from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
+import structlog
 from aiokafka import errors as kafka
 from aiokafka.consumer import group_coordinator, subscription_state
-from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.api import Request, Response
 from aiokafka.protocol.commit import OffsetFetchRequest_v3
 from aiokafka.protocol.types import Boolean, CompactString, Int16, Int32, Int64
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from worker.kafka.txn_requests import TOPIC_PARTITIONS, flexible, tagged
+from worker.kafka.txn_requests import (
+    TOPIC_PARTITIONS,
+    FlexibleRequest,
+    by_topic,
+    flexible,
+    per_partition,
+    topic_partitions,
+)
 
-_log = logging.getLogger("identity-worker.offsets")
+log = structlog.get_logger(__name__)
 NO_OFFSET = -1
 
 
@@ -61,28 +67,18 @@ class OffsetFetchResponse_v7(Response):  # type: ignore[misc]
         ("throttle_time_ms", Int32),
         (
             "topics",
-            tagged(
-                ("topic", CompactString("utf-8")),
-                (
-                    "partitions",
-                    tagged(
-                        ("partition", Int32),
-                        ("offset", Int64),
-                        ("leader_epoch", Int32),
-                        ("metadata", CompactString("utf-8")),
-                        ("error_code", Int16),
-                    ),
-                ),
+            per_partition(
+                ("offset", Int64),
+                ("leader_epoch", Int32),
+                ("metadata", CompactString("utf-8")),
+                ("error_code", Int16),
             ),
         ),
         ("error_code", Int16),
     )
 
 
-class OffsetFetchRequest_v7(RequestStruct):  # type: ignore[misc]
-    FLEXIBLE_VERSION = True
-    API_KEY = 9
-    API_VERSION = 7
+class OffsetFetchRequest_v7(FlexibleRequest):
     RESPONSE_TYPE = OffsetFetchResponse_v7
     SCHEMA = flexible(
         ("group_id", CompactString("utf-8")), ("topics", TOPIC_PARTITIONS), ("require_stable", Boolean)
@@ -97,17 +93,14 @@ class StableOffsetFetch(Request[_Struct]):  # type: ignore[misc]
 
     API_KEY = 9
 
-    def __init__(self, group_id: str, partitions: dict[str, list[int]]) -> None:
+    def __init__(self, group_id: str, partitions: Iterable[TopicPartition]) -> None:
         self.group_id = group_id
-        self.partitions = partitions
+        self.by_topic = by_topic(partitions)
 
     def build(self, request_struct_class: type[_Struct]) -> _Struct:
         if request_struct_class is OffsetFetchRequest_v7:
-            topics: list[tuple[str, list[int], dict[int, bytes]]] = [
-                (t, p, {}) for t, p in self.partitions.items()
-            ]
-            return OffsetFetchRequest_v7(self.group_id, topics, True, {})
-        return OffsetFetchRequest_v3(self.group_id, list(self.partitions.items()))
+            return OffsetFetchRequest_v7(self.group_id, topic_partitions(self.by_topic), True, {})
+        return OffsetFetchRequest_v3(self.group_id, list(self.by_topic.items()))
 
 
 # Top-level answers that mean "ask again" (the coordinator is loading, moving or waiting for a
@@ -128,17 +121,14 @@ async def fetch_offsets(coordinator: Any, partitions: Iterable[TopicPartition]) 
     Raises a retriable aiokafka error for any answer that is not clean (the callers retry),
     `GroupAuthorizationFailedError` when the group may not be read.
     """
-    by_topic: dict[str, list[int]] = collections.defaultdict(list)
-    for tp in partitions:
-        by_topic[tp.topic].append(tp.partition)
-    response = await coordinator._send_req(StableOffsetFetch(coordinator.group_id, dict(by_topic)))
+    response = await coordinator._send_req(StableOffsetFetch(coordinator.group_id, partitions))
     _check(coordinator, response.error_code, None)
     offsets: dict[TopicPartition, Any] = {}
-    for topic, topic_partitions, *_ in response.topics:
-        for partition, offset, *_, metadata, error_code, _tags in _rows(topic_partitions):
+    for topic, answered, *_ in response.topics:
+        for partition, offset, *_, metadata, error_code, _tags in _rows(answered):
             tp = TopicPartition(topic, partition)
             if error_code == kafka.UnknownTopicOrPartitionError.errno:
-                _log.warning("OffsetFetch: unknown topic %s", topic)
+                log.warning("OffsetFetch: unknown topic", topic=topic)
                 continue
             _check(coordinator, error_code, tp)
             if offset != NO_OFFSET:

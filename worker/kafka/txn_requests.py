@@ -37,6 +37,30 @@ def flexible(*fields: tuple[str, Any]) -> Schema:
 
 #: `[name [partition]]`, as every request naming partitions sends them.
 TOPIC_PARTITIONS = tagged(("name", CompactString("utf-8")), ("partitions", CompactArray(Int32)))
+TopicPartitions = list[tuple[str, list[int], dict[int, bytes]]]  # a TOPIC_PARTITIONS value
+
+
+def per_partition(*fields: tuple[str, Any]) -> CompactArray:
+    """`[name [partition, *fields]]`: an answer's rows, one per partition, by topic."""
+    return tagged(("name", CompactString("utf-8")), ("partitions", tagged(("partition", Int32), *fields)))
+
+
+class FlexibleRequest(RequestStruct):  # type: ignore[misc]
+    """A request of a flexible version (tagged fields, request header v2), keyed and versioned as
+    the `RESPONSE_TYPE` that answers it: a subclass names its response and its `SCHEMA` only."""
+
+    FLEXIBLE_VERSION = True
+    # aiokafka requires all four of every request struct; each subclass sets its own.
+    API_KEY, API_VERSION, RESPONSE_TYPE, SCHEMA = -1, -1, Response, flexible()
+
+    def __init_subclass__(cls) -> None:
+        cls.API_KEY, cls.API_VERSION = cls.RESPONSE_TYPE.API_KEY, cls.RESPONSE_TYPE.API_VERSION
+        super().__init_subclass__()
+
+
+def topic_partitions(by_topic: dict[str, list[int]]) -> TopicPartitions:
+    """The `TOPIC_PARTITIONS` value naming `by_topic`'s partitions (no tagged fields)."""
+    return [(topic, partitions, {}) for topic, partitions in by_topic.items()]
 
 
 @dataclass(frozen=True)
@@ -90,7 +114,8 @@ class TxnHistory:
         self.confirmed_starts = dict(self.starts)
 
 
-def _by_topic(tps: Iterable[TopicPartition]) -> dict[str, list[int]]:
+def by_topic(tps: Iterable[TopicPartition]) -> dict[str, list[int]]:
+    """`tps`' partition numbers, by topic, in the order given."""
     grouped: dict[str, list[int]] = collections.defaultdict(list)
     for tp in tps:
         grouped[tp.topic].append(tp.partition)
@@ -121,25 +146,18 @@ class DescribeProducersResponse_v0(Response):  # type: ignore[misc]
         ("throttle_time_ms", Int32),
         (
             "topics",
-            tagged(
-                ("name", CompactString("utf-8")),
+            per_partition(
+                ("error_code", Int16),
+                ("error_message", CompactString("utf-8")),
                 (
-                    "partitions",
+                    "producers",
                     tagged(
-                        ("partition", Int32),
-                        ("error_code", Int16),
-                        ("error_message", CompactString("utf-8")),
-                        (
-                            "producers",
-                            tagged(
-                                ("producer_id", Int64),
-                                ("producer_epoch", Int32),
-                                ("last_sequence", Int32),
-                                ("last_timestamp", Int64),
-                                ("coordinator_epoch", Int32),
-                                ("txn_start_offset", Int64),
-                            ),
-                        ),
+                        ("producer_id", Int64),
+                        ("producer_epoch", Int32),
+                        ("last_sequence", Int32),
+                        ("last_timestamp", Int64),
+                        ("coordinator_epoch", Int32),
+                        ("txn_start_offset", Int64),
                     ),
                 ),
             ),
@@ -147,10 +165,7 @@ class DescribeProducersResponse_v0(Response):  # type: ignore[misc]
     )
 
 
-class DescribeProducersRequest_v0(RequestStruct):  # type: ignore[misc]
-    FLEXIBLE_VERSION = True
-    API_KEY = 61
-    API_VERSION = 0
+class DescribeProducersRequest_v0(FlexibleRequest):
     RESPONSE_TYPE = DescribeProducersResponse_v0
     SCHEMA = flexible(("topics", TOPIC_PARTITIONS))
 
@@ -159,10 +174,10 @@ class DescribeProducers(Request[DescribeProducersRequest_v0]):  # type: ignore[m
     API_KEY = 61
 
     def __init__(self, tps: Iterable[TopicPartition]) -> None:
-        self.by_topic = _by_topic(tps)
+        self.by_topic = by_topic(tps)
 
     def build(self, request_struct_class: type[DescribeProducersRequest_v0]) -> DescribeProducersRequest_v0:
-        return request_struct_class([(topic, parts, {}) for topic, parts in self.by_topic.items()], {})
+        return request_struct_class(topic_partitions(self.by_topic), {})
 
 
 class WriteTxnMarkersResponse_v1(Response):  # type: ignore[misc]
@@ -171,24 +186,12 @@ class WriteTxnMarkersResponse_v1(Response):  # type: ignore[misc]
     SCHEMA = flexible(
         (
             "markers",
-            tagged(
-                ("producer_id", Int64),
-                (
-                    "topics",
-                    tagged(
-                        ("name", CompactString("utf-8")),
-                        ("partitions", tagged(("partition", Int32), ("error_code", Int16))),
-                    ),
-                ),
-            ),
+            tagged(("producer_id", Int64), ("topics", per_partition(("error_code", Int16)))),
         ),
     )
 
 
-class WriteTxnMarkersRequest_v1(RequestStruct):  # type: ignore[misc]
-    FLEXIBLE_VERSION = True
-    API_KEY = 27
-    API_VERSION = 1
+class WriteTxnMarkersRequest_v1(FlexibleRequest):
     RESPONSE_TYPE = WriteTxnMarkersResponse_v1
     SCHEMA = flexible(
         (
@@ -213,9 +216,7 @@ class Markers(Request[WriteTxnMarkersRequest_v1]):  # type: ignore[misc]
         self.transactions = list(transactions)
 
     def build(self, request_struct_class: type[WriteTxnMarkersRequest_v1]) -> WriteTxnMarkersRequest_v1:
-        markers: list[
-            tuple[int, int, bool, list[tuple[str, list[int], dict[int, bytes]]], int, dict[int, bytes]]
-        ]
+        markers: list[tuple[int, int, bool, TopicPartitions, int, dict[int, bytes]]]
         markers = [
             (
                 t.producer_id,

@@ -88,7 +88,7 @@ class RepeatLimit(logging.Filter):
 
 
 class ClientLevels(logging.Filter):
-    """aiokafka's lines at the level they deserve (issue 26).
+    """aiokafka's lines at the level they deserve (docs/operations.md "Logs").
 
     A consumer's first contact with a new broker, or a new group, finds no group coordinator
     until the broker has made `__consumer_offsets`: aiokafka logs each retry of the lookup as an

@@ -1,4 +1,4 @@
-"""How much memory the verified-token cache holds (C4), for `/metrics` (issue 26).
+"""How much memory the verified-token cache holds (C4), for `/metrics` (DESIGN §7).
 
 Measuring every entry on each scrape would walk 65,536 entries on the event loop; instead the
 deep size of a sample of the most recently used entries is scaled by the entry count, plus the

@@ -32,7 +32,7 @@ from worker.exitcodes import PROG
 from worker.ops.memory import token_cache_bytes
 
 # Every counter and histogram of prometheus_client adds a `<name>_created` series (the Unix time
-# it was made): noise on every scrape that no alert or panel reads (issue 26).
+# it was made): noise on every scrape that no alert or panel reads (docs/operations.md).
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 PREFIX = "identity_worker"
@@ -123,6 +123,25 @@ LIVE: dict[str, tuple[type[CounterMetricFamily] | type[GaugeMetricFamily], str]]
     "token_cache_bytes": (
         GaugeMetricFamily,
         "Estimated memory of the verified-token cache's entries (C4; a sample's deep size x entries)",
+    ),
+    # The configuration cache's counters (worker.store.following.CacheStats), C1–C3, T1, V2:
+    "config_communities": (GaugeMetricFamily, "Communities the worker holds from the store (C1)"),
+    "config_full_reads": (CounterMetricFamily, "Reads of every community: at start, after a reconnect (C1)"),
+    "config_changed_reads": (CounterMetricFamily, "Periodic reads of what changed in the store (C1, T1)"),
+    "config_community_reads": (CounterMetricFamily, "Communities read again after a notification (C2)"),
+    "config_notifications": (CounterMetricFamily, "Change notifications received from the store (C2)"),
+    "config_store_failures": (
+        CounterMetricFamily,
+        "Failed store reads and connections (C3: last loaded kept)",
+    ),
+    "config_store_reconnects": (CounterMetricFamily, "Connections to the store made again after a loss (C1)"),
+    "config_unknown_hits": (CounterMetricFamily, "Lookups answered by the cache of unknown communities (V2)"),
+    "config_direct_reads": (CounterMetricFamily, "Reads of one community not in the cache (V2's recheck)"),
+    "config_direct_reads_limited": (CounterMetricFamily, "V2 rechecks not made: over their rate limit"),
+    "config_rows_read": (CounterMetricFamily, "Community rows read by full and periodic reads (T1)"),
+    "config_last_read_rows": (
+        GaugeMetricFamily,
+        "Community rows read by the last full or periodic read (T1)",
     ),
     "event_loop_lag_max_seconds": (GaugeMetricFamily, "The longest pause of the event loop since start (T1)"),
     "event_loop_held_max_seconds": (

@@ -10,22 +10,25 @@ from dataclasses import dataclass
 class Health:
     """Alive while the event loop answers; ready while Kafka and the store are both current.
 
-    `kafka_error` is set by the runtime after an infrastructure fault and cleared by the next
-    successful commit (not by a seek or a rewind: a commit that keeps failing keeps the worker
-    not ready); `store_degraded` is read from the configuration cache (C3); `waiting` lists the
+    Built once, by the member (`worker.runtime.member`), with what it reads: `store_degraded`,
+    whether the configuration cache serves its last loaded communities (C3); `waiting`, the
     partitions held at a record that must wait (K9), so a community whose stored rows cannot be
-    used shows here even while the store answers; `fatal` is set once a fatal
-    misconfiguration stops the worker (K10).
+    used shows here even while the store answers; `outputs_problem`, why outputs cannot be
+    written, from the output topics as last read (K9), else None.
+
+    `kafka_error` is set after an infrastructure fault and cleared by the next successful
+    commit (not by a seek or a rewind: a commit that keeps failing keeps the worker not ready);
+    `fatal` is set once a fatal misconfiguration stops the worker (K10); `started` and
+    `stopping` by the service around the member's run.
     """
 
+    store_degraded: Callable[[], bool]
+    waiting: Callable[[], list[str]]
+    outputs_problem: Callable[[], str | None]
     started: bool = False
     stopping: bool = False
     kafka_error: str | None = "not connected yet"
-    store_degraded: Callable[[], bool] = lambda: False
-    waiting: Callable[[], list[str]] = list
     fatal: str | None = None
-    # Why outputs cannot be written, from the output topics as last read (K9), else None.
-    outputs_problem: Callable[[], str | None] = lambda: None
 
     def kafka_failed(self, error: str) -> None:
         self.kafka_error = error

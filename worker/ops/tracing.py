@@ -1,4 +1,4 @@
-"""OpenTelemetry tracing of the worker, off by default (issue 26; DESIGN §7, K1).
+"""OpenTelemetry tracing of the worker, off by default (DESIGN §7, K1; docs/operations.md "Tracing").
 
 On when an OTLP endpoint or exporter is configured by the standard variables
 (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_TRACES_EXPORTER`

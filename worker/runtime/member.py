@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 import structlog
 from aiokafka.structs import TopicPartition
@@ -72,12 +73,18 @@ Usage = UsageRecorder | None  # what counts each committed batch's outputs (L1, 
 
 class Member:
     def __init__(
-        self, settings: Settings, decider: Decider, metrics: Metrics, health: Health, usage: Usage
+        self,
+        settings: Settings,
+        decider: Decider,
+        metrics: Metrics,
+        usage: Usage,
+        store_degraded: Callable[[], bool],
     ) -> None:
+        """`store_degraded`: whether the configuration source serves its last loaded communities
+        (C3), for /readyz (`health`, built here with everything it reads)."""
         self.settings = settings
         self.decider = decider
         self.metrics = metrics
-        self.health = health
         exactly_once = settings.guarantee is Guarantee.EXACTLY_ONCE
         self.transactional_id = settings.transactional_id() if exactly_once else None
         # exactly_once commits the offsets inside the transaction, for this group (K2).
@@ -99,11 +106,11 @@ class Member:
         self._collector: Collector | None = None
         self.retry = RetryPolicy.from_settings(settings)
         self._kafka_backoff = self.retry.backoff()
-        waits = Waits(self.retry)
-        self.partitions = Partitions(waits, metrics)
+        self._waits = Waits(self.retry)
+        self.partitions = Partitions(self._waits, metrics)
         self.committed = self.partitions.committed  # next offset per owned partition (lag, rewind)
-        self._fault = Reporter(metrics, health)  # every fault the member meets (K10)
-        health.waiting = lambda: waits.describe(time.monotonic())
+        self.health = Health(store_degraded, self._waiting, self._outputs_problem)
+        self._fault = Reporter(metrics, self.health)  # every fault the member meets (K10)
         # K2, K8: after a failed commit, no transaction of ours left open by the broker.
         self._dangling = DanglingCheck(
             settings.group_id,
@@ -129,8 +136,7 @@ class Member:
         """Check the topics (fail fast), then join the group. Waits for Kafka up to the start-up timeout."""
         s = self.settings
         startup = Startup(s, self._fault, stop, request_timeout=self._op_timeout)
-        routing = self._routing = Routing(s, await startup.topics())
-        self.health.outputs_problem = lambda: routing.problem
+        self._routing = Routing(s, await startup.topics())
         try:
             fetcher_fork.install()  # K9: before any consumer, no record can raise out of getmany
             self._consumer = InputConsumer(s, on_revoked=self.on_revoked, on_assigned=self.on_assigned)
@@ -286,6 +292,14 @@ class Member:
         await asyncio.wait_for(settle, self._op_timeout)
 
     # --------------------------------------------------------------- K5, health, lag
+
+    def _waiting(self) -> list[str]:
+        """The partitions held at a record that must wait, one line each (K9; /readyz)."""
+        return self._waits.describe(time.monotonic())
+
+    def _outputs_problem(self) -> str | None:
+        """Why outputs cannot be written, from the output topics as last read (K9; /readyz)."""
+        return None if self._routing is None else self._routing.problem
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         self._generation.current += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -32,9 +33,24 @@ from worker.settings import Settings
 from worker.store.yaml_io import load_config_file
 
 if TYPE_CHECKING:  # the store is optional at run time (--config FILE)
-    from worker.store.cache import ConfigCache
+    from worker.store.cache import CacheStats, ConfigCache
 
 log = structlog.get_logger(__name__)
+
+#: Each `CacheStats` counter and the metric it is served as (declared in `worker.ops.metrics.LIVE`).
+CACHE_METRICS: dict[str, Callable[[CacheStats], float]] = {
+    "config_full_reads": lambda stats: stats.full_reloads,
+    "config_changed_reads": lambda stats: stats.refreshes,
+    "config_community_reads": lambda stats: stats.community_reloads,
+    "config_notifications": lambda stats: stats.notifications,
+    "config_store_failures": lambda stats: stats.failures,
+    "config_store_reconnects": lambda stats: stats.reconnects,
+    "config_unknown_hits": lambda stats: stats.negative_hits,
+    "config_direct_reads": lambda stats: stats.direct_reads,
+    "config_direct_reads_limited": lambda stats: stats.direct_reads_limited,
+    "config_rows_read": lambda stats: stats.rows_read,
+    "config_last_read_rows": lambda stats: stats.last_refresh_rows,
+}
 
 #: At exit, the last usage flush may take this long; what it could not write is logged as pending.
 USAGE_SHUTDOWN_SECONDS = 5.0
@@ -91,6 +107,14 @@ class CommunitySource:
             return cache.get(community_id) is not None
 
         return recheck
+
+    def export_stats(self, metrics: Metrics) -> None:
+        """The cache's counters as the `config_*` metrics, read at each scrape (none without a store)."""
+        if self.cache is not None:
+            cache, stats = self.cache, self.cache.stats
+            metrics.read_live("config_communities", lambda: len(cache))
+            for name, read in CACHE_METRICS.items():
+                metrics.read_live(name, functools.partial(read, stats))
 
     def degraded(self) -> bool:
         return bool(self.cache is not None and self.cache.degraded)
@@ -170,7 +194,6 @@ async def serve(
     """Run until SIGTERM/SIGINT (or `stop`); returns the exit code. Raises StartupError."""
     stop = stop or asyncio.Event()
     metrics = Metrics()
-    health = Health()
     token_cache = TokenCache(settings.token_cache_size)
     if handle_signals:
         _install_signals(stop)
@@ -180,12 +203,11 @@ async def serve(
     except BaseException:
         loop_lag.cancel()
         raise
-    health.store_degraded = source.degraded
     metrics.read_live("token_cache_hits", lambda: token_cache.hits)
     metrics.read_live("token_cache_misses", lambda: token_cache.misses)
     metrics.watch_token_cache(token_cache)
     metrics.read_live("config_age_seconds", source.age)
-    metrics.read_live("ready", lambda: 1.0 if health.ready() else 0.0)
+    source.export_stats(metrics)
     decider = Decider(
         processor or pipeline_processor(source.lookup, settings.limits, token_cache),
         metrics=metrics,
@@ -193,7 +215,9 @@ async def serve(
         recheck_community=source.recheck(),
     )
     usage = usage_recorder(settings, source, metrics)
-    member = Member(settings, decider, metrics, health, usage)
+    member = Member(settings, decider, metrics, usage, store_degraded=source.degraded)
+    health = member.health
+    metrics.read_live("ready", lambda: 1.0 if health.ready() else 0.0)
     usage_stop = asyncio.Event()
     usage_task: asyncio.Task[None] | None = None
     if usage is not None:

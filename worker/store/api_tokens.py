@@ -22,8 +22,8 @@ import asyncpg
 
 from worker.store import audit
 from worker.store.db import Conflict, InputError, NotFound
+from worker.store.listings import require_community
 from worker.store.pages import Order, Page, PageRequest
-from worker.store.repository import require_community
 from worker.store.sync import Change
 
 TOKEN_PREFIX: Final = "iwk_"

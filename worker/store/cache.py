@@ -72,8 +72,6 @@ class ConfigCache:
         self.query_timeout = query_timeout
         self.on_keys_changed = on_keys_changed
         self.stats = CacheStats()
-        #: Epoch seconds of the last complete read of the store (None before the first).
-        self.last_loaded_at: float | None = None
         #: Epoch seconds of the last exchange proving the cache follows the store.
         self._confirmed_at: float | None = None
         self._communities: dict[str, Community] = {}
@@ -163,10 +161,6 @@ class ConfigCache:
         """True while the store cannot be followed: serving the last loaded configuration."""
         return self._following.conn is None
 
-    @property
-    def loaded(self) -> bool:
-        return self._loaded
-
     def config_age_seconds(self) -> float | None:
         """How stale the configuration may be: seconds since the cache last proved it follows
         the store (a read, or a ping of the LISTEN connection). Near 0 while following, it
@@ -174,10 +168,8 @@ class ConfigCache:
         return None if self._confirmed_at is None else max(0.0, time.time() - self._confirmed_at)
 
     def __len__(self) -> int:
+        """The communities held (the `config_communities` metric)."""
         return len(self._communities)
-
-    def community_ids(self) -> list[str]:
-        return sorted(self._communities)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -189,13 +181,6 @@ class ConfigCache:
 
     async def close(self) -> None:
         await self._following.close()
-
-    async def __aenter__(self) -> ConfigCache:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # ------------------------------------------------------------ reading
 
@@ -247,7 +232,7 @@ class ConfigCache:
         self._reloaded.clear()  # one read at a time (`Following`): the next begins after these
         self._watermark, self._watermark_at = changes.watermark, read_at
         self._loaded = True
-        self.last_loaded_at = self._confirmed_at = read_at
+        self._confirmed_at = read_at
         for cid in [*keys_changed, *gone]:
             if cid not in fresher:
                 self._keys_changed(cid)

@@ -58,7 +58,8 @@ PENDING_AS_READ = 512
 
 @dataclass(slots=True)
 class CacheStats:
-    """Counters for metrics (monotonic since the cache was created)."""
+    """The cache's counters, monotonic since it was created, served as the `config_*` metrics
+    (`worker.runtime.service.CACHE_METRICS`)."""
 
     full_reloads: int = 0
     community_reloads: int = 0

@@ -26,14 +26,13 @@ import yaml
 from worker.core.community import Community, prepare
 from worker.core.config import (
     DEFAULT_RETIREMENT_WINDOW_SECONDS,
-    SECRET_SHAPED,
-    SECRET_SHAPED_KEY,
     CommunitySpec,
     ConfigError,
     ConfigSpec,
     JwtKeySpec,
     validate_spec,
 )
+from worker.core.problems import SECRET_SHAPED, SECRET_SHAPED_KEY
 
 WITHHELD_PREFIX: Final = "<withheld "
 _WITHHELD_IN_TEXT = re.compile(r"""^[ \t]*-?[ \t]*hmac_secret:[ \t]*["']?<withheld """, re.MULTILINE)

@@ -9,7 +9,7 @@ from worker.admin.auth import ApiCaller, Connection, require_platform
 from worker.admin.models import CommunitySettings
 from worker.admin.paging import ApiPage, PageQuery
 from worker.core.config import CommunitySpec
-from worker.store.repository import CommunityRow
+from worker.store.listings import CommunityRow
 
 router = APIRouter(prefix="/communities", tags=["communities"])
 

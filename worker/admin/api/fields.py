@@ -8,8 +8,8 @@ from worker.admin import actions
 from worker.admin.auth import ApiCaller, Connection
 from worker.admin.paging import ApiPage, PageQuery
 from worker.core.config import CustomFieldSpec
-from worker.store import repository as repo
-from worker.store.repository import FieldRow
+from worker.store import listings
+from worker.store.listings import FieldRow
 
 router = APIRouter(prefix="/communities/{community_id}/custom-fields", tags=["custom fields"])
 
@@ -21,7 +21,7 @@ class FieldPage(ApiPage[FieldRow]):
 @router.get("", summary="A page of the community's custom fields, oldest first")
 async def list_fields(conn: Connection, caller: ApiCaller, community_id: str, page: PageQuery) -> FieldPage:
     """`prefix` filters the field's key (T5)."""
-    return FieldPage.of(await repo.list_fields(conn, community_id, page))
+    return FieldPage.of(await listings.list_fields(conn, community_id, page))
 
 
 @router.post("", status_code=201, summary="Declare a custom field {key, label, regex?} (RE2, whole value)")

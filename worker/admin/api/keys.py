@@ -9,7 +9,7 @@ from worker.admin.auth import ApiCaller, Connection
 from worker.admin.models import KeyListed
 from worker.admin.paging import ApiPage, PageQuery
 from worker.core.config import JwtKeySpec
-from worker.store.repository import KeyRow
+from worker.store.listings import KeyRow
 
 router = APIRouter(prefix="/communities/{community_id}/keys", tags=["keys"])
 

@@ -10,8 +10,8 @@ from worker.admin import actions
 from worker.admin.auth import ApiCaller, Connection
 from worker.admin.paging import ApiPage, PageQuery
 from worker.core.config import MappingSpec, validate_spec
-from worker.store import repository as repo
-from worker.store.repository import MappingRow
+from worker.store import listings
+from worker.store.listings import MappingRow
 
 router = APIRouter(prefix="/communities/{community_id}/mappings", tags=["mappings"])
 
@@ -25,7 +25,7 @@ async def list_mappings(
     conn: Connection, caller: ApiCaller, community_id: str, page: PageQuery
 ) -> MappingPage:
     """`prefix` filters `from` (T5); `position` is the rank among all the community's mappings."""
-    return MappingPage.of(await repo.list_mappings(conn, community_id, page))
+    return MappingPage.of(await listings.list_mappings(conn, community_id, page))
 
 
 @router.post("", status_code=201, summary="Append a mapping {from, to} after the last one")

@@ -16,13 +16,14 @@ from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse
 
 from worker.admin import actions
+from worker.admin.console.durations import DURATION_FIELDS, parse_duration
 from worker.admin.console.page import DURATION_HINT, flash_redirect, render, section_rows
 from worker.admin.console.session import CommunityVisit, Form, Visit
-from worker.admin.console.wording import DURATION_FIELDS, Refusal, explain, parse_duration
+from worker.admin.console.wording import Refusal, explain
 from worker.admin.errors import ApiError
 from worker.admin.models import CommunitySettings
 from worker.core import config as spec
-from worker.store import repository as repo
+from worker.store import listings
 
 router = APIRouter(prefix="/communities/{community_id}", include_in_schema=False)
 
@@ -36,7 +37,7 @@ GENERATED_SECRET_BYTES: Final = 12
 
 async def refusal_of(visit: Visit, exc: BaseException, values: dict[str, str]) -> Refusal:
     """Any refusal a console change can meet, in plain words (unknown exceptions re-raised)."""
-    mappings = (await repo.list_mappings(visit.conn, visit.community_id, section_rows())).items
+    mappings = (await listings.list_mappings(visit.conn, visit.community_id, section_rows())).items
     return explain(exc, values, [(m.source, m.target) for m in mappings])
 
 

@@ -19,16 +19,16 @@ from fastapi.templating import Jinja2Templates
 
 from worker.admin import actions
 from worker.admin.auth import SESSION_COOKIE, Connection, admit
+from worker.admin.console.durations import ago, show_duration
 from worker.admin.console.session import CommunityVisit, Visit, csrf_token, same_origin
-from worker.admin.console.wording import FIELD_KEY_RULE, Refusal, ago, show_duration
+from worker.admin.console.wording import FIELD_KEY_RULE, Refusal
 from worker.admin.errors import ApiError
 from worker.admin.models import TokenCheckResult
 from worker.core import config as spec
 from worker.core.contracts import GROUP_LIST_FIELDS, GROUP_SCALAR_FIELDS
 from worker.core.keys import KID_MAX_CHARS, RSA_MIN_BITS
 from worker.core.reasons import Mode
-from worker.store import audit, sessions
-from worker.store import repository as repo
+from worker.store import audit, listings, sessions
 from worker.store.pages import MAX_LIMIT, PageRequest
 
 ADMIN: Final = Path(__file__).resolve().parent.parent
@@ -173,7 +173,7 @@ async def render(
     conn, community_id = visit.conn, visit.community_id
     # Each section shows its first SECTION_ROWS rows (T5: bounded whatever the community holds).
     rows = PageRequest(SECTION_ROWS)
-    fields = (await repo.list_fields(conn, community_id, rows)).items
+    fields = (await listings.list_fields(conn, community_id, rows)).items
     targets = [f"identity_group.{name}" for name in GROUP_SCALAR_FIELDS + GROUP_LIST_FIELDS]
     context = base_context(
         visit.request,
@@ -181,7 +181,7 @@ async def render(
         community=await actions.community(conn, community_id),
         keys=[asdict(k) for k in (await actions.keys(conn, community_id, rows)).items],
         fields=fields,
-        mappings=(await repo.list_mappings(conn, community_id, rows)).items,
+        mappings=(await listings.list_mappings(conn, community_id, rows)).items,
         entries=(await audit.list_entries(conn, PageRequest(AUDIT_ROWS), community_id)).items,
         health=await actions.health(conn, community_id, HEALTH_SECONDS),
         modes=[m.value for m in Mode],

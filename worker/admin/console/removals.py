@@ -16,12 +16,13 @@ from fastapi.responses import HTMLResponse
 
 from worker.admin import actions
 from worker.admin.auth import require_platform
+from worker.admin.console.durations import ago, show_duration
 from worker.admin.console.forms import refusal_of
 from worker.admin.console.page import confirm, flash_redirect, section_rows
 from worker.admin.console.session import CommunityVisit, Form, Visit
-from worker.admin.console.wording import Refusal, ago, show_duration
+from worker.admin.console.wording import Refusal
 from worker.core import config as spec
-from worker.store import repository as repo
+from worker.store import listings
 from worker.store.db import NotFound
 
 router = APIRouter(prefix="/communities/{community_id}", include_in_schema=False)
@@ -79,14 +80,14 @@ async def _field_page(visit: Visit, key: str, *, refusal: Refusal | None = None)
     field = next(
         (
             f
-            for f in (await repo.list_fields(visit.conn, visit.community_id, section_rows())).items
+            for f in (await listings.list_fields(visit.conn, visit.community_id, section_rows())).items
             if f.key == key
         ),
         None,
     )
     if field is None:
         raise NotFound(f"community {visit.community_id!r} has no custom field {key!r}")
-    mappings = (await repo.list_mappings(visit.conn, visit.community_id, section_rows())).items
+    mappings = (await listings.list_mappings(visit.conn, visit.community_id, section_rows())).items
     writers = [m for m in mappings if m.target == f"custom_fields.{key}"]
     facts = [f"Label: {field.label}." + (f" Pattern: {field.regex}." if field.regex else "")]
     facts += [f"Mapping {m.position} ({m.source} → {m.target}) writes this field." for m in writers]
@@ -115,7 +116,7 @@ async def remove_field(visit: CommunityVisit, form: Form, key: str) -> Response:
 async def _mapping_page(
     visit: Visit, source: str, target: str, *, refusal: Refusal | None = None
 ) -> Response:
-    rows = (await repo.list_mappings(visit.conn, visit.community_id, section_rows())).items
+    rows = (await listings.list_mappings(visit.conn, visit.community_id, section_rows())).items
     row = next((m for m in rows if (m.source, m.target) == (source, target)), None)
     if row is None:
         raise NotFound(f"community {visit.community_id!r} has no mapping {source} -> {target}")

@@ -1,15 +1,13 @@
-"""The console's plain words (DESIGN §10, A3, A5): refusals and durations, in one place.
+"""The console's plain words for a refusal (DESIGN §10, A3, A5), in one place.
 
 The API answers a refusal with one precise line for programs and operators
 (`hmac_secret: hmac_secret must be exactly 24 characters of 0-9a-f (got 24 characters)`); a
 customer's administrator reads a form. `explain` turns the same refusal (a spec model's
 `ValidationError`, the spec's `ConfigError` lines, the store's messages) into one sentence per
 form field, saying what is wrong with *this* value and what to do, never in regex notation and
-never quoting a secret. `parse_duration` / `show_duration` read and write "1 h 30 min".
+never quoting a secret. Durations ("1 h 30 min") are `worker.admin.console.durations`'.
 
 explain(exc, values, rows=()) -> Refusal   `fields`: form field -> sentence; `general`: the rest
-parse_duration("1 h 30 min") -> 5400       None when it is not a duration
-show_duration(5400) -> "1 h 30 min"
 """
 
 from __future__ import annotations
@@ -17,77 +15,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Final
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from worker.admin.console.durations import DURATION_FIELDS, show_duration
 from worker.admin.errors import from_exception
 from worker.core.config import ConfigError
 from worker.core.contracts import GROUP_LIST_FIELDS, GROUP_SCALAR_FIELDS
 from worker.core.keys import KID_MAX_CHARS, RSA_MIN_BITS
-
-# ---------------------------------------------------------------- durations
-
-_UNITS: Final = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
-_UNIT_NAMES: Final = {
-    **dict.fromkeys(("d", "day", "days"), 86400),
-    **dict.fromkeys(("h", "hr", "hour", "hours"), 3600),
-    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
-    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
-}
-_PART: Final = re.compile(r"\s*([0-9]{1,9})\s*([a-z]*)\s*,?", re.IGNORECASE)
-#: The fields the Handling form reads as durations (seconds in the API).
-DURATION_FIELDS: Final = (
-    "min_validity_seconds",
-    "leeway_seconds",
-    "max_validity_seconds",
-    "retirement_window_seconds",
-)
-
-
-def parse_duration(text: str) -> int | None:
-    """Seconds from `3600`, `1 h`, `1h 30min`, `2 days`; None when `text` is not one."""
-    text = text.strip()
-    if not text:
-        return None
-    total, at = 0, 0
-    while at < len(text):
-        part = _PART.match(text, at)
-        if part is None or part.end() == at:
-            return None
-        unit = part[2].lower()
-        if unit not in _UNIT_NAMES and unit != "":
-            return None
-        total += int(part[1]) * _UNIT_NAMES.get(unit, 1)
-        at = part.end()
-    return total
-
-
-def show_duration(seconds: int | None) -> str:
-    """`1 h 30 min`, `10 s`, `0 s`; "" for None (no value)."""
-    if seconds is None:
-        return ""
-    parts = []
-    rest = seconds
-    for unit, size in _UNITS:
-        if rest >= size:
-            parts.append(f"{rest // size} {unit}")
-            rest %= size
-    return " ".join(parts) or "0 s"
-
-
-def ago(moment: datetime | None, now: datetime) -> str:
-    """`3 min ago`, `2 h ago`, `just now`; "never" for None."""
-    if moment is None:
-        return "never"
-    seconds = int((now - moment).total_seconds())
-    if seconds < 60:
-        return "just now" if seconds >= 0 else "in " + show_duration(-seconds)
-    whole = next(size for _, size in _UNITS if seconds >= size)
-    return f"{show_duration(seconds - seconds % whole)} ago"
-
 
 # ---------------------------------------------------------------- refusals
 
