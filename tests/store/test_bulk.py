@@ -202,3 +202,17 @@ def test_a_prefix_filters_and_pages(cli: Cli, store_url: str) -> None:
     assert rest.err == ""
     bad = cli("community", "list", "--after", "nonsense")
     assert bad.code == 2 and bad.err.count("\n") == 1 and "after: not a cursor of this listing" in bad.err
+
+
+def test_audit_lines_escape_exactly_the_unprintable_characters() -> None:
+    """A11 with T4's fast path (str.isprintable): every character below U+3100 and a few beyond
+    is escaped exactly when its Unicode category is one a listing must never print raw."""
+    import unicodedata
+
+    from worker.store import audit
+
+    unprintable = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+    for code in [*range(0x3100), 0xFEFF, 0xE000, 0x10FFFF, 0x1D173, 0xE0001]:
+        ch = chr(code)
+        escaped = audit.plain(f"a{ch}b") != f"a{ch}b"
+        assert escaped == (unicodedata.category(ch) in unprintable), hex(code)
