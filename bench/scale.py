@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
-from kafka_bench import percentile, start_worker, stop_process  # noqa: E402
+from kbench.runs import percentile, start_worker, stop_process  # noqa: E402
 from kbench import kafka_io  # noqa: E402
 from kbench.procstat import CpuSampler, tree_cpu  # noqa: E402
 

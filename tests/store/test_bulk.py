@@ -216,3 +216,28 @@ def test_audit_lines_escape_exactly_the_unprintable_characters() -> None:
         ch = chr(code)
         escaped = audit.plain(f"a{ch}b") != f"a{ch}b"
         assert escaped == (unicodedata.category(ch) in unprintable), hex(code)
+
+
+def test_the_health_of_a_page_of_communities_reads_those_only(store_url: str) -> None:
+    """T5: the platform console shows a page of communities with their last hour (L5); it
+    reads the health of that page's communities, not of every community in the store."""
+    from worker.store.usage import health_report
+
+    for community in ("a1", "b2", "c3"):
+        run_sql(
+            store_url,
+            "INSERT INTO integration_health_minute (community_id, minute, outcome, reason, events, "
+            "last_at) VALUES ($1, date_trunc('minute', now()), 'enriched', '', 5, now())",
+            community,
+        )
+
+    async def go() -> list[str]:
+        conn = await asyncpg.connect(store_url)
+        try:
+            rows = await health_report(conn, since_seconds=3600, community_ids=["a1", "c3", "zz"])
+        finally:
+            await conn.close()
+        return [row.community_id for row in rows]
+
+    assert run_async(go) == ["a1", "c3"]
+    run_sql(store_url, "DELETE FROM integration_health_minute")
