@@ -50,9 +50,9 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
-from kbench.runs import percentile, start_worker, stop_process  # noqa: E402
 from kbench import kafka_io  # noqa: E402
 from kbench.procstat import CpuSampler, tree_cpu  # noqa: E402
+from kbench.runs import percentile, start_worker, stop_process  # noqa: E402
 
 from worker.core.keys import sign_token  # noqa: E402
 from worker.devtools import examples  # noqa: E402
