@@ -549,3 +549,64 @@ def test_every_listing_is_paged_with_a_cursor_and_a_prefix(service: Service) -> 
         own = api.get("/api/v1/communities", params={"limit": 1}).json()
         assert ([c["id"] for c in own["items"]], own["next"]) == (["acme"], None)
         assert api.get("/api/v1/communities", params={"prefix": "p"}).json() == {"items": [], "next": None}
+
+
+def test_the_api_tokens_are_listed_in_pages_never_shown(service: Service) -> None:
+    """T5, A2: `GET /tokens` pages like every listing (oldest first, `prefix` on the name);
+    it is the platform's, and never shows a token or its hash."""
+    with service.client("platform") as api:
+        names: list[str] = []
+        after = None
+        for _ in range(10):
+            page = api.get("/api/v1/tokens", params={"limit": 1} | ({"after": after} if after else {}))
+            assert page.status_code == 200 and set(page.json()) == {"items", "next"}, page.text
+            names += [t["name"] for t in page.json()["items"]]
+            after = page.json()["next"]
+            if after is None:
+                break
+            for token in service.tokens.values():
+                assert token not in page.text
+        assert names == ["acme", "platform", "revoked", "shop"]  # made in one transaction: by name
+        revoked = api.get("/api/v1/tokens", params={"prefix": "rev"}).json()
+        assert [(t["name"], t["scope"], t["revoked_at"] is not None) for t in revoked["items"]] == [
+            ("revoked", "community acme", True)
+        ]
+        assert api.get("/api/v1/tokens", params={"limit": 501}).status_code == 422
+        rows = run_sql(service.database_url, "SELECT token_sha256 FROM api_tokens")
+        hashes = [r["token_sha256"] for r in rows]
+        assert not any(h in api.get("/api/v1/tokens").text for h in hashes)
+    with service.client("acme") as api:
+        assert api.get("/api/v1/tokens").status_code == 403
+
+
+def test_the_openapi_document_says_every_listing_is_paged(service: Service) -> None:
+    """T5: every GET answering a list takes limit, after and prefix and answers {items, next};
+    the one bare array left is a community's health, a summary bounded by outcomes and reasons."""
+    with service.client("platform") as api:
+        document = api.get("/api/v1/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    listings = []
+    for path, item in document["paths"].items():
+        get = item.get("get")
+        if get is None:
+            continue
+        answer = get["responses"]["200"]["content"]["application/json"]["schema"]
+        if answer.get("type") == "array":
+            assert path == "/api/v1/communities/{community_id}/health", path
+            continue
+        name = answer.get("$ref", "").rsplit("/", 1)[-1]
+        if set(schemas.get(name, {}).get("properties", {})) != {"items", "next"}:
+            continue
+        listings.append(path)
+        assert {p["name"] for p in get["parameters"] if p["in"] == "query"} >= {"limit", "after", "prefix"}
+        limit = next(p for p in get["parameters"] if p["name"] == "limit")["schema"]
+        assert (limit["default"], limit["maximum"]) == (100, 500), path
+    assert sorted(listings) == [
+        "/api/v1/audit",
+        "/api/v1/communities",
+        "/api/v1/communities/{community_id}/audit",
+        "/api/v1/communities/{community_id}/custom-fields",
+        "/api/v1/communities/{community_id}/keys",
+        "/api/v1/communities/{community_id}/mappings",
+        "/api/v1/tokens",
+    ]
