@@ -64,7 +64,7 @@ def check(value: bytes | None, *, now: float = NOW) -> dict[str, Any]:
     output = process_event(value, lookup=base_communities(), now=now)
     assert isinstance(output, Output)
     record = validate_output(output)
-    text = output.to_json().decode("ascii")
+    text = output.to_json().decode("utf-8")
     for secret in SECRETS:
         assert secret not in text
     return record

@@ -39,6 +39,7 @@ def test_every_outcome_of_the_pipeline_is_in_its_contract(
     token = make_token()
     values = [
         raw_event(token),
+        raw_event(token),  # the second sighting: admitted to the cache (C4)
         raw_event(token),  # the cache hit: assembled from the memoized fragment (C4)
         raw_event(identity={"uuid": "v-1", "extra_values": {"plan": "gold", "n": 7}}, community_id="anon"),
         b"\xff not UTF-8",  # V1, raw in base64
@@ -59,6 +60,7 @@ def test_every_outcome_of_the_pipeline_is_in_its_contract(
         outcomes.append(record.get("reason", record["outcome"]))
     assert cache.hits == 1
     assert outcomes == [
+        "enriched",
         "enriched",
         "enriched",
         "enriched",

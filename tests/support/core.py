@@ -201,8 +201,10 @@ def validate_output(output: Output) -> dict[str, Any]:
     """The output's JSON parses with a strict reader (J2) and validates against its contract
     model; returns the dict."""
     record: dict[str, Any] = strict_json(output.to_json())
-    # The JSON assembled with the record (cached tokens: from a fragment) is the record, byte for byte.
-    assert output.to_json() == json.dumps(output.record, separators=(",", ":")).encode("ascii")
+    # The JSON assembled with the record (cached tokens: from a fragment) is the record, byte for
+    # byte, as `json` writes it in UTF-8 (non-ASCII characters as themselves, RFC 8259).
+    written = json.dumps(output.record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    assert output.to_json() == written
     assert record["outcome"] == output.outcome.value
     if record["outcome"] == "enriched":
         in_contract(record, EnrichedIdentity)
