@@ -33,11 +33,11 @@ from typing import Any, Final
 
 import structlog
 from aiokafka.client import CoordinationType
-from aiokafka.protocol.api import Request, Response
+from aiokafka.protocol.api import Request
 from aiokafka.protocol.transaction import EndTxnRequest
 from aiokafka.protocol.types import CompactArray, CompactString, Int16, Int32, Int64
 
-from worker.kafka.txn_requests import TOPIC_PARTITIONS, FlexibleRequest, flexible, tagged
+from worker.kafka.txn_requests import TOPIC_PARTITIONS, FlexibleRequest, flexible, flexible_response, tagged
 
 COMMITTED: Final = frozenset({"PrepareCommit", "CompleteCommit"})
 ABORTED: Final = frozenset({"PrepareAbort", "CompleteAbort"})
@@ -47,25 +47,25 @@ RETRY_SECONDS: Final = 0.2
 log = structlog.get_logger(__name__)
 
 
-class DescribeTransactionsResponse_v0(Response):  # type: ignore[misc]
-    API_KEY = 65
-    API_VERSION = 0
-    SCHEMA = flexible(
-        ("throttle_time_ms", Int32),
-        (
-            "transaction_states",
-            tagged(
-                ("error_code", Int16),
-                ("transactional_id", CompactString("utf-8")),
-                ("transaction_state", CompactString("utf-8")),
-                ("transaction_timeout_ms", Int32),
-                ("transaction_start_time_ms", Int64),
-                ("producer_id", Int64),
-                ("producer_epoch", Int16),  # int16 on the wire (Kafka 4.4)
-                ("topics", TOPIC_PARTITIONS),
-            ),
+DescribeTransactionsResponse_v0 = flexible_response(
+    "DescribeTransactionsResponse_v0",
+    65,
+    0,
+    ("throttle_time_ms", Int32),
+    (
+        "transaction_states",
+        tagged(
+            ("error_code", Int16),
+            ("transactional_id", CompactString("utf-8")),
+            ("transaction_state", CompactString("utf-8")),
+            ("transaction_timeout_ms", Int32),
+            ("transaction_start_time_ms", Int64),
+            ("producer_id", Int64),
+            ("producer_epoch", Int16),  # int16 on the wire (Kafka 4.4)
+            ("topics", TOPIC_PARTITIONS),
         ),
-    )
+    ),
+)
 
 
 class DescribeTransactionsRequest_v0(FlexibleRequest):

@@ -45,6 +45,12 @@ def per_partition(*fields: tuple[str, Any]) -> CompactArray:
     return tagged(("name", CompactString("utf-8")), ("partitions", tagged(("partition", Int32), *fields)))
 
 
+def flexible_response(name: str, api_key: int, version: int, *fields: tuple[str, Any]) -> Any:
+    """The response struct `name` of API `api_key` at a flexible `version`: `fields`, then its
+    tagged fields (the shape aiokafka decodes an answer with)."""
+    return type(name, (Response,), {"API_KEY": api_key, "API_VERSION": version, "SCHEMA": flexible(*fields)})
+
+
 class FlexibleRequest(RequestStruct):  # type: ignore[misc]
     """A request of a flexible version (tagged fields, request header v2), keyed and versioned as
     the `RESPONSE_TYPE` that answers it: a subclass names its response and its `SCHEMA` only."""
@@ -164,30 +170,30 @@ def offsets_partition(group_id: str, partitions: int) -> int:
     return (0 if signed == -(1 << 31) else abs(signed)) % partitions
 
 
-class DescribeProducersResponse_v0(Response):  # type: ignore[misc]
-    API_KEY = 61
-    API_VERSION = 0
-    SCHEMA = flexible(
-        ("throttle_time_ms", Int32),
-        (
-            "topics",
-            per_partition(
-                ("error_code", Int16),
-                ("error_message", CompactString("utf-8")),
-                (
-                    "producers",
-                    tagged(
-                        ("producer_id", Int64),
-                        ("producer_epoch", Int32),
-                        ("last_sequence", Int32),
-                        ("last_timestamp", Int64),
-                        ("coordinator_epoch", Int32),
-                        ("txn_start_offset", Int64),
-                    ),
+DescribeProducersResponse_v0 = flexible_response(
+    "DescribeProducersResponse_v0",
+    61,
+    0,
+    ("throttle_time_ms", Int32),
+    (
+        "topics",
+        per_partition(
+            ("error_code", Int16),
+            ("error_message", CompactString("utf-8")),
+            (
+                "producers",
+                tagged(
+                    ("producer_id", Int64),
+                    ("producer_epoch", Int32),
+                    ("last_sequence", Int32),
+                    ("last_timestamp", Int64),
+                    ("coordinator_epoch", Int32),
+                    ("txn_start_offset", Int64),
                 ),
             ),
         ),
-    )
+    ),
+)
 
 
 class DescribeProducersRequest_v0(FlexibleRequest):
@@ -205,15 +211,15 @@ class DescribeProducers(Request[DescribeProducersRequest_v0]):  # type: ignore[m
         return request_struct_class(topic_partitions(self.by_topic), {})
 
 
-class WriteTxnMarkersResponse_v1(Response):  # type: ignore[misc]
-    API_KEY = 27
-    API_VERSION = 1
-    SCHEMA = flexible(
-        (
-            "markers",
-            tagged(("producer_id", Int64), ("topics", per_partition(("error_code", Int16)))),
-        ),
-    )
+WriteTxnMarkersResponse_v1 = flexible_response(
+    "WriteTxnMarkersResponse_v1",
+    27,
+    1,
+    (
+        "markers",
+        tagged(("producer_id", Int64), ("topics", per_partition(("error_code", Int16)))),
+    ),
+)
 
 
 class WriteTxnMarkersRequest_v1(FlexibleRequest):
