@@ -5,9 +5,11 @@
 
 For each N, on a database and topics of its own:
   1. builds N communities (require mode, HS256 keys k1 and k2, 1 in 10 also an RS256 key, 2
-     custom fields with regexes, 3 mappings): `config apply` of a generated file up to
-     --apply-max communities, above it a COPY into the tables (said in the table: `config apply`
-     at 10 000 took 192 s before issue 21's bulk work); times `config export`;
+     custom fields with regexes, 3 mappings) through the public paths: `config apply` of a
+     generated file (timed, with its CPU), then of the same file with one community changed
+     (T4: ≤ 5 s); times `config export`; starts `admin serve` and times --api-creates
+     communities created by POST and pages of the listing (first, after a cursor, a prefix
+     search; T5: ≤ 100 ms);
   2. starts `identity-worker run` on that store with the safety-net refresh every
      --refresh seconds: start-up = process start → "worker ready"; RSS sampled throughout;
   3. a steady stream (--rate events/s for --seconds) spread over all N communities, each event a
@@ -31,6 +33,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import threading
@@ -47,9 +50,9 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
-from kafka_bench import percentile, start_worker, stop_process  # noqa: E402
 from kbench import kafka_io  # noqa: E402
 from kbench.procstat import CpuSampler, tree_cpu  # noqa: E402
+from kbench.runs import percentile, start_worker, stop_process  # noqa: E402
 
 from worker.core.keys import sign_token  # noqa: E402
 from worker.devtools import examples  # noqa: E402
@@ -106,33 +109,107 @@ def config_yaml(n: int, pem: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def copy_seed(db: str, n: int, pem: str) -> None:
-    """N communities in one transaction by COPY (the tables' CHECKs and triggers all run)."""
-    conn = await asyncpg.connect(db)
+def children_cpu() -> float:
+    """CPU seconds of this process's ended children (the commands run so far)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def one_changed(text: str, i: int) -> str:
+    """The file with community i's `region` field relabelled: a file that changes one community."""
+    at = text.index(f"  - id: {cid(i)}\n")
+    label = text.index("label: Region\n", at)
+    return text[:label] + "label: Area\n" + text[label + len("label: Region\n") :]
+
+
+async def build(db: str, n: int, args: argparse.Namespace, label: str) -> dict[str, Any]:
+    """N communities through the public paths (T4, T5): `config apply` of a generated file (new
+    communities), the same file with one community changed, `config export`; then the admin
+    API: --api-creates communities created one request each, and pages of the listing timed
+    (the first, one after a cursor, a prefix search)."""
+    row: dict[str, Any] = {}
+    path = HERE / "results" / f"{label}.yaml"
+    path.parent.mkdir(exist_ok=True)
+    text = config_yaml(n, examples.public_pem())
+    path.write_text(text)
     try:
-        async with conn.transaction():
-            await conn.copy_records_to_table(
-                "communities",
-                records=[(cid(i), "require") for i in range(n)],
-                columns=["id", "signed_identities"],
-            )
-            keys = [(cid(i), kid, "HS256", secret(i, kid), None) for i in range(n) for kid in ("k1", "k2")]
-            keys += [(cid(i), "r1", "RS256", None, pem) for i in range(0, n, 10)]
-            await conn.copy_records_to_table(
-                "jwt_keys",
-                records=keys,
-                columns=["community_id", "kid", "alg", "hmac_secret", "rsa_public_key"],
-            )
-            await conn.copy_records_to_table(
-                "custom_fields", records=[(cid(i), *f) for i in range(n) for f in FIELDS],
-                columns=["community_id", "key", "label", "regex"],
-            )  # fmt: skip
-            await conn.copy_records_to_table(
-                "mappings", records=[(cid(i), p, *m) for i in range(n) for p, m in enumerate(MAPPINGS)],
-                columns=["community_id", "position", "source", "target"],
-            )  # fmt: skip
+        cpu = children_cpu()
+        row["apply_s"], _ = cli(db, "config", "apply", str(path))
+        row["apply_cpu_s"], cpu = children_cpu() - cpu, children_cpu()
+        say(f"N={n}: config apply of {n} new communities: {row['apply_s']:.1f} s")
+        path.write_text(one_changed(text, n // 2))
+        del text
+        row["apply_one_s"], done = cli(db, "config", "apply", str(path))
+        row["apply_one_cpu_s"] = children_cpu() - cpu
+        assert "applied: 0 added, 1 changed, 0 removed" in done.stdout, done.stdout
     finally:
-        await conn.close()
+        path.unlink(missing_ok=True)
+    try:
+        row["export_s"] = (
+            cli(db, "config", "export", "-o", os.devnull, timeout=args.export_timeout)[0]
+            if args.export_timeout > 0
+            else float("nan")
+        )
+    except subprocess.TimeoutExpired:
+        row["export_s"] = float("inf")
+    row.update(await api_figures(db, n, args.api_creates))
+    return row
+
+
+async def api_figures(db: str, n: int, creates: int) -> dict[str, Any]:
+    """The admin API on this store: `creates` communities by POST (seconds each, p50 / max),
+    and page latency (T5: ≤ 100 ms): 10 times each of the first page, the page after it (a
+    cursor) and a prefix search (and the page after it), 100 rows each; p50 / max over all."""
+    import httpx
+
+    _, made = cli(db, "admin", "token", "create", "scale-bench", "--platform")
+    token = made.stdout.strip()
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": db}
+    server = subprocess.Popen(
+        [*CLI, "admin", "serve", "--port", str(port)], env=env, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
+            for _ in range(300):
+                try:
+                    if (await api.get(f"{base}/communities", params={"limit": 1})).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            created = []
+            for k in range(creates):
+                body = {"id": f"api{k:04d}", "signed_identities": "require"}
+                body["jwt_keys"] = [{"kid": "k1", "hmac_secret": secret(10**9 + k, "k1")}]
+                started = time.monotonic()
+                answer = await api.post(f"{base}/communities", json=body)
+                created.append(time.monotonic() - started)
+                assert answer.status_code == 201, answer.text
+            pages = []
+            prefix = cid(n // 2)[:-3] if n >= 2000 else "c"  # 1 000 ids in the middle of the store
+            for _ in range(10):
+                for params in ({"limit": 100}, {"limit": 100, "prefix": prefix}):
+                    started = time.monotonic()
+                    page = await api.get(f"{base}/communities", params=params)
+                    pages.append(time.monotonic() - started)
+                    assert page.status_code == 200 and page.json()["items"], page.text
+                    if page.json()["next"] is None:
+                        continue
+                    started = time.monotonic()
+                    cursor = {**params, "after": page.json()["next"]}
+                    after = await api.get(f"{base}/communities", params=cursor)
+                    pages.append(time.monotonic() - started)
+                    assert after.status_code == 200, after.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {
+        "api_create_s": [percentile(created, 50), max(created, default=float("nan"))],
+        "page_s": [percentile(pages, 50), max(pages)],
+    }
 
 
 async def fresh_database(admin_url: str, name: str) -> str:
@@ -291,30 +368,13 @@ async def run_size(n: int, args: argparse.Namespace, admin_url: str, bootstrap: 
     label = f"scale{n}-{int(time.time())}"
     db = await fresh_database(admin_url, label.replace("-", "_"))
     cli(db, "db", "migrate")
-    pem = examples.public_pem()
     row: dict[str, Any] = {"n": n, "load": os.getloadavg()[0]}
-    if n <= args.apply_max:
-        path = HERE / "results" / f"{label}.yaml"
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(config_yaml(n, pem))
-        row["apply_s"], _ = cli(db, "config", "apply", str(path))
-        path.unlink()
-    else:
-        started = time.monotonic()
-        await copy_seed(db, n, pem)
-        row["seed_copy_s"] = time.monotonic() - started
+    row.update(await build(db, n, args, label))
+    row["load_built"] = os.getloadavg()[0]
     say(f"N={n}: built ({row})")
-    try:
-        row["export_s"] = (
-            cli(db, "config", "export", "-o", os.devnull, timeout=args.export_timeout)[0]
-            if args.export_timeout > 0
-            else float("nan")
-        )
-    except subprocess.TimeoutExpired:
-        row["export_s"] = float("inf")
 
     topics = kafka_io.Topics.fresh(label)
-    await kafka_io.create_topics(bootstrap, [topics.raw, *topics.outputs()], 4)
+    await kafka_io.create_topics(bootstrap, [topics.raw, *topics.outputs], 4)
     port = free_port()
     env = {
         **os.environ, "DATABASE_URL": db, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -433,6 +493,7 @@ async def run_size(n: int, args: argparse.Namespace, admin_url: str, bootstrap: 
             rows = metric(port, "identity_worker_usage_rows_written") - rows_before
             row[f"count_rows_{name}_per_s"] = rows / (time.time() - t0)
         row["rss_peak_mib"] = rss.peak / 2**20
+        row["load_end"] = os.getloadavg()[0]
     finally:
         rss.stop.set()
         await listener.close()
@@ -450,7 +511,8 @@ def fmt(x: float, unit: str = "", digits: int = 2) -> str:
 
 
 COLUMNS = (
-    "N", "load", "build (apply / COPY)", "export", "start-up (its CPU)", "RSS ready / peak",
+    "N", "load", "apply: new / one change (their CPU)", "export", "API: create p50 / page p50, max",
+    "start-up (its CPU)", "RSS ready / peak",
     "longest loop pause (computing; computing after ready + 1 s)", "full read",
     "delay near reads p50/p99/max",
     "delay elsewhere p50/p99/max", "C2 applied / refusal seen, during a full read",
@@ -460,7 +522,12 @@ COLUMNS = (
 
 def cells(r: dict[str, Any]) -> list[str]:
     build = (
-        f"apply {fmt(r['apply_s'], ' s', 1)}" if "apply_s" in r else f"COPY {fmt(r['seed_copy_s'], ' s', 1)}"
+        f"{fmt(r['apply_s'], ' s', 1)} / {fmt(r['apply_one_s'], ' s', 1)} "
+        f"({fmt(r['apply_cpu_s'], ' s', 1)} / {fmt(r['apply_one_cpu_s'], ' s', 1)})"
+    )
+    api = (
+        f"{fmt(r['api_create_s'][0] * 1000, ' ms', 0)} / "
+        f"{fmt(r['page_s'][0] * 1000, '', 0)}, {fmt(r['page_s'][1] * 1000, ' ms', 0)}"
     )
     c2, applied = r["c2_s"], r["c2_applied_s"]
     startup = f"{fmt(r['startup_s'], ' s', 1)} ({fmt(r.get('startup_cpu_s', float('nan')), ' s', 1)})"
@@ -472,7 +539,8 @@ def cells(r: dict[str, Any]) -> list[str]:
     )
     ratio = r["cpu_spread_us"] / r["cpu_one_us"]
     return [
-        f"{r['n']:,}", f"{r['load']:.1f}", build, fmt(r["export_s"], " s", 1), startup,
+        f"{r['n']:,}", f"{r['load']:.1f}–{r.get('load_end', r['load']):.1f}", build,
+        fmt(r["export_s"], " s", 1), api, startup,
         f"{r['rss_ready_mib']:.0f} / {r['rss_peak_mib']:.0f} MiB", pause, fmt(r["full_read_s"], " s", 1),
         " / ".join(fmt(v) for v in r["delay_near"]) + " s", " / ".join(fmt(v) for v in r["delay_far"]) + " s",
         f"{fmt(applied['during full read'])} / {fmt(c2['during full read'])} s",
@@ -528,7 +596,9 @@ async def main() -> None:
     parser.add_argument(
         "--flush", type=float, default=5.0, help="the worker's usage flush interval (default)"
     )
-    parser.add_argument("--apply-max", type=int, default=10000, help="build by `config apply` up to this N")
+    parser.add_argument(
+        "--api-creates", type=int, default=20, help="communities created through the admin API, timed"
+    )
     parser.add_argument("--export-timeout", type=float, default=300.0, help="0: no `config export`")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "scale.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "scale.png")

@@ -41,6 +41,7 @@ PLATFORM_ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/api/v1/communities", None),
     ("POST", "/api/v1/communities", {"id": "newco", "signed_identities": "reject"}),
     ("GET", "/api/v1/audit", None),
+    ("GET", "/api/v1/tokens", None),
 ]
 
 

@@ -31,6 +31,7 @@ from tests.support.admin import (
 pytestmark = pytest.mark.integration
 
 ACME = "/api/v1/communities/acme"
+KEYS, FIELDS, MAPPINGS = f"{ACME}/keys", f"{ACME}/custom-fields", f"{ACME}/mappings"
 
 
 def test_communities_create_read_change_remove(service: Service) -> None:
@@ -304,96 +305,48 @@ REFUSED: list[tuple[str, str, Any, int, str]] = [
     ("POST", "/api/v1/communities", [1], 422, "Input should be"),
     ("PATCH", ACME, {"min_validity_seconds": -1}, 422, "min_validity_seconds: Input should be greater"),
     ("PATCH", ACME, {"id": "renamed"}, 422, "id: Extra inputs are not permitted"),
-    ("POST", f"{ACME}/keys", {"kid": "Bad-Kid", "hmac_secret": SECRET_2}, 422, "kid: kid must match"),
-    ("POST", f"{ACME}/keys", {"kid": "k" * 65, "hmac_secret": SECRET_2}, 422, "at most 64 characters"),
+    ("POST", KEYS, {"kid": "Bad-Kid", "hmac_secret": SECRET_2}, 422, "kid: kid must match"),
+    ("POST", KEYS, {"kid": "k" * 65, "hmac_secret": SECRET_2}, 422, "at most 64 characters"),
+    ("POST", KEYS, {"kid": "k2", "hmac_secret": SECRET_2.upper()}, 422, "exactly 24 characters of 0-9a-f"),
+    ("POST", KEYS, {"kid": "k2", "hmac_secret": 123456789012345678901234}, 422, "must be a quoted string"),
+    ("POST", KEYS, {"kid": "k2"}, 422, "give exactly one of hmac_secret"),
     (
         "POST",
-        f"{ACME}/keys",
-        {"kid": "k2", "hmac_secret": SECRET_2.upper()},
-        422,
-        "exactly 24 characters of 0-9a-f",
-    ),
-    (
-        "POST",
-        f"{ACME}/keys",
-        {"kid": "k2", "hmac_secret": 123456789012345678901234},
-        422,
-        "must be a quoted string",
-    ),
-    ("POST", f"{ACME}/keys", {"kid": "k2"}, 422, "give exactly one of hmac_secret"),
-    (
-        "POST",
-        f"{ACME}/keys",
+        KEYS,
         {"kid": "k2", "hmac_secret": SECRET_2, "rsa_public_key": RSA_PUBLIC_PEM},
         422,
         "give exactly one of hmac_secret",
     ),
-    ("POST", f"{ACME}/keys", {"kid": "k2", "rsa_public_key": RSA_PRIVATE_PEM}, 422, "is a private key"),
+    ("POST", KEYS, {"kid": "k2", "rsa_public_key": RSA_PRIVATE_PEM}, 422, "is a private key"),
     (
         "POST",
-        f"{ACME}/keys",
+        KEYS,
         {"kid": "k2", "rsa_public_key": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"},
         422,
         "rsa_public_key",
     ),
-    ("POST", f"{ACME}/keys", {"kid": "k1", "hmac_secret": SECRET_2}, 409, "already has a key with kid 'k1'"),
+    ("POST", KEYS, {"kid": "k1", "hmac_secret": SECRET_2}, 409, "already has a key with kid 'k1'"),
     ("DELETE", f"{ACME}/keys/nosuch", None, 404, "has no key with kid 'nosuch'"),
-    (
-        "POST",
-        f"{ACME}/custom-fields",
-        {"key": "Bad Key", "label": "x"},
-        422,
-        "key: String should match pattern",
-    ),
-    (
-        "POST",
-        f"{ACME}/custom-fields",
-        {"key": "plan", "label": ""},
-        422,
-        "label: String should have at least 1",
-    ),
-    (
-        "POST",
-        f"{ACME}/custom-fields",
-        {"key": "plan", "label": "x", "regex": "(a"},
-        422,
-        "not valid RE2 syntax",
-    ),
-    (
-        "POST",
-        f"{ACME}/custom-fields",
-        {"key": "plan", "label": "x", "regex": "(a)\\1"},
-        422,
-        "not valid RE2 syntax",
-    ),
-    (
-        "POST",
-        f"{ACME}/custom-fields",
-        {"key": "customer_id", "label": "x"},
-        409,
-        "already has a custom field",
-    ),
+    ("POST", FIELDS, {"key": "Bad Key", "label": "x"}, 422, "key: String should match pattern"),
+    ("POST", FIELDS, {"key": "plan", "label": ""}, 422, "label: String should have at least 1"),
+    ("POST", FIELDS, {"key": "plan", "label": "x", "regex": "(a"}, 422, "not valid RE2 syntax"),
+    ("POST", FIELDS, {"key": "plan", "label": "x", "regex": "(a)\\1"}, 422, "not valid RE2 syntax"),
+    ("POST", FIELDS, {"key": "customer_id", "label": "x"}, 409, "already has a custom field"),
     ("DELETE", f"{ACME}/custom-fields/customer_id", None, 409, "remove that mapping first"),
     ("DELETE", f"{ACME}/custom-fields/nosuch", None, 404, "has no custom field 'nosuch'"),
-    ("POST", f"{ACME}/mappings", {"from": "cookie.x", "to": "identity_group.notes"}, 422, "from must be"),
-    ("POST", f"{ACME}/mappings", {"from": "uuid", "to": "identity_group.age"}, 422, "to must be"),
+    ("POST", MAPPINGS, {"from": "cookie.x", "to": "identity_group.notes"}, 422, "from must be"),
+    ("POST", MAPPINGS, {"from": "uuid", "to": "identity_group.age"}, 422, "to must be"),
+    ("POST", MAPPINGS, {"from": "uuid", "to": "custom_fields.undeclared"}, 422, "which is not declared"),
     (
         "POST",
-        f"{ACME}/mappings",
-        {"from": "uuid", "to": "custom_fields.undeclared"},
-        422,
-        "which is not declared",
-    ),
-    (
-        "POST",
-        f"{ACME}/mappings",
+        MAPPINGS,
         {"from": "extra_values.customer_id", "to": "custom_fields.customer_id"},
         409,
         "already has mapping",
     ),
-    ("DELETE", f"{ACME}/mappings", {"from": "uuid", "to": "identity_group.notes"}, 404, "has no mapping"),
-    ("DELETE", f"{ACME}/mappings", {"from": "uuid", "to": "nowhere"}, 422, "to must be"),
-    ("DELETE", f"{ACME}/mappings", {"from": "uuid"}, 422, "to: Field required"),
+    ("DELETE", MAPPINGS, {"from": "uuid", "to": "identity_group.notes"}, 404, "has no mapping"),
+    ("DELETE", MAPPINGS, {"from": "uuid", "to": "nowhere"}, 422, "to must be"),
+    ("DELETE", MAPPINGS, {"from": "uuid"}, 422, "to: Field required"),
     ("POST", f"{ACME}/token-check", {}, 422, "token: Field required"),
     (
         "POST",
@@ -412,10 +365,10 @@ REFUSED: list[tuple[str, str, Any, int, str]] = [
     ("GET", f"{ACME}/audit", {"limit": "0"}, 422, "limit: Input should be greater than or equal to 1"),
     # T5: every listing's page is bounded, and a cursor is one the listing gave.
     ("GET", "/api/v1/communities", {"limit": "501"}, 422, "limit: Input should be less than or equal to 500"),
-    ("GET", f"{ACME}/keys", {"after": "not-a-cursor"}, 422, "after: not a cursor of this listing"),
+    ("GET", KEYS, {"after": "not-a-cursor"}, 422, "after: not a cursor of this listing"),
     # A cursor past a bigint, or with a time that is none: refused, never the driver's 503.
     ("GET", f"{ACME}/audit", {"after": _cursor([2**70])}, 422, "after: not a cursor of this listing"),
-    ("GET", f"{ACME}/custom-fields", {"after": _cursor(["x", "y"])}, 422, "after: not a cursor"),
+    ("GET", FIELDS, {"after": _cursor(["x", "y"])}, 422, "after: not a cursor"),
     ("GET", "/api/v1/communities", {"prefix": "a\x00"}, 400, "query parameter prefix holds a NUL character"),
 ]
 
@@ -596,3 +549,64 @@ def test_every_listing_is_paged_with_a_cursor_and_a_prefix(service: Service) -> 
         own = api.get("/api/v1/communities", params={"limit": 1}).json()
         assert ([c["id"] for c in own["items"]], own["next"]) == (["acme"], None)
         assert api.get("/api/v1/communities", params={"prefix": "p"}).json() == {"items": [], "next": None}
+
+
+def test_the_api_tokens_are_listed_in_pages_never_shown(service: Service) -> None:
+    """T5, A2: `GET /tokens` pages like every listing (oldest first, `prefix` on the name);
+    it is the platform's, and never shows a token or its hash."""
+    with service.client("platform") as api:
+        names: list[str] = []
+        after = None
+        for _ in range(10):
+            page = api.get("/api/v1/tokens", params={"limit": 1} | ({"after": after} if after else {}))
+            assert page.status_code == 200 and set(page.json()) == {"items", "next"}, page.text
+            names += [t["name"] for t in page.json()["items"]]
+            after = page.json()["next"]
+            if after is None:
+                break
+            for token in service.tokens.values():
+                assert token not in page.text
+        assert names == ["acme", "platform", "revoked", "shop"]  # made in one transaction: by name
+        revoked = api.get("/api/v1/tokens", params={"prefix": "rev"}).json()
+        assert [(t["name"], t["scope"], t["revoked_at"] is not None) for t in revoked["items"]] == [
+            ("revoked", "community acme", True)
+        ]
+        assert api.get("/api/v1/tokens", params={"limit": 501}).status_code == 422
+        rows = run_sql(service.database_url, "SELECT token_sha256 FROM api_tokens")
+        hashes = [r["token_sha256"] for r in rows]
+        assert not any(h in api.get("/api/v1/tokens").text for h in hashes)
+    with service.client("acme") as api:
+        assert api.get("/api/v1/tokens").status_code == 403
+
+
+def test_the_openapi_document_says_every_listing_is_paged(service: Service) -> None:
+    """T5: every GET answering a list takes limit, after and prefix and answers {items, next};
+    the one bare array left is a community's health, a summary bounded by outcomes and reasons."""
+    with service.client("platform") as api:
+        document = api.get("/api/v1/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    listings = []
+    for path, item in document["paths"].items():
+        get = item.get("get")
+        if get is None:
+            continue
+        answer = get["responses"]["200"]["content"]["application/json"]["schema"]
+        if answer.get("type") == "array":
+            assert path == "/api/v1/communities/{community_id}/health", path
+            continue
+        name = answer.get("$ref", "").rsplit("/", 1)[-1]
+        if set(schemas.get(name, {}).get("properties", {})) != {"items", "next"}:
+            continue
+        listings.append(path)
+        assert {p["name"] for p in get["parameters"] if p["in"] == "query"} >= {"limit", "after", "prefix"}
+        limit = next(p for p in get["parameters"] if p["name"] == "limit")["schema"]
+        assert (limit["default"], limit["maximum"]) == (100, 500), path
+    assert sorted(listings) == [
+        "/api/v1/audit",
+        "/api/v1/communities",
+        "/api/v1/communities/{community_id}/audit",
+        "/api/v1/communities/{community_id}/custom-fields",
+        "/api/v1/communities/{community_id}/keys",
+        "/api/v1/communities/{community_id}/mappings",
+        "/api/v1/tokens",
+    ]

@@ -10,6 +10,8 @@ partition's batch to `Decider.decide`, as the member does.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,3 +169,35 @@ async def test_a_record_whose_processing_raises_becomes_a_dead_letter_and_the_ba
     assert calls == [0, 0, 0, 1]
     dead = decided[0]
     assert not isinstance(dead, str) and dead.record["error_type"] == "ValueError"
+
+
+async def test_a_large_batch_lets_the_event_loop_run_every_few_milliseconds() -> None:
+    """T1: deciding yields to the loop by time, not only every so many records: 200 records
+    of 1 ms of CPU each never hold the loop more than a few milliseconds (the loop's thread
+    time between two ticks of a probe, so a busy machine's waits for a core do not count)."""
+    store = Store(acme_config())
+    pipeline = pipeline_processor(store, DEFAULT_LIMITS, None)
+
+    def slow(value: bytes | None, source: Any, now: float) -> Output:
+        spin_until = time.thread_time() + 0.001  # a record that costs 1 ms of CPU
+        while time.thread_time() < spin_until:
+            pass
+        return pipeline(value, source, now)
+
+    held: list[float] = []
+    done = asyncio.Event()
+
+    async def probe() -> None:
+        while not done.is_set():
+            before = time.thread_time()
+            await asyncio.sleep(0)
+            held.append(time.thread_time() - before)
+
+    token = make_token()
+    probing = asyncio.create_task(probe())
+    outputs = await decide_batch(decider(store, slow), [event(token)] * 200)
+    done.set()
+    await probing
+    assert len(outputs) == 200 and all(isinstance(o, Output) for o in outputs)
+    assert len(held) >= 20, "the loop hardly ran while the batch was decided"
+    assert max(held) < 0.025, f"the loop was held {max(held) * 1000:.0f} ms in one piece"

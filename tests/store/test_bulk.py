@@ -202,3 +202,42 @@ def test_a_prefix_filters_and_pages(cli: Cli, store_url: str) -> None:
     assert rest.err == ""
     bad = cli("community", "list", "--after", "nonsense")
     assert bad.code == 2 and bad.err.count("\n") == 1 and "after: not a cursor of this listing" in bad.err
+
+
+def test_audit_lines_escape_exactly_the_unprintable_characters() -> None:
+    """A11 with T4's fast path (str.isprintable): every character below U+3100 and a few beyond
+    is escaped exactly when its Unicode category is one a listing must never print raw."""
+    import unicodedata
+
+    from worker.store import audit
+
+    unprintable = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+    for code in [*range(0x3100), 0xFEFF, 0xE000, 0x10FFFF, 0x1D173, 0xE0001]:
+        ch = chr(code)
+        escaped = audit.plain(f"a{ch}b") != f"a{ch}b"
+        assert escaped == (unicodedata.category(ch) in unprintable), hex(code)
+
+
+def test_the_health_of_a_page_of_communities_reads_those_only(store_url: str) -> None:
+    """T5: the platform console shows a page of communities with their last hour (L5); it
+    reads the health of that page's communities, not of every community in the store."""
+    from worker.store.usage import health_report
+
+    for community in ("a1", "b2", "c3"):
+        run_sql(
+            store_url,
+            "INSERT INTO integration_health_minute (community_id, minute, outcome, reason, events, "
+            "last_at) VALUES ($1, date_trunc('minute', now()), 'enriched', '', 5, now())",
+            community,
+        )
+
+    async def go() -> list[str]:
+        conn = await asyncpg.connect(store_url)
+        try:
+            rows = await health_report(conn, since_seconds=3600, community_ids=["a1", "c3", "zz"])
+        finally:
+            await conn.close()
+        return [row.community_id for row in rows]
+
+    assert run_async(go) == ["a1", "c3"]
+    run_sql(store_url, "DELETE FROM integration_health_minute")

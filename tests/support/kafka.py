@@ -104,3 +104,17 @@ async def read_all(
         return records
     finally:
         await consumer.stop()
+
+
+async def visible(bootstrap: str, tp: TopicPartition) -> tuple[int, int]:
+    """(records a read_committed reader sees, last stable offset) of `tp`."""
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), isolation_level="read_committed")
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        seen = await consumer.getmany(tp, timeout_ms=2000)
+        stable = (await consumer.end_offsets([tp]))[tp]
+    finally:
+        await consumer.stop()
+    return len(seen.get(tp, [])), stable

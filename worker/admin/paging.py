@@ -1,12 +1,14 @@
 """Pages of the API's listings (DESIGN §12, T5): the query every list route takes, the answer's shape.
 
-Every list route (communities, keys, custom fields, mappings, the audit trail) takes `limit`
+Every list route (communities, keys, custom fields, mappings, the audit trail, API tokens) takes `limit`
 (default 100, at most 500), `after` (the `next` of the page before) and `prefix` (the
 listing's id starts with it), and answers `{"items": [...], "next": "…" | null}`: the page's
 rows in the listing's order, and the cursor of the next page (null on the last). A cursor is
 keyset (worker/store/pages.py): rows added or removed meanwhile never make a page repeat or
 skip another. Before pages, these routes answered a bare JSON array of every row; see
-docs/api.md for the change.
+docs/api.md for the change. The one answer that stays a bare array, a community's health
+(`/communities/{id}/health`), is a summary with a row per outcome and reason: bounded by
+those, whatever the store's size.
 """
 
 from __future__ import annotations

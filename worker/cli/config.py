@@ -20,9 +20,10 @@ from worker.cli.output import print_changes, totals
 from worker.cli.store_session import check_community_id, database_url_option, run_store
 from worker.core.config import ConfigError
 from worker.exitcodes import PROG
+from worker.store import applied_texts
 from worker.store import repository as repo
 from worker.store.sync import Change
-from worker.store.yaml_io import dump_communities, export_header, parse_yaml, refuse_withheld_secrets
+from worker.store.yaml_io import dump_communities, export_header
 
 #: A run longer than this says how far it is, on stderr, at most this often (seconds).
 PROGRESS_EVERY: Final = 2.0
@@ -45,6 +46,14 @@ class _Progress:
 
     def rows(self, done: int, total: int) -> None:
         self.say(f"{done} of {total} rows written", force=done == total)
+
+
+class _Unreadable(Exception):
+    """The file's own problems (ConfigError lines), met inside the apply's transaction."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("unreadable file")
+        self.problems = problems
 
 
 class _DryRun(Exception):
@@ -83,16 +92,24 @@ def config_apply(file: str, prune: bool, dry_run: bool, database_url: str | None
     """
     progress = _Progress()
     text = read_text(file, "configuration file")
-    try:
-        refuse_withheld_secrets(text)
-        config = parse_yaml(text)
-    except ConfigError as exc:
-        fail(f"{file}: " + "; ".join(exc.problems))
-    del text
-    progress.say(f"{len(config.communities)} communities read and validated", force=True)
 
     async def action(conn: asyncpg.Connection) -> list[Change]:
-        changes = await repo.apply_config(conn, config, prune=prune, progress=progress.rows)
+        # T4: under the apply's lock, so that what is skipped as unchanged is what is written over.
+        await conn.execute("LOCK TABLE communities IN EXCLUSIVE MODE")
+        try:
+            reading = await applied_texts.read_file(conn, text)
+        except ConfigError as exc:  # the file's problems, not the result's (run_store's ConfigError)
+            raise _Unreadable(exc.problems) from None
+        config = reading.config
+        read, skipped = len(config.communities), len(reading.unchanged)
+        progress.say(
+            f"{read + skipped} communities read ({skipped} unchanged since applied, {read} validated)",
+            force=True,
+        )
+        changes = await repo.apply_config(
+            conn, config, prune=prune, progress=progress.rows, unchanged=reading.unchanged
+        )
+        await applied_texts.record(conn, reading.digests)
         if dry_run:
             raise _DryRun(changes)
         return changes
@@ -101,6 +118,8 @@ def config_apply(file: str, prune: bool, dry_run: bool, database_url: str | None
         changes = run_store(database_url, action)
     except _DryRun as dry:
         changes = dry.changes
+    except _Unreadable as exc:
+        fail(f"{file}: " + "; ".join(exc.problems))
     print_changes(changes)
     click.echo(f"{'dry run, nothing written: would apply' if dry_run else 'applied'}: {totals(changes)}")
 

@@ -39,12 +39,19 @@ log = structlog.get_logger(__name__)
 # 46-53 µs with this, 40 µs with the collector off. Reference counting still frees everything
 # that is not a cycle at once; only cycles wait a little longer.
 GC_GEN0_THRESHOLD = 10_000
+# T1: a middle-generation pass walks every object of the young generations, up to
+# GC_GEN0_THRESHOLD x (this + 1) allocations' survivors: batches in flight, new token-cache
+# entries. With CPython's 10 it held the loop 33-54 ms at 100 000 communities under load
+# (docs/scale.md); with 3, about a third of that. Full passes stay as rare as before: one is
+# considered every (3 + 1) x (GC_GEN2_THRESHOLD + 1) young passes, ~ CPython's (10 + 1) x (10 + 1).
+GC_GEN1_THRESHOLD = 3
+GC_GEN2_THRESHOLD = 25
 
 
 def run_one(settings: Settings, ready: Any = None, *, child: bool = False) -> int:
     """One member in this process: the code `run` exits with."""
     configure_logging(settings.log_level, member=settings.member_index if child else None)
-    gc.set_threshold(GC_GEN0_THRESHOLD, 10, 10)
+    gc.set_threshold(GC_GEN0_THRESHOLD, GC_GEN1_THRESHOLD, GC_GEN2_THRESHOLD)
 
     def on_ready(*_: Any) -> None:
         # What start-up built (modules, configuration, clients) lives as long as the process:

@@ -42,7 +42,10 @@ _UNPRINTABLE: Final = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 def plain(text: str) -> str:
     """`text` with every unprintable character written as an escape (`\\n`, `\\u202e`), so
     one audit line stays one printed line whatever a stored value held (A11)."""
-    if all(unicodedata.category(ch) not in _UNPRINTABLE for ch in text):
+    # str.isprintable is false for every category of _UNPRINTABLE (and a few more): when it is
+    # true, nothing needs escaping, found at C speed (T4: `config apply` of 100 000 communities
+    # audits ~1 000 000 lines; the per-character check took ~4 s of them).
+    if text.isprintable() or all(unicodedata.category(ch) not in _UNPRINTABLE for ch in text):
         return text
     return "".join(
         ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in _UNPRINTABLE else ch

@@ -9,7 +9,7 @@ export` work on whole files. Callers own the transaction. The listings are in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Final
 
 import asyncpg
@@ -186,7 +186,12 @@ async def remove_mapping(conn: asyncpg.Connection, community_id: str, mapping: M
 
 
 async def apply_config(
-    conn: asyncpg.Connection, config: ConfigSpec, *, prune: bool = False, progress: Progress | None = None
+    conn: asyncpg.Connection,
+    config: ConfigSpec,
+    *,
+    prune: bool = False,
+    progress: Progress | None = None,
+    unchanged: Sequence[str] = (),
 ) -> list[Change]:
     """Make the store hold `config`: each community in it exactly as written (keys, fields
     and mappings not in the file are removed); communities absent from the file are left
@@ -195,7 +200,8 @@ async def apply_config(
     T4: one diff, written in batches. Only the file's communities are read; one whose rows
     already equal the file's entry (`written_form`) is neither validated again nor written,
     so the cost follows the file and its changes, not the store. `progress` hears the rows
-    written (`sync.write`)."""
+    written (`sync.write`). `unchanged`: more communities of the file, known to be stored as
+    written (`applied_texts.read_file`): left alone, and kept by `prune`."""
     # EXCLUSIVE: other writers wait, readers (workers) do not.
     await conn.execute("LOCK TABLE communities IN EXCLUSIVE MODE")
     stored = await read_spec_data(conn, [spec.id for spec in config.communities])
@@ -225,7 +231,7 @@ async def apply_config(
     removed = replaced
     if prune:
         for row in await community_rows(
-            conn, "WHERE NOT (c.id = ANY($1::text[]))", [s.id for s in config.communities]
+            conn, "WHERE NOT (c.id = ANY($1::text[]))", [*unchanged, *(s.id for s in config.communities)]
         ):
             removed.append(row.id)
             changes.append(Change("-", f"community {row.id} ({_counts(row)})"))

@@ -226,17 +226,24 @@ SELECT community_id, outcome, reason, sum(events) AS events, max(last_at) AS las
 FROM integration_health_minute
 WHERE minute >= date_trunc('minute', now() - make_interval(secs => $1))
     AND ($2::text IS NULL OR community_id = $2)
+    AND ($3::text[] IS NULL OR community_id = ANY($3::text[]))
 GROUP BY community_id, outcome, reason
 ORDER BY community_id, outcome, reason
 """
 
 
 async def health_report(
-    conn: asyncpg.Connection, *, since_seconds: float, community_id: str | None = None
+    conn: asyncpg.Connection,
+    *,
+    since_seconds: float,
+    community_id: str | None = None,
+    community_ids: Sequence[str] | None = None,
 ) -> list[HealthRow]:
     """L5: outcomes and reasons per community over the last `since_seconds` (minute buckets:
-    the minute the window starts in counts whole), with the last detail of each reason."""
-    rows = await conn.fetch(_REPORT, float(since_seconds), community_id)
+    the minute the window starts in counts whole), with the last detail of each reason.
+    `community_id` / `community_ids`: only those communities (T5: a page's, not the store's)."""
+    ids = list(community_ids) if community_ids is not None else None
+    rows = await conn.fetch(_REPORT, float(since_seconds), community_id, ids)
     return [
         HealthRow(
             r["community_id"], r["outcome"], r["reason"], int(r["events"]), r["last_detail"], r["last_at"]

@@ -14,7 +14,9 @@ not secrets and are always exported.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, cast
@@ -146,6 +148,13 @@ def _key_name(key: object) -> str:
 def parse_yaml(text: str) -> ConfigSpec:
     """The one reader of configuration YAML (`--config` files and `config apply`): safe tags
     only, no repeated key in any mapping, then the models' validation."""
+    with no_collector():
+        return validate_spec(ConfigSpec, read_mapping(text))
+
+
+def read_mapping(text: str) -> dict[Any, Any]:
+    """`parse_yaml`'s first half: the file's data, unvalidated. ConfigError: not YAML, a key
+    repeated, or not a mapping."""
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe tags only
     except yaml.YAMLError as exc:
@@ -157,7 +166,21 @@ def parse_yaml(text: str) -> ConfigSpec:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(["the file must hold a mapping with a 'communities' list"])
-    return validate_spec(ConfigSpec, data)
+    return data
+
+
+@contextlib.contextmanager
+def no_collector() -> Iterator[None]:
+    """The cyclic collector off while a file is read (T4): reading builds millions of objects
+    that all live on, and the collector's passes over them grew with the file (a file of
+    100 000 communities: 64 s of CPU with it, 16 s without). Reading makes no cycles to collect."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def load_config_file(path: str) -> dict[str, Community]:

@@ -10,7 +10,7 @@ from typing import Final
 
 from fastapi import APIRouter, Depends
 
-from worker.admin.api import audit, communities, fields, health, keys, mappings, token_check
+from worker.admin.api import audit, communities, fields, health, keys, mappings, token_check, tokens
 from worker.admin.auth import api_caller
 from worker.admin.errors import ERROR_RESPONSES
 
@@ -19,6 +19,6 @@ PREFIX: Final = "/api/v1"
 
 def router() -> APIRouter:
     api = APIRouter(prefix=PREFIX, dependencies=[Depends(api_caller)], responses=ERROR_RESPONSES)
-    for module in (communities, keys, fields, mappings, token_check, health, audit):
+    for module in (communities, keys, fields, mappings, token_check, health, audit, tokens):
         api.include_router(module.router)
     return api

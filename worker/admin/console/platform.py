@@ -54,9 +54,10 @@ class Health:
     top_reason: str = ""
 
 
-async def _health(conn: asyncpg.Connection) -> dict[str, Health]:
+async def _health(conn: asyncpg.Connection, community_ids: list[str]) -> dict[str, Health]:
+    """The last hour of the communities on the page (T5: a page's worth of rows, not the store's)."""
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for row in await health_report(conn, since_seconds=HEALTH_SECONDS):
+    for row in await health_report(conn, since_seconds=HEALTH_SECONDS, community_ids=community_ids):
         counts[row.community_id][row.reason if row.outcome == "rejected" else ""] += row.events
     health = {}
     for community_id, by_reason in counts.items():
@@ -88,7 +89,7 @@ async def platform_page(
         communities=found.items,
         prefix=prefix,
         next_after=found.next,
-        health=await _health(conn),
+        health=await _health(conn, [c.id for c in found.items]),
         modes=[m.value for m in Mode],
         rules=RULES,
         section="create" if refusal else section,

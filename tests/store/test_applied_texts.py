@@ -1,0 +1,206 @@
+"""`config apply` reads only what changed since the last apply (DESIGN §12, T4;
+worker/store/applied_texts.py): held by what it reads (the communities it validates), not by
+timing. A file that changes one community of many reads that one; a community changed by
+anything else since is read again; errors are the whole file's; a file whose shape the cut is
+not sure of is read whole."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+import yaml
+
+from tests.support.store import Cli, run_async, run_sql
+from worker.core.config import ConfigError, CustomFieldSpec
+from worker.devtools import examples
+from worker.store import applied_texts
+from worker.store import repository as repo
+from worker.store.applied_texts import Reading, split_items
+from worker.store.sync import Change
+from worker.store.yaml_io import parse_yaml
+
+
+def _community(i: int, label: str = "Customer ID") -> dict[str, Any]:
+    return examples.community(
+        f"c{i:03d}",
+        hmac_keys={"k_a": f"{i:024x}"},
+        rsa_kid="k_rsa" if i % 10 == 0 else None,
+        custom_fields=[{"key": "customer_id", "label": label, "regex": "C[0-9]{6}"}],
+    )
+
+
+def _text(communities: list[dict[str, Any]]) -> str:
+    return yaml.safe_dump({"communities": communities}, sort_keys=False)
+
+
+def _apply(url: str, text: str) -> tuple[Reading, list[Change]]:
+    """What `config apply` does in its transaction: read the file against the store, apply,
+    record the texts read."""
+
+    async def go() -> tuple[Reading, list[Change]]:
+        conn = await asyncpg.connect(url)
+        try:
+            async with conn.transaction():
+                await conn.execute("LOCK TABLE communities IN EXCLUSIVE MODE")
+                reading = await applied_texts.read_file(conn, text)
+                changes = await repo.apply_config(conn, reading.config, unchanged=reading.unchanged)
+                await applied_texts.record(conn, reading.digests)
+        finally:
+            await conn.close()
+        return reading, changes
+
+    return run_async(go)
+
+
+def _read(reading: Reading) -> list[str]:
+    return [spec.id for spec in reading.config.communities]
+
+
+def test_a_file_that_changes_one_community_reads_that_one(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(applied_texts, "READ_BATCH", 7)  # the texts read, 7 per YAML document
+    communities = [_community(i) for i in range(30)]
+    first, _ = _apply(store_url, _text(communities))
+    assert len(_read(first)) == 30 and first.unchanged == []
+
+    again, changes = _apply(store_url, _text(communities))
+    assert _read(again) == [] and sorted(again.unchanged) == [f"c{i:03d}" for i in range(30)]
+    assert changes == []
+
+    communities[7] = _community(7, "Customer number")
+    changed, changes = _apply(store_url, _text(communities))
+    assert _read(changed) == ["c007"] and len(changed.unchanged) == 29
+    assert [c.text.split(" (")[0] for c in changes] == ["field c007/customer_id"]
+    stored = run_sql(store_url, "SELECT label FROM custom_fields WHERE community_id = 'c007'")
+    assert [r["label"] for r in stored] == ["Customer number"]
+
+
+def test_a_community_changed_elsewhere_since_is_read_again(store_url: str) -> None:
+    """Only while the community's change counter (0006) is the one recorded with its text."""
+    communities = [_community(i) for i in range(12)]
+    _apply(store_url, _text(communities))
+
+    async def relabel(conn: asyncpg.Connection) -> None:
+        await repo.add_field(conn, "c005", CustomFieldSpec(key="plan", label="Added by hand"))
+
+    run_async(lambda: _in_transaction(store_url, relabel))
+    reading, changes = _apply(store_url, _text(communities))
+    assert _read(reading) == ["c005"]
+    assert [c.op for c in changes] == ["-"] and "field c005/plan" in changes[0].text
+    stored = run_sql(store_url, "SELECT key FROM custom_fields WHERE community_id = 'c005'")
+    assert [r["key"] for r in stored] == ["customer_id"]
+
+
+async def _in_transaction(url: str, action: Any) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            await action(conn)
+    finally:
+        await conn.close()
+
+
+def test_errors_are_those_of_the_whole_file(store_url: str) -> None:
+    """A changed community that is invalid: the problem named with the file's own line and
+    list index, as if the file had been read whole; nothing written."""
+    communities = [_community(i) for i in range(20)]
+    _apply(store_url, _text(communities))
+    communities[13]["custom_fields"][0]["regex"] = "C[0-9"  # not a regex
+    communities[4]["mappings"].append({"from": "uuid"})  # no `to`
+    text = _text(communities)
+    with pytest.raises(ConfigError) as whole:
+        parse_yaml(text)
+    with pytest.raises(ConfigError) as read:
+        _apply(store_url, text)
+    assert read.value.problems == whole.value.problems
+    assert any(p.startswith("communities[13].") for p in read.value.problems), read.value.problems
+
+    broken = text.replace("- id: c015", "- id: c015\n  jwt_keys: [unclosed")
+    with pytest.raises(ConfigError) as syntax:
+        _apply(store_url, broken)
+    with pytest.raises(ConfigError) as whole_syntax:
+        parse_yaml(broken)
+    assert syntax.value.problems == whole_syntax.value.problems and "line" in syntax.value.problems[0]
+
+
+def test_a_duplicate_of_an_unchanged_community_is_refused(store_url: str) -> None:
+    communities = [_community(i) for i in range(5)]
+    _apply(store_url, _text(communities))
+    twice = [*communities, _community(2, "Another label")]
+    with pytest.raises(ConfigError, match="duplicate community id 'c002'"):
+        _apply(store_url, _text(twice))
+    with pytest.raises(ConfigError, match="duplicate community id 'c003'"):
+        _apply(store_url, _text([*communities, communities[3]]))
+
+
+def test_prune_keeps_the_unchanged_communities(store_url: str) -> None:
+    communities = [_community(i) for i in range(6)]
+    _apply(store_url, _text(communities))
+
+    async def go() -> list[Change]:
+        conn = await asyncpg.connect(store_url)
+        try:
+            async with conn.transaction():
+                reading = await applied_texts.read_file(conn, _text(communities[:4]))
+                assert _read(reading) == []
+                return await repo.apply_config(conn, reading.config, prune=True, unchanged=reading.unchanged)
+        finally:
+            await conn.close()
+
+    changes = run_async(go)
+    assert sorted(c.text.split(" (")[0] for c in changes) == ["community c004", "community c005"]
+    assert all(c.op == "-" for c in changes)
+
+
+def test_the_cli_says_what_it_skipped(cli: Cli, store_url: str, tmp_path: Any) -> None:
+    path = tmp_path / "communities.yaml"
+    communities = [_community(i) for i in range(8)]
+    path.write_text(_text(communities))
+    assert cli("config", "apply", str(path)).code == 0
+    communities[3] = _community(3, "Relabelled")
+    path.write_text(_text(communities))
+    result = cli("config", "apply", str(path))
+    assert result.code == 0, result
+    assert "~ field c003/customer_id" in result.out and "applied: " in result.out
+    bad = _text(communities).replace("Relabelled", "Relabelled\n    regex: '['")
+    path.write_text(bad)
+    refused = cli("config", "apply", str(path))
+    assert refused.code == 2 and refused.err.startswith(f"identity-worker: error: {path}: "), refused
+
+
+# ------------------------------------------------------------------------ the cut (pure)
+
+
+def test_the_cut_gives_each_item_of_a_plain_file() -> None:
+    exported = "# a comment\ncommunities:\n  - id: a\n    jwt_keys: []\n  # between\n  - id: b\n"
+    assert split_items(exported) == ["  - id: a\n    jwt_keys: []\n  # between\n", "  - id: b\n"]
+    indentless = "communities:\n- id: a\n  mappings:\n  - from: x\n    to: y\n- id: b\n"
+    assert split_items(indentless) == ["- id: a\n  mappings:\n  - from: x\n    to: y\n", "- id: b\n"]
+    literal = (
+        "communities:\n  - id: a\n    jwt_keys:\n      - kid: r\n        rsa_public_key: |\n"
+        "          AB\n\n          CD\n"
+    )
+    assert split_items(literal) == [literal.removeprefix("communities:\n")]
+    assert split_items("communities:\n") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "communities: []\n",  # flow
+        "communities: [{id: a}]\n",
+        "communities:\n  - id: a\nother: 1\n",  # another top-level key
+        "%YAML 1.1\n---\ncommunities:\n  - id: a\n",  # a directive
+        "communities:\n  - id: a\n---\ncommunities:\n  - id: b\n",  # two documents
+        "communities:\n  - &x {id: a}\n  - *x\n",  # an alias may name another item's anchor
+        "communities:\n  - id: a\n - id: b\n",  # items at two indentations
+        "  communities:\n  - id: a\n",
+        "x: 1\ncommunities:\n  - id: a\n",
+        "",
+    ],
+)
+def test_the_cut_refuses_what_it_is_not_sure_of(text: str) -> None:
+    assert split_items(text) is None
