@@ -54,7 +54,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -219,6 +219,11 @@ def ratio_line(name: str, value: float, op: str, target: float, how: str) -> dic
     return {"target": name, "ratio": value, "op": op, "goal": target, "met": ok, "how": how}
 
 
+def heading(out: TextIO, columns: str, width: int) -> None:
+    """A table's column names after a blank line, underlined `width` characters wide."""
+    print(f"\n{columns}\n{'-' * width}", file=out)
+
+
 def print_report(report: dict[str, Any]) -> None:
     out = sys.stdout
     m = report["machine"]
@@ -228,12 +233,12 @@ def print_report(report: dict[str, Any]) -> None:
         f"aiokafka {m['aiokafka']}, Kafka {m['kafka']}; load avg at start {m['loadavg_at_start'][0]:.2f}",
         file=out,
     )
-    print(
-        f"\n{'scenario':<12} {'events':>7} {'events/s':>10} {'CPU µs/ev':>10} {'cores':>6} {'machine':>8} "
+    heading(
+        out,
+        f"{'scenario':<12} {'events':>7} {'events/s':>10} {'CPU µs/ev':>10} {'cores':>6} {'machine':>8} "
         f"{'load':>6}  description",
-        file=out,
+        107,
     )
-    print("-" * 107, file=out)
     for r in report["backlog"]:
         print(
             f"{r['name']:<12} {r['received']:>7} {r['throughput']:>10,.0f} "
@@ -252,18 +257,17 @@ def print_report(report: dict[str, Any]) -> None:
               f"{ref['jwt_decode_cpu_mix'] * 1e6:>10,.1f} {'1.00':>6} {'':>8} {'':>6}  "
               "bare jwt.decode loop, the mix workload's valid tokens", file=out)  # fmt: skip
     if report["paced"]:
-        print(
-            f"\n{'offered/s':>10} {'output/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+        heading(
+            out,
+            f"{'offered/s':>10} {'output/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} "
             f"{'load':>6}",
-            file=out,
+            65,
         )
-        print("-" * 65, file=out)
         for p in report["paced"]:
             print(f"{p['offered']:>10,.0f} {p['throughput']:>10,.0f} {p['p50_ms']:>8.0f} {p['p95_ms']:>8.0f} "
                   f"{p['p99_ms']:>8.0f} {p['max_ms']:>8.0f} {p.get('loadavg', float('nan')):>6.2f}",
                   file=out)  # fmt: skip
-    print(f"\n{'target':<58} {'ratio':>8} {'goal':>8}  result", file=out)
-    print("-" * 90, file=out)
+    heading(out, f"{'target':<58} {'ratio':>8} {'goal':>8}  result", 90)
     for t in report["targets"]:
         print(f"{t['target']:<58} {t['ratio']:>8.2f} {t['op'] + format(t['goal'], 'g'):>8}  "
               f"{'met' if t['met'] else 'MISSED'}   ({t['how']})", file=out)  # fmt: skip
@@ -433,8 +437,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     names = list(raw_topics.values())
     for s in scenarios:
         t = kafka_io.Topics.fresh(f"{prefix}.{s[0]}")
-        names += t.outputs()
-    names += [f"{prefix}.passthrough.copy", paced_topics.raw, *paced_topics.outputs()]
+        names += t.outputs
+    names += [f"{prefix}.passthrough.copy", paced_topics.raw, *paced_topics.outputs]
     names += [f"{prefix}.floor-{d}.{outcome}" for d in floors for outcome in ("enriched", "rejected")]
     try:
         await kafka_io.create_topics(bootstrap, names, args.partitions)
@@ -465,7 +469,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         argv, env = launcher.command(topics, f"{prefix}-{name}", guarantee, processes)
         expected = len(data[data_name].values)
         result = await backlog_run(
-            name, description, bootstrap, topics, expected, argv, env, topics.outputs(), timeout
+            name, description, bootstrap, topics, expected, argv, env, topics.outputs, timeout
         )
         backlog.append(result)
         check(result, data_name)

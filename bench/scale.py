@@ -374,7 +374,7 @@ async def run_size(n: int, args: argparse.Namespace, admin_url: str, bootstrap: 
     say(f"N={n}: built ({row})")
 
     topics = kafka_io.Topics.fresh(label)
-    await kafka_io.create_topics(bootstrap, [topics.raw, *topics.outputs()], 4)
+    await kafka_io.create_topics(bootstrap, [topics.raw, *topics.outputs], 4)
     port = free_port()
     env = {
         **os.environ, "DATABASE_URL": db, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,

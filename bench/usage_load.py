@@ -84,7 +84,7 @@ async def main(args: argparse.Namespace) -> None:
         for mode in order:
             prefix = f"usage-bench-{stamp}-{round_}-{mode}"
             topics = kafka_io.Topics.fresh(prefix)
-            await kafka_io.create_topics(bootstrap, [topics.raw, *topics.outputs()], args.partitions)
+            await kafka_io.create_topics(bootstrap, [topics.raw, *topics.outputs], args.partitions)
             await asyncio.sleep(1.0)
             await kafka_io.produce_backlog(bootstrap, topics.raw, data.values)
             argv, env = launcher.command(topics, prefix, "exactly_once", 1)
@@ -93,7 +93,7 @@ async def main(args: argparse.Namespace) -> None:
             env.update(modes[mode])
             writes_before = await table_writes(url)
             result = await kafka_bench.backlog_run(
-                f"usage-{mode}", mode, bootstrap, topics, args.events, argv, env, topics.outputs(), 300
+                f"usage-{mode}", mode, bootstrap, topics, args.events, argv, env, topics.outputs, 300
             )
             await asyncio.sleep(1.0)  # statistics are reported by the backends asynchronously
             writes = await table_writes(url) - writes_before

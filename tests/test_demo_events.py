@@ -1,4 +1,4 @@
-"""`make demo` shows every case issue 2 lists; the example events must keep meaning what they say."""
+"""`make demo` shows every case of the README's demo; the example events must keep meaning what they say."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ def resolve_command(args: list[str]) -> click.Command:
 def env_names_read_by_settings() -> set[str]:
     names = {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"}
     names |= {f"IDENTITY_WORKER_{field.upper()}" for field in Settings.model_fields}
-    for info in Settings.model_fields.values():  # KAFKA_SECURITY_PROTOCOL, … (issue 17)
+    for info in Settings.model_fields.values():  # KAFKA_SECURITY_PROTOCOL, …
         if isinstance(info.validation_alias, AliasChoices):
             names |= {choice for choice in info.validation_alias.choices if isinstance(choice, str)}
     return {name for name in names if name.isupper()}
@@ -120,7 +120,7 @@ def test_compose_worker_waits_for_the_one_shot_services_and_checks_readiness(
     assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert worker["depends_on"]["topics"]["condition"] == "service_completed_successfully"
     assert f"127.0.0.1:{METRICS_PORT}/readyz" in " ".join(worker["healthcheck"]["test"])
-    # The configuration service needs the schema only (issue 26), and answers its sign-in page.
+    # The configuration service needs the schema only, and answers its sign-in page.
     console = services["console"]
     assert console["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert "127.0.0.1:8080/" in " ".join(console["healthcheck"]["test"])

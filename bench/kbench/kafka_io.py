@@ -17,23 +17,19 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from tests.support.worker import Topics as WorkerTopics
 from worker.kafka.security import client_options  # the worker's security variables (issue 17)
 
 
 @dataclass(frozen=True)
-class Topics:
-    raw: str
-    enriched: str
-    rejected: str
-    dlq: str
+class Topics(WorkerTopics):
+    """The worker's topics (the suite's `Topics`) and the pass-through reference's copy topic."""
+
     passthrough: str
 
     @classmethod
     def fresh(cls, prefix: str) -> Topics:
         return cls(*(f"{prefix}.identity.{name}" for name in ("raw", "enriched", "rejected", "dlq", "copy")))
-
-    def outputs(self) -> list[str]:
-        return [self.enriched, self.rejected, self.dlq]
 
 
 async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:

@@ -182,7 +182,7 @@ async def paced_runs(
     env: dict[str, str],
 ) -> list[PacedResult]:
     """One worker on fresh topics; successive phases at each offered rate; delays per phase."""
-    collector = kafka_io.Collector(bootstrap, topics.outputs())
+    collector = kafka_io.Collector(bootstrap, topics.outputs)
     await collector.start()
     proc, log = start_worker("paced", argv, env)
     results: list[PacedResult] = []

@@ -1,4 +1,4 @@
-"""Fixtures of the configuration service tests (issue 14): a real `admin serve` on a real
+"""Fixtures of the configuration service tests: a real `admin serve` on a real
 PostgreSQL database, one per test module, reseeded before each test."""
 
 from __future__ import annotations

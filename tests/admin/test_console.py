@@ -21,7 +21,7 @@ from worker.core.keys import HMAC_SECRET
 
 pytestmark = pytest.mark.integration
 
-#: A 24-character base64 text: the length is right, the characters are not (issue 25).
+#: A 24-character base64 text: the length is right, the characters are not.
 BASE64_SECRET = "QUJDREVGR0hJSktMTU5PUFFS"
 
 

@@ -1,4 +1,4 @@
-"""Keyboard and screen-reader checks of every console page (DESIGN §10, A5; issue 25): axe-core
+"""Keyboard and screen-reader checks of every console page (DESIGN §10, A5): axe-core
 (tests/support/console.py) finds no serious or critical violation (every rule in light mode,
 colour contrast in dark mode); no
 aria-describedby/labelledby names a missing element; nothing is wider than a 360 px screen;

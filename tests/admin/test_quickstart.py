@@ -1,4 +1,4 @@
-"""`make admin` (issue 14 item 6, issue 25 kind 5): the example community loaded, a platform and
+"""`make admin`: the example community loaded, a platform and
 a community token printed with the URL, the service answering both tokens as their scopes say;
 a worker running behind it, the example secret and a sample token printed, and the printed
 `make send-events` filling the keys' usage (L2) and Health (L5)."""

@@ -1,4 +1,4 @@
-"""The token debugger in the API and the console (issue 25, kind 2; A5, DESIGN §7, L4): the token
+"""The token debugger in the API and the console (A5, DESIGN §7, L4): the token
 decoded with its dates, the verdict, the notes and a preview of what agents see; the console
 keeps the pasted token; whitespace and `Bearer ` get a note and the token alone's verdict."""
 
@@ -95,7 +95,7 @@ def _debug_in_console(page: Page, tmp_path: Path) -> None:
 
 def test_token_verify_reads_the_store_of_database_url(service: Service) -> None:
     """Like `report` and `config export`, `token verify` without --config or --database-url reads
-    the store $DATABASE_URL names (issue 25, kind 5)."""
+    the store $DATABASE_URL names."""
     env = {**os.environ, "DATABASE_URL": service.database_url}
     done = subprocess.run(
         [IDENTITY_WORKER, "token", "verify", "--community", "acme", hs256(SECRET, "k1")],

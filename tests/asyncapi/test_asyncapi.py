@@ -1,4 +1,4 @@
-"""schemas/asyncapi.yaml (issue 16, item 5): valid for the official AsyncAPI parser, and in step
+"""schemas/asyncapi.yaml: valid for the official AsyncAPI parser, and in step
 with the models and settings it describes.
 
 The parser is `@asyncapi/parser` from npm, pinned in package-lock.json beside this file, run by

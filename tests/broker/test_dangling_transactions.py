@@ -20,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from tests.support.kafka import client_options, create_topics
+from tests.support.kafka import client_options, create_topics, visible
 from worker.kafka.transactions import DanglingCheck, DanglingTransaction, group_partition, open_transactions
 from worker.kafka.txn_requests import TxnHistory
 
@@ -39,18 +39,34 @@ async def _open_transaction(bootstrap: str, name: str) -> tuple[Any, TopicPartit
     return producer, TopicPartition(f"{name}.out", 0)
 
 
-async def _visible(bootstrap: str, tp: TopicPartition) -> tuple[int, int]:
-    """(records a read_committed reader sees, last stable offset) of `tp`."""
-    consumer = AIOKafkaConsumer(**client_options(bootstrap), isolation_level="read_committed")
-    await consumer.start()
+async def _committed_outputs_and_offsets(
+    bootstrap: str, name: str, history: TxnHistory, failed: int, why: str
+) -> tuple[int, int, int | None]:
+    """`_open_transaction`, then `settle` with `history` (the offsets never asked: `why`):
+    (outputs a read_committed reader sees, the output's LSO, the group's committed offset)."""
+    producer, out = await _open_transaction(bootstrap, name)
+    source = TopicPartition(f"{name}.in", 0)
     try:
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        seen = await consumer.getmany(tp, timeout_ms=2000)
-        stable = (await consumer.end_offsets([tp]))[tp]
+        client = producer.client
+        pid = producer._txn_manager.producer_id
+        check = DanglingCheck(name, bootstrap, lambda topic, p: None)
+
+        async def never(_: TopicPartition) -> int:
+            raise AssertionError(why)
+
+        await check.settle(client, pid, [out], {source: failed}, history, never)
+        group = await group_partition(client, name)
+        assert await open_transactions(client, [out, group], pid) == []
+        seen, stable = await visible(bootstrap, out)
     finally:
-        await consumer.stop()
-    return len(seen.get(tp, [])), stable
+        await producer.stop()
+    reader = AIOKafkaConsumer(**client_options(bootstrap), group_id=name, enable_auto_commit=False)
+    await reader.start()
+    try:
+        offset = await reader.committed(source)
+    finally:
+        await reader.stop()
+    return seen, stable, offset
 
 
 async def test_an_open_transaction_that_can_only_have_aborted_is_closed_with_its_abort_marker(
@@ -65,7 +81,7 @@ async def test_an_open_transaction_that_can_only_have_aborted_is_closed_with_its
         group = await group_partition(client, name)
         found = await open_transactions(client, [out, group], pid)
         assert {t.tp for t in found} == {out, group}, found  # outputs and the group's offset commit
-        assert (await _visible(kafka_bootstrap, out))[1] == 0, "the open transaction holds the LSO"
+        assert (await visible(kafka_bootstrap, out))[1] == 0, "the open transaction holds the LSO"
         check = DanglingCheck(name, kafka_bootstrap, lambda topic, p: counted.append((topic, p)))
 
         async def never(_: TopicPartition) -> int:
@@ -74,7 +90,7 @@ async def test_an_open_transaction_that_can_only_have_aborted_is_closed_with_its
         failed = TxnHistory(targets={out}, offsets_sent=True)  # sent all, never EndTxn(commit)
         await check.settle(client, pid, [out], {}, failed, never)
         assert await open_transactions(client, [out, group], pid) == []
-        seen, stable = await _visible(kafka_bootstrap, out)
+        seen, stable = await visible(kafka_bootstrap, out)
     finally:
         await producer.stop()
     assert seen == 0, "an aborted transaction's outputs are never exposed"
@@ -116,28 +132,25 @@ async def test_an_open_transaction_the_coordinator_had_confirmed_committed_gets_
     outputs and their offsets. The open range is exactly the confirmed transaction's and the
     failed one sent nothing: COMMIT markers, the outputs visible and the offsets committed."""
     name = unique_topic("i27-confirmed")
-    producer, out = await _open_transaction(kafka_bootstrap, name)
-    source = TopicPartition(f"{name}.in", 0)
-    try:
-        client = producer.client
-        pid = producer._txn_manager.producer_id
-        check = DanglingCheck(name, kafka_bootstrap, lambda topic, p: None)
-        history = TxnHistory(confirmed_starts={out: 0})  # then a batch that failed before sending
+    history = TxnHistory(confirmed_starts={TopicPartition(f"{name}.out", 0): 0})  # then one failed early
+    why = "the confirmed transaction's decision is known: COMMIT"
+    seen, stable, offset = await _committed_outputs_and_offsets(kafka_bootstrap, name, history, 9, why)
+    assert (seen, stable) == (3, 4), "the committed transaction's outputs are visible"
+    assert offset == 5, "and its offsets are the group's"
 
-        async def never(_: TopicPartition) -> int:
-            raise AssertionError("the confirmed transaction's decision is known: COMMIT")
 
-        await check.settle(client, pid, [out], {source: 9}, history, never)
-        group = await group_partition(client, name)
-        assert await open_transactions(client, [out, group], pid) == []
-        seen, stable = await _visible(kafka_bootstrap, out)
-    finally:
-        await producer.stop()
-    reader = AIOKafkaConsumer(**client_options(kafka_bootstrap), group_id=name, enable_auto_commit=False)
-    await reader.start()
-    try:
-        offset = await reader.committed(source)
-    finally:
-        await reader.stop()
+async def test_a_failed_commit_the_coordinator_said_committed_gets_commit_markers_offsets_included(
+    kafka_bootstrap: str, unique_topic: Callable[[str], str]
+) -> None:
+    """Seen in `make chaos` as a refusal: the broker frozen then killed after our EndTxn(commit),
+    its answer lost, the failed transaction's outputs and offsets dangling — the group's own
+    offsets partition among them, so its committed offsets could not decide. Its coordinator
+    said COMMIT before our InitProducerId (`history.outcome`, worker.kafka.txn_outcome): COMMIT
+    markers on the outputs and on the group's partition, nothing refused."""
+    name = unique_topic("i27-said-commit")
+    history = TxnHistory(targets={TopicPartition(f"{name}.out", 0)}, offsets_sent=True, commit_sent=True)
+    history.outcome = "commit"  # what its coordinator said
+    why = "the coordinator's decision is known: the offsets are not asked"
+    seen, stable, offset = await _committed_outputs_and_offsets(kafka_bootstrap, name, history, 5, why)
     assert (seen, stable) == (3, 4), "the committed transaction's outputs are visible"
     assert offset == 5, "and its offsets are the group's"

@@ -1,4 +1,4 @@
-"""The downstream contract reads on its own (issue 25, kind 6): every field of every published
+"""The downstream contract reads on its own: every field of every published
 JSON Schema is described, each schema carries examples the pipeline made, the examples validate
 against their schema, and the AsyncAPI document's messages carry the same examples."""
 

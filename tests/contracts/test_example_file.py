@@ -1,4 +1,4 @@
-"""examples/communities.yaml is worker/devtools/examples.py's example, in sync (issue 25, kind 5), and it
+"""examples/communities.yaml is worker/devtools/examples.py's example, in sync, and it
 is a configuration every command accepts."""
 
 from __future__ import annotations

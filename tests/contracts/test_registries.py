@@ -1,4 +1,4 @@
-"""Registries as data (issue 13, item 1): each list the worker keeps is written once and every
+"""Registries as data: each list the worker keeps is written once and every
 other spelling of it is derived from, or held to, that one table.
 
 - `keys.KEY_KINDS`: the algorithms (V5), the spec's fields and `alg`, the output's

@@ -1,4 +1,4 @@
-"""docs/rules.md defines every rule code the product prints (issue 25, kind 1).
+"""docs/rules.md defines every rule code the product prints.
 
 The package (help texts, details, log lines, the console's templates) and the docs cite rule
 codes — V7, K2, C4, ranges like V9–V10 — and each must be defined by a heading of

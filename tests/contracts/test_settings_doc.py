@@ -1,4 +1,4 @@
-"""The settings reference (issue 25, kind 5): docs/settings.md is generated from the settings
+"""The settings reference: docs/settings.md is generated from the settings
 model and in sync; every setting has a meaning; `run --help` gives each flag's meaning, env
 name and default from the same model."""
 

@@ -265,7 +265,7 @@ def test_token_sign_secret_from_environment(config_file: str) -> None:
     assert _verify(config_file, result.stdout.decode().strip()).returncode == 0
 
 
-# ---------------------------------------------------------------- issue 12, kind 5: the very verdict
+# ---------------------------------------------------------------- the very verdict
 
 
 def _process_verdict(config_file: str, token: str) -> str:
@@ -283,7 +283,7 @@ def _verify_verdict(result: subprocess.CompletedProcess[bytes]) -> str:
 
 @pytest.mark.parametrize("spelling", [" {}", "{}\n", "{}\r\n", "\t{}", "{} ", "\n{}"])
 def test_issue12_kind5_token_verify_does_not_trim(config_file: str, spelling: str) -> None:
-    """Issue 12, kind 5: `token verify … " <token>"` (a leading space, or a trailing newline)
+    """`token verify … " <token>"` (a leading space, or a trailing newline)
     printed "accepted" and exited 0, while `process` refused the same text as malformed_token:
     it trimmed. The explanation is the very verdict of the pipeline for the same text."""
     token = spelling.format(make_token())
@@ -293,7 +293,7 @@ def test_issue12_kind5_token_verify_does_not_trim(config_file: str, spelling: st
 
 
 def test_issue12_kind4_typ_nested_983_deep_is_malformed_token_in_token_verify_too(config_file: str) -> None:
-    """Issue 12, kind 4: a header whose `typ` is nested about 983 levels got invalid_header from
+    """A header whose `typ` is nested about 983 levels got invalid_header from
     `process` and malformed_token from `token verify` (where Python's recursion limit bit
     depended on each command's stack: here the two disagreed at 976-982 levels). One limit (J3)."""
     tokens = {
@@ -344,7 +344,7 @@ def test_token_verify_verdict_equals_process_verdict_for_any_token_text(
     config_file: str, token: str, before: str, after: str, community_id: str
 ) -> None:
     """For any token text, `token verify`'s verdict (exit status and last line) is the verdict
-    `process` gives for a raw event carrying the same text (DESIGN §7, issue 12)."""
+    `process` gives for a raw event carrying the same text (DESIGN §7)."""
     text = before + token + after
     args = ["--config", config_file, "--community", community_id, "--now", RECEIVED_AT, "--", text]
     result = _runner.invoke(verify_command, args)
@@ -357,7 +357,7 @@ def test_token_verify_verdict_equals_process_verdict_for_any_token_text(
 
 @pytest.mark.parametrize("command", [["process"], ["token", "verify", "--community", "acme", "a.b.c"]])
 def test_issue12_kind6_repeated_key_in_a_config_file_is_one_line(tmp_path: Path, command: list[str]) -> None:
-    """Issue 12, kind 6, through `--config`: the repeated key is named with its line, exit 2."""
+    """Through `--config`: a repeated key is named with its line, exit 2."""
     path = tmp_path / "repeated.yaml"
     path.write_text(
         "communities:\n  - id: acme\n    signed_identities: require\n    jwt_keys:\n"
@@ -381,7 +381,7 @@ def test_issue12_kind6_repeated_key_in_a_config_file_is_one_line(tmp_path: Path,
 def test_token_verify_header_member_name_with_a_lone_surrogate_is_the_process_verdict(
     config_file: str, header_text: str
 ) -> None:
-    """Review of issue 12 (J2, DESIGN §7): a header member *name* holding an escaped unpaired
+    """J2, DESIGN §7: a header member *name* holding an escaped unpaired
     surrogate was accepted by `process` but gave a dead letter in `token verify` (its trace
     printed the header with json.dumps, which refuses a name that is not text)."""
     token = make_token(header_text=header_text)

@@ -209,7 +209,7 @@ def test_not_a_configuration_is_one_clear_error(text: str) -> None:
     _problems(text)
 
 
-# ---------------------------------------------------------------- issue 12, kind 6: repeated keys, one PEM
+# ---------------------------------------------------------------- repeated keys, one PEM
 
 
 ISSUE12_REPEATED_MODE = """\
@@ -224,7 +224,7 @@ communities:
 
 
 def test_issue12_kind6_repeated_signed_identities_is_one_line_naming_key_and_line() -> None:
-    """Issue 12, kind 6: a community entry with `signed_identities: require` followed by
+    """A community entry with `signed_identities: require` followed by
     `signed_identities: reject` was accepted and silently ran in reject mode (PyYAML keeps the
     last of a repeated key)."""
     assert _problems(ISSUE12_REPEATED_MODE) == [
@@ -323,7 +323,7 @@ _KEYED = f"jwt_keys: [{{kid: k, hmac_secret: '{SECRET}'}}]"
     ],
 )
 def test_review_a_key_repeated_through_merge_keys_is_refused(text: str, problem: str) -> None:
-    """Review of issue 12, kind 6 (DESIGN §5): `<<: {signed_identities: require,
+    """DESIGN §5: `<<: {signed_identities: require,
     signed_identities: reject}` was accepted in reject mode (the inline merged mapping was never
     checked), and `<<: [*reject, *require]` ran in require mode, where YAML's merge gives the
     first mapping precedence (PyYAML 6.0.4 decides by string identity). One line, no winner."""
@@ -372,7 +372,7 @@ def test_a_repeated_key_shaped_like_a_secret_is_not_echoed() -> None:
     ],
 )
 def test_review_an_unknown_key_shaped_like_a_secret_is_not_echoed(text: str) -> None:
-    """Review of issue 12: a secret pasted as a key (the key and value swapped) was echoed in
+    """A secret pasted as a key (the key and value swapped) was echoed in
     the location of "Extra inputs are not permitted" (secrets never appear in error messages)."""
     (problem,) = _problems(text)
     assert SECRET not in problem and "(a key shaped like a secret)" in problem, problem
@@ -380,7 +380,7 @@ def test_review_an_unknown_key_shaped_like_a_secret_is_not_echoed(text: str) -> 
 
 
 def test_issue12_kind6_a_pem_value_with_two_public_keys_is_refused() -> None:
-    """Issue 12, kind 6: a PEM value holding two public keys was accepted and only the first was
+    """A PEM value holding two public keys was accepted and only the first was
     used (a rotation would silently fail): one key per value."""
     two = public_pem(rsa_private()) + public_pem(rsa_private(2048, 1))
     (problem,) = _problems(_one(kid="k", rsa_public_key=two))
@@ -411,7 +411,7 @@ def test_a_pem_value_holds_exactly_one_public_key(spoil: Any) -> None:
     ],
 )
 def test_review_a_pem_value_is_read_as_the_store_reads_it(spoil: Any) -> None:
-    """Review of issue 12, kind 6 (one reading everywhere, DESIGN §5): `cryptography` read an SPKI
+    """One reading everywhere (DESIGN §5): `cryptography` read an SPKI
     body under `BEGIN RSA PUBLIC KEY` and skipped PEM header lines, so `process --config` ran
     with a key that `config apply` and `keys add` then could not store (the database's CHECK
     refuses it). The body must be exactly the key's DER in the form its label names."""
@@ -419,7 +419,7 @@ def test_review_a_pem_value_is_read_as_the_store_reads_it(spoil: Any) -> None:
     assert "rsa_public_key must be the key alone" in problem, problem
 
 
-# ---------------------------------------------------------------- issue 12, kind 7: S1 in the spec
+# ---------------------------------------------------------------- S1 in the spec
 
 
 S1_LINE = (
@@ -438,7 +438,7 @@ S1_LINE = (
     ],
 )
 def test_issue12_kind7_a_require_community_without_a_key_is_one_line(community: dict[str, Any]) -> None:
-    """Issue 12, kind 7 (S1) in YAML: `require` with no key is refused, saying what to do."""
+    """S1 in YAML: `require` with no key is refused, saying what to do."""
     assert _problems({"communities": [community]}) == [S1_LINE]
 
 

@@ -1,4 +1,4 @@
-"""The token debugger (issue 25, kind 2; DESIGN §7, L4): `debug_token` decodes the token, shows
+"""The token debugger (DESIGN §7, L4): `debug_token` decodes the token, shows
 its dates in UTC and relative, previews what agents see, and diagnoses what surrounds it —
 always beside the very verdict `process` gives for the exact text."""
 

@@ -1,4 +1,4 @@
-"""L4 integrator diagnostics (DESIGN §11, issue 15): each mistake with a token built that wrong
+"""L4 integrator diagnostics (DESIGN §11): each mistake with a token built that wrong
 way, through `diagnose` and through `token verify`; none in the pipeline's outputs."""
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def _claims_text(token: str) -> str:
 
 
 def test_an_exp_in_milliseconds_is_not_called_a_non_integer() -> None:
-    """The stored detail no longer says "must be an integer" of an integer (issue 25)."""
+    """The stored detail no longer says "must be an integer" of an integer."""
     detail = _stored_detail(make_token(good_claims(exp=_MS_EXP)))
     assert "must be an integer" not in detail and "out of range" in detail, detail
 

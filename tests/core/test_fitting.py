@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support.core import NOW, base_communities, event
+from tests.support.core import NOW, base_communities, event, strict_json
 from worker.core.contracts import DeadLetter, EnrichedIdentity, Rejection, Source
 from worker.core.fitting import MIN_OUTPUT_BYTES, CannotFit, derived_key, fit
 from worker.core.pipeline import process_event
@@ -30,9 +29,8 @@ def checked(output: Output, budget: int) -> dict[str, Any]:
     """The record is within budget, valid JSON of its contract, and never a lone surrogate."""
     data = output.to_json()
     assert len(data) <= budget
-    record: dict[str, Any] = json.loads(data)
+    record: dict[str, Any] = strict_json(data)  # UTF-8, no unpaired surrogate (J2)
     MODELS[record["outcome"]].model_validate(record)
-    data.decode("ascii")  # every output is ASCII-escaped JSON
     return record
 
 
@@ -42,7 +40,7 @@ def test_an_output_that_fits_is_unchanged() -> None:
 
 
 def test_200_kb_of_nul_bytes_is_echoed_as_a_prefix_with_its_length_and_digest() -> None:
-    """The example of issue 11: valid UTF-8 whose echo is 1.2 MB once JSON-escaped."""
+    """The first example K9 met: valid UTF-8 whose echo is 1.2 MB once JSON-escaped."""
     value = b"\x00" * 200_000
     output = decide(value)
     assert len(output.to_json()) > 1_000_000
@@ -64,9 +62,13 @@ def test_a_binary_value_keeps_a_base64_prefix_of_its_bytes() -> None:
 def test_a_dead_letter_is_shortened_the_same_way() -> None:
     value = "é€😀".encode() * 50_000
     output = dead_letter(value, RuntimeError("bug"), now=NOW, source=SOURCE, attempts=3)
-    record = checked(fit(output, value, 40_000, now=NOW), 40_000)
+    fitted = fit(output, value, 40_000, now=NOW)
+    record = checked(fitted, 40_000)
     assert record["outcome"] == "dead_letter" and record["raw_truncated"] is True
     assert value.startswith(record["raw"].encode()) and record["error_type"] == "RuntimeError"
+    # Outputs are UTF-8, not \u-escaped: the echo is measured in the bytes written, so it fills
+    # the budget to within one character (at most 4 bytes).
+    assert len(fitted.to_json()) > 40_000 - 4, len(fitted.to_json())
 
 
 def test_an_enriched_output_too_large_becomes_a_dead_letter_never_half_an_identity() -> None:

@@ -1,4 +1,4 @@
-"""The strict reader's shortcuts (issue 11) answer exactly what the full reading answers (J1–J4).
+"""The strict reader's shortcuts answer exactly what the full reading answers (J1–J4).
 
 `jsontext._fast` hands a document that is an object from its first character to its last
 straight to the C scanner; `read_object` skips J3's bracket count when the object holds no

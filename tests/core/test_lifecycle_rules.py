@@ -1,4 +1,4 @@
-"""Issue 15 in the pure core: V9 `expiry_too_far` (max_validity_seconds), the L3 tombstone in an
+"""In the pure core: V9 `expiry_too_far` (max_validity_seconds), the L3 tombstone in an
 `unknown_kid` detail, and the key each verdict names for usage counts (L1)."""
 
 from __future__ import annotations
@@ -186,6 +186,7 @@ def test_outputs_name_the_key_whose_signature_check_ran() -> None:
         return output.kid, output.reason
 
     assert kid_of(good) == (HS_KID, None)
+    assert kid_of(good) == (HS_KID, None)  # admitted to the cache on its second sighting
     assert kid_of(good) == (HS_KID, None)  # a C4 hit names its key too
     assert kid_of(make_token(key=b"x" * 24)) == (HS_KID, Reason.INVALID_SIGNATURE)
     assert kid_of(make_token(good_claims(exp=T0 - 100))) == (HS_KID, Reason.TOKEN_EXPIRED)

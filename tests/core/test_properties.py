@@ -64,7 +64,7 @@ def check(value: bytes | None, *, now: float = NOW) -> dict[str, Any]:
     output = process_event(value, lookup=base_communities(), now=now)
     assert isinstance(output, Output)
     record = validate_output(output)
-    text = output.to_json().decode("ascii")
+    text = output.to_json().decode("utf-8")
     for secret in SECRETS:
         assert secret not in text
     return record
@@ -227,7 +227,7 @@ IdentityText = Annotated[str, Field(max_length=MAX_IDENTITY_FIELD_CHARS, strict=
 
 
 #: The oracle: DESIGN §2.1's identity object as a model, written from its words and independent
-#: of `verify.read_identity`, the product's one reading of V12 (issue 13).
+#: of `verify.read_identity`, the product's one reading of V12.
 RawIdentity = create_model(
     "RawIdentity",
     __config__=ConfigDict(extra="ignore", frozen=True),

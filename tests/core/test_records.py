@@ -1,4 +1,4 @@
-"""The output records (DESIGN §2.2–§2.4) written once (issue 13, item 2): `worker.core.records`
+"""The output records (DESIGN §2.2–§2.4) written once: `worker.core.records`
 builds every record from one `Envelope`, and each record — the hand-assembled enriched JSON of
 the hot path included — is its contract model's, field for field and in the model's order.
 """
@@ -39,6 +39,7 @@ def test_every_outcome_of_the_pipeline_is_in_its_contract(
     token = make_token()
     values = [
         raw_event(token),
+        raw_event(token),  # the second sighting: admitted to the cache (C4)
         raw_event(token),  # the cache hit: assembled from the memoized fragment (C4)
         raw_event(identity={"uuid": "v-1", "extra_values": {"plan": "gold", "n": 7}}, community_id="anon"),
         b"\xff not UTF-8",  # V1, raw in base64
@@ -59,6 +60,7 @@ def test_every_outcome_of_the_pipeline_is_in_its_contract(
         outcomes.append(record.get("reason", record["outcome"]))
     assert cache.hits == 1
     assert outcomes == [
+        "enriched",
         "enriched",
         "enriched",
         "enriched",

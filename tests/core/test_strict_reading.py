@@ -1,8 +1,8 @@
-"""One strict reading of JWS and JSON text (issue 12; DESIGN V4, J1–J4).
+"""One strict reading of JWS and JSON text (DESIGN V4, J1–J4).
 
-Each kind of issue 12 has its example (named `issue12_…`) and variants tried beyond it. Every
-output is read back by a strict JSON reader (`validate_output` → orjson), so no test here
-passes with a lone surrogate in a record.
+Each kind of strictness mistake once found has its example (the tests named `issue12_…`)
+and variants tried beyond it. Every output is read back by a strict JSON reader
+(`validate_output` → orjson), so no test here passes with a lone surrogate in a record.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _lenient(segment: str) -> bytes:
 
 
 def test_issue12_kind1_signature_ending_No_respelt_Np_is_malformed_token(verdict: Any) -> None:
-    """Issue 12, kind 1: a valid HS256 token whose signature's last character is re-spelt so
+    """A valid HS256 token whose signature's last character is re-spelt so
     that bits that must be zero are set (`…No` → `…Np`) decodes to the same signature; it was
     enriched. PyJWT's own jwt.decode refuses it ("Invalid crypto padding")."""
     token = make_token()
@@ -118,7 +118,7 @@ def test_v4_one_byte_string_has_exactly_one_segment_text(data: bytes, bits: int)
 
 
 def test_issue12_kind2_signed_firstname_Ann_ud800_is_invalid_claims(run: Any) -> None:
-    """Issue 12, kind 2: a signed payload with `"firstname":"Ann\\ud800"` (the escape, as JSON
+    """A signed payload with `"firstname":"Ann\\ud800"` (the escape, as JSON
     text) was enriched and the record carried the lone surrogate (jq, serde_json refuse it)."""
     payload = json.dumps(good_claims(firstname="Ann\ud800"))
     assert '"firstname": "Ann\\ud800"' in payload
@@ -128,7 +128,7 @@ def test_issue12_kind2_signed_firstname_Ann_ud800_is_invalid_claims(run: Any) ->
 
 
 def test_issue12_kind2_unsigned_lastname_with_lone_surrogate_in_reject_community(run: Any) -> None:
-    """Issue 12, kind 2: an unsigned identity with such a `lastname` in a `reject` community."""
+    """An unsigned identity with such a `lastname` in a `reject` community."""
     record = run(event(identity={"uuid": "u", "lastname": "Lovelace\udc00"}, community_id="anon"))
     assert (record["reason"], record["action"]) == ("invalid_claims", "anonymous")
     assert (record["event_id"], record["community_id"]) == ("e-1", "anon")
@@ -215,7 +215,7 @@ def _with(base: str, member: str, text: str) -> str:
 
 
 def test_issue12_kind3_unsigned_extra_value_of_20000_digits_is_invalid_claims_with_its_ids(run: Any) -> None:
-    """Issue 12, kind 3: an unsigned identity (a `reject` community) whose extra value is a
+    """An unsigned identity (a `reject` community) whose extra value is a
     20 000-digit number got malformed_event/block with null ids and "value is not a JSON
     object" (Python's 4300-digit limit). It is a readable event whose identity is invalid."""
     identity = _with('{"uuid": "u"}', "extra_values", '{"n": ' + "7" * 20_000 + "}")
@@ -231,7 +231,7 @@ def test_issue12_kind3_unsigned_extra_value_of_20000_digits_is_invalid_claims_wi
 
 
 def test_issue12_kind3_exp_with_a_fraction_lost_in_a_double_is_invalid_exp(verdict: Any) -> None:
-    """Issue 12, kind 3: `"exp": <valid>.00000001` was enriched: the fraction disappears in a
+    """`"exp": <valid>.00000001` was enriched: the fraction disappears in a
     double. V8: a fraction is invalid."""
     exp = T0 + 7200
     assert float(f"{exp}.00000001") == float(exp)
@@ -317,7 +317,7 @@ def test_j4_integer_of_judges_the_text() -> None:
 
 @pytest.mark.parametrize("zero", ["0e21", "0E+400", "-0.0e999", "0.000e-5"])
 def test_review_j4_zero_with_any_exponent_is_the_integer_0(verdict: Any, zero: str) -> None:
-    """Review of issue 12, kind 3 (J4: judged from the text, exactly): `0e21` denotes the
+    """J4, judged from the text exactly: `0e21` denotes the
     integer 0, but its exponent alone made it "not an integer": `nbf`/`iat` of `0e400` (long
     past) refused a valid token, and `exp` of `0e21` was invalid_exp instead of token_expired."""
     assert integer_of(read_object('{"v": ' + zero + "}")["v"]) == 0  # type: ignore[index]
@@ -336,7 +336,7 @@ def _nested(arrays: int, leaf: str = '"JWT"') -> str:
 
 
 def test_issue12_kind4_typ_nested_983_deep_is_malformed_token(verdict: Any) -> None:
-    """Issue 12, kind 4: a header whose `typ` is nested about 983 levels deep got invalid_header
+    """A header whose `typ` is nested about 983 levels deep got invalid_header
     from `process` and malformed_token from `token verify` (Python's recursion limit decided).
     One explicit limit (32): malformed_token (the `token verify` side is in test_cli_offline)."""
     header = '{"alg": "HS256", "kid": "acme_2026", "typ": ' + _nested(983) + "}"

@@ -1,5 +1,6 @@
 """C4: the verified-token cache skips V4–V8 work only; V3, V9 and V10 still run on every event,
-and a change to the community's keys invalidates its entries."""
+and a change to the community's keys invalidates its entries. A token gets an entry on its
+second good verification (admission on the second sighting), so its third event is the first hit."""
 
 from __future__ import annotations
 
@@ -24,28 +25,58 @@ def _run(value: bytes, lookup: Any, cache: TokenCache, now: float = NOW) -> dict
     return validate_output(process_event(value, lookup=lookup, now=now, token_cache=cache))
 
 
-def test_c4_second_event_with_the_same_token_is_a_hit_and_gives_the_same_record() -> None:
+def _admitted(value: bytes, lookup: Any, cache: TokenCache) -> dict[str, Any]:
+    """Two events of the same token: the second verification makes its entry (asserted)."""
+    entries = len(cache)
+    _run(value, lookup, cache)
+    record = _run(value, lookup, cache)
+    assert len(cache) == entries + 1
+    return record
+
+
+def test_c4_a_token_seen_once_gets_no_entry_the_second_sighting_makes_it() -> None:
     lookup, cache = build({"communities": [acme_config()]}), TokenCache()
     token = make_token()
     first = _run(event(token), lookup, cache)
+    assert len(cache) == 0 and cache.misses == 1  # one-time tokens cost the cache nothing
     second = _run(event(token), lookup, cache)
-    assert cache.hits == 1 and first == second and first["outcome"] == "enriched"
+    assert len(cache) == 1 and cache.hits == 0 and first == second
+
+
+def test_c4_third_event_with_the_same_token_is_a_hit_and_gives_the_same_record() -> None:
+    lookup, cache = build({"communities": [acme_config()]}), TokenCache()
+    token = make_token()
+    first = _admitted(event(token), lookup, cache)
+    third = _run(event(token), lookup, cache)
+    assert cache.hits == 1 and first == third and first["outcome"] == "enriched"
 
 
 def test_c4_a_hit_gives_byte_for_byte_the_output_of_a_full_verification() -> None:
     lookup, cache = build({"communities": [acme_config()]}), TokenCache()
     token = make_token()
     uncached = process_event(event(token), lookup=lookup, now=NOW).to_json()
-    process_event(event(token), lookup=lookup, now=NOW, token_cache=cache)
+    _admitted(event(token), lookup, cache)
     hit = process_event(event(token), lookup=lookup, now=NOW, token_cache=cache)
     assert cache.hits == 1 and hit.to_json() == uncached
+
+
+def test_c4_the_notes_of_one_time_tokens_are_bounded() -> None:
+    """Admission notes are digests, at most `max_entries` of them: old notes go, so a token
+    seen again long after is noted again rather than admitted."""
+    lookup, cache = build({"communities": [acme_config()]}), TokenCache(max_entries=4)
+    first = event(make_token(good_claims(uuid="v-first")))
+    _run(first, lookup, cache)
+    for i in range(6):
+        _run(event(make_token(good_claims(uuid=f"v-{i}"))), lookup, cache)
+    _run(first, lookup, cache)
+    assert len(cache) == 0
 
 
 def test_c4_a_mapping_change_applies_to_a_cached_token_at_once() -> None:
     """The keys are unchanged (the entry stays), but the reloaded configuration is what maps."""
     cache = TokenCache()
     token = make_token()
-    before = _run(event(token), build({"communities": [acme_config()]}), cache)
+    before = _admitted(event(token), build({"communities": [acme_config()]}), cache)
     assert before["identity_group"]["notes"] is not None and "customer_id" in before["custom_fields"]
     remapped = build(
         {
@@ -63,7 +94,7 @@ def test_c4_a_mapping_change_applies_to_a_cached_token_at_once() -> None:
 def test_c4_time_rules_are_checked_on_a_hit() -> None:
     lookup, cache = build({"communities": [acme_config()]}), TokenCache()
     token = make_token(good_claims(exp=T0 + 7200, nbf=T0 - 100))
-    assert _run(event(token), lookup, cache)["outcome"] == "enriched"
+    assert _admitted(event(token), lookup, cache)["outcome"] == "enriched"
     later = _run(event(token), lookup, cache, now=NOW + 7210)
     assert later["reason"] == "token_expired"
     # received later: min validity counted from received_at on the cached token too
@@ -76,7 +107,7 @@ def test_c4_time_rules_are_checked_on_a_hit() -> None:
 def test_c4_mode_is_checked_on_a_hit() -> None:
     cache = TokenCache()
     token = make_token()
-    assert _run(event(token), build({"communities": [acme_config()]}), cache)["outcome"] == "enriched"
+    assert _admitted(event(token), build({"communities": [acme_config()]}), cache)["outcome"] == "enriched"
     rejecting = build({"communities": [acme_config(signed_identities="reject")]})
     record = _run(event(token), rejecting, cache)
     assert record["reason"] == "signed_identity_rejected" and record["action"] == "anonymous"
@@ -85,7 +116,7 @@ def test_c4_mode_is_checked_on_a_hit() -> None:
 def test_c4_removing_the_key_takes_effect_despite_the_cache() -> None:
     cache = TokenCache()
     token = make_token()
-    assert _run(event(token), build({"communities": [acme_config()]}), cache)["outcome"] == "enriched"
+    assert _admitted(event(token), build({"communities": [acme_config()]}), cache)["outcome"] == "enriched"
     without = acme_config()
     without["jwt_keys"] = [k for k in without["jwt_keys"] if k["kid"] != "acme_2026"]
     assert _run(event(token), build({"communities": [without]}), cache)["reason"] == "unknown_kid"
@@ -94,7 +125,7 @@ def test_c4_removing_the_key_takes_effect_despite_the_cache() -> None:
 def test_c4_replacing_the_secret_under_the_same_kid_takes_effect() -> None:
     cache = TokenCache()
     token = make_token()
-    assert _run(event(token), build({"communities": [acme_config()]}), cache)["outcome"] == "enriched"
+    assert _admitted(event(token), build({"communities": [acme_config()]}), cache)["outcome"] == "enriched"
     rotated = acme_config()
     rotated["jwt_keys"][0] = {"kid": "acme_2026", "hmac_secret": OTHER_SECRET}
     assert _run(event(token), build({"communities": [rotated]}), cache)["reason"] == "invalid_signature"
@@ -105,7 +136,8 @@ def test_c4_entries_are_per_community() -> None:
     token = make_token()
     other = acme_config(id="acme2")
     lookup = build({"communities": [acme_config(), other]})
-    assert _run(event(token), lookup, cache)["outcome"] == "enriched"
+    assert _admitted(event(token), lookup, cache)["outcome"] == "enriched"
+    # acme's entry is not acme2's: verified in full there, and admitted (the digest was noted)
     assert _run(event(token, community_id="acme2"), lookup, cache)["outcome"] == "enriched"
     assert cache.hits == 0 and len(cache) == 2
 
@@ -121,5 +153,7 @@ def test_c4_rejections_are_not_cached() -> None:
 def test_c4_cache_is_bounded() -> None:
     lookup, cache = build({"communities": [acme_config()]}), TokenCache(max_entries=3)
     for i in range(10):
-        _run(event(make_token(good_claims(uuid=f"v-{i}"))), lookup, cache)
+        value = event(make_token(good_claims(uuid=f"v-{i}")))
+        _run(value, lookup, cache)
+        _run(value, lookup, cache)
     assert len(cache) == 3

@@ -1,4 +1,4 @@
-"""docs/integrators.md's snippets sign tokens the worker accepts (issue 25, kind 4): each
+"""docs/integrators.md's snippets sign tokens the worker accepts: each
 JavaScript, Python, PHP, Java and Go snippet, HS256 with the 24-character secret and RS256 with
 a PKCS#8 private key, is cut out of the page, run with its real toolchain (node, python, php,
 java, go: none is optional, CI installs them) and its token decided by the pipeline; the

@@ -1,4 +1,4 @@
-"""Interoperability (issue 3): tokens signed by Node's `jsonwebtoken` (npm, pinned in
+"""Interoperability: tokens signed by Node's `jsonwebtoken` (npm, pinned in
 package-lock.json) are accepted or refused exactly as DESIGN §3 says.
 
 Needs node and npm; never skips: a machine without them fails here loudly, because CI must run it.

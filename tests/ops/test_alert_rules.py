@@ -1,4 +1,4 @@
-"""The alert rules, checked by the tool their users run (issue 16): Debian's `prometheus`
+"""The alert rules, checked by the tool their users run: Debian's `prometheus`
 package's promtool (`check rules`, `check config`, `test rules` on tests/ops/alerts_test.yml).
 
 promtool is installed by deploy/local/prerequisites (deploy/local/debian-packages.txt); without

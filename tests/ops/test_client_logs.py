@@ -1,5 +1,5 @@
 """The client library's lines name their logger and come at the level they deserve; the idle
-progress line is rare (issue 26, item 4; DESIGN §7)."""
+progress line is rare (DESIGN §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Grafana dashboard has the panels issue 16 asks for; each of its queries is among those
+"""The Grafana dashboard has the panels docs/operations.md describes; each of its queries is among those
 tests/ops/test_real_scrape.py runs on a real Prometheus scraping a real worker."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
         "Batch commit time p50 / p99",
         "Token cache hit ratio",
         "Store health",
-        "CPU per worker (cores)",  # issue 26
+        "CPU per worker (cores)",
         "Memory per worker",
     ):
         assert wanted in titles

@@ -1,4 +1,4 @@
-"""The Helm chart deploy/helm/identity-worker, checked by the tools operators run (issue 26).
+"""The Helm chart deploy/helm/identity-worker, checked by the tools operators run.
 
 `helm lint --strict`, `helm template` (Kubernetes 1.31, with the Prometheus operator and KEDA
 offered) and kubeconform -strict over every rendered object, against the built-in schemas and

@@ -55,7 +55,7 @@ def test_token_secret_and_password_are_removed_from_free_text() -> None:
 def test_only_these_keys_escape_scrubbing() -> None:
     """Exactly the names the operator chose: the four topic settings, a record's topic, the
     group, transactional and client ids; and a client library's logger name (a module path the
-    code chose, never data; issue 26). Widening the exemption (say to "error") must be a
+    code chose, never data). Widening the exemption (say to "error") must be a
     deliberate edit of this rule too."""
     operator_names = {"topic", *TopicNames.model_fields, "group_id", "transactional_id", "client_id"}
     assert {*operator_names, "logger"} == IDENTIFIER_KEYS

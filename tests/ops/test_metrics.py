@@ -1,4 +1,4 @@
-"""LoopHistogram exposes exactly what prometheus_client's Histogram does (issue 6, DESIGN §7)."""
+"""LoopHistogram exposes exactly what prometheus_client's Histogram does (DESIGN §7)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def test_observe_all_counts_like_observe_one_by_one() -> None:
 
 
 def test_event_delay_is_commit_time_minus_record_timestamp() -> None:
-    """Issue 16 (the dashboard's p50/p99 delay): seconds from each record's Kafka timestamp."""
+    """(the dashboard's p50/p99 delay): seconds from each record's Kafka timestamp."""
     metrics = Metrics()
     now = 1_800_000_000.0
     # 40 ms, 2 s, a producer clock 1 s ahead (counts as 0), no timestamp (-1: skipped)
@@ -86,7 +86,7 @@ def test_event_delay_is_commit_time_minus_record_timestamp() -> None:
 
 
 def test_commit_results_exist_before_the_first_commit() -> None:
-    """Alerts on aborted commits need the series at 0, not absent, from the start (issue 16)."""
+    """Alerts on aborted commits need the series at 0, not absent, from the start."""
     sample = Metrics().registry.get_sample_value
     assert sample("identity_worker_commits_total", {"result": "committed"}) == 0.0
     assert sample("identity_worker_commits_total", {"result": "aborted"}) == 0.0

@@ -1,4 +1,4 @@
-"""A real Prometheus scrapes a real worker processing real events (issue 16, item 2).
+"""A real Prometheus scrapes a real worker processing real events.
 
 Debian's `prometheus` server runs on 127.0.0.1 in a temporary folder, scraping every second the
 /metrics of `identity-worker run` (a child process, reading the shared broker and a migrated

@@ -1,4 +1,4 @@
-"""The log filter that keeps aiokafka's per-retry warnings from flooding stderr (issue 6, K8)."""
+"""The log filter that keeps aiokafka's per-retry warnings from flooding stderr (K8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OpenTelemetry tracing through a real worker on the real broker (issue 26, item 2; K1).
+"""OpenTelemetry tracing through a real worker on the real broker (K1).
 
 A gateway's W3C context on the input is continued: the worker's event span is its child, the
 output carries the event span's context (the next hop continues it), a commit span links the

@@ -1,4 +1,4 @@
-"""The one retry policy (K8, issue 13 item 4): delays, jitter, the cap, and `retry_until`."""
+"""The one retry policy (K8): delays, jitter, the cap, and `retry_until`."""
 
 from __future__ import annotations
 

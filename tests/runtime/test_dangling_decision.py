@@ -38,6 +38,9 @@ FAILED_SENT_ALL = TxnHistory(targets={OUT}, offsets_sent=True)
         ([OUT], replace(FAILED_SENT_ALL, commit_sent=True), 120, "commit"),  # the group has its offsets
         ([OUT], replace(FAILED_SENT_ALL, commit_sent=True), 100, "abort"),  # the offsets before it
         ([OUT, GROUP], replace(FAILED_SENT_ALL, commit_sent=True), 120, None),  # the group dangles too
+        # ... unless its coordinator said, before our InitProducerId (worker.kafka.txn_outcome)
+        ([OUT, GROUP], replace(FAILED_SENT_ALL, commit_sent=True, outcome="commit"), None, "commit"),
+        ([OUT, GROUP], replace(FAILED_SENT_ALL, commit_sent=True, outcome="abort"), None, "abort"),
     ],
 )
 async def test_the_failed_transactions_decision_only_from_what_is_certain(
@@ -76,9 +79,37 @@ def test_each_open_range_is_attributed_to_the_confirmed_or_the_failed_transactio
 
 
 @pytest.mark.parametrize(
+    ("tp", "history"),
+    [
+        (OUT, TxnHistory(confirmed_starts={OUT: 40}, targets={OUT})),
+        (GROUP, TxnHistory(confirmed_starts={OUT: 40}, offsets_sent=True)),
+    ],
+)
+def test_the_confirmed_and_the_failed_one_in_one_range_take_one_commit_marker_when_both_committed(
+    tp: TopicPartition, history: TxnHistory
+) -> None:
+    start = 40 if tp == OUT else 0
+    assert _decision(_open(tp, start), GROUP, history, "commit", True) == "commit"
+    assert _decision(_open(tp, start), GROUP, history, "abort", True) is None  # no marker fits both
+    assert _decision(_open(tp, start), GROUP, history, None, True) is None
+
+
+@pytest.mark.parametrize(
     ("group", "partition"),
     # Java 17: Utils.abs(group.hashCode()) % 50 (hashCode -2147483648, -608375083, 482247530)
     [("polygenelubricants", 0), ("identity-worker.acme.raw", 33), ("é-groupe-日本", 30)],
 )
 def test_the_group_lands_on_the_offsets_partition_kafka_puts_it_on(group: str, partition: int) -> None:
     assert offsets_partition(group, 50) == partition
+
+
+def test_the_remedy_follows_the_coordinators_decision_when_only_the_marker_was_refused() -> None:
+    txn = _open(OUT, 40)
+    unknown, aborted, committed = (txn.remedy("b:9092", d) for d in (None, "abort", "commit"))
+    assert "kafka-transactions.sh --bootstrap-server b:9092 abort --topic acme.enriched" in unknown
+    assert "--partition 1 --start-offset 40" in unknown and "once `kafka-transactions.sh describe`" in unknown
+    assert (
+        "abort --topic acme.enriched --partition 1 --start-offset 40 (the coordinator aborted it)" in aborted
+    )
+    assert "abort" not in committed.split("(")[0] and "ClusterAction" in committed, committed
+    assert "never abort this one" in committed

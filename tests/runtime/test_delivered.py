@@ -1,6 +1,6 @@
 """K1 in the commit step: a batch commits only if every output was acknowledged.
 
-`_delivered` replaced `asyncio.gather` over one future per output (issue 6). These tests drive
+`_delivered` replaced `asyncio.gather` over one future per output. These tests drive
 it with real asyncio futures and a stand-in whose `flush` resolves them the way aiokafka's
 batch does (no broker involved: the Kafka path is covered by tests/broker).
 """

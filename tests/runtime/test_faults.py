@@ -61,7 +61,7 @@ def test_a_retriable_wrapper_is_retried_whatever_it_wraps() -> None:
     changed = OutputTopicChanged("the broker refused an output: MessageSizeTooLargeError")
     changed.__cause__ = kafka.MessageSizeTooLargeError()
     assert classify(changed) is Fault.INFRASTRUCTURE
-    # An ACL refusal is fatal even when it comes wrapped as a changed topic (issue 26, K10).
+    # An ACL refusal is fatal even when it comes wrapped as a changed topic (K10).
     denied = OutputTopicChanged("the broker refused an output: TopicAuthorizationFailedError")
     denied.__cause__ = kafka.TopicAuthorizationFailedError({"acme.enriched"})
     assert classify(denied) is Fault.FATAL
@@ -101,7 +101,7 @@ def test_waits_back_off_per_partition_and_release_on_a_decision() -> None:
 
 
 def test_the_fatal_line_of_an_output_topic_that_shrank_names_the_topic_and_the_sizes() -> None:
-    """Issue 27 item 5: max.message.bytes lowered while running — the exit-3 line says which
+    """Max.message.bytes lowered while running — the exit-3 line says which
     topic and which sizes (as the start-up check does), not only the kind of fault."""
     from worker.kafka.topics import OutputTopicUnusable
 

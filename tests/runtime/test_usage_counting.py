@@ -118,6 +118,7 @@ def test_community_labels_only_for_the_allow_list(allow: str, labelled: set[str]
     }
     assert series == labelled
     assert "identity_worker_usage_dropped_events_total 0.0" in text
+    assert "identity_worker_usage_flush_statements_total 0.0" in text
     assert "identity_worker_usage_pending_buckets " in text
 
 

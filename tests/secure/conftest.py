@@ -1,4 +1,4 @@
-"""One secured stack for the whole session (issue 17): `deploy/local/stack up --secure` in a
+"""One secured stack for the whole session: `deploy/local/stack up --secure` in a
 folder of its own (never the shared stack's), stopped at the end.
 
     secure_stack: SecureStack   its three Kafka listeners as `Bootstrap`s and its TLS files

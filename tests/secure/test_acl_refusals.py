@@ -1,5 +1,5 @@
 """An authorization refusal is fatal and its one line names the operation and the resource to
-grant (issue 26 item 5; K10). The errors are aiokafka's own, with the arguments aiokafka gives
+grant (K10). The errors are aiokafka's own, with the arguments aiokafka gives
 them (tests/secure/test_deny_by_default.py meets them on a deny-by-default broker)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """On the secured stack's deny-by-default broker (allow.everyone.if.no.acl.found=false), a
 principal lacking one ACL of docs/security.md#acls makes the worker stop with one line naming
-the operation and the resource, at start or while running (issue 26 item 5; K10). The
+the operation and the resource, at start or while running (K10). The
 OAUTHBEARER subjects `no-describe-configs` and `no-write` have every ACL of the list but that
 one (deploy/local/kafka/WorkerAcls.java); `identity-worker` has them all (every other test)."""
 

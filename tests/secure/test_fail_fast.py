@@ -1,4 +1,4 @@
-"""A credential or certificate that cannot work is a fatal misconfiguration (issue 17, K10): one
+"""A credential or certificate that cannot work is a fatal misconfiguration (K10): one
 line naming the bootstrap server and the failed check, a non-zero exit within seconds — not a
 retry until the 60 s start-up timeout — and no secret in what is printed.
 

@@ -1,4 +1,4 @@
-"""SASL/OAUTHBEARER with a token from a file (issue 17), against the secured stack's SASL_SSL
+"""SASL/OAUTHBEARER with a token from a file, against the secured stack's SASL_SSL
 listener, whose broker validates unsigned tokens (Kafka's unsecured validator: `sub` and `exp`
 are checked, not a signature — enough to see the worker's side of the exchange)."""
 

@@ -1,4 +1,4 @@
-"""PostgreSQL over TLS (issue 17): `DATABASE_URL` with `sslmode=verify-full`, `sslrootcert` and a
+"""PostgreSQL over TLS: `DATABASE_URL` with `sslmode=verify-full`, `sslrootcert` and a
 client certificate works for the worker's store connection and the admin commands (the flows in
 test_secure_flows add LISTEN/NOTIFY and `keys remove`); a server whose certificate does not match
 the host, or is signed by a CA we do not trust, is refused: one line, a non-zero exit, at once.

@@ -1,4 +1,4 @@
-"""The secured deployment files agree with the product and with `stack certs` (issue 17).
+"""The secured deployment files agree with the product and with `stack certs`.
 
 No Docker engine runs here: these tests read docker-compose.secure.yml and check that every
 file a setting names is mounted from where `deploy/local/stack certs` makes it, and that the

@@ -1,4 +1,4 @@
-"""The worker over secured listeners (issue 17): the same end-to-end and key-rotation tests as
+"""The worker over secured listeners: the same end-to-end and key-rotation tests as
 tests/broker, with the worker, its admin client and the test's own clients all speaking SASL_SSL
 (SCRAM-SHA-512) or mutual TLS, and PostgreSQL over verify-full TLS with a client certificate
 (the store, its LISTEN connection and the admin commands). `topics create` over both listeners.
@@ -71,7 +71,7 @@ async def test_topics_create_over_a_secured_listener(
 async def test_no_secret_reaches_logs_metrics_or_help(
     secure_stack: SecureStack, secure_store: Store, unique_topic: Callable[[str], str], tmp_path: Path
 ) -> None:
-    """Issue 17 §3: the SASL password and the client key's password appear nowhere the worker
+    """The SASL password and the client key's password appear nowhere the worker
     writes, even at debug level; `--help` shows no environment value."""
     secrets = [
         (secure_stack.tls / "sasl.password").read_text().strip(),

@@ -1,4 +1,4 @@
-"""The Kafka security settings and options, without a broker (issue 17): the environment names,
+"""The Kafka security settings and options, without a broker: the environment names,
 coherence checks as one line without values, the TLS context, secrets from files, redaction."""
 
 from __future__ import annotations

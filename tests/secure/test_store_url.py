@@ -1,6 +1,6 @@
 """Every store URL is checked before the first connection, by one function (`check_url`) that
 `db migrate`, the admin commands and `run` share: a typo is one line at once, never retried as
-an outage until the start-up timeout (issue 26 item 5; K8, K10)."""
+an outage until the start-up timeout (K8, K10)."""
 
 from __future__ import annotations
 

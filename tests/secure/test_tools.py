@@ -1,4 +1,4 @@
-"""The tools beside the worker connect the way it does (issue 17): `make demo`'s script and the
+"""The tools beside the worker connect the way it does: `make demo`'s script and the
 benchmark's Kafka side read the same security variables, here over the secured listeners."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The admin commands (DESIGN §7, issue 4): every command's success path, each validation
+"""The admin commands (DESIGN §7): every command's success path, each validation
 error, exit codes (2: wrong input, 1: environment), nothing written on error, and no secret
 ever printed — not even in a database error."""
 
@@ -199,7 +199,7 @@ def test_mappings_keep_their_order(seeded: Cli, store_url: str) -> None:
 REFUSED: list[tuple[tuple[str, ...], str]] = [
     # community
     (("community", "add", "acme", "--mode", "reject"), "community 'acme' already exists"),
-    # S1 (issue 12, kind 7): a community that requires signed identities always has a key
+    # S1: a community that requires signed identities always has a key
     (
         ("community", "add", "new"),
         "community new would require signed identities with no key (S1): give its first key "
@@ -357,7 +357,7 @@ def test_a_refused_command_says_why_in_one_line_exits_2_and_writes_nothing(
         (
             PUBLIC_PEM + PUBLIC_PEM,
             "rsa_public_key holds 2 PEM blocks; give one key per value",
-        ),  # issue 12, kind 6
+        ),
     ],
 )
 def test_a_bad_rsa_key_file_is_refused(
@@ -374,7 +374,7 @@ def test_a_bad_rsa_key_file_is_refused(
 
 
 def test_issue12_kind7_s1_the_ways_that_work(seeded: Cli, store_url: str, tmp_path: Path) -> None:
-    """Issue 12, kind 7: `community add acme` (require) succeeded with no key, so every signed
+    """`community add acme` (require) succeeded with no key, so every signed
     event became unknown_kid. What works instead: create it with its first key, or in reject
     mode then add a key and switch; rotate by adding before removing; switch to reject to
     remove the last key."""
@@ -566,7 +566,7 @@ def _non_minimal_pkcs1(key: rsa.RSAPublicKey) -> str:
 
 
 def test_a_read_that_meets_a_stored_row_the_model_refuses_says_so(seeded: Cli, store_url: str) -> None:
-    """Issue 13 item 5: rows inserted with SQL directly (they pass the CHECKs, not the model).
+    """Rows inserted with SQL directly (they pass the CHECKs, not the model).
     A read names the stored community and exits 1, never "refused, the result would be
     invalid" as if a write of the user's had been refused; no secret is shown."""
     run_sql(

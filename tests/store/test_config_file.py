@@ -193,12 +193,12 @@ def test_dry_run_writes_nothing(cli: Cli, store_url: str, write: WriteFile) -> N
             config_yaml(extra="  - id: gamma\n    colour: red\n"),
             "communities[2].colour: Extra inputs are not permitted",
         ),
-        # issue 12, kind 6: a repeated key is refused, not resolved in favour of the last one
+        # a repeated key is refused, not resolved in favour of the last one
         (
             config_yaml(mode="require\n    signed_identities: reject"),
             "line 4: key 'signed_identities' repeated in one mapping (first at line 3); keep one",
         ),
-        # issue 12, kind 7 (S1): a community that requires signed identities comes with a key
+        # S1: a community that requires signed identities comes with a key
         (
             config_yaml(extra="  - id: gamma\n"),
             "communities[2]: community gamma requires signed identities but has no JWT key (S1): "

@@ -1,5 +1,5 @@
 """`config export`: `-o FILE` writes a file only its owner can read, whatever was there before
-(issue 11: an existing world-readable file kept its mode, and exports may hold HMAC secrets);
+(an existing world-readable file does not keep its mode: exports may hold HMAC secrets);
 the export is streamed, a batch of communities at a time, as PyYAML's own text (T4)."""
 
 from __future__ import annotations

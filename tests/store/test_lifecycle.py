@@ -1,4 +1,4 @@
-"""Key lifecycle in the store (DESIGN §11, issue 15), on the real PostgreSQL: the lifecycle
+"""Key lifecycle in the store (DESIGN §11), on the real PostgreSQL: the lifecycle
 settings (CLI, CHECKs), tombstones (L3), usage counts written by the worker's recorder (L1)
 as `keys list` shows them (L2), retirement refused or forced (L3), and `report` (L5)."""
 

@@ -90,7 +90,7 @@ BAD_ROWS: list[tuple[str, tuple[Any, ...], set[str]]] = [
     (KEY, ("acme", "k1", "RS256", None, EC_PEM), {"jwt_keys_rsa_public_key_format"}),
     (KEY, ("acme", "k1", "RS256", None, "not a key"), {"jwt_keys_rsa_public_key_format"}),
     (KEY, ("acme", "k1", "RS256", None, RSA_2048 + RSA_2048), {"jwt_keys_rsa_public_key_format"}),
-    # issue 12, kind 6: one key per value, whatever the two PEM forms
+    # one key per value, whatever the two PEM forms
     (KEY, ("acme", "k1", "RS256", None, RSA_2048 + RSA_2048_PKCS1), {"jwt_keys_rsa_public_key_format"}),
     (
         KEY,
@@ -355,7 +355,7 @@ ADD_K2 = ADD_KEY.replace("'k1'", "'k2'")
 
 
 async def test_issue12_kind7_s1_a_require_community_is_committed_only_with_a_key(store_url: str) -> None:
-    """Issue 12, kind 7 in the database: `community add acme` (require) with no key was stored.
+    """In the database: `community add acme` (require) with no key was stored.
     A constraint trigger checks at commit, so adding the community then its key in one
     transaction works, and nothing else does."""
     await _s1_refuses(store_url, ACME_REQUIRE)
@@ -418,7 +418,7 @@ async def test_s1_a_community_stored_before_0002_still_loads_until_it_is_changed
 async def test_review_s1_two_concurrent_transactions_cannot_each_remove_one_of_two_keys(
     store_url: str, first: str, second: str
 ) -> None:
-    """Review of issue 12, kind 7 (S1 in the database): two transactions that each removed one
+    """S1 in the database: two transactions that each removed one
     of a require community's two keys (or one switched it to require while the other removed
     its only key) both passed the check, each seeing the other's row, and both committed: a
     require community with no key (write skew). The checks run at statement end here

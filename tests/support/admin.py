@@ -1,4 +1,4 @@
-"""The configuration service under test (issue 14): `identity-worker admin serve` as a real
+"""The configuration service under test: `identity-worker admin serve` as a real
 process on a free port, over a migrated database of its own on the stack's PostgreSQL.
 
 Every test starts from the same state (`seed`): community `acme` (require, key `k1`, a

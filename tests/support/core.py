@@ -201,8 +201,10 @@ def validate_output(output: Output) -> dict[str, Any]:
     """The output's JSON parses with a strict reader (J2) and validates against its contract
     model; returns the dict."""
     record: dict[str, Any] = strict_json(output.to_json())
-    # The JSON assembled with the record (cached tokens: from a fragment) is the record, byte for byte.
-    assert output.to_json() == json.dumps(output.record, separators=(",", ":")).encode("ascii")
+    # The JSON assembled with the record (cached tokens: from a fragment) is the record, byte for
+    # byte, as `json` writes it in UTF-8 (non-ASCII characters as themselves, RFC 8259).
+    written = json.dumps(output.record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    assert output.to_json() == written
     assert record["outcome"] == output.outcome.value
     if record["outcome"] == "enriched":
         in_contract(record, EnrichedIdentity)
@@ -220,7 +222,7 @@ RESHAPING_FIELDS = ("key_derived", "headers_dropped", "raw_truncated", "raw_byte
 
 def in_contract(record: dict[str, Any], model: type[BaseModel]) -> None:
     """The record is its contract model's (DESIGN §2.2–§2.4, `worker.core.contracts`, the one
-    definition): it validates, and has the model's fields in the model's order (issue 13: the
+    definition): it validates, and has the model's fields in the model's order (the
     hand-built records and JSON are checked against it), K9's reshaping fields aside."""
     model.model_validate(record)
     fields = [field.alias or name for name, field in model.model_fields.items()]

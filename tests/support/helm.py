@@ -1,4 +1,4 @@
-"""The Helm chart rendered and validated by the tools operators run (issue 26).
+"""The Helm chart rendered and validated by the tools operators run.
 
 `helm` and `kubeconform` are the versions `deploy/local/prerequisites` pins and builds from the
 Go module proxy (once per machine, into the cache folder). Built-in kinds are validated

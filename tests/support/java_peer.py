@@ -1,4 +1,4 @@
-"""The Kafka Java client as a test peer (issue 11 items 5, 6): `java/TxnPeer.java`, compiled once
+"""The Kafka Java client as a test peer (6): `java/TxnPeer.java`, compiled once
 per session against the jars `deploy/local/stack` downloads. A missing JDK or jar fails loudly.
 """
 

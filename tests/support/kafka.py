@@ -14,7 +14,7 @@ from worker.security_settings import KafkaSecurity
 
 
 class Bootstrap(str):
-    """Bootstrap servers of a secured listener (tests/secure, issue 17): the `str` every helper
+    """Bootstrap servers of a secured listener (tests/secure): the `str` every helper
     takes, plus the worker's environment for that listener (`KAFKA_SECURITY_PROTOCOL`, …).
     Test clients built with `client_options` speak the same protocol as the worker."""
 
@@ -104,3 +104,17 @@ async def read_all(
         return records
     finally:
         await consumer.stop()
+
+
+async def visible(bootstrap: str, tp: TopicPartition) -> tuple[int, int]:
+    """(records a read_committed reader sees, last stable offset) of `tp`."""
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), isolation_level="read_committed")
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        seen = await consumer.getmany(tp, timeout_ms=2000)
+        stable = (await consumer.end_offsets([tp]))[tp]
+    finally:
+        await consumer.stop()
+    return len(seen.get(tp, [])), stable

@@ -1,4 +1,4 @@
-"""An OTLP/HTTP trace receiver on 127.0.0.1 for the tests (issue 26): what the OpenTelemetry
+"""An OTLP/HTTP trace receiver on 127.0.0.1 for the tests: what the OpenTelemetry
 Collector's `otlp` receiver does for `POST /v1/traces` with `application/x-protobuf`, decoded
 with opentelemetry-proto (PyPI, the protocol's own generated messages). It keeps every span."""
 

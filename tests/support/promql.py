@@ -1,4 +1,4 @@
-"""The PromQL of the shipped alert rules and dashboard, read from the files themselves (issue 16).
+"""The PromQL of the shipped alert rules and dashboard, read from the files themselves.
 
     alert_expressions() -> [Expression]      every `expr` of deploy/prometheus/alerts.yml
     dashboard_expressions() -> [Expression]  every target `expr` of deploy/grafana/*.json, with

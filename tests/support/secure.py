@@ -1,4 +1,4 @@
-"""The secured stack of tests/secure (issue 17): `deploy/local/stack up --secure` in a folder of
+"""The secured stack of tests/secure: `deploy/local/stack up --secure` in a folder of
 its own, its listeners as `Bootstrap`s and its TLS files."""
 
 from __future__ import annotations

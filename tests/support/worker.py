@@ -1,4 +1,4 @@
-"""Helpers of the Kafka worker tests (issue 5): topics, events for every reason, worker processes,
+"""Helpers of the Kafka worker tests: topics, events for every reason, worker processes,
 and a read_committed reader that counts outputs by their input position (K1).
 
 An input record is identified by its (partition, offset): every output carries it in

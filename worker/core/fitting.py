@@ -27,13 +27,11 @@ Outputs that fit pay nothing here: the adapter compares sizes and calls `fit` on
 from __future__ import annotations
 
 import hashlib
-from json.encoder import encode_basestring_ascii
 from typing import Final
 
-# The smallest record budget an output topic must allow (bytes of JSON): a rejection or dead
 from worker.core.contracts import Source
 from worker.core.reasons import Outcome
-from worker.core.records import Output, dead_letter
+from worker.core.records import Output, dead_letter, dumps
 
 # The smallest record budget an output topic must allow (bytes of JSON): a rejection or dead
 # letter without its `raw` echo (event_id ≤ 128 characters, bounded detail, 8 traceback frames)
@@ -122,5 +120,5 @@ def _prefix(raw: str, room: int, *, base64: bool) -> str:
 
 
 def _escaped_length(text: str) -> int:
-    """Bytes of `text` inside a JSON string as outputs are written (ASCII-escaped, `Output.to_json`)."""
-    return len(encode_basestring_ascii(text)) - 2
+    """Bytes of `text` inside a JSON string as outputs are written (UTF-8, `records.dumps`)."""
+    return len(dumps(text)) - 2

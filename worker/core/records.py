@@ -16,10 +16,10 @@ import base64
 import json
 import re
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
-from json.encoder import encode_basestring_ascii
 from typing import Any
+
+import orjson
 
 from worker.core.community import Community
 from worker.core.contracts import COMMUNITY_ID_PATTERN, MAX_EVENT_ID_CHARS, RawEvent, Source
@@ -47,13 +47,25 @@ class Output:
     def to_json(self) -> bytes:
         if self.rendered is not None:
             return self.rendered
-        return _encode(self.record).encode("ascii")
+        return dumps(self.record)
 
 
-# ensure_ascii (the default) keeps the bytes valid UTF-8 even for lone surrogates a payload may carry.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
-# What `_encode` does to a str, without its Python-level dispatch (per-event strings).
-_encode_str: Callable[[str], str] = encode_basestring_ascii
+def dumps(value: Any) -> bytes:
+    """`value` as compact RFC 8259 JSON in UTF-8, non-ASCII characters as themselves (not
+    `\\u`-escaped): the one encoder of every output (`Output.to_json`, K9's measure in `fitting`).
+
+    orjson: 0.7 µs for an enriched record's fragment where `json` took 5.6. It refuses
+    a string holding an unpaired surrogate; none can reach an output (J2: such a string is read
+    as an `InvalidText` and refused), but should one ever, it becomes U+FFFD rather than an
+    escaped surrogate a strict reader refuses, and no exception escapes the encoding."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return _LONE_SURROGATE.sub("\ufffd", text).encode("utf-8")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _COMMUNITY_ID = re.compile(COMMUNITY_ID_PATTERN)
 
 
@@ -111,7 +123,7 @@ class Envelope:
 @dataclass(frozen=True, slots=True)
 class Derived:
     """What an enriched output holds besides the envelope, fixed per token and configuration;
-    `fragment` is it as JSON (`"signed"` … `"mapping_skipped"`), kept by the token cache (C4) so
+    `fragment` is it as JSON bytes (`"signed"` … `"mapping_skipped"`), kept by the token cache (C4) so
     a cached token's output is assembled without encoding it again. Records are read-only."""
 
     community: Community  # the configuration it was derived with: a reload makes a new one
@@ -119,7 +131,7 @@ class Derived:
     verification: dict[str, Any] | None
     identity: dict[str, Any]
     mapped: Mapped
-    fragment: str
+    fragment: bytes
     kid: str | None  # the verifying key (Output.kid)
 
 
@@ -132,7 +144,7 @@ def derive(
         if verified is not None
         else None
     )
-    fragment = _encode(
+    fragment = dumps(
         {
             "signed": verified is not None,
             "verification": verification,
@@ -167,16 +179,23 @@ def enriched(envelope: Envelope, derived: Derived, now: float) -> Output:
         "source": source.as_dict() if source else None,
     }
     where = (
-        f'{{"topic":{_encode_str(source.topic)},"partition":{source.partition:d},"offset":{source.offset:d}}}'
+        b'{"topic":%b,"partition":%d,"offset":%d}' % (dumps(source.topic), source.partition, source.offset)
         if source
-        else "null"
+        else b"null"
     )
     text = (  # format_time's text is plain ASCII with nothing to escape
-        f'{{"outcome":"enriched","event_id":{_encode_str(event_id)},'
-        f'"community_id":{_encode_str(community_id)},"received_at":"{received}",'
-        f'"processed_at":"{processed}",{derived.fragment},"source":{where}}}'
+        b'{"outcome":"enriched","event_id":%b,"community_id":%b,"received_at":"%b",'
+        b'"processed_at":"%b",%b,"source":%b}'
+        % (
+            dumps(event_id),
+            dumps(community_id),
+            received.encode("ascii"),
+            processed.encode("ascii"),
+            derived.fragment,
+            where,
+        )
     )
-    return Output(Outcome.ENRICHED, record, rendered=text.encode("ascii"), kid=derived.kid)
+    return Output(Outcome.ENRICHED, record, rendered=text, kid=derived.kid)
 
 
 def _echoing(outcome: str, envelope: Envelope, fields: dict[str, Any], now: float) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import Any, TypeAlias
 import structlog
 from aiokafka import errors as kafka
 from aiokafka.consumer import group_coordinator, subscription_state
-from aiokafka.protocol.api import Request, Response
+from aiokafka.protocol.api import Request
 from aiokafka.protocol.commit import OffsetFetchRequest_v3
 from aiokafka.protocol.types import Boolean, CompactString, Int16, Int32, Int64
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
@@ -44,6 +44,7 @@ from worker.kafka.txn_requests import (
     FlexibleRequest,
     by_topic,
     flexible,
+    flexible_response,
     per_partition,
     topic_partitions,
 )
@@ -60,22 +61,22 @@ class UnstableOffsetCommit(kafka.BrokerResponseError):  # type: ignore[misc]
     retriable = True
 
 
-class OffsetFetchResponse_v7(Response):  # type: ignore[misc]
-    API_KEY = 9
-    API_VERSION = 7
-    SCHEMA = flexible(
-        ("throttle_time_ms", Int32),
-        (
-            "topics",
-            per_partition(
-                ("offset", Int64),
-                ("leader_epoch", Int32),
-                ("metadata", CompactString("utf-8")),
-                ("error_code", Int16),
-            ),
+OffsetFetchResponse_v7 = flexible_response(
+    "OffsetFetchResponse_v7",
+    9,
+    7,
+    ("throttle_time_ms", Int32),
+    (
+        "topics",
+        per_partition(
+            ("offset", Int64),
+            ("leader_epoch", Int32),
+            ("metadata", CompactString("utf-8")),
+            ("error_code", Int16),
         ),
-        ("error_code", Int16),
-    )
+    ),
+    ("error_code", Int16),
+)
 
 
 class OffsetFetchRequest_v7(FlexibleRequest):

@@ -25,13 +25,16 @@ import contextlib
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+import structlog
 from aiokafka.structs import TopicPartition
 
 from worker.kafka.clients import make_producer
+from worker.kafka.txn_outcome import coordinator_outcome
 from worker.kafka.txn_requests import TxnHistory
 from worker.settings import Settings
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 #: Seconds a producer being replaced gets to stop before its sender is cancelled.
 DISCARD_SECONDS = 5.0
 
@@ -53,16 +56,29 @@ class OutputProducer:
         return self._producer is not None
 
     async def start(self) -> None:
-        """Start a producer unless one runs; exactly_once: `InitProducerId` fences the previous one."""
+        """Start a producer unless one runs; exactly_once: `InitProducerId` fences the previous one.
+
+        When the last transaction's commit answer was lost, its coordinator's decision is asked
+        first (`history.outcome`): that InitProducerId ends the coordinator's memory of it."""
         if self._producer is not None:
             return
         producer = make_producer(self.settings, transactional_id=self.transactional_id)
         try:
+            if self.transactional_id is not None and self.history.undecided:
+                await asyncio.wait_for(self._ask_outcome(producer.client), self.timeout)
             await asyncio.wait_for(producer.start(), self.timeout)
         except BaseException:
             await quietly(producer.stop(), DISCARD_SECONDS)
             raise
         self._producer = producer
+
+    async def _ask_outcome(self, client: Any) -> None:
+        """`history.outcome` from the transaction coordinator (worker.kafka.txn_outcome)."""
+        assert self.transactional_id is not None and self.history.producer is not None
+        await client.bootstrap()  # aiokafka's start bootstraps again: one more metadata request
+        outcome = await coordinator_outcome(client, self.transactional_id, *self.history.producer)
+        self.history.outcome, self.history.asked = outcome, True
+        log.info("the failed commit's transaction, as its coordinator decided", outcome=outcome or "unknown")
 
     async def renew(self) -> None:
         """Replace the producer (same transactional id), ending its open transaction (K8)."""
@@ -84,7 +100,8 @@ class OutputProducer:
     # -------------------------------------------------------------- transactions (exactly_once)
 
     async def begin_transaction(self) -> None:
-        self.history.begun()
+        manager = self._producer._txn_manager
+        self.history.begun((int(manager.producer_id), int(manager.producer_epoch)))
         await self._producer.begin_transaction()
 
     async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int], group_id: str) -> None:

@@ -15,19 +15,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from aiokafka import errors
 from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import (
-    CorruptRecordException,
-    KafkaError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    TopicAuthorizationFailedError,
-    UnknownError,
-    UnknownTopicOrPartitionError,
-    for_code,
-)
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError, for_code
 
 from worker.kafka.acls import AccessDenied
 from worker.kafka.clients import make_admin
@@ -86,13 +77,13 @@ class OutputTopicChanged(KafkaError):  # type: ignore[misc]
 # which fits every output to what the topic took. UnknownError is what aiokafka makes of codes it
 # does not know, e.g. INVALID_RECORD (87), a compacted topic's answer to a keyless record.
 TOPIC_REFUSALS: Final = (
-    CorruptRecordException,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    TopicAuthorizationFailedError,
-    UnknownError,
-    UnknownTopicOrPartitionError,
+    errors.CorruptRecordException,
+    errors.MessageSizeTooLargeError,
+    errors.RecordListTooLargeError,
+    errors.RecordTooLargeError,
+    errors.TopicAuthorizationFailedError,
+    errors.UnknownError,
+    errors.UnknownTopicOrPartitionError,
 )
 
 

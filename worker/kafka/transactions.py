@@ -18,19 +18,22 @@ be none legitimately: we have not begun one. Only two of ours can be open: the l
 coordinator confirmed committed, and the failed one. `TxnHistory` (kept by the producer) tells
 them apart per partition — where the confirmed one started, where the failed one sent records,
 whether it sent its offsets — and says their decisions: the confirmed one COMMIT; the failed one
-ABORT when it never sent `EndTxn(commit)`, else what the group's stable committed offsets show
-when its offsets partition is clean.
+ABORT when it never sent `EndTxn(commit)`, else what its transaction coordinator said before our
+new producer's InitProducerId (`worker.kafka.txn_outcome`: DescribeTransactions, forcing an
+undecided one to ABORT), else what the group's stable committed offsets show when its offsets
+partition is clean.
 
 Each is closed with the marker of its coordinator's decision, written with WriteTxnMarkers to
 the partition's leader as `kafka-transactions.sh abort` / `Admin.abortTransaction` write an
 ABORT (with the producer and coordinator epochs DescribeProducers gave): no record is exposed
 that the coordinator aborted, none dropped that it committed. The broker allows it only to a
 principal with `ClusterAction` (a broker's right). When refused, or when a decision is not
-certain (both transactions in one open range, one we cannot attribute), the member does not
-produce: it raises `DanglingTransaction` (retriable: /readyz stays 503, the recovery tries
-again on its backoff, so it goes on once an operator closed it), logs one line per partition
-and counts `identity_worker_dangling_transactions{topic,partition}`, naming the partition, the
-producer id and the operator's remedy.
+certain (the failed one's unknown; the failed one aborted in one open range with the confirmed
+one; a range we cannot attribute), the member does not produce: it raises `DanglingTransaction`
+(retriable: /readyz stays 503, the recovery tries again on its backoff, so it goes on once an
+operator closed it), logs one line per partition and counts
+`identity_worker_dangling_transactions{topic,partition}`, naming the partition, the producer id
+and the operator's remedy.
 """
 
 from __future__ import annotations
@@ -172,7 +175,7 @@ class DanglingCheck:
         try:
             await write_markers(client, markers)
         except kafka.KafkaError as exc:
-            self._refuse(found, f"the marker was refused: {type(exc).__name__}")
+            self._refuse(found, f"the marker was refused: {type(exc).__name__}", dict(decisions))
         log.warning(
             "dangling transaction of our producer id closed with the marker the broker skipped",
             producer_id=producer_id,
@@ -192,6 +195,8 @@ class DanglingCheck:
         """The decision on the failed transaction: "abort", "commit" or None (not certain)."""
         if not history.commit_sent:
             return "abort"  # without EndTxn(commit) the coordinator can only have aborted it
+        if history.outcome is not None:
+            return history.outcome  # its coordinator said, before our InitProducerId (txn_outcome)
         if any(t.tp == group for t in found) or not failed:
             return None
         answers = {tp: await committed(tp) for tp in failed}
@@ -201,7 +206,13 @@ class DanglingCheck:
             return "abort"
         return None
 
-    def _refuse(self, found: list[OpenTransaction], why: str) -> None:
+    def _refuse(
+        self,
+        found: list[OpenTransaction],
+        why: str,
+        decisions: Mapping[OpenTransaction, str | None] | None = None,
+    ) -> None:
+        decided = decisions or {}
         for txn in found:
             if txn not in self._reported:
                 self._reported.add(txn)
@@ -213,13 +224,13 @@ class DanglingCheck:
                     producer_epoch=txn.producer_epoch,
                     start_offset=txn.start_offset,
                     why=why,
-                    remedy=txn.remedy(self.bootstrap),
+                    remedy=txn.remedy(self.bootstrap, decided.get(txn)),
                 )
         first = found[0]
         where = f"{first.tp.topic}[{first.tp.partition}] from offset {first.start_offset}"
         raise DanglingTransaction(
             f"dangling transaction of producer id {first.producer_id} on {where} ({why}); "
-            f"remedy: {first.remedy(self.bootstrap)}"
+            f"remedy: {first.remedy(self.bootstrap, decided.get(first))}"
         )
 
 
@@ -257,5 +268,7 @@ def _decision(
         if not last and not failing:
             return None  # an older transaction of ours: nothing we know decides it
     if last and failing:
-        return None  # the confirmed one and the failed one in one open range: no marker fits both
+        # The confirmed one and the failed one in one open range: one marker ends both, so only
+        # when both were committed does one fit.
+        return "commit" if failed == "commit" else None
     return "commit" if last else failed

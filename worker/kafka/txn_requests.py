@@ -45,6 +45,12 @@ def per_partition(*fields: tuple[str, Any]) -> CompactArray:
     return tagged(("name", CompactString("utf-8")), ("partitions", tagged(("partition", Int32), *fields)))
 
 
+def flexible_response(name: str, api_key: int, version: int, *fields: tuple[str, Any]) -> Any:
+    """The response struct `name` of API `api_key` at a flexible `version`: `fields`, then its
+    tagged fields (the shape aiokafka decodes an answer with)."""
+    return type(name, (Response,), {"API_KEY": api_key, "API_VERSION": version, "SCHEMA": flexible(*fields)})
+
+
 class FlexibleRequest(RequestStruct):  # type: ignore[misc]
     """A request of a flexible version (tagged fields, request header v2), keyed and versioned as
     the `RESPONSE_TYPE` that answers it: a subclass names its response and its `SCHEMA` only."""
@@ -71,11 +77,22 @@ class OpenTransaction:
     coordinator_epoch: int
     start_offset: int
 
-    def remedy(self, bootstrap: str) -> str:
+    def remedy(self, bootstrap: str, decision: str | None = None) -> str:
+        """What the operator does: `decision` is the coordinator's when known (the marker was
+        refused): a COMMIT only the worker (given ClusterAction) or a broker can write."""
+        if decision == "commit":
+            return (
+                "grant the worker's principal ClusterAction on the cluster: it then writes the COMMIT "
+                "marker itself (never abort this one: the coordinator committed it)"
+            )
         return (
             f"kafka-transactions.sh --bootstrap-server {bootstrap} abort --topic {self.tp.topic} "
             f"--partition {self.tp.partition} --start-offset {self.start_offset} "
-            "(once `kafka-transactions.sh describe` shows the transaction was aborted)"
+            + (
+                "(the coordinator aborted it)"
+                if decision == "abort"
+                else "(once `kafka-transactions.sh describe` shows the transaction was aborted)"
+            )
         )
 
 
@@ -89,7 +106,11 @@ class TxnHistory:
       confirmed (None before the first): its decision was COMMIT, whatever became of its markers;
     - `targets`: the output partitions the current transaction sent records to (acknowledged
       or not); `offsets_sent`: it sent its offsets; `commit_sent`: its `EndTxn(commit)` may
-      have reached the coordinator.
+      have reached the coordinator;
+    - `producer`: (producer id, epoch) of the producer running the current transaction;
+      `outcome`: its coordinator's decision once known, "commit" or "abort" (confirmed, or
+      asked before the next InitProducerId: `worker.kafka.txn_outcome`); `asked`: asked, and
+      the coordinator could not say.
     """
 
     starts: dict[TopicPartition, int] = field(default_factory=dict)
@@ -97,9 +118,18 @@ class TxnHistory:
     targets: set[TopicPartition] = field(default_factory=set)
     offsets_sent: bool = False
     commit_sent: bool = False
+    producer: tuple[int, int] | None = None
+    outcome: str | None = None
+    asked: bool = False
 
-    def begun(self) -> None:
+    def begun(self, producer: tuple[int, int] | None = None) -> None:
         self.starts, self.targets, self.offsets_sent, self.commit_sent = {}, set(), False, False
+        self.producer, self.outcome, self.asked = producer, None, False
+
+    @property
+    def undecided(self) -> bool:
+        """The current transaction's `EndTxn(commit)` was sent, its answer lost: ask its coordinator."""
+        return self.commit_sent and self.outcome is None and not self.asked and self.producer is not None
 
     def appended(self, future: Any) -> None:
         """A record batch's future is done: its base offset, where the transaction starts."""
@@ -112,6 +142,7 @@ class TxnHistory:
 
     def confirmed(self) -> None:
         self.confirmed_starts = dict(self.starts)
+        self.outcome = "commit"
 
 
 def by_topic(tps: Iterable[TopicPartition]) -> dict[str, list[int]]:
@@ -139,30 +170,30 @@ def offsets_partition(group_id: str, partitions: int) -> int:
     return (0 if signed == -(1 << 31) else abs(signed)) % partitions
 
 
-class DescribeProducersResponse_v0(Response):  # type: ignore[misc]
-    API_KEY = 61
-    API_VERSION = 0
-    SCHEMA = flexible(
-        ("throttle_time_ms", Int32),
-        (
-            "topics",
-            per_partition(
-                ("error_code", Int16),
-                ("error_message", CompactString("utf-8")),
-                (
-                    "producers",
-                    tagged(
-                        ("producer_id", Int64),
-                        ("producer_epoch", Int32),
-                        ("last_sequence", Int32),
-                        ("last_timestamp", Int64),
-                        ("coordinator_epoch", Int32),
-                        ("txn_start_offset", Int64),
-                    ),
+DescribeProducersResponse_v0 = flexible_response(
+    "DescribeProducersResponse_v0",
+    61,
+    0,
+    ("throttle_time_ms", Int32),
+    (
+        "topics",
+        per_partition(
+            ("error_code", Int16),
+            ("error_message", CompactString("utf-8")),
+            (
+                "producers",
+                tagged(
+                    ("producer_id", Int64),
+                    ("producer_epoch", Int32),
+                    ("last_sequence", Int32),
+                    ("last_timestamp", Int64),
+                    ("coordinator_epoch", Int32),
+                    ("txn_start_offset", Int64),
                 ),
             ),
         ),
-    )
+    ),
+)
 
 
 class DescribeProducersRequest_v0(FlexibleRequest):
@@ -180,15 +211,15 @@ class DescribeProducers(Request[DescribeProducersRequest_v0]):  # type: ignore[m
         return request_struct_class(topic_partitions(self.by_topic), {})
 
 
-class WriteTxnMarkersResponse_v1(Response):  # type: ignore[misc]
-    API_KEY = 27
-    API_VERSION = 1
-    SCHEMA = flexible(
-        (
-            "markers",
-            tagged(("producer_id", Int64), ("topics", per_partition(("error_code", Int16)))),
-        ),
-    )
+WriteTxnMarkersResponse_v1 = flexible_response(
+    "WriteTxnMarkersResponse_v1",
+    27,
+    1,
+    (
+        "markers",
+        tagged(("producer_id", Int64), ("topics", per_partition(("error_code", Int16)))),
+    ),
+)
 
 
 class WriteTxnMarkersRequest_v1(FlexibleRequest):

@@ -118,6 +118,7 @@ LIVE: dict[str, tuple[type[CounterMetricFamily] | type[GaugeMetricFamily], str]]
     "usage_flushes": (CounterMetricFamily, "Usage count flushes written to the store (L1)"),
     "usage_flush_failures": (CounterMetricFamily, "Usage count flushes the store did not take; retried (L1)"),
     "usage_rows_written": (CounterMetricFamily, "Usage count rows added to the store (L1)"),
+    "usage_flush_statements": (CounterMetricFamily, "Statements usage count flushes ran (L1, T6: bounded)"),
     "usage_pending_buckets": (GaugeMetricFamily, "Usage count buckets waiting to be written (L1)"),
     "token_cache_entries": (GaugeMetricFamily, "Entries in the verified-token cache (C4)"),
     "token_cache_bytes": (
@@ -306,7 +307,6 @@ class LoopLag:
         self.interval, self.bound = interval, bound
         self.longest = 0.0
         self.longest_held = 0.0
-        self.over_bound = 0
         self._histogram = metrics.event_loop_lag_seconds
         self._log = structlog.get_logger(__name__)
         metrics.read_live("event_loop_lag_max_seconds", lambda: self.longest)
@@ -327,7 +327,6 @@ class LoopLag:
             self.longest_held = max(self.longest_held, held)
             if lag <= self.bound:
                 continue
-            self.over_bound += 1
             unreported += 1
             if held > self.bound or now - reported_at >= 1.0:  # the program's own pauses, each
                 self._log.warning(

@@ -36,6 +36,11 @@ from worker.runtime.waits import Waits
 log = structlog.get_logger(__name__)
 
 
+def partition_log(tp: TopicPartition) -> structlog.typing.FilteringBoundLogger:
+    """The log with the partition named: every line of this module is about one."""
+    return log.bind(topic=tp.topic, partition=tp.partition)  # type: ignore[no-any-return]
+
+
 def next_offsets(batch: Sequence[Decided]) -> Offsets:
     """The offsets to commit: one past the last decided record of each partition."""
     last: dict[tuple[str, int], int] = {}
@@ -75,10 +80,8 @@ class Partitions:
         self.metrics.infrastructure_retries.labels("store", type(error).__name__).inc()
         self.metrics.partitions_waiting.set(len(self.waits))
         if wait.attempts == 1:
-            log.warning(
+            partition_log(tp).warning(
                 "partition waits: configuration unavailable",
-                topic=tp.topic,
-                partition=tp.partition,
                 offset=offset,
                 error_type=wait.error,
                 error=wait.detail,
@@ -89,10 +92,8 @@ class Partitions:
         wait = self.waits.release(tp)
         self.metrics.partitions_waiting.set(len(self.waits))
         if wait is not None:
-            log.info(
+            partition_log(tp).info(
                 "partition resumed",
-                topic=tp.topic,
-                partition=tp.partition,
                 offset=wait.offset,
                 waited_seconds=round(time.monotonic() - wait.since, 1),
                 attempts=wait.attempts,
@@ -145,10 +146,8 @@ class Partitions:
                 answer = await asyncio.wait_for(consumer.committed(tp), timeout)
                 offset = answer if own is None or (answer is not None and answer >= own) else own
                 if answer is not None and own is not None and answer < own:
-                    log.warning(
+                    partition_log(tp).warning(
                         "coordinator answered an offset before our own commit; kept ours",
-                        topic=tp.topic,
-                        partition=tp.partition,
                         answered=answer,
                         committed=own,
                     )
@@ -184,19 +183,15 @@ class Partitions:
         """K8: the client reset a position it had (out of range): skipped input is never silent."""
         if position > lost:
             self.metrics.input_skipped.labels(tp.topic, str(tp.partition)).inc(position - lost)
-            log.warning(
+            partition_log(tp).warning(
                 "input skipped: records deleted before they were read",
-                topic=tp.topic,
-                partition=tp.partition,
                 first_offset=lost,
                 last_offset=position - 1,
                 records=position - lost,
             )
         else:
-            log.warning(
+            partition_log(tp).warning(
                 "input position reset backwards: records read again",
-                topic=tp.topic,
-                partition=tp.partition,
                 from_offset=lost,
                 to_offset=position,
             )

@@ -172,6 +172,7 @@ def usage_recorder(settings: Settings, source: CommunitySource, metrics: Metrics
         ("usage_flushes", lambda: usage.flushes),
         ("usage_flush_failures", lambda: usage.flush_failures),
         ("usage_rows_written", lambda: usage.rows_written),
+        ("usage_flush_statements", lambda: usage.statements),
         ("usage_pending_buckets", lambda: usage.pending),
     ):
         metrics.read_live(name, read)

@@ -89,7 +89,7 @@ class UsageRecorder:
         self.keys: dict[KeyBucket, KeyTally] = {}
         self.health: dict[HealthBucket, HealthTally] = {}
         self._in_flight = 0  # buckets taken by a flush that is running (they count against the bound)
-        # Monotonic counters, for metrics and tests.
+        # Monotonic counters, served as the usage_* metrics (runtime/service.py).
         self.dropped = 0  # events not counted: the buffer was full
         self.flushes = 0
         self.flush_failures = 0
