@@ -174,6 +174,19 @@ def test_the_cli_says_what_it_skipped(cli: Cli, store_url: str, tmp_path: Any) -
 # ------------------------------------------------------------------------ the cut (pure)
 
 
+@pytest.mark.parametrize("brk", ["\r", "\x85", "\u2028", "\u2029"])
+def test_a_line_break_the_cut_does_not_see_does_not_change_the_file(store_url: str, brk: str) -> None:
+    """YAML breaks lines at a lone CR, NEL, LS and PS as at LF (YAML 1.1 §5.4); a cut made at
+    LFs only hid the item after a comment's break (an apply --prune would remove it) and let a
+    top-level key after the last item pass: an apply is always what the whole file says (T4)."""
+    reject = "\n  signed_identities: reject\n"
+    hidden = f"communities: # note{brk}- id: hidden{brk}  {reject.lstrip()}- id: b{reject}"
+    reading, _ = _apply(store_url, hidden)
+    assert sorted(reading.ids) == ["b", "hidden"] == sorted(c.id for c in parse_yaml(hidden).communities)
+    with pytest.raises(ConfigError):
+        _apply(store_url, f"communities:\n- id: c{reject[:-1]} # note{brk}other: 1\n")
+
+
 def test_the_cut_gives_each_item_of_a_plain_file() -> None:
     exported = "# a comment\ncommunities:\n  - id: a\n    jwt_keys: []\n  # between\n  - id: b\n"
     assert split_items(exported) == ["  - id: a\n    jwt_keys: []\n  # between\n", "  - id: b\n"]
@@ -200,6 +213,11 @@ def test_the_cut_gives_each_item_of_a_plain_file() -> None:
         "  communities:\n  - id: a\n",
         "x: 1\ncommunities:\n  - id: a\n",
         "",
+        # YAML also breaks lines at a lone CR, NEL, LS and PS: a comment may end at one
+        "communities: # c\r- id: a\n- id: b\n",
+        "communities: # c\x85- id: a\n- id: b\n",
+        "communities:\n- id: a # c\u2028other: 1\n",
+        "communities:\n- id: a\n  name: x\u2029- id: b\n",
     ],
 )
 def test_the_cut_refuses_what_it_is_not_sure_of(text: str) -> None:

@@ -11,8 +11,9 @@ API, a `keys` command, SQL) makes the next apply read and diff that community ag
 
 Whenever the cut is in doubt the whole file is read, as before: a file not of the plain shape
 `communities:` + block list items (flow style, other top-level keys, directives, several
-documents), aliases (an item may name an anchor of another), or texts that do not read as one
-community each. Errors are always those of the whole file (its lines, its list indexes): the
+documents), aliases (an item may name an anchor of another), line breaks other than LF and
+CRLF (YAML's lone CR, NEL, LS and PS, which the cut's lines do not see), or texts that do not
+read as one community each. Errors are always those of the whole file (its lines, its list indexes): the
 texts read on their own that fail are read again as the whole file, which says why.
 """
 
@@ -37,6 +38,9 @@ _LIST_KEY = re.compile(r"communities:[ \t]*(?:#.*)?\r?")
 READ_BATCH: Final = 2000
 #: An alias (`*name`) anywhere: an item could name an anchor defined in another one.
 _ALIAS = re.compile(r"(?:^|[ \t\[{,])\*[^ \t\r\n]", re.MULTILINE)
+#: A line break YAML sees and the cut's `^`/`$` do not (YAML 1.1 §5.4: a lone CR, NEL, LS,
+#: PS): a comment ending at one could hide an item, or a top-level key, from the cut.
+_OTHER_BREAK = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
 
 
 def split_items(text: str) -> list[str] | None:
@@ -46,7 +50,7 @@ def split_items(text: str) -> list[str] | None:
     The plain shape: comments and blank lines, `communities:` at column 0, then block list
     items `- ` all at one indentation, every other line of content indented deeper (or a
     comment). An item's text runs from its `- ` line to the next one (comments included)."""
-    if _ALIAS.search(text):
+    if _ALIAS.search(text) or _OTHER_BREAK.search(text):
         return None
     first = re.search(r"^[^ \t\r\n#].*$", text, re.MULTILINE)  # the first content at column 0
     if first is None or not _LIST_KEY.fullmatch(first[0]) or not _comments_only(text[: first.start()]):
