@@ -5,6 +5,8 @@ gives while rows are added."""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,10 +17,10 @@ from tests.support.store import Cli, run_async, run_sql
 from worker.core.config import ConfigSpec, validate_spec
 from worker.core.reasons import Mode
 from worker.devtools import examples
-from worker.store import listings, sync
+from worker.store import api_tokens, listings, sync
 from worker.store import repository as repo
 from worker.store.loading import read_specs
-from worker.store.pages import PageRequest
+from worker.store.pages import BadPage, PageRequest
 from worker.store.sync import Change
 
 WRITES = ("INSERT", "UPDATE", "DELETE")
@@ -202,6 +204,37 @@ def test_a_prefix_filters_and_pages(cli: Cli, store_url: str) -> None:
     assert rest.err == ""
     bad = cli("community", "list", "--after", "nonsense")
     assert bad.code == 2 and bad.err.count("\n") == 1 and "after: not a cursor of this listing" in bad.err
+
+
+@pytest.mark.parametrize(
+    "time",
+    [
+        "2011-W01-2T00:05:23+00:00",
+        "2020-01-01T00:00:00+00:00:30.5",
+        "2020-01-01T00:00:00,5+00:00",
+        "2020-01-01T00Z",
+        "2020-01-01T00:00:00+20:00",  # PostgreSQL's offsets end at 15:59
+    ],
+)
+def test_a_forged_time_in_a_cursor_is_not_a_database_error(store_url: str, time: str) -> None:
+    """T5: a cursor no listing gave is the caller's error (BadPage: 422, exit 2) naming
+    `after`, never a database error (a 503 the client would retry): Python reads ISO 8601 week
+    dates, offsets with seconds and decimal commas that PostgreSQL refuses."""
+    _apply(store_url, _config(1))
+    cursor = base64.urlsafe_b64encode(json.dumps([time, "a"]).encode()).decode().rstrip("=")
+
+    async def read(listing: Callable[[asyncpg.Connection], Any]) -> None:
+        conn = await asyncpg.connect(store_url)
+        try:
+            with pytest.raises(BadPage, match="after: not a cursor of this listing"):
+                await listing(conn)
+        finally:
+            await conn.close()
+
+    page = PageRequest(after=cursor)
+    run_async(lambda: read(lambda conn: listings.list_keys(conn, "c000", page)))
+    run_async(lambda: read(lambda conn: listings.list_fields(conn, "c000", page)))
+    run_async(lambda: read(lambda conn: api_tokens.list_tokens(conn, page)))
 
 
 def test_audit_lines_escape_exactly_the_unprintable_characters() -> None:

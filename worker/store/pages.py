@@ -20,7 +20,7 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final, Generic, Literal, TypeVar
 
 import asyncpg
@@ -166,10 +166,14 @@ def storable(text: str) -> bool:
 
 
 def _is_time(text: str) -> bool:
+    """A time as `_encode` writes them (asyncpg's UTC datetimes, `isoformat()`) and no other:
+    `fromisoformat` also reads week dates, decimal commas and offsets PostgreSQL refuses (a
+    forged cursor must be a BadPage, not a database error)."""
     try:
-        return datetime.fromisoformat(text).tzinfo is not None
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         return False
+    return parsed.utcoffset() == timedelta(0) and parsed.isoformat() == text
 
 
 def _out_of_range(value: object) -> bool:
