@@ -233,6 +233,10 @@ def test_a_forged_time_in_a_cursor_is_not_a_database_error(store_url: str, time:
 
     page = PageRequest(after=cursor)
     run_async(lambda: read(lambda conn: listings.list_keys(conn, "c000", page)))
+    # JSON nested deeper than the interpreter recurses (the console's ?keys_after= and the
+    # CLI's --after have no length bound): a RecursionError was a 500 and a traceback.
+    deep = PageRequest(after=base64.urlsafe_b64encode(b"[" * 5000).decode())
+    run_async(lambda: read(lambda conn: listings.list_keys(conn, "c000", deep)))
     run_async(lambda: read(lambda conn: listings.list_fields(conn, "c000", page)))
     run_async(lambda: read(lambda conn: api_tokens.list_tokens(conn, page)))
 

@@ -137,7 +137,7 @@ class Order:
     def _decode(self, cursor: str) -> list[object]:
         try:
             values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        except (ValueError, binascii.Error, UnicodeDecodeError):
+        except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):  # nested too deep
             values = None
         if not isinstance(values, list) or len(values) != len(self.key):
             raise BadPage("after: not a cursor of this listing (use the `next` of the page before)")
