@@ -187,6 +187,22 @@ def test_a_line_break_the_cut_does_not_see_does_not_change_the_file(store_url: s
         _apply(store_url, f"communities:\n- id: c{reject[:-1]} # note{brk}other: 1\n")
 
 
+def test_an_alias_after_a_flow_colon_is_seen(store_url: str) -> None:
+    """`{"signed_identities":*m}` is an alias (a quoted flow key's `:` needs no space): the
+    cut must see it. Not seen, an item read again beside a changed one took that one's anchor
+    (the whole file refuses the anchor twice): a file the whole read refuses turned c's
+    signatures off (S1, T4)."""
+    key = '{"kid": "k", "hmac_secret": "0123456789abcdef01234567"}'
+    b = f"- id: b\n  signed_identities: &m require\n  jwt_keys: [{key}]\n"
+    c = f'- {{"id": "c", "signed_identities":*m, "jwt_keys": [{key}]}}\n'
+    _apply(store_url, f"communities:\n- id: a\n  signed_identities: reject\n{b}{c}")
+    changed = f"communities:\n- id: a\n  signed_identities: &m reject\n{b}{c}# c changed\n"
+    with pytest.raises(ConfigError, match="second occurrence"):
+        _apply(store_url, changed)
+    stored = run_sql(store_url, "SELECT signed_identities FROM communities WHERE id = 'c'")
+    assert [r["signed_identities"] for r in stored] == ["require"]
+
+
 def test_the_cut_gives_each_item_of_a_plain_file() -> None:
     exported = "# a comment\ncommunities:\n  - id: a\n    jwt_keys: []\n  # between\n  - id: b\n"
     assert split_items(exported) == ["  - id: a\n    jwt_keys: []\n  # between\n", "  - id: b\n"]
@@ -209,6 +225,7 @@ def test_the_cut_gives_each_item_of_a_plain_file() -> None:
         "%YAML 1.1\n---\ncommunities:\n  - id: a\n",  # a directive
         "communities:\n  - id: a\n---\ncommunities:\n  - id: b\n",  # two documents
         "communities:\n  - &x {id: a}\n  - *x\n",  # an alias may name another item's anchor
+        'communities:\n  - {"id": "a", "mappings":*x}\n',  # after a quoted flow key's colon
         "communities:\n  - id: a\n - id: b\n",  # items at two indentations
         "  communities:\n  - id: a\n",
         "x: 1\ncommunities:\n  - id: a\n",

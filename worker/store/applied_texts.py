@@ -36,8 +36,9 @@ _PERSON: Final = b"iw-apply-v1"
 _LIST_KEY = re.compile(r"communities:[ \t]*(?:#.*)?\r?")
 #: Items read per YAML document (see `_read_items`).
 READ_BATCH: Final = 2000
-#: An alias (`*name`) anywhere: an item could name an anchor defined in another one.
-_ALIAS = re.compile(r"(?:^|[ \t\[{,])\*[^ \t\r\n]", re.MULTILINE)
+#: An alias (`*name`) anywhere: an item could name an anchor defined in another one. In flow
+#: style it may follow a quoted key's `:` with no space (`{"a":*x}`).
+_ALIAS = re.compile(r"(?:^|[ \t\[{,:])\*[^ \t\r\n]", re.MULTILINE)
 #: A line break YAML sees and the cut's `^`/`$` do not (YAML 1.1 §5.4: a lone CR, NEL, LS,
 #: PS): a comment ending at one could hide an item, or a top-level key, from the cut.
 _OTHER_BREAK = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
