@@ -6,12 +6,15 @@ not sure of is read whole."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from typing import Any
 
 import asyncpg
 import pytest
 import yaml
 
+from tests.support.admin import IDENTITY_WORKER
 from tests.support.store import Cli, run_async, run_sql
 from worker.core.config import ConfigError, CustomFieldSpec
 from worker.devtools import examples
@@ -169,6 +172,23 @@ def test_the_cli_says_what_it_skipped(cli: Cli, store_url: str, tmp_path: Any) -
     path.write_text(bad)
     refused = cli("config", "apply", str(path))
     assert refused.code == 2 and refused.err.startswith(f"identity-worker: error: {path}: "), refused
+
+
+def test_stdin_that_is_not_utf8_is_one_line(store_url: str) -> None:
+    """`config apply -` of bytes that are not UTF-8: one line and exit 2, as for a file. Read
+    as the interpreter's stdin (surrogateescape in UTF-8 mode), the cut's digest raised a
+    UnicodeEncodeError traceback."""
+    done = subprocess.run(
+        [IDENTITY_WORKER, "config", "apply", "-"],
+        input=b"communities:\n- id: a\xff\n  signed_identities: reject\n",
+        capture_output=True,
+        env={**os.environ, "DATABASE_URL": store_url},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and done.stderr.decode().count("\n") == 1, done.stderr
+    assert b"configuration file - is not UTF-8 text" in done.stderr
+    assert run_sql(store_url, "SELECT id FROM communities") == []
 
 
 # ------------------------------------------------------------------------ the cut (pure)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -38,9 +39,18 @@ def fail_store(exc: StoreError) -> NoReturn:
 
 def read_text(path: str, what: str) -> str:
     """A file's text, or stdin for `-`; one line naming `what` when it cannot be read."""
-    if path == "-":
-        return sys.stdin.read()
     try:
+        if path == "-":
+            # Strict UTF-8, as for a file: the interpreter's stdin may turn bad bytes into
+            # lone surrogates (surrogateescape), which no later step can encode.
+            buffer = getattr(sys.stdin, "buffer", None)
+            if buffer is None:
+                return sys.stdin.read()
+            stdin = io.TextIOWrapper(buffer, encoding="utf-8")
+            try:
+                return stdin.read()
+            finally:
+                stdin.detach()  # sys.stdin's buffer stays open
         with open(path, encoding="utf-8") as handle:
             return handle.read()
     except OSError as exc:
