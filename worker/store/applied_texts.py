@@ -39,9 +39,6 @@ READ_BATCH: Final = 2000
 #: An alias (`*name`) anywhere: an item could name an anchor defined in another one. In flow
 #: style it may follow a quoted key's `:` with no space (`{"a":*x}`).
 _ALIAS = re.compile(r"(?:^|[ \t\[{,:])\*[^ \t\r\n]", re.MULTILINE)
-#: A line break YAML sees and the cut's `^`/`$` do not (YAML 1.1 §5.4: a lone CR, NEL, LS,
-#: PS): a comment ending at one could hide an item, or a top-level key, from the cut.
-_OTHER_BREAK = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
 
 
 def split_items(text: str) -> list[str] | None:
@@ -51,7 +48,7 @@ def split_items(text: str) -> list[str] | None:
     The plain shape: comments and blank lines, `communities:` at column 0, then block list
     items `- ` all at one indentation, every other line of content indented deeper (or a
     comment). An item's text runs from its `- ` line to the next one (comments included)."""
-    if _ALIAS.search(text) or _OTHER_BREAK.search(text):
+    if _ALIAS.search(text) or _other_break(text):
         return None
     first = re.search(r"^[^ \t\r\n#].*$", text, re.MULTILINE)  # the first content at column 0
     if first is None or not _LIST_KEY.fullmatch(first[0]) or not _comments_only(text[: first.start()]):
@@ -74,6 +71,13 @@ def split_items(text: str) -> list[str] | None:
             return None
         starts.append(match.start())
     return [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
+
+
+def _other_break(text: str) -> bool:
+    """A line break YAML sees and the cut's `^`/`$` do not (YAML 1.1 §5.4: a lone CR, NEL,
+    LS, PS): a comment ending at one could hide an item, or a top-level key, from the cut.
+    Found with str methods (C speed: ~0.03 s for 32 MB, a regex took ~0.3 s)."""
+    return any(ch in text for ch in "\x85\u2028\u2029") or text.count("\r") != text.count("\r\n")
 
 
 def _comments_only(text: str) -> bool:
