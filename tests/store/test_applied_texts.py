@@ -158,6 +158,21 @@ def test_prune_keeps_the_unchanged_communities(store_url: str) -> None:
     assert all(c.op == "-" for c in changes)
 
 
+@pytest.mark.parametrize("empty", ["communities:\n", "# header\ncommunities: # none\n"])
+def test_a_list_with_no_items_is_refused_as_the_whole_file_refuses_it(
+    cli: Cli, store_url: str, tmp_path: Any, empty: str
+) -> None:
+    """`communities:` with nothing under it is null, not a list: the whole read refuses it. The
+    cut read it as no communities, so a truncated file applied with --prune removed every one
+    (T4: an apply is what the whole file says)."""
+    _apply(store_url, _text([_community(i) for i in range(3)]))
+    path = tmp_path / "truncated.yaml"
+    path.write_text(empty)
+    refused = cli("config", "apply", str(path), "--prune")
+    assert refused.code == 2 and "valid list" in refused.err, refused
+    assert len(run_sql(store_url, "SELECT id FROM communities")) == 3
+
+
 def test_the_cli_says_what_it_skipped(cli: Cli, store_url: str, tmp_path: Any) -> None:
     path = tmp_path / "communities.yaml"
     communities = [_community(i) for i in range(8)]
@@ -233,7 +248,7 @@ def test_the_cut_gives_each_item_of_a_plain_file() -> None:
         "          AB\n\n          CD\n"
     )
     assert split_items(literal) == [literal.removeprefix("communities:\n")]
-    assert split_items("communities:\n") == []
+    assert split_items("communities:\n") is None  # null, not a list: the whole read refuses it
 
 
 @pytest.mark.parametrize(

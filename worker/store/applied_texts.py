@@ -45,7 +45,7 @@ def split_items(text: str) -> list[str] | None:
     """The text of each item of the `communities:` list, in order, or None when the file is
     not of the plain shape this cut is sure of (then the whole file is read).
 
-    The plain shape: comments and blank lines, `communities:` at column 0, then block list
+    The plain shape: comments and blank lines, `communities:` at column 0, then one or more block list
     items `- ` all at one indentation, every other line of content indented deeper (or a
     comment). An item's text runs from its `- ` line to the next one (comments included)."""
     if _ALIAS.search(text) or _other_break(text):
@@ -55,7 +55,7 @@ def split_items(text: str) -> list[str] | None:
         return None
     body = first.end() + 1
     if body >= len(text):
-        return []
+        return None  # `communities:` alone is null, not a list: the whole read refuses it
     start = re.compile(r"^( *)-(?: |\r?$)", re.MULTILINE).search(text, body)
     if start is None:
         return None
