@@ -270,6 +270,9 @@ def test_the_cut_gives_each_item_of_a_plain_file() -> None:
         "communities: # c\x85- id: a\n- id: b\n",
         "communities:\n- id: a # c\u2028other: 1\n",
         "communities:\n- id: a\n  name: x\u2029- id: b\n",
+        "\t# a tab before a comment at the top level: YAML refuses it\ncommunities:\n- id: a\n",
+        "communities:\n\t\n- id: a\n",
+        "\x0c\ncommunities:\n- id: a\n",
     ],
 )
 def test_the_cut_refuses_what_it_is_not_sure_of(text: str) -> None:

@@ -81,7 +81,11 @@ def _other_break(text: str) -> bool:
 
 
 def _comments_only(text: str) -> bool:
-    return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
+    """Blank lines and comments, indented with spaces only: YAML refuses a tab, or any other
+    white space, that starts a line at the top level."""
+    return all(
+        line.lstrip(" ") in ("", "\r") or line.lstrip(" ").startswith("#") for line in text.split("\n")
+    )
 
 
 def digest(item: str) -> bytes:
