@@ -112,8 +112,7 @@ class Decider:
         # less per record (the per-event cost, docs/performance.md); a bug goes to `_attempts`.
         processor, clock, perf, observe = self.processor, self.clock, time.perf_counter, self._observe
         recheck = self.recheck_community is not None
-        clock = time.perf_counter
-        slice_ends = clock() + SLICE_SECONDS
+        slice_ends = perf() + SLICE_SECONDS
         for tp, records in batch.items():
             for record in records:
                 source = Source(record.topic, record.partition, record.offset)
@@ -136,9 +135,9 @@ class Decider:
                     waiting[tp] = Waiting(record.offset, exc)
                     break
                 append(Decided(record, output))
-                if clock() >= slice_ends:
+                if perf() >= slice_ends:
                     await asyncio.sleep(0)
-                    slice_ends = clock() + SLICE_SECONDS
+                    slice_ends = perf() + SLICE_SECONDS
         return decided, waiting
 
     def unreadable(self, value: bytes | None, problem: str, source: Source) -> Output:
