@@ -91,3 +91,28 @@ def test_a_community_token_never_sees_the_platform_view(service: Service, page: 
     expect(page.get_by_role("link", name="Remove community")).to_have_count(0)
     refused = page.goto(service.url + "/communities/acme/remove")
     assert refused is not None and refused.status == 403
+
+
+def test_a_long_section_of_a_community_has_pages_of_its_own(service: Service, page: Page) -> None:
+    """T5: a community's sections show 500 rows at a time, with a link to the next rows and
+    back to the first; a cursor that is not one of ours is refused in plain words (422)."""
+    from tests.support.admin import run_sql
+
+    run_sql(
+        service.database_url,
+        "INSERT INTO custom_fields (community_id, key, label) "
+        "SELECT 'shop', 'f' || lpad(n::text, 4, '0'), 'Field ' || n FROM generate_series(1, 501) n",
+    )
+    sign_in(page, service, "platform")
+    page.goto(f"{service.url}/communities/shop")
+    fields = page.locator("#fields")
+    expect(fields.locator("tbody tr")).to_have_count(500)
+    fields.get_by_role("link", name="More custom fields →").click()
+    expect(fields.locator("tbody tr")).to_have_count(1)
+    expect(fields.locator("tbody tr")).to_contain_text("f0501")
+    expect(fields.get_by_role("link", name="More custom fields →")).to_have_count(0)
+    fields.get_by_role("link", name="First custom fields").click()
+    expect(fields.locator("tbody tr")).to_have_count(500)
+    expect(page.locator("#keys").get_by_role("link", name="More keys →")).to_have_count(0)
+    refused = page.goto(f"{service.url}/communities/shop?keys_after=not-a-cursor")
+    assert refused is not None and refused.status == 422

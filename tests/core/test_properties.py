@@ -30,9 +30,9 @@ from tests.support.core import (
     make_token,
     validate_output,
 )
-from worker.core.contracts import MAX_EXTRA_KEY_CHARS, MAX_EXTRA_VALUES, MAX_IDENTITY_FIELD_CHARS
+from worker.core.contracts import MAX_EXTRA_KEY_CHARS, MAX_EXTRA_VALUES, MAX_IDENTITY_FIELD_CHARS, RawEvent
 from worker.core.jsontext import read_object
-from worker.core.pipeline import process_event
+from worker.core.pipeline import Event, plain_event, process_event
 from worker.core.records import Output
 from worker.core.verify import Rejected, read_identity
 
@@ -219,6 +219,50 @@ def test_arbitrary_envelopes_give_one_valid_output(value: dict[str, Any]) -> Non
 @given(envelopes(), st.floats(min_value=NOW - 20_000, max_value=NOW + 20_000))
 def test_arbitrary_envelopes_at_any_clock_give_one_valid_output(value: dict[str, Any], now: float) -> None:
     check(json.dumps(value).encode(), now=now)
+
+
+# ---------------------------------------------------------------- V1: the plain reading == the model
+
+
+def _fields(event: RawEvent | Event) -> tuple[Any, ...]:
+    return (event.event_id, event.community_id, event.received_at, event.identity, event.signed_identity)
+
+
+@COMMON
+@given(envelopes())
+def test_v1_the_plain_reading_accepts_only_what_the_raw_event_model_accepts(value: dict[str, Any]) -> None:
+    """V1's fast path (`pipeline.plain_event`) against the `RawEvent` model, on what the strict
+    reader (J1–J4) makes of arbitrary envelopes: whatever it accepts, the model accepts with
+    the same fields; what it leaves, the model judges."""
+    obj = read_object(json.dumps(value))
+    assert type(obj) is dict
+    plain = plain_event(obj)
+    try:
+        model: RawEvent | None = RawEvent.model_validate(obj)
+    except ValidationError:
+        model = None
+    if plain is not None:
+        assert model is not None and _fields(plain) == _fields(model)
+
+
+def test_v1_the_plain_reading_takes_the_usual_events_and_leaves_the_rest() -> None:
+    usual = {"event_id": "e-1", "community_id": "acme", "received_at": RECEIVED_AT, "gateway": {"name": "gw"}}
+    assert plain_event({**usual, "signed_identity": "a.b.c"}) is not None
+    assert plain_event({**usual, "identity": {"uuid": "v"}}) is not None
+    for broken in (
+        {**usual, "signed_identity": "a.b.c", "identity": {"uuid": "v"}},  # both
+        {**usual},  # neither
+        {**usual, "signed_identity": "t", "received_at": "2026-11-24T10:00:00"},  # no offset
+        {**usual, "signed_identity": "t", "community_id": "acme\n"},
+        {**usual, "signed_identity": "t", "event_id": "e" * 129},
+        {**usual, "signed_identity": "t", "gateway": ["gw"]},
+    ):
+        assert plain_event(broken) is None
+        try:
+            RawEvent.model_validate(broken)
+        except ValidationError:
+            continue
+        raise AssertionError(f"the model accepts {broken}")
 
 
 # ---------------------------------------------------------------- V12: hand-written check == the model

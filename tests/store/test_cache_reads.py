@@ -13,6 +13,7 @@ import pytest
 from tests.support.store import SECRET, SECRET_2, hs_key, wait_until, write
 from worker.core.community import Community
 from worker.core.config import CommunitySpec
+from worker.store import cache as cache_module
 from worker.store import repository as repo
 from worker.store.cache import ConfigCache
 from worker.store.db import NOTIFY_ALL, NOTIFY_CHANNEL
@@ -121,3 +122,49 @@ async def test_a_notification_is_applied_while_a_slow_read_runs(
     cache.gate.set()
     await wait_until(lambda: cache.stats.full_reloads == 2, 5.0, "the read's end")
     assert "k1" not in held(cache, "c3").keys and "k1" in held(cache, "c2").keys
+
+
+class CountingSlicer(Slicer):
+    """Every tick gives the loop back; `seen` records the replaced configuration's size then."""
+
+    def __init__(self, replaced: dict[str, Community], seen: list[int]) -> None:
+        super().__init__(seconds=0.0)
+        self.replaced, self.seen = replaced, seen
+
+    async def pause(self) -> None:
+        self.seen.append(len(self.replaced))
+        await asyncio.sleep(0)
+
+
+class CountedReads(ConfigCache):
+    replaced: dict[str, Community]
+    seen: list[int]
+
+    def slicer(self, rest: float) -> Slicer:
+        return CountingSlicer(self.replaced, self.seen)
+
+
+async def test_a_full_read_lets_the_replaced_configuration_go_in_slices(
+    store_url: str, cache_of: list[ConfigCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """T1: freeing 100 000 replaced communities at once held the loop ~50 ms; a full read lets
+    the configuration it replaced go `RELEASE_BATCH` communities at a time, the loop running
+    between batches."""
+    monkeypatch.setattr(cache_module, "RELEASE_BATCH", 4)
+
+    async def add_all(conn: asyncpg.Connection) -> None:
+        for n in range(10):
+            await repo.add_community(conn, CommunitySpec(id=f"c{n}", jwt_keys=[hs_key("k1", SECRET)]))
+
+    await write(store_url, add_all)
+    cache = CountedReads(store_url, refresh_interval=3600)
+    cache.replaced, cache.seen = {}, []
+    cache_of.append(cache)
+    await cache.start(timeout=10)
+    cache.replaced = cache._communities  # the configuration the next full read replaces
+    cache.seen = []
+    await write(store_url, lambda conn: conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, NOTIFY_ALL))
+    await wait_until(lambda: cache.stats.full_reloads == 2, 5.0, "the full read")
+    assert cache.replaced == {} and len(cache) == 10
+    released = [n for n in cache.seen if n < 10]
+    assert released[:3] == [6, 2, 0], cache.seen  # 4 at a time, a turn of the loop after each

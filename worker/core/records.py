@@ -34,15 +34,38 @@ from worker.core.verify import VerifiedToken
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    """One output record: where it goes (by outcome), its JSON and, for metrics, its reason."""
+    """One output record: where it goes (by outcome), its JSON and, for metrics, its reason.
+
+    A record is held as a dict (`fields`) or only as its JSON (`rendered`, fields None): an
+    enriched record is assembled as bytes and never needs its dict on the way to Kafka, so it
+    is made (decoded from the JSON) only when something asks for `record`."""
 
     outcome: Outcome
-    record: dict[str, Any]
+    fields: dict[str, Any] | None
     reason: Reason | None = None
-    rendered: bytes | None = None  # the record's JSON when it was assembled with the record
+    rendered: bytes | None = None  # the record's JSON when it was assembled as JSON
     #: The key whose signature check ran (V7): set on every signed-token verdict from V7 on,
     #: cache hits included, so workers count key usage (L1) without reading the record.
     kid: str | None = None
+    #: The event's community_id when the record is held as JSON only (read without decoding it).
+    community: str | None = None
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The record as a dict, in its contract's field order (a new dict when held as JSON)."""
+        if self.fields is not None:
+            return self.fields
+        assert self.rendered is not None
+        record: dict[str, Any] = orjson.loads(self.rendered)
+        return record
+
+    @property
+    def community_id(self) -> str | None:
+        """The record's `community_id` (None when the event could not be read, §2.3)."""
+        if self.fields is not None:
+            community_id = self.fields.get("community_id")
+            return community_id if isinstance(community_id, str) else None
+        return self.community
 
     def to_json(self) -> bytes:
         if self.rendered is not None:
@@ -122,15 +145,11 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class Derived:
-    """What an enriched output holds besides the envelope, fixed per token and configuration;
-    `fragment` is it as JSON bytes (`"signed"` … `"mapping_skipped"`), kept by the token cache (C4) so
-    a cached token's output is assembled without encoding it again. Records are read-only."""
+    """What an enriched output holds besides the envelope, fixed per token and configuration,
+    as JSON bytes: `fragment` (`"signed"` … `"mapping_skipped"`), kept by the token cache (C4)
+    so a cached token's output is assembled without encoding it again."""
 
     community: Community  # the configuration it was derived with: a reload makes a new one
-    signed: bool
-    verification: dict[str, Any] | None
-    identity: dict[str, Any]
-    mapped: Mapped
     fragment: bytes
     kid: str | None  # the verifying key (Output.kid)
 
@@ -155,29 +174,15 @@ def derive(
         }
     )[1:-1]
     kid = verified.kid if verified is not None else None
-    return Derived(community, verified is not None, verification, identity, mapped, fragment, kid)
+    return Derived(community, fragment, kid)
 
 
 def enriched(envelope: Envelope, derived: Derived, now: float) -> Output:
-    """DESIGN §2.2, built as the record and as its JSON at once (same keys, same order)."""
+    """DESIGN §2.2 as its JSON, in the model's field order (`EnrichedIdentity`): the bytes the
+    producer is given, without a dict of the record (`Output.record` makes one on demand)."""
     event_id, community_id, source = envelope.event_id, envelope.community_id, envelope.source
     assert event_id is not None and community_id is not None and envelope.received_at is not None
     received, processed = format_time(envelope.received_at), format_time(now)
-    mapped = derived.mapped
-    record = {
-        "outcome": "enriched",
-        "event_id": event_id,
-        "community_id": community_id,
-        "received_at": received,
-        "processed_at": processed,
-        "signed": derived.signed,
-        "verification": derived.verification,
-        "identity": derived.identity,
-        "identity_group": mapped.identity_group,
-        "custom_fields": mapped.custom_fields,
-        "mapping_skipped": mapped.skipped,
-        "source": source.as_dict() if source else None,
-    }
     where = (
         b'{"topic":%b,"partition":%d,"offset":%d}' % (dumps(source.topic), source.partition, source.offset)
         if source
@@ -195,7 +200,7 @@ def enriched(envelope: Envelope, derived: Derived, now: float) -> Output:
             where,
         )
     )
-    return Output(Outcome.ENRICHED, record, rendered=text, kid=derived.kid)
+    return Output(Outcome.ENRICHED, None, rendered=text, kid=derived.kid, community=community_id)
 
 
 def _echoing(outcome: str, envelope: Envelope, fields: dict[str, Any], now: float) -> dict[str, Any]:

@@ -182,7 +182,7 @@ class CommitTracer:
             }
             if output.reason is not None:
                 attributes["identity_worker.reason"] = output.reason.value
-            community = output.record.get("community_id")
+            community = output.community_id
             if isinstance(community, str):
                 attributes["identity_worker.community_id"] = community
             span = self._tracer.start_span(

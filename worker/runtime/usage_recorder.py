@@ -122,12 +122,11 @@ class UsageRecorder:
         per_batch: dict[tuple[str | None, Outcome, Reason | None, str | None], int] = {}
         details: dict[tuple[str | None, Reason], str] = {}
         for output in outputs:
-            record = output.record
             reason = output.reason
-            key = (record["community_id"], output.outcome, reason, output.kid)
+            key = (output.community_id, output.outcome, reason, output.kid)
             per_batch[key] = per_batch.get(key, 0) + 1
-            if reason is not None:
-                details[key[0], reason] = record["detail"]
+            if reason is not None:  # a rejection: held as a dict (enriched records are JSON only)
+                details[key[0], reason] = output.record["detail"]
         minute = now - now % 60
         hour = now - now % 3600
         known: dict[str | None, str] = {}

@@ -29,7 +29,7 @@ from worker.core.contracts import GROUP_LIST_FIELDS, GROUP_SCALAR_FIELDS
 from worker.core.keys import KID_MAX_CHARS, RSA_MIN_BITS
 from worker.core.reasons import Mode
 from worker.store import audit, listings, sessions
-from worker.store.pages import MAX_LIMIT, PageRequest
+from worker.store.pages import MAX_LIMIT, BadPage, PageRequest
 
 ADMIN: Final = Path(__file__).resolve().parent.parent
 STATIC: Final = ADMIN / "static"
@@ -145,6 +145,11 @@ async def community_page(visit: CommunityVisit) -> Response:
     return response
 
 
+def _section_page(request: Request, section: str) -> PageRequest:
+    """The page of `section` that `?<section>_after=` asks for."""
+    return PageRequest(SECTION_ROWS, request.query_params.get(f"{section}_after") or None)
+
+
 def section_rows() -> PageRequest:
     """The rows each section of a community's page shows (T5: bounded whatever it holds)."""
     return PageRequest(SECTION_ROWS)
@@ -171,21 +176,36 @@ async def render(
     beside each field, `values` what to show again, `flash` the note of an accepted change,
     `generated` a new key's secret, shown this once."""
     conn, community_id = visit.conn, visit.community_id
-    # Each section shows its first SECTION_ROWS rows (T5: bounded whatever the community holds).
+    # T5: each section shows SECTION_ROWS rows, from `?<section>_after=` (its own pages).
     rows = PageRequest(SECTION_ROWS)
-    fields = (await listings.list_fields(conn, community_id, rows)).items
+    wanted = {name: _section_page(visit.request, name) for name in ("keys", "fields", "mappings")}
+    try:  # a cursor not ours: 422, as the API says it
+        keys = await actions.keys(conn, community_id, wanted["keys"])
+        fields = await listings.list_fields(conn, community_id, wanted["fields"])
+        mappings = await listings.list_mappings(conn, community_id, wanted["mappings"])
+    except BadPage as exc:
+        raise ApiError(422, exc.message) from None
+    # Mapping targets: the first page's fields, whichever page of fields is shown.
+    first_fields = fields
+    if wanted["fields"].after is not None:
+        first_fields = await listings.list_fields(conn, community_id, rows)
     targets = [f"identity_group.{name}" for name in GROUP_SCALAR_FIELDS + GROUP_LIST_FIELDS]
+    pages = {
+        name: {"next": found.next, "after": wanted[name].after}
+        for name, found in (("keys", keys), ("fields", fields), ("mappings", mappings))
+    }
     context = base_context(
         visit.request,
         caller=visit.caller,
         community=await actions.community(conn, community_id),
-        keys=[asdict(k) for k in (await actions.keys(conn, community_id, rows)).items],
-        fields=fields,
-        mappings=(await listings.list_mappings(conn, community_id, rows)).items,
+        keys=[asdict(k) for k in keys.items],
+        fields=fields.items,
+        mappings=mappings.items,
+        pages=pages,
         entries=(await audit.list_entries(conn, PageRequest(AUDIT_ROWS), community_id)).items,
         health=await actions.health(conn, community_id, HEALTH_SECONDS),
         modes=[m.value for m in Mode],
-        targets=targets + [f"custom_fields.{f.key}" for f in fields],
+        targets=targets + [f"custom_fields.{f.key}" for f in first_fields.items],
         rules=RULES,
         duration_hint=DURATION_HINT,
         section=section,
