@@ -59,6 +59,7 @@ from typing import Any, TextIO
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))  # kbench.kafka_io extends the suite's tests.support.worker.Topics
 
 import jwt  # noqa: E402
 from aiokafka.errors import KafkaConnectionError  # noqa: E402

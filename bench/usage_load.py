@@ -28,6 +28,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # kbench.kafka_io extends the suite's tests.support.worker.Topics
 
 import asyncpg  # noqa: E402
 import kafka_bench  # noqa: E402

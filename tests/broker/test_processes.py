@@ -13,6 +13,7 @@ import pytest
 from tests.support.worker import (
     Outputs,
     Store,
+    Topics,
     WorkerProcess,
     new_topics,
     produce,
@@ -30,12 +31,25 @@ def committed_events(metrics: str) -> int:
     )
 
 
+async def started(
+    bootstrap: str,
+    store: Store,
+    unique_topic: Callable[[str], str],
+    tmp: Path,
+    partitions: int,
+    **options: str,
+) -> tuple[Topics, list[bytes], WorkerProcess]:
+    """Fresh topics of `partitions`, 1 000 events a partition to send, a worker started on them
+    with `options` (`--processes`, `--guarantee`)."""
+    topics = await new_topics(bootstrap, unique_topic("k5-" + "-".join(options.values())), partitions)
+    values = stream_values(store.acme, 1000 * partitions, time.time())
+    return topics, values, start_worker(tmp, "first", bootstrap, store.url, topics, **options)
+
+
 async def test_processes_run_members_of_one_group_each_with_its_metrics_port(
     kafka_bootstrap: str, store: Store, unique_topic: Callable[[str], str], tmp_path: Path
 ) -> None:
-    topics = await new_topics(kafka_bootstrap, unique_topic("k5-procs"), 4)
-    values = stream_values(store.acme, 4000, time.time())
-    parent = start_worker(tmp_path, "parent", kafka_bootstrap, store.url, topics, processes="2")
+    topics, values, parent = await started(kafka_bootstrap, store, unique_topic, tmp_path, 4, processes="2")
     second = WorkerProcess(parent.process, parent.log, parent.metrics_port + 1)
     try:
         await wait_ready(parent)
@@ -58,9 +72,9 @@ async def test_processes_run_members_of_one_group_each_with_its_metrics_port(
 async def test_at_least_once_publishes_every_output_before_committing_offsets(
     kafka_bootstrap: str, store: Store, unique_topic: Callable[[str], str], tmp_path: Path
 ) -> None:
-    topics = await new_topics(kafka_bootstrap, unique_topic("k5-alo"), 2)
-    values = stream_values(store.acme, 2000, time.time())
-    worker = start_worker(tmp_path, "alo", kafka_bootstrap, store.url, topics, guarantee="at_least_once")
+    topics, values, worker = await started(
+        kafka_bootstrap, store, unique_topic, tmp_path, 2, guarantee="at_least_once"
+    )
     try:
         await wait_ready(worker)
         inputs = await produce(kafka_bootstrap, topics.raw, [(None, v, None) for v in values])
