@@ -277,3 +277,20 @@ def test_the_cut_gives_each_item_of_a_plain_file() -> None:
 )
 def test_the_cut_refuses_what_it_is_not_sure_of(text: str) -> None:
     assert split_items(text) is None
+
+
+def test_a_recorded_digest_holds_the_models_and_the_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    """T4: a release whose models read a text differently reads every text again."""
+    text = "- id: acme\n"
+    before = applied_texts.digest(text)
+    schema = applied_texts.ConfigSpec.model_json_schema()
+    applied_texts.reading_key.cache_clear()
+    monkeypatch.setattr(
+        applied_texts.ConfigSpec, "model_json_schema", classmethod(lambda cls: {**schema, "x": 1})
+    )
+    try:
+        assert applied_texts.digest(text) != before
+    finally:
+        monkeypatch.undo()
+        applied_texts.reading_key.cache_clear()
+    assert applied_texts.digest(text) == before

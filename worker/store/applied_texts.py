@@ -19,7 +19,10 @@ texts read on their own that fail are read again as the whole file, which says w
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -29,8 +32,9 @@ import asyncpg
 from worker.core.config import ConfigError, ConfigSpec, validate_spec
 from worker.store.yaml_io import no_collector, parse_yaml, read_mapping, refuse_withheld_secrets
 
-#: Part of every digest: a change in how texts are read (this module, the models) can start
-#: again from nothing by changing it.
+#: Part of every digest: a change in how texts are read (this module) can start again from
+#: nothing by changing it. A change of the models or of the release does so by itself
+#: (`reading_key`).
 _PERSON: Final = b"iw-apply-v1"
 #: `communities:` alone on its line (a comment may follow).
 _LIST_KEY = re.compile(r"communities:[ \t]*(?:#.*)?\r?")
@@ -88,9 +92,19 @@ def _comments_only(text: str) -> bool:
     )
 
 
+@functools.cache
+def reading_key() -> bytes:
+    """What a recorded digest holds beside the text: the release and the JSON Schema of the
+    models a text is validated with, so a release that reads a text differently (a default, a
+    bound, a new rule) reads every text again instead of trusting the previous release's apply."""
+    schema = json.dumps(ConfigSpec.model_json_schema(), sort_keys=True)
+    release = importlib.metadata.version("identity-worker")
+    return hashlib.blake2b(f"{release}\n{schema}".encode(), digest_size=32).digest()
+
+
 def digest(item: str) -> bytes:
     """The digest an item's text is recorded under (never the text: it holds secrets)."""
-    return hashlib.blake2b(item.encode(), digest_size=20, person=_PERSON).digest()
+    return hashlib.blake2b(item.encode(), digest_size=20, key=reading_key(), person=_PERSON).digest()
 
 
 @dataclass(slots=True)
