@@ -61,7 +61,10 @@ def make_producer(settings: Settings, *, transactional_id: str | None) -> Any:
         "enable_idempotence": True,
         "request_timeout_ms": settings.request_timeout_ms,
         "retry_backoff_ms": settings.kafka_retry_backoff_ms,
-        "linger_ms": 5,
+        # Every output goes in a record batch the checkpoint fills itself (`send_batch`), complete
+        # when it is handed over: a linger would only hold each transaction's produce that long
+        # (aiokafka lingers an unclosed builder too), the delay of every batch at light load (K4).
+        "linger_ms": 0,
         "max_batch_size": settings.kafka_batch_bytes,
         "max_request_size": producer_max_request_size(settings),
         "compression_type": None,
