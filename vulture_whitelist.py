@@ -75,5 +75,3 @@ _.log_message
 _.API_VERSION
 _.FLEXIBLE_VERSION
 _.RESPONSE_TYPE
-# aiokafka's sender reads it between transactions (kafka/clients.py: TXN_START_RETRY).
-_.BACKOFF_OVERRIDE

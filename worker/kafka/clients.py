@@ -17,7 +17,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.producer import sender as aiokafka_sender
 
 from worker.kafka import offsets
 from worker.kafka.security import security_options
@@ -53,16 +52,8 @@ def producer_max_request_size(settings: Settings) -> int:
     return max(1 << 20, settings.max_event_bytes * 4)
 
 
-#: Seconds before aiokafka asks again to add the first partition to a transaction the broker
-#: answered CONCURRENT_TRANSACTIONS: the previous transaction's markers are still being written,
-#: a few milliseconds on a healthy broker. aiokafka waits a fixed 20 ms (`BACKOFF_OVERRIDE`),
-#: which every transaction begun right after a commit paid: the light-load delay (K4).
-TXN_START_RETRY = 0.002
-
-
 def make_producer(settings: Settings, *, transactional_id: str | None) -> Any:
     """K2: transactional when `transactional_id` is given, else idempotent (at_least_once)."""
-    aiokafka_sender.BACKOFF_OVERRIDE = TXN_START_RETRY  # aiokafka 0.14 internals, process-wide
     common: dict[str, Any] = {
         "bootstrap_servers": settings.bootstrap_servers,
         "client_id": f"{settings.client_id}-{settings.member_index}",
