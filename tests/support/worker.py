@@ -476,7 +476,7 @@ def start_worker(
     """`identity-worker run` on `topics` (group: `topics.raw` unless given), the store at
     `database_url`, `settings` as IDENTITY_WORKER_* variables; `bootstrap`: "host:port" or a
     `Bootstrap` of a secured listener. Wait for it with `wait_ready`."""
-    port = free_port()
+    port = free_port(int(settings.get("processes", "1")))  # member i listens on port + i (K7)
     env = {
         **os.environ,
         **worker_env(bootstrap),
