@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import structlog
 from aiokafka.structs import TopicPartition
 
+from worker.kafka import txn_start_retry
 from worker.kafka.clients import make_producer
 from worker.kafka.txn_outcome import coordinator_outcome
 from worker.kafka.txn_requests import TxnHistory
@@ -63,6 +64,8 @@ class OutputProducer:
         if self._producer is not None:
             return
         producer = make_producer(self.settings, transactional_id=self.transactional_id)
+        if self.transactional_id is not None:
+            txn_start_retry.install(producer)  # K4: no fixed 20 ms after each commit
         try:
             if self.transactional_id is not None and self.history.undecided:
                 await asyncio.wait_for(self._ask_outcome(producer.client), self.timeout)

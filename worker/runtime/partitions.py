@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import structlog
 from aiokafka.structs import TopicPartition
@@ -129,23 +129,46 @@ class Partitions:
             return min(committed, wait.offset)
         return committed
 
-    async def rewind(self, consumer: InputConsumer, *, ask_coordinator: bool, timeout: float) -> None:
+    async def rewind(
+        self,
+        consumer: InputConsumer,
+        *,
+        ask_coordinator: bool,
+        timeout: float,
+        confirmed_aborted: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         """K8: seek every owned partition back to its committed offset, never past a waiting record.
 
         The offset is the one this member committed itself: the coordinator
         may still answer the previous one for a few ms after a commit. With `ask_coordinator`
         (after a failed commit, whose outcome is unknown, once the new producer has settled it)
         the coordinator's answer is the truth. `timeout`: seconds per coordinator request.
+        `confirmed_aborted()`: asked once, when the answer is before our own offset — were the
+        last confirmed transaction's outputs aborted after all (`worker.kafka.confirmed`)? Then
+        the answer is the truth too.
         """
+        redo: bool | None = None
         for tp in consumer.assignment():
             own = self.committed.get(tp)
             offset = None if ask_coordinator else own
             if offset is None:
                 # A clean, stable answer only (worker.kafka.offsets); and never earlier than what
-                # this member itself committed and saw confirmed (K2: that would answer again).
+                # this member itself committed and saw confirmed (K2: that would answer again),
+                # unless that commit's outputs were aborted (K2: keeping ours would skip them).
                 answer = await asyncio.wait_for(consumer.committed(tp), timeout)
+                behind = answer is not None and own is not None and answer < own
+                if behind and confirmed_aborted is not None:
+                    if redo is None:
+                        redo = await confirmed_aborted()
+                    if redo:
+                        partition_log(tp).warning(
+                            "the last confirmed commit was aborted by the broker; redoing it",
+                            answered=answer,
+                            committed=own,
+                        )
+                        own = None
                 offset = answer if own is None or (answer is not None and answer >= own) else own
-                if answer is not None and own is not None and answer < own:
+                if behind and own is not None:
                     partition_log(tp).warning(
                         "coordinator answered an offset before our own commit; kept ours",
                         answered=answer,
