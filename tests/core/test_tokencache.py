@@ -1,6 +1,7 @@
 """C4: the verified-token cache skips V4–V8 work only; V3, V9 and V10 still run on every event,
-and a change to the community's keys invalidates its entries. A token gets an entry on its
-second good verification (admission on the second sighting), so its third event is the first hit."""
+and a change to the community's keys invalidates its entries. While tokens are seldom seen
+again, a token gets an entry on its second good verification (admission on the second
+sighting), so its third event is the first hit; while they come back, on its first."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tests.support.core import (
     validate_output,
 )
 from worker.core.pipeline import process_event
-from worker.core.tokencache import TokenCache
+from worker.core.tokencache import ADMISSION_WINDOW, TokenCache
 
 
 def _run(value: bytes, lookup: Any, cache: TokenCache, now: float = NOW) -> dict[str, Any]:
@@ -70,6 +71,24 @@ def test_c4_the_notes_of_one_time_tokens_are_bounded() -> None:
         _run(event(make_token(good_claims(uuid=f"v-{i}"))), lookup, cache)
     _run(first, lookup, cache)
     assert len(cache) == 0
+
+
+def test_c4_admission_follows_the_hit_share_of_the_last_window() -> None:
+    """Tokens that come back: the first good verification makes the entry (no second one);
+    one-time tokens again: only a note, as at the start."""
+    lookup, cache = build({"communities": [acme_config()]}), TokenCache()
+    repeated = event(make_token(good_claims(uuid="v-repeated")))
+    for _ in range(ADMISSION_WINDOW + 2):
+        _run(repeated, lookup, cache)
+    assert cache.hits == ADMISSION_WINDOW and not cache.admit_at_once
+    _run(event(make_token(good_claims(uuid="v-new"))), lookup, cache)  # a miss closes the window
+    assert cache.admit_at_once and len(cache) == 2  # made on its first sighting
+    for i in range(ADMISSION_WINDOW):
+        _run(event(make_token(good_claims(uuid=f"v-once-{i}"))), lookup, cache)
+    assert not cache.admit_at_once
+    entries = len(cache)
+    _run(event(make_token(good_claims(uuid="v-last"))), lookup, cache)
+    assert len(cache) == entries  # noted only
 
 
 def test_c4_a_mapping_change_applies_to_a_cached_token_at_once() -> None:
