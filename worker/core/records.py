@@ -13,6 +13,7 @@ from a value V1 refused or a bug stopped (whatever of it can still be read).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import traceback
@@ -177,25 +178,38 @@ def derive(
     return Derived(community, fragment, kid)
 
 
+# Per-event parts that repeat from event to event (a community, a receipt second, an input
+# partition), memoized as the bytes an enriched record holds: 1 µs of a cached token's event.
+@functools.lru_cache(maxsize=1024)
+def _json_text(text: str) -> bytes:
+    return dumps(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _time_text(ts: float) -> bytes:
+    return format_time(ts).encode("ascii")
+
+
+@functools.lru_cache(maxsize=1024)
+def _source_head(topic: str, partition: int) -> bytes:
+    """`source` up to its offset: `{"topic":…,"partition":…,"offset":`."""
+    return b'{"topic":%b,"partition":%d,"offset":' % (dumps(topic), partition)
+
+
 def enriched(envelope: Envelope, derived: Derived, now: float) -> Output:
     """DESIGN §2.2 as its JSON, in the model's field order (`EnrichedIdentity`): the bytes the
     producer is given, without a dict of the record (`Output.record` makes one on demand)."""
     event_id, community_id, source = envelope.event_id, envelope.community_id, envelope.source
     assert event_id is not None and community_id is not None and envelope.received_at is not None
-    received, processed = format_time(envelope.received_at), format_time(now)
-    where = (
-        b'{"topic":%b,"partition":%d,"offset":%d}' % (dumps(source.topic), source.partition, source.offset)
-        if source
-        else b"null"
-    )
+    where = b"%b%d}" % (_source_head(source.topic, source.partition), source.offset) if source else b"null"
     text = (  # format_time's text is plain ASCII with nothing to escape
         b'{"outcome":"enriched","event_id":%b,"community_id":%b,"received_at":"%b",'
         b'"processed_at":"%b",%b,"source":%b}'
         % (
             dumps(event_id),
-            dumps(community_id),
-            received.encode("ascii"),
-            processed.encode("ascii"),
+            _json_text(community_id),
+            _time_text(envelope.received_at),
+            format_time(now).encode("ascii"),
             derived.fragment,
             where,
         )
