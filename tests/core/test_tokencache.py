@@ -1,6 +1,7 @@
 """C4: the verified-token cache skips V4–V8 work only; V3, V9 and V10 still run on every event,
-and a change to the community's keys invalidates its entries. A token gets an entry on its
-second good verification (admission on the second sighting), so its third event is the first hit."""
+and a change to the community's keys invalidates its entries. While tokens are seldom seen
+again, a token gets an entry on its second good verification (admission on the second
+sighting), so its third event is the first hit; while they come back, on its first."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from tests.support.core import (
     make_token,
 )
 from worker.core.pipeline import process_event
-from worker.core.tokencache import TokenCache
+from worker.core.tokencache import ADMISSION_WINDOW, TokenCache
 
 Admitted = Callable[[bytes, Any, TokenCache], dict[str, Any]]
 
@@ -81,6 +82,25 @@ def test_c4_the_notes_of_one_time_tokens_are_bounded(run: Runner) -> None:
         run(event(make_token(good_claims(uuid=f"v-{i}"))), lookup=lookup, token_cache=cache)
     run(first, lookup=lookup, token_cache=cache)
     assert len(cache) == 0
+
+
+def test_c4_admission_follows_the_hit_share_of_the_last_window(run: Runner) -> None:
+    """Tokens that come back: the first good verification makes the entry (no second one);
+    one-time tokens again: only a note, as at the start."""
+    lookup, cache = acme_lookup(), TokenCache()
+    repeated = event(make_token(good_claims(uuid="v-repeated")))
+    for _ in range(ADMISSION_WINDOW + 2):
+        run(repeated, lookup=lookup, token_cache=cache)
+    assert cache.hits == ADMISSION_WINDOW and not cache.admit_at_once
+    # a miss closes the window
+    run(event(make_token(good_claims(uuid="v-new"))), lookup=lookup, token_cache=cache)
+    assert cache.admit_at_once and len(cache) == 2  # made on its first sighting
+    for i in range(ADMISSION_WINDOW):
+        run(event(make_token(good_claims(uuid=f"v-once-{i}"))), lookup=lookup, token_cache=cache)
+    assert not cache.admit_at_once
+    entries = len(cache)
+    run(event(make_token(good_claims(uuid="v-last"))), lookup=lookup, token_cache=cache)
+    assert len(cache) == entries  # noted only
 
 
 def test_c4_a_mapping_change_applies_to_a_cached_token_at_once(run: Runner, admitted: Admitted) -> None:

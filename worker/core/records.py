@@ -32,7 +32,7 @@ from worker.core.verdict import Rejected
 from worker.core.verify import VerifiedToken
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per event (a frozen __init__ costs 0.4 µs more); read-only
 class Output:
     """One output record: where it goes (by outcome), its JSON and, for metrics, its reason.
 
@@ -143,7 +143,7 @@ class Envelope:
         return cls(value, source, event_id, community_id, received_at)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per token verified (a frozen __init__ costs more); read-only
 class Derived:
     """What an enriched output holds besides the envelope, fixed per token and configuration,
     as JSON bytes: `fragment` (`"signed"` … `"mapping_skipped"`), kept by the token cache (C4)
