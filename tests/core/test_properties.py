@@ -17,13 +17,11 @@ from hypothesis import strategies as st
 from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, create_model
 
 from tests.support.core import (
-    ANON_SECRET,
+    HMAC_SECRETS,
     HS_KID,
     NOW,
-    OTHER_SECRET,
     RECEIVED_AT,
     RS_KID,
-    SECRET,
     T0,
     b64json,
     base_communities,
@@ -36,7 +34,6 @@ from worker.core.pipeline import Event, plain_event, process_event
 from worker.core.records import Output
 from worker.core.verify import Rejected, read_identity
 
-SECRETS = (SECRET, OTHER_SECRET, ANON_SECRET)
 COMMON = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Text with surrogates, paired or not: json.dumps escapes them (`\\ud800`), as an attacker would (J2).
@@ -65,7 +62,7 @@ def check(value: bytes | None, *, now: float = NOW) -> dict[str, Any]:
     assert isinstance(output, Output)
     record = validate_output(output)
     text = output.to_json().decode("utf-8")
-    for secret in SECRETS:
+    for secret in HMAC_SECRETS:
         assert secret not in text
     return record
 
