@@ -28,7 +28,7 @@ from worker.core.jsontext import read_object
 from worker.core.mapping import Mapped
 from worker.core.reasons import Mode, Outcome, Reason
 from worker.core.redaction import redact
-from worker.core.times import format_time, rfc3339_seconds
+from worker.core.times import format_time, format_time_ascii, rfc3339_seconds
 from worker.core.verdict import Rejected
 from worker.core.verify import VerifiedToken
 
@@ -185,9 +185,7 @@ def _json_text(text: str) -> bytes:
     return dumps(text)
 
 
-@functools.lru_cache(maxsize=1024)
-def _time_text(ts: float) -> bytes:
-    return format_time(ts).encode("ascii")
+_time_text = functools.lru_cache(maxsize=1024)(format_time_ascii)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -209,7 +207,7 @@ def enriched(envelope: Envelope, derived: Derived, now: float) -> Output:
             dumps(event_id),
             _json_text(community_id),
             _time_text(envelope.received_at),
-            format_time(now).encode("ascii"),
+            format_time_ascii(now),
             derived.fragment,
             where,
         )

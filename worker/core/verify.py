@@ -21,7 +21,7 @@ from worker.core.contracts import (
 )
 from worker.core.jsontext import InvalidText, JsonFloat, number_text
 from worker.core.jsontext import integer_of as numeric_date
-from worker.core.jws import COMPACT, check_header, decode_segment, segment_object
+from worker.core.jws import COMPACT, check_header, decode_segment, header_object, segment_object
 from worker.core.keys import JwtKey, is_valid_kid
 from worker.core.reasons import Reason
 from worker.core.times import END_UTC_SECOND, format_time
@@ -66,7 +66,7 @@ def parse_compact(token: str, max_bytes: int) -> CompactToken | Rejected:
     if not COMPACT.fullmatch(token):
         return Rejected(Reason.MALFORMED_TOKEN, "token is not three base64url segments joined by dots")
     head, body, sig = token.split(".")
-    header = segment_object(head)
+    header = header_object(head)
     if header is None:
         return Rejected(
             Reason.MALFORMED_TOKEN, "token header is not a canonical base64url-encoded JSON object"
