@@ -11,13 +11,11 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from tests.support.worker import (
     Outputs,
-    communities_file,
     in_process_worker,
     kcat_produce,
     new_topics,
@@ -40,7 +38,7 @@ def _by_partition(outputs: Outputs) -> dict[int, list[tuple[str, dict[str, objec
 
 @pytest.mark.parametrize("topic_codec", [None, "zstd"])
 async def test_every_codec_kafka_defines_is_read(
-    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path, topic_codec: str | None
+    kafka_bootstrap: str, unique_topic: Callable[[str], str], topic_codec: str | None
 ) -> None:
     """Item 1: kcat -z gzip|snappy|lz4|zstd, and a topic with compression.type=zstd (K9)."""
     raw_config = {"compression.type": topic_codec} if topic_codec else None
@@ -51,7 +49,7 @@ async def test_every_codec_kafka_defines_is_read(
         kcat_produce(kafka_bootstrap, topics.raw, values, codec=codec)
         expected += [f"{codec}-{i}" for i in range(5)]
     async with (
-        in_process_worker(kafka_bootstrap, topics, communities_file(tmp_path)),
+        in_process_worker(kafka_bootstrap, topics),
         Outputs(kafka_bootstrap, topics) as outputs,
     ):
         await outputs.wait_for(len(expected), 30)
@@ -62,7 +60,7 @@ async def test_every_codec_kafka_defines_is_read(
 
 
 async def test_a_header_name_that_is_not_utf8_gets_one_malformed_event_and_the_stream_goes_on(
-    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path
+    kafka_bootstrap: str, unique_topic: Callable[[str], str]
 ) -> None:
     """Item 3: the record before is answered, each undecodable record gets one malformed_event
     echoing its value (also inside a zstd batch and beside a readable record of the same
@@ -79,7 +77,7 @@ async def test_a_header_name_that_is_not_utf8_gets_one_malformed_event_and_the_s
     kcat_produce(kafka_bootstrap, topics.raw, bad_zstd, codec="zstd", headers=(BAD_HEADER,))
     kcat_produce(kafka_bootstrap, topics.raw, after)
     async with (
-        in_process_worker(kafka_bootstrap, topics, communities_file(tmp_path)) as member,
+        in_process_worker(kafka_bootstrap, topics) as member,
         Outputs(kafka_bootstrap, topics) as outputs,
     ):
         await outputs.wait_for(7, 30)
@@ -113,13 +111,13 @@ async def test_a_header_name_that_is_not_utf8_gets_one_malformed_event_and_the_s
 
 
 async def test_an_undecodable_record_on_one_partition_never_holds_up_another(
-    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path
+    kafka_bootstrap: str, unique_topic: Callable[[str], str]
 ) -> None:
     """Item 2: partition 0 keeps receiving records the client cannot decode while partition 1
     streams; no collected batch is dropped and no partition is rewound (K9)."""
     topics = await new_topics(kafka_bootstrap, unique_topic("i11-isolation"), 2)
     async with (
-        in_process_worker(kafka_bootstrap, topics, communities_file(tmp_path)) as member,
+        in_process_worker(kafka_bootstrap, topics) as member,
         Outputs(kafka_bootstrap, topics) as outputs,
     ):
         started = time.monotonic()

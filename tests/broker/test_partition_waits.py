@@ -28,8 +28,8 @@ from tests.support.worker import (
     in_process_worker,
     new_topics,
     produce,
+    produce_signed,
     raw_event,
-    signed_events,
     start_worker,
     stream_values,
     wait_ready,
@@ -53,8 +53,7 @@ async def flowing_latencies(
     latencies = []
     for round_ in range(rounds):
         sent = time.monotonic()
-        values = signed_events(f"{prefix}-{round_}", 20)
-        await produce(bootstrap, topics.raw, [(b"k", v, None) for v in values], partition=1)
+        await produce_signed(bootstrap, topics.raw, f"{prefix}-{round_}", 20, partition=1)
         latencies.append(await outputs.wait_for(20 * (round_ + 1), 30) - sent)
         await asyncio.sleep(0.3)
     return latencies
@@ -75,8 +74,7 @@ async def test_a_waiting_record_holds_back_only_its_partition(
             )
         return real(value, source, now)
 
-    waiting = signed_events("waits", 20)
-    await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in waiting], partition=0)
+    await produce_signed(kafka_bootstrap, topics.raw, "waits", 20, partition=0)
     async with (
         in_process_worker(
             kafka_bootstrap,

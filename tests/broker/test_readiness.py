@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,11 +22,9 @@ from aiokafka.errors import KafkaConnectionError
 
 from tests.support.worker import (
     Outputs,
-    communities_file,
     in_process_worker,
     new_topics,
-    produce,
-    signed_events,
+    produce_signed,
 )
 from worker.runtime.checkpoint import Checkpoint
 
@@ -37,7 +34,6 @@ pytestmark = pytest.mark.integration
 async def test_a_commit_that_keeps_failing_keeps_the_worker_not_ready(
     kafka_bootstrap: str,
     unique_topic: Callable[[str], str],
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     topics = await new_topics(kafka_bootstrap, unique_topic("i11-ready"), 1)
@@ -45,7 +41,6 @@ async def test_a_commit_that_keeps_failing_keeps_the_worker_not_ready(
         in_process_worker(
             kafka_bootstrap,
             topics,
-            communities_file(tmp_path),
             retry_backoff_initial_ms="1500",
             retry_backoff_max_ms="3000",
             progress_interval_seconds="0.5",
@@ -60,7 +55,7 @@ async def test_a_commit_that_keeps_failing_keeps_the_worker_not_ready(
             await commit(checkpoint, *args, **kwargs)
 
         monkeypatch.setattr(Checkpoint, "commit", commit_while_failing)
-        inputs = await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in signed_events("e", 5)])
+        inputs = await produce_signed(kafka_bootstrap, topics.raw, "e", 5)
         deadline = time.monotonic() + 20
         while member.metrics.transactions.labels("aborted")._value.get() < 1:
             assert time.monotonic() < deadline, "the commit never failed"

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.worker import (
     Outputs,
-    communities_file,
     in_process_worker,
     new_topics,
-    produce,
-    signed_events,
+    produce_signed,
 )
 from worker.runtime.checkpoint import Checkpoint
 from worker.runtime.recovery import Redo
@@ -36,13 +33,12 @@ ROUNDS = 15
 async def test_a_rewind_right_after_each_commit_duplicates_nothing(
     kafka_bootstrap: str,
     unique_topic: Callable[[str], str],
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     topics = await new_topics(kafka_bootstrap, unique_topic("i11-rewind"), 1)
     inputs: list[tuple[int, int]] = []
     async with (
-        in_process_worker(kafka_bootstrap, topics, communities_file(tmp_path)) as member,
+        in_process_worker(kafka_bootstrap, topics) as member,
         Outputs(kafka_bootstrap, topics) as outputs,
     ):
         commit = Checkpoint.commit
@@ -57,8 +53,7 @@ async def test_a_rewind_right_after_each_commit_duplicates_nothing(
 
         monkeypatch.setattr(Checkpoint, "commit", commit_during_a_fetch_fault)
         for round_ in range(ROUNDS):
-            values = signed_events(f"r{round_}", 3)
-            inputs += await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in values])
+            inputs += await produce_signed(kafka_bootstrap, topics.raw, f"r{round_}", 3)
             await outputs.wait_for(len(inputs), 30)
             await asyncio.sleep(0.1)
         await outputs.settle(1.5)

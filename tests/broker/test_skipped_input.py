@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import structlog
@@ -22,22 +21,20 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from tests.support.kafka import client_options
 from tests.support.worker import (
     Outputs,
-    communities_file,
     in_process_worker,
     new_topics,
-    produce,
-    signed_events,
+    produce_signed,
 )
 
 pytestmark = pytest.mark.integration
 
 
 async def test_input_deleted_before_it_was_read_is_warned_with_its_range_and_counted(
-    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path
+    kafka_bootstrap: str, unique_topic: Callable[[str], str]
 ) -> None:
     topics = await new_topics(kafka_bootstrap, unique_topic("i27-skipped"), 1)
     tp = TopicPartition(topics.raw, 0)
-    inputs = await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in signed_events("sk", 10)])
+    inputs = await produce_signed(kafka_bootstrap, topics.raw, "sk", 10)
     committer = AIOKafkaConsumer(
         **client_options(kafka_bootstrap), group_id=topics.raw, enable_auto_commit=False
     )
@@ -55,7 +52,7 @@ async def test_input_deleted_before_it_was_read_is_warned_with_its_range_and_cou
         await admin.close()
     with structlog.testing.capture_logs() as logs:
         async with (
-            in_process_worker(kafka_bootstrap, topics, communities_file(tmp_path)) as member,
+            in_process_worker(kafka_bootstrap, topics) as member,
             Outputs(kafka_bootstrap, topics) as outputs,
         ):
             await outputs.wait_for(4, 30)
@@ -87,7 +84,7 @@ async def test_a_seek_to_the_beginning_of_our_own_is_not_reported_as_a_reset(
 
     topics = await new_topics(kafka_bootstrap, unique_topic("i27-own-seek"), 1)
     tp = TopicPartition(topics.raw, 0)
-    await produce(kafka_bootstrap, topics.raw, [(b"k", v, None) for v in signed_events("os", 5)])
+    await produce_signed(kafka_bootstrap, topics.raw, "os", 5)
     settings = load_settings(
         bootstrap_servers=kafka_bootstrap, group_id=topics.raw, input_topic=topics.raw, metrics_port=0
     )

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from tests.support.java_peer import JavaPeer
-from tests.support.worker import Outputs, communities_file, in_process_worker, new_topics, signed_events
+from tests.support.worker import Outputs, in_process_worker, new_topics, signed_events
 
 pytestmark = pytest.mark.integration
 
 
 async def test_at_least_once_never_answers_an_aborted_upstream_transaction(
-    kafka_bootstrap: str, unique_topic: Callable[[str], str], tmp_path: Path, java_peer: JavaPeer
+    kafka_bootstrap: str, unique_topic: Callable[[str], str], java_peer: JavaPeer
 ) -> None:
     """Item 5: 6 records in an aborted transaction, then 2 in a committed one: only the 2 are
     answered, in at_least_once mode too (K11)."""
@@ -31,7 +30,7 @@ async def test_at_least_once_never_answers_an_aborted_upstream_transaction(
         [(0, False, signed_events("aborted", 6)), (0, True, signed_events("committed", 2))],
     )
     async with (
-        in_process_worker(kafka_bootstrap, topics, communities_file(tmp_path), guarantee="at_least_once"),
+        in_process_worker(kafka_bootstrap, topics, guarantee="at_least_once"),
         Outputs(kafka_bootstrap, topics) as outputs,
     ):
         await outputs.wait_for(2, 30)
@@ -45,7 +44,6 @@ async def test_at_least_once_never_answers_an_aborted_upstream_transaction(
 async def test_a_drained_group_shows_lag_0_after_upstream_transactions(
     kafka_bootstrap: str,
     unique_topic: Callable[[str], str],
-    tmp_path: Path,
     java_peer: JavaPeer,
     guarantee: str,
 ) -> None:
@@ -62,7 +60,7 @@ async def test_a_drained_group_shows_lag_0_after_upstream_transactions(
         ],
     )
     async with (
-        in_process_worker(kafka_bootstrap, topics, communities_file(tmp_path), guarantee=guarantee),
+        in_process_worker(kafka_bootstrap, topics, guarantee=guarantee),
         Outputs(kafka_bootstrap, topics) as outputs,
     ):
         await outputs.wait_for(4, 30)

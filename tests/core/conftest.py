@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.core import NOW, RECEIVED_AT, base_communities, event, validate_output
+from tests.support.core import NOW, RECEIVED_AT, Runner, base_communities, event, validate_output
 from worker.core.community import Community
 from worker.core.pipeline import Limits, process_event
-
-Runner = Callable[..., dict[str, Any]]
+from worker.core.tokencache import TokenCache
 
 
 @pytest.fixture
@@ -21,7 +20,8 @@ def communities() -> dict[str, Community]:
 
 @pytest.fixture
 def run(communities: dict[str, Community]) -> Runner:
-    """Process one value with the base configuration; returns the validated output record."""
+    """Process one value with the base configuration (or `lookup`), through `token_cache` when
+    given (C4); returns the validated output record."""
 
     def _run(
         value: bytes | None,
@@ -29,11 +29,14 @@ def run(communities: dict[str, Community]) -> Runner:
         now: float = NOW,
         lookup: dict[str, Community] | None = None,
         limits: Limits | None = None,
+        token_cache: TokenCache | None = None,
     ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         if limits is not None:
             kwargs["limits"] = limits
-        output = process_event(value, lookup=lookup or communities, now=now, **kwargs)
+        output = process_event(
+            value, lookup=lookup or communities, now=now, token_cache=token_cache, **kwargs
+        )
         return validate_output(output)
 
     return _run

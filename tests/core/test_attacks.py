@@ -11,14 +11,13 @@ from jwt.algorithms import RSAAlgorithm
 
 from tests.support.core import (
     HS_KID,
-    OTHER_KID,
-    OTHER_SECRET,
     RS_KID,
     SECRET,
     b64json,
     b64url,
     good_claims,
     make_token,
+    other_community_token,
     public_pem,
     rsa_private,
     sign_hs256,
@@ -109,8 +108,8 @@ def test_kid_of_64_chars_is_a_valid_shape_but_unknown(verdict: Any) -> None:
 
 def test_kid_of_another_community_is_unknown_kid(verdict: Any) -> None:
     """Signed correctly with the other community's key, presented to acme (V6)."""
-    assert verdict(make_token(kid=OTHER_KID, key=OTHER_SECRET.encode())) == "unknown_kid"
-    assert verdict(make_token(kid=OTHER_KID, key=OTHER_SECRET.encode()), community_id="other") == "accepted"
+    assert verdict(other_community_token()) == "unknown_kid"
+    assert verdict(other_community_token(), community_id="other") == "accepted"
 
 
 def test_stripped_signature_is_invalid_signature(verdict: Any) -> None:

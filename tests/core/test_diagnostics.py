@@ -4,7 +4,6 @@ way, through `diagnose` and through `token verify`; none in the pipeline's outpu
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import subprocess
 import sys
@@ -22,27 +21,21 @@ from tests.support.core import (
     SECRET,
     T0,
     acme_config,
+    acme_with_tombstone,
     b64json,
-    build,
     event,
     good_claims,
     make_token,
     sign_hs256,
 )
-from worker.core.community import Community, Tombstone
+from worker.core.community import Community
 from worker.core.diagnostics import diagnose
 from worker.core.pipeline import process_event
 
 
-def _acme() -> Community:
-    acme = build({"communities": [acme_config()]})["acme"]
-    gone = Tombstone("acme_2025", "HS256", "sha256:0123456789abcdef", T0 - 86400 * 3)
-    return dataclasses.replace(acme, tombstones={"acme_2025": gone})
-
-
 def _codes(token: str, community: Community | None = None) -> tuple[str | None, list[str], list[str]]:
     """(verdict reason, diagnostic codes, messages): the pipeline's verdict, then `diagnose`."""
-    community = community or _acme()
+    community = community or acme_with_tombstone()
     output = process_event(event(token), lookup={"acme": community}, now=NOW)
     found = diagnose(token, community, output.reason, received_at=NOW, now=NOW, max_token_bytes=8192)
     reason = output.reason.value if output.reason is not None else None
@@ -132,7 +125,7 @@ def test_a_removed_kid_names_the_date_and_the_keys_left() -> None:
 
 
 def _stored_detail(token: str) -> str:
-    output = process_event(event(token), lookup={"acme": _acme()}, now=NOW)
+    output = process_event(event(token), lookup={"acme": acme_with_tombstone()}, now=NOW)
     return str(output.record["detail"])
 
 
@@ -152,7 +145,7 @@ _MS_EXP = 1796426579000  # 2026-12-04T22:42:59Z in milliseconds
 def test_the_stored_rejection_carries_the_l4_notes(token: str, reason: str, says: str) -> None:
     """L4 in the worker's own output: Health and `report` show the stored detail, so it says
     what `token verify` says ("; note: …"), never the secret or the token."""
-    output = process_event(event(token), lookup={"acme": _acme()}, now=_ms_clock(token))
+    output = process_event(event(token), lookup={"acme": acme_with_tombstone()}, now=_ms_clock(token))
     detail = str(output.record["detail"])
     assert output.record["reason"] == reason and "; note: " in detail and says in detail, detail
     assert SECRET not in detail and token.strip() not in detail

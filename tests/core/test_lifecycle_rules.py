@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
@@ -14,14 +13,15 @@ from tests.support.core import (
     RECEIVED_AT,
     SECRET,
     T0,
+    Runner,
     acme_config,
-    build,
+    acme_lookup,
+    acme_with_tombstone,
     event,
     good_claims,
     make_token,
     validate_output,
 )
-from worker.core.community import Tombstone
 from worker.core.config import ConfigError
 from worker.core.pipeline import process_event
 from worker.core.reasons import Reason
@@ -33,9 +33,7 @@ CAP = 86400
 
 
 def _capped(**overrides: Any) -> Any:
-    return build(
-        {"communities": [acme_config(min_validity_seconds=0, max_validity_seconds=CAP, **overrides)]}
-    )
+    return acme_lookup(min_validity_seconds=0, max_validity_seconds=CAP, **overrides)
 
 
 def _verdict(exp: int, lookup: Any, *, received_at: str = "2026-11-24T10:00:00Z") -> str:
@@ -71,7 +69,7 @@ def test_v9_the_cap_counts_from_received_at_not_now() -> None:
 
 
 def test_v9_no_cap_by_default() -> None:
-    lookup = build({"communities": [acme_config()]})
+    lookup = acme_lookup()
     assert _verdict(T0 + 10 * 366 * 86400, lookup) == "accepted"
 
 
@@ -85,7 +83,7 @@ def test_v9_too_far_detail_and_action() -> None:
 
 
 def test_v9_too_soon_and_expired_come_before_too_far() -> None:
-    lookup = build({"communities": [acme_config(max_validity_seconds=3600)]})  # min validity 3600 too
+    lookup = acme_lookup(max_validity_seconds=3600)  # min validity 3600 too
     assert _verdict(T0 + 100, lookup) == "expiry_too_soon"
     assert _verdict(T0 - 100, lookup) == "token_expired"
 
@@ -155,29 +153,22 @@ def test_yaml_reads_the_lifecycle_settings() -> None:
 # ---------------------------------------------------------------- L3 tombstones in V6
 
 
-def _with_tombstone() -> Any:
-    acme = build({"communities": [acme_config()]})["acme"]
-    gone = Tombstone("acme_2025", "HS256", "sha256:0123456789abcdef", T0 - 86400 * 3)
-    return {"acme": dataclasses.replace(acme, tombstones={"acme_2025": gone})}
-
-
-def test_unknown_kid_of_a_removed_key_says_when_it_was_removed() -> None:
-    output = process_event(event(make_token(kid="acme_2025")), lookup=_with_tombstone(), now=NOW)
-    record = validate_output(output)
+def test_unknown_kid_of_a_removed_key_says_when_it_was_removed(run: Runner) -> None:
+    record = run(event(make_token(kid="acme_2025")), lookup={"acme": acme_with_tombstone()})
     assert record["reason"] == "unknown_kid"
     assert record["detail"] == "key 'acme_2025' was removed on 2026-11-21T10:00:00Z from community acme"
 
 
-def test_unknown_kid_never_removed_keeps_its_detail() -> None:
-    output = process_event(event(make_token(kid="acme_2019")), lookup=_with_tombstone(), now=NOW)
-    assert validate_output(output)["detail"] == "community acme has no key 'acme_2019'"
+def test_unknown_kid_never_removed_keeps_its_detail(run: Runner) -> None:
+    record = run(event(make_token(kid="acme_2019")), lookup={"acme": acme_with_tombstone()})
+    assert record["detail"] == "community acme has no key 'acme_2019'"
 
 
 # ---------------------------------------------------------------- L1: the key each verdict names
 
 
 def test_outputs_name_the_key_whose_signature_check_ran() -> None:
-    lookup = build({"communities": [acme_config(max_validity_seconds=86400)]})
+    lookup = acme_lookup(max_validity_seconds=86400)
     cache = TokenCache()
     good = make_token()
 

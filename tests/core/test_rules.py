@@ -15,17 +15,17 @@ from tests.support.core import (
     ANON_SECRET,
     HS_KID,
     NOW,
-    OTHER_KID,
     OTHER_SECRET,
     RECEIVED_AT,
     RS_KID,
     SECRET,
     T0,
     acme_config,
-    build,
+    acme_lookup,
     event,
     good_claims,
     make_token,
+    other_community_token,
     rsa_private,
 )
 from worker.core.pipeline import Limits
@@ -369,7 +369,7 @@ def test_v6_unknown_kid(verdict: Any) -> None:
 
 
 def test_v6_kid_of_another_community_is_unknown(verdict: Any) -> None:
-    assert verdict(make_token(kid=OTHER_KID, key=OTHER_SECRET.encode())) == "unknown_kid"
+    assert verdict(other_community_token()) == "unknown_kid"
 
 
 @pytest.mark.parametrize("kid", [42, True, ["acme_2026"], {"k": 1}, ""])
@@ -387,11 +387,11 @@ def test_v6_hs256_token_naming_an_rsa_key_is_algorithm_key_mismatch(verdict: Any
 
 def test_v6_every_active_key_is_usable(verdict: Any) -> None:
     """Rotation: two HMAC keys active at once, each verifies its own tokens."""
-    config = acme_config()
-    config["jwt_keys"].append({"kid": "acme_2027", "hmac_secret": OTHER_SECRET})
     from worker.core.pipeline import process_event
 
-    lookup = build({"communities": [config]})
+    lookup = acme_lookup(
+        jwt_keys=[*acme_config()["jwt_keys"], {"kid": "acme_2027", "hmac_secret": OTHER_SECRET}]
+    )
     for token in (make_token(), make_token(kid="acme_2027", key=OTHER_SECRET.encode())):
         assert process_event(event(token), lookup=lookup, now=NOW).outcome.value == "enriched"
     crossed = make_token(kid="acme_2027", key=SECRET.encode())
@@ -464,7 +464,7 @@ def test_v9_expired_takes_precedence_over_too_soon(verdict: Any) -> None:
 
 
 def _lenient(**overrides: Any) -> Any:
-    return build({"communities": [acme_config(min_validity_seconds=0, **overrides)]})
+    return acme_lookup(min_validity_seconds=0, **overrides)
 
 
 def test_v9_one_second_inside_leeway_is_not_expired(run: Any) -> None:
@@ -474,7 +474,7 @@ def test_v9_one_second_inside_leeway_is_not_expired(run: Any) -> None:
 
 
 def test_v9_uses_the_configured_leeway_and_min_validity(run: Any) -> None:
-    lookup = build({"communities": [acme_config(min_validity_seconds=60, leeway_seconds=0)]})
+    lookup = acme_lookup(min_validity_seconds=60, leeway_seconds=0)
     assert run(event(make_token(good_claims(exp=T0 + 60))), lookup=lookup)["outcome"] == "enriched"
     assert run(event(make_token(good_claims(exp=T0 + 59))), lookup=lookup)["reason"] == "expiry_too_soon"
     assert run(event(make_token(good_claims(exp=T0))), lookup=lookup)["reason"] == "token_expired"

@@ -9,7 +9,7 @@ import tracemalloc
 
 from prometheus_client import generate_latest
 
-from tests.support.core import NOW, acme_config, build, event, good_claims, make_token
+from tests.support.core import NOW, acme_lookup, event, good_claims, make_token
 from worker.core.pipeline import process_event
 from worker.core.tokencache import TokenCache
 from worker.ops.memory import token_cache_bytes
@@ -33,7 +33,7 @@ def test_process_and_build_metrics_are_exposed_and_no_created_series() -> None:
 
 
 def _filled(entries: int) -> TokenCache:
-    lookup, cache = build({"communities": [acme_config()]}), TokenCache()
+    lookup, cache = acme_lookup(), TokenCache()
     for n in range(entries):
         token = make_token(good_claims(uuid=f"visitor-{n}", email=f"visitor-{n}@example.org"))
         for _ in range(2):  # admitted on its second sighting (C4)
@@ -43,7 +43,7 @@ def _filled(entries: int) -> TokenCache:
 
 def test_token_cache_bytes_estimate_is_within_a_third_of_what_the_entries_allocate() -> None:
     """The estimate against tracemalloc's count of what filling the cache allocated and kept."""
-    lookup, cache = build({"communities": [acme_config()]}), TokenCache()
+    lookup, cache = acme_lookup(), TokenCache()
     tokens = [
         make_token(good_claims(uuid=f"visitor-{n}", email=f"visitor-{n}@example.org")) for n in range(2000)
     ]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
-from tests.support.core import NOW, acme_config, build, event, make_token, validate_output
+from tests.support.core import NOW, acme_config, acme_lookup, event, make_token, validate_output
 from worker.core.community import Community, ConfigUnavailable
 from worker.core.pipeline import DEFAULT_LIMITS, Output
 from worker.ops.metrics import Metrics
@@ -86,7 +86,7 @@ def verdicts(decided: list[Output | str]) -> list[str]:
 
 
 def acme() -> dict[str, Community]:
-    return build({"communities": [acme_config()]})
+    return acme_lookup()
 
 
 async def test_a_batch_of_valid_events_is_enriched_in_order() -> None:
@@ -113,7 +113,7 @@ async def test_an_unknown_community_is_rejected_once_the_store_confirms_it_does_
 
 async def test_a_community_created_a_moment_ago_is_found_by_the_double_check() -> None:
     """V2, C2: the community is in PostgreSQL but not yet in the cache."""
-    newco = build({"communities": [acme_config(id="newco")]})
+    newco = acme_lookup(id="newco")
     store = Store(acme(), stored=newco)
     decided = await decide_batch(decider(store), [event(make_token(), community_id="newco")])
     assert verdicts(decided) == ["enriched"]

@@ -7,10 +7,12 @@ in a header or payload, sign with any key, or break the structure on purpose.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import BaseModel
 
-from worker.core.community import Community, prepare
+from worker.core.community import Community, Tombstone, prepare
 from worker.core.contracts import EnrichedIdentity, Rejection
 from worker.core.records import Output
 from worker.devtools import examples
@@ -34,6 +36,11 @@ ANON_SECRET = examples.THIRD_SECRET
 HS_KID = examples.HS_KID
 RS_KID = examples.RS_KID
 OTHER_KID = "other_2026"
+#: The HMAC secrets of `base_config`'s communities (acme, other, anon): no output may hold one.
+HMAC_SECRETS = (SECRET, OTHER_SECRET, ANON_SECRET)
+
+#: The `run` fixture of tests/core: one value through `process_event`, the validated record.
+Runner = Callable[..., dict[str, Any]]
 
 
 def b64url(data: bytes) -> str:
@@ -109,6 +116,11 @@ def make_token(
     return f"{signing_input.decode('ascii')}.{b64url(sig)}"
 
 
+def other_community_token() -> str:
+    """A good token of `base_config`'s community `other`: its kid, signed with its secret."""
+    return make_token(kid=OTHER_KID, key=OTHER_SECRET.encode())
+
+
 def good_claims(**overrides: Any) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "uuid": "v-42",
@@ -164,6 +176,17 @@ def build(config: dict[str, Any]) -> dict[str, Community]:
     import yaml
 
     return prepare(parse_yaml(yaml.safe_dump(config)))
+
+
+def acme_lookup(**overrides: Any) -> dict[str, Community]:
+    """The example community alone (`acme_config(**overrides)`), prepared as the worker holds it."""
+    return build({"communities": [acme_config(**overrides)]})
+
+
+def acme_with_tombstone() -> Community:
+    """The example community with the L3 tombstone of `acme_2025`, removed three days before T0."""
+    gone = Tombstone("acme_2025", "HS256", "sha256:0123456789abcdef", T0 - 86400 * 3)
+    return dataclasses.replace(acme_lookup()["acme"], tombstones={"acme_2025": gone})
 
 
 @functools.cache

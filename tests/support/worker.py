@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -304,6 +305,16 @@ async def produce(
     return [(meta.partition, meta.offset) for meta in sent]
 
 
+async def produce_signed(
+    bootstrap: str, topic: str, prefix: str, count: int, *, partition: int | None = None
+) -> list[tuple[int, int]]:
+    """`signed_events(prefix, count)` sent in order under the key `k`, no headers; returns
+    their (partition, offset)."""
+    return await produce(
+        bootstrap, topic, [(b"k", v, None) for v in signed_events(prefix, count)], partition=partition
+    )
+
+
 # ------------------------------------------------------------------------------ outputs
 
 
@@ -513,20 +524,22 @@ async def wait_ready(worker: WorkerProcess, timeout: float = 60) -> None:
 
 @contextlib.asynccontextmanager
 async def in_process_worker(
-    bootstrap: str, topics: Topics, config: Path, *, processor: Any = None, **overrides: Any
+    bootstrap: str, topics: Topics, config: Path | None = None, *, processor: Any = None, **overrides: Any
 ) -> Any:
-    """The real runtime (`serve`) in this process, communities from `config` (no store), with
-    the production processor or `processor` (a poison record, an outage).
+    """The real runtime (`serve`) in this process, communities from `config` (no store;
+    `communities_file`'s acme and shop unless given), with the production processor or
+    `processor` (a poison record, an outage).
 
     Yields the `Member` once it is ready; on exit stops it and checks it exited 0 (K6).
     """
     from worker.runtime.service import serve
     from worker.settings import load_settings
 
+    folder = tempfile.TemporaryDirectory(prefix="in-process-worker-")  # the default config's
     settings = load_settings(
         **{
             "bootstrap_servers": bootstrap,
-            "config_file": config,
+            "config_file": config or communities_file(Path(folder.name)),
             "group_id": topics.raw,
             "metrics_port": 0,
             "progress_interval_seconds": 0,
@@ -548,6 +561,7 @@ async def in_process_worker(
     done, _ = await asyncio.wait({worker, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
     if ready not in done:
         stop.set()
+        folder.cleanup()
         raise AssertionError(f"worker did not start: {worker.result() if worker.done() else 'timeout'}")
     try:
         yield ready.result()
@@ -555,6 +569,7 @@ async def in_process_worker(
     finally:
         stop.set()
         code = await asyncio.wait_for(worker, 40)
+        folder.cleanup()
     assert code == 0, f"worker exited {code}"
 
 

@@ -75,8 +75,9 @@ class _Contract(BaseModel):
 
 # Where the input was read (K1): the runtime makes one per record, so a slots dataclass, not a
 # model; pydantic reads it as the models' `source` all the same (no class docstring: the schema
-# has none; its fields' docstrings are their descriptions).
-@dataclass(frozen=True, slots=True)
+# has none; its fields' docstrings are their descriptions). Not frozen: a frozen __init__ costs
+# 0.2 µs more per record; read-only by convention.
+@dataclass(slots=True)
 class Source:
     topic: str
     """The input topic."""

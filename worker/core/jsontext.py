@@ -12,10 +12,16 @@ token header and token payload, in `run`, `process` and `token verify` alike.
   (a float that remembers its text, so a NumericDate is judged exactly); an integer too long
   for Python's `int` (4300 digits) is a `LongInteger`, never an unreadable document.
 
-Cost: the common document (no backslash, no integer of thousands of digits, no container in a
-container in the object) takes one pass of the C scanner, a `memchr` and a look at the object's
-members (about 1 µs for a 700-character event); the bracket count and the walk of J3 run only
-when those say they might find something. Measured with `bench/pipeline.py` (docs/performance.md).
+Cost: the common document (no backslash, no float, no container in a container in the object)
+is read by orjson, with a `memchr` and a look at the object's members: 0.6 µs for a
+700-character event, against 1.1 µs for the C scanner of `json`, which reads every other
+document (its hooks keep a float's text and a long integer, and the slow path reads escaped
+surrogates); the bracket count and the walk of J3 run only when those say they might find
+something. orjson reads what `json` reads, to the same values, except floats (no text kept) and
+integers past 64 bits (read as floats): a document holding a float is read again by `json`, and
+one it refuses (NaN, a BOM, past its own depth limit) goes to `json` for the verdict. The
+property tests hold this reader to a strict reference (tests/core/test_properties.py).
+Measured with `bench/cost_cuts.py` (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
+
+import orjson
 
 #: J3: one explicit limit, the same in every command (Python's own depends on the stack).
 MAX_DEPTH: Final = 32
@@ -124,6 +132,30 @@ _slow = json.JSONDecoder(
 ).decode
 
 
+def _plain(text: str) -> dict[Any, Any] | None:
+    """The object `text` holds when orjson reads it as `_fast` would: no float, no container
+    in a container (so J3 holds by itself); None for anything else (read it with `json`)."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if type(value) is not dict:
+        return None
+    for child in value.values():
+        kind = type(child)
+        if kind is dict:
+            child = child.values()
+        elif kind is not list:
+            if kind is float:
+                return None
+            continue
+        for grandchild in child:
+            kind = type(grandchild)
+            if kind is float or kind is dict or kind is list:
+                return None
+    return value
+
+
 def has_surrogate_escape(text: str) -> bool:
     """Whether `text` may hold an escaped surrogate (`\\ud800`–`\\udfff`), paired or not."""
     # A backslash is rare in events and tokens: one memchr decides most documents.
@@ -148,8 +180,13 @@ def read_object(text: str) -> dict[Any, Any] | str:
     """The JSON object `text` holds, or why it is unreadable (`NOT_JSON`, `NOT_AN_OBJECT`,
     `TOO_DEEP`). Strings are `str` (valid Unicode) or `InvalidText`; numbers `int`,
     `LongInteger` or `JsonFloat`; member names `str` or `InvalidText`."""
+    escaped = has_surrogate_escape(text)
+    if not escaped:
+        plain = _plain(text)
+        if plain is not None:
+            return plain
     try:
-        value = _slow(text) if has_surrogate_escape(text) else _fast(text)
+        value = _slow(text) if escaped else _fast(text)
     except json.JSONDecodeError:
         return NOT_JSON
     except RecursionError:  # far deeper than MAX_DEPTH: the same verdict (J3)

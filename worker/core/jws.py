@@ -12,6 +12,7 @@ names, whether it is required, forbidden or ignored, and the verdict when it is 
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,7 +50,8 @@ def decode_segment(segment: str) -> bytes | None:
 
 
 def segment_object(segment: str) -> dict[Any, Any] | None:
-    """The JSON object (J1–J4, `jsontext.read_object`) a header or payload segment encodes."""
+    """The JSON object (J1–J4, `jsontext.read_object`) a header or payload segment encodes.
+    Read-only: a header's object is shared by every token with the same header segment."""
     raw = decode_segment(segment)
     if raw is None:
         return None
@@ -59,6 +61,13 @@ def segment_object(segment: str) -> dict[Any, Any] | None:
         return None
     value = read_object(text)
     return value if type(value) is dict else None
+
+
+#: The header segments whose reading is kept: a site's tokens share one header (its alg, kid
+#: and typ), so a new token's header is read once per key, not once per token (1 µs of ~9).
+SHARED_HEADERS: Final = 256
+
+header_object: Final = functools.lru_cache(maxsize=SHARED_HEADERS)(segment_object)
 
 
 # ---------------------------------------------------------------- V5: the header registry

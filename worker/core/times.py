@@ -48,17 +48,24 @@ def rfc3339_seconds(text: str) -> float:
 
 
 @functools.lru_cache(maxsize=4096)
-def _utc_second(second: int) -> str:
+def _utc_second(second: int) -> bytes:
     t = datetime.fromtimestamp(second, UTC)  # strftime's %Y drops the zeros of years before 1000
-    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+    return b"%04d-%02d-%02dT%02d:%02d:%02d" % (t.year, t.month, t.day, t.hour, t.minute, t.second)
 
 
-def format_time(ts: float) -> str:
-    """Output times are RFC 3339 UTC strings (DESIGN §2); whole seconds repeat, so they are memoized."""
+def format_time_ascii(ts: float) -> bytes:
+    """`format_time` as the ASCII bytes a record's JSON holds: an enriched record is assembled
+    as bytes, and its `processed_at` is new for every event (0.34 µs against 0.5 for the text
+    encoded)."""
     second = math.floor(ts)
     micros = round((ts - second) * 1_000_000)
     if micros >= 1_000_000:
         second, micros = second + 1, 0
     if micros:
-        return f"{_utc_second(second)}.{micros:06d}Z"
-    return f"{_utc_second(second)}Z"
+        return b"%b.%06dZ" % (_utc_second(second), micros)
+    return _utc_second(second) + b"Z"
+
+
+def format_time(ts: float) -> str:
+    """Output times are RFC 3339 UTC strings (DESIGN §2); whole seconds repeat, so they are memoized."""
+    return format_time_ascii(ts).decode("ascii")

@@ -112,32 +112,42 @@ class Decider:
         # less per record (the per-event cost, docs/performance.md); a bug goes to `_attempts`.
         processor, clock, perf, observe = self.processor, self.clock, time.perf_counter, self._observe
         recheck = self.recheck_community is not None
-        slice_ends = perf() + SLICE_SECONDS
+        # One clock read per record: the end of one record's verification starts the next one's
+        # (the bookkeeping between two records, ~0.3 µs, counts in the next); a record that
+        # took another path (unreadable, a bug, a recheck, waiting) restarts the clock.
+        started = perf()
+        slice_ends = started + SLICE_SECONDS
         for tp, records in batch.items():
             for record in records:
                 source = Source(record.topic, record.partition, record.offset)
                 try:
                     if record.__class__ is UnreadableRecord:
                         output = unreadable(record.value, record.problem, source)
-                    else:
                         started = perf()
+                    else:
                         try:
                             output = processor(record.value, source, clock())
                         except ConfigUnavailable:
                             raise
                         except Exception as exc:  # a bug: counted as the first attempt
                             output = self._attempts(record.value, source, failed=exc)
+                            started = perf()
                         else:
-                            observe(perf() - started)
+                            ended = perf()
+                            observe(ended - started)
+                            started = ended
                         if recheck and output.reason is Reason.UNKNOWN_COMMUNITY:
                             output = await self._recheck(output, record.value, source)
+                            started = perf()
                 except ConfigUnavailable as exc:  # V2/C3/K8: no verdict; this partition waits here
                     waiting[tp] = Waiting(record.offset, exc)
+                    started = perf()
                     break
                 append(Decided(record, output))
-                if perf() >= slice_ends:
+                if started >= slice_ends:
                     await asyncio.sleep(0)
-                    slice_ends = perf() + SLICE_SECONDS
+                    started = perf()
+                    slice_ends = started + SLICE_SECONDS
         return decided, waiting
 
     def unreadable(self, value: bytes | None, problem: str, source: Source) -> Output:
