@@ -8,7 +8,9 @@ records stay in the output partitions (and their offset commit in the group's
 `__consumer_offsets` partition) as an open transaction of our producer id. Our next COMMIT
 marker (same producer id, new epoch) would commit an aborted batch's records too (every input
 answered twice); an ABORT — the coordinator's of our next failed batch, or ours — would drop a
-committed one's (inputs lost).
+committed one's (inputs lost). When such an ABORT came first and closed the range before this
+check looks, `worker.kafka.confirmed` finds the confirmed batch's outputs aborted and the rewind
+redoes it from the group's offsets.
 
 `DanglingCheck.settle` runs once a new producer has ended the transaction of a failed commit,
 before anything is produced again. It asks every output partition's leader and the group's

@@ -4,7 +4,8 @@
   first commit there, as the group coordinator had it). It is the base of the lag and the
   target of a rewind: right after a commit the coordinator may still answer the previous
   offset for a few ms (the transaction markers follow `commit_transaction`), so a rewind
-  trusts what it committed itself (K8).
+  trusts what it committed itself (K8) — unless the broker aborted that commit's outputs after
+  all (`worker.kafka.confirmed`): then the group's offsets, and the batch is redone (K2).
 - `after_decide` / `resume_due`: a partition held at a record that must wait
   (`ConfigUnavailable`, as `Decider.decide` returns it) is paused there and tried again on its
   own backoff (`Waits`), while every other partition flows (K9); the log,
