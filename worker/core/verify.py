@@ -296,7 +296,7 @@ def verify_token_signature(
     key = find_key(community, kid, alg)
     if isinstance(key, Rejected):
         return trace.failed("V6", key)
-    trace.passed("V6", _key_detail, key)
+    trace.passed("V6", "key {!r} ({}, {})", key.kid, key.alg, key.fingerprint)
     bad_signature = check_signature(key, compact)
     if bad_signature is not None:
         return trace.failed("V7", bad_signature)
@@ -339,10 +339,6 @@ def _header_detail(header: dict[Any, Any]) -> str:
 
 def _alg_detail(alg: str, kid: object) -> str:
     return f"alg {alg}, kid {short(kid)}"
-
-
-def _key_detail(key: JwtKey) -> str:
-    return f"key {key.kid!r} ({key.alg}, {key.fingerprint})"
 
 
 def _time_detail(left: float, leeway: int) -> str:
