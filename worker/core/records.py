@@ -188,6 +188,9 @@ def _json_text(text: str) -> bytes:
 _time_text = functools.lru_cache(maxsize=1024)(format_time_ascii)
 
 
+_NO_SOURCE = (b"null", b"")
+
+
 @functools.lru_cache(maxsize=1024)
 def _source_head(topic: str, partition: int) -> bytes:
     """`source` up to its offset: `{"topic":…,"partition":…,"offset":`."""
@@ -199,20 +202,24 @@ def enriched(envelope: Envelope, derived: Derived, now: float) -> Output:
     producer is given, without a dict of the record (`Output.record` makes one on demand)."""
     event_id, community_id, source = envelope.event_id, envelope.community_id, envelope.source
     assert event_id is not None and community_id is not None and envelope.received_at is not None
-    where = b"%b%d}" % (_source_head(source.topic, source.partition), source.offset) if source else b"null"
+    head, offset = (
+        (_source_head(source.topic, source.partition), b"%d}" % source.offset) if source else _NO_SOURCE
+    )
     text = (  # format_time's text is plain ASCII with nothing to escape
         b'{"outcome":"enriched","event_id":%b,"community_id":%b,"received_at":"%b",'
-        b'"processed_at":"%b",%b,"source":%b}'
+        b'"processed_at":"%b",%b,"source":%b%b}'
         % (
             dumps(event_id),
             _json_text(community_id),
             _time_text(envelope.received_at),
             format_time_ascii(now),
             derived.fragment,
-            where,
+            head,
+            offset,
         )
     )
-    return Output(Outcome.ENRICHED, None, rendered=text, kid=derived.kid, community=community_id)
+    # Positional: keywords cost 0.13 µs more per event (Output's fields in order).
+    return Output(Outcome.ENRICHED, None, None, text, derived.kid, community_id)
 
 
 def _echoing(outcome: str, envelope: Envelope, fields: dict[str, Any], now: float) -> dict[str, Any]:

@@ -87,11 +87,12 @@ def parse_compact(token: str, max_bytes: int) -> CompactToken | Rejected:
 
 def find_key(community: Community, kid: object, alg: str) -> JwtKey | Rejected:
     """V6: the key is looked up by kid in the event's community only."""
-    if not is_valid_kid(kid):
+    # A community's kids are valid ones (checked when it is read): a kid found needs no check.
+    key = community.keys.get(kid) if type(kid) is str else None
+    if key is None and not is_valid_kid(kid):
         return Rejected(Reason.UNKNOWN_KID, f"kid {short(kid)} is not a valid key id")
-    assert isinstance(kid, str)
-    key = community.keys.get(kid)
     if key is None:
+        assert isinstance(kid, str)
         gone = community.tombstones.get(kid)
         if gone is not None:  # L3: say what happened to it, not only that it is missing
             return Rejected(
