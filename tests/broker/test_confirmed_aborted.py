@@ -1,7 +1,7 @@
 """A confirmed commit whose outputs the broker aborted after all is redone (K2, K8;
 worker.kafka.confirmed, Partitions.rewind).
 
-tests/broker/test_broker_restart.py met it (2 runs in 9 with a 2 ms CONCURRENT_TRANSACTIONS
+tests/broker/test_broker_restart.py met it (3 runs in 14 with a 2 ms CONCURRENT_TRANSACTIONS
 retry, which commits more often): the broker stopped right after a commit was confirmed; its
 coordinator completed that commit without writing its markers (the partitions had no leader
 any more), the next transaction extended the open range, failed, and its ABORT marker aborted
