@@ -368,6 +368,18 @@ def test_j3_brackets_inside_strings_do_not_count() -> None:
     assert isinstance(read_object('{"a": "' + "[" * 100 + '"}'), dict)
 
 
+@pytest.mark.parametrize("depth", [MAX_DEPTH, 1010])  # 1010: past orjson's reach of `json`'s stack
+@pytest.mark.parametrize("escape", ["", "\\ud800"])  # both reading paths
+def test_j3_a_member_a_repeated_name_replaced_still_nested(depth: int, escape: str) -> None:
+    # J1 keeps the last of a repeated name, but J3 judges the document: its first member nests
+    # depth + 1 levels. Read as {"a": 1} before (at 1000-1023 levels: answered by the stack).
+    text = '{"a": ' + _nested(depth, "1") + f', "b": "{escape}", "a": 1}}'
+    assert read_object(text) == "nested deeper than 32 levels"
+    shallow = '{"a": ' + _nested(MAX_DEPTH - 1, '"]]}}\\"[[{"') + ', "a": 1}'  # strings: no brackets
+    assert read_object(shallow) == {"a": 1}
+    assert isinstance(read_object('{"l": [' + ",".join(["{}"] * 100) + "]}"), dict)  # many, shallow
+
+
 # ---------------------------------------------------------------- J1 and the reader itself
 
 
