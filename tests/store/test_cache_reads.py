@@ -13,7 +13,7 @@ import pytest
 from tests.support.store import SECRET, SECRET_2, hs_key, wait_until, write
 from worker.core.community import Community
 from worker.core.config import CommunitySpec
-from worker.store import cache as cache_module
+from worker.store import refresh as refresh_module
 from worker.store import repository as repo
 from worker.store.cache import ConfigCache
 from worker.store.db import NOTIFY_ALL, NOTIFY_CHANNEL
@@ -150,7 +150,7 @@ async def test_a_full_read_lets_the_replaced_configuration_go_in_slices(
     """T1: freeing 100 000 replaced communities at once held the loop ~50 ms; a full read lets
     the configuration it replaced go `RELEASE_BATCH` communities at a time, the loop running
     between batches."""
-    monkeypatch.setattr(cache_module, "RELEASE_BATCH", 4)
+    monkeypatch.setattr(refresh_module, "RELEASE_BATCH", 4)
 
     async def add_all(conn: asyncpg.Connection) -> None:
         for n in range(10):

@@ -32,6 +32,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from worker.kafka.security import security_options
+from worker.kafka.transactions import DanglingTransaction
+from worker.kafka.txn_requests import TxnHistory
 from worker.settings import Settings
 
 #: Seconds between fetches while a partition's first record is not known yet.
@@ -82,3 +84,13 @@ async def _read(consumer: Any, starts: dict[TopicPartition, int], timeout: float
         return None
     found = set(outcomes.values())
     return found.pop() if len(found) == 1 else None
+
+
+async def confirmed_aborted(history: TxnHistory, settings: Settings, timeout: float) -> bool:
+    """True when the broker aborted the last confirmed commit's outputs (`history`'s
+    `confirmed_starts`): the batch must be redone; False when they were committed. Raises
+    `DanglingTransaction` when that cannot be told yet (mixed, not readable): never a guess."""
+    outcome = await outputs_outcome(settings, history.confirmed_starts or {}, timeout)
+    if outcome is None:
+        raise DanglingTransaction("the last confirmed commit's outputs are neither readable nor aborted")
+    return outcome == "abort"

@@ -38,16 +38,17 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from functools import partial
 
 import structlog
 from aiokafka.structs import TopicPartition
 
 from worker.backoff import RetryPolicy
 from worker.kafka import fetcher_fork
-from worker.kafka.confirmed import outputs_outcome
+from worker.kafka.confirmed import confirmed_aborted
 from worker.kafka.consumer import InputConsumer
 from worker.kafka.producer import OutputProducer, quietly
-from worker.kafka.transactions import DanglingCheck, DanglingTransaction
+from worker.kafka.transactions import DanglingCheck
 from worker.ops.metrics import Metrics
 from worker.ops.probes import Health
 from worker.ops.tracing import commit_tracer
@@ -267,13 +268,14 @@ class Member:
                     await self._producer.renew()
                     recovery.producer_renewed()
                 transactional = recovery.ask_coordinator and self.transactional_id is not None
+                aborted = partial(confirmed_aborted, self._producer.history, self.settings, self._op_timeout)
                 if transactional:
                     await self._close_dangling()  # before anything is produced again (K2)
                 await self.partitions.rewind(
                     self.consumer,
                     ask_coordinator=recovery.ask_coordinator,
                     timeout=self._op_timeout,
-                    confirmed_aborted=self._confirmed_aborted if transactional else None,
+                    confirmed_aborted=aborted if transactional else None,
                 )
                 recovery.done()
             self.metrics.rewinds.inc()
@@ -295,14 +297,6 @@ class Member:
             self.consumer.committed,
         )
         await asyncio.wait_for(settle, self._op_timeout)
-
-    async def _confirmed_aborted(self) -> bool:
-        """True when the broker aborted the last confirmed commit's outputs (worker.kafka.confirmed)."""
-        starts = self._producer.history.confirmed_starts or {}
-        outcome = await outputs_outcome(self.settings, starts, self._op_timeout)
-        if outcome is None:
-            raise DanglingTransaction("the last confirmed commit's outputs are neither readable nor aborted")
-        return outcome == "abort"
 
     # --------------------------------------------------------------- K5, health, lag
 

@@ -38,6 +38,7 @@ from worker.store.refresh import (
     Slicer,
     changes_since,
     fetch_rows,
+    release,
     stored_rows,
     tombstones_of,
 )
@@ -48,19 +49,6 @@ log = structlog.get_logger(__name__)
 
 #: Unknown ids remembered at most (a flood of distinct ids cannot grow memory without bound).
 NEGATIVE_MAX_ENTRIES = 10_000
-
-
-#: Communities let go per slice when a full read replaces the cache (see `_release`).
-RELEASE_BATCH = 2000
-
-
-async def _release(replaced: dict[str, Community], slicer: Slicer) -> None:
-    """T1: the configuration a full read replaced, let go a batch at a time. Freeing 100 000
-    communities at once (millions of objects, by reference counting) held the loop ~50 ms."""
-    while replaced:
-        for _ in range(min(RELEASE_BATCH, len(replaced))):
-            replaced.popitem()
-        await slicer.tick()
 
 
 class ConfigCache:
@@ -253,7 +241,7 @@ class ConfigCache:
                 self._keys_changed(cid)
         for cid, problems in invalid.items():
             log.error("config_community_invalid", community_id=cid, problems=problems)
-        await _release(replaced, slicer)
+        await release(replaced, slicer)
         log.info(
             "config_loaded" if changes.ids is None else "config_refreshed",
             communities=len(self._communities),
