@@ -173,7 +173,7 @@ def read_object(text: str) -> dict[Any, Any] | str:
     escaped = has_surrogate_escape(text)
     # J3 is judged from the text: a member a repeated name replaced is not in the value, but it
     # nested all the same. Up to MAX_DEPTH brackets, no nesting can pass it.
-    bracketed = text.count("{") + text.count("[") > MAX_DEPTH
+    bracketed = text.count("{") + (text.count("[") if "[" in text else 0) > MAX_DEPTH  # `in`: a memchr
     if not escaped and not bracketed:
         plain = _plain(text)
         if plain is not None:
