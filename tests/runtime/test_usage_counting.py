@@ -5,6 +5,8 @@ and the whole path by tests/broker/test_usage.py."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from prometheus_client import generate_latest
 
@@ -143,3 +145,27 @@ def test_a_counting_bug_never_raises_into_the_commit() -> None:
     assert usage.errors == 1 and usage.dropped == 2
     usage.count([out("acme", kid="k1")], NOW)  # the next batch counts again
     assert usage.keys[("acme", "k1", NOW - 125)].verified == 1
+
+
+def test_counting_events_spread_over_communities_leaves_nothing_for_the_collector() -> None:
+    """T6: spread over many communities every event makes new buckets; holding them must not add
+    objects the garbage collector tracks (4 an event made it collect every ~2 500 events and walk
+    the buckets, while one community's events made it collect almost never)."""
+    communities = [f"c{i:05d}" for i in range(4000)]
+    usage = UsageRecorder(None, configured=lambda community_id: True)
+    outputs = [out(c, kid="k1") for c in communities] + [
+        out(c, Reason.INVALID_SIGNATURE, "k2") for c in communities
+    ]
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.get_count()[0]
+        for start in range(0, len(outputs), 500):
+            usage.count(outputs[start : start + 500], NOW)
+        made = gc.get_count()[0] - before  # tracked objects made and still alive
+    finally:
+        gc.enable()
+    assert usage.pending == 4 * len(communities)  # per community: 2 outcomes, 2 kids
+    # `made` also holds a few hundred per-batch scratch tuples (freed into CPython's free lists,
+    # which keep them counted), whatever the number of buckets: far below one per bucket.
+    assert made < usage.pending / 8, f"{made} collectable objects kept for {usage.pending} buckets"

@@ -2,7 +2,9 @@
 
 `UsageRecorder.count` runs once per committed batch (the member's commit hook): one pass over
 the batch's outputs into a per-batch dict, then one merge per distinct (community, outcome,
-reason, kid) into the pending buckets. No I/O: event processing never waits for PostgreSQL.
+reason, kid) into the pending buckets (`worker.runtime.usage_buckets`: held so that counting
+makes no object the garbage collector tracks, T6). No I/O: event processing never waits for
+PostgreSQL.
 
 A background task (`run`) writes the pending buckets every `flush_seconds` with one statement
 per `FLUSH_CHUNK` buckets (`worker.store.usage.write_counts`) on its own connection: the write
@@ -26,16 +28,22 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
 import asyncpg
 import structlog
 
-from worker.core.reasons import Outcome, Reason
 from worker.core.records import Output
+from worker.runtime.usage_buckets import (
+    NO_COMMUNITY,
+    Buckets,
+    HealthBucket,
+    HealthTally,
+    KeyBucket,
+    KeyTally,
+)
 from worker.store.db import connect, describe, translate
-from worker.store.usage import HealthCounts, KeyCounts, prune, write_counts
+from worker.store.usage import prune, write_counts
 
 log = structlog.get_logger(__name__)
 
@@ -46,25 +54,8 @@ FLUSH_CHUNK: Final = 1000
 #: Old buckets are pruned this often (any worker; idempotent).
 PRUNE_EVERY_SECONDS: Final = 3600.0
 APPLICATION_NAME: Final = "identity-worker-usage"
-NO_COMMUNITY: Final = ""
 
-KeyBucket = tuple[str, str, float]  # community, kid, hour (epoch seconds)
-HealthBucket = tuple[str, float, str, str]  # community, minute, outcome, reason
-
-
-@dataclass(slots=True)
-class KeyTally:
-    verified: int = 0
-    signature_failures: int = 0
-    last_verified_at: float | None = None
-    last_failure_at: float | None = None
-
-
-@dataclass(slots=True)
-class HealthTally:
-    events: int
-    last_detail: str | None
-    last_at: float
+__all__ = ["NO_COMMUNITY", "HealthTally", "KeyTally", "UsageRecorder"]
 
 
 class UsageRecorder:
@@ -86,8 +77,7 @@ class UsageRecorder:
         self.max_pending = max_pending
         self.query_timeout = query_timeout
         self._on_counts = on_counts  # (community, outcome, reason, n): the metrics allow-list
-        self.keys: dict[KeyBucket, KeyTally] = {}
-        self.health: dict[HealthBucket, HealthTally] = {}
+        self._buckets = Buckets()  # what was counted since the last flush took it
         self._in_flight = 0  # buckets taken by a flush that is running (they count against the bound)
         # Monotonic counters, served as the usage_* metrics (runtime/service.py).
         self.dropped = 0  # events not counted: the buffer was full
@@ -103,7 +93,17 @@ class UsageRecorder:
     @property
     def pending(self) -> int:
         """Buckets waiting to be written (those of a flush in progress included)."""
-        return len(self.keys) + len(self.health) + self._in_flight
+        return self._buckets.size + self._in_flight
+
+    @property
+    def keys(self) -> dict[KeyBucket, KeyTally]:
+        """Key buckets not yet taken by a flush (a copy, for tests and diagnostics)."""
+        return self._buckets.key_view()
+
+    @property
+    def health(self) -> dict[HealthBucket, HealthTally]:
+        """Health buckets not yet taken by a flush (a copy, for tests and diagnostics)."""
+        return self._buckets.health_view()
 
     # ------------------------------------------------------------------ counting (per batch)
 
@@ -119,60 +119,8 @@ class UsageRecorder:
                 log.error("usage counting failed", error_type=type(exc).__name__, errors=self.errors)
 
     def _count(self, outputs: Sequence[Output], now: float) -> None:
-        per_batch: dict[tuple[str | None, Outcome, Reason | None, str | None], int] = {}
-        details: dict[tuple[str | None, Reason], str] = {}
-        for output in outputs:
-            reason = output.reason
-            key = (output.community_id, output.outcome, reason, output.kid)
-            per_batch[key] = per_batch.get(key, 0) + 1
-            if reason is not None:  # a rejection: held as a dict (enriched records are JSON only)
-                details[key[0], reason] = output.record["detail"]
-        minute = now - now % 60
-        hour = now - now % 3600
-        known: dict[str | None, str] = {}
-        for (community_id, outcome, reason, kid), n in per_batch.items():
-            community = known.get(community_id)
-            if community is None:
-                ok = community_id is not None and self._configured(community_id)
-                community = known[community_id] = community_id if ok and community_id else NO_COMMUNITY
-            reason_text = reason.value if reason is not None else ""
-            detail = details.get((community_id, reason)) if reason is not None else None
-            kept = self._add_health((community, minute, outcome.value, reason_text), n, detail, now)
-            if kid is not None and community and reason is not Reason.TOKEN_EXPIRED:
-                failed = reason is Reason.INVALID_SIGNATURE
-                kept = self._add_key((community, kid, hour), n, failed, now) and kept
-            if not kept:
-                self.dropped += n
-            if self._on_counts is not None:
-                self._on_counts(community, outcome.value, reason_text, n)
-
-    def _add_health(self, bucket: HealthBucket, n: int, detail: str | None, now: float) -> bool:
-        """False when the bucket is new and the buffer is full (not counted)."""
-        tally = self.health.get(bucket)
-        if tally is None:
-            if self.pending >= self.max_pending:
-                return False
-            self.health[bucket] = HealthTally(n, detail, now)
-            return True
-        tally.events += n
-        if detail is not None:
-            tally.last_detail = detail
-        tally.last_at = now
-        return True
-
-    def _add_key(self, bucket: KeyBucket, n: int, failed: bool, now: float) -> bool:
-        tally = self.keys.get(bucket)
-        if tally is None:
-            if self.pending >= self.max_pending:
-                return False
-            tally = self.keys[bucket] = KeyTally()
-        if failed:
-            tally.signature_failures += n
-            tally.last_failure_at = now
-        else:
-            tally.verified += n
-            tally.last_verified_at = now
-        return True
+        room = self.max_pending - self.pending
+        self.dropped += self._buckets.count(outputs, now, room, self._configured, self._on_counts)
 
     # ------------------------------------------------------------------ flushing (background)
 
@@ -196,26 +144,16 @@ class UsageRecorder:
         flush retries; chunks already written stay written (each adds once).
         """
         self._report_drops()
-        if not self.keys and not self.health:
+        if not self._buckets.size:
             return True
-        keys, self.keys = list(self.keys.items()), {}
-        health, self.health = list(self.health.items()), {}
+        keys, health = self._buckets.rows()
+        self._buckets = Buckets()
         self._in_flight = len(keys) + len(health)
         done = 0
         try:
             conn = await self._connection()
             while done < max(len(keys), len(health)):
-                chunk_k, chunk_h = keys[done : done + FLUSH_CHUNK], health[done : done + FLUSH_CHUNK]
-                rows_k = [
-                    KeyCounts(
-                        c, k, h, t.verified, t.signature_failures, t.last_verified_at, t.last_failure_at
-                    )
-                    for (c, k, h), t in chunk_k
-                ]
-                rows_h = [
-                    HealthCounts(c, m, o, r, t.events, t.last_detail, t.last_at)
-                    for (c, m, o, r), t in chunk_h
-                ]
+                rows_k, rows_h = keys[done : done + FLUSH_CHUNK], health[done : done + FLUSH_CHUNK]
                 await write_counts(conn, rows_k, rows_h, timeout=self.query_timeout)
                 done += FLUSH_CHUNK
                 self.statements += 1
@@ -226,7 +164,7 @@ class UsageRecorder:
             self.flush_failures += 1
             self._drop_connection()
             self._in_flight = 0
-            self._merge_back(dict(keys[done:]), dict(health[done:]))
+            self._buckets.merge_rows(keys[done:], health[done:])
             error = translate(exc, self._dsn).message if self._dsn else describe(exc)
             log.warning(
                 "usage counts not written; kept for the next flush",
@@ -238,24 +176,6 @@ class UsageRecorder:
         self._in_flight = 0
         self.flushes += 1
         return True
-
-    def _merge_back(self, keys: dict[KeyBucket, KeyTally], health: dict[HealthBucket, HealthTally]) -> None:
-        """Counts that could not be written join what was counted meanwhile (the bound was
-        kept: in-flight buckets counted against it while the flush ran)."""
-        for bucket, old in keys.items():
-            new = self.keys.setdefault(bucket, KeyTally())
-            new.verified += old.verified
-            new.signature_failures += old.signature_failures
-            new.last_verified_at = _latest(new.last_verified_at, old.last_verified_at)
-            new.last_failure_at = _latest(new.last_failure_at, old.last_failure_at)
-        for hbucket, hold in health.items():
-            hnew = self.health.get(hbucket)
-            if hnew is None:
-                self.health[hbucket] = hold
-                continue
-            hnew.events += hold.events
-            if hnew.last_detail is None:
-                hnew.last_detail = hold.last_detail
 
     def _report_drops(self) -> None:
         if self.dropped > self._dropped_logged:
@@ -303,11 +223,3 @@ class UsageRecorder:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 2)
             conn.terminate()
-
-
-def _latest(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return max(a, b)
