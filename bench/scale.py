@@ -20,8 +20,10 @@ For each N, on a database and topics of its own:
      reached the bench's own LISTEN connection (the worker's share); "refusal seen" = first
      refused output read back − the command's end (adds Kafka and the output's transaction);
   4. CPU per event (the worker's process, /proc) over a backlog of --backlog events spread over
-     all N communities, then the same backlog on one community (T6's ratio);
+     all N communities, then the same backlog on one community (T6's ratio), --cpu-windows times
+     each, the median of each kind (bench/scale_cpu.py says how it is read);
   5. from /metrics: the longest event-loop pause (T1) and the usage rows written per second.
+--cpu-only runs steps 1 (`config apply` only), 2 and 4; --code runs another tree's worker.
 Delay = output seen by a read_committed consumer − the input's timestamp; "near" a read = sent
 while a full or periodic read logged by the worker ran (±0.5 s), "far" = the others.
 """
@@ -51,8 +53,9 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from kbench import kafka_io  # noqa: E402
-from kbench.procstat import CpuSampler, tree_cpu  # noqa: E402
+from kbench.procstat import tree_cpu  # noqa: E402
 from kbench.runs import percentile, start_worker, stop_process  # noqa: E402
+from scale_cpu import cpu_per_event  # noqa: E402
 
 from worker.core.keys import sign_token  # noqa: E402
 from worker.devtools import examples  # noqa: E402
@@ -60,6 +63,8 @@ from worker.devtools.demo import free_port  # noqa: E402
 from worker.kafka.security import client_options  # noqa: E402
 
 CLI = [sys.executable, "-m", "worker.cli.main"]
+#: The source tree whose worker and commands run (--code: another commit's worktree, to compare).
+CODE = ROOT
 FIELDS = (("customer_id", "Customer ID", "C[0-9]{6}"), ("region", "Region", "[A-Z]{2}"))
 MAPPINGS = (
     ("extra_values.customer_id", "custom_fields.customer_id"),
@@ -86,7 +91,7 @@ def secret(i: int, kid: str) -> str:
 def cli(db: str, *args: str, timeout: float = 3600) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.monotonic()
     env = {**os.environ, "DATABASE_URL": db}
-    done = subprocess.run([*CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run([*CLI, *args], env=env, cwd=CODE, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise SystemExit(f"scale: `identity-worker {' '.join(args)}` failed: {done.stderr.strip()[-500:]}")
     return time.monotonic() - started, done
@@ -144,6 +149,8 @@ async def build(db: str, n: int, args: argparse.Namespace, label: str) -> dict[s
         assert "applied: 0 added, 1 changed, 0 removed" in done.stdout, done.stdout
     finally:
         path.unlink(missing_ok=True)
+    if args.cpu_only:
+        return row
     try:
         row["export_s"] = (
             cli(db, "config", "export", "-o", os.devnull, timeout=args.export_timeout)[0]
@@ -167,7 +174,7 @@ async def api_figures(db: str, n: int, creates: int) -> dict[str, Any]:
     port = free_port()
     env = {**os.environ, "DATABASE_URL": db}
     server = subprocess.Popen(
-        [*CLI, "admin", "serve", "--port", str(port)], env=env, cwd=ROOT,
+        [*CLI, "admin", "serve", "--port", str(port)], env=env, cwd=CODE,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/api/v1"
@@ -295,6 +302,15 @@ class RssSampler(threading.Thread):
                 self.peak = max(self.peak, int(match[1]) * 1024)
 
 
+def start_code(label: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
+    """`identity-worker run` from the --code tree (`start_worker` runs this tree's), its stderr
+    in bench/results/<label>-worker.stderr.log."""
+    log = HERE / "results" / f"{label}-worker.stderr.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen([*CLI, "run"], env=env, cwd=CODE, stdout=subprocess.DEVNULL, stderr=sink)
+    return proc, log
+
+
 def log_events(log: Path) -> list[dict[str, Any]]:
     found = []
     for line in log.read_text(errors="replace").splitlines():
@@ -393,7 +409,7 @@ async def run_size(n: int, args: argparse.Namespace, admin_url: str, bootstrap: 
     producer = AIOKafkaProducer(**client_options(bootstrap), linger_ms=5)
     await producer.start()
     started = time.time()
-    proc, log = start_worker(label, [*CLI, "run"], env)
+    proc, log = start_worker(label, [*CLI, "run"], env) if CODE == ROOT else start_code(label, env)
     rss = RssSampler(proc.pid)
     rss.start()
     try:
@@ -410,88 +426,82 @@ async def run_size(n: int, args: argparse.Namespace, admin_url: str, bootstrap: 
             await producer.send(topics.raw, event(k, cid(0), token(0, "k1", 0)), key=k.encode())
         await outputs.wait_for(warm, 120)
 
-        # 3. the steady stream, spread; a full read a third of the way; removals during it and after
-        total = int(args.rate * args.seconds)
-        sent: dict[str, float] = {}
-        probes: list[tuple[str, asyncio.Task[float]]] = []
-        begin = time.time()
-        for k in range(total):
-            due = begin + k / args.rate
-            if due - time.time() > 0.002:
-                await asyncio.sleep(due - time.time())
-            i = (k * 7919) % n
-            key = f"s-{k}"
-            sent[key] = time.time()
-            await producer.send(topics.raw, event(key, cid(i), token(i, "k1", k)), key=key.encode())
-            if k == total // 3:
-                conn = await asyncpg.connect(db)
-                await conn.execute("SELECT pg_notify('identity_config', '*')")
-                await conn.close()
-                args_probe = (db, n - 1, producer, topics, outputs, "during-full-read", notified)
-                probes.append(("during full read", asyncio.create_task(removal_probe(*args_probe))))
-            if k in (total // 6, (2 * total) // 3, (5 * total) // 6):
-                j = n - 2 - len(probes)
-                probes.append(
-                    (
-                        "elsewhere",
-                        asyncio.create_task(
-                            removal_probe(db, j, producer, topics, outputs, f"x{k}", notified)
-                        ),
+        if not args.cpu_only:  # 3. the steady stream, spread; a full read a third of the way; removals
+            total = int(args.rate * args.seconds)
+            sent: dict[str, float] = {}
+            probes: list[tuple[str, asyncio.Task[float]]] = []
+            begin = time.time()
+            for k in range(total):
+                due = begin + k / args.rate
+                if due - time.time() > 0.002:
+                    await asyncio.sleep(due - time.time())
+                i = (k * 7919) % n
+                key = f"s-{k}"
+                sent[key] = time.time()
+                await producer.send(topics.raw, event(key, cid(i), token(i, "k1", k)), key=key.encode())
+                if k == total // 3:
+                    conn = await asyncpg.connect(db)
+                    await conn.execute("SELECT pg_notify('identity_config', '*')")
+                    await conn.close()
+                    args_probe = (db, n - 1, producer, topics, outputs, "during-full-read", notified)
+                    probes.append(("during full read", asyncio.create_task(removal_probe(*args_probe))))
+                if k in (total // 6, (2 * total) // 3, (5 * total) // 6):
+                    j = n - 2 - len(probes)
+                    probes.append(
+                        (
+                            "elsewhere",
+                            asyncio.create_task(
+                                removal_probe(db, j, producer, topics, outputs, f"x{k}", notified)
+                            ),
+                        )
                     )
-                )
-        await outputs.wait_for(list(sent), 120)
-        for _ in range(1500):  # the forced full read's end (its line says how long it took)
-            if any(e.get("event") == "config_loaded" and stamp(e) > begin for e in log_events(log)):
-                break
-            await asyncio.sleep(0.2)
-        row["c2_s"], row["c2_applied_s"] = {}, {}
-        for what, task in probes:
-            removed, seen, i = await task
-            applied = [
-                stamp(e) for e in log_events(log)
-                if e.get("event") == "config_community_reloaded" and e.get("community_id") == cid(i)
-            ]  # fmt: skip
-            row["c2_s"][what] = max(row["c2_s"].get(what, 0.0), seen)
-            late = min(applied, default=float("inf")) - removed
-            row["c2_applied_s"][what] = max(row["c2_applied_s"].get(what, 0.0), late)
-        reads = [
-            (stamp(e) - float(e.get("seconds", 0)) - 0.5, stamp(e) + 0.5)
-            for e in log_events(log)
-            if e.get("event") in ("config_loaded", "config_refreshed") and stamp(e) > begin
-        ]
-        near, far = [], []
-        for key, at in sent.items():
-            if key not in outputs.seen:
-                continue
-            delay = outputs.seen[key][0] - at
-            (near if any(a <= at <= b for a, b in reads) else far).append(delay)
-        row["delay_near"] = [percentile(near, 50), percentile(near, 99), max(near, default=float("nan"))]
-        row["delay_far"] = [percentile(far, 50), percentile(far, 99), max(far, default=float("nan"))]
-        row["lost"] = sum(1 for k in sent if k not in outputs.seen)
-        full = [e for e in log_events(log) if e.get("event") == "config_loaded" and stamp(e) > begin]
-        row["full_read_s"] = float(full[-1]["seconds"]) if full else float("nan")
-        row["loop_pause_max_s"] = metric(port, "identity_worker_event_loop_lag_max_seconds")
-        row["loop_held_max_s"] = metric(port, "identity_worker_event_loop_held_max_seconds")
-        row["loop_held_after_ready_s"] = held_after(log, ready + 1.0)
+            await outputs.wait_for(list(sent), 120)
+            for _ in range(1500):  # the forced full read's end (its line says how long it took)
+                if any(e.get("event") == "config_loaded" and stamp(e) > begin for e in log_events(log)):
+                    break
+                await asyncio.sleep(0.2)
+            row["c2_s"], row["c2_applied_s"] = {}, {}
+            for what, task in probes:
+                removed, seen, i = await task
+                applied = [
+                    stamp(e) for e in log_events(log)
+                    if e.get("event") == "config_community_reloaded" and e.get("community_id") == cid(i)
+                ]  # fmt: skip
+                row["c2_s"][what] = max(row["c2_s"].get(what, 0.0), seen)
+                late = min(applied, default=float("inf")) - removed
+                row["c2_applied_s"][what] = max(row["c2_applied_s"].get(what, 0.0), late)
+            reads = [
+                (stamp(e) - float(e.get("seconds", 0)) - 0.5, stamp(e) + 0.5)
+                for e in log_events(log)
+                if e.get("event") in ("config_loaded", "config_refreshed") and stamp(e) > begin
+            ]
+            near, far = [], []
+            for key, at in sent.items():
+                if key not in outputs.seen:
+                    continue
+                delay = outputs.seen[key][0] - at
+                (near if any(a <= at <= b for a, b in reads) else far).append(delay)
+            row["delay_near"] = [percentile(near, 50), percentile(near, 99), max(near, default=float("nan"))]
+            row["delay_far"] = [percentile(far, 50), percentile(far, 99), max(far, default=float("nan"))]
+            row["lost"] = sum(1 for k in sent if k not in outputs.seen)
+            full = [e for e in log_events(log) if e.get("event") == "config_loaded" and stamp(e) > begin]
+            row["full_read_s"] = float(full[-1]["seconds"]) if full else float("nan")
+            row["loop_pause_max_s"] = metric(port, "identity_worker_event_loop_lag_max_seconds")
+            row["loop_held_max_s"] = metric(port, "identity_worker_event_loop_held_max_seconds")
+            row["loop_held_after_ready_s"] = held_after(log, ready + 1.0)
 
-        # 4. CPU per event: a backlog spread over all N, then one on a single community
-        for name, pick in (("spread", lambda k: (k * 7919) % n), ("one", lambda k: 1)):
-            rows_before = metric(port, "identity_worker_usage_rows_written")
-            values = [
-                (f"{name}-{k}", event(f"{name}-{k}", cid(pick(k)), token(pick(k), "k1", 10**6 + k)))
-                for k in range(args.backlog)
-            ]  # signed before the clock starts
-            with CpuSampler(proc.pid) as cpu:
-                t0 = time.time()
-                for key, value in values:
-                    await producer.send(topics.raw, value, key=key.encode())
-                await outputs.wait_for([k for k, _ in values], 300)
-                t1 = max(outputs.seen[k][0] for k, _ in values if k in outputs.seen)
-                first = min(outputs.seen[k][0] for k, _ in values if k in outputs.seen)
-            row[f"cpu_{name}_us"] = (cpu.at(t1) - cpu.at(first)) / args.backlog * 1e6
-            await asyncio.sleep(args.flush + 1)
-            rows = metric(port, "identity_worker_usage_rows_written") - rows_before
-            row[f"count_rows_{name}_per_s"] = rows / (time.time() - t0)
+        # 4. CPU per event: backlogs spread over all N and on a single community (bench/scale_cpu.py)
+        async def send(key: str, value: bytes) -> None:
+            await producer.send(topics.raw, value, key=key.encode())
+
+        row.update(
+            await cpu_per_event(
+                pid=proc.pid, n=n, backlog=args.backlog, windows=args.cpu_windows, flush=args.flush,
+                make_event=lambda key, i, k: event(key, cid(i), token(i, "k1", k)), send=send,
+                seen=outputs.seen, wait_for=outputs.wait_for,
+                rows_written=lambda: metric(port, "identity_worker_usage_rows_written"),
+            )
+        )  # fmt: skip
         row["rss_peak_mib"] = rss.peak / 2**20
         row["load_end"] = os.getloadavg()[0]
     finally:
@@ -516,8 +526,22 @@ COLUMNS = (
     "longest loop pause (computing; computing after ready + 1 s)", "full read",
     "delay near reads p50/p99/max",
     "delay elsewhere p50/p99/max", "C2 applied / refusal seen, during a full read",
-    "C2 applied / refusal seen, elsewhere", "CPU/event spread / one (ratio)", "count rows/s spread / one",
+    "C2 applied / refusal seen, elsewhere", "CPU/event spread / one (ratio; median of windows, ns reading)",
+    "first window spread / one (ticks reading)", "count rows/s spread / one",
 )  # fmt: skip
+
+
+def cpu_cell(r: dict[str, Any]) -> str:
+    """T6: the medians of the windows, read in nanoseconds (bench/scale_cpu.py)."""
+    return f"{r['cpu_spread_us']:.1f} / {r['cpu_one_us']:.1f} µs ({r['cpu_spread_us'] / r['cpu_one_us']:.2f})"
+
+
+def first_window_cell(r: dict[str, Any]) -> str:
+    """The first window of each kind read in clock ticks: the bench's first-version figure."""
+    if "cpu_first_window_ticks_us" not in r:  # a row of the first version
+        return "—"
+    spread, one = r["cpu_first_window_ticks_us"]
+    return f"{spread:.0f} / {one:.0f} µs ({spread / one:.2f})"
 
 
 def cells(r: dict[str, Any]) -> list[str]:
@@ -537,7 +561,6 @@ def cells(r: dict[str, Any]) -> list[str]:
         f"{fmt(r['loop_pause_max_s'] * 1000, ' ms', 0)} ({fmt(r['loop_held_max_s'] * 1000, ' ms', 0)}; "
         f"after ready {after_text})"
     )
-    ratio = r["cpu_spread_us"] / r["cpu_one_us"]
     return [
         f"{r['n']:,}", f"{r['load']:.1f}–{r.get('load_end', r['load']):.1f}", build,
         fmt(r["export_s"], " s", 1), api, startup,
@@ -545,12 +568,27 @@ def cells(r: dict[str, Any]) -> list[str]:
         " / ".join(fmt(v) for v in r["delay_near"]) + " s", " / ".join(fmt(v) for v in r["delay_far"]) + " s",
         f"{fmt(applied['during full read'])} / {fmt(c2['during full read'])} s",
         f"{fmt(applied['elsewhere'])} / {fmt(c2['elsewhere'])} s",
-        f"{r['cpu_spread_us']:.0f} / {r['cpu_one_us']:.0f} µs ({ratio:.2f})",
+        cpu_cell(r), first_window_cell(r),
         f"{r['count_rows_spread_per_s']:.0f} / {r['count_rows_one_per_s']:.0f}",
     ]  # fmt: skip
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
+    if any("delay_far" not in r for r in rows):  # --cpu-only
+        print(
+            "| N | load | CPU/event spread / one (ratio) | windows spread; one (µs) | first window, ticks |"
+        )
+        print("|---|---|---|---|---|")
+        for r in rows:
+            windows = [
+                " ".join(f"{w['us']:.1f}" for w in r["cpu_windows"] if w["kind"] == kind)
+                for kind in ("spread", "one")
+            ]
+            print(
+                f"| {r['n']:,} | {r['load']:.1f}–{r['load_end']:.1f} | {cpu_cell(r)} | {'; '.join(windows)} "
+                f"| {first_window_cell(r)} |"
+            )
+        return
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))
     for r in rows:
@@ -594,20 +632,39 @@ async def main() -> None:
     parser.add_argument("--refresh", type=float, default=5.0, help="the worker's safety-net refresh, seconds")
     parser.add_argument("--backlog", type=int, default=10000, help="events of each CPU backlog")
     parser.add_argument(
+        "--cpu-windows",
+        type=int,
+        default=3,
+        help="backlogs of each kind (spread, one); the figure is their median",
+    )
+    parser.add_argument(
+        "--cpu-only", action="store_true",
+        help="only what step 4 needs: apply, the worker, CPU per event (no export, API, steady stream)",
+    )  # fmt: skip
+    parser.add_argument(
         "--flush", type=float, default=5.0, help="the worker's usage flush interval (default)"
     )
     parser.add_argument(
         "--api-creates", type=int, default=20, help="communities created through the admin API, timed"
     )
     parser.add_argument("--export-timeout", type=float, default=300.0, help="0: no `config export`")
+    parser.add_argument(
+        "--code", type=Path, default=ROOT,
+        help="run the worker and the commands from this source tree (e.g. another commit's worktree)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=HERE / "results" / "scale.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "scale.png")
     parser.add_argument("--report-only", action="store_true", help="table and plot of --json; run nothing")
     args = parser.parse_args()
+    global CODE
+    CODE = args.code.resolve()
+    if not (CODE / "worker" / "cli" / "main.py").is_file():
+        raise SystemExit(f"scale: --code {args.code} holds no worker/cli/main.py")
     if args.report_only:
         rows = json.loads(args.json.read_text())
         print_table(rows)
-        plot(rows, args.plot)
+        if all("delay_far" in r for r in rows):
+            plot(rows, args.plot)
         return
     admin_url, bootstrap = os.environ.get("DATABASE_URL"), os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not admin_url or not bootstrap:
@@ -624,7 +681,8 @@ async def main() -> None:
         args.json.parent.mkdir(exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1, default=str))
     print_table(rows)
-    plot(rows, args.plot)
+    if not args.cpu_only:
+        plot(rows, args.plot)
 
 
 if __name__ == "__main__":
