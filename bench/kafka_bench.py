@@ -345,6 +345,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--loads", default="0.1,0.25,0.5,0.75", help="paced loads as fractions of max throughput")
     p.add_argument("--phase-seconds", type=float, default=8.0, help="seconds per paced load level")
+    p.add_argument(
+        "--delay-parts",
+        action="store_true",
+        help="split each paced delay in its parts (sent -> decided -> appended -> seen), p50 / p99 "
+        "and the slowest 1 %%'s mean of each (the collector reads every output's processed_at)",
+    )
+    p.add_argument(
+        "--max-throughput",
+        type=float,
+        default=None,
+        help="events/s the paced levels are fractions of, instead of this run's mix (for paced-only runs)",
+    )
     p.add_argument("--worker", choices=["auto", "cli", "standin"], default="auto")
     p.add_argument(
         "--only",
@@ -522,6 +534,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
 
     by = {r.name: r for r in backlog}
     max_tp = by["mix"].throughput if "mix" in by else (by["unique"].throughput if "unique" in by else 1000.0)
+    if args.max_throughput is not None:
+        max_tp = args.max_throughput
     paced: list[PacedResult] = []
     if wanted("paced"):
         rates = [max(20.0, float(f) * max_tp) for f in args.loads.split(",")]
@@ -530,7 +544,9 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         rates.sort()
         argv, env = launcher.command(paced_topics, f"{prefix}-paced", "exactly_once", 1)
         say(f"paced loads (events/s): {', '.join(f'{r:,.0f}' for r in rates)}, {args.phase_seconds:g} s each")
-        paced = await paced_runs(bootstrap, paced_topics, mix.values, rates, args.phase_seconds, argv, env)
+        paced = await paced_runs(
+            bootstrap, paced_topics, mix.values, rates, args.phase_seconds, argv, env, parts=args.delay_parts
+        )
         problems += [
             f"paced {p.offered:,.0f}/s: {p.received} of {p.sent} answered"
             for p in paced

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -118,14 +119,18 @@ class Collected:
     duplicates: int = 0
     first: float = 0.0
     last: float = 0.0
+    # With `parts`: key -> (processed_at, the output record's CreateTime), epoch seconds: the
+    # worker's decision and its producer's append, to split a delay into its parts.
+    parts: dict[int, tuple[float, float]] = field(default_factory=dict)
 
 
 class Collector:
     """A read_committed consumer of the output topics, running until `expected` keys arrived."""
 
-    def __init__(self, bootstrap: str, topics: Sequence[str]) -> None:
+    def __init__(self, bootstrap: str, topics: Sequence[str], *, parts: bool = False) -> None:
         self.bootstrap = bootstrap
         self.topics = list(topics)
+        self.parts = parts
         self.result = Collected()
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -165,8 +170,25 @@ class Collector:
                         res.duplicates += 1
                         continue
                     res.received[key] = now
+                    if self.parts:
+                        res.parts[key] = (processed_at(record.value), record.timestamp / 1000)
                     if not res.first:
                         res.first = now
                     res.last = now
                     last_progress = now
         return res
+
+
+_PROCESSED = b'"processed_at":"'
+
+
+def processed_at(value: bytes | None) -> float:
+    """The output's `processed_at` (RFC 3339 UTC) as epoch seconds; NaN when it has none."""
+    if not value:
+        return float("nan")
+    start = value.find(_PROCESSED)
+    if start < 0:
+        return float("nan")
+    start += len(_PROCESSED)
+    text = value[start : value.index(b'"', start)].decode()
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
