@@ -76,11 +76,14 @@ async def produce_paced(
 ) -> float:
     """Values at `rate` events/s, timestamp = send time (also stored in `sent`). Returns the achieved rate.
 
-    No linger: each record leaves at once, so its delay is the worker's, not the harness's."""
+    No linger: each record leaves at once, so its delay is the worker's, not the harness's.
+    Acknowledged sends are checked and dropped as the level goes (`_unacknowledged`): one
+    `gather` of a whole level's futures at its end held this loop before the last records
+    left (57 / 131 / 391 ms for 17 000 / 42 600 / 85 200 records), a "delay" of the harness's."""
     producer = _producer(bootstrap, linger_ms=0)
     await producer.start()
     try:
-        futures = []
+        futures: list[asyncio.Future[object]] = []
         start = time.time()
         for i, value in enumerate(values):
             due = start + i / rate
@@ -92,10 +95,26 @@ async def produce_paced(
             futures.append(
                 await producer.send(topic, value, key=str(first_key + i).encode(), timestamp_ms=stamp)
             )
+            if len(futures) >= 1000:
+                futures = _unacknowledged(futures)
         await asyncio.gather(*futures)
         return len(values) / max(time.time() - start, 1e-9)
     finally:
         await producer.stop()
+
+
+def _unacknowledged(futures: list[asyncio.Future[object]]) -> list[asyncio.Future[object]]:
+    """The futures still pending; raises the first failed send among the others."""
+    for future in futures:
+        if future.done() and future.exception() is not None:
+            raise future.exception()  # type: ignore[misc]
+    return [future for future in futures if not future.done()]
+
+
+def ready() -> bool:
+    """Nothing: run once in the paced producer's process pool, it starts (spawns and imports)
+    that process before the first level, not during it."""
+    return True
 
 
 def produce_paced_apart(

@@ -243,6 +243,9 @@ async def paced_runs(
     # outputs' arrival, not when a loop busy sending got to them (kafka_io.produce_paced_apart).
     producers = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     try:
+        # The producer's process starts now: spawned during the first level, its start-up (a
+        # Python process importing aiokafka) took the cores the worker needed then.
+        await asyncio.get_running_loop().run_in_executor(producers, kafka_io.ready)
         # warm-up: until the worker has joined the group and answered a few events
         warm = values[:200]
         await kafka_io.produce_paced(bootstrap, topics.raw, warm, 200, sent, first_key=key)
