@@ -314,6 +314,18 @@ def plot(report: dict[str, Any], path: Path) -> None:
 # ------------------------------------------------------------------------------ main
 
 
+# Kafka's own `log.segment.bytes` (1 GiB). The local stack's broker rolls every 16 MiB (fast
+# feedback for the tests); at the paced levels an output or input partition then rolled every
+# few seconds, and each roll's flush of a segment the kernel had not yet written back held the
+# broker's appends, hence the worker's transaction, 40-210 ms (docs/performance.md).
+KAFKA_SEGMENT_BYTES = 1 << 30
+
+
+def topic_configs(args: argparse.Namespace) -> dict[str, str]:
+    """The bench topics' settings: the segment size unless `--segment-bytes 0`."""
+    return {"segment.bytes": str(args.segment_bytes)} if args.segment_bytes else {}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=100000, help="events per backlog scenario (N)")
@@ -356,6 +368,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=None,
         help="events/s the paced levels are fractions of, instead of this run's mix (for paced-only runs)",
+    )
+    p.add_argument(
+        "--segment-bytes",
+        type=int,
+        default=KAFKA_SEGMENT_BYTES,
+        help="log segment size of the bench's topics (default Kafka's own, 1 GiB; the local "
+        "stack's broker default of 16 MiB is for the tests): 0 keeps the broker's",
     )
     p.add_argument("--worker", choices=["auto", "cli", "standin"], default="auto")
     p.add_argument(
@@ -454,7 +473,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     names += [f"{prefix}.passthrough.copy", paced_topics.raw, *paced_topics.outputs]
     names += [f"{prefix}.floor-{d}.{outcome}" for d in floors for outcome in ("enriched", "rejected")]
     try:
-        await kafka_io.create_topics(bootstrap, names, args.partitions)
+        await kafka_io.create_topics(bootstrap, names, args.partitions, topic_configs(args))
     except KafkaConnectionError as exc:  # a missing stack: one line, exit 1
         raise SystemExit(f"bench: no Kafka broker at {bootstrap} ({exc}); start it: make stack-up") from None
     await asyncio.sleep(1.0)  # let the partition leaders settle before producing

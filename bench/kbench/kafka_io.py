@@ -33,12 +33,18 @@ class Topics(WorkerTopics):
         return cls(*(f"{prefix}.identity.{name}" for name in ("raw", "enriched", "rejected", "dlq", "copy")))
 
 
-async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
+async def create_topics(
+    bootstrap: str, names: Sequence[str], partitions: int, configs: dict[str, str] | None = None
+) -> None:
+    """`names` with `partitions` each, replication 1; `configs`: topic settings for every one."""
     admin = AIOKafkaAdminClient(**client_options(bootstrap))
     await admin.start()
     try:
         await admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
+            [
+                NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=configs or {})
+                for name in names
+            ]
         )
     finally:
         await admin.close()
