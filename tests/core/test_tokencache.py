@@ -72,6 +72,25 @@ def test_c4_a_hit_gives_byte_for_byte_the_output_of_a_full_verification(admitted
     assert cache.hits == 1 and hit.to_json() == uncached
 
 
+def test_c4_the_verification_that_makes_an_entry_keeps_its_derived_part(
+    run: Runner, admitted: Admitted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The entry's memo (mapping result, output fragment) is the one its own verification made:
+    a hit derives nothing, not even the first one."""
+    import worker.core.pipeline as pipeline
+
+    derived: list[object] = []
+    real = pipeline._derive
+    monkeypatch.setattr(pipeline, "_derive", lambda *args: derived.append(args) or real(*args))
+    lookup, cache = acme_lookup(), TokenCache()
+    token = make_token()
+    admitted(event(token), lookup, cache)
+    assert len(derived) == 2  # noted, then the entry
+    for _ in range(3):
+        run(event(token), lookup=lookup, token_cache=cache)
+    assert cache.hits == 3 and len(derived) == 2
+
+
 def test_c4_the_notes_of_one_time_tokens_are_bounded(run: Runner) -> None:
     """Admission notes are digests, at most `max_entries` of them: old notes go, so a token
     seen again long after is noted again rather than admitted."""

@@ -185,7 +185,7 @@ def process_event(
                 return rejection(envelope, why, mode, now)
             verified = checked
             if token_cache is not None and key is not None:
-                token_cache.put(key, community.keys_version, verified)
+                entry = token_cache.put(key, community.keys_version, verified)  # None: only noted
         identity = finish_verification(
             verified, received_at=received_at, now=now, community=community, trace=trace
         )
@@ -199,11 +199,11 @@ def process_event(
                 max_token_bytes=limits.max_token_bytes,
             )
             return rejection(envelope, why, mode, now, verified.kid)
-        if entry is None:
-            return enriched(envelope, _derive(verified, identity, community), now)
-        derived = entry.derived_for(community)  # C4: the cache's memo (`tokencache.Entry`)
+        derived = entry.derived_for(community) if entry is not None else None  # C4's memo
         if derived is None:
-            derived = entry.keep(_derive(verified, identity, community))
+            derived = _derive(verified, identity, community)
+            if entry is not None:  # made with the entry: its first hit does not derive it again
+                entry.keep(derived)
         return enriched(envelope, derived, now)
     assert event.identity is not None  # V1 (the model's check) guarantees exactly one of the two
     plain = read_identity(event.identity)

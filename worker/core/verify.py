@@ -296,7 +296,7 @@ def verify_token_signature(
     key = find_key(community, kid, alg)
     if isinstance(key, Rejected):
         return trace.failed("V6", key)
-    trace.passed("V6", "key {!r} ({}, {})", key.kid, key.alg, key.fingerprint)
+    trace.passed("V6", _key_detail, key)  # the fingerprint is made only when traced
     bad_signature = check_signature(key, compact)
     if bad_signature is not None:
         return trace.failed("V7", bad_signature)
@@ -335,6 +335,10 @@ def finish_verification(
 
 def _header_detail(header: dict[Any, Any]) -> str:
     return f"header {_shown(header)}"
+
+
+def _key_detail(key: JwtKey) -> str:
+    return f"key {key.kid!r} ({key.alg}, {key.fingerprint})"
 
 
 def _alg_detail(alg: str, kid: object) -> str:
