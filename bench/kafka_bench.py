@@ -314,6 +314,18 @@ def plot(report: dict[str, Any], path: Path) -> None:
 # ------------------------------------------------------------------------------ main
 
 
+# Kafka's own `log.segment.bytes` (1 GiB). The local stack's broker rolls every 16 MiB (fast
+# feedback for the tests); at the paced levels an output or input partition then rolled every
+# few seconds, and each roll's flush of a segment the kernel had not yet written back held the
+# broker's appends, hence the worker's transaction, 40-210 ms (docs/performance.md).
+KAFKA_SEGMENT_BYTES = 1 << 30
+
+
+def topic_configs(args: argparse.Namespace) -> dict[str, str]:
+    """The bench topics' settings: the segment size unless `--segment-bytes 0`."""
+    return {"segment.bytes": str(args.segment_bytes)} if args.segment_bytes else {}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=100000, help="events per backlog scenario (N)")
@@ -345,6 +357,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--loads", default="0.1,0.25,0.5,0.75", help="paced loads as fractions of max throughput")
     p.add_argument("--phase-seconds", type=float, default=8.0, help="seconds per paced load level")
+    p.add_argument(
+        "--delay-parts",
+        action="store_true",
+        help="split each paced delay in its parts (sent -> decided -> appended -> seen), p50 / p99 "
+        "and the slowest 1 %%'s mean of each (the collector reads every output's processed_at)",
+    )
+    p.add_argument(
+        "--max-throughput",
+        type=float,
+        default=None,
+        help="events/s the paced levels are fractions of, instead of this run's mix (for paced-only runs)",
+    )
+    p.add_argument(
+        "--segment-bytes",
+        type=int,
+        default=KAFKA_SEGMENT_BYTES,
+        help="log segment size of the bench's topics (default Kafka's own, 1 GiB; the local "
+        "stack's broker default of 16 MiB is for the tests): 0 keeps the broker's",
+    )
     p.add_argument("--worker", choices=["auto", "cli", "standin"], default="auto")
     p.add_argument(
         "--only",
@@ -442,7 +473,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     names += [f"{prefix}.passthrough.copy", paced_topics.raw, *paced_topics.outputs]
     names += [f"{prefix}.floor-{d}.{outcome}" for d in floors for outcome in ("enriched", "rejected")]
     try:
-        await kafka_io.create_topics(bootstrap, names, args.partitions)
+        await kafka_io.create_topics(bootstrap, names, args.partitions, topic_configs(args))
     except KafkaConnectionError as exc:  # a missing stack: one line, exit 1
         raise SystemExit(f"bench: no Kafka broker at {bootstrap} ({exc}); start it: make stack-up") from None
     await asyncio.sleep(1.0)  # let the partition leaders settle before producing
@@ -522,6 +553,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
 
     by = {r.name: r for r in backlog}
     max_tp = by["mix"].throughput if "mix" in by else (by["unique"].throughput if "unique" in by else 1000.0)
+    if args.max_throughput is not None:
+        max_tp = args.max_throughput
     paced: list[PacedResult] = []
     if wanted("paced"):
         rates = [max(20.0, float(f) * max_tp) for f in args.loads.split(",")]
@@ -530,7 +563,9 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         rates.sort()
         argv, env = launcher.command(paced_topics, f"{prefix}-paced", "exactly_once", 1)
         say(f"paced loads (events/s): {', '.join(f'{r:,.0f}' for r in rates)}, {args.phase_seconds:g} s each")
-        paced = await paced_runs(bootstrap, paced_topics, mix.values, rates, args.phase_seconds, argv, env)
+        paced = await paced_runs(
+            bootstrap, paced_topics, mix.values, rates, args.phase_seconds, argv, env, parts=args.delay_parts
+        )
         problems += [
             f"paced {p.offered:,.0f}/s: {p.received} of {p.sent} answered"
             for p in paced

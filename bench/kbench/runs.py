@@ -164,6 +164,51 @@ class PacedResult:
     p99_ms: float
     max_ms: float
     loadavg: float = float("nan")  # 1-minute load average when the level started
+    # With `parts`: each part's p50 / p99 ms and its mean over the slowest 1 % of records
+    # (`delay_parts`): what the tail is made of.
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+# A record's delay in three parts (`kafka_io.Collected.parts`): sent -> the worker's decision
+# (`processed_at`: input append, the worker's fetch, its wait for the batch ahead), decision ->
+# its output's append (the rest of the batch decided, the previous transaction ended), append ->
+# the collector (produce, commit, markers, the collector's fetch).
+PARTS = ("to_decide", "to_append", "to_seen")
+
+
+def delay_parts(
+    sent: dict[int, float], got: dict[int, float], parts: dict[int, tuple[float, float]]
+) -> dict[str, dict[str, float]]:
+    """p50 / p99 ms of each part over the level, and each part's mean over the slowest 1 %."""
+    rows = []
+    for key, seen in got.items():
+        decided, appended = parts[key]
+        rows.append((seen - sent[key], (decided - sent[key], appended - decided, seen - appended)))
+    if not rows:
+        return {}
+    rows.sort(key=lambda row: row[0])
+    tail = rows[len(rows) - max(1, len(rows) // 100) :]
+    out = {}
+    for i, name in enumerate(PARTS):
+        values = [row[1][i] * 1000 for row in rows]
+        out[name] = {
+            "p50": percentile(values, 50),
+            "p99": percentile(values, 99),
+            "tail_mean": sum(row[1][i] for row in tail) * 1000 / len(tail),
+        }
+    return out
+
+
+def write_parts(
+    path: Path, sent: dict[int, float], got: dict[int, float], parts: dict[int, tuple[float, float]]
+) -> None:
+    """One line per record, in send order: key, sent, decided, appended, seen (epoch seconds)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        out.write("key,sent,decided,appended,seen\n")
+        for key in sorted(got):
+            decided, appended = parts[key]
+            out.write(f"{key},{sent[key]:.3f},{decided:.6f},{appended:.3f},{got[key]:.6f}\n")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -182,9 +227,13 @@ async def paced_runs(
     seconds: float,
     argv: list[str],
     env: dict[str, str],
+    parts: bool = False,
 ) -> list[PacedResult]:
-    """One worker on fresh topics; successive phases at each offered rate; delays per phase."""
-    collector = kafka_io.Collector(bootstrap, topics.outputs)
+    """One worker on fresh topics; successive phases at each offered rate; delays per phase.
+
+    `parts`: each delay also split in its parts (`delay_parts`; the collector reads each
+    output's `processed_at`)."""
+    collector = kafka_io.Collector(bootstrap, topics.outputs, parts=parts)
     await collector.start()
     proc, log = start_worker("paced", argv, env)
     results: list[PacedResult] = []
@@ -194,6 +243,9 @@ async def paced_runs(
     # outputs' arrival, not when a loop busy sending got to them (kafka_io.produce_paced_apart).
     producers = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     try:
+        # The producer's process starts now: spawned during the first level, its start-up (a
+        # Python process importing aiokafka) took the cores the worker needed then.
+        await asyncio.get_running_loop().run_in_executor(producers, kafka_io.ready)
         # warm-up: until the worker has joined the group and answered a few events
         warm = values[:200]
         await kafka_io.produce_paced(bootstrap, topics.raw, warm, 200, sent, first_key=key)
@@ -227,11 +279,21 @@ async def paced_runs(
                 p99_ms=percentile(delays, 99),
                 max_ms=max(delays) if delays else float("nan"),
                 loadavg=load,
+                parts=delay_parts(sent, got, collector.result.parts) if parts else {},
             )
+            if parts:
+                write_parts(
+                    HERE / "results" / f"paced-{len(results)}-parts.csv", sent, got, collector.result.parts
+                )
             say(
                 f"paced {rate:,.0f}/s: output {r.throughput:,.0f}/s, delay p50 {r.p50_ms:.0f} ms, "
                 f"p95 {r.p95_ms:.0f} ms, p99 {r.p99_ms:.0f} ms ({r.received}/{n})"
             )
+            for name, part in r.parts.items():
+                say(
+                    f"  {name}: p50 {part['p50']:.1f} ms, p99 {part['p99']:.1f} ms, "
+                    f"mean over the slowest 1 %: {part['tail_mean']:.1f} ms"
+                )
             results.append(r)
             key += n
     finally:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,12 +75,15 @@ class Checkpoint:
             await consumer.commit(self.offsets)
             return
         await producer.begin_transaction()
-        offsets = self.offsets
-
-        async def send_offsets() -> None:
-            await producer.send_offsets_to_transaction(offsets, group_id)
-
-        await _publish(producer, routing, self.decided, send_offsets)
+        # The offsets go once the outputs are acknowledged, not while they fly: a broker with
+        # transaction verification (KIP-890, Kafka >= 3.6) verifies both the first produce of a
+        # transaction on each partition and its TxnOffsetCommit through one queue that keeps a
+        # single pending verification per transactional id; the second to arrive makes the
+        # first answered NETWORK_EXCEPTION, which a produce of an older client such as aiokafka
+        # gets as NOT_ENOUGH_REPLICAS and retries 20 ms later (docs/performance.md, "What the
+        # delay tail was"). Same transaction, same outputs and offsets (K2).
+        await _publish(producer, routing, self.decided)
+        await producer.send_offsets_to_transaction(self.offsets, group_id)
         if not consumer.in_group():
             raise MemberExpelled("the consumer group expelled this member; aborting its batch")
         await producer.commit_transaction()
@@ -98,13 +100,8 @@ class Checkpoint:
         metrics.observe_delays([item.record.timestamp for item in decided])  # the delay panel (§7)
 
 
-async def _publish(
-    producer: OutputProducer,
-    routing: Routing,
-    decided: list[Decided],
-    then: Callable[[], Awaitable[None]] | None = None,
-) -> None:
-    """Send the batch's outputs (after `then()`, awaited, while they fly) and wait for them.
+async def _publish(producer: OutputProducer, routing: Routing, decided: list[Decided]) -> None:
+    """Send the batch's outputs and wait for every acknowledgement.
 
     Any failure marks the routing stale, so the next attempt reads the output topics again. A
     refusal of the records themselves (`TOPIC_REFUSALS`: they were fitted to what the topic took,
@@ -114,8 +111,6 @@ async def _publish(
     try:
         await routing.prepare(producer)
         futures = await _send_all(producer, routing, decided)
-        if then is not None:
-            await then()
         await _delivered(producer, futures)
     except TOPIC_REFUSALS as exc:
         routing.stale = True
