@@ -83,8 +83,7 @@ ON CONFLICT (community_id, minute, outcome, reason) DO UPDATE
                            THEN coalesce(EXCLUDED.last_detail, m.last_detail) ELSE m.last_detail END,
         last_at = GREATEST(m.last_at, EXCLUDED.last_at)
 """
-_NO_KEYS: Final = ((),) * 7
-_NO_HEALTH: Final = ((),) * 7
+_NO_ROWS: Final = ((),) * 7  # seven empty columns: both row kinds have seven fields
 
 
 async def write_counts(
@@ -100,8 +99,8 @@ async def write_counts(
     it): sorted as tuples, the rows are then in bucket order, and no comparison ever reaches a
     count or a None.
     """
-    key_columns = list(zip(*sorted(keys), strict=True)) or _NO_KEYS
-    health_columns = list(zip(*sorted(health), strict=True)) or _NO_HEALTH
+    key_columns = list(zip(*sorted(keys), strict=True)) or _NO_ROWS
+    health_columns = list(zip(*sorted(health), strict=True)) or _NO_ROWS
     await conn.execute(_WRITE, *key_columns, *health_columns, timeout=timeout)
 
 
